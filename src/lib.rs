@@ -1,0 +1,21 @@
+//! logbook: an append-only event log storage engine for event-sourced systems.
+//!
+//! Layers, bottom to top (each module owns one idea; dependencies flow downward only):
+//! [`record`] (the frame), [`segment`] (one file), [`index`] (stream -> version -> position),
+//! [`log`] (segments, recovery, the writer thread), [`store`] (the public API).
+#![doc = include_str!("../README.md")]
+
+pub mod error;
+pub mod index;
+pub mod log;
+pub mod protocol;
+pub mod record;
+pub mod segment;
+pub mod store;
+pub mod types;
+
+pub use error::{Error, Result};
+pub use store::{AllPage, Store, StoreStats, Subscription};
+pub use types::{
+    AppendResult, Direction, ExpectedVersion, Filter, NewEvent, Options, RecordedEvent, SyncMode, VerifyOnOpen,
+};

@@ -1,0 +1,949 @@
+//! The ordered set of segments, recovery on open, and the single writer thread.
+//!
+//! One writer thread owns the active segment. Appenders send [`Request`]s over a bounded
+//! crossbeam channel; the writer takes everything queued (a group), checks expected versions
+//! and idempotency, encodes every frame into one buffer, writes it with one call, issues one
+//! fdatasync for the whole group, then publishes the new events to readers and acknowledges
+//! each appender. Readers see only published events: with `SyncMode::Always` that means
+//! durable ones. A segment is sealed (and a new one created) only between groups, so a group
+//! — and therefore every atomic batch — lives in exactly one segment.
+//!
+//! After an I/O error on write or fsync the writer stops for good (fsyncgate): every pending
+//! and later append gets [`Error::WriterFailed`]; only reopening the store re-reads the truth.
+
+use std::collections::{HashMap, HashSet};
+use std::fs::{self, File};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+use parking_lot::{Condvar, Mutex, RwLock};
+
+use crate::error::{Error, Result};
+use crate::index::{self, ActiveIndex, IndexedEvent, SegmentIndex, StreamDirectory};
+use crate::record::{self, FrameRef, BODY_FIXED_BYTES, FRAME_HEADER_BYTES};
+use crate::segment::{self, SegmentMap, SegmentWriter, StopKind, SEGMENT_HEADER_BYTES};
+use crate::types::{AppendResult, ExpectedVersion, NewEvent, Options, RecordedEvent, SyncMode, VerifyOnOpen};
+
+/// Subdirectory holding segment and index files.
+pub const SEGMENTS_DIR: &str = "segments";
+/// Held with an OS lock while a store is open.
+pub const LOCK_FILE: &str = "LOCK";
+/// Written on clean shutdown, removed on open: its absence means the last run crashed.
+pub const CLEAN_FILE: &str = "CLEAN";
+/// Most appends the writer takes into one group commit.
+pub const MAX_GROUP_APPENDS: usize = 1024;
+/// Most bytes the writer buffers for one group before committing it.
+pub const MAX_GROUP_BYTES: usize = 32 * 1024 * 1024;
+
+/// A sealed segment: its bytes and its index, both mmapped.
+#[derive(Debug)]
+pub struct SealedSegment {
+    pub map: Arc<SegmentMap>,
+    pub index: SegmentIndex,
+}
+
+/// The active segment as readers see it.
+#[derive(Debug)]
+pub struct ActiveSegment {
+    pub map: Arc<SegmentMap>,
+    pub index: ActiveIndex,
+}
+
+/// Everything readers need, behind one RwLock the writer takes only to publish or seal.
+#[derive(Debug)]
+pub struct LogState {
+    pub sealed: Vec<SealedSegment>,
+    pub active: ActiveSegment,
+    pub streams: StreamDirectory,
+}
+
+impl LogState {
+    /// The segment map and byte offset of the frame at `position`, if it is published.
+    pub fn locate(&self, position: u64) -> Option<(&Arc<SegmentMap>, u32)> {
+        if position >= self.active.index.base_position {
+            return self.active.index.offset_of(position).map(|offset| (&self.active.map, offset));
+        }
+        let i = self.sealed.partition_point(|s| s.index.base_position <= position).checked_sub(1)?;
+        let segment = &self.sealed[i];
+        segment.index.offset_of(position).map(|offset| (&segment.map, offset))
+    }
+
+    /// Positions of `stream`'s events with versions in `from..=to`, in version order.
+    pub fn stream_positions(&self, stream: &str, from: u64, to: u64) -> Vec<(u64, u64)> {
+        let mut out = Vec::new();
+        if from > to {
+            return out;
+        }
+        if let Some(entry) = self.streams.get(stream) {
+            for base in &entry.sealed {
+                if let Ok(i) = self.sealed.binary_search_by_key(base, |s| s.index.base_position) {
+                    self.sealed[i].index.positions_for(stream, from, to, &mut out);
+                }
+            }
+        }
+        self.active.index.positions_for(stream, from, to, &mut out);
+        out
+    }
+
+    /// First position still stored (1 unless retention removed older segments).
+    pub fn first_position(&self) -> u64 {
+        self.sealed.first().map_or(self.active.index.base_position, |s| s.index.base_position)
+    }
+}
+
+/// Decodes the frame at `offset` of `map` as the event at `position`; any mismatch is corruption.
+pub fn decode_event(map: &Arc<SegmentMap>, offset: u32, position: u64) -> Result<RecordedEvent> {
+    let (frame, _) =
+        map.frame_at(u64::from(offset)).map_err(|e| Error::corruption(map.path(), u64::from(offset), e.to_string()))?;
+    if frame.position != position {
+        return Err(Error::corruption(
+            map.path(),
+            u64::from(offset),
+            format!("frame holds position {} where the index says {position}", frame.position),
+        ));
+    }
+    Ok(event_from_frame(map, offset, &frame))
+}
+
+/// Builds a `RecordedEvent` pointing into `map` for a frame decoded at `offset`.
+pub fn event_from_frame(map: &Arc<SegmentMap>, offset: u32, frame: &FrameRef<'_>) -> RecordedEvent {
+    let stream_start = offset + (FRAME_HEADER_BYTES + BODY_FIXED_BYTES) as u32;
+    let type_start = stream_start + frame.stream.len() as u32;
+    let meta_start = type_start + frame.event_type.len() as u32;
+    let data_start = meta_start + frame.metadata.len() as u32;
+    RecordedEvent {
+        segment: Arc::clone(map),
+        position: frame.position,
+        version: frame.version,
+        timestamp_us: frame.timestamp_us,
+        id: frame.id,
+        stream: (stream_start, type_start),
+        event_type: (type_start, meta_start),
+        metadata: (meta_start, data_start),
+        data: (data_start, data_start + frame.data.len() as u32),
+    }
+}
+
+/// State shared by the writer, readers and subscriptions.
+#[derive(Debug)]
+pub struct Shared {
+    pub dir: PathBuf,
+    pub state: RwLock<LogState>,
+    /// Last published position (0 when the log is empty).
+    pub head: AtomicU64,
+    /// Woken whenever `head` moves or the store closes.
+    pub head_lock: Mutex<()>,
+    pub head_changed: Condvar,
+    pub closed: AtomicBool,
+    pub stats: Stats,
+}
+
+/// Counters for INFO and benchmarks.
+#[derive(Debug, Default)]
+pub struct Stats {
+    pub appends: AtomicU64,
+    pub events: AtomicU64,
+    pub fsyncs: AtomicU64,
+    pub groups: AtomicU64,
+    pub bytes_written: AtomicU64,
+}
+
+impl Shared {
+    pub fn head(&self) -> u64 {
+        self.head.load(Ordering::Acquire)
+    }
+
+    /// Waits until the head passes `position - 1` (so `position` is readable), the store
+    /// closes, or `timeout` passes. Returns the head.
+    pub fn wait_for(&self, position: u64, timeout: Duration) -> u64 {
+        let deadline = Instant::now() + timeout;
+        let mut guard = self.head_lock.lock();
+        loop {
+            let head = self.head();
+            if head >= position || self.closed.load(Ordering::Acquire) {
+                return head;
+            }
+            if self.head_changed.wait_until(&mut guard, deadline).timed_out() {
+                return self.head();
+            }
+        }
+    }
+
+    fn publish_head(&self, head: u64) {
+        let _guard = self.head_lock.lock();
+        self.head.store(head, Ordering::Release);
+        self.head_changed.notify_all();
+    }
+
+    pub fn mark_closed(&self) {
+        let _guard = self.head_lock.lock();
+        self.closed.store(true, Ordering::Release);
+        self.head_changed.notify_all();
+    }
+}
+
+/// A validated append on its way to the writer. Every event has its id.
+#[derive(Debug)]
+pub struct AppendRequest {
+    pub stream: String,
+    pub expected: ExpectedVersion,
+    pub events: Vec<NewEvent>,
+    pub ids: Vec<[u8; 16]>,
+    pub encoded_bytes: usize,
+}
+
+pub enum Request {
+    Append(AppendRequest, Sender<Result<AppendResult>>),
+    /// Make everything written so far durable (for `SyncMode::Never`/`Every`).
+    Sync(Sender<Result<()>>),
+    /// Commit, sync, mark the shutdown clean and stop.
+    Shutdown(Sender<Result<()>>),
+}
+
+/// What recovery found and built.
+pub struct Recovered {
+    pub shared: Arc<Shared>,
+    pub writer: SegmentWriter,
+    pub lock: File,
+}
+
+fn now_us() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_micros() as i64)
+}
+
+/// Opens (and if needed creates) the data directory, takes the lock, and recovers the log.
+pub fn recover(dir: &Path, options: &Options) -> Result<Recovered> {
+    let segments_dir = dir.join(SEGMENTS_DIR);
+    fs::create_dir_all(&segments_dir).map_err(|e| Error::io(format!("creating {}", segments_dir.display()), e))?;
+    let lock = take_lock(dir)?;
+    let clean_path = dir.join(CLEAN_FILE);
+    let clean = clean_path.exists();
+    if clean {
+        fs::remove_file(&clean_path).map_err(|e| Error::io("removing the clean-shutdown marker", e))?;
+        segment::sync_dir(dir).map_err(|e| Error::io("syncing the data directory", e))?;
+    }
+    let verify = !clean || options.verify_on_open == VerifyOnOpen::Always;
+    let bases = list_segments(&segments_dir)?;
+    let mut streams = StreamDirectory::default();
+    let mut sealed = Vec::new();
+    let mut expected_base = None;
+    if let Some((last_base, sealed_bases)) = bases.split_last() {
+        for &base in sealed_bases {
+            let segment = open_sealed(&segments_dir, base, expected_base, verify, &mut streams)?;
+            expected_base = Some(segment.index.last_position() + 1);
+            sealed.push(segment);
+        }
+        let (active, writer) = open_active(&segments_dir, *last_base, expected_base, options, &mut streams)?;
+        let head = if active.index.offsets.is_empty() { last_base - 1 } else { active.index.last_position() };
+        return Ok(finish(dir, sealed, active, streams, writer, head, lock));
+    }
+    let writer = SegmentWriter::create(&segments_dir, 1, options.segment_bytes, now_us())
+        .map_err(|e| Error::io("creating the first segment", e))?;
+    let map = Arc::new(map_segment(writer.path(), 1)?);
+    let active = ActiveSegment { map, index: ActiveIndex::new(1) };
+    Ok(finish(dir, sealed, active, streams, writer, 0, lock))
+}
+
+fn finish(
+    dir: &Path,
+    sealed: Vec<SealedSegment>,
+    active: ActiveSegment,
+    streams: StreamDirectory,
+    writer: SegmentWriter,
+    head: u64,
+    lock: File,
+) -> Recovered {
+    let shared = Arc::new(Shared {
+        dir: dir.to_path_buf(),
+        state: RwLock::new(LogState { sealed, active, streams }),
+        head: AtomicU64::new(head),
+        head_lock: Mutex::new(()),
+        head_changed: Condvar::new(),
+        closed: AtomicBool::new(false),
+        stats: Stats::default(),
+    });
+    Recovered { shared, writer, lock }
+}
+
+fn take_lock(dir: &Path) -> Result<File> {
+    let path = dir.join(LOCK_FILE);
+    let file = fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| Error::io(format!("opening {}", path.display()), e))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(fs::TryLockError::WouldBlock) => Err(Error::Locked(dir.to_path_buf())),
+        Err(fs::TryLockError::Error(e)) => Err(Error::io(format!("locking {}", path.display()), e)),
+    }
+}
+
+fn list_segments(segments_dir: &Path) -> Result<Vec<u64>> {
+    let mut bases = Vec::new();
+    let entries = fs::read_dir(segments_dir).map_err(|e| Error::io("listing segments", e))?;
+    for entry in entries {
+        let entry = entry.map_err(|e| Error::io("listing segments", e))?;
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if let Some(base) = segment::parse_file_name(&name) {
+            bases.push(base);
+        } else if name.ends_with(".tmp") {
+            // An index write that never finished its rename: derived data, safe to drop.
+            let _ = fs::remove_file(entry.path());
+        }
+    }
+    bases.sort_unstable();
+    Ok(bases)
+}
+
+fn map_segment(path: &Path, base: u64) -> Result<SegmentMap> {
+    SegmentMap::open(path, base).map_err(|e| Error::io(format!("mapping {}", path.display()), e))
+}
+
+fn check_header(map: &SegmentMap, base: u64, expected_base: Option<u64>) -> Result<()> {
+    let header = segment::decode_header(map.bytes()).map_err(|reason| Error::corruption(map.path(), 0, reason))?;
+    if header.base_position != base {
+        return Err(Error::corruption(
+            map.path(),
+            16,
+            format!("header says base position {} but the file is named for {base}", header.base_position),
+        ));
+    }
+    if let Some(expected) = expected_base {
+        if base != expected {
+            return Err(Error::corruption(
+                map.path(),
+                16,
+                format!("segment starts at position {base} but the previous segment ends at {}", expected - 1),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Checks that `stream` continues at `first_version` after what the directory holds.
+fn check_continuity(
+    streams: &StreamDirectory,
+    stream: &str,
+    first_version: u64,
+    file: &Path,
+    offset: u64,
+) -> Result<()> {
+    let current = streams.version(stream);
+    if first_version != current + 1 {
+        return Err(Error::corruption(
+            file,
+            offset,
+            format!("stream '{stream}' continues at version {first_version} after version {current}"),
+        ));
+    }
+    Ok(())
+}
+
+fn open_sealed(
+    segments_dir: &Path,
+    base: u64,
+    expected_base: Option<u64>,
+    verify: bool,
+    streams: &mut StreamDirectory,
+) -> Result<SealedSegment> {
+    let path = segments_dir.join(segment::file_name(base));
+    let map = map_segment(&path, base)?;
+    check_header(&map, base, expected_base)?;
+    let index_path = segments_dir.join(index::file_name(base));
+    let index = match SegmentIndex::open(&index_path) {
+        Ok(index)
+            if index.base_position == base && index.segment_len == map.len() as u64 && index.event_count() > 0 =>
+        {
+            if verify {
+                verify_sealed(&map, &index)?;
+            }
+            index
+        }
+        Ok(_) | Err(_) => {
+            tracing::warn!(index = %index_path.display(), "index missing or stale; rebuilding from its segment");
+            rebuild_index(&map, &index_path)?
+        }
+    };
+    for stream in index.streams() {
+        check_continuity(streams, stream.name, stream.first_version, &path, SEGMENT_HEADER_BYTES as u64)?;
+        streams.add_sealed(stream.name, base, stream.last_version);
+    }
+    Ok(SealedSegment { map: Arc::new(map), index })
+}
+
+/// Scans a sealed segment completely; any stop before its last byte is corruption.
+fn scan_sealed(map: &SegmentMap, mut on_frame: impl FnMut(&FrameRef<'_>, u64)) -> Result<u64> {
+    let outcome = segment::scan(map.bytes(), map.base_position(), |f, at| on_frame(f, at));
+    if let Some(stop) = outcome.stop {
+        return Err(Error::corruption(map.path(), stop.offset, format!("sealed segment: {}", stop.reason)));
+    }
+    if outcome.frames == 0 {
+        return Err(Error::corruption(map.path(), SEGMENT_HEADER_BYTES as u64, "sealed segment holds no frames"));
+    }
+    Ok(outcome.frames)
+}
+
+fn verify_sealed(map: &SegmentMap, index: &SegmentIndex) -> Result<()> {
+    let frames = scan_sealed(map, |_, _| {})?;
+    if frames != index.event_count() as u64 {
+        return Err(Error::corruption(
+            map.path(),
+            0,
+            format!("segment holds {frames} frames, its index {}", index.event_count()),
+        ));
+    }
+    Ok(())
+}
+
+fn rebuild_index(map: &SegmentMap, index_path: &Path) -> Result<SegmentIndex> {
+    let mut builder = index::IndexBuilder::default();
+    scan_sealed(map, |frame, offset| {
+        builder.add(&IndexedEvent {
+            stream: frame.stream,
+            version: frame.version,
+            position: frame.position,
+            id: frame.id,
+            offset: offset as u32,
+        })
+    })?;
+    let bytes = builder.encode(map.base_position(), map.len() as u64);
+    write_file_atomically(index_path, &bytes)?;
+    SegmentIndex::open(index_path).map_err(|reason| Error::corruption(index_path, 0, reason))
+}
+
+/// Writes `bytes` to a temporary file, syncs it, renames it over `path`, syncs the directory.
+pub fn write_file_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
+    let tmp = path.with_extension("tmp");
+    let context = |what: &str| format!("{what} {}", path.display());
+    let mut file = File::create(&tmp).map_err(|e| Error::io(context("creating"), e))?;
+    std::io::Write::write_all(&mut file, bytes).map_err(|e| Error::io(context("writing"), e))?;
+    file.sync_all().map_err(|e| Error::io(context("syncing"), e))?;
+    fs::rename(&tmp, path).map_err(|e| Error::io(context("renaming into"), e))?;
+    let dir = path.parent().unwrap_or(Path::new("."));
+    segment::sync_dir(dir).map_err(|e| Error::io(context("syncing the directory of"), e))
+}
+
+fn open_active(
+    segments_dir: &Path,
+    base: u64,
+    expected_base: Option<u64>,
+    options: &Options,
+    streams: &mut StreamDirectory,
+) -> Result<(ActiveSegment, SegmentWriter)> {
+    let path = segments_dir.join(segment::file_name(base));
+    let map = map_segment(&path, base)?;
+    if let Err(err) = check_header(&map, base, expected_base) {
+        // A crash while creating the segment can leave a header that never reached the disk.
+        let unwritten = map.bytes().iter().all(|&b| b == 0);
+        if !(unwritten && expected_base.is_none_or(|e| e == base)) {
+            return Err(err);
+        }
+        tracing::warn!(file = %path.display(), "last segment was never written; recreating it");
+        drop(map);
+        fs::remove_file(&path).map_err(|e| Error::io("removing an unwritten segment", e))?;
+        let writer = SegmentWriter::create(segments_dir, base, options.segment_bytes, now_us())
+            .map_err(|e| Error::io("recreating the last segment", e))?;
+        let map = Arc::new(map_segment(&path, base)?);
+        return Ok((ActiveSegment { map, index: ActiveIndex::new(base) }, writer));
+    }
+    let (index, valid_len) = scan_active(&map, streams)?;
+    let capacity = options.segment_bytes.max(map.len() as u64);
+    drop(map);
+    let writer = SegmentWriter::reopen(&path, base, valid_len, capacity)
+        .map_err(|e| Error::io(format!("repairing the tail of {}", path.display()), e))?;
+    let map = Arc::new(map_segment(&path, base)?);
+    Ok((ActiveSegment { map, index }, writer))
+}
+
+/// Scans the last segment, applying the recovery decision table: a torn or zeroed tail is
+/// cut at the end of the last whole batch; damage followed by valid frames is corruption.
+fn scan_active(map: &SegmentMap, streams: &mut StreamDirectory) -> Result<(ActiveIndex, u64)> {
+    let base = map.base_position();
+    let mut active = ActiveIndex::new(base);
+    let mut broken: Option<Error> = None;
+    let outcome = segment::scan(map.bytes(), base, |frame, offset| {
+        if broken.is_some() {
+            return;
+        }
+        if let Err(err) = check_continuity(streams, frame.stream, frame.version, map.path(), offset) {
+            broken = Some(err);
+            return;
+        }
+        streams.set_version(frame.stream, frame.version);
+        active.add(&IndexedEvent {
+            stream: frame.stream,
+            version: frame.version,
+            position: frame.position,
+            id: frame.id,
+            offset: offset as u32,
+        });
+    });
+    if let Some(err) = broken {
+        return Err(err);
+    }
+    if let Some(stop) = &outcome.stop {
+        match stop.kind {
+            StopKind::Zeroes => {}
+            StopKind::Invariant => {
+                return Err(Error::corruption(map.path(), stop.offset, stop.reason.clone()));
+            }
+            StopKind::BadFrame | StopKind::IncompleteBatch => {
+                if let Some(next) = segment::find_valid_frame_after(map.bytes(), stop.offset, outcome.last_position) {
+                    return Err(Error::corruption(
+                        map.path(),
+                        stop.offset,
+                        format!("{}, yet a valid frame follows at byte {next}", stop.reason),
+                    ));
+                }
+                let dropped =
+                    map.bytes()[outcome.valid_len as usize..].iter().rposition(|&b| b != 0).map_or(0, |i| i + 1);
+                tracing::warn!(
+                    file = %map.path().display(),
+                    offset = outcome.valid_len,
+                    bytes = dropped,
+                    reason = %stop.reason,
+                    "truncating a torn tail"
+                );
+            }
+        }
+    }
+    Ok((active, outcome.valid_len))
+}
+
+/// The writer thread's state.
+pub struct Writer {
+    shared: Arc<Shared>,
+    segment: SegmentWriter,
+    options: Options,
+    next_position: u64,
+    buf: Vec<u8>,
+    /// Appends encoded into `buf`, waiting for the group commit.
+    pending: Vec<PendingAppend>,
+    /// Versions of streams changed by the pending group.
+    pending_versions: HashMap<String, u64>,
+    pending_ids: HashSet<[u8; 16]>,
+    failed: Option<String>,
+    unsynced: bool,
+    last_sync: Instant,
+}
+
+struct PendingAppend {
+    stream: String,
+    result: AppendResult,
+    /// (offset in the segment, id) for every event, in order.
+    frames: Vec<(u32, [u8; 16])>,
+    reply: Sender<Result<AppendResult>>,
+}
+
+impl Writer {
+    pub fn new(shared: Arc<Shared>, segment: SegmentWriter, options: Options) -> Self {
+        let next_position = shared.head() + 1;
+        Writer {
+            shared,
+            segment,
+            options,
+            next_position,
+            buf: Vec::new(),
+            pending: Vec::new(),
+            pending_versions: HashMap::new(),
+            pending_ids: HashSet::new(),
+            failed: None,
+            unsynced: false,
+            last_sync: Instant::now(),
+        }
+    }
+
+    /// The writer thread's loop: runs until a shutdown request or until every sender is gone.
+    pub fn run(mut self, requests: Receiver<Request>) {
+        loop {
+            let first = match self.next_request(&requests) {
+                Some(request) => request,
+                None => {
+                    // Every `Store` handle is gone without a shutdown: still close cleanly.
+                    let _ = self.shutdown();
+                    return;
+                }
+            };
+            let mut group = vec![first];
+            while group.len() < MAX_GROUP_APPENDS {
+                match requests.try_recv() {
+                    Ok(request) => group.push(request),
+                    Err(_) => break,
+                }
+            }
+            if self.process_group(group) {
+                return;
+            }
+        }
+    }
+
+    /// Waits for a request; with `SyncMode::Every` also wakes to sync written data on time.
+    fn next_request(&mut self, requests: &Receiver<Request>) -> Option<Request> {
+        loop {
+            let wait = match self.options.sync {
+                SyncMode::Every(interval) if self.unsynced => interval.saturating_sub(self.last_sync.elapsed()),
+                _ => return requests.recv().ok(),
+            };
+            match requests.recv_timeout(wait) {
+                Ok(request) => return Some(request),
+                Err(RecvTimeoutError::Timeout) => {
+                    let _ = self.sync_now();
+                }
+                Err(RecvTimeoutError::Disconnected) => return None,
+            }
+        }
+    }
+
+    /// Handles one group; returns true when the writer must stop (shutdown).
+    fn process_group(&mut self, group: Vec<Request>) -> bool {
+        for request in group {
+            match request {
+                Request::Append(append, reply) => self.stage(append, reply),
+                Request::Sync(reply) => {
+                    self.commit();
+                    let _ = reply.send(self.sync_now());
+                }
+                Request::Shutdown(reply) => {
+                    let _ = reply.send(self.shutdown());
+                    return true;
+                }
+            }
+        }
+        self.commit();
+        false
+    }
+
+    fn shutdown(&mut self) -> Result<()> {
+        self.commit();
+        let result = self.sync_now().and_then(|()| {
+            if self.failed.is_some() {
+                return Ok(()); // never mark a failed writer's data as cleanly shut down
+            }
+            write_file_atomically(&self.shared.dir.join(CLEAN_FILE), self.shared.head().to_string().as_bytes())
+        });
+        self.shared.mark_closed();
+        result
+    }
+
+    fn sync_now(&mut self) -> Result<()> {
+        if let Some(reason) = &self.failed {
+            return Err(Error::WriterFailed(reason.clone()));
+        }
+        if self.unsynced {
+            if let Err(err) = self.segment.sync() {
+                return Err(self.fail(format!("fdatasync of {} failed: {err}", self.segment.path().display())));
+            }
+            self.shared.stats.fsyncs.fetch_add(1, Ordering::Relaxed);
+            self.unsynced = false;
+            self.last_sync = Instant::now();
+        }
+        Ok(())
+    }
+
+    /// Stops the writer for good and returns the error to hand out.
+    fn fail(&mut self, reason: String) -> Error {
+        tracing::error!(%reason, "writer stopped");
+        self.failed = Some(reason.clone());
+        Error::WriterFailed(reason)
+    }
+
+    /// The stream's version including appends pending in this group.
+    fn current_version(&self, stream: &str) -> u64 {
+        match self.pending_versions.get(stream) {
+            Some(version) => *version,
+            None => self.shared.state.read().streams.version(stream),
+        }
+    }
+
+    /// Checks and encodes one append into the group buffer (or answers it at once).
+    fn stage(&mut self, append: AppendRequest, reply: Sender<Result<AppendResult>>) {
+        if let Some(reason) = &self.failed {
+            let _ = reply.send(Err(Error::WriterFailed(reason.clone())));
+            return;
+        }
+        // An id already pending in this group: commit the group first so the check below
+        // sees it as stored (and can answer idempotently).
+        if append.ids.iter().any(|id| self.pending_ids.contains(id)) {
+            self.commit();
+        }
+        match find_existing(&self.shared.state.read(), &append) {
+            Ok(Some(original)) => {
+                let _ = reply.send(Ok(original));
+                return;
+            }
+            Ok(None) => {}
+            Err(err) => {
+                let _ = reply.send(Err(err));
+                return;
+            }
+        }
+        let actual = self.current_version(&append.stream);
+        if !append.expected.accepts(actual) {
+            let _ = reply.send(Err(Error::WrongExpectedVersion {
+                stream: append.stream,
+                expected: append.expected,
+                actual,
+            }));
+            return;
+        }
+        let needed = (self.buf.len() + append.encoded_bytes) as u64;
+        if needed > self.segment.remaining() && !(self.buf.is_empty() && self.segment.is_empty()) {
+            self.commit();
+            if let Err(err) = self.roll_over() {
+                let _ = reply.send(Err(err));
+                return;
+            }
+        } else if self.buf.len() + append.encoded_bytes > MAX_GROUP_BYTES {
+            self.commit();
+        }
+        if let Some(reason) = &self.failed {
+            let _ = reply.send(Err(Error::WriterFailed(reason.clone())));
+            return;
+        }
+        self.encode(append, actual, reply);
+    }
+
+    fn encode(&mut self, append: AppendRequest, actual: u64, reply: Sender<Result<AppendResult>>) {
+        let count = append.events.len() as u64;
+        let timestamp_us = now_us();
+        let result = AppendResult {
+            first_version: actual + 1,
+            last_version: actual + count,
+            first_position: self.next_position,
+            last_position: self.next_position + count - 1,
+        };
+        let mut frames = Vec::with_capacity(append.events.len());
+        for (i, (event, id)) in append.events.iter().zip(&append.ids).enumerate() {
+            let offset = self.segment.write_offset() + self.buf.len() as u64;
+            assert!(offset < index::MAX_SEGMENT_BYTES, "segment offsets fit in u32");
+            frames.push((offset as u32, *id));
+            record::encode(
+                &FrameRef {
+                    position: result.first_position + i as u64,
+                    version: result.first_version + i as u64,
+                    timestamp_us,
+                    id: *id,
+                    batch_remaining: (count - 1 - i as u64) as u32,
+                    stream: &append.stream,
+                    event_type: &event.event_type,
+                    metadata: &event.metadata,
+                    data: &event.data,
+                },
+                &mut self.buf,
+            );
+            self.pending_ids.insert(*id);
+        }
+        self.next_position += count;
+        self.pending_versions.insert(append.stream.clone(), result.last_version);
+        self.pending.push(PendingAppend { stream: append.stream, result, frames, reply });
+    }
+
+    /// Writes the group, syncs it (per the sync mode), publishes it and acknowledges it.
+    fn commit(&mut self) {
+        if self.pending.is_empty() {
+            return;
+        }
+        let outcome = self.write_group();
+        let pending = std::mem::take(&mut self.pending);
+        self.pending_versions.clear();
+        self.pending_ids.clear();
+        match outcome {
+            Ok(()) => {
+                self.publish(&pending);
+                for append in pending {
+                    let _ = append.reply.send(Ok(append.result));
+                }
+            }
+            Err(err) => {
+                self.next_position = self.shared.head() + 1;
+                for append in pending {
+                    let _ = append.reply.send(Err(Error::WriterFailed(err.to_string())));
+                }
+            }
+        }
+    }
+
+    fn write_group(&mut self) -> Result<()> {
+        if let Some(reason) = &self.failed {
+            return Err(Error::WriterFailed(reason.clone()));
+        }
+        let written = self.segment.append(&self.buf);
+        let bytes = self.buf.len() as u64;
+        self.buf.clear();
+        if let Err(err) = written {
+            return Err(self.fail(format!("write to {} failed: {err}", self.segment.path().display())));
+        }
+        self.unsynced = true;
+        let stats = &self.shared.stats;
+        stats.bytes_written.fetch_add(bytes, Ordering::Relaxed);
+        stats.groups.fetch_add(1, Ordering::Relaxed);
+        match self.options.sync {
+            SyncMode::Always => self.sync_now(),
+            SyncMode::Every(interval) if self.last_sync.elapsed() >= interval => self.sync_now(),
+            _ => Ok(()),
+        }
+    }
+
+    /// Makes the committed group visible to readers and wakes subscribers.
+    fn publish(&mut self, pending: &[PendingAppend]) {
+        let mut last = self.shared.head();
+        let mut events = 0;
+        {
+            let mut state = self.shared.state.write();
+            if (state.active.map.len() as u64) < self.segment.write_offset() {
+                // An oversized batch grew the file past its mapping: map it again.
+                match map_segment(self.segment.path(), self.segment.base_position()) {
+                    Ok(map) => state.active.map = Arc::new(map),
+                    Err(err) => {
+                        drop(state);
+                        let err = self.fail(format!("remapping the active segment failed: {err}"));
+                        tracing::error!(%err, "cannot publish");
+                        return;
+                    }
+                }
+            }
+            for append in pending {
+                for (i, (offset, id)) in append.frames.iter().enumerate() {
+                    state.active.index.add(&IndexedEvent {
+                        stream: &append.stream,
+                        version: append.result.first_version + i as u64,
+                        position: append.result.first_position + i as u64,
+                        id: *id,
+                        offset: *offset,
+                    });
+                }
+                state.streams.set_version(&append.stream, append.result.last_version);
+                assert_eq!(append.result.first_position, last + 1, "positions are contiguous across appends");
+                last = append.result.last_position;
+                events += append.frames.len() as u64;
+            }
+        }
+        let stats = &self.shared.stats;
+        stats.appends.fetch_add(pending.len() as u64, Ordering::Relaxed);
+        stats.events.fetch_add(events, Ordering::Relaxed);
+        self.shared.publish_head(last);
+    }
+
+    /// Seals the active segment (sync, truncate, index file) and starts a new one.
+    fn roll_over(&mut self) -> Result<()> {
+        assert!(self.pending.is_empty(), "roll over only between groups");
+        let segments_dir = self.shared.dir.join(SEGMENTS_DIR);
+        let base = self.segment.base_position();
+        let index_bytes = self.shared.state.read().active.index.to_builder().encode(base, self.segment.write_offset());
+        // Seal first: once the next segment exists, this one must already end at its last frame.
+        let old_path = self.segment.path().to_path_buf();
+        if let Err(err) = self.segment.seal() {
+            return Err(self.fail(format!("sealing {} failed: {err}", old_path.display())));
+        }
+        self.unsynced = false;
+        let created = SegmentWriter::create(&segments_dir, self.next_position, self.options.segment_bytes, now_us());
+        match created {
+            Ok(writer) => self.segment = writer,
+            Err(err) => return Err(self.fail(format!("creating segment {} failed: {err}", self.next_position))),
+        }
+        let index_path = segments_dir.join(index::file_name(base));
+        let sealed = write_file_atomically(&index_path, &index_bytes).and_then(|()| {
+            let index = SegmentIndex::open(&index_path).map_err(|reason| Error::corruption(&index_path, 0, reason))?;
+            Ok(SealedSegment { map: Arc::new(map_segment(&old_path, base)?), index })
+        });
+        let sealed = match sealed {
+            Ok(sealed) => sealed,
+            Err(err) => return Err(self.fail(format!("writing the index of {} failed: {err}", old_path.display()))),
+        };
+        let new_map = match map_segment(self.segment.path(), self.next_position) {
+            Ok(map) => Arc::new(map),
+            Err(err) => return Err(self.fail(format!("mapping the new segment failed: {err}"))),
+        };
+        let mut state = self.shared.state.write();
+        let old_active = std::mem::replace(
+            &mut state.active,
+            ActiveSegment { map: new_map, index: ActiveIndex::new(self.next_position) },
+        );
+        for (stream, (first, positions)) in &old_active.index.streams {
+            state.streams.add_sealed(stream, base, first + positions.len() as u64 - 1);
+        }
+        state.sealed.push(sealed);
+        Ok(())
+    }
+}
+
+/// Looks for the request's event ids in its stream. `Ok(Some)` when every event is already
+/// stored with the same content, in order (a retried append); `Ok(None)` when none is;
+/// an error when only some are, or one differs.
+fn find_existing(state: &LogState, append: &AppendRequest) -> Result<Option<AppendResult>> {
+    let sealed_bases = state.streams.get(&append.stream).map(|e| e.sealed.clone()).unwrap_or_default();
+    if sealed_bases.is_empty() && !state.active.index.streams.contains_key(append.stream.as_str()) {
+        return Ok(None);
+    }
+    let mut found: Vec<Option<RecordedEvent>> = Vec::with_capacity(append.ids.len());
+    for id in &append.ids {
+        found.push(find_in_stream(state, &append.stream, &sealed_bases, id)?);
+    }
+    if found.iter().all(Option::is_none) {
+        return Ok(None);
+    }
+    let conflict = |i: usize, reason: &str| Error::IdempotencyConflict {
+        stream: append.stream.clone(),
+        id: uuid::Uuid::from_bytes(append.ids[i]),
+        reason: reason.to_string(),
+    };
+    let mut stored = Vec::with_capacity(found.len());
+    for (i, event) in found.into_iter().enumerate() {
+        let Some(event) = event else {
+            return Err(conflict(i, "some events of this append are already stored and this one is not"));
+        };
+        let new = &append.events[i];
+        if event.event_type() != new.event_type
+            || event.data() != new.data.as_slice()
+            || event.metadata() != new.metadata.as_slice()
+        {
+            return Err(conflict(i, "an event with this id is stored with different content"));
+        }
+        if let Some(prev) = stored.last() {
+            let prev: &RecordedEvent = prev;
+            if event.version() != prev.version() + 1 {
+                return Err(conflict(i, "the stored events with these ids are not one contiguous append"));
+            }
+        }
+        stored.push(event);
+    }
+    let (first, last) = (&stored[0], &stored[stored.len() - 1]);
+    Ok(Some(AppendResult {
+        first_version: first.version(),
+        last_version: last.version(),
+        first_position: first.position(),
+        last_position: last.position(),
+    }))
+}
+
+fn find_in_stream(
+    state: &LogState,
+    stream: &str,
+    sealed_bases: &[u64],
+    id: &[u8; 16],
+) -> Result<Option<RecordedEvent>> {
+    let mut candidates = Vec::new();
+    for base in sealed_bases {
+        if let Ok(i) = state.sealed.binary_search_by_key(base, |s| s.index.base_position) {
+            state.sealed[i].index.positions_with_id(id, &mut candidates);
+        }
+    }
+    if let Some(positions) = state.active.index.ids.get(&index::id_key(id)) {
+        candidates.extend_from_slice(positions);
+    }
+    for position in candidates {
+        if let Some((map, offset)) = state.locate(position) {
+            let event = decode_event(map, offset, position)?;
+            if event.id == *id && event.stream() == stream {
+                return Ok(Some(event));
+            }
+        }
+    }
+    Ok(None)
+}

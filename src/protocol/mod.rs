@@ -1,0 +1,66 @@
+//! Wire protocol of logbook: the RESP codec ([`resp`]) and the command
+//! grammar ([`command`]). Pure code: no sockets, no storage.
+//!
+//! # Grammar
+//!
+//! Command names and keywords are case-insensitive; options may come in any
+//! order and each at most once (except `TYPE`).
+//!
+//! ```text
+//! PING [message]
+//! HELLO [protover] [AUTH <tenant> <token>]          protover: 2 | 3
+//! AUTH <tenant> <token>
+//! QUIT
+//! APPEND <stream> <type> <data> [EXPECTED any|none|exists|<n>] [ID <uuid>] [META <json>]
+//! APPENDMANY <stream> <events-json> [EXPECTED any|none|exists|<n>]
+//! READ <stream> [FROM <version>] [COUNT <n>] [REV]
+//! READALL [FROM <position>] [COUNT <n>] [BLOCK <ms>] [PREFIX <stream-prefix>] [TYPE <type>]...
+//! VERSION <stream>
+//! HEAD
+//! INFO [section]
+//! TIMELINE <order-id>
+//! ```
+//!
+//! - `<data>` (APPEND) is raw bytes. `META` must be a JSON object; its bytes
+//!   are kept as sent.
+//! - `<events-json>` is a JSON array of objects
+//!   `{"type": str, "data": any JSON, "id"?: uuid string, "meta"?: object}`,
+//!   at most `CommandLimits::max_events_per_append` of them (more is a
+//!   `TOOBIG` error). Each becomes a `NewEventSpec` whose `data` and `meta`
+//!   are the compact JSON text of those values (`meta` empty if absent).
+//! - `EXPECTED` defaults to `any`; `none` and `0` both mean "no stream".
+//! - `READ`: `FROM` defaults to version 1 forwards, or the last version with
+//!   `REV`. `COUNT` defaults to 1000 and must be in `1..=max_count`.
+//! - `READALL`: `FROM` defaults to position 1, `COUNT` to 1000; `BLOCK` is
+//!   milliseconds; `TYPE` may repeat and filters by any of the given types.
+//! - Stream names (and `PREFIX`): non-empty UTF-8, at most 1024 bytes, no
+//!   control characters. Event types: non-empty UTF-8, at most 256 bytes.
+//!   Event ids: UUIDs in hyphenated form.
+//!
+//! # Wiring
+//!
+//! ```text
+//! loop {
+//!     match resp::parse(&buf, &limits) {
+//!         Ok(None) => read more bytes (cap the buffer size!),
+//!         Ok(Some((value, used))) => {
+//!             buf.drain(..used);
+//!             let args = command::args_from_value(value)?;   // Protocol error: reply, close
+//!             if args.is_empty() { continue }                // blank inline line
+//!             match Command::parse(args, &command_limits) {
+//!                 Ok(cmd) => execute,
+//!                 Err(e) => reply e.to_value(),              // connection stays open
+//!             }
+//!         }
+//!         Err(e) => { reply e.to_value(); close }            // -TOOBIG / -ERR Protocol error
+//!     }
+//! }
+//! ```
+
+pub mod command;
+pub mod resp;
+
+pub use command::{
+    args_from_value, Command, CommandError, CommandLimits, Credentials, ExpectedVersionArg, NewEventSpec,
+};
+pub use resp::{encode, parse, Limits, ProtocolVersion, RespError, Value};

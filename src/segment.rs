@@ -1,0 +1,465 @@
+//! One segment file: create and preallocate, append frames, seal, scan and validate, mmap reads.
+//!
+//! A segment is named by its first position, zero-padded to 20 digits (`00000000000000000001.seg`),
+//! and starts with a 64-byte header:
+//!
+//! ```text
+//! +--------+----------+-------------------------------------------+
+//! | 0..8   | [u8; 8]  | magic "LGBKSEG\0"                         |
+//! | 8..12  | u32      | format version (1)                        |
+//! | 12..16 | u32      | header bytes (64)                         |
+//! | 16..24 | u64      | base position: position of the 1st frame  |
+//! | 24..32 | i64      | created, microseconds since the epoch     |
+//! | 32..60 | zero     | reserved                                  |
+//! | 60..64 | u32      | crc32(bytes 0..60) XOR CRC_MASK           |
+//! +--------+----------+-------------------------------------------+
+//! ```
+//!
+//! Frames ([`crate::record`]) follow back to back. The active (last) segment is preallocated;
+//! its unwritten space reads as zeroes. Sealing truncates the file to its last frame, so a sealed
+//! segment is frames up to the last byte and any bad byte in it is corruption.
+
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+use crate::record::{self, DecodeError, FrameRef, CRC_MASK, FRAME_HEADER_BYTES};
+
+pub const SEGMENT_MAGIC: [u8; 8] = *b"LGBKSEG\0";
+pub const SEGMENT_FORMAT_VERSION: u32 = 1;
+pub const SEGMENT_HEADER_BYTES: usize = 64;
+pub const SEGMENT_EXTENSION: &str = "seg";
+
+/// File name of the segment whose first frame has position `base`.
+pub fn file_name(base: u64) -> String {
+    format!("{base:020}.{SEGMENT_EXTENSION}")
+}
+
+/// The base position named by a segment file name, if it is one.
+pub fn parse_file_name(name: &str) -> Option<u64> {
+    let stem = name.strip_suffix(".seg")?;
+    if stem.len() != 20 || !stem.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    stem.parse().ok()
+}
+
+/// The decoded segment header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SegmentHeader {
+    pub base_position: u64,
+    pub created_us: i64,
+}
+
+pub fn encode_header(header: &SegmentHeader) -> [u8; SEGMENT_HEADER_BYTES] {
+    let mut out = [0u8; SEGMENT_HEADER_BYTES];
+    out[0..8].copy_from_slice(&SEGMENT_MAGIC);
+    out[8..12].copy_from_slice(&SEGMENT_FORMAT_VERSION.to_le_bytes());
+    out[12..16].copy_from_slice(&(SEGMENT_HEADER_BYTES as u32).to_le_bytes());
+    out[16..24].copy_from_slice(&header.base_position.to_le_bytes());
+    out[24..32].copy_from_slice(&header.created_us.to_le_bytes());
+    let crc = crc32fast::hash(&out[0..60]) ^ CRC_MASK;
+    out[60..64].copy_from_slice(&crc.to_le_bytes());
+    out
+}
+
+pub fn decode_header(bytes: &[u8]) -> Result<SegmentHeader, String> {
+    if bytes.len() < SEGMENT_HEADER_BYTES {
+        return Err(format!("header needs {SEGMENT_HEADER_BYTES} bytes, file has {}", bytes.len()));
+    }
+    if bytes[0..8] != SEGMENT_MAGIC {
+        return Err("bad magic: not a logbook segment".into());
+    }
+    let stored = u32::from_le_bytes([bytes[60], bytes[61], bytes[62], bytes[63]]);
+    let computed = crc32fast::hash(&bytes[0..60]) ^ CRC_MASK;
+    if stored != computed {
+        return Err(format!("header checksum mismatch: stored {stored:#010x}, computed {computed:#010x}"));
+    }
+    let version = u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]);
+    if version != SEGMENT_FORMAT_VERSION {
+        return Err(format!("unsupported segment format version {version}"));
+    }
+    let mut word = [0u8; 8];
+    word.copy_from_slice(&bytes[16..24]);
+    let base_position = u64::from_le_bytes(word);
+    word.copy_from_slice(&bytes[24..32]);
+    let created_us = i64::from_le_bytes(word);
+    if base_position == 0 {
+        return Err("base position 0 (positions start at 1)".into());
+    }
+    Ok(SegmentHeader { base_position, created_us })
+}
+
+/// Fsyncs a directory so that a created, renamed or removed entry survives power loss.
+pub fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+/// Owns the active segment's file handle: the writer thread is its only user.
+#[derive(Debug)]
+pub struct SegmentWriter {
+    file: File,
+    path: PathBuf,
+    base_position: u64,
+    /// End of the last whole frame written; the next write goes here.
+    write_offset: u64,
+    /// Preallocated file length.
+    capacity: u64,
+}
+
+impl SegmentWriter {
+    /// Creates a new segment file with its header, preallocated to `capacity` bytes,
+    /// synced together with its directory.
+    pub fn create(dir: &Path, base_position: u64, capacity: u64, created_us: i64) -> io::Result<Self> {
+        let path = dir.join(file_name(base_position));
+        let file = OpenOptions::new().read(true).write(true).create_new(true).open(&path)?;
+        let header = encode_header(&SegmentHeader { base_position, created_us });
+        file.write_all_at(&header, 0)?;
+        let capacity = capacity.max(SEGMENT_HEADER_BYTES as u64);
+        file.set_len(capacity)?;
+        file.sync_all()?;
+        sync_dir(dir)?;
+        Ok(SegmentWriter { file, path, base_position, write_offset: SEGMENT_HEADER_BYTES as u64, capacity })
+    }
+
+    /// Reopens the last segment for appending after recovery found its valid end.
+    /// Everything past `valid_len` is zeroed (so a cut batch can never be read back),
+    /// the file is extended to `capacity`, and the result is synced.
+    pub fn reopen(path: &Path, base_position: u64, valid_len: u64, capacity: u64) -> io::Result<Self> {
+        let file = OpenOptions::new().read(true).write(true).open(path)?;
+        let len = file.metadata()?.len();
+        let capacity = capacity.max(valid_len);
+        if len != valid_len || len < capacity {
+            // set_len down then up makes the kernel zero-fill the dropped range.
+            file.set_len(valid_len)?;
+            file.set_len(capacity.max(valid_len))?;
+            file.sync_all()?;
+        }
+        Ok(SegmentWriter {
+            file,
+            path: path.to_path_buf(),
+            base_position,
+            write_offset: valid_len,
+            capacity: capacity.max(valid_len),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+    pub fn base_position(&self) -> u64 {
+        self.base_position
+    }
+    pub fn write_offset(&self) -> u64 {
+        self.write_offset
+    }
+    pub fn capacity(&self) -> u64 {
+        self.capacity
+    }
+    /// Bytes left before the preallocated end.
+    pub fn remaining(&self) -> u64 {
+        self.capacity.saturating_sub(self.write_offset)
+    }
+    /// True when no frame has been written yet.
+    pub fn is_empty(&self) -> bool {
+        self.write_offset == SEGMENT_HEADER_BYTES as u64
+    }
+
+    /// Writes whole frames at the write offset. Not durable until [`SegmentWriter::sync`].
+    pub fn append(&mut self, frames: &[u8]) -> io::Result<()> {
+        self.file.write_all_at(frames, self.write_offset)?;
+        self.write_offset += frames.len() as u64;
+        if self.write_offset > self.capacity {
+            // An oversized batch grew the file past its preallocation.
+            self.capacity = self.write_offset;
+        }
+        Ok(())
+    }
+
+    /// fdatasync: makes every appended frame durable.
+    pub fn sync(&self) -> io::Result<()> {
+        self.file.sync_data()
+    }
+
+    /// Seals the segment: sync, truncate to the last frame, sync the new length.
+    /// Returns the sealed length.
+    pub fn seal(&mut self) -> io::Result<u64> {
+        self.file.sync_data()?;
+        self.file.set_len(self.write_offset)?;
+        self.file.sync_all()?;
+        self.capacity = self.write_offset;
+        Ok(self.write_offset)
+    }
+}
+
+/// How a scan of a segment's bytes ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScanOutcome {
+    /// End of the last whole batch: everything before it is valid.
+    pub valid_len: u64,
+    /// Position of the last frame of the last whole batch (`base - 1` if none).
+    pub last_position: u64,
+    /// Number of frames in whole batches.
+    pub frames: u64,
+    /// Where and why the scan stopped before the end of the bytes, if it did.
+    pub stop: Option<ScanStop>,
+}
+
+/// Where a scan stopped, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScanStop {
+    pub offset: u64,
+    pub kind: StopKind,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopKind {
+    /// Every byte from `offset` on is zero: unwritten preallocated space.
+    Zeroes,
+    /// Bytes that do not decode (torn write, garbage, bit rot): the caller decides
+    /// whether this is a repairable tail or corruption.
+    BadFrame,
+    /// A frame that decodes but breaks an invariant (wrong position, broken batch):
+    /// always corruption.
+    Invariant,
+    /// The bytes end inside a batch whose remaining frames never arrived.
+    IncompleteBatch,
+}
+
+/// Scans frames from the end of the header, calling `on_frame(frame, offset)` for every frame
+/// of every whole batch, in order. Frames of a batch are only reported once the batch is
+/// complete. Checks positions (`base`, `base+1`, ...) and batch markers.
+pub fn scan<'a>(bytes: &'a [u8], base_position: u64, mut on_frame: impl FnMut(&FrameRef<'a>, u64)) -> ScanOutcome {
+    let mut offset = SEGMENT_HEADER_BYTES;
+    let mut outcome = ScanOutcome { valid_len: offset as u64, last_position: base_position - 1, frames: 0, stop: None };
+    let mut batch: Vec<(FrameRef<'a>, u64)> = Vec::new();
+    let mut next_position = base_position;
+    loop {
+        if offset >= bytes.len() {
+            if !batch.is_empty() {
+                outcome.stop = Some(stop_at(outcome.valid_len, StopKind::IncompleteBatch, "bytes end inside a batch"));
+            }
+            return outcome;
+        }
+        let rest = &bytes[offset..];
+        let (frame, used) = match record::decode(rest) {
+            Ok(decoded) => decoded,
+            Err(err) => {
+                let kind = if rest.iter().all(|&b| b == 0) { StopKind::Zeroes } else { StopKind::BadFrame };
+                let (at, kind, reason) = if batch.is_empty() || kind == StopKind::BadFrame {
+                    (offset as u64, kind, err.to_string())
+                } else {
+                    (outcome.valid_len, StopKind::IncompleteBatch, "zeroes inside a batch".to_string())
+                };
+                outcome.stop = Some(stop_at(at, kind, &reason));
+                return outcome;
+            }
+        };
+        if let Err(reason) = check_sequence(&frame, next_position, batch.last().map(|(f, _)| f)) {
+            outcome.stop = Some(stop_at(offset as u64, StopKind::Invariant, &reason));
+            return outcome;
+        }
+        next_position += 1;
+        batch.push((frame, offset as u64));
+        offset += used;
+        if frame.batch_remaining == 0 {
+            for (frame, at) in batch.drain(..) {
+                on_frame(&frame, at);
+                outcome.frames += 1;
+            }
+            outcome.valid_len = offset as u64;
+            outcome.last_position = frame.position;
+        }
+    }
+}
+
+fn stop_at(offset: u64, kind: StopKind, reason: &str) -> ScanStop {
+    ScanStop { offset, kind, reason: reason.to_string() }
+}
+
+fn check_sequence(frame: &FrameRef<'_>, expected_position: u64, previous: Option<&FrameRef<'_>>) -> Result<(), String> {
+    if frame.position != expected_position {
+        return Err(format!(
+            "frame has position {} where position {expected_position} belongs (misdirected or out of order)",
+            frame.position
+        ));
+    }
+    if let Some(prev) = previous {
+        if frame.batch_remaining + 1 != prev.batch_remaining {
+            return Err(format!(
+                "batch marker {} follows {} (a batch must count down to 0)",
+                frame.batch_remaining, prev.batch_remaining
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Looks for any frame after `from` that decodes and claims a position above `after_position`.
+/// Used on the last segment: a bad frame followed by valid ones is corruption, not a torn tail.
+pub fn find_valid_frame_after(bytes: &[u8], from: u64, after_position: u64) -> Option<u64> {
+    let start = (from as usize).saturating_add(1);
+    let end = bytes.len().saturating_sub(FRAME_HEADER_BYTES + record::BODY_FIXED_BYTES);
+    let mut offset = start;
+    while offset < end {
+        let len = u32::from_le_bytes([bytes[offset], bytes[offset + 1], bytes[offset + 2], bytes[offset + 3]]) as usize;
+        if (record::BODY_FIXED_BYTES..=record::MAX_BODY_BYTES).contains(&len)
+            && offset + FRAME_HEADER_BYTES + len <= bytes.len()
+        {
+            let mut word = [0u8; 8];
+            word.copy_from_slice(&bytes[offset + 8..offset + 16]);
+            let position = u64::from_le_bytes(word);
+            // Cheap filter before the checksum: a plausible next position.
+            if position > after_position
+                && position - after_position < (1 << 32)
+                && record::decode(&bytes[offset..]).is_ok()
+            {
+                return Some(offset as u64);
+            }
+        }
+        offset += 1;
+    }
+    None
+}
+
+/// A read-only memory map of a segment file, shared by readers through an `Arc`.
+pub struct SegmentMap {
+    path: PathBuf,
+    base_position: u64,
+    map: memmap2::Mmap,
+}
+
+impl SegmentMap {
+    /// Maps the whole file at `path`.
+    pub fn open(path: &Path, base_position: u64) -> io::Result<Self> {
+        let file = File::open(path)?;
+        // SAFETY: logbook never shrinks a segment below bytes a reader may touch: readers only
+        // read frames below the published durable end, sealing truncates only past it, and the
+        // LOCK file keeps other logbook processes out of the directory.
+        let map = unsafe { memmap2::Mmap::map(&file)? };
+        Ok(SegmentMap { path: path.to_path_buf(), base_position, map })
+    }
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+    pub fn base_position(&self) -> u64 {
+        self.base_position
+    }
+    pub fn bytes(&self) -> &[u8] {
+        &self.map
+    }
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+    /// Decodes the frame at `offset`, reporting damage as `(offset, reason)`.
+    pub fn frame_at(&self, offset: u64) -> Result<(FrameRef<'_>, usize), DecodeError> {
+        let bytes = self.map.get(offset as usize..).unwrap_or(&[]);
+        record::decode(bytes)
+    }
+}
+
+impl std::fmt::Debug for SegmentMap {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "SegmentMap({}, {} bytes)", self.path.display(), self.map.len())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame_bytes(position: u64, remaining: u32, out: &mut Vec<u8>) {
+        let frame = FrameRef {
+            position,
+            version: position,
+            timestamp_us: 1,
+            id: [position as u8; 16],
+            batch_remaining: remaining,
+            stream: "s-1",
+            event_type: "T",
+            metadata: b"",
+            data: b"payload",
+        };
+        record::encode(&frame, out);
+    }
+
+    fn segment(batches: &[u32]) -> Vec<u8> {
+        let mut bytes = encode_header(&SegmentHeader { base_position: 1, created_us: 0 }).to_vec();
+        let mut position = 1;
+        for &size in batches {
+            for i in 0..size {
+                frame_bytes(position, size - 1 - i, &mut bytes);
+                position += 1;
+            }
+        }
+        bytes
+    }
+
+    #[test]
+    fn header_roundtrip_and_damage() {
+        let header = SegmentHeader { base_position: 42, created_us: 7 };
+        let bytes = encode_header(&header);
+        assert_eq!(decode_header(&bytes), Ok(header));
+        for i in 0..SEGMENT_HEADER_BYTES {
+            let mut damaged = bytes;
+            damaged[i] ^= 0x10;
+            assert!(decode_header(&damaged).is_err(), "damage at {i} accepted");
+        }
+    }
+
+    #[test]
+    fn file_names_roundtrip() {
+        assert_eq!(file_name(1), "00000000000000000001.seg");
+        assert_eq!(parse_file_name(&file_name(123_456)), Some(123_456));
+        assert_eq!(parse_file_name("1.seg"), None);
+        assert_eq!(parse_file_name("0000000000000000000x.seg"), None);
+    }
+
+    #[test]
+    fn scan_reports_whole_batches_and_stops_at_zeroes() {
+        let mut bytes = segment(&[1, 3, 2]);
+        let end = bytes.len() as u64;
+        bytes.extend_from_slice(&[0u8; 100]);
+        let mut seen = Vec::new();
+        let outcome = scan(&bytes, 1, |f, _| seen.push(f.position));
+        assert_eq!(seen, vec![1, 2, 3, 4, 5, 6]);
+        assert_eq!(outcome.valid_len, end);
+        assert_eq!(outcome.stop.map(|s| s.kind), Some(StopKind::Zeroes));
+    }
+
+    #[test]
+    fn scan_drops_incomplete_batch() {
+        let full = segment(&[2, 3]);
+        let first_batch_end = segment(&[2]).len();
+        // Cut inside the second frame of the second batch, then also at a frame boundary.
+        for cut in first_batch_end..full.len() {
+            let outcome = scan(&full[..cut], 1, |_, _| {});
+            assert_eq!(outcome.valid_len, first_batch_end as u64, "cut {cut}");
+            assert_eq!(outcome.last_position, 2);
+        }
+    }
+
+    #[test]
+    fn misdirected_frame_is_an_invariant_violation() {
+        let mut bytes = segment(&[1]);
+        frame_bytes(5, 0, &mut bytes);
+        let outcome = scan(&bytes, 1, |_, _| {});
+        assert_eq!(outcome.stop.map(|s| s.kind), Some(StopKind::Invariant));
+    }
+
+    #[test]
+    fn finds_valid_frames_after_damage() {
+        let mut bytes = segment(&[1, 1, 1]);
+        let second = segment(&[1]).len();
+        bytes[second + 20] ^= 0xff;
+        let outcome = scan(&bytes, 1, |_, _| {});
+        let stop = outcome.stop.expect("stops at damage");
+        assert_eq!(stop.offset, second as u64);
+        assert!(find_valid_frame_after(&bytes, stop.offset, outcome.last_position).is_some());
+    }
+}

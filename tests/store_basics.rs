@@ -1,0 +1,193 @@
+//! Basic behaviour of the public API: appends, expected versions, idempotency, reads,
+//! reopen, segment rollover, the LOCK file.
+
+use logbook::{Direction, Error, ExpectedVersion, Filter, NewEvent, Options, Store, SyncMode};
+
+fn small_segments() -> Options {
+    Options { segment_bytes: 1024, ..Options::default() }
+}
+
+fn ev(kind: &str, data: &str) -> NewEvent {
+    NewEvent::new(kind, data.as_bytes().to_vec())
+}
+
+#[test]
+fn versions_and_positions_start_at_one_and_are_contiguous() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), Options::default()).unwrap();
+    assert_eq!(store.head_position(), 0);
+    assert_eq!(store.stream_version("order-1"), 0);
+    let a = store.append("order-1", ExpectedVersion::NoStream, vec![ev("A", "1"), ev("B", "2")]).unwrap();
+    assert_eq!((a.first_version, a.last_version, a.first_position, a.last_position), (1, 2, 1, 2));
+    let b = store.append("order-2", ExpectedVersion::Any, vec![ev("A", "3")]).unwrap();
+    assert_eq!((b.first_version, b.first_position), (1, 3));
+    let c = store.append("order-1", ExpectedVersion::Exact(2), vec![ev("C", "4")]).unwrap();
+    assert_eq!((c.first_version, c.first_position), (3, 4));
+    assert_eq!(store.head_position(), 4);
+    assert_eq!(store.stream_version("order-1"), 3);
+    let events = store.read_stream("order-1", 1, 10, Direction::Forward).unwrap();
+    let seen: Vec<_> = events.iter().map(|e| (e.version(), e.position(), e.event_type().to_string())).collect();
+    assert_eq!(seen, vec![(1, 1, "A".into()), (2, 2, "B".into()), (3, 4, "C".into())]);
+    let back = store.read_stream("order-1", u64::MAX, 2, Direction::Backward).unwrap();
+    assert_eq!(back.iter().map(|e| e.version()).collect::<Vec<_>>(), vec![3, 2]);
+}
+
+#[test]
+fn expected_version_kinds_are_enforced_and_write_nothing_on_mismatch() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), Options::default()).unwrap();
+    let err = store.append("s-1", ExpectedVersion::Exists, vec![ev("A", "")]).unwrap_err();
+    assert!(matches!(err, Error::WrongExpectedVersion { actual: 0, expected: ExpectedVersion::Exists, .. }), "{err}");
+    store.append("s-1", ExpectedVersion::Exact(0), vec![ev("A", "")]).unwrap();
+    let err = store.append("s-1", ExpectedVersion::NoStream, vec![ev("A", "")]).unwrap_err();
+    assert_eq!(err.to_string(), "wrong expected version for stream 's-1': expected none, actual 1");
+    let err = store.append("s-1", ExpectedVersion::Exact(5), vec![ev("A", "")]).unwrap_err();
+    assert!(matches!(err, Error::WrongExpectedVersion { actual: 1, .. }));
+    store.append("s-1", ExpectedVersion::Exists, vec![ev("B", "")]).unwrap();
+    assert_eq!(store.head_position(), 2);
+}
+
+#[test]
+fn retried_append_with_same_ids_returns_the_original_result() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), Options::default()).unwrap();
+    let ids = [uuid::Uuid::new_v4(), uuid::Uuid::new_v4()];
+    let batch = || vec![ev("A", "x").with_id(ids[0]), ev("B", "y").with_id(ids[1])];
+    let first = store.append("s-1", ExpectedVersion::NoStream, batch()).unwrap();
+    store.append("s-2", ExpectedVersion::Any, vec![ev("Z", "")]).unwrap();
+    // Expected version is stale, but the retry is recognised by its ids.
+    let again = store.append("s-1", ExpectedVersion::NoStream, batch()).unwrap();
+    assert_eq!(first, again);
+    assert_eq!(store.head_position(), 3);
+    // Same id, different content: a conflict, nothing written.
+    let err = store.append("s-1", ExpectedVersion::Any, vec![ev("A", "changed").with_id(ids[0])]).unwrap_err();
+    assert!(matches!(err, Error::IdempotencyConflict { .. }), "{err}");
+    // Half old, half new: a conflict.
+    let err = store.append("s-1", ExpectedVersion::Any, vec![ev("A", "x").with_id(ids[0]), ev("C", "")]).unwrap_err();
+    assert!(matches!(err, Error::IdempotencyConflict { .. }), "{err}");
+    // Duplicate ids inside one append are bad input.
+    let id = uuid::Uuid::new_v4();
+    let err = store.append("s-3", ExpectedVersion::Any, vec![ev("A", "").with_id(id), ev("A", "").with_id(id)]);
+    assert!(matches!(err, Err(Error::InvalidInput(_))));
+    assert_eq!(store.head_position(), 3);
+}
+
+#[test]
+fn bad_input_is_rejected_with_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), Options::default()).unwrap();
+    for (stream, events, needle) in [
+        ("", vec![ev("A", "")], "empty"),
+        ("$all", vec![ev("A", "")], "reserved"),
+        ("s", vec![], "at least one event"),
+        ("s", vec![ev("", "")], "empty type"),
+    ] {
+        match store.append(stream, ExpectedVersion::Any, events) {
+            Err(Error::InvalidInput(msg)) => assert!(msg.contains(needle), "{msg}"),
+            other => panic!("{stream}: {other:?}"),
+        }
+    }
+    let long = "x".repeat(1025);
+    assert!(matches!(store.append(&long, ExpectedVersion::Any, vec![ev("A", "")]), Err(Error::InvalidInput(_))));
+    assert_eq!(store.head_position(), 0);
+}
+
+#[test]
+fn reopen_after_rollover_keeps_everything() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut expected = Vec::new();
+    {
+        let store = Store::open(dir.path(), small_segments()).unwrap();
+        for i in 0..200u64 {
+            let stream = format!("order-{}", i % 7);
+            let data = format!("{{\"i\":{i}}}");
+            let r = store.append(&stream, ExpectedVersion::Any, vec![ev("E", &data)]).unwrap();
+            expected.push((stream, r.first_version, r.first_position, data));
+        }
+        assert!(store.segment_count() > 5, "segments: {}", store.segment_count());
+        store.close().unwrap();
+    }
+    for round in 0..2 {
+        let store = Store::open(dir.path(), small_segments()).unwrap();
+        let all = store.read_all(1, 1000, &Filter::all()).unwrap();
+        assert_eq!(all.len() as u64, 200 + round, "round {round}");
+        for (event, (stream, version, position, data)) in all.iter().zip(&expected) {
+            assert_eq!((event.stream(), event.version(), event.position()), (stream.as_str(), *version, *position));
+            assert_eq!(event.data(), data.as_bytes());
+        }
+        for s in 0..7 {
+            let stream = format!("order-{s}");
+            let events = store.read_stream(&stream, 1, 1000, Direction::Forward).unwrap();
+            let versions: Vec<u64> = events.iter().map(|e| e.version()).collect();
+            assert_eq!(versions, (1..=versions.len() as u64).collect::<Vec<_>>());
+            assert_eq!(store.stream_version(&stream), versions.len() as u64);
+        }
+        let r = store.append("order-0", ExpectedVersion::Any, vec![ev("E", "new")]).unwrap();
+        assert_eq!(r.first_position, 201 + round);
+        // Drop without close: the next open treats it as a crash and verifies everything.
+        if round == 0 {
+            drop(store);
+        } else {
+            store.close().unwrap();
+        }
+    }
+}
+
+#[test]
+fn oversized_append_gets_its_own_segment() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), small_segments()).unwrap();
+    store.append("s-1", ExpectedVersion::Any, vec![ev("A", "small")]).unwrap();
+    let big = "b".repeat(5000);
+    store.append("s-1", ExpectedVersion::Any, vec![ev("B", &big), ev("C", &big)]).unwrap();
+    store.append("s-1", ExpectedVersion::Any, vec![ev("D", "after")]).unwrap();
+    let events = store.read_stream("s-1", 1, 10, Direction::Forward).unwrap();
+    assert_eq!(events.len(), 4);
+    assert_eq!(events[1].data().len(), 5000);
+    store.close().unwrap();
+    let store = Store::open(dir.path(), small_segments()).unwrap();
+    assert_eq!(store.read_all(1, 10, &Filter::all()).unwrap().len(), 4);
+}
+
+#[test]
+fn filters_select_by_prefix_category_and_type() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), small_segments()).unwrap();
+    for (stream, kind) in [("order-1", "A"), ("cart-1", "A"), ("order-2", "B"), ("orderly-3", "A")] {
+        store.append(stream, ExpectedVersion::Any, vec![ev(kind, "")]).unwrap();
+    }
+    let streams =
+        |f: &Filter| store.read_all(1, 100, f).unwrap().iter().map(|e| e.stream().to_string()).collect::<Vec<_>>();
+    assert_eq!(streams(&Filter::category("order")), vec!["order-1", "order-2"]);
+    assert_eq!(streams(&Filter::stream_prefix("order")), vec!["order-1", "order-2", "orderly-3"]);
+    assert_eq!(streams(&Filter::all().with_types(["A"])), vec!["order-1", "cart-1", "orderly-3"]);
+    assert_eq!(streams(&Filter::category("order").with_types(["B"])), vec!["order-2"]);
+    assert_eq!(store.read_all(3, 100, &Filter::all()).unwrap().len(), 2);
+}
+
+#[test]
+fn a_second_open_of_the_same_directory_fails_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), Options::default()).unwrap();
+    match Store::open(dir.path(), Options::default()) {
+        Err(Error::Locked(path)) => assert_eq!(path, dir.path()),
+        other => panic!("second open: {:?}", other.map(|_| ())),
+    }
+    store.close().unwrap();
+    Store::open(dir.path(), Options::default()).unwrap().close().unwrap();
+}
+
+#[test]
+fn sync_modes_never_and_every_still_store_everything() {
+    for sync in [SyncMode::Never, SyncMode::Every(std::time::Duration::from_millis(5))] {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), Options { sync, ..small_segments() }).unwrap();
+        for i in 0..50 {
+            store.append("s-1", ExpectedVersion::Exact(i), vec![ev("A", "x")]).unwrap();
+        }
+        store.sync().unwrap();
+        store.close().unwrap();
+        let store = Store::open(dir.path(), Options::default()).unwrap();
+        assert_eq!(store.stream_version("s-1"), 50);
+    }
+}
