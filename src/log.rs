@@ -494,7 +494,13 @@ fn scan_active(map: &SegmentMap, streams: &mut StreamDirectory) -> Result<(Activ
                 return Err(Error::corruption(map.path(), stop.offset, stop.reason.clone()));
             }
             StopKind::BadFrame | StopKind::IncompleteBatch => {
-                if let Some(next) = segment::find_valid_frame_after(map.bytes(), stop.offset, outcome.last_position) {
+                // Only a bad frame can hide valid frames behind it; an incomplete batch is
+                // followed by nothing but zeroes or the end of the file.
+                let hidden = match stop.kind {
+                    StopKind::BadFrame => segment::find_valid_frame_after(map.bytes(), stop.offset, outcome.last_position),
+                    _ => None,
+                };
+                if let Some(next) = hidden {
                     return Err(Error::corruption(
                         map.path(),
                         stop.offset,
