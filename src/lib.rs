@@ -13,6 +13,7 @@ pub mod record;
 pub mod segment;
 pub mod store;
 pub mod types;
+pub mod verify;
 
 pub use error::{Error, Result};
 pub use store::{AllPage, Store, StoreStats, Subscription};

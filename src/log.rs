@@ -497,7 +497,9 @@ fn scan_active(map: &SegmentMap, streams: &mut StreamDirectory) -> Result<(Activ
                 // Only a bad frame can hide valid frames behind it; an incomplete batch is
                 // followed by nothing but zeroes or the end of the file.
                 let hidden = match stop.kind {
-                    StopKind::BadFrame => segment::find_valid_frame_after(map.bytes(), stop.offset, outcome.last_position),
+                    StopKind::BadFrame => {
+                        segment::find_valid_frame_after(map.bytes(), stop.offset, outcome.last_position)
+                    }
                     _ => None,
                 };
                 if let Some(next) = hidden {

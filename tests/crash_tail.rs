@@ -50,7 +50,9 @@ fn build(dir: &Path) -> Vec<(u64, u64, u64)> {
     let store = Store::open(dir, options()).unwrap();
     // Fill a few segments first so the cut segment is not the first.
     for i in 0..30 {
-        store.append(&format!("order-{}", i % 3), ExpectedVersion::Any, vec![NewEvent::new("E", vec![b'x'; 90])]).unwrap();
+        store
+            .append(&format!("order-{}", i % 3), ExpectedVersion::Any, vec![NewEvent::new("E", vec![b'x'; 90])])
+            .unwrap();
     }
     let mut batches = Vec::new();
     for (i, size) in [1usize, 3, 2, 4].iter().enumerate() {

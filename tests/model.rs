@@ -22,13 +22,31 @@ enum Expect {
 
 #[derive(Debug, Clone)]
 enum Op {
-    Append { stream: usize, expect: Expect, events: Vec<(usize, Vec<u8>)> },
+    Append {
+        stream: usize,
+        expect: Expect,
+        events: Vec<(usize, Vec<u8>)>,
+    },
     /// Re-send the k-th successful append verbatim (same ids) with some expectation.
-    Retry { k: usize, expect: Expect },
+    Retry {
+        k: usize,
+        expect: Expect,
+    },
     /// Re-send the k-th successful append's first id with other data.
-    RetryChanged { k: usize },
-    ReadStream { stream: usize, from: u64, max: usize, backward: bool },
-    ReadAll { from: u64, max: usize, filter: usize },
+    RetryChanged {
+        k: usize,
+    },
+    ReadStream {
+        stream: usize,
+        from: u64,
+        max: usize,
+        backward: bool,
+    },
+    ReadAll {
+        from: u64,
+        max: usize,
+        filter: usize,
+    },
     Reopen,
 }
 
@@ -86,14 +104,13 @@ impl Model {
     }
 
     fn append(&mut self, stream: &str, expected: ExpectedVersion, events: &[NewEvent]) -> Outcome {
-        let stored: Vec<Option<&ModelEvent>> = events
-            .iter()
-            .map(|e| self.events.iter().find(|m| m.stream == stream && Some(m.id) == e.id))
-            .collect();
+        let stored: Vec<Option<&ModelEvent>> =
+            events.iter().map(|e| self.events.iter().find(|m| m.stream == stream && Some(m.id) == e.id)).collect();
         if stored.iter().any(Option::is_some) {
-            let all_same = stored.iter().zip(events).all(|(m, e)| {
-                m.is_some_and(|m| m.event_type == e.event_type && m.data == e.data)
-            });
+            let all_same = stored
+                .iter()
+                .zip(events)
+                .all(|(m, e)| m.is_some_and(|m| m.event_type == e.event_type && m.data == e.data));
             let contiguous = stored.windows(2).all(|w| match (w[0], w[1]) {
                 (Some(a), Some(b)) => b.version == a.version + 1,
                 _ => false,
@@ -177,10 +194,8 @@ fn run(ops: Vec<Op>) {
             Op::Append { stream, expect, events } => {
                 let stream = STREAMS[stream];
                 let expected = to_expected(&expect, model.version(stream));
-                let events: Vec<NewEvent> = events
-                    .into_iter()
-                    .map(|(t, data)| NewEvent::new(TYPES[t], data).with_id(Uuid::new_v4()))
-                    .collect();
+                let events: Vec<NewEvent> =
+                    events.into_iter().map(|(t, data)| NewEvent::new(TYPES[t], data).with_id(Uuid::new_v4())).collect();
                 let want = model.append(stream, expected, &events);
                 assert_eq!(store_outcome(store.append(stream, expected, events)), want);
             }
