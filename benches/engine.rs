@@ -1,1 +1,158 @@
-fn main() {}
+//! Engine benchmarks (criterion), each beside this machine's limits measured in the same run.
+//!
+//! `cargo bench --bench engine` prints the fdatasync rate and sequential write bandwidth of
+//! the benchmark's directory first, then:
+//! - `append_durable/{1,16,256}`: one writer, N events (471 B order events) per durable append;
+//! - `append_concurrent/16x1`: 16 threads, one event per durable append (group commit);
+//! - `replay_all`: `$all` from position 1, warm page cache;
+//! - `read_stream`: one whole order stream (~9 events) among 2,000 orders.
+//!
+//! `LOGBOOK_BENCH_DIR` chooses the directory (default: the system temp dir).
+
+use std::path::PathBuf;
+use std::sync::{Arc, Barrier};
+use std::time::{Duration, Instant};
+
+use criterion::{criterion_group, BatchSize, Criterion, Throughput};
+use logbook::bench::{fdatasync_rate, sequential_write_bandwidth, OrderWorkload};
+use logbook::{Direction, ExpectedVersion, Filter, NewEvent, Options, Store};
+
+fn bench_dir() -> tempfile::TempDir {
+    let base = std::env::var_os("LOGBOOK_BENCH_DIR").map(PathBuf::from).unwrap_or_else(std::env::temp_dir);
+    tempfile::tempdir_in(base).expect("bench directory")
+}
+
+fn order_event(i: usize) -> NewEvent {
+    let workload = OrderWorkload::default();
+    let events = workload.order_events(i);
+    events[i % events.len()].clone()
+}
+
+fn print_limits() {
+    let dir = bench_dir();
+    let syncs = fdatasync_rate(dir.path(), Duration::from_secs(2)).expect("fdatasync probe");
+    let bandwidth = sequential_write_bandwidth(dir.path(), 256 << 20).expect("bandwidth probe");
+    println!("machine limits in {}:", dir.path().display());
+    println!("  fdatasync rate (512 B write + fdatasync): {syncs:.0}/s");
+    println!("  sequential write bandwidth (256 MiB + one fsync): {:.0} MB/s", bandwidth / 1e6);
+}
+
+fn append_durable(c: &mut Criterion) {
+    let mut group = c.benchmark_group("append_durable");
+    group.sample_size(10).measurement_time(Duration::from_secs(5));
+    for batch in [1usize, 16, 256] {
+        let dir = bench_dir();
+        let store = Store::open(dir.path(), Options::default()).unwrap();
+        let events: Vec<NewEvent> = (0..batch).map(order_event).collect();
+        let mut n = 0usize;
+        group.throughput(Throughput::Elements(batch as u64));
+        group.bench_function(format!("{batch}"), |b| {
+            b.iter_batched(
+                || events.iter().cloned().map(|e| e.with_id(uuid::Uuid::new_v4())).collect::<Vec<_>>(),
+                |batch_events| {
+                    n += 1;
+                    store.append(&OrderWorkload::stream(n % 20_000), ExpectedVersion::Any, batch_events).unwrap()
+                },
+                BatchSize::SmallInput,
+            )
+        });
+        store.close().unwrap();
+    }
+    group.finish();
+}
+
+fn append_concurrent(c: &mut Criterion) {
+    const WRITERS: usize = 16;
+    let mut group = c.benchmark_group("append_concurrent");
+    group.sample_size(10).measurement_time(Duration::from_secs(5));
+    group.throughput(Throughput::Elements(WRITERS as u64));
+    let dir = bench_dir();
+    let store = Store::open(dir.path(), Options::default()).unwrap();
+    group.bench_function(format!("{WRITERS}x1"), |b| {
+        // One iteration = every writer appends one event; timed over many iterations.
+        b.iter_custom(|iters| {
+            let barrier = Arc::new(Barrier::new(WRITERS));
+            let start = Instant::now();
+            let handles: Vec<_> = (0..WRITERS)
+                .map(|w| {
+                    let (store, barrier) = (store.clone(), Arc::clone(&barrier));
+                    std::thread::spawn(move || {
+                        barrier.wait();
+                        for i in 0..iters as usize {
+                            let stream = OrderWorkload::stream(w * 1000 + i % 1000);
+                            store.append(&stream, ExpectedVersion::Any, vec![order_event(i)]).unwrap();
+                        }
+                    })
+                })
+                .collect();
+            for handle in handles {
+                handle.join().unwrap();
+            }
+            start.elapsed()
+        })
+    });
+    group.finish();
+    store.close().unwrap();
+}
+
+fn filled_store(orders: usize) -> (tempfile::TempDir, Store, usize) {
+    let dir = bench_dir();
+    let store = Store::open(dir.path(), Options { sync: logbook::SyncMode::Never, ..Options::default() }).unwrap();
+    let workload = OrderWorkload { orders, ..OrderWorkload::default() };
+    let events = workload.events();
+    for chunk in events.chunks(1) {
+        let e = &chunk[0];
+        store.append(&e.stream, ExpectedVersion::Any, vec![e.event.clone()]).unwrap();
+    }
+    store.sync().unwrap();
+    let n = events.len();
+    (dir, store, n)
+}
+
+fn replay_all(c: &mut Criterion) {
+    let mut group = c.benchmark_group("replay_all");
+    group.sample_size(10).measurement_time(Duration::from_secs(5));
+    let (_dir, store, n) = filled_store(5_000);
+    group.throughput(Throughput::Elements(n as u64));
+    group.bench_function(format!("{n}_events"), |b| {
+        b.iter(|| {
+            let mut next = 1;
+            let mut total = 0usize;
+            loop {
+                let page = store.read_all_page(next, 10_000, &Filter::all()).unwrap();
+                if page.events.is_empty() {
+                    break;
+                }
+                total += page.events.iter().map(|e| e.data().len()).sum::<usize>();
+                next = page.next_position;
+            }
+            total
+        })
+    });
+    group.finish();
+}
+
+fn read_stream(c: &mut Criterion) {
+    let mut group = c.benchmark_group("read_stream");
+    group.sample_size(20).measurement_time(Duration::from_secs(3));
+    let (_dir, store, _) = filled_store(2_000);
+    let mut i = 0usize;
+    group.throughput(Throughput::Elements(1));
+    group.bench_function("one_order", |b| {
+        b.iter(|| {
+            i = (i + 7) % 2_000;
+            let events = store.read_stream(&OrderWorkload::stream(i), 1, 100, Direction::Forward).unwrap();
+            assert!(events.len() >= 8);
+            events.len()
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, append_durable, append_concurrent, replay_all, read_stream);
+
+fn main() {
+    print_limits();
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+}

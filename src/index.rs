@@ -377,8 +377,10 @@ pub struct ActiveIndex {
     pub offsets: Vec<u32>,
     /// Stream -> (first version in this segment, positions in version order).
     pub streams: HashMap<Box<str>, (u64, Vec<u64>)>,
-    /// Low 64 bits of the event id -> positions.
-    pub ids: HashMap<u64, Vec<u64>>,
+    /// Low 64 bits of the event id -> position of the first event with that key.
+    ids: HashMap<u64, u64>,
+    /// Further positions for keys already in `ids` (rare: a reused id or a 64-bit collision).
+    more_ids: HashMap<u64, Vec<u64>>,
 }
 
 impl ActiveIndex {
@@ -403,7 +405,24 @@ impl ActiveIndex {
                 self.streams.insert(event.stream.into(), (event.version, vec![event.position]));
             }
         }
-        self.ids.entry(id_key(&event.id)).or_default().push(event.position);
+        let key = id_key(&event.id);
+        match self.ids.entry(key) {
+            std::collections::hash_map::Entry::Vacant(slot) => {
+                slot.insert(event.position);
+            }
+            std::collections::hash_map::Entry::Occupied(_) => {
+                self.more_ids.entry(key).or_default().push(event.position)
+            }
+        }
+    }
+
+    /// Positions whose event id has the same low 64 bits as `id`.
+    pub fn positions_with_id(&self, id: &[u8; 16], out: &mut Vec<u64>) {
+        let key = id_key(id);
+        if let Some(position) = self.ids.get(&key) {
+            out.push(*position);
+            out.extend(self.more_ids.get(&key).into_iter().flatten());
+        }
     }
 
     pub fn offset_of(&self, position: u64) -> Option<u32> {
@@ -436,7 +455,10 @@ impl ActiveIndex {
             }
         }
         let mut id_of = vec![0u64; self.offsets.len()];
-        for (key, positions) in &self.ids {
+        for (key, position) in &self.ids {
+            id_of[(position - self.base_position) as usize] = *key;
+        }
+        for (key, positions) in &self.more_ids {
             for position in positions {
                 id_of[(position - self.base_position) as usize] = *key;
             }

@@ -5,6 +5,7 @@
 //! [`log`] (segments, recovery, the writer thread), [`store`] (the public API).
 #![doc = include_str!("../README.md")]
 
+pub mod bench;
 pub mod error;
 pub mod index;
 pub mod log;

@@ -942,9 +942,7 @@ fn find_in_stream(
             state.sealed[i].index.positions_with_id(id, &mut candidates);
         }
     }
-    if let Some(positions) = state.active.index.ids.get(&index::id_key(id)) {
-        candidates.extend_from_slice(positions);
-    }
+    state.active.index.positions_with_id(id, &mut candidates);
     for position in candidates {
         if let Some((map, offset)) = state.locate(position) {
             let event = decode_event(map, offset, position)?;
