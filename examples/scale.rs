@@ -20,8 +20,29 @@ fn rss_anon_kib() -> u64 {
         .unwrap_or(0)
 }
 
+/// Opens the store in a fresh process (so freed fill-phase memory cannot hide the cost) and
+/// prints open time and resident heap.
+fn measure_open(dir: &str) -> Result<(), Box<dyn std::error::Error>> {
+    let baseline = rss_anon_kib();
+    let start = Instant::now();
+    let store = Store::open(dir, Options::default())?;
+    let open = start.elapsed();
+    let heap = rss_anon_kib().saturating_sub(baseline);
+    let (streams, events) = (store.stream_count() as f64, store.head_position() as f64);
+    println!(
+        "open after clean shutdown: {open:.2?}; heap {heap} KiB = {:.1} B/stream, {:.2} B/event",
+        heap as f64 * 1024.0 / streams,
+        heap as f64 * 1024.0 / events
+    );
+    store.close()?;
+    Ok(())
+}
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some("open") {
+        return measure_open(&args[2]);
+    }
     let events: u64 = args.get(1).and_then(|v| v.parse().ok()).unwrap_or(2_000_000);
     let streams: u64 = args.get(2).and_then(|v| v.parse().ok()).unwrap_or(200_000);
     let payload: usize = args.get(3).and_then(|v| v.parse().ok()).unwrap_or(100);
@@ -33,34 +54,31 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let start = Instant::now();
     let store = Store::open(&dir, fill_options.clone())?;
     let data = vec![b'x'; payload];
-    let batch = 64u64;
+    // Each stream gets its events in appends of `batch`; consecutive appends hit different
+    // streams, so every segment holds many streams, like the interleaved order workload.
+    let batch = (events / streams).clamp(1, 64);
     let mut appended = 0u64;
+    let mut append_no = 0u64;
     while appended < events {
-        // Interleave streams like the order workload: consecutive appends hit different streams.
-        let stream = format!("order-{:08}", (appended / batch) % streams);
+        let stream = format!("order-{:08}", append_no % streams);
         let n = batch.min(events - appended);
         let evs = (0..n).map(|_| NewEvent::new("ITEM_ADDED", data.clone())).collect();
         store.append(&stream, ExpectedVersion::Any, evs)?;
         appended += n;
+        append_no += 1;
     }
     store.sync()?;
     let fill = start.elapsed();
     let after_fill = rss_anon_kib();
     let segments = store.segment_count();
+    let streams = store.stream_count() as u64;
     store.close()?;
     println!("filled {events} events in {streams} streams ({payload} B payloads) in {fill:.2?}, {segments} segments");
     println!("heap after fill: {} KiB above baseline", after_fill.saturating_sub(baseline));
 
-    let before_open = rss_anon_kib();
-    let start = Instant::now();
+    let status = std::process::Command::new(std::env::current_exe()?).arg("open").arg(&dir).status()?;
+    assert!(status.success(), "open probe failed");
     let store = Store::open(&dir, Options::default())?;
-    let clean_open = start.elapsed();
-    let heap = rss_anon_kib().saturating_sub(before_open);
-    println!(
-        "open after clean shutdown: {clean_open:.2?}; heap {heap} KiB = {:.1} B/stream, {:.2} B/event",
-        heap as f64 * 1024.0 / streams as f64,
-        heap as f64 * 1024.0 / events as f64
-    );
     let start = Instant::now();
     let mut next = 1;
     let mut replayed = 0usize;
