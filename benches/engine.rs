@@ -3,7 +3,7 @@
 //! `cargo bench --bench engine` prints the fdatasync rate and sequential write bandwidth of
 //! the benchmark's directory first, then:
 //! - `append_durable/{1,16,256}`: one writer, N events (471 B order events) per durable append;
-//! - `append_concurrent/16x1`: 16 threads, one event per durable append (group commit);
+//! - `append_concurrent/{16,64}x1`: 16 or 64 threads, one event per durable append (group commit);
 //! - `replay_all`: `$all` from position 1, warm page cache;
 //! - `read_stream`: one whole order stream (~9 events) among 2,000 orders.
 //!
@@ -37,6 +37,14 @@ fn print_limits() {
     println!("  sequential write bandwidth (256 MiB + one fsync): {:.0} MB/s", bandwidth / 1e6);
 }
 
+/// Probes the fdatasync rate right before a durable bench: on a shared machine it moves
+/// minute to minute, so the ratio is only meaningful against a probe taken beside it.
+fn print_fsync_rate_beside(bench: &str) {
+    let dir = bench_dir();
+    let syncs = fdatasync_rate(dir.path(), Duration::from_secs(1)).expect("fdatasync probe");
+    println!("[{bench}] fdatasync rate measured just before: {syncs:.0}/s");
+}
+
 fn append_durable(c: &mut Criterion) {
     let mut group = c.benchmark_group("append_durable");
     group.sample_size(10).measurement_time(Duration::from_secs(5));
@@ -44,6 +52,7 @@ fn append_durable(c: &mut Criterion) {
         let dir = bench_dir();
         let store = Store::open(dir.path(), Options::default()).unwrap();
         let events: Vec<NewEvent> = (0..batch).map(order_event).collect();
+        print_fsync_rate_beside(&format!("append_durable/{batch}"));
         let mut n = 0usize;
         group.throughput(Throughput::Elements(batch as u64));
         group.bench_function(format!("{batch}"), |b| {
@@ -62,37 +71,43 @@ fn append_durable(c: &mut Criterion) {
 }
 
 fn append_concurrent(c: &mut Criterion) {
-    const WRITERS: usize = 16;
     let mut group = c.benchmark_group("append_concurrent");
     group.sample_size(10).measurement_time(Duration::from_secs(5));
-    group.throughput(Throughput::Elements(WRITERS as u64));
     let dir = bench_dir();
     let store = Store::open(dir.path(), Options::default()).unwrap();
-    group.bench_function(format!("{WRITERS}x1"), |b| {
-        // One iteration = every writer appends one event; timed over many iterations.
-        b.iter_custom(|iters| {
-            let barrier = Arc::new(Barrier::new(WRITERS));
-            let start = Instant::now();
-            let handles: Vec<_> = (0..WRITERS)
-                .map(|w| {
-                    let (store, barrier) = (store.clone(), Arc::clone(&barrier));
-                    std::thread::spawn(move || {
-                        barrier.wait();
-                        for i in 0..iters as usize {
-                            let stream = OrderWorkload::stream(w * 1000 + i % 1000);
-                            store.append(&stream, ExpectedVersion::Any, vec![order_event(i)]).unwrap();
-                        }
-                    })
-                })
-                .collect();
-            for handle in handles {
-                handle.join().unwrap();
-            }
-            start.elapsed()
-        })
-    });
+    for writers in [16usize, 64] {
+        group.throughput(Throughput::Elements(writers as u64));
+        print_fsync_rate_beside(&format!("append_concurrent/{writers}x1"));
+        group.bench_function(format!("{writers}x1"), |b| {
+            // One iteration = every writer appends one event; timed over many iterations.
+            b.iter_custom(|iters| concurrent_round(&store, writers, iters as usize))
+        });
+    }
     group.finish();
     store.close().unwrap();
+}
+
+/// `writers` threads each append `iters` single events; returns the wall time.
+fn concurrent_round(store: &Store, writers: usize, iters: usize) -> Duration {
+    let barrier = Arc::new(Barrier::new(writers + 1));
+    let handles: Vec<_> = (0..writers)
+        .map(|w| {
+            let (store, barrier) = (store.clone(), Arc::clone(&barrier));
+            std::thread::spawn(move || {
+                barrier.wait();
+                for i in 0..iters {
+                    let stream = OrderWorkload::stream(w * 1000 + i % 1000);
+                    store.append(&stream, ExpectedVersion::Any, vec![order_event(i)]).unwrap();
+                }
+            })
+        })
+        .collect();
+    barrier.wait();
+    let start = Instant::now();
+    for handle in handles {
+        handle.join().unwrap();
+    }
+    start.elapsed()
 }
 
 fn filled_store(orders: usize) -> (tempfile::TempDir, Store, usize) {
