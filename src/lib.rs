@@ -12,6 +12,7 @@ pub mod log;
 pub mod protocol;
 pub mod record;
 pub mod segment;
+pub mod storage;
 pub mod store;
 pub mod types;
 pub mod verify;

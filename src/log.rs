@@ -25,6 +25,7 @@ use crate::error::{Error, Result};
 use crate::index::{self, ActiveIndex, IndexedEvent, SegmentIndex, StreamDirectory};
 use crate::record::{self, FrameRef, BODY_FIXED_BYTES, FRAME_HEADER_BYTES};
 use crate::segment::{self, SegmentMap, SegmentWriter, StopKind, SEGMENT_HEADER_BYTES};
+use crate::storage::FileSystem;
 use crate::types::{AppendResult, ExpectedVersion, NewEvent, Options, RecordedEvent, SyncMode, VerifyOnOpen};
 
 /// Subdirectory holding segment and index files.
@@ -219,20 +220,21 @@ pub fn recover(dir: &Path, options: &Options) -> Result<Recovered> {
     let segments_dir = dir.join(SEGMENTS_DIR);
     fs::create_dir_all(&segments_dir).map_err(|e| Error::io(format!("creating {}", segments_dir.display()), e))?;
     let lock = take_lock(dir)?;
+    let fsys = options.fs.as_ref();
     let clean_path = dir.join(CLEAN_FILE);
     let clean = clean_path.exists();
     if clean {
-        fs::remove_file(&clean_path).map_err(|e| Error::io("removing the clean-shutdown marker", e))?;
-        segment::sync_dir(dir).map_err(|e| Error::io("syncing the data directory", e))?;
+        fsys.remove_file(&clean_path).map_err(|e| Error::io("removing the clean-shutdown marker", e))?;
+        fsys.sync_dir(dir).map_err(|e| Error::io("syncing the data directory", e))?;
     }
     let verify = !clean || options.verify_on_open == VerifyOnOpen::Always;
-    let bases = list_segments(&segments_dir)?;
+    let bases = list_segments(fsys, &segments_dir)?;
     let mut streams = StreamDirectory::default();
     let mut sealed = Vec::new();
     let mut expected_base = None;
     if let Some((last_base, sealed_bases)) = bases.split_last() {
         for &base in sealed_bases {
-            let segment = open_sealed(&segments_dir, base, expected_base, verify, &mut streams)?;
+            let segment = open_sealed(fsys, &segments_dir, base, expected_base, verify, &mut streams)?;
             expected_base = Some(segment.index.last_position() + 1);
             sealed.push(segment);
         }
@@ -240,7 +242,7 @@ pub fn recover(dir: &Path, options: &Options) -> Result<Recovered> {
         let head = if active.index.offsets.is_empty() { last_base - 1 } else { active.index.last_position() };
         return Ok(finish(dir, sealed, active, streams, writer, head, lock));
     }
-    let writer = SegmentWriter::create(&segments_dir, 1, options.segment_bytes, now_us())
+    let writer = SegmentWriter::create(fsys, &segments_dir, 1, options.segment_bytes, now_us())
         .map_err(|e| Error::io("creating the first segment", e))?;
     let map = Arc::new(map_segment(writer.path(), 1)?);
     let active = ActiveSegment { map, index: ActiveIndex::new(1) };
@@ -283,7 +285,7 @@ fn take_lock(dir: &Path) -> Result<File> {
     }
 }
 
-fn list_segments(segments_dir: &Path) -> Result<Vec<u64>> {
+fn list_segments(fsys: &dyn FileSystem, segments_dir: &Path) -> Result<Vec<u64>> {
     let mut bases = Vec::new();
     let entries = fs::read_dir(segments_dir).map_err(|e| Error::io("listing segments", e))?;
     for entry in entries {
@@ -294,7 +296,7 @@ fn list_segments(segments_dir: &Path) -> Result<Vec<u64>> {
             bases.push(base);
         } else if name.ends_with(".tmp") {
             // An index write that never finished its rename: derived data, safe to drop.
-            let _ = fs::remove_file(entry.path());
+            let _ = fsys.remove_file(&entry.path());
         }
     }
     bases.sort_unstable();
@@ -346,6 +348,7 @@ fn check_continuity(
 }
 
 fn open_sealed(
+    fsys: &dyn FileSystem,
     segments_dir: &Path,
     base: u64,
     expected_base: Option<u64>,
@@ -367,7 +370,7 @@ fn open_sealed(
         }
         Ok(_) | Err(_) => {
             tracing::warn!(index = %index_path.display(), "index missing or stale; rebuilding from its segment");
-            rebuild_index(&map, &index_path)?
+            rebuild_index(fsys, &map, &index_path)?
         }
     };
     for stream in index.streams() {
@@ -401,7 +404,7 @@ fn verify_sealed(map: &SegmentMap, index: &SegmentIndex) -> Result<()> {
     Ok(())
 }
 
-fn rebuild_index(map: &SegmentMap, index_path: &Path) -> Result<SegmentIndex> {
+fn rebuild_index(fsys: &dyn FileSystem, map: &SegmentMap, index_path: &Path) -> Result<SegmentIndex> {
     let mut builder = index::IndexBuilder::default();
     scan_sealed(map, |frame, offset| {
         builder.add(&IndexedEvent {
@@ -413,20 +416,21 @@ fn rebuild_index(map: &SegmentMap, index_path: &Path) -> Result<SegmentIndex> {
         })
     })?;
     let bytes = builder.encode(map.base_position(), map.len() as u64);
-    write_file_atomically(index_path, &bytes)?;
+    write_file_atomically(fsys, index_path, &bytes)?;
     SegmentIndex::open(index_path).map_err(|reason| Error::corruption(index_path, 0, reason))
 }
 
 /// Writes `bytes` to a temporary file, syncs it, renames it over `path`, syncs the directory.
-pub fn write_file_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
+pub fn write_file_atomically(fsys: &dyn FileSystem, path: &Path, bytes: &[u8]) -> Result<()> {
     let tmp = path.with_extension("tmp");
     let context = |what: &str| format!("{what} {}", path.display());
-    let mut file = File::create(&tmp).map_err(|e| Error::io(context("creating"), e))?;
-    std::io::Write::write_all(&mut file, bytes).map_err(|e| Error::io(context("writing"), e))?;
+    let file = fsys.create(&tmp).map_err(|e| Error::io(context("creating"), e))?;
+    file.write_at(bytes, 0).map_err(|e| Error::io(context("writing"), e))?;
     file.sync_all().map_err(|e| Error::io(context("syncing"), e))?;
-    fs::rename(&tmp, path).map_err(|e| Error::io(context("renaming into"), e))?;
+    drop(file);
+    fsys.rename(&tmp, path).map_err(|e| Error::io(context("renaming into"), e))?;
     let dir = path.parent().unwrap_or(Path::new("."));
-    segment::sync_dir(dir).map_err(|e| Error::io(context("syncing the directory of"), e))
+    fsys.sync_dir(dir).map_err(|e| Error::io(context("syncing the directory of"), e))
 }
 
 fn open_active(
@@ -446,8 +450,9 @@ fn open_active(
         }
         tracing::warn!(file = %path.display(), "last segment was never written; recreating it");
         drop(map);
-        fs::remove_file(&path).map_err(|e| Error::io("removing an unwritten segment", e))?;
-        let writer = SegmentWriter::create(segments_dir, base, options.segment_bytes, now_us())
+        let fsys = options.fs.as_ref();
+        fsys.remove_file(&path).map_err(|e| Error::io("removing an unwritten segment", e))?;
+        let writer = SegmentWriter::create(fsys, segments_dir, base, options.segment_bytes, now_us())
             .map_err(|e| Error::io("recreating the last segment", e))?;
         let map = Arc::new(map_segment(&path, base)?);
         return Ok((ActiveSegment { map, index: ActiveIndex::new(base) }, writer));
@@ -455,7 +460,7 @@ fn open_active(
     let (index, valid_len) = scan_active(&map, streams)?;
     let capacity = options.segment_bytes.max(map.len() as u64);
     drop(map);
-    let writer = SegmentWriter::reopen(&path, base, valid_len, capacity)
+    let writer = SegmentWriter::reopen(options.fs.as_ref(), &path, base, valid_len, capacity)
         .map_err(|e| Error::io(format!("repairing the tail of {}", path.display()), e))?;
     let map = Arc::new(map_segment(&path, base)?);
     Ok((ActiveSegment { map, index }, writer))
@@ -633,7 +638,8 @@ impl Writer {
             if self.failed.is_some() {
                 return Ok(()); // never mark a failed writer's data as cleanly shut down
             }
-            write_file_atomically(&self.shared.dir.join(CLEAN_FILE), self.shared.head().to_string().as_bytes())
+            let clean = self.shared.dir.join(CLEAN_FILE);
+            write_file_atomically(self.options.fs.as_ref(), &clean, self.shared.head().to_string().as_bytes())
         });
         self.shared.mark_closed();
         result
@@ -850,13 +856,15 @@ impl Writer {
             return Err(self.fail(format!("sealing {} failed: {err}", old_path.display())));
         }
         self.unsynced = false;
-        let created = SegmentWriter::create(&segments_dir, self.next_position, self.options.segment_bytes, now_us());
+        let fsys = self.options.fs.as_ref();
+        let created =
+            SegmentWriter::create(fsys, &segments_dir, self.next_position, self.options.segment_bytes, now_us());
         match created {
             Ok(writer) => self.segment = writer,
             Err(err) => return Err(self.fail(format!("creating segment {} failed: {err}", self.next_position))),
         }
         let index_path = segments_dir.join(index::file_name(base));
-        let sealed = write_file_atomically(&index_path, &index_bytes).and_then(|()| {
+        let sealed = write_file_atomically(self.options.fs.as_ref(), &index_path, &index_bytes).and_then(|()| {
             let index = SegmentIndex::open(&index_path).map_err(|reason| Error::corruption(&index_path, 0, reason))?;
             Ok(SealedSegment { map: Arc::new(map_segment(&old_path, base)?), index })
         });

@@ -19,12 +19,12 @@
 //! its unwritten space reads as zeroes. Sealing truncates the file to its last frame, so a sealed
 //! segment is frames up to the last byte and any bad byte in it is corruption.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io;
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use crate::record::{self, DecodeError, FrameRef, CRC_MASK, FRAME_HEADER_BYTES};
+use crate::storage::{FileSystem, StorageFile};
 
 pub const SEGMENT_MAGIC: [u8; 8] = *b"LGBKSEG\0";
 pub const SEGMENT_FORMAT_VERSION: u32 = 1;
@@ -91,15 +91,10 @@ pub fn decode_header(bytes: &[u8]) -> Result<SegmentHeader, String> {
     Ok(SegmentHeader { base_position, created_us })
 }
 
-/// Fsyncs a directory so that a created, renamed or removed entry survives power loss.
-pub fn sync_dir(dir: &Path) -> io::Result<()> {
-    File::open(dir)?.sync_all()
-}
-
 /// Owns the active segment's file handle: the writer thread is its only user.
 #[derive(Debug)]
 pub struct SegmentWriter {
-    file: File,
+    file: Box<dyn StorageFile>,
     path: PathBuf,
     base_position: u64,
     /// End of the last whole frame written; the next write goes here.
@@ -111,24 +106,36 @@ pub struct SegmentWriter {
 impl SegmentWriter {
     /// Creates a new segment file with its header, preallocated to `capacity` bytes,
     /// synced together with its directory.
-    pub fn create(dir: &Path, base_position: u64, capacity: u64, created_us: i64) -> io::Result<Self> {
+    pub fn create(
+        fs: &dyn FileSystem,
+        dir: &Path,
+        base_position: u64,
+        capacity: u64,
+        created_us: i64,
+    ) -> io::Result<Self> {
         let path = dir.join(file_name(base_position));
-        let file = OpenOptions::new().read(true).write(true).create_new(true).open(&path)?;
+        let file = fs.create_new(&path)?;
         let header = encode_header(&SegmentHeader { base_position, created_us });
-        file.write_all_at(&header, 0)?;
+        file.write_at(&header, 0)?;
         let capacity = capacity.max(SEGMENT_HEADER_BYTES as u64);
         file.set_len(capacity)?;
         file.sync_all()?;
-        sync_dir(dir)?;
+        fs.sync_dir(dir)?;
         Ok(SegmentWriter { file, path, base_position, write_offset: SEGMENT_HEADER_BYTES as u64, capacity })
     }
 
     /// Reopens the last segment for appending after recovery found its valid end.
     /// Everything past `valid_len` is zeroed (so a cut batch can never be read back),
     /// the file is extended to `capacity`, and the result is synced.
-    pub fn reopen(path: &Path, base_position: u64, valid_len: u64, capacity: u64) -> io::Result<Self> {
-        let file = OpenOptions::new().read(true).write(true).open(path)?;
-        let len = file.metadata()?.len();
+    pub fn reopen(
+        fs: &dyn FileSystem,
+        path: &Path,
+        base_position: u64,
+        valid_len: u64,
+        capacity: u64,
+    ) -> io::Result<Self> {
+        let file = fs.open_rw(path)?;
+        let len = file.len()?;
         let capacity = capacity.max(valid_len);
         if len != valid_len || len < capacity {
             // set_len down then up makes the kernel zero-fill the dropped range.
@@ -168,7 +175,7 @@ impl SegmentWriter {
 
     /// Writes whole frames at the write offset. Not durable until [`SegmentWriter::sync`].
     pub fn append(&mut self, frames: &[u8]) -> io::Result<()> {
-        self.file.write_all_at(frames, self.write_offset)?;
+        self.file.write_at(frames, self.write_offset)?;
         self.write_offset += frames.len() as u64;
         if self.write_offset > self.capacity {
             // An oversized batch grew the file past its preallocation.

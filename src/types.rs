@@ -194,6 +194,8 @@ pub struct Options {
     pub max_batch_bytes: usize,
     /// Most appends queued for the writer before appenders wait.
     pub max_queued_appends: usize,
+    /// Where file mutations go: the real file system, or a fault-injecting simulation in tests.
+    pub fs: Arc<dyn crate::storage::FileSystem>,
 }
 
 impl Default for Options {
@@ -205,6 +207,7 @@ impl Default for Options {
             max_batch_events: 10_000,
             max_batch_bytes: 64 * 1024 * 1024,
             max_queued_appends: 4096,
+            fs: crate::storage::std_fs(),
         }
     }
 }

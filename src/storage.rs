@@ -1,0 +1,433 @@
+//! The narrow trait every file mutation of the engine goes through, so tests can inject
+//! faults and simulate power loss.
+//!
+//! Reads are not routed here: segments and indexes are read through memory maps of the live
+//! files. [`StdFileSystem`] is the real thing. [`SimFileSystem`] wraps it and keeps, beside the
+//! live files, the **durable image** of each one — its contents as of the last completed sync —
+//! and which directory entries are durable (created or renamed, then the directory synced). It
+//! can fail the N-th write, sync or metadata operation (EIO, or ENOSPC after a partial "torn"
+//! write), and [`SimFileSystem::power_off`] makes every later operation fail, as a machine that
+//! lost power. [`SimFileSystem::restore_durable`] then rewrites the directory to what a disk
+//! would hold after the power loss: unsynced bytes dropped, cut at a random byte, or replaced by
+//! garbage; files whose directory entry was never synced gone. Every choice comes from a seed,
+//! so a failure is reproduced by its seed.
+
+use std::collections::{HashMap, HashSet};
+use std::fmt::Debug;
+use std::fs::{self, File, OpenOptions};
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+
+/// A file opened for writing.
+pub trait StorageFile: Send + Sync + Debug {
+    fn write_at(&self, buf: &[u8], offset: u64) -> io::Result<()>;
+    fn set_len(&self, len: u64) -> io::Result<()>;
+    /// fdatasync.
+    fn sync_data(&self) -> io::Result<()>;
+    /// fsync (data and metadata).
+    fn sync_all(&self) -> io::Result<()>;
+    fn len(&self) -> io::Result<u64>;
+    fn is_empty(&self) -> io::Result<bool> {
+        Ok(self.len()? == 0)
+    }
+}
+
+/// File-system mutations the engine performs.
+pub trait FileSystem: Send + Sync + Debug {
+    /// Creates a new file (fails if it exists), open for reading and writing.
+    fn create_new(&self, path: &Path) -> io::Result<Box<dyn StorageFile>>;
+    /// Opens an existing file for reading and writing.
+    fn open_rw(&self, path: &Path) -> io::Result<Box<dyn StorageFile>>;
+    /// Creates or truncates a file, open for writing.
+    fn create(&self, path: &Path) -> io::Result<Box<dyn StorageFile>>;
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()>;
+    fn remove_file(&self, path: &Path) -> io::Result<()>;
+    /// fsync of a directory: makes created, renamed and removed entries durable.
+    fn sync_dir(&self, dir: &Path) -> io::Result<()>;
+}
+
+/// The real file system.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct StdFileSystem;
+
+#[derive(Debug)]
+struct StdFile(File);
+
+impl StorageFile for StdFile {
+    fn write_at(&self, buf: &[u8], offset: u64) -> io::Result<()> {
+        self.0.write_all_at(buf, offset)
+    }
+    fn set_len(&self, len: u64) -> io::Result<()> {
+        self.0.set_len(len)
+    }
+    fn sync_data(&self) -> io::Result<()> {
+        self.0.sync_data()
+    }
+    fn sync_all(&self) -> io::Result<()> {
+        self.0.sync_all()
+    }
+    fn len(&self) -> io::Result<u64> {
+        Ok(self.0.metadata()?.len())
+    }
+}
+
+impl FileSystem for StdFileSystem {
+    fn create_new(&self, path: &Path) -> io::Result<Box<dyn StorageFile>> {
+        Ok(Box::new(StdFile(OpenOptions::new().read(true).write(true).create_new(true).open(path)?)))
+    }
+    fn open_rw(&self, path: &Path) -> io::Result<Box<dyn StorageFile>> {
+        Ok(Box::new(StdFile(OpenOptions::new().read(true).write(true).open(path)?)))
+    }
+    fn create(&self, path: &Path) -> io::Result<Box<dyn StorageFile>> {
+        Ok(Box::new(StdFile(File::create(path)?)))
+    }
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        fs::rename(from, to)
+    }
+    fn remove_file(&self, path: &Path) -> io::Result<()> {
+        fs::remove_file(path)
+    }
+    fn sync_dir(&self, dir: &Path) -> io::Result<()> {
+        File::open(dir)?.sync_all()
+    }
+}
+
+/// The default file system handle used by `Options`.
+pub fn std_fs() -> Arc<dyn FileSystem> {
+    Arc::new(StdFileSystem)
+}
+
+/// Which operation a fault targets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum OpKind {
+    Write,
+    Sync,
+    /// create, rename, remove, set_len, directory sync.
+    Metadata,
+}
+
+/// One recorded operation (for tests that check the order of syncs).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Op {
+    Create(PathBuf),
+    Write(PathBuf, u64, usize),
+    SetLen(PathBuf, u64),
+    SyncData(PathBuf),
+    SyncAll(PathBuf),
+    Rename(PathBuf, PathBuf),
+    Remove(PathBuf),
+    SyncDir(PathBuf),
+}
+
+/// How the unsynced part of a file looks after a power loss.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PowerLoss {
+    /// Only what was synced survives.
+    DropUnsynced,
+    /// A random prefix of what was written after the last sync survives.
+    CutUnsynced,
+    /// A random prefix survives, followed by random garbage of random length.
+    GarbageUnsynced,
+}
+
+/// A planned fault: fail the `nth` operation of `kind` (1-based).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Fault {
+    pub kind: OpKind,
+    pub nth: u64,
+    /// For writes: ENOSPC after writing this many bytes of the buffer (a torn write);
+    /// `None` fails with EIO before writing anything.
+    pub torn_at: Option<usize>,
+}
+
+#[derive(Debug, Default)]
+struct SimState {
+    counts: HashMap<OpKind, u64>,
+    faults: Vec<Fault>,
+    powered_off: bool,
+    /// Contents as of the last completed sync of each file (None: never synced).
+    durable: HashMap<PathBuf, Vec<u8>>,
+    /// Files whose directory entry is not yet durable (created or renamed since the last
+    /// sync of their directory), and entries removed but not yet durably gone.
+    unsynced_names: HashSet<PathBuf>,
+    renamed_from: HashMap<PathBuf, PathBuf>,
+    removed: HashMap<PathBuf, Vec<u8>>,
+    ops: Vec<Op>,
+    injected: u64,
+}
+
+/// A fault-injecting, power-loss-simulating wrapper around the real file system.
+#[derive(Debug, Clone, Default)]
+pub struct SimFileSystem {
+    state: Arc<Mutex<SimState>>,
+}
+
+#[derive(Debug)]
+struct SimFile {
+    path: PathBuf,
+    file: File,
+    sim: SimFileSystem,
+}
+
+fn eio(what: &str) -> io::Error {
+    io::Error::other(format!("simulated I/O error: {what}"))
+}
+
+fn enospc() -> io::Error {
+    io::Error::from_raw_os_error(libc::ENOSPC)
+}
+
+impl SimFileSystem {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Fails the `nth` operation of `kind` from now on (counting from the start).
+    pub fn fail(&self, fault: Fault) {
+        self.state.lock().faults.push(fault);
+    }
+
+    /// Every later operation fails with EIO, like a machine that lost power.
+    pub fn power_off(&self) {
+        self.state.lock().powered_off = true;
+    }
+
+    /// Operations of `kind` performed (or attempted) so far.
+    pub fn count(&self, kind: OpKind) -> u64 {
+        self.state.lock().counts.get(&kind).copied().unwrap_or(0)
+    }
+
+    /// Number of faults injected so far.
+    pub fn injected(&self) -> u64 {
+        self.state.lock().injected
+    }
+
+    /// Operations performed so far, in order.
+    pub fn ops(&self) -> Vec<Op> {
+        self.state.lock().ops.clone()
+    }
+
+    /// Counts the operation and decides whether it fails.
+    fn check(&self, kind: OpKind) -> io::Result<Option<usize>> {
+        let mut state = self.state.lock();
+        if state.powered_off {
+            return Err(eio("power is off"));
+        }
+        let count = state.counts.entry(kind).or_insert(0);
+        *count += 1;
+        let n = *count;
+        if let Some(fault) = state.faults.iter().find(|f| f.kind == kind && f.nth == n).copied() {
+            state.injected += 1;
+            return match fault.torn_at {
+                Some(cut) => Ok(Some(cut)),
+                None => Err(eio(&format!("{kind:?} #{n}"))),
+            };
+        }
+        Ok(None)
+    }
+
+    fn record(&self, op: Op) {
+        self.state.lock().ops.push(op);
+    }
+
+    fn mark_synced(&self, path: &Path) -> io::Result<()> {
+        let contents = fs::read(path)?;
+        self.state.lock().durable.insert(path.to_path_buf(), contents);
+        Ok(())
+    }
+
+    /// Rewrites every file under `dir` to what the disk holds after a power loss, with the
+    /// unsynced tails treated per `mode` and random choices drawn from `seed`. Files created
+    /// or renamed without a directory sync disappear (or get their old name back); files
+    /// never synced are empty or gone. Call it after the store is dropped.
+    pub fn restore_durable(&self, dir: &Path, mode: PowerLoss, seed: u64) -> io::Result<()> {
+        let state = self.state.lock();
+        let mut rng = seed | 1;
+        let mut next = move || {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            rng
+        };
+        // Renames never made durable: the file is back under its old name (tmp files are
+        // derived data; an old target, if any, keeps its durable contents).
+        for (to, from) in &state.renamed_from {
+            if state.unsynced_names.contains(to) && to.exists() {
+                fs::rename(to, from)?;
+            }
+        }
+        // Removals never made durable: the file is still there.
+        for (path, contents) in &state.removed {
+            if state.unsynced_names.contains(path) {
+                fs::write(path, contents)?;
+            }
+        }
+        for path in walk(dir)? {
+            let live = fs::read(&path)?;
+            let created_unsynced = state.unsynced_names.contains(&path) && !state.removed.contains_key(&path);
+            let Some(durable) = state.durable.get(&path) else {
+                // Never synced: a file the simulation never saw is durable as it is (it was
+                // there before); one it created is gone or empty.
+                if state.ops.iter().any(|op| matches!(op, Op::Create(p) if *p == path)) {
+                    if created_unsynced || next() % 2 == 0 {
+                        fs::remove_file(&path)?;
+                    } else {
+                        fs::write(&path, b"")?;
+                    }
+                }
+                continue;
+            };
+            if created_unsynced {
+                fs::remove_file(&path)?;
+                continue;
+            }
+            let mut after = durable.clone();
+            let unsynced_start = common_prefix(durable, &live);
+            let unsynced = &live[unsynced_start.min(live.len())..];
+            match mode {
+                PowerLoss::DropUnsynced => {}
+                PowerLoss::CutUnsynced | PowerLoss::GarbageUnsynced if !unsynced.is_empty() => {
+                    let keep = (next() % (unsynced.len() as u64 + 1)) as usize;
+                    after.truncate(unsynced_start);
+                    after.extend_from_slice(&unsynced[..keep]);
+                    if mode == PowerLoss::GarbageUnsynced {
+                        let garbage = (next() % 4096) as usize;
+                        after.extend((0..garbage).map(|_| next() as u8));
+                    }
+                    if after.len() < durable.len() {
+                        after.extend_from_slice(&durable[after.len()..]);
+                    }
+                }
+                _ => {}
+            }
+            fs::write(&path, &after)?;
+        }
+        Ok(())
+    }
+}
+
+fn common_prefix(a: &[u8], b: &[u8]) -> usize {
+    a.iter().zip(b).take_while(|(x, y)| x == y).count()
+}
+
+fn walk(dir: &Path) -> io::Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    for entry in fs::read_dir(dir)? {
+        let path = entry?.path();
+        if path.is_dir() {
+            out.extend(walk(&path)?);
+        } else if path.file_name().is_some_and(|n| n != "LOCK") {
+            out.push(path);
+        }
+    }
+    Ok(out)
+}
+
+impl StorageFile for SimFile {
+    fn write_at(&self, buf: &[u8], offset: u64) -> io::Result<()> {
+        let torn = self.sim.check(OpKind::Write)?;
+        self.sim.record(Op::Write(self.path.clone(), offset, buf.len()));
+        if let Some(cut) = torn {
+            self.file.write_all_at(&buf[..cut.min(buf.len())], offset)?;
+            return Err(enospc());
+        }
+        self.file.write_all_at(buf, offset)
+    }
+    fn set_len(&self, len: u64) -> io::Result<()> {
+        self.sim.check(OpKind::Metadata)?;
+        self.sim.record(Op::SetLen(self.path.clone(), len));
+        self.file.set_len(len)
+    }
+    fn sync_data(&self) -> io::Result<()> {
+        self.sim.check(OpKind::Sync)?;
+        self.sim.record(Op::SyncData(self.path.clone()));
+        self.file.sync_data()?;
+        self.sim.mark_synced(&self.path)
+    }
+    fn sync_all(&self) -> io::Result<()> {
+        self.sim.check(OpKind::Sync)?;
+        self.sim.record(Op::SyncAll(self.path.clone()));
+        self.file.sync_all()?;
+        self.sim.mark_synced(&self.path)
+    }
+    fn len(&self) -> io::Result<u64> {
+        Ok(self.file.metadata()?.len())
+    }
+}
+
+impl SimFileSystem {
+    fn wrap(&self, path: &Path, file: File) -> Box<dyn StorageFile> {
+        Box::new(SimFile { path: path.to_path_buf(), file, sim: self.clone() })
+    }
+}
+
+impl FileSystem for SimFileSystem {
+    fn create_new(&self, path: &Path) -> io::Result<Box<dyn StorageFile>> {
+        self.check(OpKind::Metadata)?;
+        let file = OpenOptions::new().read(true).write(true).create_new(true).open(path)?;
+        self.record(Op::Create(path.to_path_buf()));
+        self.state.lock().unsynced_names.insert(path.to_path_buf());
+        Ok(self.wrap(path, file))
+    }
+    fn open_rw(&self, path: &Path) -> io::Result<Box<dyn StorageFile>> {
+        self.check(OpKind::Metadata)?;
+        let file = OpenOptions::new().read(true).write(true).open(path)?;
+        let mut state = self.state.lock();
+        if !state.durable.contains_key(path) {
+            // Opened from before the simulation began: what is there is durable.
+            state.durable.insert(path.to_path_buf(), fs::read(path)?);
+        }
+        drop(state);
+        Ok(self.wrap(path, file))
+    }
+    fn create(&self, path: &Path) -> io::Result<Box<dyn StorageFile>> {
+        self.check(OpKind::Metadata)?;
+        let file = File::create(path)?;
+        self.record(Op::Create(path.to_path_buf()));
+        let mut state = self.state.lock();
+        state.unsynced_names.insert(path.to_path_buf());
+        state.durable.remove(path);
+        drop(state);
+        Ok(self.wrap(path, file))
+    }
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        self.check(OpKind::Metadata)?;
+        fs::rename(from, to)?;
+        self.record(Op::Rename(from.to_path_buf(), to.to_path_buf()));
+        let mut state = self.state.lock();
+        if let Some(contents) = state.durable.remove(from) {
+            state.durable.insert(to.to_path_buf(), contents);
+        }
+        state.unsynced_names.insert(to.to_path_buf());
+        state.renamed_from.insert(to.to_path_buf(), from.to_path_buf());
+        Ok(())
+    }
+    fn remove_file(&self, path: &Path) -> io::Result<()> {
+        self.check(OpKind::Metadata)?;
+        let contents = fs::read(path).unwrap_or_default();
+        fs::remove_file(path)?;
+        self.record(Op::Remove(path.to_path_buf()));
+        let mut state = self.state.lock();
+        state.removed.insert(path.to_path_buf(), contents);
+        state.unsynced_names.insert(path.to_path_buf());
+        Ok(())
+    }
+    fn sync_dir(&self, dir: &Path) -> io::Result<()> {
+        self.check(OpKind::Metadata)?;
+        File::open(dir)?.sync_all()?;
+        self.record(Op::SyncDir(dir.to_path_buf()));
+        let mut state = self.state.lock();
+        let durable_now: Vec<PathBuf> =
+            state.unsynced_names.iter().filter(|p| p.parent() == Some(dir)).cloned().collect();
+        for path in durable_now {
+            state.unsynced_names.remove(&path);
+            state.renamed_from.remove(&path);
+            state.removed.remove(&path);
+        }
+        Ok(())
+    }
+}
