@@ -159,6 +159,248 @@ pub fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[rank.min(sorted.len() - 1)]
 }
 
+/// What `logbook bench` runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub enum BenchMode {
+    /// Durable appends of `batch` events from `writers` threads.
+    Append,
+    /// Whole-stream reads of random order streams (after filling the store).
+    Read,
+    /// `$all` from position 1 (after filling the store).
+    Replay,
+    /// Writers appending while as many readers read streams.
+    Mixed,
+}
+
+/// Parameters of one run.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct BenchConfig {
+    pub mode: BenchMode,
+    /// Events to append (append, mixed) or to fill the store with (read, replay).
+    pub events: u64,
+    pub payload_bytes: usize,
+    /// Events per append.
+    pub batch: usize,
+    /// Appending threads (append, mixed) or reading threads (read).
+    pub writers: usize,
+    /// Streams the events are spread over (orders).
+    pub streams: usize,
+    /// Stop after this long even if `events` are not done.
+    pub duration: Duration,
+}
+
+/// This machine's limits, measured in the data directory in the same run.
+#[derive(Debug, Clone, Copy, serde::Serialize)]
+pub struct MachineLimits {
+    pub fdatasync_per_sec: f64,
+    pub write_bytes_per_sec: f64,
+}
+
+/// What a run measured.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct BenchReport {
+    pub config: BenchConfig,
+    pub limits: MachineLimits,
+    /// Operations: appends, stream reads or replayed events.
+    pub operations: u64,
+    pub events: u64,
+    pub seconds: f64,
+    pub events_per_sec: f64,
+    pub operations_per_sec: f64,
+    pub mb_per_sec: f64,
+    pub latency_us_p50: f64,
+    pub latency_us_p99: f64,
+    pub latency_us_p999: f64,
+    /// Operations per second over the fdatasync rate (durable appends: 1.0 = one sync each).
+    pub ops_over_fdatasync: f64,
+    /// Bytes per second over the sequential write bandwidth.
+    pub bytes_over_bandwidth: f64,
+    pub fsyncs: u64,
+}
+
+/// Measures this machine's limits in `dir`.
+pub fn measure_limits(dir: &Path) -> std::io::Result<MachineLimits> {
+    Ok(MachineLimits {
+        fdatasync_per_sec: fdatasync_rate(dir, Duration::from_secs(1))?,
+        write_bytes_per_sec: sequential_write_bandwidth(dir, 128 << 20)?,
+    })
+}
+
+fn workload_event(config: &BenchConfig, i: u64) -> (String, NewEvent) {
+    let workload = OrderWorkload { payload_bytes: config.payload_bytes, ..OrderWorkload::default() };
+    let order = (i as usize) % config.streams.max(1);
+    let events = workload.order_events(order);
+    (OrderWorkload::stream(order), events[(i as usize / config.streams.max(1)) % events.len()].clone())
+}
+
+/// Runs `config` against an embedded store in `dir`; `progress(done, total)` is called as it
+/// goes. The store is opened with `options` (the caller chooses the sync mode).
+pub fn run_embedded(
+    dir: &Path,
+    options: crate::types::Options,
+    config: &BenchConfig,
+    progress: &(dyn Fn(u64, u64) + Sync),
+) -> crate::error::Result<BenchReport> {
+    use crate::store::Store;
+    let limits = measure_limits(dir).map_err(|e| crate::error::Error::io("measuring the machine's limits", e))?;
+    let store = Store::open(dir, options)?;
+    if matches!(config.mode, BenchMode::Read | BenchMode::Replay | BenchMode::Mixed) {
+        fill(&store, config, progress)?;
+    }
+    let fsyncs_before = store.stats().fsyncs;
+    let start = Instant::now();
+    let (operations, events, bytes, mut latencies) = match config.mode {
+        BenchMode::Append => append_phase(&store, config, progress)?,
+        BenchMode::Read => read_phase(&store, config, config.writers, start + config.duration)?,
+        BenchMode::Replay => replay_phase(&store)?,
+        BenchMode::Mixed => {
+            let deadline = start + config.duration;
+            let readers = {
+                let (store, config) = (store.clone(), config.clone());
+                std::thread::spawn(move || read_phase(&store, &config, config.writers, deadline))
+            };
+            let (ops, evs, bytes, mut lat) = append_phase(&store, config, progress)?;
+            let (rops, revs, rbytes, rlat) =
+                readers.join().map_err(|_| crate::error::Error::InvalidInput("reader thread panicked".into()))??;
+            lat.extend(rlat);
+            (ops + rops, evs + revs, bytes + rbytes, lat)
+        }
+    };
+    let seconds = start.elapsed().as_secs_f64().max(1e-9);
+    let fsyncs = store.stats().fsyncs - fsyncs_before;
+    store.close()?;
+    latencies.sort_unstable();
+    let us = |p| percentile(&latencies, p).as_secs_f64() * 1e6;
+    Ok(BenchReport {
+        config: config.clone(),
+        limits,
+        operations,
+        events,
+        seconds,
+        events_per_sec: events as f64 / seconds,
+        operations_per_sec: operations as f64 / seconds,
+        mb_per_sec: bytes as f64 / seconds / 1e6,
+        latency_us_p50: us(0.50),
+        latency_us_p99: us(0.99),
+        latency_us_p999: us(0.999),
+        ops_over_fdatasync: operations as f64 / seconds / limits.fdatasync_per_sec,
+        bytes_over_bandwidth: bytes as f64 / seconds / limits.write_bytes_per_sec,
+        fsyncs,
+    })
+}
+
+type PhaseResult = crate::error::Result<(u64, u64, u64, Vec<Duration>)>;
+
+fn fill(
+    store: &crate::store::Store,
+    config: &BenchConfig,
+    progress: &(dyn Fn(u64, u64) + Sync),
+) -> crate::error::Result<()> {
+    let mut i = 0;
+    while i < config.events {
+        let n = (config.batch.max(1) as u64).min(config.events - i);
+        let (stream, _) = workload_event(config, i);
+        let events = (i..i + n).map(|k| workload_event(config, k).1).collect();
+        store.append(&stream, crate::types::ExpectedVersion::Any, events)?;
+        i += n;
+        progress(i, config.events);
+    }
+    Ok(())
+}
+
+fn append_phase(
+    store: &crate::store::Store,
+    config: &BenchConfig,
+    progress: &(dyn Fn(u64, u64) + Sync),
+) -> PhaseResult {
+    let next = std::sync::atomic::AtomicU64::new(0);
+    let deadline = Instant::now() + config.duration;
+    let batch = config.batch.max(1) as u64;
+    let results: Vec<PhaseResult> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..config.writers.max(1))
+            .map(|_| {
+                scope.spawn(|| {
+                    let (mut ops, mut evs, mut bytes, mut lat) = (0u64, 0u64, 0u64, Vec::new());
+                    loop {
+                        let i = next.fetch_add(batch, std::sync::atomic::Ordering::Relaxed);
+                        if i >= config.events || Instant::now() >= deadline {
+                            return Ok((ops, evs, bytes, lat));
+                        }
+                        let n = batch.min(config.events - i);
+                        let (stream, _) = workload_event(config, i);
+                        let events: Vec<NewEvent> = (i..i + n).map(|k| workload_event(config, k).1).collect();
+                        let size: usize =
+                            events.iter().map(|e| e.data.len() + e.metadata.len() + e.event_type.len()).sum();
+                        let start = Instant::now();
+                        store.append(&stream, crate::types::ExpectedVersion::Any, events)?;
+                        lat.push(start.elapsed());
+                        ops += 1;
+                        evs += n;
+                        bytes += (size + stream.len() * n as usize + 16 * n as usize) as u64;
+                        progress(i + n, config.events);
+                    }
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap_or(Err(crate::error::Error::Shutdown))).collect()
+    });
+    merge(results)
+}
+
+fn read_phase(store: &crate::store::Store, config: &BenchConfig, threads: usize, deadline: Instant) -> PhaseResult {
+    let results: Vec<PhaseResult> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..threads.max(1))
+            .map(|t| {
+                scope.spawn(move || {
+                    let (mut ops, mut evs, mut bytes, mut lat) = (0u64, 0u64, 0u64, Vec::new());
+                    let mut i = t as u64 * 7919;
+                    while Instant::now() < deadline {
+                        i = i.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                        let stream = OrderWorkload::stream((i >> 33) as usize % config.streams.max(1));
+                        let start = Instant::now();
+                        let events = store.read_stream(&stream, 1, 1000, crate::types::Direction::Forward)?;
+                        lat.push(start.elapsed());
+                        ops += 1;
+                        evs += events.len() as u64;
+                        bytes += events.iter().map(|e| e.data().len() as u64).sum::<u64>();
+                    }
+                    Ok((ops, evs, bytes, lat))
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap_or(Err(crate::error::Error::Shutdown))).collect()
+    });
+    merge(results)
+}
+
+fn replay_phase(store: &crate::store::Store) -> PhaseResult {
+    let (mut evs, mut bytes, mut lat) = (0u64, 0u64, Vec::new());
+    let mut next = 1;
+    loop {
+        let start = Instant::now();
+        let page = store.read_all_page(next, 10_000, &crate::types::Filter::all())?;
+        if page.events.is_empty() {
+            return Ok((evs, evs, bytes, lat));
+        }
+        lat.push(start.elapsed());
+        evs += page.events.len() as u64;
+        bytes += page.events.iter().map(|e| e.data().len() as u64).sum::<u64>();
+        next = page.next_position;
+    }
+}
+
+fn merge(results: Vec<PhaseResult>) -> PhaseResult {
+    let (mut ops, mut evs, mut bytes, mut lat) = (0, 0, 0, Vec::new());
+    for result in results {
+        let (o, e, b, l) = result?;
+        ops += o;
+        evs += e;
+        bytes += b;
+        lat.extend(l);
+    }
+    Ok((ops, evs, bytes, lat))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -175,6 +417,28 @@ mod tests {
         assert_eq!(first.len(), 64);
         // Deterministic.
         assert_eq!(workload.events()[100].event, events[100].event);
+    }
+
+    #[test]
+    fn embedded_append_run_reports_ratios() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = BenchConfig {
+            mode: BenchMode::Append,
+            events: 200,
+            payload_bytes: 100,
+            batch: 4,
+            writers: 2,
+            streams: 10,
+            duration: Duration::from_secs(30),
+        };
+        let options = crate::types::Options { segment_bytes: 64 * 1024, ..Default::default() };
+        let report = run_embedded(dir.path(), options, &config, &|_, _| {}).unwrap();
+        assert_eq!((report.events, report.operations), (200, 50));
+        assert!(report.fsyncs >= 1 && report.fsyncs <= 50, "{} fsyncs for 50 appends", report.fsyncs);
+        assert!(report.limits.fdatasync_per_sec > 0.0 && report.ops_over_fdatasync > 0.0);
+        assert!(report.latency_us_p50 <= report.latency_us_p99 && report.latency_us_p99 <= report.latency_us_p999);
+        let store = crate::store::Store::open(dir.path(), crate::types::Options::default()).unwrap();
+        assert_eq!(store.head_position(), 200);
     }
 
     #[test]
