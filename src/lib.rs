@@ -5,12 +5,14 @@
 //! [`log`] (segments, recovery, the writer thread), [`store`] (the public API).
 #![doc = include_str!("../README.md")]
 
+pub mod client;
 pub mod error;
 pub mod index;
 pub mod log;
 pub mod protocol;
 pub mod record;
 pub mod segment;
+pub mod server;
 pub mod store;
 pub mod types;
 
