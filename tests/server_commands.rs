@@ -280,7 +280,7 @@ fn read_all_block_wakes_on_append_from_another_connection() {
     assert_eq!(got.len(), 1, "{got:?}");
     assert_eq!(field_str(&got[0], "stream"), "order-2");
     assert_eq!(field_int(&got[0], "position"), 3);
-    assert!(waited >= Duration::from_millis(250) && waited < Duration::from_secs(5), "{waited:?}");
+    assert!(waited >= Duration::from_millis(100) && waited < Duration::from_secs(5), "{waited:?}");
 }
 
 #[test]
