@@ -6,12 +6,14 @@
 #![doc = include_str!("../README.md")]
 
 pub mod bench;
+pub mod client;
 pub mod error;
 pub mod index;
 pub mod log;
 pub mod protocol;
 pub mod record;
 pub mod segment;
+pub mod server;
 pub mod storage;
 pub mod store;
 pub mod types;

@@ -222,6 +222,12 @@ impl Store {
         self.inner.shared.head()
     }
 
+    /// Waits until the head reaches `position` (or the store closes, or `timeout` passes) and
+    /// returns the head then. Lets a server block a reader cheaply until new events exist.
+    pub fn wait_for_head(&self, position: u64, timeout: Duration) -> u64 {
+        self.inner.shared.wait_for(position, timeout)
+    }
+
     /// Number of streams with at least one event.
     pub fn stream_count(&self) -> usize {
         self.inner.shared.state.read().streams.len()

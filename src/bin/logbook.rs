@@ -1,1 +1,273 @@
-fn main() {}
+//! The `logbook` command line. Each verb is one enum variant plus one function; add a verb by
+//! adding both (and a match arm in `main`).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+use logbook::client::{AllFilter, Client, Event};
+use logbook::server::{self, Config, Server};
+use logbook::{ExpectedVersion, NewEvent};
+
+#[derive(Parser)]
+#[command(name = "logbook", version, about = "An append-only event store: embedded library, daemon and CLI")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the daemon: the store over TCP, speaking RESP3 (any Redis client works).
+    Serve(ServeArgs),
+    /// Append one event through a running daemon.
+    Append(AppendArgs),
+    /// Read a stream's events through a running daemon.
+    Read(ReadArgs),
+    /// Follow the global log through a running daemon, printing events as they arrive.
+    Tail(TailArgs),
+    /// Print the SHA-256 hex of a token, for the `token_sha256` fields of the config file.
+    HashToken {
+        /// The token to hash.
+        token: String,
+    },
+}
+
+#[derive(Args)]
+struct ServeArgs {
+    /// Data directory [default: ./data, or `data` from the config file].
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// Address to listen on [default: 127.0.0.1:7878, or `listen` from the config file].
+    #[arg(long)]
+    listen: Option<String>,
+    /// TOML config file: tenants, admin token, limits (see docs/protocol.md).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Serve Prometheus text metrics over HTTP on this address.
+    #[arg(long)]
+    metrics: Option<String>,
+}
+
+/// How to reach and authenticate with a daemon.
+#[derive(Args)]
+struct ConnectArgs {
+    /// Daemon address.
+    #[arg(long, default_value = server::config::DEFAULT_LISTEN)]
+    connect: String,
+    /// Tenant to authenticate as (with --token, or LOGBOOK_TOKEN).
+    #[arg(long)]
+    tenant: Option<String>,
+    /// Token of the tenant.
+    #[arg(long, env = "LOGBOOK_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// Print JSON (one object per line) instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+struct AppendArgs {
+    #[command(flatten)]
+    conn: ConnectArgs,
+    /// Stream name.
+    stream: String,
+    /// Event type.
+    event_type: String,
+    /// Event data (JSON in practice).
+    data: String,
+    /// Expected version: any, none, exists or a number.
+    #[arg(long, default_value = "any")]
+    expected: String,
+    /// Event id (UUID) for idempotent retries.
+    #[arg(long)]
+    id: Option<uuid::Uuid>,
+    /// Metadata (a JSON object).
+    #[arg(long)]
+    meta: Option<String>,
+}
+
+#[derive(Args)]
+struct ReadArgs {
+    #[command(flatten)]
+    conn: ConnectArgs,
+    /// Stream name.
+    stream: String,
+    /// First version to read.
+    #[arg(long)]
+    from: Option<u64>,
+    /// Most events to read.
+    #[arg(long)]
+    count: Option<u64>,
+    /// Newest first.
+    #[arg(long)]
+    rev: bool,
+}
+
+#[derive(Args)]
+struct TailArgs {
+    #[command(flatten)]
+    conn: ConnectArgs,
+    /// First position to print (default: only events appended from now on).
+    #[arg(long)]
+    from: Option<u64>,
+    /// Only streams whose name starts with this.
+    #[arg(long)]
+    prefix: Option<String>,
+    /// Only these event types (repeatable).
+    #[arg(long = "type")]
+    types: Vec<String>,
+    /// Stop after this many events.
+    #[arg(long)]
+    limit: Option<u64>,
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Serve(args) => serve(args),
+        Command::Append(args) => append(args),
+        Command::Read(args) => read(args),
+        Command::Tail(args) => tail(args),
+        Command::HashToken { token } => {
+            println!("{}", server::hash_token_hex(token.as_bytes()));
+            Ok(())
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("logbook: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn serve(args: ServeArgs) -> Result<(), String> {
+    let mut config = match &args.config {
+        Some(path) => Config::from_file(path)?,
+        None => Config::default(),
+    };
+    if let Some(data) = args.data {
+        config.data = data;
+    }
+    if let Some(listen) = args.listen {
+        config.listen = listen;
+    }
+    if let Some(metrics) = args.metrics {
+        config.metrics = Some(metrics);
+    }
+    let auth = config.auth_required();
+    let server = Server::start(config.clone()).map_err(|e| e.to_string())?;
+    let addr = server.local_addr();
+    println!("logbook {} listening on {addr} (data: {})", env!("CARGO_PKG_VERSION"), config.data.display());
+    if let Some(metrics) = server.metrics_addr() {
+        println!("metrics: http://{metrics}/metrics");
+    }
+    let auth_hint = if auth { " AUTH <tenant> <token>" } else { "" };
+    println!(
+        "try: redis-cli -h {} -p {}{} APPEND order-1 CART_CREATED '{{\"customer\":\"c-1\"}}'",
+        addr.ip(),
+        addr.port(),
+        if auth { " # after" } else { "" }
+    );
+    if auth {
+        println!("     (tenants are configured: send{auth_hint} first)");
+    }
+    server::shutdown_on_signals(server.shutdown_handle()).map_err(|e| e.to_string())?;
+    server.wait().map_err(|e| e.to_string())?;
+    println!("logbook: stopped cleanly");
+    Ok(())
+}
+
+fn connect(conn: &ConnectArgs) -> Result<Client, String> {
+    let mut client = Client::connect(&conn.connect).map_err(|e| format!("cannot connect to {}: {e}", conn.connect))?;
+    match (&conn.tenant, &conn.token) {
+        (Some(tenant), Some(token)) => client.auth(tenant, token).map_err(|e| e.to_string())?,
+        (Some(_), None) => return Err("--tenant needs --token (or LOGBOOK_TOKEN)".into()),
+        _ => {}
+    }
+    Ok(client)
+}
+
+fn parse_expected(text: &str) -> Result<ExpectedVersion, String> {
+    match text.to_ascii_lowercase().as_str() {
+        "any" => Ok(ExpectedVersion::Any),
+        "none" | "0" => Ok(ExpectedVersion::NoStream),
+        "exists" => Ok(ExpectedVersion::Exists),
+        n => n
+            .parse()
+            .map(ExpectedVersion::Exact)
+            .map_err(|_| format!("--expected wants any|none|exists|<n>, got '{text}'")),
+    }
+}
+
+fn append(args: AppendArgs) -> Result<(), String> {
+    let expected = parse_expected(&args.expected)?;
+    let mut client = connect(&args.conn)?;
+    let mut event = NewEvent::new(args.event_type, args.data.into_bytes());
+    event.id = args.id;
+    if let Some(meta) = args.meta {
+        event.metadata = meta.into_bytes();
+    }
+    let (version, position) = client.append_event(&args.stream, &event, expected).map_err(|e| e.to_string())?;
+    if args.conn.json {
+        println!("{}", serde_json::json!({ "stream": args.stream, "version": version, "position": position }));
+    } else {
+        println!("{} version {version} position {position}", args.stream);
+    }
+    Ok(())
+}
+
+fn print_event(event: &Event, json: bool) {
+    if json {
+        println!("{}", event.to_json());
+    } else {
+        println!(
+            "{:>8} {} {}@{} {} {}",
+            event.position,
+            event.time,
+            event.stream,
+            event.version,
+            event.event_type,
+            String::from_utf8_lossy(&event.data)
+        );
+    }
+}
+
+fn read(args: ReadArgs) -> Result<(), String> {
+    let mut client = connect(&args.conn)?;
+    let events = client.read(&args.stream, args.from, args.count, args.rev).map_err(|e| e.to_string())?;
+    for event in &events {
+        print_event(event, args.conn.json);
+    }
+    Ok(())
+}
+
+fn tail(args: TailArgs) -> Result<(), String> {
+    let mut client = connect(&args.conn)?;
+    let from = match args.from {
+        Some(from) => from,
+        None => client.head().map_err(|e| e.to_string())? + 1,
+    };
+    let filter = AllFilter { prefix: args.prefix, types: args.types };
+    let limit = args.limit.unwrap_or(u64::MAX);
+    if limit == 0 {
+        return Ok(());
+    }
+    for (printed, event) in (1..).zip(client.tail(from, filter)) {
+        print_event(&event.map_err(|e| e.to_string())?, args.conn.json);
+        if printed >= limit {
+            break;
+        }
+    }
+    Ok(())
+}

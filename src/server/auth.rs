@@ -1,0 +1,230 @@
+//! Tenants, tokens and stream namespaces.
+//!
+//! Tokens are never stored: the config holds their SHA-256 (hex). `AUTH <tenant> <token>`
+//! hashes the token and compares digests in constant time; an unknown tenant is compared
+//! against a dummy digest so timing does not reveal which tenant names exist.
+//!
+//! A tenant's stream `order-1` is stored as `<tenant>:order-1`. Tenant names are restricted to
+//! `[A-Za-z0-9_]` (no `:`), so one tenant's namespace can never be a prefix of another's.
+//! The admin authenticates as tenant [`ADMIN_NAME`] and uses full stored names.
+
+use sha2::{Digest, Sha256};
+
+use super::config::Config;
+
+/// The tenant name the admin authenticates as.
+pub const ADMIN_NAME: &str = "admin";
+/// Separates a tenant's name from its stream names in the store.
+pub const NAMESPACE_SEPARATOR: char = ':';
+
+/// Who a connection is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Identity {
+    /// No auth configured: full access to full names.
+    Open,
+    /// The admin: full access to full names.
+    Admin,
+    /// A tenant: its own namespace only.
+    Tenant { name: String, prefix: String },
+}
+
+impl Identity {
+    /// The stored name of the client's stream name.
+    pub fn to_store(&self, stream: &str) -> String {
+        match self {
+            Identity::Open | Identity::Admin => stream.to_string(),
+            Identity::Tenant { prefix, .. } => format!("{prefix}{stream}"),
+        }
+    }
+
+    /// The client's name for a stored stream name (the namespace removed for a tenant).
+    pub fn from_store<'a>(&self, stored: &'a str) -> &'a str {
+        match self {
+            Identity::Open | Identity::Admin => stored,
+            Identity::Tenant { prefix, .. } => stored.strip_prefix(prefix.as_str()).unwrap_or(stored),
+        }
+    }
+
+    /// The stored-name prefix a READALL must be confined to (`None`: everything).
+    pub fn namespace(&self) -> Option<&str> {
+        match self {
+            Identity::Open | Identity::Admin => None,
+            Identity::Tenant { prefix, .. } => Some(prefix),
+        }
+    }
+
+    /// A short name for INFO and logs.
+    pub fn label(&self) -> &str {
+        match self {
+            Identity::Open => "open",
+            Identity::Admin => ADMIN_NAME,
+            Identity::Tenant { name, .. } => name,
+        }
+    }
+}
+
+/// The credentials the daemon accepts.
+#[derive(Debug, Clone, Default)]
+pub struct Auth {
+    admin: Option<[u8; 32]>,
+    tenants: Vec<(String, [u8; 32])>,
+}
+
+/// Why AUTH failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AuthError {
+    /// No tenants are configured, so there is nothing to authenticate against.
+    NotConfigured,
+    /// Unknown tenant or wrong token (deliberately not saying which).
+    Invalid,
+}
+
+/// SHA-256 of `token`, as lower-case hex (what the config file stores).
+pub fn hash_token_hex(token: &[u8]) -> String {
+    Sha256::digest(token).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn parse_digest(hex: &str, what: &str) -> Result<[u8; 32], String> {
+    let hex = hex.trim();
+    if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(format!("{what}: token_sha256 must be 64 hex digits (the SHA-256 of the token)"));
+    }
+    let mut out = [0u8; 32];
+    for (i, byte) in out.iter_mut().enumerate() {
+        // Checked above: 64 ASCII hex digits, so every pair parses.
+        *byte = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).map_err(|e| format!("{what}: {e}"))?;
+    }
+    Ok(out)
+}
+
+/// Compares two digests without an early exit.
+fn constant_time_eq(a: &[u8; 32], b: &[u8; 32]) -> bool {
+    let diff = a.iter().zip(b.iter()).fold(0u8, |acc, (x, y)| acc | (x ^ y));
+    // black_box keeps the optimizer from turning the fold back into a short-circuit compare.
+    std::hint::black_box(diff) == 0
+}
+
+/// Tenant names: 1..=64 of `[A-Za-z0-9_]`, not the admin's name.
+pub fn validate_tenant_name(name: &str) -> Result<(), String> {
+    if name.is_empty() || name.len() > 64 || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+        return Err(format!("tenant name '{name}' must be 1 to 64 characters of A-Z, a-z, 0-9, _"));
+    }
+    if name == ADMIN_NAME {
+        return Err(format!("tenant name '{ADMIN_NAME}' is reserved for the admin"));
+    }
+    Ok(())
+}
+
+impl Auth {
+    /// Builds the credential table from the config, checking names and digests.
+    pub fn from_config(config: &Config) -> Result<Auth, String> {
+        let admin = match &config.admin {
+            Some(admin) => Some(parse_digest(&admin.token_sha256, "admin")?),
+            None => None,
+        };
+        let mut tenants: Vec<(String, [u8; 32])> = Vec::with_capacity(config.tenants.len());
+        for tenant in &config.tenants {
+            validate_tenant_name(&tenant.name)?;
+            if tenants.iter().any(|(n, _)| *n == tenant.name) {
+                return Err(format!("tenant '{}' is listed twice", tenant.name));
+            }
+            tenants.push((tenant.name.clone(), parse_digest(&tenant.token_sha256, &tenant.name)?));
+        }
+        Ok(Auth { admin, tenants })
+    }
+
+    /// True when connections must AUTH before anything but PING/HELLO/AUTH/QUIT.
+    pub fn required(&self) -> bool {
+        self.admin.is_some() || !self.tenants.is_empty()
+    }
+
+    /// The identity of a connection before any AUTH.
+    pub fn initial_identity(&self) -> Option<Identity> {
+        (!self.required()).then_some(Identity::Open)
+    }
+
+    /// Checks `token` for `tenant` in constant time (per candidate digest).
+    pub fn authenticate(&self, tenant: &str, token: &[u8]) -> Result<Identity, AuthError> {
+        if !self.required() {
+            return Err(AuthError::NotConfigured);
+        }
+        let presented: [u8; 32] = Sha256::digest(token).into();
+        let expected = if tenant == ADMIN_NAME {
+            self.admin
+        } else {
+            self.tenants.iter().find(|(name, _)| name == tenant).map(|(_, digest)| *digest)
+        };
+        // Compare against a dummy when the name is unknown, so both paths cost the same.
+        let matched = constant_time_eq(&presented, &expected.unwrap_or([0xA5; 32])) && expected.is_some();
+        if !matched {
+            return Err(AuthError::Invalid);
+        }
+        Ok(if tenant == ADMIN_NAME {
+            Identity::Admin
+        } else {
+            Identity::Tenant { name: tenant.to_string(), prefix: format!("{tenant}{NAMESPACE_SEPARATOR}") }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::server::config::{AdminConfig, TenantConfig};
+
+    fn config() -> Config {
+        Config {
+            admin: Some(AdminConfig { token_sha256: hash_token_hex(b"root") }),
+            tenants: vec![
+                TenantConfig { name: "acme".into(), token_sha256: hash_token_hex(b"a-secret") },
+                TenantConfig { name: "globex".into(), token_sha256: hash_token_hex(b"g-secret").to_uppercase() },
+            ],
+            ..Config::default()
+        }
+    }
+
+    #[test]
+    fn known_digest() {
+        assert_eq!(hash_token_hex(b"abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+    }
+
+    #[test]
+    fn authenticate_each_identity() {
+        let auth = Auth::from_config(&config()).unwrap();
+        assert!(auth.required());
+        assert_eq!(auth.initial_identity(), None);
+        assert_eq!(auth.authenticate("admin", b"root"), Ok(Identity::Admin));
+        let acme = auth.authenticate("acme", b"a-secret").unwrap();
+        assert_eq!(acme.to_store("order-1"), "acme:order-1");
+        assert_eq!(acme.from_store("acme:order-1"), "order-1");
+        assert_eq!(acme.namespace(), Some("acme:"));
+        assert!(auth.authenticate("globex", b"g-secret").is_ok(), "upper-case hex accepted");
+        assert_eq!(auth.authenticate("acme", b"g-secret"), Err(AuthError::Invalid));
+        assert_eq!(auth.authenticate("nobody", b"a-secret"), Err(AuthError::Invalid));
+        assert_eq!(auth.authenticate("admin", b"a-secret"), Err(AuthError::Invalid));
+    }
+
+    #[test]
+    fn open_mode() {
+        let auth = Auth::from_config(&Config::default()).unwrap();
+        assert_eq!(auth.initial_identity(), Some(Identity::Open));
+        assert_eq!(auth.authenticate("x", b"y"), Err(AuthError::NotConfigured));
+        assert_eq!(Identity::Open.to_store("a:b"), "a:b");
+    }
+
+    #[test]
+    fn bad_config_rejected() {
+        let mut c = config();
+        c.tenants[0].name = "ac:me".into();
+        assert!(Auth::from_config(&c).is_err());
+        let mut c = config();
+        c.tenants[0].name = "admin".into();
+        assert!(Auth::from_config(&c).is_err());
+        let mut c = config();
+        c.tenants[1].name = "acme".into();
+        assert!(Auth::from_config(&c).unwrap_err().contains("twice"));
+        let mut c = config();
+        c.tenants[0].token_sha256 = "abc".into();
+        assert!(Auth::from_config(&c).is_err());
+    }
+}

@@ -1,0 +1,105 @@
+//! The dispatcher: one match arm per command, one file per command family.
+//!
+//! | file | commands |
+//! |---|---|
+//! | `session.rs` | PING, HELLO, AUTH, QUIT |
+//! | `append.rs` | APPEND, APPENDMANY (run through the pipeline, see `server::pipeline`) |
+//! | `read.rs` | READ, and how an event is put on the wire |
+//! | `read_all.rs` | READALL (with BLOCK) |
+//! | `info.rs` | INFO, VERSION, HEAD |
+//! | `timeline.rs` | TIMELINE (not available yet) |
+
+pub(crate) mod append;
+pub(crate) mod info;
+mod read;
+mod read_all;
+mod session;
+mod timeline;
+
+use crate::protocol::{Command, Value};
+
+use super::auth::Identity;
+use super::connection::Session;
+use super::pipeline::PreparedAppend;
+use super::Shared;
+
+/// What running a command produced.
+pub(crate) enum Outcome {
+    Reply(Value),
+    /// Reply, then close the connection.
+    Quit(Value),
+}
+
+/// The identity a data command runs as, or the `-NOAUTH` reply.
+fn identity(session: &Session) -> Result<&Identity, Value> {
+    session.identity.as_ref().ok_or_else(|| Value::error("NOAUTH", "Authentication required: AUTH <tenant> <token>"))
+}
+
+/// True for the commands that go through [`prepare_append`] and the pipeline.
+pub(crate) fn is_append(command: &Command) -> bool {
+    matches!(command, Command::Append { .. } | Command::AppendMany { .. })
+}
+
+/// Appends are collected and run together (see `server::pipeline`): this turns an APPEND or
+/// APPENDMANY into a prepared append, or its error reply.
+pub(crate) fn prepare_append(session: &Session, command: Command) -> Result<PreparedAppend, Value> {
+    let who = identity(session)?;
+    match command {
+        Command::Append { stream, event, expected } => append::prepare(who, &stream, vec![event], expected, false),
+        Command::AppendMany { stream, events, expected } => append::prepare(who, &stream, events, expected, true),
+        _ => Err(Value::error("ERR", "internal error: not an append")),
+    }
+}
+
+/// Runs any command but APPEND / APPENDMANY.
+pub(crate) fn execute(shared: &Shared, session: &mut Session, command: Command) -> Outcome {
+    let reply = match command {
+        Command::Ping { message } => session::ping(message),
+        Command::Hello { protover, auth } => session::hello(shared, session, protover, auth),
+        Command::Auth(credentials) => session::auth(shared, session, &credentials),
+        Command::Quit => return Outcome::Quit(Value::ok()),
+        command => match identity(session) {
+            Err(reply) => reply,
+            Ok(who) => run_data_command(shared, session, who, command),
+        },
+    };
+    Outcome::Reply(reply)
+}
+
+fn run_data_command(shared: &Shared, session: &Session, who: &Identity, command: Command) -> Value {
+    match command {
+        Command::Read { stream, from, count, reverse } => {
+            read::read(shared, session, who, &stream, from, count, reverse)
+        }
+        Command::ReadAll { from, count, block_ms, prefix, types } => {
+            read_all::read_all(shared, session, who, read_all::Request { from, count, block_ms, prefix, types })
+        }
+        Command::Version { stream } => info::version(shared, who, &stream),
+        Command::Head => info::head(shared),
+        Command::Info { section } => info::info(shared, session, who, section.as_deref()),
+        Command::Timeline { .. } => timeline::timeline(),
+        Command::Append { .. } | Command::AppendMany { .. } => match prepare_append(session, command) {
+            Ok(prepared) => prepared.run(&shared.store),
+            Err(reply) => reply,
+        },
+        Command::Ping { .. } | Command::Hello { .. } | Command::Auth(_) | Command::Quit => {
+            Value::error("ERR", "internal error: session command in data dispatch")
+        }
+    }
+}
+
+/// Checks a client's stream name and maps it into the caller's namespace.
+pub(crate) fn store_name(who: &Identity, stream: &str) -> Result<String, Value> {
+    crate::store::validate_stream_name(stream).map_err(|e| Value::error("ERR", &plain(&e)))?;
+    let stored = who.to_store(stream);
+    crate::store::validate_stream_name(&stored).map_err(|e| Value::error("ERR", &plain(&e)))?;
+    Ok(stored)
+}
+
+/// An engine error's message without the "invalid input: " prefix.
+fn plain(err: &crate::Error) -> String {
+    match err {
+        crate::Error::InvalidInput(msg) => msg.clone(),
+        other => other.to_string(),
+    }
+}

@@ -1,0 +1,78 @@
+//! `READALL [FROM p] [COUNT n] [BLOCK ms] [PREFIX s] [TYPE t]...`: the global log from a
+//! position, filtered. With BLOCK it waits up to `ms` (0: without limit, like XREAD BLOCK 0)
+//! for at least one matching event and replies an empty array on timeout.
+//!
+//! A tenant's READALL is confined to its namespace (`<tenant>:` is prepended to PREFIX), and
+//! stream names come back without it.
+
+use std::time::{Duration, Instant};
+
+use crate::protocol::Value;
+use crate::server::auth::Identity;
+use crate::server::connection::Session;
+use crate::server::Shared;
+use crate::Filter;
+
+use super::append::store_error;
+use super::read::events_reply;
+
+/// Longest single wait inside BLOCK, so shutdown and a vanished client are noticed quickly.
+const BLOCK_SLICE: Duration = Duration::from_millis(100);
+
+pub(super) struct Request {
+    pub from: u64,
+    pub count: u64,
+    pub block_ms: Option<u64>,
+    pub prefix: Option<String>,
+    pub types: Vec<String>,
+}
+
+pub(super) fn read_all(shared: &Shared, session: &Session, who: &Identity, request: Request) -> Value {
+    let stream_prefix = match (who.namespace(), request.prefix) {
+        (Some(namespace), Some(prefix)) => Some(format!("{namespace}{prefix}")),
+        (Some(namespace), None) => Some(namespace.to_string()),
+        (None, prefix) => prefix,
+    };
+    let filter = Filter { stream_prefix, category: None, event_types: request.types };
+    let max = usize::try_from(request.count).unwrap_or(usize::MAX);
+    let deadline = match request.block_ms {
+        None => None,
+        Some(0) => Some(None), // no limit
+        Some(ms) => Some(Some(Instant::now() + Duration::from_millis(ms))),
+    };
+    let mut next = request.from.max(1);
+    loop {
+        let head = shared.store.head_position();
+        // Scan on until something matches or the published log is exhausted (a page stops
+        // after a bounded number of non-matching events).
+        let events = loop {
+            let page = match shared.store.read_all_page(next, max, &filter) {
+                Ok(page) => page,
+                Err(err) => return store_error(&err),
+            };
+            next = page.next_position;
+            if !page.events.is_empty() || next > head {
+                break page.events;
+            }
+        };
+        if !events.is_empty() {
+            return events_reply(who, &events, shared.config.limits.max_reply_bytes);
+        }
+        let Some(deadline) = deadline else {
+            return Value::Array(Vec::new());
+        };
+        let slice = match deadline {
+            Some(deadline) => match deadline.checked_duration_since(Instant::now()) {
+                Some(left) if !left.is_zero() => left.min(BLOCK_SLICE),
+                _ => return Value::Array(Vec::new()),
+            },
+            None => BLOCK_SLICE,
+        };
+        if shared.is_shutting_down() {
+            return Value::Array(Vec::new());
+        }
+        if shared.store.wait_for_head(next, slice) < next && session.client_gone() {
+            return Value::Array(Vec::new());
+        }
+    }
+}

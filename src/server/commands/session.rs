@@ -1,0 +1,65 @@
+//! PING, HELLO, AUTH (QUIT is answered by the dispatcher): the commands allowed before AUTH.
+
+use crate::protocol::{Credentials, ProtocolVersion, Value};
+use crate::server::auth::AuthError;
+use crate::server::connection::Session;
+use crate::server::Shared;
+
+/// `PING` -> `+PONG`; `PING msg` -> the message as a bulk string.
+pub(super) fn ping(message: Option<Vec<u8>>) -> Value {
+    match message {
+        Some(message) => Value::BulkString(message),
+        None => Value::SimpleString("PONG".into()),
+    }
+}
+
+/// `AUTH <tenant> <token>`: `+OK`, or `-NOPERM` for a wrong tenant/token pair.
+pub(super) fn auth(shared: &Shared, session: &mut Session, credentials: &Credentials) -> Value {
+    match shared.auth.authenticate(&credentials.tenant, &credentials.token) {
+        Ok(identity) => {
+            session.identity = Some(identity);
+            Value::ok()
+        }
+        Err(AuthError::NotConfigured) => {
+            Value::error("ERR", "AUTH called but no tenants are configured; this daemon is open")
+        }
+        Err(AuthError::Invalid) => Value::error("NOPERM", "invalid tenant or token"),
+    }
+}
+
+/// `HELLO [2|3] [AUTH <tenant> <token>]`: authenticates (if asked), switches the protocol,
+/// and replies a map of server facts, like Redis.
+pub(super) fn hello(
+    shared: &Shared,
+    session: &mut Session,
+    protover: Option<ProtocolVersion>,
+    credentials: Option<Credentials>,
+) -> Value {
+    if let Some(credentials) = credentials {
+        let reply = auth(shared, session, &credentials);
+        if matches!(reply, Value::Error(_)) {
+            return reply;
+        }
+    }
+    if let Some(proto) = protover {
+        session.proto = proto;
+    }
+    let proto_number = match session.proto {
+        ProtocolVersion::Resp2 => 2,
+        ProtocolVersion::Resp3 => 3,
+    };
+    let tenant = match &session.identity {
+        Some(identity) => Value::bulk(identity.label()),
+        None => Value::Null,
+    };
+    Value::Map(vec![
+        (Value::bulk("server"), Value::bulk("logbook")),
+        (Value::bulk("version"), Value::bulk(env!("CARGO_PKG_VERSION"))),
+        (Value::bulk("proto"), Value::Integer(proto_number)),
+        (Value::bulk("id"), Value::Integer(crate::server::pipeline::as_i64(session.id))),
+        (Value::bulk("mode"), Value::bulk("standalone")),
+        (Value::bulk("role"), Value::bulk("master")),
+        (Value::bulk("modules"), Value::Array(Vec::new())),
+        (Value::bulk("tenant"), tenant),
+    ])
+}

@@ -1,0 +1,249 @@
+//! Server configuration: where to listen, the data directory, limits and tenants.
+//!
+//! Everything has a default; a TOML file (`logbook serve --config FILE`) overrides any of it
+//! and command-line flags override the file. See docs/protocol.md for the file format.
+
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::protocol::{CommandLimits, Limits as RespLimits};
+
+/// Default address of `logbook serve`.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:7878";
+/// Default data directory of `logbook serve`.
+pub const DEFAULT_DATA_DIR: &str = "./data";
+
+/// Bounds on what one connection (and all of them together) may use.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Limits {
+    /// Largest bulk string a client may send (APPEND data, APPENDMANY JSON).
+    pub max_bulk_bytes: usize,
+    /// Most events in one APPENDMANY.
+    pub max_events_per_append: usize,
+    /// Most open client connections; one more gets `-ERR max connections` and is closed.
+    pub max_connections: usize,
+    /// Most request bytes buffered per connection (pipelined commands not yet executed).
+    /// At least `max_bulk_bytes` + 64 KiB, so the largest allowed command fits.
+    pub max_pipeline_bytes: usize,
+    /// A connection that sends nothing for this long is closed.
+    pub idle_timeout_secs: u64,
+    /// Most arguments in one command.
+    pub max_args: usize,
+    /// Largest COUNT of READ / READALL.
+    pub max_count: u64,
+    /// READ / READALL stop adding events once the reply holds this many bytes (at least one
+    /// event is always returned), so one reply cannot hold COUNT x 4 MiB in memory.
+    pub max_reply_bytes: usize,
+    /// Threads that run pipelined appends to different streams concurrently, so they share
+    /// group commits. Shared by all connections.
+    pub append_workers: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_bulk_bytes: 4 * 1024 * 1024,
+            max_events_per_append: 10_000,
+            max_connections: 1024,
+            max_pipeline_bytes: 16 * 1024 * 1024,
+            idle_timeout_secs: 300,
+            max_args: 1024,
+            max_count: 100_000,
+            max_reply_bytes: 64 * 1024 * 1024,
+            append_workers: 64,
+        }
+    }
+}
+
+impl Limits {
+    /// The RESP parser's bounds derived from these limits.
+    pub fn resp(&self) -> RespLimits {
+        RespLimits {
+            max_bulk_bytes: self.max_bulk_bytes,
+            max_array_len: self.max_args,
+            // Requests are flat arrays; a little slack for clients that nest harmlessly.
+            max_nesting_depth: 2,
+            max_inline_bytes: 64 * 1024,
+        }
+    }
+
+    /// The command parser's bounds derived from these limits.
+    pub fn commands(&self) -> CommandLimits {
+        CommandLimits { max_events_per_append: self.max_events_per_append, max_count: self.max_count }
+    }
+
+    pub fn idle_timeout(&self) -> Duration {
+        Duration::from_secs(self.idle_timeout_secs)
+    }
+
+    /// Rejects settings that cannot work together.
+    pub fn validate(&self) -> Result<(), String> {
+        let positive = [
+            ("max_bulk_bytes", self.max_bulk_bytes as u64),
+            ("max_events_per_append", self.max_events_per_append as u64),
+            ("max_connections", self.max_connections as u64),
+            ("max_pipeline_bytes", self.max_pipeline_bytes as u64),
+            ("idle_timeout_secs", self.idle_timeout_secs),
+            ("max_args", self.max_args as u64),
+            ("max_count", self.max_count),
+            ("max_reply_bytes", self.max_reply_bytes as u64),
+            ("append_workers", self.append_workers as u64),
+        ];
+        if let Some((name, _)) = positive.iter().find(|(_, v)| *v == 0) {
+            return Err(format!("limits.{name} must be at least 1"));
+        }
+        if self.max_pipeline_bytes < self.max_bulk_bytes.saturating_add(64 * 1024) {
+            return Err(format!(
+                "limits.max_pipeline_bytes ({}) must be at least max_bulk_bytes + 65536 ({})",
+                self.max_pipeline_bytes,
+                self.max_bulk_bytes.saturating_add(64 * 1024)
+            ));
+        }
+        if self.max_events_per_append > 1_000_000 {
+            return Err("limits.max_events_per_append must be at most 1000000".into());
+        }
+        if self.append_workers > 4096 {
+            return Err("limits.append_workers must be at most 4096".into());
+        }
+        Ok(())
+    }
+}
+
+/// One tenant: a name (its namespace) and the SHA-256 of its token, in hex.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TenantConfig {
+    pub name: String,
+    pub token_sha256: String,
+}
+
+/// The admin credential: `AUTH admin <token>` sees every tenant's streams by full name.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminConfig {
+    pub token_sha256: String,
+}
+
+/// The whole configuration (the TOML file's shape).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Data directory of the store.
+    pub data: PathBuf,
+    /// Address of the RESP listener.
+    pub listen: String,
+    /// Address of the Prometheus text endpoint; none by default.
+    pub metrics: Option<String>,
+    pub limits: Limits,
+    pub admin: Option<AdminConfig>,
+    #[serde(rename = "tenant")]
+    pub tenants: Vec<TenantConfig>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            data: PathBuf::from(DEFAULT_DATA_DIR),
+            listen: DEFAULT_LISTEN.to_string(),
+            metrics: None,
+            limits: Limits::default(),
+            admin: None,
+            tenants: Vec::new(),
+        }
+    }
+}
+
+impl Config {
+    /// Reads a TOML config file.
+    pub fn from_file(path: &Path) -> Result<Config, String> {
+        let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        Config::from_toml(&text).map_err(|e| format!("{}: {e}", path.display()))
+    }
+
+    /// Parses TOML text.
+    pub fn from_toml(text: &str) -> Result<Config, String> {
+        toml::from_str(text).map_err(|e| e.to_string())
+    }
+
+    /// True when the daemon requires AUTH (tenants or an admin are configured).
+    pub fn auth_required(&self) -> bool {
+        self.admin.is_some() || !self.tenants.is_empty()
+    }
+
+    /// Checks limits and that an open daemon (no auth) only listens on loopback.
+    pub fn validate(&self) -> Result<(), String> {
+        self.limits.validate()?;
+        if !self.auth_required() {
+            require_loopback(&self.listen, "listen")?;
+            if let Some(metrics) = &self.metrics {
+                require_loopback(metrics, "metrics")?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Fails unless every address `addr` resolves to is a loopback address.
+pub fn require_loopback(addr: &str, what: &str) -> Result<(), String> {
+    let addrs: Vec<SocketAddr> = addr.to_socket_addrs().map_err(|e| format!("{what} address '{addr}': {e}"))?.collect();
+    if addrs.is_empty() || addrs.iter().any(|a| !a.ip().is_loopback()) {
+        return Err(format!(
+            "refusing to listen on {what} address '{addr}' without authentication: configure tenants \
+             (--config FILE) or use a loopback address such as 127.0.0.1"
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid_and_loopback() {
+        let config = Config::default();
+        assert!(config.validate().is_ok());
+        assert!(!config.auth_required());
+    }
+
+    #[test]
+    fn open_daemon_refuses_public_addresses() {
+        let config = Config { listen: "0.0.0.0:7878".into(), ..Config::default() };
+        assert!(config.validate().unwrap_err().contains("refusing"));
+        let config = Config { metrics: Some("0.0.0.0:9000".into()), ..Config::default() };
+        assert!(config.validate().is_err());
+    }
+
+    #[test]
+    fn toml_round_trip() {
+        let config = Config::from_toml(
+            r#"
+            listen = "0.0.0.0:7000"
+            data = "/tmp/x"
+            [limits]
+            max_connections = 5
+            [admin]
+            token_sha256 = "00"
+            [[tenant]]
+            name = "acme"
+            token_sha256 = "11"
+            "#,
+        )
+        .unwrap();
+        assert_eq!(config.limits.max_connections, 5);
+        assert_eq!(config.limits.max_bulk_bytes, 4 * 1024 * 1024);
+        assert_eq!(config.tenants[0].name, "acme");
+        assert!(config.validate().is_ok(), "auth configured, so a public address is allowed");
+        assert!(Config::from_toml("bogus = 1").is_err());
+    }
+
+    #[test]
+    fn pipeline_must_fit_a_bulk() {
+        let limits = Limits { max_pipeline_bytes: 4 * 1024 * 1024, ..Limits::default() };
+        assert!(limits.validate().is_err());
+    }
+}

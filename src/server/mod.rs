@@ -1,0 +1,340 @@
+//! The daemon: the store over TCP, speaking RESP2/RESP3 so any Redis client is a client.
+//!
+//! Concurrency model: one thread per connection (bounded by `limits.max_connections`) over the
+//! blocking store API, plus a small shared pool of append workers. A connection thread parses
+//! every complete command in its buffer, runs them in order, and writes all replies at once.
+//! Consecutive pipelined appends to *different* streams run concurrently on the pool so they
+//! share one group commit; appends to the same stream keep their pipeline order. Appends from
+//! different connections share group commits through the store's writer. See docs/protocol.md.
+//!
+//! Layout: [`config`] (settings and limits), [`auth`] (tenants, tokens, namespaces),
+//! `connection` (the per-connection loop), `pipeline` (the append workers), `commands`
+//! (one file per command family behind one dispatcher), `metrics` (counters, Prometheus).
+
+pub mod auth;
+pub mod config;
+
+mod commands;
+mod connection;
+mod metrics;
+mod pipeline;
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use parking_lot::{Condvar, Mutex};
+
+use crate::protocol::{CommandLimits, Limits as RespLimits};
+use crate::{Options, Store};
+
+pub use auth::{hash_token_hex, Auth, Identity};
+pub use config::{Config, Limits};
+
+/// Why the server could not start or stop cleanly.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("configuration: {0}")]
+    Config(String),
+    #[error("store: {0}")]
+    Store(#[from] crate::Error),
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+fn io_error(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> ServerError {
+    let context = context.into();
+    move |source| ServerError::Io { context, source }
+}
+
+/// Stack of a connection thread: parsing is iterative, JSON nesting is bounded by serde_json.
+const CONNECTION_STACK_BYTES: usize = 512 * 1024;
+/// How long shutdown waits for connections to finish their in-flight commands.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+
+/// Counters shown by INFO and the metrics endpoint.
+#[derive(Debug, Default)]
+pub(crate) struct ServerStats {
+    pub connections_total: AtomicU64,
+    pub connections_rejected: AtomicU64,
+    pub commands: AtomicU64,
+    pub error_replies: AtomicU64,
+    pub protocol_errors: AtomicU64,
+}
+
+/// State shared by every thread of one server.
+pub(crate) struct Shared {
+    pub store: Store,
+    pub config: Config,
+    pub auth: Auth,
+    pub resp_limits: RespLimits,
+    pub command_limits: CommandLimits,
+    pub stats: ServerStats,
+    pub started: Instant,
+    pub shutting_down: AtomicBool,
+    pub pool: pipeline::AppendPool,
+    /// Open connections by id (a clone of each socket, to end its reads at shutdown).
+    connections: Mutex<HashMap<u64, TcpStream>>,
+    connections_changed: Condvar,
+    next_connection_id: AtomicU64,
+}
+
+impl Shared {
+    pub fn connection_count(&self) -> usize {
+        self.connections.lock().len()
+    }
+
+    pub fn is_shutting_down(&self) -> bool {
+        self.shutting_down.load(Ordering::Acquire)
+    }
+}
+
+/// Removes a connection from the registry when its thread ends, however it ends.
+struct Registration {
+    shared: Arc<Shared>,
+    id: u64,
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        self.shared.connections.lock().remove(&self.id);
+        self.shared.connections_changed.notify_all();
+    }
+}
+
+/// A running server. Dropping it without [`Server::shutdown`] leaves its threads running
+/// until the process exits.
+pub struct Server {
+    shared: Arc<Shared>,
+    addr: SocketAddr,
+    metrics_addr: Option<SocketAddr>,
+    acceptor: Option<JoinHandle<()>>,
+    metrics: Option<JoinHandle<()>>,
+}
+
+/// Triggers a server's shutdown from another thread (e.g. a signal handler thread).
+#[derive(Clone)]
+pub struct ShutdownHandle {
+    shared: Arc<Shared>,
+    wake: Vec<SocketAddr>,
+}
+
+impl ShutdownHandle {
+    /// Stops accepting; [`Server::shutdown`] (or [`Server::wait`]) does the rest.
+    pub fn trigger(&self) {
+        self.shared.shutting_down.store(true, Ordering::Release);
+        // Wake the blocked accept() calls; they see the flag and return.
+        for addr in &self.wake {
+            let _ = TcpStream::connect_timeout(addr, Duration::from_secs(1));
+        }
+    }
+}
+
+/// The address to connect to in order to reach a listener bound to `addr`.
+fn wake_address(addr: SocketAddr) -> SocketAddr {
+    let mut wake = addr;
+    if addr.ip().is_unspecified() {
+        wake.set_ip(match addr {
+            SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+            SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+        });
+    }
+    wake
+}
+
+impl Server {
+    /// Opens the store in `config.data` and starts serving.
+    pub fn start(config: Config) -> Result<Server, ServerError> {
+        config.validate().map_err(ServerError::Config)?;
+        let store = Store::open(&config.data, Options::default())?;
+        Server::start_with_store(store, config)
+    }
+
+    /// Serves an already open store (the server closes it at shutdown).
+    pub fn start_with_store(store: Store, config: Config) -> Result<Server, ServerError> {
+        config.validate().map_err(ServerError::Config)?;
+        let auth = Auth::from_config(&config).map_err(ServerError::Config)?;
+        let listener =
+            TcpListener::bind(&config.listen).map_err(io_error(format!("binding listen address {}", config.listen)))?;
+        let addr = listener.local_addr().map_err(io_error("reading the listen address"))?;
+        let metrics_listener = match &config.metrics {
+            Some(metrics) => {
+                Some(TcpListener::bind(metrics).map_err(io_error(format!("binding metrics address {metrics}")))?)
+            }
+            None => None,
+        };
+        let metrics_addr = match &metrics_listener {
+            Some(l) => Some(l.local_addr().map_err(io_error("reading the metrics address"))?),
+            None => None,
+        };
+        let pool =
+            pipeline::AppendPool::new(config.limits.append_workers).map_err(io_error("starting the append workers"))?;
+        let shared = Arc::new(Shared {
+            store,
+            resp_limits: config.limits.resp(),
+            command_limits: config.limits.commands(),
+            config,
+            auth,
+            stats: ServerStats::default(),
+            started: Instant::now(),
+            shutting_down: AtomicBool::new(false),
+            pool,
+            connections: Mutex::new(HashMap::new()),
+            connections_changed: Condvar::new(),
+            next_connection_id: AtomicU64::new(1),
+        });
+        let acceptor = {
+            let shared = Arc::clone(&shared);
+            std::thread::Builder::new()
+                .name("logbook-accept".into())
+                .spawn(move || accept_loop(&shared, &listener))
+                .map_err(io_error("starting the acceptor thread"))?
+        };
+        let metrics = match metrics_listener {
+            Some(listener) => {
+                let shared = Arc::clone(&shared);
+                Some(
+                    std::thread::Builder::new()
+                        .name("logbook-metrics".into())
+                        .spawn(move || metrics::serve(&shared, &listener))
+                        .map_err(io_error("starting the metrics thread"))?,
+                )
+            }
+            None => None,
+        };
+        Ok(Server { shared, addr, metrics_addr, acceptor: Some(acceptor), metrics })
+    }
+
+    /// Where the RESP listener is bound.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Where the metrics endpoint is bound, if any.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_addr
+    }
+
+    /// A handle that can start the shutdown from another thread.
+    pub fn shutdown_handle(&self) -> ShutdownHandle {
+        let mut wake = vec![wake_address(self.addr)];
+        wake.extend(self.metrics_addr.map(wake_address));
+        ShutdownHandle { shared: Arc::clone(&self.shared), wake }
+    }
+
+    /// Stops accepting, lets every connection finish the commands it has read (in-flight
+    /// appends complete and are answered), then closes the store (final sync, clean marker,
+    /// lock released).
+    pub fn shutdown(self) -> Result<(), ServerError> {
+        self.shutdown_handle().trigger();
+        self.wait()
+    }
+
+    /// Waits for a shutdown triggered through a [`ShutdownHandle`], then finishes it.
+    pub fn wait(mut self) -> Result<(), ServerError> {
+        if let Some(acceptor) = self.acceptor.take() {
+            let _ = acceptor.join();
+        }
+        if let Some(metrics) = self.metrics.take() {
+            let _ = metrics.join();
+        }
+        self.shared.shutting_down.store(true, Ordering::Release);
+        {
+            let mut connections = self.shared.connections.lock();
+            // End each connection's reads; a thread finishes its current batch, then sees EOF.
+            for stream in connections.values() {
+                let _ = stream.shutdown(Shutdown::Read);
+            }
+            let deadline = Instant::now() + SHUTDOWN_GRACE;
+            while !connections.is_empty() {
+                if self.shared.connections_changed.wait_until(&mut connections, deadline).timed_out() {
+                    tracing::warn!(open = connections.len(), "connections still open at shutdown; closing the store");
+                    break;
+                }
+            }
+        }
+        self.shared.pool.shutdown();
+        self.shared.store.clone().close()?;
+        Ok(())
+    }
+}
+
+fn accept_loop(shared: &Arc<Shared>, listener: &TcpListener) {
+    for conn in listener.incoming() {
+        if shared.is_shutting_down() {
+            break;
+        }
+        match conn {
+            Ok(stream) => admit(shared, stream),
+            Err(err) => {
+                // Out of file descriptors and the like: back off instead of spinning.
+                tracing::warn!(%err, "accept failed");
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
+    }
+}
+
+/// Registers and starts a connection, or turns it away when the server is full.
+fn admit(shared: &Arc<Shared>, mut stream: TcpStream) {
+    let id = shared.next_connection_id.fetch_add(1, Ordering::Relaxed);
+    let registered = {
+        let mut connections = shared.connections.lock();
+        if connections.len() >= shared.config.limits.max_connections {
+            false
+        } else {
+            match stream.try_clone() {
+                Ok(clone) => {
+                    connections.insert(id, clone);
+                    true
+                }
+                Err(_) => false,
+            }
+        }
+    };
+    if !registered {
+        shared.stats.connections_rejected.fetch_add(1, Ordering::Relaxed);
+        let _ = stream.set_write_timeout(Some(Duration::from_millis(200)));
+        let _ = stream.write_all(b"-ERR max connections reached, try again later\r\n");
+        let _ = stream.shutdown(Shutdown::Both);
+        return;
+    }
+    shared.stats.connections_total.fetch_add(1, Ordering::Relaxed);
+    let registration = Registration { shared: Arc::clone(shared), id };
+    let spawned = std::thread::Builder::new()
+        .name(format!("logbook-conn-{id}"))
+        .stack_size(CONNECTION_STACK_BYTES)
+        .spawn(move || {
+            let shared = Arc::clone(&registration.shared);
+            connection::serve(&shared, stream, id);
+            drop(registration);
+        });
+    if let Err(err) = spawned {
+        // The closure (and the registration in it) was dropped, which unregistered it.
+        tracing::warn!(%err, "cannot start a connection thread");
+    }
+}
+
+/// Installs SIGINT/SIGTERM handlers that trigger `handle`; returns the watcher thread.
+pub fn shutdown_on_signals(handle: ShutdownHandle) -> Result<JoinHandle<()>, ServerError> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let mut signals =
+        signal_hook::iterator::Signals::new([SIGINT, SIGTERM]).map_err(io_error("installing signal handlers"))?;
+    std::thread::Builder::new()
+        .name("logbook-signals".into())
+        .spawn(move || {
+            if let Some(signal) = signals.forever().next() {
+                tracing::info!(signal, "shutting down");
+                handle.trigger();
+            }
+        })
+        .map_err(io_error("starting the signal thread"))
+}

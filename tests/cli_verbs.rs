@@ -1,0 +1,177 @@
+//! The CLI verbs that talk to a daemon (`append`, `read`, `tail`), `serve` with a config file
+//! and its startup banner, `hash-token`, and a clean SIGTERM stop, all through the real binary.
+
+use std::io::{BufRead, BufReader};
+use std::net::TcpListener;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_logbook");
+
+fn free_addr() -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    listener.local_addr().expect("addr").to_string()
+}
+
+/// Starts `logbook serve` and returns it with the first two lines it printed.
+fn serve(extra: &[&str]) -> (Child, Vec<String>, tempfile::TempDir) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut child = Command::new(BIN)
+        .arg("serve")
+        .arg("--data")
+        .arg(dir.path().join("data"))
+        .args(extra)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn serve");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut lines = BufReader::new(stdout).lines();
+    let banner: Vec<String> = (0..2).map_while(|_| lines.next()?.ok()).collect();
+    assert_eq!(banner.len(), 2, "serve printed {banner:?}");
+    // Keep draining stdout so the server never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines {});
+    (child, banner, dir)
+}
+
+fn run(args: &[&str]) -> Output {
+    let mut child = Command::new(BIN).args(args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while child.try_wait().expect("wait").is_none() {
+        assert!(Instant::now() < deadline, "logbook {args:?} did not finish");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    child.wait_with_output().expect("output")
+}
+
+fn stdout(output: &Output) -> String {
+    assert!(output.status.success(), "failed: {}", String::from_utf8_lossy(&output.stderr));
+    String::from_utf8(output.stdout.clone()).expect("utf8")
+}
+
+fn stop(mut child: Child) {
+    // SAFETY: kill(2) on our own child's pid, not yet reaped.
+    assert_eq!(unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) }, 0);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            assert!(status.success(), "serve exit status on SIGINT: {status:?}");
+            return;
+        }
+        assert!(Instant::now() < deadline, "serve did not stop on SIGINT");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn append_read_tail_through_the_cli() {
+    let addr = free_addr();
+    let (server, banner, _dir) = serve(&["--listen", &addr]);
+    assert!(banner[0].contains(&format!("listening on {addr}")), "{banner:?}");
+    assert!(banner[1].contains("redis-cli -h 127.0.0.1 -p"), "{banner:?}");
+
+    let out = stdout(&run(&[
+        "append",
+        "--connect",
+        &addr,
+        "order-1",
+        "CREATED",
+        r#"{"a":1}"#,
+        "--expected",
+        "none",
+        "--json",
+    ]));
+    let json: serde_json::Value = serde_json::from_str(out.trim()).expect("json");
+    assert_eq!(json, serde_json::json!({"stream": "order-1", "version": 1, "position": 1}));
+    let out = stdout(&run(&["append", "--connect", &addr, "order-1", "PAID", "{}", "--meta", r#"{"actor":"bob"}"#]));
+    assert_eq!(out.trim(), "order-1 version 2 position 2");
+    let conflict = run(&["append", "--connect", &addr, "order-1", "X", "{}", "--expected", "none"]);
+    assert!(!conflict.status.success());
+    assert!(String::from_utf8_lossy(&conflict.stderr).contains("WRONGVERSION expected none actual 2"));
+
+    let out = stdout(&run(&["read", "--connect", &addr, "order-1", "--json"]));
+    let events: Vec<serde_json::Value> = out.lines().map(|l| serde_json::from_str(l).expect("json line")).collect();
+    assert_eq!(events.len(), 2);
+    assert_eq!(events[0]["data"], serde_json::json!({"a": 1}));
+    assert_eq!(events[1]["meta"], serde_json::json!({"actor": "bob"}));
+    assert_eq!(events[1]["type"], "PAID");
+    let out = stdout(&run(&["read", "--connect", &addr, "order-1", "--rev", "--count", "1"]));
+    assert!(out.contains("order-1@2 PAID"), "{out}");
+
+    let out = stdout(&run(&["tail", "--connect", &addr, "--from", "1", "--limit", "2", "--json"]));
+    let positions: Vec<u64> = out
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["position"].as_u64().unwrap())
+        .collect();
+    assert_eq!(positions, [1, 2]);
+
+    // tail without --from follows new events only: append until it has printed one
+    // (it may connect after the first append).
+    let mut tail = Command::new(BIN)
+        .args(["tail", "--connect", &addr, "--limit", "1", "--json"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn tail");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while tail.try_wait().expect("wait").is_none() {
+        assert!(Instant::now() < deadline, "tail printed nothing");
+        stdout(&run(&["append", "--connect", &addr, "cart-1", "NEW", "{}"]));
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let out = tail.wait_with_output().expect("tail output");
+    let line: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one json line");
+    assert!(line["position"].as_u64().unwrap() >= 3, "{line}");
+    assert_eq!(line["stream"], "cart-1");
+
+    stop(server);
+}
+
+#[test]
+fn serve_with_a_tenant_config() {
+    let addr = free_addr();
+    let hash = stdout(&run(&["hash-token", "s3cret"]));
+    assert_eq!(hash.trim().len(), 64);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("logbook.toml");
+    std::fs::write(
+        &config,
+        format!("[limits]\nmax_connections = 16\n\n[[tenant]]\nname = \"acme\"\ntoken_sha256 = \"{}\"\n", hash.trim()),
+    )
+    .unwrap();
+    let (server, banner, _data) = serve(&["--listen", &addr, "--config", config.to_str().unwrap()]);
+    assert!(banner[0].contains("listening"), "{banner:?}");
+    let denied = run(&["append", "--connect", &addr, "order-1", "CREATED", "{}"]);
+    assert!(String::from_utf8_lossy(&denied.stderr).contains("NOAUTH"), "{denied:?}");
+    let out = stdout(&run(&[
+        "append",
+        "--connect",
+        &addr,
+        "--tenant",
+        "acme",
+        "--token",
+        "s3cret",
+        "order-1",
+        "CREATED",
+        "{}",
+    ]));
+    assert_eq!(out.trim(), "order-1 version 1 position 1");
+    let wrong = run(&["read", "--connect", &addr, "--tenant", "acme", "--token", "nope", "order-1"]);
+    assert!(String::from_utf8_lossy(&wrong.stderr).contains("NOPERM"));
+    stop(server);
+}
+
+#[test]
+fn serve_refuses_a_public_address_without_tenants() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = Command::new(BIN)
+        .args(["serve", "--listen", "0.0.0.0:0", "--data"])
+        .arg(dir.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .output()
+        .expect("run");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("refusing"), "{out:?}");
+}

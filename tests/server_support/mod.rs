@@ -1,0 +1,165 @@
+//! Shared by the server tests: an in-process server on 127.0.0.1:0 over a temporary store,
+//! and small helpers around the `redis` crate (a client nobody here wrote).
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::Duration;
+
+use logbook::server::{config::AdminConfig, config::TenantConfig, hash_token_hex, Config, Server};
+
+pub const ADMIN_TOKEN: &str = "admin-secret";
+pub const ACME_TOKEN: &str = "acme-secret";
+pub const GLOBEX_TOKEN: &str = "globex-secret";
+
+pub struct TestServer {
+    pub server: Option<Server>,
+    pub addr: SocketAddr,
+    pub dir: tempfile::TempDir,
+}
+
+impl TestServer {
+    pub fn start() -> TestServer {
+        TestServer::start_with(Config::default())
+    }
+
+    /// A server with two tenants (acme, globex) and an admin.
+    pub fn with_tenants() -> TestServer {
+        TestServer::start_with(Config {
+            admin: Some(AdminConfig { token_sha256: hash_token_hex(ADMIN_TOKEN.as_bytes()) }),
+            tenants: vec![
+                TenantConfig { name: "acme".into(), token_sha256: hash_token_hex(ACME_TOKEN.as_bytes()) },
+                TenantConfig { name: "globex".into(), token_sha256: hash_token_hex(GLOBEX_TOKEN.as_bytes()) },
+            ],
+            ..Config::default()
+        })
+    }
+
+    pub fn start_with(mut config: Config) -> TestServer {
+        let dir = tempfile::tempdir().expect("tempdir");
+        config.data = dir.path().to_path_buf();
+        config.listen = "127.0.0.1:0".into();
+        let server = Server::start(config).expect("server starts");
+        let addr = server.local_addr();
+        TestServer { server: Some(server), addr, dir }
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://{}/", self.addr)
+    }
+
+    pub fn url_resp3(&self) -> String {
+        format!("redis://{}/?protocol=resp3", self.addr)
+    }
+
+    pub fn url_auth(&self, tenant: &str, token: &str, resp3: bool) -> String {
+        let proto = if resp3 { "?protocol=resp3" } else { "" };
+        format!("redis://{tenant}:{token}@{}/{proto}", self.addr)
+    }
+
+    pub fn redis(&self) -> redis::Connection {
+        connect(&self.url())
+    }
+
+    pub fn redis3(&self) -> redis::Connection {
+        connect(&self.url_resp3())
+    }
+
+    pub fn raw(&self) -> TcpStream {
+        let s = TcpStream::connect(self.addr).expect("connect");
+        s.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+        s
+    }
+
+    pub fn shutdown(&mut self) {
+        if let Some(server) = self.server.take() {
+            server.shutdown().expect("clean shutdown");
+        }
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(server) = self.server.take() {
+            let _ = server.shutdown();
+        }
+    }
+}
+
+pub fn connect(url: &str) -> redis::Connection {
+    let client = redis::Client::open(url).expect("url");
+    let con = client.get_connection_with_timeout(Duration::from_secs(10)).expect("connect");
+    con.set_read_timeout(Some(Duration::from_secs(20))).expect("timeout");
+    con
+}
+
+/// The error code of a failed command (e.g. "WRONGVERSION").
+pub fn code_of<T: std::fmt::Debug>(result: redis::RedisResult<T>) -> String {
+    match result {
+        Err(e) => e.code().unwrap_or("?").to_string(),
+        Ok(v) => panic!("expected an error reply, got {v:?}"),
+    }
+}
+
+/// Text of an error (code and detail).
+pub fn error_text<T: std::fmt::Debug>(result: redis::RedisResult<T>) -> String {
+    match result {
+        Err(e) => format!("{} {}", e.code().unwrap_or("?"), e.detail().unwrap_or("")),
+        Ok(v) => panic!("expected an error reply, got {v:?}"),
+    }
+}
+
+/// An event as a (key -> value) list, from a RESP3 map or a RESP2 flat array.
+pub fn fields(event: &redis::Value) -> Vec<(String, redis::Value)> {
+    let pairs: Vec<(redis::Value, redis::Value)> = match event {
+        redis::Value::Map(pairs) => pairs.clone(),
+        redis::Value::Array(items) => items.chunks(2).map(|c| (c[0].clone(), c[1].clone())).collect(),
+        other => panic!("not an event: {other:?}"),
+    };
+    pairs
+        .into_iter()
+        .map(|(k, v)| match k {
+            redis::Value::BulkString(k) => (String::from_utf8(k).expect("utf8 key"), v),
+            other => panic!("bad key {other:?}"),
+        })
+        .collect()
+}
+
+pub fn field_str(event: &redis::Value, key: &str) -> String {
+    match fields(event).into_iter().find(|(k, _)| k == key).map(|(_, v)| v) {
+        Some(redis::Value::BulkString(b)) => String::from_utf8(b).expect("utf8"),
+        other => panic!("{key}: {other:?}"),
+    }
+}
+
+pub fn field_int(event: &redis::Value, key: &str) -> i64 {
+    match fields(event).into_iter().find(|(k, _)| k == key).map(|(_, v)| v) {
+        Some(redis::Value::Int(n)) => n,
+        other => panic!("{key}: {other:?}"),
+    }
+}
+
+pub fn events(value: redis::Value) -> Vec<redis::Value> {
+    match value {
+        redis::Value::Array(items) => items,
+        other => panic!("not an array of events: {other:?}"),
+    }
+}
+
+/// Writes `bytes` raw and reads until the peer closes or `timeout` passes.
+pub fn send_raw(stream: &mut TcpStream, bytes: &[u8]) -> Vec<u8> {
+    stream.write_all(bytes).expect("write");
+    read_until_close(stream)
+}
+
+pub fn read_until_close(stream: &mut TcpStream) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) => return out,
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+            Err(_) => return out,
+        }
+    }
+}
