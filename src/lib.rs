@@ -20,7 +20,7 @@ pub mod types;
 pub mod verify;
 
 pub use error::{Error, Result};
-pub use store::{AllPage, Store, StoreStats, Subscription};
+pub use store::{AllPage, PendingAppend, Store, StoreStats, Subscription};
 pub use types::{
     AppendResult, Direction, ExpectedVersion, Filter, NewEvent, Options, RecordedEvent, SyncMode, VerifyOnOpen,
 };

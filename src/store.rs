@@ -159,10 +159,23 @@ impl Store {
     /// are already in the stream with the same content returns the original result and
     /// writes nothing, whatever `expected` says.
     pub fn append(&self, stream: &str, expected: ExpectedVersion, events: Vec<NewEvent>) -> Result<AppendResult> {
+        self.submit_append(stream, expected, events)?.wait()
+    }
+
+    /// Queues an append for the writer and returns at once; [`PendingAppend::wait`] gives its
+    /// result. Appends are applied in the order they are submitted (so they get positions in
+    /// that order), and appends submitted before waiting share group commits: this is how a
+    /// client that pipelines many appends pays for about one fsync.
+    pub fn submit_append(
+        &self,
+        stream: &str,
+        expected: ExpectedVersion,
+        events: Vec<NewEvent>,
+    ) -> Result<PendingAppend> {
         let request = self.prepare(stream, expected, events)?;
         let (tx, rx) = bounded(1);
         self.inner.requests.send(Request::Append(request, tx)).map_err(|_| Error::Shutdown)?;
-        rx.recv().unwrap_or_else(|_| Err(Error::WriterFailed("the writer thread stopped".into())))
+        Ok(PendingAppend { reply: rx })
     }
 
     fn prepare(&self, stream: &str, expected: ExpectedVersion, events: Vec<NewEvent>) -> Result<AppendRequest> {
@@ -372,6 +385,19 @@ impl Store {
 }
 
 type SegmentMapHandle = crate::segment::SegmentMap;
+
+/// An append queued by [`Store::submit_append`].
+#[derive(Debug)]
+pub struct PendingAppend {
+    reply: crossbeam_channel::Receiver<Result<AppendResult>>,
+}
+
+impl PendingAppend {
+    /// Waits until the append is durable (per the sync mode) or refused.
+    pub fn wait(self) -> Result<AppendResult> {
+        self.reply.recv().unwrap_or_else(|_| Err(Error::WriterFailed("the writer thread stopped".into())))
+    }
+}
 
 /// One page of `$all`.
 #[derive(Debug)]

@@ -295,13 +295,11 @@ fn pipelining_1000_appends_in_one_round_trip_shares_group_commits() {
     let replies: Vec<Vec<i64>> = pipe.query(&mut con).expect("pipeline");
     let elapsed = started.elapsed();
     assert_eq!(replies.len(), 1000);
-    // Replies in request order; per-stream versions follow the pipeline order.
-    let mut positions: Vec<i64> = replies.iter().map(|r| r[1]).collect();
+    // Replies in request order; versions and positions follow the pipeline order exactly.
     for (i, reply) in replies.iter().enumerate() {
         assert_eq!(reply[0], (i / 100 + 1) as i64, "append {i} of order-{}", i % 100);
+        assert_eq!(reply[1], i as i64 + 1, "append {i} gets the next position in send order");
     }
-    positions.sort_unstable();
-    assert_eq!(positions, (1..=1000).collect::<Vec<i64>>(), "every position once");
     for s in 0..100 {
         let read = events(redis::cmd("READ").arg(format!("order-{s}")).query(&mut con).unwrap());
         let data: Vec<String> = read.iter().map(|e| field_str(e, "data")).collect();
@@ -312,6 +310,23 @@ fn pipelining_1000_appends_in_one_round_trip_shares_group_commits() {
     let fsyncs: u64 = info.lines().find_map(|l| l.strip_prefix("fsyncs:")).unwrap().trim().parse().unwrap();
     eprintln!("1000 pipelined appends: {elapsed:?}, {fsyncs} fsyncs");
     assert!(fsyncs < 500, "pipelined appends to different streams share fsyncs: {fsyncs}");
+}
+
+#[test]
+fn pipelined_appends_to_one_stream_with_exact_versions_share_fsyncs() {
+    let server = TestServer::start();
+    let mut con = server.redis();
+    let mut pipe = redis::pipe();
+    for v in 0..200 {
+        pipe.cmd("APPEND").arg("order-one").arg("T").arg(format!("{v}")).arg("EXPECTED").arg(v);
+    }
+    let replies: Vec<Vec<i64>> = pipe.query(&mut con).expect("pipeline");
+    for (v, reply) in replies.iter().enumerate() {
+        assert_eq!(reply, &vec![v as i64 + 1, v as i64 + 1], "EXPECTED {v} then the next one");
+    }
+    let info: String = redis::cmd("INFO").arg("stats").query(&mut con).unwrap();
+    let fsyncs: u64 = info.lines().find_map(|l| l.strip_prefix("fsyncs:")).unwrap().trim().parse().unwrap();
+    assert!(fsyncs < 100, "200 pipelined appends to one stream share fsyncs: {fsyncs}");
 }
 
 #[test]

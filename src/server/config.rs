@@ -38,9 +38,6 @@ pub struct Limits {
     /// READ / READALL stop adding events once the reply holds this many bytes (at least one
     /// event is always returned), so one reply cannot hold COUNT x 4 MiB in memory.
     pub max_reply_bytes: usize,
-    /// Threads that run pipelined appends to different streams concurrently, so they share
-    /// group commits. Shared by all connections.
-    pub append_workers: usize,
 }
 
 impl Default for Limits {
@@ -54,7 +51,6 @@ impl Default for Limits {
             max_args: 1024,
             max_count: 100_000,
             max_reply_bytes: 64 * 1024 * 1024,
-            append_workers: 64,
         }
     }
 }
@@ -91,7 +87,6 @@ impl Limits {
             ("max_args", self.max_args as u64),
             ("max_count", self.max_count),
             ("max_reply_bytes", self.max_reply_bytes as u64),
-            ("append_workers", self.append_workers as u64),
         ];
         if let Some((name, _)) = positive.iter().find(|(_, v)| *v == 0) {
             return Err(format!("limits.{name} must be at least 1"));
@@ -105,9 +100,6 @@ impl Limits {
         }
         if self.max_events_per_append > 1_000_000 {
             return Err("limits.max_events_per_append must be at most 1000000".into());
-        }
-        if self.append_workers > 4096 {
-            return Err("limits.append_workers must be at most 4096".into());
         }
         Ok(())
     }

@@ -213,7 +213,7 @@ fn flush_appends(shared: &Shared, appends: &mut Vec<super::pipeline::PreparedApp
     if appends.is_empty() {
         return;
     }
-    for reply in super::pipeline::run_appends(&shared.store, &shared.pool, std::mem::take(appends)) {
+    for reply in super::pipeline::run_appends(&shared.store, std::mem::take(appends)) {
         out.push(shared, &reply);
     }
 }

@@ -1,14 +1,14 @@
 //! The daemon: the store over TCP, speaking RESP2/RESP3 so any Redis client is a client.
 //!
 //! Concurrency model: one thread per connection (bounded by `limits.max_connections`) over the
-//! blocking store API, plus a small shared pool of append workers. A connection thread parses
-//! every complete command in its buffer, runs them in order, and writes all replies at once.
-//! Consecutive pipelined appends to *different* streams run concurrently on the pool so they
-//! share one group commit; appends to the same stream keep their pipeline order. Appends from
-//! different connections share group commits through the store's writer. See docs/protocol.md.
+//! store API. A connection thread parses every complete command in its buffer, runs them in
+//! order, and writes all replies at once. Consecutive pipelined appends are all submitted to
+//! the store's writer queue before any is awaited, so they share one group commit and get
+//! positions in send order. Appends from different connections share group commits through the
+//! store's writer. See docs/protocol.md.
 //!
 //! Layout: [`config`] (settings and limits), [`auth`] (tenants, tokens, namespaces),
-//! `connection` (the per-connection loop), `pipeline` (the append workers), `commands`
+//! `connection` (the per-connection loop), `pipeline` (pipelined appends), `commands`
 //! (one file per command family behind one dispatcher), `metrics` (counters, Prometheus).
 
 pub mod auth;
@@ -80,7 +80,6 @@ pub(crate) struct Shared {
     pub stats: ServerStats,
     pub started: Instant,
     pub shutting_down: AtomicBool,
-    pub pool: pipeline::AppendPool,
     /// Open connections by id (a clone of each socket, to end its reads at shutdown).
     connections: Mutex<HashMap<u64, TcpStream>>,
     connections_changed: Condvar,
@@ -175,8 +174,6 @@ impl Server {
             Some(l) => Some(l.local_addr().map_err(io_error("reading the metrics address"))?),
             None => None,
         };
-        let pool =
-            pipeline::AppendPool::new(config.limits.append_workers).map_err(io_error("starting the append workers"))?;
         let shared = Arc::new(Shared {
             store,
             resp_limits: config.limits.resp(),
@@ -186,7 +183,6 @@ impl Server {
             stats: ServerStats::default(),
             started: Instant::now(),
             shutting_down: AtomicBool::new(false),
-            pool,
             connections: Mutex::new(HashMap::new()),
             connections_changed: Condvar::new(),
             next_connection_id: AtomicU64::new(1),
@@ -261,7 +257,6 @@ impl Server {
                 }
             }
         }
-        self.shared.pool.shutdown();
         self.shared.store.clone().close()?;
         Ok(())
     }
