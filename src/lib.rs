@@ -6,6 +6,8 @@
 #![doc = include_str!("../README.md")]
 
 pub mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod index;
 pub mod log;
 pub mod protocol;
