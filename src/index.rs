@@ -235,13 +235,19 @@ impl SegmentIndex {
         if u32_at(b, 56) != crc32fast::hash(&b[INDEX_HEADER_BYTES..]) ^ CRC_MASK {
             return Err("index body checksum mismatch".into());
         }
+        // Positions start at 1 and the last one must fit in a u64 (found by fuzzing: base 0 with
+        // no events made `last_position` underflow).
+        let base_position = u64_at(b, 16);
+        if base_position == 0 || base_position.checked_add(events.saturating_sub(1)).is_none() {
+            return Err(format!("index base position {base_position} with {events} events is out of range"));
+        }
         let (events, streams) = (events as usize, streams as usize);
         let by_id_at = INDEX_HEADER_BYTES + events * BY_STREAM_ENTRY_BYTES;
         let streams_at = by_id_at + events * BY_ID_ENTRY_BYTES;
         let offsets_at = streams_at + streams * STREAM_ENTRY_BYTES;
         let names_at = offsets_at + events * OFFSET_ENTRY_BYTES;
         let index = SegmentIndex {
-            base_position: u64_at(b, 16),
+            base_position,
             segment_len: u64_at(b, 24),
             events,
             streams,
@@ -289,9 +295,10 @@ impl SegmentIndex {
     pub fn stream_count(&self) -> usize {
         self.streams
     }
-    /// Last position held by the segment.
+    /// Last position held by the segment (`base - 1` when it holds none). `from_bytes` checked
+    /// that base >= 1 and that this fits; subtracting first keeps base u64::MAX from overflowing.
     pub fn last_position(&self) -> u64 {
-        self.base_position + self.events as u64 - 1
+        self.base_position - 1 + self.events as u64
     }
 
     /// Byte offset of the frame at `position`, if this segment holds it.

@@ -8,6 +8,8 @@
 pub mod bench;
 pub mod client;
 pub mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod index;
 pub mod log;
 pub mod protocol;

@@ -406,7 +406,23 @@ fn verify_sealed(map: &SegmentMap, index: &SegmentIndex) -> Result<()> {
 
 fn rebuild_index(fsys: &dyn FileSystem, map: &SegmentMap, index_path: &Path) -> Result<SegmentIndex> {
     let mut builder = index::IndexBuilder::default();
+    // Within the segment each stream's versions must count up by one (the caller checks where
+    // each stream starts). Without this, a repeated version was accepted and a backward one
+    // panicked in `IndexBuilder::add` (found with the segment_recovery fuzz harness).
+    let mut versions: HashMap<String, u64> = HashMap::new();
+    let mut broken: Option<Error> = None;
     scan_sealed(map, |frame, offset| {
+        if broken.is_some() {
+            return;
+        }
+        if let Some(&last) = versions.get(frame.stream) {
+            if last.checked_add(1) != Some(frame.version) {
+                let reason = format!("stream '{}' has version {} after version {last}", frame.stream, frame.version);
+                broken = Some(Error::corruption(map.path(), offset, reason));
+                return;
+            }
+        }
+        versions.insert(frame.stream.to_string(), frame.version);
         builder.add(&IndexedEvent {
             stream: frame.stream,
             version: frame.version,
@@ -415,6 +431,9 @@ fn rebuild_index(fsys: &dyn FileSystem, map: &SegmentMap, index_path: &Path) -> 
             offset: offset as u32,
         })
     })?;
+    if let Some(err) = broken {
+        return Err(err);
+    }
     let bytes = builder.encode(map.base_position(), map.len() as u64);
     write_file_atomically(fsys, index_path, &bytes)?;
     SegmentIndex::open(index_path).map_err(|reason| Error::corruption(index_path, 0, reason))
@@ -445,7 +464,9 @@ fn open_active(
     if let Err(err) = check_header(&map, base, expected_base) {
         // A crash while creating the segment can leave a header that never reached the disk.
         let unwritten = map.bytes().iter().all(|&b| b == 0);
-        if !(unwritten && expected_base.is_none_or(|e| e == base)) {
+        // Base 0 is never a real segment (positions start at 1); recreating one made the head
+        // underflow (found by fuzzing: an empty `00000000000000000000.seg`).
+        if !(unwritten && base >= 1 && expected_base.is_none_or(|e| e == base)) {
             return Err(err);
         }
         tracing::warn!(file = %path.display(), "last segment was never written; recreating it");

@@ -303,8 +303,9 @@ fn expected_version(arg: &[u8]) -> Result<ExpectedVersionArg, CommandError> {
         b"any" => Ok(ExpectedVersionArg::Any),
         b"none" | b"0" => Ok(ExpectedVersionArg::NoStream),
         b"exists" => Ok(ExpectedVersionArg::Exists),
+        // "00", "000", ... are 0 as well: map them like "0" so `Exact(0)` never escapes.
         _ => number(arg, "EXPECTED")
-            .map(ExpectedVersionArg::Exact)
+            .map(|n| if n == 0 { ExpectedVersionArg::NoStream } else { ExpectedVersionArg::Exact(n) })
             .map_err(|_| syntax(format!("EXPECTED wants any|none|exists|<n>, got '{}'", show(arg)))),
     }
 }
@@ -834,6 +835,7 @@ mod tests {
             ("ANY", ExpectedVersionArg::Any),
             ("none", ExpectedVersionArg::NoStream),
             ("0", ExpectedVersionArg::NoStream),
+            ("000", ExpectedVersionArg::NoStream),
             ("Exists", ExpectedVersionArg::Exists),
             ("1", ExpectedVersionArg::Exact(1)),
             ("18446744073709551615", ExpectedVersionArg::Exact(u64::MAX)),

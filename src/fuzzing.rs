@@ -1,0 +1,462 @@
+//! Fuzz target bodies, shared by the cargo-fuzz targets in `fuzz/fuzz_targets/` and by
+//! `tests/fuzz_corpus.rs`, which replays the committed corpus on every `cargo test`, so both
+//! check exactly the same properties.
+//!
+//! Every function takes arbitrary bytes. It must return normally on any input; it panics (with a
+//! message naming the broken property) only when the code under test misbehaves. Not part of the
+//! public API: hidden from the docs and free to change.
+//!
+//! Checksums stop a byte-level fuzzer at the first CRC, so the decoders of checksummed formats are
+//! fed each input twice: as is, and "resealed" (every checksum recomputed over whatever bytes are
+//! there), which lets the fuzzer reach the field checks behind the checksum.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::index::{IndexBytes, SegmentIndex, INDEX_HEADER_BYTES};
+use crate::protocol::command::{self, Command, CommandLimits, ExpectedVersionArg};
+use crate::protocol::resp::{self, Limits, ProtocolVersion, Value};
+use crate::record::{self, BODY_FIXED_BYTES, CRC_MASK, FRAME_HEADER_BYTES, MAX_BODY_BYTES};
+use crate::segment::{self, SegmentHeader, SEGMENT_HEADER_BYTES};
+use crate::{Direction, Error, ExpectedVersion, Filter, NewEvent, Options, RecordedEvent, Store};
+
+// ---------------------------------------------------------------------------
+// frame_decode
+
+/// `record::decode` on `data` as is and resealed. A frame that decodes re-encodes to exactly
+/// the bytes it came from, and no strict prefix of it decodes.
+pub fn frame_decode(data: &[u8]) {
+    check_frame(data);
+    let mut resealed = data.to_vec();
+    if reseal_frame_at(&mut resealed, 0).is_some() {
+        check_frame(&resealed);
+    }
+}
+
+fn check_frame(bytes: &[u8]) {
+    let Ok((frame, used)) = record::decode(bytes) else {
+        return;
+    };
+    assert!(used >= FRAME_HEADER_BYTES + BODY_FIXED_BYTES && used <= bytes.len(), "decode used {used} bytes");
+    assert_eq!(used, frame.encoded_len(), "used bytes disagree with the field lengths");
+    assert_eq!(record::peek_body_len(bytes), Ok(used - FRAME_HEADER_BYTES), "peek_body_len disagrees with decode");
+    assert_eq!(record::decode(&bytes[..used]), Ok((frame, used)), "trailing bytes changed the frame");
+    for cut in [0, FRAME_HEADER_BYTES, used / 2, used - 1] {
+        assert!(record::decode(&bytes[..cut.min(used - 1)]).is_err(), "a {cut}-byte prefix decoded");
+    }
+    // The encoder refuses position or version 0 (they start at 1) while the decoder accepts
+    // them; the segment scan and recovery reject such frames. Round-trip the rest.
+    if frame.position >= 1 && frame.version >= 1 {
+        let mut encoded = Vec::with_capacity(used);
+        record::encode(&frame, &mut encoded);
+        assert!(encoded == bytes[..used], "re-encoding a decoded frame changed its bytes");
+    }
+}
+
+/// Recomputes the checksum of the frame at `at` if its declared body fits; returns its end.
+fn reseal_frame_at(bytes: &mut [u8], at: usize) -> Option<usize> {
+    let header = bytes.get(at..at.checked_add(FRAME_HEADER_BYTES)?)?;
+    let len = u32::from_le_bytes([header[0], header[1], header[2], header[3]]) as usize;
+    if !(BODY_FIXED_BYTES..=MAX_BODY_BYTES).contains(&len) {
+        return None;
+    }
+    let body_start = at + FRAME_HEADER_BYTES;
+    let end = body_start.checked_add(len).filter(|&end| end <= bytes.len())?;
+    let crc = record::checksum(&bytes[body_start..end]);
+    bytes[at + 4..at + 8].copy_from_slice(&crc.to_le_bytes());
+    Some(end)
+}
+
+/// Reseals every frame from `at` on, following declared lengths until one does not fit.
+fn reseal_frames(bytes: &mut [u8], mut at: usize) {
+    while let Some(end) = reseal_frame_at(bytes, at) {
+        at = end;
+    }
+}
+
+/// Recomputes a segment header's checksum, if there is a whole header.
+fn reseal_segment_header(bytes: &mut [u8]) {
+    if bytes.len() >= SEGMENT_HEADER_BYTES {
+        let crc = crc32fast::hash(&bytes[0..60]) ^ CRC_MASK;
+        bytes[60..64].copy_from_slice(&crc.to_le_bytes());
+    }
+}
+
+// ---------------------------------------------------------------------------
+// segment_recovery
+
+/// Fixed options for recovery fuzzing: small segments so rollover paths are cheap to reach.
+fn fuzz_options() -> Options {
+    Options { segment_bytes: 4096, ..Options::default() }
+}
+
+/// `Store::open` on a data directory built from `data`. The first byte picks the layout
+/// (bits 1-2) and whether frame and header checksums are resealed (bit 0):
+///
+/// - layout 0: a valid header (base 1) followed by the rest as the only (active) segment;
+/// - layout 1: the rest is the whole file, header included, named for base 1;
+/// - layout 2: the rest is the whole file, named for the base position its header bytes claim;
+/// - layout 3: a valid header (base 1) plus the rest as a sealed segment without an index file
+///   (so open rebuilds it), followed by an empty active segment where it ends.
+///
+/// Open either fails with `Corruption` or `Io`, or yields a store whose events are contiguous
+/// from the first base, whose streams count 1..n, that accepts an append at head + 1, and that
+/// reopens to the same events.
+pub fn segment_recovery(data: &[u8]) {
+    let Some((&mode, rest)) = data.split_first() else {
+        return;
+    };
+    let reseal = mode & 1 == 1;
+    let dir = FuzzDir::new("segment-recovery");
+    let segments_dir = dir.path().join(crate::log::SEGMENTS_DIR);
+    std::fs::create_dir_all(&segments_dir).expect("creating the fuzz segments directory");
+    let write = |base: u64, bytes: &[u8]| {
+        std::fs::write(segments_dir.join(segment::file_name(base)), bytes).expect("writing a fuzz segment");
+    };
+    let first_base = match (mode >> 1) & 3 {
+        0 | 3 => {
+            let mut file = segment::encode_header(&SegmentHeader { base_position: 1, created_us: 0 }).to_vec();
+            file.extend_from_slice(rest);
+            if reseal {
+                reseal_frames(&mut file, SEGMENT_HEADER_BYTES);
+            }
+            check_segment_scan(&file);
+            write(1, &file);
+            if (mode >> 1) & 3 == 3 {
+                let outcome = segment::scan(&file, 1, |_, _| {});
+                let next = outcome.last_position.max(1) + 1;
+                write(next, &segment::encode_header(&SegmentHeader { base_position: next, created_us: 0 }));
+            }
+            1
+        }
+        layout => {
+            let mut file = rest.to_vec();
+            if reseal {
+                reseal_segment_header(&mut file);
+                reseal_frames(&mut file, SEGMENT_HEADER_BYTES);
+            }
+            check_segment_scan(&file);
+            let claimed =
+                file.get(16..24).map(|b| u64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]));
+            let base = if layout == 2 { claimed.unwrap_or(1) } else { 1 };
+            write(base, &file);
+            base
+        }
+    };
+    check_store(dir.path(), first_base);
+}
+
+/// Direct checks of `decode_header`, `scan` and `find_valid_frame_after` on one segment file.
+fn check_segment_scan(file: &[u8]) {
+    let Ok(header) = segment::decode_header(file) else {
+        return;
+    };
+    assert!(header.base_position >= 1, "decode_header accepted base position 0");
+    let base = header.base_position;
+    let mut reported: Vec<(u64, u64)> = Vec::new();
+    let outcome = segment::scan(file, base, |frame, offset| reported.push((frame.position, offset)));
+    assert!(outcome.valid_len as usize <= file.len().max(SEGMENT_HEADER_BYTES), "valid_len past the end");
+    assert_eq!(outcome.frames, reported.len() as u64, "scan counted frames it did not report");
+    let mut end = SEGMENT_HEADER_BYTES as u64;
+    for (i, &(position, offset)) in reported.iter().enumerate() {
+        assert_eq!(Some(position), base.checked_add(i as u64), "scan reported positions out of order");
+        assert_eq!(offset, end, "scan skipped bytes between frames");
+        let (frame, used) =
+            record::decode(&file[offset as usize..]).expect("scan reported a frame that fails to decode");
+        assert_eq!(frame.position, position);
+        end += used as u64;
+    }
+    assert_eq!(end, outcome.valid_len, "valid_len is not the end of the last reported frame");
+    assert_eq!(outcome.last_position, base - 1 + outcome.frames, "last_position disagrees with the frame count");
+    if let Some(stop) = &outcome.stop {
+        assert!(stop.offset >= outcome.valid_len, "scan stopped before its valid end");
+        if let Some(at) = segment::find_valid_frame_after(file, stop.offset, outcome.last_position) {
+            assert!(at > stop.offset && record::decode(&file[at as usize..]).is_ok(), "bad find_valid_frame_after");
+        }
+    }
+}
+
+/// One event as compared across reopen.
+fn event_key(event: &RecordedEvent) -> (u64, String, u64, [u8; 16], Vec<u8>) {
+    (event.position(), event.stream().to_string(), event.version(), event.id, event.data().to_vec())
+}
+
+fn check_store(dir: &Path, first_base: u64) {
+    let store = match Store::open(dir, fuzz_options()) {
+        Ok(store) => store,
+        Err(Error::Corruption { .. } | Error::Io { .. }) => return,
+        Err(other) => panic!("open failed with neither Corruption nor Io: {other:?}"),
+    };
+    let head = store.head_position();
+    let events = store.read_all(first_base, usize::MAX, &Filter::all()).expect("read_all after a successful open");
+    assert!(head.checked_add(1).is_some_and(|next| next >= first_base), "head {head} below base {first_base}");
+    assert_eq!(events.len() as u64, head + 1 - first_base, "read_all misses events below the head");
+    let mut versions: HashMap<&str, u64> = HashMap::new();
+    for (i, event) in events.iter().enumerate() {
+        assert_eq!(event.position(), first_base + i as u64, "positions are not contiguous from the base");
+        let version = versions.entry(event.stream()).or_insert(0);
+        *version += 1;
+        assert_eq!(event.version(), *version, "stream '{}' does not count 1..n", event.stream());
+    }
+    for (stream, &version) in &versions {
+        assert_eq!(store.stream_version(stream), version, "stream_version of '{stream}'");
+        let read = store.read_stream(stream, 1, usize::MAX, Direction::Forward).expect("read_stream after open");
+        let from_all: Vec<_> = events.iter().filter(|e| e.stream() == *stream).map(event_key).collect();
+        assert_eq!(read.iter().map(event_key).collect::<Vec<_>>(), from_all, "read_stream disagrees with $all");
+    }
+
+    let stream = "fuzz-check";
+    let before = store.stream_version(stream);
+    let placed = store
+        .append(stream, ExpectedVersion::Exact(before), vec![NewEvent::new("CHECKED", b"after recovery".to_vec())])
+        .expect("append after a successful open");
+    assert_eq!((placed.first_position, placed.first_version), (head + 1, before + 1), "append after recovery");
+    let appended = store.read_all(head + 1, 10, &Filter::all()).expect("reading the appended event");
+    assert_eq!(appended.len(), 1, "the appended event is not readable");
+    let mut expected: Vec<_> = events.iter().map(event_key).collect();
+    expected.push(event_key(&appended[0]));
+    drop((events, appended));
+    store.close().expect("closing the store");
+
+    let store = Store::open(dir, fuzz_options()).expect("reopening a store that opened and appended");
+    assert_eq!(store.head_position(), head + 1, "reopen moved the head");
+    let again = store.read_all(first_base, usize::MAX, &Filter::all()).expect("read_all after reopen");
+    assert_eq!(again.iter().map(event_key).collect::<Vec<_>>(), expected, "reopen changed the events");
+    drop(again);
+    store.close().expect("closing the reopened store");
+}
+
+/// A scratch directory under `std::env::temp_dir()`, unique per process and call, removed on drop.
+pub struct FuzzDir {
+    path: PathBuf,
+}
+
+impl FuzzDir {
+    pub fn new(tag: &str) -> FuzzDir {
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let path = std::env::temp_dir().join(format!("logbook-fuzz-{tag}-{}-{n}", std::process::id()));
+        // Left over by an earlier process with the same pid that crashed: start clean.
+        let _ = std::fs::remove_dir_all(&path);
+        std::fs::create_dir_all(&path).expect("creating a fuzz scratch directory");
+        FuzzDir { path }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for FuzzDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.path);
+    }
+}
+
+// ---------------------------------------------------------------------------
+// index_decode
+
+/// `SegmentIndex::from_bytes` on `data` as is and with both checksums resealed; a validated
+/// index answers every query without panicking.
+pub fn index_decode(data: &[u8]) {
+    check_index(data, data.to_vec());
+    if data.len() >= INDEX_HEADER_BYTES {
+        let mut resealed = data.to_vec();
+        let body_crc = crc32fast::hash(&resealed[INDEX_HEADER_BYTES..]) ^ CRC_MASK;
+        resealed[56..60].copy_from_slice(&body_crc.to_le_bytes());
+        let header_crc = crc32fast::hash(&resealed[0..60]) ^ CRC_MASK;
+        resealed[60..64].copy_from_slice(&header_crc.to_le_bytes());
+        check_index(data, resealed);
+    }
+}
+
+fn check_index(data: &[u8], bytes: Vec<u8>) {
+    let Ok(index) = SegmentIndex::from_bytes(IndexBytes::Owned(bytes)) else {
+        return;
+    };
+    let (base, events) = (index.base_position, index.event_count() as u64);
+    let streams: Vec<(String, u64, u64)> =
+        index.streams().map(|s| (s.name.to_string(), s.first_version, s.last_version)).collect();
+    assert_eq!(streams.len(), index.stream_count(), "streams() and stream_count() disagree");
+    let _ = index.last_position();
+    let mut out = Vec::new();
+    for (name, first, last) in &streams {
+        assert!(1 <= *first && first <= last, "validated index has a stream with versions {first}..={last}");
+        index.positions_for(name, 1, u64::MAX, &mut out);
+        index.positions_for(name, *first, *last, &mut out);
+        index.positions_for(name, *last, *first, &mut out);
+    }
+    for name in ["", "fuzz", "\u{0}"] {
+        index.positions_for(name, 0, u64::MAX, &mut out);
+    }
+    for i in (0..events).take(64) {
+        if let Some(position) = base.checked_add(i) {
+            assert!(index.offset_of(position).is_some(), "position {position} of a {events}-event index has no offset");
+        }
+    }
+    for position in [0, 1, base.wrapping_sub(1), base.wrapping_add(events), u64::MAX] {
+        let inside = position.checked_sub(base).is_some_and(|i| i < events);
+        assert_eq!(
+            index.offset_of(position).is_some(),
+            inside,
+            "offset_of({position}) with base {base}, {events} events"
+        );
+    }
+    let mut hits = Vec::new();
+    index.positions_with_id(&[0; 16], &mut hits);
+    index.positions_with_id(&[0xff; 16], &mut hits);
+    for chunk in data.chunks(16).take(16) {
+        let mut id = [0u8; 16];
+        id[..chunk.len()].copy_from_slice(chunk);
+        index.positions_with_id(&id, &mut hits);
+    }
+}
+
+// ---------------------------------------------------------------------------
+// resp_parse
+
+/// `resp::parse` with default limits over a pipeline: every frame consumes 1..=len bytes, a
+/// strict prefix of it is incomplete, and re-encoding it parses back to the same value.
+pub fn resp_parse(data: &[u8]) {
+    let limits = Limits::default();
+    for_each_frame(data, &limits, |frame, value| check_resp_value(frame, &value, &limits));
+}
+
+/// Parses frames from the front of `data` until one is incomplete or malformed, checking how
+/// much each consumed, and hands each frame's bytes and value to `on_frame`.
+fn for_each_frame(data: &[u8], limits: &Limits, mut on_frame: impl FnMut(&[u8], Value)) {
+    let mut rest = data;
+    loop {
+        match resp::parse(rest, limits) {
+            Ok(Some((value, used))) => {
+                assert!(used > 0 && used <= rest.len(), "parse consumed {used} of {} bytes", rest.len());
+                on_frame(&rest[..used], value);
+                rest = &rest[used..];
+            }
+            Ok(None) | Err(_) => return,
+        }
+    }
+}
+
+fn check_resp_value(frame: &[u8], value: &Value, limits: &Limits) {
+    for cut in [0, frame.len() / 2, frame.len() - 1] {
+        // A strict prefix of a whole frame is merely incomplete.
+        match resp::parse(&frame[..cut], limits) {
+            Ok(None) => {}
+            other => panic!("a {cut}-byte prefix of a {}-byte frame parsed as {other:?}", frame.len()),
+        }
+    }
+    let mut resp3 = Vec::new();
+    resp::encode(value, ProtocolVersion::Resp3, &mut resp3);
+    if reencodes_exactly(value, limits) {
+        match resp::parse(&resp3, limits) {
+            Ok(Some((again, used))) => {
+                assert_eq!(used, resp3.len(), "re-encoded frame not consumed whole");
+                assert!(same_value(value, &again), "RESP3 round trip changed {value:?} into {again:?}");
+            }
+            other => panic!("re-encoded {value:?} as {:?}, which parses as {other:?}", String::from_utf8_lossy(&resp3)),
+        }
+        let mut resp2 = Vec::new();
+        resp::encode(value, ProtocolVersion::Resp2, &mut resp2);
+        assert!(
+            matches!(resp::parse(&resp2, limits), Ok(Some((_, used))) if used == resp2.len()),
+            "RESP2 encoding of {value:?} does not parse back whole"
+        );
+    }
+}
+
+/// Whether encoding `value` must give bytes that parse back to it. Error text is written as a
+/// single line (CR/LF become spaces), so a blob error holding them, or one longer than a simple
+/// line may be, changes; a RESP2 map becomes an array of twice as many items.
+fn reencodes_exactly(value: &Value, limits: &Limits) -> bool {
+    match value {
+        Value::Error(text) => text.len() <= limits.max_inline_bytes && !text.contains(['\r', '\n']),
+        Value::Array(items) | Value::Set(items) | Value::Push(items) => {
+            items.iter().all(|item| reencodes_exactly(item, limits))
+        }
+        Value::Map(pairs) => {
+            pairs.len().saturating_mul(2) <= limits.max_array_len
+                && pairs.iter().all(|(k, v)| reencodes_exactly(k, limits) && reencodes_exactly(v, limits))
+        }
+        _ => true,
+    }
+}
+
+/// `==`, except that NaN equals NaN.
+fn same_value(a: &Value, b: &Value) -> bool {
+    let all_same = |x: &[Value], y: &[Value]| x.len() == y.len() && x.iter().zip(y).all(|(x, y)| same_value(x, y));
+    match (a, b) {
+        (Value::Double(x), Value::Double(y)) => x == y || (x.is_nan() && y.is_nan()),
+        (Value::Array(x), Value::Array(y)) | (Value::Set(x), Value::Set(y)) | (Value::Push(x), Value::Push(y)) => {
+            all_same(x, y)
+        }
+        (Value::Map(x), Value::Map(y)) => {
+            x.len() == y.len() && x.iter().zip(y).all(|((k1, v1), (k2, v2))| same_value(k1, k2) && same_value(v1, v2))
+        }
+        _ => a == b,
+    }
+}
+
+// ---------------------------------------------------------------------------
+// command_parse
+
+/// RESP frames of `data` through `args_from_value` and `Command::parse`; also `data` split on
+/// NUL bytes as one argument list, so the fuzzer reaches the grammar without RESP framing.
+/// A parsed command keeps the grammar's promises (names, limits, no `Exact(0)`).
+pub fn command_parse(data: &[u8]) {
+    let limits = CommandLimits::default();
+    for_each_frame(data, &Limits::default(), |_, value| {
+        if let Ok(args) = command::args_from_value(value) {
+            if !args.is_empty() {
+                check_command(args, &limits);
+            }
+        }
+    });
+    check_command(data.split(|&b| b == 0).map(<[u8]>::to_vec).collect(), &limits);
+}
+
+fn check_command(args: Vec<Vec<u8>>, limits: &CommandLimits) {
+    let name = args.first().cloned().unwrap_or_default();
+    let command = match Command::parse(args, limits) {
+        Ok(command) => command,
+        Err(err) => {
+            let mut reply = Vec::new();
+            resp::encode(&err.to_value(), ProtocolVersion::Resp3, &mut reply);
+            assert!(
+                matches!(resp::parse(&reply, &Limits::default()), Ok(Some((_, used))) if used == reply.len()),
+                "error reply {err:?} is not one well-formed frame"
+            );
+            return;
+        }
+    };
+    assert!(command.name().as_bytes().eq_ignore_ascii_case(&name), "{} parsed from {name:?}", command.name());
+    let valid_name =
+        |s: &str| !s.is_empty() && s.len() <= command::MAX_STREAM_NAME_BYTES && !s.contains(char::is_control);
+    let valid_type = |s: &str| !s.is_empty() && s.len() <= command::MAX_EVENT_TYPE_BYTES;
+    let valid_expected = |e: &ExpectedVersionArg| *e != ExpectedVersionArg::Exact(0);
+    let valid_count = |n: u64| (1..=limits.max_count).contains(&n);
+    match &command {
+        Command::Append { stream, event, expected } => {
+            assert!(valid_name(stream) && valid_type(&event.event_type), "APPEND accepted {command:?}");
+            assert!(valid_expected(expected), "APPEND yielded Exact(0), documented never to happen");
+        }
+        Command::AppendMany { stream, events, expected } => {
+            assert!(valid_name(stream), "APPENDMANY accepted stream {stream:?}");
+            assert!(!events.is_empty() && events.len() <= limits.max_events_per_append, "APPENDMANY event count");
+            assert!(events.iter().all(|e| valid_type(&e.event_type)), "APPENDMANY accepted an event type");
+            assert!(valid_expected(expected), "APPENDMANY yielded Exact(0), documented never to happen");
+        }
+        Command::Read { stream, count, .. } => assert!(valid_name(stream) && valid_count(*count), "{command:?}"),
+        Command::ReadAll { count, prefix, types, .. } => {
+            assert!(valid_count(*count) && prefix.as_deref().is_none_or(valid_name), "{command:?}");
+            assert!(types.iter().all(|t| valid_type(t)), "{command:?}");
+        }
+        Command::Version { stream } => assert!(valid_name(stream), "{command:?}"),
+        Command::Auth(credentials) | Command::Hello { auth: Some(credentials), .. } => {
+            assert!(valid_name(&credentials.tenant), "{command:?}");
+        }
+        Command::Timeline { order_id } => assert!(valid_name(order_id), "{command:?}"),
+        Command::Ping { .. } | Command::Hello { .. } | Command::Quit | Command::Head | Command::Info { .. } => {}
+    }
+}
