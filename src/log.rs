@@ -393,7 +393,21 @@ fn scan_sealed(map: &SegmentMap, mut on_frame: impl FnMut(&FrameRef<'_>, u64)) -
 }
 
 fn verify_sealed(map: &SegmentMap, index: &SegmentIndex) -> Result<()> {
-    let frames = scan_sealed(map, |_, _| {})?;
+    // The index must point at every frame where the scan finds it.
+    let mut misplaced: Option<(u64, u64)> = None;
+    let frames = scan_sealed(map, |frame, offset| {
+        if misplaced.is_none() && index.offset_of(frame.position).map(u64::from) != Some(offset) {
+            misplaced = Some((frame.position, offset));
+        }
+    })?;
+    if let Some((position, offset)) = misplaced {
+        let index_path = map.path().with_extension("idx");
+        return Err(Error::corruption(
+            index_path,
+            0,
+            format!("index disagrees with its segment: position {position} is at byte {offset}"),
+        ));
+    }
     if frames != index.event_count() as u64 {
         return Err(Error::corruption(
             map.path(),

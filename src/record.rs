@@ -88,6 +88,8 @@ pub enum DecodeError {
     Utf8 { field: &'static str },
     #[error("{field} is {len} bytes, limit {max}")]
     FieldTooLong { field: &'static str, len: usize, max: usize },
+    #[error("{field} is 0 (positions and versions start at 1)")]
+    ZeroField { field: &'static str },
 }
 
 /// Bytes a frame with these field lengths occupies.
@@ -212,9 +214,16 @@ fn decode_body(body: &[u8]) -> Result<FrameRef<'_>, DecodeError> {
     let event_type =
         std::str::from_utf8(&body[stream_end..type_end]).map_err(|_| DecodeError::Utf8 { field: "event type" })?;
     check_limits(stream, event_type, &body[type_end..meta_end], &body[meta_end..])?;
+    let (position, version) = (u64_at(body, 0), u64_at(body, 8));
+    if position == 0 {
+        return Err(DecodeError::ZeroField { field: "position" });
+    }
+    if version == 0 {
+        return Err(DecodeError::ZeroField { field: "version" });
+    }
     Ok(FrameRef {
-        position: u64_at(body, 0),
-        version: u64_at(body, 8),
+        position,
+        version,
         timestamp_us: u64_at(body, 16) as i64,
         id,
         batch_remaining: u32_at(body, 40),
@@ -293,6 +302,18 @@ mod tests {
                     panic!("flip at {byte}:{bit} decoded as {frame:?}");
                 }
             }
+        }
+    }
+
+    #[test]
+    fn zero_position_or_version_is_rejected() {
+        for (at, field) in [(0, "position"), (8, "version")] {
+            let mut buf = Vec::new();
+            encode(&sample(), &mut buf);
+            buf[FRAME_HEADER_BYTES + at..FRAME_HEADER_BYTES + at + 8].fill(0);
+            let crc = checksum(&buf[FRAME_HEADER_BYTES..]);
+            buf[4..8].copy_from_slice(&crc.to_le_bytes());
+            assert_eq!(decode(&buf), Err(DecodeError::ZeroField { field }));
         }
     }
 
