@@ -27,6 +27,11 @@ enum Command {
     Read(ReadArgs),
     /// Follow the global log through a running daemon, printing events as they arrive.
     Tail(TailArgs),
+    /// Check every frame of every segment and every index file; exit non-zero on corruption.
+    Verify(VerifyArgs),
+    /// Measure append, read or replay throughput beside this machine's fdatasync rate and
+    /// write bandwidth, measured in the same run.
+    Bench(BenchArgs),
     /// Print the SHA-256 hex of a token, for the `token_sha256` fields of the config file.
     HashToken {
         /// The token to hash.
@@ -123,6 +128,58 @@ struct TailArgs {
     limit: Option<u64>,
 }
 
+#[derive(Args)]
+struct VerifyArgs {
+    /// Data directory.
+    #[arg(long, default_value = "./data")]
+    data: PathBuf,
+    /// Print the report as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum BenchModeArg {
+    Append,
+    Read,
+    Replay,
+    Mixed,
+}
+
+#[derive(Args)]
+struct BenchArgs {
+    /// What to measure.
+    #[arg(value_enum)]
+    mode: BenchModeArg,
+    /// Data directory for an embedded store [default: a fresh temporary directory].
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// Events to append (append, mixed) or to fill the store with first (read, replay).
+    #[arg(long, default_value_t = 20_000)]
+    events: u64,
+    /// Event data size (order events are JSON padded to this size).
+    #[arg(long, default_value_t = 471)]
+    payload_bytes: usize,
+    /// Events per append.
+    #[arg(long, default_value_t = 1)]
+    batch: usize,
+    /// Appending (or reading) threads; a comma-separated list runs a sweep.
+    #[arg(long, default_value = "1", value_delimiter = ',')]
+    writers: Vec<usize>,
+    /// Order streams the events are spread over.
+    #[arg(long, default_value_t = 2_000)]
+    streams: usize,
+    /// always, never, or every=<ms>.
+    #[arg(long, default_value = "always")]
+    sync: String,
+    /// Stop each run after this many seconds.
+    #[arg(long, default_value_t = 30)]
+    duration: u64,
+    /// Print one JSON object per run.
+    #[arg(long)]
+    json: bool,
+}
+
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -137,6 +194,8 @@ fn main() -> ExitCode {
         Command::Append(args) => append(args),
         Command::Read(args) => read(args),
         Command::Tail(args) => tail(args),
+        Command::Verify(args) => verify(args),
+        Command::Bench(args) => bench(args),
         Command::HashToken { token } => {
             println!("{}", server::hash_token_hex(token.as_bytes()));
             Ok(())
@@ -270,4 +329,131 @@ fn tail(args: TailArgs) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+fn verify(args: VerifyArgs) -> Result<(), String> {
+    let report = logbook::verify::verify_dir(&args.data).map_err(|e| e.to_string())?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?);
+    } else {
+        println!(
+            "{}: {} segments, {} events, positions {}..={}",
+            args.data.display(),
+            report.segments,
+            report.events,
+            report.first_position,
+            report.last_position
+        );
+        for finding in &report.findings {
+            println!(
+                "{:?}: {} at byte {}: {}",
+                finding.severity,
+                finding.file.display(),
+                finding.offset,
+                finding.reason
+            );
+        }
+        if report.findings.is_empty() {
+            println!("ok: no damage found");
+        }
+    }
+    if report.is_healthy() {
+        Ok(())
+    } else {
+        Err("corruption found (nothing was changed; see docs/operations.md)".into())
+    }
+}
+
+fn parse_sync(text: &str) -> Result<logbook::SyncMode, String> {
+    match text {
+        "always" => Ok(logbook::SyncMode::Always),
+        "never" => Ok(logbook::SyncMode::Never),
+        other => other
+            .strip_prefix("every=")
+            .and_then(|ms| ms.parse().ok())
+            .map(|ms| logbook::SyncMode::Every(std::time::Duration::from_millis(ms)))
+            .ok_or_else(|| format!("--sync wants always, never or every=<ms>, got '{other}'")),
+    }
+}
+
+fn bench(args: BenchArgs) -> Result<(), String> {
+    use logbook::bench::{run_embedded, BenchConfig, BenchMode};
+    let sync = parse_sync(&args.sync)?;
+    let mode = match args.mode {
+        BenchModeArg::Append => BenchMode::Append,
+        BenchModeArg::Read => BenchMode::Read,
+        BenchModeArg::Replay => BenchMode::Replay,
+        BenchModeArg::Mixed => BenchMode::Mixed,
+    };
+    for writers in args.writers.iter().copied() {
+        let temp = tempfile_dir(args.data.as_deref())?;
+        let config = BenchConfig {
+            mode,
+            events: args.events,
+            payload_bytes: args.payload_bytes,
+            batch: args.batch.max(1),
+            writers: writers.max(1),
+            streams: args.streams.max(1),
+            duration: std::time::Duration::from_secs(args.duration),
+        };
+        let bar = progress_bar(args.events, args.json);
+        let progress = |done: u64, _total: u64| bar.set_position(done.max(bar.position()));
+        let options = logbook::Options { sync, ..logbook::Options::default() };
+        let report = run_embedded(&temp.path, options, &config, &progress).map_err(|e| e.to_string())?;
+        bar.finish_and_clear();
+        if args.json {
+            println!("{}", serde_json::to_string(&report).map_err(|e| e.to_string())?);
+        } else {
+            print_bench(&report);
+        }
+    }
+    Ok(())
+}
+
+/// A bench directory: the one given (kept), or a fresh temporary one (removed afterwards).
+struct BenchDir {
+    path: PathBuf,
+    _temp: Option<tempfile::TempDir>,
+}
+
+fn tempfile_dir(data: Option<&std::path::Path>) -> Result<BenchDir, String> {
+    match data {
+        Some(path) => Ok(BenchDir { path: path.to_path_buf(), _temp: None }),
+        None => {
+            let temp = tempfile::tempdir().map_err(|e| format!("creating a temporary directory: {e}"))?;
+            Ok(BenchDir { path: temp.path().to_path_buf(), _temp: Some(temp) })
+        }
+    }
+}
+
+fn progress_bar(total: u64, hidden: bool) -> indicatif::ProgressBar {
+    if hidden || !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = indicatif::ProgressBar::new(total);
+    if let Ok(style) = indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} events {per_sec} eta {eta}") {
+        bar.set_style(style);
+    }
+    bar
+}
+
+fn print_bench(r: &logbook::bench::BenchReport) {
+    let c = &r.config;
+    println!(
+        "{:?}: {} writers, batch {}, {} B payloads, {} streams",
+        c.mode, c.writers, c.batch, c.payload_bytes, c.streams
+    );
+    println!(
+        "  machine: fdatasync {:.0}/s, sequential write {:.0} MB/s (measured in this run)",
+        r.limits.fdatasync_per_sec,
+        r.limits.write_bytes_per_sec / 1e6
+    );
+    println!("  {:<22} {:>14} {:>24}", "metric", "value", "as a fraction of its limit");
+    println!("  {:<22} {:>14.0} {:>24}", "events/s", r.events_per_sec, "");
+    println!("  {:<22} {:>14.0} {:>23.2}x", "operations/s", r.operations_per_sec, r.ops_over_fdatasync);
+    println!("  {:<22} {:>14.1} {:>23.2}x", "MB/s", r.mb_per_sec, r.bytes_over_bandwidth);
+    println!("  {:<22} {:>14.1} {:>24}", "latency p50 (µs)", r.latency_us_p50, "");
+    println!("  {:<22} {:>14.1} {:>24}", "latency p99 (µs)", r.latency_us_p99, "");
+    println!("  {:<22} {:>14.1} {:>24}", "latency p99.9 (µs)", r.latency_us_p999, "");
+    println!("  {:<22} {:>14} {:>24}", "fsyncs", r.fsyncs, format!("{} ops in {:.2} s", r.operations, r.seconds));
 }
