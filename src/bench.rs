@@ -226,11 +226,25 @@ pub fn measure_limits(dir: &Path) -> std::io::Result<MachineLimits> {
     })
 }
 
-fn workload_event(config: &BenchConfig, i: u64) -> (String, NewEvent) {
-    let workload = OrderWorkload { payload_bytes: config.payload_bytes, ..OrderWorkload::default() };
-    let order = (i as usize) % config.streams.max(1);
-    let events = workload.order_events(order);
-    (OrderWorkload::stream(order), events[(i as usize / config.streams.max(1)) % events.len()].clone())
+/// Pre-generated order events, so generating payloads is not part of what is timed.
+struct EventPool {
+    orders: Vec<Vec<NewEvent>>,
+    streams: usize,
+}
+
+impl EventPool {
+    fn new(config: &BenchConfig) -> Self {
+        let workload = OrderWorkload { payload_bytes: config.payload_bytes, ..OrderWorkload::default() };
+        let distinct = config.streams.clamp(1, 4096);
+        EventPool { orders: (0..distinct).map(|i| workload.order_events(i)).collect(), streams: config.streams.max(1) }
+    }
+
+    /// Event `i` of the run: orders take turns, each through its lifecycle.
+    fn event(&self, i: u64) -> (String, NewEvent) {
+        let order = (i as usize) % self.streams;
+        let events = &self.orders[order % self.orders.len()];
+        (OrderWorkload::stream(order), events[(i as usize / self.streams) % events.len()].clone())
+    }
 }
 
 /// Runs `config` against an embedded store in `dir`; `progress(done, total)` is called as it
@@ -244,13 +258,14 @@ pub fn run_embedded(
     use crate::store::Store;
     let limits = measure_limits(dir).map_err(|e| crate::error::Error::io("measuring the machine's limits", e))?;
     let store = Store::open(dir, options)?;
+    let pool = EventPool::new(config);
     if matches!(config.mode, BenchMode::Read | BenchMode::Replay | BenchMode::Mixed) {
-        fill(&store, config, progress)?;
+        fill(&store, config, &pool, progress)?;
     }
     let fsyncs_before = store.stats().fsyncs;
     let start = Instant::now();
     let (operations, events, bytes, mut latencies) = match config.mode {
-        BenchMode::Append => append_phase(&store, config, progress)?,
+        BenchMode::Append => append_phase(&store, config, &pool, progress)?,
         BenchMode::Read => read_phase(&store, config, config.writers, start + config.duration)?,
         BenchMode::Replay => replay_phase(&store)?,
         BenchMode::Mixed => {
@@ -259,7 +274,7 @@ pub fn run_embedded(
                 let (store, config) = (store.clone(), config.clone());
                 std::thread::spawn(move || read_phase(&store, &config, config.writers, deadline))
             };
-            let (ops, evs, bytes, mut lat) = append_phase(&store, config, progress)?;
+            let (ops, evs, bytes, mut lat) = append_phase(&store, config, &pool, progress)?;
             let (rops, revs, rbytes, rlat) =
                 readers.join().map_err(|_| crate::error::Error::InvalidInput("reader thread panicked".into()))??;
             lat.extend(rlat);
@@ -294,13 +309,14 @@ type PhaseResult = crate::error::Result<(u64, u64, u64, Vec<Duration>)>;
 fn fill(
     store: &crate::store::Store,
     config: &BenchConfig,
+    pool: &EventPool,
     progress: &(dyn Fn(u64, u64) + Sync),
 ) -> crate::error::Result<()> {
     let mut i = 0;
     while i < config.events {
         let n = (config.batch.max(1) as u64).min(config.events - i);
-        let (stream, _) = workload_event(config, i);
-        let events = (i..i + n).map(|k| workload_event(config, k).1).collect();
+        let (stream, _) = pool.event(i);
+        let events = (i..i + n).map(|k| pool.event(k).1).collect();
         store.append(&stream, crate::types::ExpectedVersion::Any, events)?;
         i += n;
         progress(i, config.events);
@@ -311,6 +327,7 @@ fn fill(
 fn append_phase(
     store: &crate::store::Store,
     config: &BenchConfig,
+    pool: &EventPool,
     progress: &(dyn Fn(u64, u64) + Sync),
 ) -> PhaseResult {
     let next = std::sync::atomic::AtomicU64::new(0);
@@ -327,8 +344,8 @@ fn append_phase(
                             return Ok((ops, evs, bytes, lat));
                         }
                         let n = batch.min(config.events - i);
-                        let (stream, _) = workload_event(config, i);
-                        let events: Vec<NewEvent> = (i..i + n).map(|k| workload_event(config, k).1).collect();
+                        let (stream, _) = pool.event(i);
+                        let events: Vec<NewEvent> = (i..i + n).map(|k| pool.event(k).1).collect();
                         let size: usize =
                             events.iter().map(|e| e.data.len() + e.metadata.len() + e.event_type.len()).sum();
                         let start = Instant::now();

@@ -36,6 +36,8 @@ pub const LOCK_FILE: &str = "LOCK";
 pub const CLEAN_FILE: &str = "CLEAN";
 /// Most appends the writer takes into one group commit.
 pub const MAX_GROUP_APPENDS: usize = 1024;
+/// How long the writer polls for the next request before it parks.
+pub const WRITER_SPIN: Duration = Duration::from_micros(50);
 /// Most bytes the writer buffers for one group before committing it.
 pub const MAX_GROUP_BYTES: usize = 32 * 1024 * 1024;
 
@@ -633,6 +635,15 @@ impl Writer {
 
     /// Waits for a request; with `SyncMode::Every` also wakes to sync written data on time.
     fn next_request(&mut self, requests: &Receiver<Request>) -> Option<Request> {
+        // A lone appender sends its next append right after its acknowledgement; catching it
+        // while still awake saves a thread wake-up, a real share of a 100 µs fdatasync.
+        let spin_until = Instant::now() + WRITER_SPIN;
+        while Instant::now() < spin_until {
+            if let Ok(request) = requests.try_recv() {
+                return Some(request);
+            }
+            std::hint::spin_loop();
+        }
         loop {
             let wait = match self.options.sync {
                 SyncMode::Every(interval) if self.unsynced => interval.saturating_sub(self.last_sync.elapsed()),
