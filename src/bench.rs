@@ -304,6 +304,185 @@ pub fn run_embedded(
     })
 }
 
+/// (operations, events, bytes, latencies) of one daemon connection, or why it stopped.
+type DaemonResult = Result<(u64, u64, u64, Vec<Duration>), String>;
+
+/// How `logbook bench --connect` reaches a daemon.
+#[derive(Debug, Clone)]
+pub struct DaemonTarget {
+    pub addr: String,
+    /// (tenant, token) when the daemon requires AUTH.
+    pub auth: Option<(String, String)>,
+    /// Commands sent per round trip by each connection.
+    pipeline: usize,
+}
+
+impl DaemonTarget {
+    pub fn new(addr: impl Into<String>, auth: Option<(String, String)>, pipeline: usize) -> Self {
+        DaemonTarget { addr: addr.into(), auth, pipeline: pipeline.max(1) }
+    }
+
+    fn connect(&self) -> Result<crate::client::Client, String> {
+        let mut client =
+            crate::client::Client::connect(&self.addr).map_err(|e| format!("connecting to {}: {e}", self.addr))?;
+        if let Some((tenant, token)) = &self.auth {
+            client.auth(tenant, token).map_err(|e| e.to_string())?;
+        }
+        Ok(client)
+    }
+}
+
+/// Runs `config` against a daemon: `writers` connections, each sending `pipeline` commands per
+/// round trip (APPEND, or APPENDMANY for batches; READ; READALL for replay). The machine's
+/// limits are measured in `limits_dir`, which should be on the daemon's disk.
+pub fn run_daemon(
+    target: &DaemonTarget,
+    limits_dir: &Path,
+    config: &BenchConfig,
+    progress: &(dyn Fn(u64, u64) + Sync),
+) -> Result<BenchReport, String> {
+    let limits = measure_limits(limits_dir).map_err(|e| format!("measuring the machine's limits: {e}"))?;
+    let pool = EventPool::new(config);
+    let fsyncs_before = daemon_fsyncs(target)?;
+    let start = Instant::now();
+    let deadline = start + config.duration;
+    let next = std::sync::atomic::AtomicU64::new(0);
+    let results: Vec<DaemonResult> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..config.writers.max(1))
+            .map(|_| scope.spawn(|| daemon_worker(target, config, &pool, &next, deadline, progress)))
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap_or(Err("bench thread panicked".into()))).collect()
+    });
+    let seconds = start.elapsed().as_secs_f64().max(1e-9);
+    let (mut operations, mut events, mut bytes, mut latencies) = (0, 0, 0, Vec::new());
+    for result in results {
+        let (o, e, b, l) = result?;
+        operations += o;
+        events += e;
+        bytes += b;
+        latencies.extend(l);
+    }
+    let fsyncs = daemon_fsyncs(target)?.saturating_sub(fsyncs_before);
+    latencies.sort_unstable();
+    let us = |p| percentile(&latencies, p).as_secs_f64() * 1e6;
+    Ok(BenchReport {
+        config: config.clone(),
+        limits,
+        operations,
+        events,
+        seconds,
+        events_per_sec: events as f64 / seconds,
+        operations_per_sec: operations as f64 / seconds,
+        mb_per_sec: bytes as f64 / seconds / 1e6,
+        latency_us_p50: us(0.50),
+        latency_us_p99: us(0.99),
+        latency_us_p999: us(0.999),
+        ops_over_fdatasync: operations as f64 / seconds / limits.fdatasync_per_sec,
+        bytes_over_bandwidth: bytes as f64 / seconds / limits.write_bytes_per_sec,
+        fsyncs,
+    })
+}
+
+fn daemon_fsyncs(target: &DaemonTarget) -> Result<u64, String> {
+    let info = target.connect()?.info().map_err(|e| e.to_string())?;
+    Ok(info.lines().find_map(|l| l.strip_prefix("fsyncs:")).and_then(|v| v.trim().parse().ok()).unwrap_or(0))
+}
+
+/// One connection's share of a daemon run: (operations, events, bytes, round-trip latencies).
+fn daemon_worker(
+    target: &DaemonTarget,
+    config: &BenchConfig,
+    pool: &EventPool,
+    next: &std::sync::atomic::AtomicU64,
+    deadline: Instant,
+    progress: &(dyn Fn(u64, u64) + Sync),
+) -> DaemonResult {
+    let mut client = target.connect()?;
+    let (mut ops, mut evs, mut bytes, mut lat) = (0u64, 0u64, 0u64, Vec::new());
+    let batch = config.batch.max(1) as u64;
+    let mut replay_from = 1u64;
+    while Instant::now() < deadline {
+        let mut commands = Vec::with_capacity(target.pipeline);
+        let mut round_events = 0;
+        for _ in 0..target.pipeline {
+            match config.mode {
+                BenchMode::Append | BenchMode::Mixed => {
+                    let i = next.fetch_add(batch, std::sync::atomic::Ordering::Relaxed);
+                    if i >= config.events {
+                        break;
+                    }
+                    let n = batch.min(config.events - i);
+                    commands.push(append_command(pool, i, n));
+                    round_events += n;
+                    bytes += commands.last().map_or(0, |c: &Vec<Vec<u8>>| c.iter().map(Vec::len).sum::<usize>()) as u64;
+                }
+                BenchMode::Read => {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let stream = OrderWorkload::stream((i.wrapping_mul(7919) as usize) % config.streams.max(1));
+                    commands.push(vec![b"READ".to_vec(), stream.into_bytes()]);
+                }
+                BenchMode::Replay => {
+                    commands.push(vec![
+                        b"READALL".to_vec(),
+                        b"FROM".to_vec(),
+                        replay_from.to_string().into_bytes(),
+                        b"COUNT".to_vec(),
+                        b"1000".to_vec(),
+                    ]);
+                    break;
+                }
+            }
+        }
+        if commands.is_empty() {
+            break;
+        }
+        let start = Instant::now();
+        let replies = client.pipeline(&commands).map_err(|e| e.to_string())?;
+        lat.push(start.elapsed());
+        for reply in replies {
+            let value = reply.map_err(|e| format!("server refused a bench command: {e}"))?;
+            if let crate::protocol::Value::Array(items) = &value {
+                if matches!(config.mode, BenchMode::Read | BenchMode::Replay) {
+                    round_events += items.len() as u64;
+                    if config.mode == BenchMode::Replay {
+                        if items.is_empty() {
+                            return Ok((ops, evs, bytes, lat));
+                        }
+                        replay_from += items.len() as u64;
+                    }
+                }
+            }
+            ops += 1;
+        }
+        evs += round_events;
+        progress(evs, config.events);
+    }
+    Ok((ops, evs, bytes, lat))
+}
+
+fn append_command(pool: &EventPool, i: u64, n: u64) -> Vec<Vec<u8>> {
+    let (stream, first) = pool.event(i);
+    if n == 1 {
+        return vec![
+            b"APPEND".to_vec(),
+            stream.into_bytes(),
+            first.event_type.into_bytes(),
+            first.data,
+            b"META".to_vec(),
+            first.metadata,
+        ];
+    }
+    let events: Vec<serde_json::Value> = (i..i + n)
+        .map(|k| {
+            let e = pool.event(k).1;
+            let data: serde_json::Value = serde_json::from_slice(&e.data).unwrap_or(serde_json::Value::Null);
+            let meta: serde_json::Value = serde_json::from_slice(&e.metadata).unwrap_or(serde_json::json!({}));
+            serde_json::json!({ "type": e.event_type, "data": data, "meta": meta })
+        })
+        .collect();
+    vec![b"APPENDMANY".to_vec(), stream.into_bytes(), serde_json::Value::Array(events).to_string().into_bytes()]
+}
+
 type PhaseResult = crate::error::Result<(u64, u64, u64, Vec<Duration>)>;
 
 fn fill(

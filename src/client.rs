@@ -235,6 +235,28 @@ impl Client {
         }
     }
 
+    /// Sends every command in one write, then reads one reply per command, in order. Error
+    /// replies come back as [`ClientError::Server`] in their slot.
+    pub fn pipeline(&mut self, commands: &[Vec<Vec<u8>>]) -> Result<Vec<Result<Value>>> {
+        let mut out = Vec::new();
+        for args in commands {
+            let request = Value::Array(args.iter().map(|a| Value::BulkString(a.clone())).collect());
+            encode(&request, ProtocolVersion::Resp2, &mut out);
+        }
+        self.stream.write_all(&out)?;
+        let mut replies = Vec::with_capacity(commands.len());
+        for _ in commands {
+            replies.push(match self.read_reply()? {
+                Value::Error(text) => {
+                    let (code, message) = text.split_once(' ').unwrap_or((text.as_str(), ""));
+                    Err(ClientError::Server { code: code.to_string(), message: message.to_string() })
+                }
+                value => Ok(value),
+            });
+        }
+        Ok(replies)
+    }
+
     fn read_reply(&mut self) -> Result<Value> {
         let mut chunk = vec![0u8; 64 * 1024];
         loop {

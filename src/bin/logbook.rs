@@ -178,6 +178,18 @@ struct BenchArgs {
     /// Print one JSON object per run.
     #[arg(long)]
     json: bool,
+    /// Run against a daemon at this address instead of an embedded store.
+    #[arg(long)]
+    connect: Option<String>,
+    /// With --connect: commands per round trip on each connection.
+    #[arg(long, default_value_t = 1)]
+    pipeline: usize,
+    /// With --connect: tenant to authenticate as (with --token or LOGBOOK_TOKEN).
+    #[arg(long)]
+    tenant: Option<String>,
+    /// With --connect: the tenant's token.
+    #[arg(long, env = "LOGBOOK_TOKEN", hide_env_values = true)]
+    token: Option<String>,
 }
 
 fn main() -> ExitCode {
@@ -398,8 +410,17 @@ fn bench(args: BenchArgs) -> Result<(), String> {
         };
         let bar = progress_bar(args.events, args.json);
         let progress = |done: u64, _total: u64| bar.set_position(done.max(bar.position()));
-        let options = logbook::Options { sync, ..logbook::Options::default() };
-        let report = run_embedded(&temp.path, options, &config, &progress).map_err(|e| e.to_string())?;
+        let report = match &args.connect {
+            Some(addr) => {
+                let auth = args.tenant.clone().zip(args.token.clone());
+                let target = logbook::bench::DaemonTarget::new(addr.clone(), auth, args.pipeline);
+                logbook::bench::run_daemon(&target, &temp.path, &config, &progress)?
+            }
+            None => {
+                let options = logbook::Options { sync, ..logbook::Options::default() };
+                run_embedded(&temp.path, options, &config, &progress).map_err(|e| e.to_string())?
+            }
+        };
         bar.finish_and_clear();
         if args.json {
             println!("{}", serde_json::to_string(&report).map_err(|e| e.to_string())?);
