@@ -226,3 +226,84 @@ fn created_and_renamed_files_are_made_durable_by_a_directory_sync() {
     assert!(renamed.iter().any(|o| matches!(o, Op::Rename(_, to) if to.ends_with("CLEAN"))));
     assert!(renamed.iter().any(|o| matches!(o, Op::Rename(_, to) if to.extension().is_some_and(|e| e == "idx"))));
 }
+
+mod random_faults {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[derive(Debug, Clone)]
+    enum Step {
+        Append {
+            stream: u8,
+            size: u8,
+        },
+        /// Close and reopen through the same simulated file system.
+        Reopen,
+    }
+
+    fn step() -> impl Strategy<Value = Step> {
+        prop_oneof![
+            8 => (0u8..4, 1u8..5).prop_map(|(stream, size)| Step::Append { stream, size }),
+            1 => Just(Step::Reopen),
+        ]
+    }
+
+    fn fault() -> impl Strategy<Value = Fault> {
+        (
+            prop_oneof![Just(OpKind::Write), Just(OpKind::Sync), Just(OpKind::Metadata)],
+            1u64..80,
+            any::<bool>(),
+            0usize..200,
+        )
+            .prop_map(|(kind, nth, torn, cut)| Fault {
+                kind,
+                nth,
+                torn_at: (kind == OpKind::Write && torn).then_some(cut),
+            })
+    }
+
+    fn power_loss() -> impl Strategy<Value = PowerLoss> {
+        prop_oneof![Just(PowerLoss::DropUnsynced), Just(PowerLoss::CutUnsynced), Just(PowerLoss::GarbageUnsynced)]
+    }
+
+    fn cases() -> u32 {
+        std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(32)
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: cases(), max_shrink_iters: 500, ..ProptestConfig::default() })]
+        /// Random appends and reopens, one random fault, then a power loss of a random kind:
+        /// the same invariants as the SIGKILL torture hold after reopening.
+        #[test]
+        fn random_operations_with_random_faults(
+            steps in proptest::collection::vec(step(), 1..40),
+            fault in fault(),
+            loss in power_loss(),
+            seed in any::<u64>(),
+        ) {
+            let dir = tempfile::tempdir().unwrap();
+            let sim = SimFileSystem::new();
+            sim.fail(fault);
+            let ledger = Mutex::new(Ledger::default());
+            let mut store = Store::open(dir.path(), sim_options(&sim)).ok();
+            for (i, step) in steps.iter().enumerate() {
+                match step {
+                    Step::Append { stream, size } => {
+                        if let Some(s) = &store {
+                            let _ = append(s, &ledger, &format!("p{i}"), &format!("order-{stream}"), u64::from(*size));
+                        }
+                    }
+                    Step::Reopen => {
+                        if let Some(s) = store.take() {
+                            let _ = s.close();
+                        }
+                        store = Store::open(dir.path(), sim_options(&sim)).ok();
+                    }
+                }
+            }
+            drop(store);
+            sim.restore_durable(dir.path(), loss, seed).unwrap();
+            check_invariants(dir.path(), &ledger.lock().unwrap(), &format!("{fault:?}, {loss:?}, seed {seed}"));
+        }
+    }
+}
