@@ -190,6 +190,9 @@ struct BenchArgs {
     /// With --connect: the tenant's token.
     #[arg(long, env = "LOGBOOK_TOKEN", hide_env_values = true)]
     token: Option<String>,
+    /// Draw throughput and p99 latency against writers (for a --writers sweep) into this SVG.
+    #[arg(long)]
+    plot: Option<PathBuf>,
 }
 
 fn main() -> ExitCode {
@@ -397,6 +400,7 @@ fn bench(args: BenchArgs) -> Result<(), String> {
         BenchModeArg::Replay => BenchMode::Replay,
         BenchModeArg::Mixed => BenchMode::Mixed,
     };
+    let mut reports = Vec::new();
     for writers in args.writers.iter().copied() {
         let temp = tempfile_dir(args.data.as_deref())?;
         let config = BenchConfig {
@@ -427,7 +431,46 @@ fn bench(args: BenchArgs) -> Result<(), String> {
         } else {
             print_bench(&report);
         }
+        reports.push(report);
     }
+    if let Some(path) = &args.plot {
+        plot_sweep(path, &reports)?;
+        if !args.json {
+            println!("plot: {}", path.display());
+        }
+    }
+    Ok(())
+}
+
+/// Two charts side by side: events/s and p99 latency against the number of writers.
+fn plot_sweep(path: &std::path::Path, reports: &[logbook::bench::BenchReport]) -> Result<(), String> {
+    use plotters::prelude::*;
+    let err = |e: &dyn std::fmt::Display| format!("drawing {}: {e}", path.display());
+    let points = |f: &dyn Fn(&logbook::bench::BenchReport) -> f64| -> Vec<(f64, f64)> {
+        reports.iter().map(|r| (r.config.writers as f64, f(r))).collect()
+    };
+    let throughput = points(&|r| r.events_per_sec);
+    let p99 = points(&|r| r.latency_us_p99);
+    let max_x = throughput.iter().map(|p| p.0).fold(1.0, f64::max);
+    let root = SVGBackend::new(path, (1100, 420)).into_drawing_area();
+    root.fill(&WHITE).map_err(|e| err(&e))?;
+    let (left, right) = root.split_horizontally(550);
+    for (area, series, title, unit) in
+        [(left, &throughput, "throughput", "events/s"), (right, &p99, "latency p99", "µs")]
+    {
+        let max_y = series.iter().map(|p| p.1).fold(1.0, f64::max) * 1.1;
+        let mut chart = ChartBuilder::on(&area)
+            .caption(format!("{title} vs writers"), ("sans-serif", 20))
+            .margin(15)
+            .x_label_area_size(35)
+            .y_label_area_size(70)
+            .build_cartesian_2d(0f64..max_x * 1.05, 0f64..max_y)
+            .map_err(|e| err(&e))?;
+        chart.configure_mesh().x_desc("writers").y_desc(unit).draw().map_err(|e| err(&e))?;
+        chart.draw_series(LineSeries::new(series.iter().copied(), &BLUE)).map_err(|e| err(&e))?;
+        chart.draw_series(series.iter().map(|&(x, y)| Circle::new((x, y), 4, BLUE.filled()))).map_err(|e| err(&e))?;
+    }
+    root.present().map_err(|e| err(&e))?;
     Ok(())
 }
 
