@@ -5,15 +5,19 @@
 //! [`log`] (segments, recovery, the writer thread), [`store`] (the public API).
 #![doc = include_str!("../README.md")]
 
+pub mod aggregate;
 pub mod bench;
 pub mod error;
 pub mod index;
 pub mod log;
+pub mod order;
 pub mod protocol;
 pub mod record;
 pub mod segment;
+pub mod snapshot;
 pub mod store;
 pub mod types;
+pub mod upcast;
 pub mod verify;
 
 pub use error::{Error, Result};

@@ -212,6 +212,12 @@ impl Store {
         rx.recv().unwrap_or(Err(Error::Shutdown))
     }
 
+    /// The data directory this store was opened on (layers above the engine keep their own
+    /// files beside `segments/`, e.g. `snapshots/`).
+    pub fn dir(&self) -> &Path {
+        &self.inner.shared.dir
+    }
+
     /// The stream's current version (0 when it has no events).
     pub fn stream_version(&self, stream: &str) -> u64 {
         self.inner.shared.state.read().streams.version(stream)
