@@ -350,8 +350,9 @@ fn pct_text(p: Option<f64>) -> String {
     p.map_or_else(|| "-".to_string(), |p| format!("{p:.1}"))
 }
 
-/// Renders rows as a text table: header, rule, rows; the first column left-aligned, the rest right.
-pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
+/// Renders rows as a text table: header, rule, rows; the first `left_columns` columns
+/// left-aligned (text), the rest right-aligned (numbers).
+pub fn table(header: &[&str], rows: &[Vec<String>], left_columns: usize) -> String {
     let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
     for row in rows {
         for (i, cell) in row.iter().enumerate().take(widths.len()) {
@@ -359,11 +360,18 @@ pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
         }
     }
     let render = |cells: Vec<&str>| {
-        let parts: Vec<String> = cells
-            .iter()
-            .enumerate()
-            .map(|(i, c)| if i == 0 { format!("{c:<w$}", w = widths[i]) } else { format!("{c:>w$}", w = widths[i]) })
-            .collect();
+        let parts: Vec<String> =
+            cells
+                .iter()
+                .enumerate()
+                .map(|(i, c)| {
+                    if i < left_columns {
+                        format!("{c:<w$}", w = widths[i])
+                    } else {
+                        format!("{c:>w$}", w = widths[i])
+                    }
+                })
+                .collect();
         format!("{}\n", parts.join("  ").trim_end())
     };
     let mut out = render(header.to_vec());
@@ -382,7 +390,7 @@ pub fn conversion_text(rows: &[Conversion]) -> String {
         .iter()
         .map(|r| vec![r.retailer_id.clone(), r.carts.to_string(), r.orders.to_string(), pct_text(r.conversion_pct)])
         .collect();
-    table(&["retailer_id", "carts", "orders", "conversion_pct"], &rows)
+    table(&["retailer_id", "carts", "orders", "conversion_pct"], &rows, 1)
 }
 
 /// The funnel table with drop-off, then the exits.
@@ -405,7 +413,7 @@ pub fn funnel_text(funnel: &Funnel) -> String {
     let exits: Vec<String> = funnel.exits.iter().map(|(t, n)| format!("{t} {n}")).collect();
     format!(
         "{title}{}exits: {}\n",
-        table(&["stage", "event", "orders", "% of carts", "drop-off"], &rows),
+        table(&["stage", "event", "orders", "% of carts", "drop-off"], &rows, 2),
         exits.join(", ")
     )
 }
@@ -413,13 +421,13 @@ pub fn funnel_text(funnel: &Funnel) -> String {
 /// Event types table.
 pub fn event_types_text(rows: &[TypeCount]) -> String {
     let rows: Vec<Vec<String>> = rows.iter().map(|r| vec![r.event_type.clone(), r.events.to_string()]).collect();
-    table(&["event_type", "events"], &rows)
+    table(&["event_type", "events"], &rows, 1)
 }
 
 /// Buckets table.
 pub fn activity_text(rows: &[BucketCount]) -> String {
     let rows: Vec<Vec<String>> = rows.iter().map(|r| vec![r.start.clone(), r.events.to_string()]).collect();
-    table(&["bucket_start_utc", "events"], &rows)
+    table(&["bucket_start_utc", "events"], &rows, 1)
 }
 
 impl Report {

@@ -290,7 +290,8 @@ pub struct DemoSummary {
     pub by_retailer: BTreeMap<String, usize>,
     /// A delivered order without incident (for showing a timeline).
     pub happy_example: Option<String>,
-    /// An order that went wrong somewhere (payment, stock or delivery), for a second timeline.
+    /// An order that went wrong somewhere, for a second timeline: the first one with an
+    /// out-of-stock partial cancellation if any, else the first payment or delivery failure.
     pub troubled_example: Option<String>,
 }
 
@@ -303,7 +304,9 @@ pub fn generate(store: &Store, orders: usize, seed: u64) -> OrderResult<DemoSumm
     let mut summary = DemoSummary { seed, orders, ..DemoSummary::default() };
     let mut pool: Vec<Plan> = Vec::with_capacity(CONCURRENT_ORDERS);
     let mut created = 0usize;
-    let mut troubled = std::collections::BTreeSet::new();
+    // Order id -> how much its story shows (2: out-of-stock partial cancellation and refund).
+    let mut troubled: BTreeMap<String, u8> = BTreeMap::new();
+    let mut troubled_rank = 0u8;
     while created < orders || !pool.is_empty() {
         let start_new = created < orders && (pool.is_empty() || (pool.len() < CONCURRENT_ORDERS && rng.percent(35)));
         let index = if start_new {
@@ -327,11 +330,14 @@ pub fn generate(store: &Store, orders: usize, seed: u64) -> OrderResult<DemoSumm
             pool.swap_remove(index);
             continue;
         };
-        if matches!(
-            command,
-            OrderCommand::FailPayment { .. } | OrderCommand::CancelItem { .. } | OrderCommand::FailDelivery { .. }
-        ) {
-            troubled.insert(plan.order_id.clone());
+        let rank = match command {
+            OrderCommand::CancelItem { .. } => 2,
+            OrderCommand::FailPayment { .. } | OrderCommand::FailDelivery { .. } => 1,
+            _ => 0,
+        };
+        if rank > 0 {
+            let entry = troubled.entry(plan.order_id.clone()).or_insert(0);
+            *entry = (*entry).max(rank);
         }
         let executed = repo.execute(&stream_name(&plan.order_id), &command, &metadata(plan, who, &command_id))?;
         summary.commands += 1;
@@ -339,12 +345,13 @@ pub fn generate(store: &Store, orders: usize, seed: u64) -> OrderResult<DemoSumm
         if plan.steps.is_empty() {
             let status = executed.state.status;
             *summary.by_status.entry(status.to_string()).or_insert(0) += 1;
-            let is_troubled = troubled.remove(&plan.order_id);
-            if status == OrderStatus::Delivered && !is_troubled && executed.state.refunded == 0 {
+            let rank = troubled.remove(&plan.order_id).unwrap_or(0);
+            if status == OrderStatus::Delivered && rank == 0 && executed.state.refunded == 0 {
                 summary.happy_example.get_or_insert_with(|| plan.order_id.clone());
             }
-            if is_troubled {
-                summary.troubled_example.get_or_insert_with(|| plan.order_id.clone());
+            if rank > troubled_rank {
+                summary.troubled_example = Some(plan.order_id.clone());
+                troubled_rank = rank;
             }
             pool.swap_remove(index);
         }
