@@ -84,6 +84,8 @@ impl Rng {
     fn percent(&mut self, p: u64) -> bool {
         self.below(100) < p
     }
+    /// One of `items`. Callers pass constant arrays or an order's lines (never empty: every
+    /// planned order has at least one line), so the index is always in bounds.
     fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
         &items[self.below(items.len() as u64) as usize]
     }
