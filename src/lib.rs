@@ -5,6 +5,7 @@
 //! [`log`] (segments, recovery, the writer thread), [`store`] (the public API).
 #![doc = include_str!("../README.md")]
 
+pub mod aggregate;
 pub mod bench;
 pub mod client;
 pub mod error;
@@ -12,13 +13,16 @@ pub mod error;
 pub mod fuzzing;
 pub mod index;
 pub mod log;
+pub mod order;
 pub mod protocol;
 pub mod record;
 pub mod segment;
 pub mod server;
+pub mod snapshot;
 pub mod storage;
 pub mod store;
 pub mod types;
+pub mod upcast;
 pub mod verify;
 
 pub use error::{Error, Result};

@@ -231,6 +231,10 @@ pub fn recover(dir: &Path, options: &Options) -> Result<Recovered> {
     }
     let verify = !clean || options.verify_on_open == VerifyOnOpen::Always;
     let bases = list_segments(fsys, &segments_dir)?;
+    // A previous run may have created files and crashed before syncing their directory entry:
+    // make every entry durable before anything written to those files is acknowledged.
+    fsys.sync_dir(&segments_dir).map_err(|e| Error::io("syncing the segments directory", e))?;
+    fsys.sync_dir(dir).map_err(|e| Error::io("syncing the data directory", e))?;
     let mut streams = StreamDirectory::default();
     let mut sealed = Vec::new();
     let mut expected_base = None;

@@ -377,8 +377,10 @@ impl FileSystem for SimFileSystem {
         self.check(OpKind::Metadata)?;
         let file = OpenOptions::new().read(true).write(true).open(path)?;
         let mut state = self.state.lock();
-        if !state.durable.contains_key(path) {
-            // Opened from before the simulation began: what is there is durable.
+        let created_here = state.ops.iter().any(|op| matches!(op, Op::Create(p) if p == path));
+        if !state.durable.contains_key(path) && !created_here {
+            // A file from before the simulation began: what is there is durable. A file the
+            // simulation created but never synced stays non-durable until its next sync.
             state.durable.insert(path.to_path_buf(), fs::read(path)?);
         }
         drop(state);

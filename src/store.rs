@@ -225,6 +225,18 @@ impl Store {
         rx.recv().unwrap_or(Err(Error::Shutdown))
     }
 
+    /// The data directory this store was opened on (layers above the engine keep their own
+    /// files beside `segments/`, e.g. `snapshots/`).
+    /// The file system the store writes through (the real one unless a test injected faults);
+    /// layers above the store (snapshots) write through it too.
+    pub fn file_system(&self) -> &dyn crate::storage::FileSystem {
+        self.inner.options.fs.as_ref()
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.inner.shared.dir
+    }
+
     /// The stream's current version (0 when it has no events).
     pub fn stream_version(&self, stream: &str) -> u64 {
         self.inner.shared.state.read().streams.version(stream)
