@@ -131,3 +131,26 @@ fn non_loopback_listen_needs_tenants() {
     let err = logbook::server::Server::start(config).err().expect("refused");
     assert!(err.to_string().contains("refusing"), "{err}");
 }
+
+#[test]
+fn timeline_reads_the_tenants_own_order_only() {
+    let server = TestServer::with_tenants();
+    let mut acme = redis::Client::open(server.url_auth("acme", ACME_TOKEN, false)).unwrap().get_connection().unwrap();
+    let mut globex =
+        redis::Client::open(server.url_auth("globex", GLOBEX_TOKEN, false)).unwrap().get_connection().unwrap();
+    for (ty, data) in [("CART_CREATED", "{}"), ("CHECKOUT_STARTED", "{}")] {
+        let meta = r#"{"actor":"customer"}"#;
+        let _: Vec<i64> =
+            redis::cmd("APPEND").arg("order-abc").arg(ty).arg(data).arg("META").arg(meta).query(&mut acme).unwrap();
+    }
+    let lines: Vec<String> = redis::cmd("TIMELINE").arg("abc").query(&mut acme).unwrap();
+    assert_eq!(lines.len(), 2);
+    assert!(lines[0].contains("— CART_CREATED") && lines[0].ends_with("(customer)"), "{lines:?}");
+    assert!(lines[1].contains("— CHECKOUT_STARTED"), "{lines:?}");
+    // The stream name form works too.
+    let same: Vec<String> = redis::cmd("TIMELINE").arg("order-abc").query(&mut acme).unwrap();
+    assert_eq!(same, lines);
+    // Another tenant's namespace has no such order.
+    let theirs: Vec<String> = redis::cmd("TIMELINE").arg("abc").query(&mut globex).unwrap();
+    assert!(theirs.is_empty(), "{theirs:?}");
+}

@@ -29,6 +29,11 @@ enum Command {
     Tail(TailArgs),
     /// Check every frame of every segment and every index file; exit non-zero on corruption.
     Verify(VerifyArgs),
+    /// The order lifecycle of seed 000: an order's timeline, the funnel.
+    #[command(subcommand)]
+    Order(OrderCommand),
+    /// Generate realistic order traffic into a data directory, then show two timelines and the funnel.
+    Demo(DemoArgs),
     /// Measure append, read or replay throughput beside this machine's fdatasync rate and
     /// write bandwidth, measured in the same run.
     Bench(BenchArgs),
@@ -133,9 +138,70 @@ struct VerifyArgs {
     /// Data directory.
     #[arg(long, default_value = "./data")]
     data: PathBuf,
+    /// Also rebuild every snapshotted order by full replay and compare it with its snapshot
+    /// (opens the store: the daemon must not be running on this directory).
+    #[arg(long)]
+    snapshots: bool,
     /// Print the report as JSON.
     #[arg(long)]
     json: bool,
+}
+
+#[derive(Subcommand)]
+enum OrderCommand {
+    /// The readable audit trail of one order, oldest first (times in UTC).
+    Timeline(TimelineArgs),
+    /// Cart-to-order conversion per retailer, drop-off per funnel stage, event types, activity.
+    Funnel(FunnelArgs),
+}
+
+#[derive(Args)]
+struct TimelineArgs {
+    /// Order id (or its stream name, order-<id>).
+    order_id: String,
+    /// Data directory of a store that is not open elsewhere (default ./data).
+    #[arg(long, conflicts_with = "connect")]
+    data: Option<PathBuf>,
+    /// Ask a running daemon instead (TIMELINE command).
+    #[arg(long)]
+    connect: Option<String>,
+    /// Tenant to authenticate as, with --connect (and --token or LOGBOOK_TOKEN).
+    #[arg(long)]
+    tenant: Option<String>,
+    #[arg(long, env = "LOGBOOK_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+struct FunnelArgs {
+    /// Data directory (the store must not be open elsewhere).
+    #[arg(long, default_value = "./data")]
+    data: PathBuf,
+    /// Only events of the last period: 30d, 12h, 90m.
+    #[arg(long)]
+    since: Option<String>,
+    /// Only this retailer.
+    #[arg(long)]
+    retailer: Option<String>,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+struct DemoArgs {
+    /// Orders to generate.
+    #[arg(long, default_value_t = 500)]
+    orders: usize,
+    /// Data directory (the one `logbook serve` uses by default).
+    #[arg(long, default_value = "./data")]
+    data: PathBuf,
+    /// Seed of the generator: the same seed gives the same orders.
+    #[arg(long, default_value_t = 2026)]
+    seed: u64,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -210,6 +276,9 @@ fn main() -> ExitCode {
         Command::Read(args) => read(args),
         Command::Tail(args) => tail(args),
         Command::Verify(args) => verify(args),
+        Command::Order(OrderCommand::Timeline(args)) => order_timeline(args),
+        Command::Order(OrderCommand::Funnel(args)) => order_funnel(args),
+        Command::Demo(args) => demo(args),
         Command::Bench(args) => bench(args),
         Command::HashToken { token } => {
             println!("{}", server::hash_token_hex(token.as_bytes()));
@@ -372,11 +441,129 @@ fn verify(args: VerifyArgs) -> Result<(), String> {
             println!("ok: no damage found");
         }
     }
-    if report.is_healthy() {
-        Ok(())
-    } else {
-        Err("corruption found (nothing was changed; see docs/operations.md)".into())
+    if !report.is_healthy() {
+        return Err("corruption found (nothing was changed; see docs/operations.md)".into());
     }
+    if args.snapshots {
+        let store = open_store(&args.data)?;
+        let snapshots = logbook::order::verify_snapshots(&store).map_err(|e| e.to_string())?;
+        println!("snapshots: {} checked, {} mismatched", snapshots.checked, snapshots.mismatches.len());
+        for mismatch in &snapshots.mismatches {
+            println!("mismatch: {mismatch:?}");
+        }
+        store.close().map_err(|e| e.to_string())?;
+        if !snapshots.is_ok() {
+            return Err("a snapshot disagrees with a full replay of its stream".into());
+        }
+    }
+    Ok(())
+}
+
+fn open_store(data: &std::path::Path) -> Result<logbook::Store, String> {
+    logbook::Store::open(data, logbook::Options::default()).map_err(|e| match e {
+        logbook::Error::Locked(_) => format!("{e} (is `logbook serve` running on it? use --connect)"),
+        e => e.to_string(),
+    })
+}
+
+fn order_timeline(args: TimelineArgs) -> Result<(), String> {
+    if let Some(addr) = &args.connect {
+        let conn = ConnectArgs { connect: addr.clone(), tenant: args.tenant, token: args.token, json: args.json };
+        let mut client = connect(&conn)?;
+        let reply = client.call(&[b"TIMELINE", args.order_id.as_bytes()]).map_err(|e| e.to_string())?;
+        let lines: Vec<String> = match reply {
+            logbook::protocol::Value::Array(items) => items
+                .into_iter()
+                .map(|v| match v {
+                    logbook::protocol::Value::BulkString(b) => String::from_utf8_lossy(&b).into_owned(),
+                    other => format!("{other:?}"),
+                })
+                .collect(),
+            other => return Err(format!("unexpected TIMELINE reply: {other:?}")),
+        };
+        if args.json {
+            println!("{}", serde_json::json!({ "order_id": args.order_id, "lines": lines }));
+        } else {
+            println!("order {} ({} events, times in UTC)", args.order_id, lines.len());
+            lines.iter().for_each(|l| println!("{l}"));
+        }
+        return Ok(());
+    }
+    let store = open_store(args.data.as_deref().unwrap_or(std::path::Path::new("./data")))?;
+    let timeline = logbook::order::timeline::timeline(&store, &args.order_id).map_err(|e| e.to_string())?;
+    if args.json {
+        println!("{}", timeline.to_json());
+    } else {
+        print!("{}", timeline.to_text());
+    }
+    store.close().map_err(|e| e.to_string())
+}
+
+/// `30d`, `12h`, `90m` as microseconds.
+fn parse_period(text: &str) -> Result<i64, String> {
+    let (number, unit) = text.split_at(text.len().saturating_sub(1));
+    let n: i64 = number.parse().map_err(|_| format!("--since wants <n>d, <n>h or <n>m, got '{text}'"))?;
+    let unit_us = match unit {
+        "d" => 86_400_000_000,
+        "h" => 3_600_000_000,
+        "m" => 60_000_000,
+        _ => return Err(format!("--since wants <n>d, <n>h or <n>m, got '{text}'")),
+    };
+    n.checked_mul(unit_us).ok_or_else(|| format!("--since {text} is too long"))
+}
+
+fn order_funnel(args: FunnelArgs) -> Result<(), String> {
+    let mut query = logbook::order::analytics::Query::all();
+    if let Some(since) = &args.since {
+        let now_us =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_micros() as i64);
+        query.since_us = Some(now_us - parse_period(since)?);
+    }
+    if let Some(retailer) = &args.retailer {
+        query = query.for_retailer(retailer);
+    }
+    let store = open_store(&args.data)?;
+    let report = logbook::order::analytics::report(&store, &query).map_err(|e| e.to_string())?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?);
+    } else {
+        print!("{}", report.to_text());
+    }
+    store.close().map_err(|e| e.to_string())
+}
+
+fn demo(args: DemoArgs) -> Result<(), String> {
+    // Demo traffic is not precious: sync once at the end instead of per command.
+    let options = logbook::Options { sync: logbook::SyncMode::Never, ..logbook::Options::default() };
+    let store = logbook::Store::open(&args.data, options).map_err(|e| e.to_string())?;
+    let started = std::time::Instant::now();
+    let summary = logbook::order::demo::generate(&store, args.orders, args.seed).map_err(|e| e.to_string())?;
+    store.sync().map_err(|e| e.to_string())?;
+    println!(
+        "generated {} orders ({} events, {} commands) into {} in {:.2?}",
+        summary.orders,
+        summary.events,
+        summary.commands,
+        args.data.display(),
+        started.elapsed()
+    );
+    println!("final states: {:?}", summary.by_status);
+    for example in [&summary.happy_example, &summary.troubled_example].into_iter().flatten() {
+        println!();
+        let timeline = logbook::order::timeline::timeline(&store, example).map_err(|e| e.to_string())?;
+        print!("{}", timeline.to_text());
+    }
+    println!();
+    let report = logbook::order::analytics::report(&store, &logbook::order::analytics::Query::all())
+        .map_err(|e| e.to_string())?;
+    print!("{}", report.to_text());
+    store.close().map_err(|e| e.to_string())?;
+    println!();
+    println!(
+        "next: cargo run --release -- serve --data {}   (then: redis-cli TIMELINE <order-id>)",
+        args.data.display()
+    );
+    Ok(())
 }
 
 fn parse_sync(text: &str) -> Result<logbook::SyncMode, String> {

@@ -106,6 +106,13 @@ pub fn timeline(store: &Store, order: &str) -> Result<Timeline> {
         Some(id) => (id.to_string(), order.to_string()),
         None => (order.to_string(), stream_name(order)),
     };
+    timeline_of_stream(store, &order_id, &stream)
+}
+
+/// The timeline of the order `order_id` stored in `stream` (for callers that store orders
+/// under another name, such as a tenant's namespace in the daemon).
+pub fn timeline_of_stream(store: &Store, order_id: &str, stream: &str) -> Result<Timeline> {
+    let (order_id, stream) = (order_id.to_string(), stream.to_string());
     let mut entries = Vec::new();
     let mut truncated = false;
     loop {

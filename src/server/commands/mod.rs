@@ -7,7 +7,7 @@
 //! | `read.rs` | READ, and how an event is put on the wire |
 //! | `read_all.rs` | READALL (with BLOCK) |
 //! | `info.rs` | INFO, VERSION, HEAD |
-//! | `timeline.rs` | TIMELINE (not available yet) |
+//! | `timeline.rs` | TIMELINE (the order audit trail) |
 
 pub(crate) mod append;
 pub(crate) mod info;
@@ -77,7 +77,7 @@ fn run_data_command(shared: &Shared, session: &Session, who: &Identity, command:
         Command::Version { stream } => info::version(shared, who, &stream),
         Command::Head => info::head(shared),
         Command::Info { section } => info::info(shared, session, who, section.as_deref()),
-        Command::Timeline { .. } => timeline::timeline(),
+        Command::Timeline { order_id } => timeline::timeline(shared, who, &order_id),
         Command::Append { .. } | Command::AppendMany { .. } => match prepare_append(session, command) {
             Ok(prepared) => prepared.run(&shared.store),
             Err(reply) => reply,
