@@ -72,6 +72,11 @@ fn command_parse_corpus() {
     replay("command_parse", fuzzing::command_parse);
 }
 
+#[test]
+fn snapshot_decode_corpus() {
+    replay("snapshot_decode", fuzzing::snapshot_decode);
+}
+
 // ---------------------------------------------------------------------------
 // Seed generation.
 
@@ -243,6 +248,25 @@ fn index_seeds() -> Vec<(&'static str, Vec<u8>)> {
     ]
 }
 
+fn snapshot_seeds() -> Vec<(&'static str, Vec<u8>)> {
+    use logbook::aggregate::Aggregate;
+    use logbook::snapshot::{encode, encode_state, Snapshot};
+    let state = encode_state(&logbook::order::Order::initial()).unwrap();
+    let snapshot =
+        Snapshot { stream: "order-6f1c".into(), version: 100, position: 4711, schema_version: 1, state: state.clone() };
+    let good = encode(&snapshot).unwrap();
+    let mut flipped = good.clone();
+    flipped[20] ^= 0x01;
+    let garbage_state = encode(&Snapshot { state: vec![0xFF; 40], ..snapshot.clone() }).unwrap();
+    vec![
+        ("initial_order.bin", good.clone()),
+        ("flipped_version_byte.bin", flipped),
+        ("truncated.bin", good[..good.len() - 3].to_vec()),
+        ("state_not_an_order.bin", garbage_state),
+        ("zeroes.bin", vec![0u8; 64]),
+    ]
+}
+
 fn bulk_array(args: &[&[u8]]) -> Vec<u8> {
     let mut out = format!("*{}\r\n", args.len()).into_bytes();
     for arg in args {
@@ -332,6 +356,7 @@ fn generate_seed_corpus() {
         ("index_decode", index_seeds()),
         ("resp_parse", resp_seeds()),
         ("command_parse", command_seeds()),
+        ("snapshot_decode", snapshot_seeds()),
     ];
     for (target, seeds) in sets {
         let dir = fuzz_dir().join("corpus").join(target);
