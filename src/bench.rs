@@ -218,6 +218,38 @@ pub struct BenchReport {
     pub fsyncs: u64,
 }
 
+/// Raw totals of a run, before rates and ratios.
+struct Measured {
+    operations: u64,
+    events: u64,
+    bytes: u64,
+    seconds: f64,
+    fsyncs: u64,
+}
+
+impl BenchReport {
+    fn new(config: &BenchConfig, limits: MachineLimits, m: Measured, mut latencies: Vec<Duration>) -> Self {
+        latencies.sort_unstable();
+        let us = |p| percentile(&latencies, p).as_secs_f64() * 1e6;
+        BenchReport {
+            config: config.clone(),
+            limits,
+            operations: m.operations,
+            events: m.events,
+            seconds: m.seconds,
+            events_per_sec: m.events as f64 / m.seconds,
+            operations_per_sec: m.operations as f64 / m.seconds,
+            mb_per_sec: m.bytes as f64 / m.seconds / 1e6,
+            latency_us_p50: us(0.50),
+            latency_us_p99: us(0.99),
+            latency_us_p999: us(0.999),
+            ops_over_fdatasync: m.operations as f64 / m.seconds / limits.fdatasync_per_sec,
+            bytes_over_bandwidth: m.bytes as f64 / m.seconds / limits.write_bytes_per_sec,
+            fsyncs: m.fsyncs,
+        }
+    }
+}
+
 /// Measures this machine's limits in `dir`.
 pub fn measure_limits(dir: &Path) -> std::io::Result<MachineLimits> {
     Ok(MachineLimits {
@@ -264,7 +296,7 @@ pub fn run_embedded(
     }
     let fsyncs_before = store.stats().fsyncs;
     let start = Instant::now();
-    let (operations, events, bytes, mut latencies) = match config.mode {
+    let (operations, events, bytes, latencies) = match config.mode {
         BenchMode::Append => append_phase(&store, config, &pool, progress)?,
         BenchMode::Read => read_phase(&store, config, config.writers, start + config.duration)?,
         BenchMode::Replay => replay_phase(&store)?,
@@ -284,24 +316,8 @@ pub fn run_embedded(
     let seconds = start.elapsed().as_secs_f64().max(1e-9);
     let fsyncs = store.stats().fsyncs - fsyncs_before;
     store.close()?;
-    latencies.sort_unstable();
-    let us = |p| percentile(&latencies, p).as_secs_f64() * 1e6;
-    Ok(BenchReport {
-        config: config.clone(),
-        limits,
-        operations,
-        events,
-        seconds,
-        events_per_sec: events as f64 / seconds,
-        operations_per_sec: operations as f64 / seconds,
-        mb_per_sec: bytes as f64 / seconds / 1e6,
-        latency_us_p50: us(0.50),
-        latency_us_p99: us(0.99),
-        latency_us_p999: us(0.999),
-        ops_over_fdatasync: operations as f64 / seconds / limits.fdatasync_per_sec,
-        bytes_over_bandwidth: bytes as f64 / seconds / limits.write_bytes_per_sec,
-        fsyncs,
-    })
+    let measured = Measured { operations, events, bytes, seconds, fsyncs };
+    Ok(BenchReport::new(config, limits, measured, latencies))
 }
 
 /// (operations, events, bytes, latencies) of one daemon connection, or why it stopped.
@@ -363,24 +379,8 @@ pub fn run_daemon(
         latencies.extend(l);
     }
     let fsyncs = daemon_fsyncs(target)?.saturating_sub(fsyncs_before);
-    latencies.sort_unstable();
-    let us = |p| percentile(&latencies, p).as_secs_f64() * 1e6;
-    Ok(BenchReport {
-        config: config.clone(),
-        limits,
-        operations,
-        events,
-        seconds,
-        events_per_sec: events as f64 / seconds,
-        operations_per_sec: operations as f64 / seconds,
-        mb_per_sec: bytes as f64 / seconds / 1e6,
-        latency_us_p50: us(0.50),
-        latency_us_p99: us(0.99),
-        latency_us_p999: us(0.999),
-        ops_over_fdatasync: operations as f64 / seconds / limits.fdatasync_per_sec,
-        bytes_over_bandwidth: bytes as f64 / seconds / limits.write_bytes_per_sec,
-        fsyncs,
-    })
+    let measured = Measured { operations, events, bytes, seconds, fsyncs };
+    Ok(BenchReport::new(config, limits, measured, latencies))
 }
 
 fn daemon_fsyncs(target: &DaemonTarget) -> Result<u64, String> {

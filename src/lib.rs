@@ -21,6 +21,7 @@ pub mod server;
 pub mod snapshot;
 pub mod storage;
 pub mod store;
+pub mod time;
 pub mod types;
 pub mod upcast;
 pub mod verify;

@@ -16,7 +16,8 @@
 pub mod analytics;
 pub mod demo;
 mod model;
-pub mod time;
+/// UTC calendar arithmetic (shared with the daemon's event times).
+pub use crate::time;
 pub mod timeline;
 
 use std::collections::BTreeMap;

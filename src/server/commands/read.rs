@@ -71,53 +71,8 @@ pub(super) fn event_value(who: &Identity, event: &RecordedEvent) -> Value {
         (Value::bulk("version"), Value::Integer(as_i64(event.version()))),
         (Value::bulk("position"), Value::Integer(as_i64(event.position()))),
         (Value::bulk("type"), Value::bulk(event.event_type())),
-        (Value::bulk("time"), Value::bulk(rfc3339_micros(event.timestamp_us()))),
+        (Value::bulk("time"), Value::bulk(crate::time::rfc3339(event.timestamp_us()))),
         (Value::bulk("data"), Value::bulk(event.data())),
         (Value::bulk("meta"), Value::bulk(event.metadata())),
     ])
-}
-
-/// Formats microseconds since the Unix epoch as RFC 3339 UTC with microseconds,
-/// e.g. `2024-03-01T12:34:56.789012Z`.
-pub fn rfc3339_micros(timestamp_us: i64) -> String {
-    const MICROS_PER_DAY: i64 = 86_400_000_000;
-    let days = timestamp_us.div_euclid(MICROS_PER_DAY);
-    let micros_of_day = timestamp_us.rem_euclid(MICROS_PER_DAY);
-    let (year, month, day) = civil_from_days(days);
-    let secs = micros_of_day / 1_000_000;
-    let micros = micros_of_day % 1_000_000;
-    format!("{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{micros:06}Z", secs / 3600, (secs / 60) % 60, secs % 60)
-}
-
-/// Days since 1970-01-01 to (year, month, day) in the proleptic Gregorian calendar
-/// (Howard Hinnant's `civil_from_days`).
-fn civil_from_days(days: i64) -> (i64, i64, i64) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    (year, month, day)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::rfc3339_micros;
-
-    #[test]
-    fn rfc3339_known_instants() {
-        assert_eq!(rfc3339_micros(0), "1970-01-01T00:00:00.000000Z");
-        assert_eq!(rfc3339_micros(1), "1970-01-01T00:00:00.000001Z");
-        assert_eq!(rfc3339_micros(-1), "1969-12-31T23:59:59.999999Z");
-        // 2000-02-29T12:34:56.789012Z (a leap day in a century leap year).
-        assert_eq!(rfc3339_micros(951_827_696_789_012), "2000-02-29T12:34:56.789012Z");
-        // 2024-12-31T23:59:59Z
-        assert_eq!(rfc3339_micros(1_735_689_599_000_000), "2024-12-31T23:59:59.000000Z");
-        // 2100-03-01T00:00:00Z (2100 is not a leap year)
-        assert_eq!(rfc3339_micros(4_107_542_400_000_000), "2100-03-01T00:00:00.000000Z");
-    }
 }

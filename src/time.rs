@@ -1,4 +1,5 @@
-//! UTC calendar arithmetic for timelines and analytics (no time-zone database: everything is UTC).
+//! UTC calendar arithmetic for event times, timelines and analytics (no time-zone database:
+//! everything is UTC).
 
 /// Microseconds in an hour and a day.
 pub const HOUR_US: i64 = 3_600_000_000;
@@ -96,6 +97,10 @@ mod tests {
         assert_eq!(rfc3339(1_700_000_000_000_000), "2023-11-14T22:13:20.000000Z");
         assert_eq!(rfc3339(951_782_400_000_000 + 1), "2000-02-29T00:00:00.000001Z");
         assert_eq!(rfc3339(-1), "1969-12-31T23:59:59.999999Z");
+        assert_eq!(rfc3339(1), "1970-01-01T00:00:00.000001Z");
+        assert_eq!(rfc3339(951_827_696_789_012), "2000-02-29T12:34:56.789012Z");
+        assert_eq!(rfc3339(1_735_689_599_000_000), "2024-12-31T23:59:59.000000Z");
+        assert_eq!(rfc3339(4_107_542_400_000_000), "2100-03-01T00:00:00.000000Z");
         assert_eq!(hms(1_700_000_000_000_000), "22:13:20");
         assert_eq!(date(1_700_000_000_000_000), "2023-11-14");
     }
