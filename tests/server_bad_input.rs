@@ -204,3 +204,34 @@ fn pipeline_buffer_limit_is_enforced() {
     let reply = send_and_finish(&server, &many);
     assert_eq!(reply.matches("+PONG").count(), 40_000);
 }
+
+#[test]
+fn a_request_trickled_past_its_deadline_closes_the_connection() {
+    let limits = logbook::server::config::Limits { request_timeout_secs: 1, ..Default::default() };
+    let server = TestServer::start_with(logbook::server::Config { limits, ..logbook::server::Config::default() });
+    let mut slow = server.raw();
+    slow.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let started = Instant::now();
+    // One byte every 100 ms: never idle, but the request takes far longer than 1 s.
+    let request = b"*2\r\n$4\r\nPING\r\n$20\r\naaaaaaaaaaaaaaaaaaaa\r\n";
+    let mut closed = false;
+    for &b in request.iter() {
+        if slow.write_all(&[b]).is_err() {
+            closed = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+        if started.elapsed() > Duration::from_millis(2500) {
+            break;
+        }
+    }
+    let mut reply = Vec::new();
+    let _ = std::io::Read::read_to_end(&mut slow, &mut reply);
+    let text = String::from_utf8_lossy(&reply);
+    assert!(closed || text.contains("request not complete within 1 s"), "reply: {text:?}");
+    assert!(started.elapsed() < Duration::from_secs(8));
+    // Other clients are unaffected.
+    let mut con = server.redis();
+    let pong: String = redis::cmd("PING").query(&mut con).unwrap();
+    assert_eq!(pong, "PONG");
+}

@@ -31,6 +31,9 @@ pub struct Limits {
     pub max_pipeline_bytes: usize,
     /// A connection that sends nothing for this long is closed.
     pub idle_timeout_secs: u64,
+    /// A request must arrive completely within this long of its first byte (so a client that
+    /// trickles bytes cannot hold a connection and its buffer forever).
+    pub request_timeout_secs: u64,
     /// Most arguments in one command.
     pub max_args: usize,
     /// Largest COUNT of READ / READALL.
@@ -48,6 +51,7 @@ impl Default for Limits {
             max_connections: 1024,
             max_pipeline_bytes: 16 * 1024 * 1024,
             idle_timeout_secs: 300,
+            request_timeout_secs: 30,
             max_args: 1024,
             max_count: 100_000,
             max_reply_bytes: 64 * 1024 * 1024,
@@ -84,6 +88,7 @@ impl Limits {
             ("max_connections", self.max_connections as u64),
             ("max_pipeline_bytes", self.max_pipeline_bytes as u64),
             ("idle_timeout_secs", self.idle_timeout_secs),
+            ("request_timeout_secs", self.request_timeout_secs),
             ("max_args", self.max_args as u64),
             ("max_count", self.max_count),
             ("max_reply_bytes", self.max_reply_bytes as u64),

@@ -6,10 +6,12 @@
 //!   closed (the byte stream can no longer be trusted). Commands before it still run.
 //! - At most `max_pipeline_bytes` of unexecuted request bytes are buffered.
 //! - A connection idle for `idle_timeout_secs` is closed.
+//! - A request not complete `request_timeout_secs` after its first byte closes the connection.
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::TcpStream;
 use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
 
 use crate::protocol::{args_from_value, encode, parse, Command, ProtocolVersion, Value};
 
@@ -109,9 +111,18 @@ fn run(shared: &Shared, session: &mut Session, mut reader: TcpStream, out: &mut 
     let max_buffered = shared.config.limits.max_pipeline_bytes;
     let mut buf: Vec<u8> = Vec::new();
     let mut chunk = vec![0u8; READ_CHUNK_BYTES];
+    let request_timeout = Duration::from_secs(shared.config.limits.request_timeout_secs);
+    // When the first byte of the request now at the front of `buf` arrived.
+    let mut partial_since: Option<Instant> = None;
     loop {
         let (items, consumed, fatal) = parse_batch(shared, &buf);
         buf.drain(..consumed);
+        if consumed > 0 || buf.is_empty() {
+            partial_since = None;
+        }
+        if !buf.is_empty() && partial_since.is_none() {
+            partial_since = Some(Instant::now());
+        }
         let batch_full = items.len() >= MAX_BATCH_COMMANDS;
         if run_batch(shared, session, items, out) {
             return; // QUIT
@@ -131,6 +142,12 @@ fn run(shared: &Shared, session: &mut Session, mut reader: TcpStream, out: &mut 
         if buf.len() >= max_buffered {
             // The first frame is incomplete and already fills the buffer.
             out.push(shared, &Value::error("TOOBIG", &format!("request exceeds {max_buffered} buffered bytes")));
+            return;
+        }
+        if partial_since.is_some_and(|since| since.elapsed() > request_timeout) {
+            let message = format!("request not complete within {} s of its first byte", request_timeout.as_secs());
+            out.push(shared, &Value::error("ERR", &message));
+            out.flush();
             return;
         }
         let room = (max_buffered - buf.len()).min(chunk.len());
