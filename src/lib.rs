@@ -19,6 +19,7 @@ pub mod record;
 pub mod segment;
 pub mod server;
 pub mod snapshot;
+pub mod stats;
 pub mod storage;
 pub mod store;
 pub mod time;

@@ -40,6 +40,11 @@ fn demo_then_timeline_funnel_and_verify() {
     assert!(funnel.is_object(), "{funnel}");
     let text = serde_json::to_string(&funnel).unwrap();
     assert!(text.contains("CART_CREATED"), "{text}");
+    let stats: serde_json::Value = serde_json::from_str(&stdout(&run(&["stats", "--data", data, "--json"]))).unwrap();
+    for key in ["events", "streams", "segments", "bytes"] {
+        assert!(stats[key].as_u64().is_some_and(|n| n > 0), "stats {key}: {stats}");
+    }
+    assert_eq!(stats["streams"], 120, "one stream per order");
     let verify = stdout(&run(&["verify", "--data", data, "--snapshots"]));
     assert!(verify.contains("ok: no damage found") && verify.contains("snapshots:"), "{verify}");
     // Bad input gets a clear error naming what was wrong.

@@ -29,6 +29,8 @@ enum Command {
     Tail(TailArgs),
     /// Check every frame of every segment and every index file; exit non-zero on corruption.
     Verify(VerifyArgs),
+    /// What a store holds: events, streams, segments, bytes, per category and type, oldest/newest.
+    Stats(StatsArgs),
     /// The order lifecycle of seed 000: an order's timeline, the funnel.
     #[command(subcommand)]
     Order(OrderCommand),
@@ -143,6 +145,16 @@ struct VerifyArgs {
     #[arg(long)]
     snapshots: bool,
     /// Print the report as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+struct StatsArgs {
+    /// Data directory (the store must not be open elsewhere).
+    #[arg(long, default_value = "./data")]
+    data: PathBuf,
+    /// Print JSON (integer keys events, streams, segments, bytes, ...).
     #[arg(long)]
     json: bool,
 }
@@ -276,6 +288,7 @@ fn main() -> ExitCode {
         Command::Read(args) => read(args),
         Command::Tail(args) => tail(args),
         Command::Verify(args) => verify(args),
+        Command::Stats(args) => stats(args),
         Command::Order(OrderCommand::Timeline(args)) => order_timeline(args),
         Command::Order(OrderCommand::Funnel(args)) => order_funnel(args),
         Command::Demo(args) => demo(args),
@@ -457,6 +470,17 @@ fn verify(args: VerifyArgs) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+fn stats(args: StatsArgs) -> Result<(), String> {
+    let store = open_store(&args.data)?;
+    let report = logbook::stats::collect(&store).map_err(|e| e.to_string())?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?);
+    } else {
+        print!("{}", report.to_text());
+    }
+    store.close().map_err(|e| e.to_string())
 }
 
 fn open_store(data: &std::path::Path) -> Result<logbook::Store, String> {
