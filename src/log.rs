@@ -195,6 +195,9 @@ pub struct AppendRequest {
     pub expected: ExpectedVersion,
     pub events: Vec<NewEvent>,
     pub ids: Vec<[u8; 16]>,
+    /// Whether any id came from the client. Ids the store generated (random v4 UUIDs) cannot
+    /// already be stored, so an append of only those skips the idempotency lookups.
+    pub client_ids: bool,
     pub encoded_bytes: usize,
 }
 
@@ -300,7 +303,7 @@ fn list_segments(fsys: &dyn FileSystem, segments_dir: &Path) -> Result<Vec<u64>>
         let name = name.to_string_lossy();
         if let Some(base) = segment::parse_file_name(&name) {
             bases.push(base);
-        } else if name.ends_with(".tmp") {
+        } else if name.ends_with(".tmp") && name != segment::SPARE_FILE {
             // An index write that never finished its rename: derived data, safe to drop.
             let _ = fsys.remove_file(&entry.path());
         }
@@ -585,6 +588,16 @@ pub struct Writer {
     failed: Option<String>,
     unsynced: bool,
     last_sync: Instant,
+    spare: Spare,
+}
+
+/// The next segment, zero-filled ahead of time so appends to it need no block allocation.
+enum Spare {
+    /// None prepared; one is started once the active segment is half full.
+    Absent,
+    Preparing(std::thread::JoinHandle<std::io::Result<()>>),
+    /// `segments/next-segment.tmp` exists with the configured size.
+    Ready,
 }
 
 struct PendingAppend {
@@ -610,6 +623,71 @@ impl Writer {
             failed: None,
             unsynced: false,
             last_sync: Instant::now(),
+            spare: Spare::Absent,
+        }
+        .with_leftover_spare()
+    }
+
+    /// A spare left by an earlier run is reused: it only ever holds zeroes (and perhaps a
+    /// header that was being stamped when the process stopped, which is overwritten).
+    fn with_leftover_spare(mut self) -> Self {
+        if std::fs::metadata(self.spare_path()).is_ok_and(|m| m.len() == self.options.segment_bytes) {
+            self.spare = Spare::Ready;
+        }
+        self
+    }
+
+    fn spare_path(&self) -> PathBuf {
+        self.shared.dir.join(SEGMENTS_DIR).join(segment::SPARE_FILE)
+    }
+
+    /// Starts preparing the next segment in the background once the active one is half full
+    /// (so short-lived stores never pay for it); the writer never waits for it.
+    fn maybe_start_spare(&mut self) {
+        if !matches!(self.spare, Spare::Absent) || self.segment.write_offset() * 2 < self.segment.capacity() {
+            return;
+        }
+        let (fs, path, capacity) = (Arc::clone(&self.options.fs), self.spare_path(), self.options.segment_bytes);
+        let spawned = std::thread::Builder::new()
+            .name("logbook-spare".into())
+            .spawn(move || segment::prepare_spare(fs.as_ref(), &path, capacity));
+        match spawned {
+            Ok(handle) => self.spare = Spare::Preparing(handle),
+            Err(err) => tracing::warn!(%err, "cannot start preparing the next segment; segments start sparse"),
+        }
+    }
+
+    /// Creates the next segment: from the spare if it is ready, else a sparse new file.
+    fn create_next_segment(&mut self, segments_dir: &Path) -> std::io::Result<SegmentWriter> {
+        if matches!(&self.spare, Spare::Preparing(h) if h.is_finished()) {
+            if let Spare::Preparing(handle) = std::mem::replace(&mut self.spare, Spare::Absent) {
+                match handle.join() {
+                    Ok(Ok(())) => self.spare = Spare::Ready,
+                    Ok(Err(err)) => tracing::warn!(%err, "preparing the next segment failed; creating it sparse"),
+                    Err(_) => tracing::warn!("the segment preparation thread panicked; creating it sparse"),
+                }
+            }
+        }
+        let fsys = self.options.fs.as_ref();
+        if matches!(self.spare, Spare::Ready) {
+            self.spare = Spare::Absent;
+            let spare = self.spare_path();
+            match SegmentWriter::create_from_spare(fsys, segments_dir, &spare, self.next_position, now_us()) {
+                Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+                    tracing::warn!("the prepared next segment disappeared; creating it sparse");
+                }
+                created => return created,
+            }
+        }
+        SegmentWriter::create(fsys, segments_dir, self.next_position, self.options.segment_bytes, now_us())
+    }
+
+    /// Waits for a running spare preparation, so no thread touches the directory after close.
+    fn finish_spare(&mut self) {
+        if let Spare::Preparing(handle) = std::mem::replace(&mut self.spare, Spare::Absent) {
+            if let Ok(Ok(())) = handle.join() {
+                self.spare = Spare::Ready;
+            }
         }
     }
 
@@ -684,6 +762,7 @@ impl Writer {
 
     fn shutdown(&mut self) -> Result<()> {
         self.commit();
+        self.finish_spare();
         let result = self.sync_now().and_then(|()| {
             if self.failed.is_some() {
                 return Ok(()); // never mark a failed writer's data as cleanly shut down
@@ -733,10 +812,11 @@ impl Writer {
         }
         // An id already pending in this group: commit the group first so the check below
         // sees it as stored (and can answer idempotently).
-        if append.ids.iter().any(|id| self.pending_ids.contains(id)) {
+        if append.client_ids && append.ids.iter().any(|id| self.pending_ids.contains(id)) {
             self.commit();
         }
-        match find_existing(&self.shared.state.read(), &append) {
+        let existing = if append.client_ids { find_existing(&self.shared.state.read(), &append) } else { Ok(None) };
+        match existing {
             Ok(Some(original)) => {
                 let _ = reply.send(Ok(original));
                 return;
@@ -801,7 +881,9 @@ impl Writer {
                 },
                 &mut self.buf,
             );
-            self.pending_ids.insert(*id);
+            if append.client_ids {
+                self.pending_ids.insert(*id);
+            }
         }
         self.next_position += count;
         self.pending_versions.insert(append.stream.clone(), result.last_version);
@@ -823,6 +905,7 @@ impl Writer {
                 for append in pending {
                     let _ = append.reply.send(Ok(append.result));
                 }
+                self.maybe_start_spare();
             }
             Err(err) => {
                 self.next_position = self.shared.head() + 1;
@@ -906,10 +989,7 @@ impl Writer {
             return Err(self.fail(format!("sealing {} failed: {err}", old_path.display())));
         }
         self.unsynced = false;
-        let fsys = self.options.fs.as_ref();
-        let created =
-            SegmentWriter::create(fsys, &segments_dir, self.next_position, self.options.segment_bytes, now_us());
-        match created {
+        match self.create_next_segment(&segments_dir) {
             Ok(writer) => self.segment = writer,
             Err(err) => return Err(self.fail(format!("creating segment {} failed: {err}", self.next_position))),
         }

@@ -198,6 +198,7 @@ impl Store {
         }
         let mut encoded_bytes = 0usize;
         let mut ids = Vec::with_capacity(events.len());
+        let mut client_ids = false;
         for (i, event) in events.iter().enumerate() {
             if event.event_type.is_empty() {
                 return Err(Error::InvalidInput(format!("event {i} has an empty type")));
@@ -206,6 +207,7 @@ impl Store {
                 .map_err(|e| Error::InvalidInput(format!("event {i}: {e}")))?;
             encoded_bytes +=
                 record::encoded_len(stream.len(), event.event_type.len(), event.metadata.len(), event.data.len());
+            client_ids |= event.id.is_some();
             ids.push(*event.id.unwrap_or_else(uuid::Uuid::new_v4).as_bytes());
         }
         if let Some(id) = first_duplicate(&ids) {
@@ -220,7 +222,7 @@ impl Store {
                 limits.max_batch_bytes
             )));
         }
-        Ok(AppendRequest { stream: stream.to_string(), expected, events, ids, encoded_bytes })
+        Ok(AppendRequest { stream: stream.to_string(), expected, events, ids, client_ids, encoded_bytes })
     }
 
     /// Makes every append acknowledged so far durable (useful with `SyncMode::Never`).
