@@ -56,8 +56,7 @@ struct Inner {
     requests: Sender<Request>,
     writer: Mutex<Option<JoinHandle<()>>>,
     options: Options,
-    /// Appends submitted and not yet awaited, across all handles.
-    in_flight: Arc<std::sync::atomic::AtomicUsize>,
+    acks: Arc<AckState>,
     // Held (and its OS lock with it) for as long as the store is open.
     _lock: std::fs::File,
 }
@@ -145,7 +144,7 @@ impl Store {
                 requests,
                 writer: Mutex::new(Some(handle)),
                 options,
-                in_flight: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
+                acks: Arc::new(AckState::default()),
                 _lock: recovered.lock,
             }),
         })
@@ -177,8 +176,8 @@ impl Store {
     ) -> Result<PendingAppend> {
         let request = self.prepare(stream, expected, events)?;
         let (tx, rx) = bounded(1);
-        self.inner.in_flight.fetch_add(1, Ordering::AcqRel);
-        let pending = PendingAppend { reply: rx, in_flight: Arc::clone(&self.inner.in_flight) };
+        self.inner.acks.in_flight.fetch_add(1, Ordering::AcqRel);
+        let pending = PendingAppend { reply: rx, acks: Arc::clone(&self.inner.acks) };
         self.inner.requests.send(Request::Append(request, tx)).map_err(|_| Error::Shutdown)?;
         Ok(pending)
     }
@@ -407,15 +406,21 @@ type SegmentMapHandle = crate::segment::SegmentMap;
 
 /// How long the one polling waiter polls for its acknowledgement before parking.
 pub const ACK_SPIN: Duration = Duration::from_micros(400);
-/// Whether some waiter is polling right now (at most one does).
-static ACK_SPINNER: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 /// An append queued by [`Store::submit_append`].
 #[derive(Debug)]
 pub struct PendingAppend {
     reply: crossbeam_channel::Receiver<Result<AppendResult>>,
-    /// Appends submitted to this store and not yet awaited (this one included).
-    in_flight: Arc<std::sync::atomic::AtomicUsize>,
+    acks: Arc<AckState>,
+}
+
+/// Per store: how many appends are in flight, and whether a waiter is polling right now.
+#[derive(Debug, Default)]
+struct AckState {
+    /// Appends submitted and not yet awaited, across all handles.
+    in_flight: std::sync::atomic::AtomicUsize,
+    /// At most one waiter polls for its acknowledgement at a time.
+    spinner: std::sync::atomic::AtomicBool,
 }
 
 impl PendingAppend {
@@ -425,8 +430,8 @@ impl PendingAppend {
         // wake-up from an idle CPU after the fdatasync (tens of µs on a VM, comparable to the
         // sync itself). Concurrent appenders park, since they share group commits anyway and
         // spinning threads would take the CPU from the writer.
-        let alone = self.in_flight.load(Ordering::Acquire) == 1;
-        if alone && ACK_SPINNER.compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed).is_ok() {
+        let alone = self.acks.in_flight.load(Ordering::Acquire) == 1;
+        if alone && self.acks.spinner.compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed).is_ok() {
             let deadline = std::time::Instant::now() + ACK_SPIN;
             let mut polled = None;
             while std::time::Instant::now() < deadline {
@@ -439,7 +444,7 @@ impl PendingAppend {
                     Err(crossbeam_channel::TryRecvError::Disconnected) => break,
                 }
             }
-            ACK_SPINNER.store(false, Ordering::Release);
+            self.acks.spinner.store(false, Ordering::Release);
             if let Some(result) = polled {
                 return result;
             }
@@ -450,7 +455,7 @@ impl PendingAppend {
 
 impl Drop for PendingAppend {
     fn drop(&mut self) {
-        self.in_flight.fetch_sub(1, Ordering::AcqRel);
+        self.acks.in_flight.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
