@@ -258,7 +258,7 @@ impl Client {
     }
 
     fn read_reply(&mut self) -> Result<Value> {
-        let mut chunk = vec![0u8; 64 * 1024];
+        let mut chunk = [0u8; 16 * 1024];
         loop {
             match parse(&self.buf, &REPLY_LIMITS) {
                 Ok(Some((value, used))) => {
