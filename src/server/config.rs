@@ -118,6 +118,43 @@ pub struct TenantConfig {
     pub token_sha256: String,
 }
 
+/// Store settings (`[store]` in the file).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StoreConfig {
+    /// Preallocated size of a segment, bytes.
+    pub segment_bytes: u64,
+    /// `always` (fdatasync before every acknowledgement), `never`, or `every=<ms>`.
+    pub sync: String,
+    /// Check every frame of sealed segments on every open, not only after a crash.
+    pub verify_on_open_always: bool,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        let defaults = crate::Options::default();
+        StoreConfig { segment_bytes: defaults.segment_bytes, sync: "always".into(), verify_on_open_always: false }
+    }
+}
+
+impl StoreConfig {
+    /// The store options these settings describe.
+    pub fn options(&self) -> Result<crate::Options, String> {
+        let sync = match self.sync.as_str() {
+            "always" => crate::SyncMode::Always,
+            "never" => crate::SyncMode::Never,
+            other => other
+                .strip_prefix("every=")
+                .and_then(|ms| ms.parse().ok())
+                .map(|ms| crate::SyncMode::Every(Duration::from_millis(ms)))
+                .ok_or_else(|| format!("store.sync wants always, never or every=<ms>, got '{other}'"))?,
+        };
+        let verify_on_open =
+            if self.verify_on_open_always { crate::VerifyOnOpen::Always } else { crate::VerifyOnOpen::AfterCrash };
+        Ok(crate::Options { segment_bytes: self.segment_bytes, sync, verify_on_open, ..crate::Options::default() })
+    }
+}
+
 /// The admin credential: `AUTH admin <token>` sees every tenant's streams by full name.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -136,6 +173,7 @@ pub struct Config {
     /// Address of the Prometheus text endpoint; none by default.
     pub metrics: Option<String>,
     pub limits: Limits,
+    pub store: StoreConfig,
     pub admin: Option<AdminConfig>,
     #[serde(rename = "tenant")]
     pub tenants: Vec<TenantConfig>,
@@ -148,6 +186,7 @@ impl Default for Config {
             listen: DEFAULT_LISTEN.to_string(),
             metrics: None,
             limits: Limits::default(),
+            store: StoreConfig::default(),
             admin: None,
             tenants: Vec::new(),
         }
@@ -174,6 +213,7 @@ impl Config {
     /// Checks limits and that an open daemon (no auth) only listens on loopback.
     pub fn validate(&self) -> Result<(), String> {
         self.limits.validate()?;
+        self.store.options()?;
         if !self.auth_required() {
             require_loopback(&self.listen, "listen")?;
             if let Some(metrics) = &self.metrics {
@@ -194,6 +234,26 @@ pub fn require_loopback(addr: &str, what: &str) -> Result<(), String> {
         ));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod store_config_tests {
+    use super::*;
+
+    #[test]
+    fn store_table_sets_the_store_options() {
+        let config =
+            Config::from_toml("[store]\nsegment_bytes = 1048576\nsync = \"every=5\"\nverify_on_open_always = true\n")
+                .unwrap();
+        let options = config.store.options().unwrap();
+        assert_eq!(options.segment_bytes, 1_048_576);
+        assert_eq!(options.sync, crate::SyncMode::Every(Duration::from_millis(5)));
+        assert_eq!(options.verify_on_open, crate::VerifyOnOpen::Always);
+        assert_eq!(Config::default().store.options().unwrap().sync, crate::SyncMode::Always);
+        let bad = Config::from_toml("[store]\nsync = \"sometimes\"\n").unwrap();
+        assert!(bad.validate().unwrap_err().contains("store.sync wants always, never or every=<ms>"));
+        assert!(Config::from_toml("[store]\nsink = \"always\"\n").is_err(), "unknown keys are refused");
+    }
 }
 
 #[cfg(test)]

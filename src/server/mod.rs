@@ -30,7 +30,7 @@ use std::time::{Duration, Instant};
 use parking_lot::{Condvar, Mutex};
 
 use crate::protocol::{CommandLimits, Limits as RespLimits};
-use crate::{Options, Store};
+use crate::Store;
 
 pub use auth::{hash_token_hex, Auth, Identity};
 pub use config::{Config, Limits};
@@ -153,7 +153,8 @@ impl Server {
     /// Opens the store in `config.data` and starts serving.
     pub fn start(config: Config) -> Result<Server, ServerError> {
         config.validate().map_err(ServerError::Config)?;
-        let store = Store::open(&config.data, Options::default())?;
+        let options = config.store.options().map_err(ServerError::Config)?;
+        let store = Store::open(&config.data, options)?;
         Server::start_with_store(store, config)
     }
 
