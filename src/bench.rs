@@ -362,12 +362,33 @@ pub fn run_daemon(
     let fsyncs_before = daemon_fsyncs(target)?;
     let start = Instant::now();
     let deadline = start + config.duration;
-    let next = std::sync::atomic::AtomicU64::new(0);
+    let (next, reads) = (std::sync::atomic::AtomicU64::new(0), std::sync::atomic::AtomicU64::new(0));
+    let appends_done = std::sync::atomic::AtomicBool::new(false);
+    // Mixed: `writers` appending connections and as many reading ones, until the appends end.
+    let (main_mode, readers) = match config.mode {
+        BenchMode::Mixed => (BenchMode::Append, config.writers.max(1)),
+        mode => (mode, 0),
+    };
     let results: Vec<DaemonResult> = std::thread::scope(|scope| {
-        let handles: Vec<_> = (0..config.writers.max(1))
-            .map(|_| scope.spawn(|| daemon_worker(target, config, &pool, &next, deadline, progress)))
+        let join = |h: std::thread::ScopedJoinHandle<'_, DaemonResult>| {
+            h.join().unwrap_or(Err("bench thread panicked".into()))
+        };
+        let reading: Vec<_> = (0..readers)
+            .map(|_| {
+                let worker = DaemonWorker { mode: BenchMode::Read, next: &reads, stop: Some(&appends_done) };
+                scope.spawn(|| daemon_worker(target, config, &pool, worker, deadline, progress))
+            })
             .collect();
-        handles.into_iter().map(|h| h.join().unwrap_or(Err("bench thread panicked".into()))).collect()
+        let main: Vec<_> = (0..config.writers.max(1))
+            .map(|_| {
+                let worker = DaemonWorker { mode: main_mode, next: &next, stop: None };
+                scope.spawn(|| daemon_worker(target, config, &pool, worker, deadline, progress))
+            })
+            .collect();
+        let mut results: Vec<DaemonResult> = main.into_iter().map(join).collect();
+        appends_done.store(true, std::sync::atomic::Ordering::Release);
+        results.extend(reading.into_iter().map(join));
+        results
     });
     let seconds = start.elapsed().as_secs_f64().max(1e-9);
     let (mut operations, mut events, mut bytes, mut latencies) = (0, 0, 0, Vec::new());
@@ -389,23 +410,32 @@ fn daemon_fsyncs(target: &DaemonTarget) -> Result<u64, String> {
 }
 
 /// One connection's share of a daemon run: (operations, events, bytes, round-trip latencies).
+/// What one daemon connection does: its mode, the shared counter it draws work from, and
+/// (for readers beside appenders) when to stop.
+struct DaemonWorker<'a> {
+    mode: BenchMode,
+    next: &'a std::sync::atomic::AtomicU64,
+    stop: Option<&'a std::sync::atomic::AtomicBool>,
+}
+
 fn daemon_worker(
     target: &DaemonTarget,
     config: &BenchConfig,
     pool: &EventPool,
-    next: &std::sync::atomic::AtomicU64,
+    worker: DaemonWorker<'_>,
     deadline: Instant,
     progress: &(dyn Fn(u64, u64) + Sync),
 ) -> DaemonResult {
+    let DaemonWorker { mode, next, stop } = worker;
     let mut client = target.connect()?;
     let (mut ops, mut evs, mut bytes, mut lat) = (0u64, 0u64, 0u64, Vec::new());
     let batch = config.batch.max(1) as u64;
     let mut replay_from = 1u64;
-    while Instant::now() < deadline {
+    while Instant::now() < deadline && !stop.is_some_and(|s| s.load(std::sync::atomic::Ordering::Acquire)) {
         let mut commands = Vec::with_capacity(target.pipeline);
         let mut round_events = 0;
         for _ in 0..target.pipeline {
-            match config.mode {
+            match mode {
                 BenchMode::Append | BenchMode::Mixed => {
                     let i = next.fetch_add(batch, std::sync::atomic::Ordering::Relaxed);
                     if i >= config.events {
@@ -442,9 +472,9 @@ fn daemon_worker(
         for reply in replies {
             let value = reply.map_err(|e| format!("server refused a bench command: {e}"))?;
             if let crate::protocol::Value::Array(items) = &value {
-                if matches!(config.mode, BenchMode::Read | BenchMode::Replay) {
+                if matches!(mode, BenchMode::Read | BenchMode::Replay) {
                     round_events += items.len() as u64;
-                    if config.mode == BenchMode::Replay {
+                    if mode == BenchMode::Replay {
                         if items.is_empty() {
                             return Ok((ops, evs, bytes, lat));
                         }
@@ -455,7 +485,9 @@ fn daemon_worker(
             ops += 1;
         }
         evs += round_events;
-        progress(evs, config.events);
+        if stop.is_none() {
+            progress(evs, config.events); // readers beside appenders do not drive the bar
+        }
     }
     Ok((ops, evs, bytes, lat))
 }
