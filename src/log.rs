@@ -16,7 +16,7 @@ use std::fs::{self, File};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use parking_lot::{Condvar, Mutex, RwLock};
@@ -26,6 +26,7 @@ use crate::index::{self, ActiveIndex, IndexedEvent, SegmentIndex, StreamDirector
 use crate::record::{self, FrameRef, BODY_FIXED_BYTES, FRAME_HEADER_BYTES};
 use crate::segment::{self, SegmentMap, SegmentWriter, StopKind, SEGMENT_HEADER_BYTES};
 use crate::storage::FileSystem;
+use crate::time::now_us;
 use crate::types::{AppendResult, ExpectedVersion, NewEvent, Options, RecordedEvent, SyncMode, VerifyOnOpen};
 
 /// Subdirectory holding segment and index files.
@@ -214,10 +215,6 @@ pub struct Recovered {
     pub shared: Arc<Shared>,
     pub writer: SegmentWriter,
     pub lock: File,
-}
-
-fn now_us() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_micros() as i64)
 }
 
 /// Opens (and if needed creates) the data directory, takes the lock, and recovers the log.

@@ -45,6 +45,20 @@ impl fmt::Display for ExpectedVersion {
     }
 }
 
+impl std::str::FromStr for ExpectedVersion {
+    type Err = String;
+
+    /// The inverse of `Display`: `any`, `none` (or `0`), `exists`, or a number.
+    fn from_str(text: &str) -> Result<Self, String> {
+        match text.to_ascii_lowercase().as_str() {
+            "any" => Ok(ExpectedVersion::Any),
+            "none" | "0" => Ok(ExpectedVersion::NoStream),
+            "exists" => Ok(ExpectedVersion::Exists),
+            n => n.parse().map(ExpectedVersion::Exact).map_err(|_| format!("wants any|none|exists|<n>, got '{text}'")),
+        }
+    }
+}
+
 /// An event to append. The id makes retries idempotent; one is generated when absent.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewEvent {
@@ -171,6 +185,23 @@ pub enum SyncMode {
     Never,
 }
 
+impl std::str::FromStr for SyncMode {
+    type Err = String;
+
+    /// `always`, `never`, or `every=<ms>`.
+    fn from_str(text: &str) -> Result<Self, String> {
+        match text {
+            "always" => Ok(SyncMode::Always),
+            "never" => Ok(SyncMode::Never),
+            other => other
+                .strip_prefix("every=")
+                .and_then(|ms| ms.parse().ok())
+                .map(|ms| SyncMode::Every(Duration::from_millis(ms)))
+                .ok_or_else(|| format!("wants always, never or every=<ms>, got '{other}'")),
+        }
+    }
+}
+
 /// How `open` treats sealed segments.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum VerifyOnOpen {
@@ -252,4 +283,25 @@ impl Filter {
 pub enum Direction {
     Forward,
     Backward,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn expected_version_and_sync_mode_parse_what_they_display() {
+        for expected in
+            [ExpectedVersion::Any, ExpectedVersion::NoStream, ExpectedVersion::Exists, ExpectedVersion::Exact(7)]
+        {
+            assert_eq!(expected.to_string().parse::<ExpectedVersion>(), Ok(expected));
+        }
+        assert_eq!("0".parse::<ExpectedVersion>(), Ok(ExpectedVersion::NoStream));
+        assert_eq!("EXISTS".parse::<ExpectedVersion>(), Ok(ExpectedVersion::Exists));
+        assert!("-1".parse::<ExpectedVersion>().unwrap_err().contains("any|none|exists|<n>"));
+        assert_eq!("always".parse::<SyncMode>(), Ok(SyncMode::Always));
+        assert_eq!("never".parse::<SyncMode>(), Ok(SyncMode::Never));
+        assert_eq!("every=5".parse::<SyncMode>(), Ok(SyncMode::Every(Duration::from_millis(5))));
+        assert!("every=soon".parse::<SyncMode>().unwrap_err().contains("every=<ms>"));
+    }
 }

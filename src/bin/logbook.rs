@@ -354,20 +354,8 @@ fn connect(conn: &ConnectArgs) -> Result<Client, String> {
     Ok(client)
 }
 
-fn parse_expected(text: &str) -> Result<ExpectedVersion, String> {
-    match text.to_ascii_lowercase().as_str() {
-        "any" => Ok(ExpectedVersion::Any),
-        "none" | "0" => Ok(ExpectedVersion::NoStream),
-        "exists" => Ok(ExpectedVersion::Exists),
-        n => n
-            .parse()
-            .map(ExpectedVersion::Exact)
-            .map_err(|_| format!("--expected wants any|none|exists|<n>, got '{text}'")),
-    }
-}
-
 fn append(args: AppendArgs) -> Result<(), String> {
-    let expected = parse_expected(&args.expected)?;
+    let expected = args.expected.parse::<ExpectedVersion>().map_err(|e| format!("--expected {e}"))?;
     let mut client = connect(&args.conn)?;
     let mut event = NewEvent::new(args.event_type, args.data.into_bytes());
     event.id = args.id;
@@ -539,9 +527,7 @@ fn parse_period(text: &str) -> Result<i64, String> {
 fn order_funnel(args: FunnelArgs) -> Result<(), String> {
     let mut query = logbook::order::analytics::Query::all();
     if let Some(since) = &args.since {
-        let now_us =
-            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_micros() as i64);
-        query.since_us = Some(now_us - parse_period(since)?);
+        query.since_us = Some(logbook::time::now_us() - parse_period(since)?);
     }
     if let Some(retailer) = &args.retailer {
         query = query.for_retailer(retailer);
@@ -590,21 +576,9 @@ fn demo(args: DemoArgs) -> Result<(), String> {
     Ok(())
 }
 
-fn parse_sync(text: &str) -> Result<logbook::SyncMode, String> {
-    match text {
-        "always" => Ok(logbook::SyncMode::Always),
-        "never" => Ok(logbook::SyncMode::Never),
-        other => other
-            .strip_prefix("every=")
-            .and_then(|ms| ms.parse().ok())
-            .map(|ms| logbook::SyncMode::Every(std::time::Duration::from_millis(ms)))
-            .ok_or_else(|| format!("--sync wants always, never or every=<ms>, got '{other}'")),
-    }
-}
-
 fn bench(args: BenchArgs) -> Result<(), String> {
     use logbook::bench::{run_embedded, BenchConfig, BenchMode};
-    let sync = parse_sync(&args.sync)?;
+    let sync = args.sync.parse::<logbook::SyncMode>().map_err(|e| format!("--sync {e}"))?;
     let mode = match args.mode {
         BenchModeArg::Append => BenchMode::Append,
         BenchModeArg::Read => BenchMode::Read,

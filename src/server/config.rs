@@ -140,15 +140,7 @@ impl Default for StoreConfig {
 impl StoreConfig {
     /// The store options these settings describe.
     pub fn options(&self) -> Result<crate::Options, String> {
-        let sync = match self.sync.as_str() {
-            "always" => crate::SyncMode::Always,
-            "never" => crate::SyncMode::Never,
-            other => other
-                .strip_prefix("every=")
-                .and_then(|ms| ms.parse().ok())
-                .map(|ms| crate::SyncMode::Every(Duration::from_millis(ms)))
-                .ok_or_else(|| format!("store.sync wants always, never or every=<ms>, got '{other}'"))?,
-        };
+        let sync: crate::SyncMode = self.sync.parse().map_err(|e| format!("store.sync {e}"))?;
         let verify_on_open =
             if self.verify_on_open_always { crate::VerifyOnOpen::Always } else { crate::VerifyOnOpen::AfterCrash };
         Ok(crate::Options { segment_bytes: self.segment_bytes, sync, verify_on_open, ..crate::Options::default() })
