@@ -24,7 +24,7 @@ use parking_lot::{Condvar, Mutex, RwLock};
 use crate::error::{Error, Result};
 use crate::index::{self, ActiveIndex, IndexedEvent, SegmentIndex, StreamDirectory};
 use crate::record::{self, FrameRef, BODY_FIXED_BYTES, FRAME_HEADER_BYTES};
-use crate::segment::{self, SegmentMap, SegmentWriter, StopKind, SEGMENT_HEADER_BYTES};
+use crate::segment::{self, SegmentMap, SegmentWriter, TailVerdict, SEGMENT_HEADER_BYTES};
 use crate::storage::FileSystem;
 use crate::time::now_us;
 use crate::types::{AppendResult, ExpectedVersion, NewEvent, Options, RecordedEvent, SyncMode, VerifyOnOpen};
@@ -533,38 +533,18 @@ fn scan_active(map: &SegmentMap, streams: &mut StreamDirectory) -> Result<(Activ
     if let Some(err) = broken {
         return Err(err);
     }
-    if let Some(stop) = &outcome.stop {
-        match stop.kind {
-            StopKind::Zeroes => {}
-            StopKind::Invariant => {
-                return Err(Error::corruption(map.path(), stop.offset, stop.reason.clone()));
-            }
-            StopKind::BadFrame | StopKind::IncompleteBatch => {
-                // Only a bad frame can hide valid frames behind it; an incomplete batch is
-                // followed by nothing but zeroes or the end of the file.
-                let hidden = match stop.kind {
-                    StopKind::BadFrame => {
-                        segment::find_valid_frame_after(map.bytes(), stop.offset, outcome.last_position)
-                    }
-                    _ => None,
-                };
-                if let Some(next) = hidden {
-                    return Err(Error::corruption(
-                        map.path(),
-                        stop.offset,
-                        format!("{}, yet a valid frame follows at byte {next}", stop.reason),
-                    ));
-                }
-                let dropped =
-                    map.bytes()[outcome.valid_len as usize..].iter().rposition(|&b| b != 0).map_or(0, |i| i + 1);
-                tracing::warn!(
-                    file = %map.path().display(),
-                    offset = outcome.valid_len,
-                    bytes = dropped,
-                    reason = %stop.reason,
-                    "truncating a torn tail"
-                );
-            }
+    match segment::judge_tail(map.bytes(), &outcome) {
+        TailVerdict::Clean => {}
+        TailVerdict::Corrupt { offset, reason } => return Err(Error::corruption(map.path(), offset, reason)),
+        TailVerdict::Repairable { reason, .. } => {
+            let dropped = map.bytes()[outcome.valid_len as usize..].iter().rposition(|&b| b != 0).map_or(0, |i| i + 1);
+            tracing::warn!(
+                file = %map.path().display(),
+                offset = outcome.valid_len,
+                bytes = dropped,
+                reason = %reason,
+                "truncating a torn tail"
+            );
         }
     }
     Ok((active, outcome.valid_len))

@@ -350,6 +350,37 @@ fn check_sequence(frame: &FrameRef<'_>, expected_position: u64, previous: Option
     Ok(())
 }
 
+/// What the recovery decision table makes of where a scan of the **last** segment stopped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TailVerdict {
+    /// Nothing after the last whole batch but zeroes (or the end of the file).
+    Clean,
+    /// A torn or garbage tail, or a cut batch: `open` truncates to `ScanOutcome::valid_len`.
+    Repairable { offset: u64, reason: String },
+    /// Damage recovery may not repair: a frame breaking an invariant, or a bad frame followed
+    /// by a valid one.
+    Corrupt { offset: u64, reason: String },
+}
+
+/// The recovery decision table for the last segment, shared by `open` and `verify`.
+pub fn judge_tail(bytes: &[u8], outcome: &ScanOutcome) -> TailVerdict {
+    let Some(stop) = &outcome.stop else { return TailVerdict::Clean };
+    let (offset, reason) = (stop.offset, stop.reason.clone());
+    match stop.kind {
+        StopKind::Zeroes => TailVerdict::Clean,
+        StopKind::Invariant => TailVerdict::Corrupt { offset, reason },
+        // Only a bad frame can hide valid frames behind it; an incomplete batch is followed by
+        // nothing but zeroes or the end of the file.
+        StopKind::BadFrame => match find_valid_frame_after(bytes, offset, outcome.last_position) {
+            Some(next) => {
+                TailVerdict::Corrupt { offset, reason: format!("{reason}, yet a valid frame follows at byte {next}") }
+            }
+            None => TailVerdict::Repairable { offset, reason },
+        },
+        StopKind::IncompleteBatch => TailVerdict::Repairable { offset, reason },
+    }
+}
+
 /// Looks for any frame after `from` that decodes and claims a position above `after_position`.
 /// Used on the last segment: a bad frame followed by valid ones is corruption, not a torn tail.
 pub fn find_valid_frame_after(bytes: &[u8], from: u64, after_position: u64) -> Option<u64> {
@@ -503,6 +534,28 @@ mod tests {
         frame_bytes(5, 0, &mut bytes);
         let outcome = scan(&bytes, 1, |_, _| {});
         assert_eq!(outcome.stop.map(|s| s.kind), Some(StopKind::Invariant));
+    }
+
+    #[test]
+    fn tail_verdicts_follow_the_recovery_table() {
+        let whole = segment(&[1, 2]);
+        let judge = |bytes: &[u8]| judge_tail(bytes, &scan(bytes, 1, |_, _| {}));
+        let mut zeroed = whole.clone();
+        zeroed.extend_from_slice(&[0u8; 64]);
+        assert_eq!(judge(&zeroed), TailVerdict::Clean);
+        // A cut batch, and garbage at the tail: repairable.
+        assert!(matches!(judge(&whole[..whole.len() - 5]), TailVerdict::Repairable { .. }));
+        let mut garbage = whole.clone();
+        garbage.extend_from_slice(&[0xAB; 40]);
+        assert!(matches!(judge(&garbage), TailVerdict::Repairable { .. }));
+        // Damage followed by a valid frame, and a misdirected frame: corrupt.
+        let mut damaged = segment(&[1, 1, 1]);
+        let second = segment(&[1]).len();
+        damaged[second + 20] ^= 0xff;
+        assert!(matches!(judge(&damaged), TailVerdict::Corrupt { offset, .. } if offset == second as u64));
+        let mut misdirected = segment(&[1]);
+        frame_bytes(9, 0, &mut misdirected);
+        assert!(matches!(judge(&misdirected), TailVerdict::Corrupt { .. }));
     }
 
     #[test]

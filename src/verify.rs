@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use crate::error::{Error, Result};
 use crate::index::{self, SegmentIndex};
 use crate::log::SEGMENTS_DIR;
-use crate::segment::{self, SegmentMap, StopKind};
+use crate::segment::{self, SegmentMap, TailVerdict};
 
 /// How bad a finding is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -106,19 +106,18 @@ fn verify_segment(map: &SegmentMap, is_last: bool, report: &mut VerifyReport) ->
     }
     let outcome = segment::scan(map.bytes(), base, |_, _| {});
     report.events += outcome.frames;
-    let Some(stop) = outcome.stop else { return outcome.last_position };
-    let severity = match (stop.kind, is_last) {
-        (StopKind::Zeroes, true) => return outcome.last_position,
-        (StopKind::Invariant, _) | (_, false) => Severity::Corruption,
-        (StopKind::BadFrame, true) => {
-            match segment::find_valid_frame_after(map.bytes(), stop.offset, outcome.last_position) {
-                Some(_) => Severity::Corruption,
-                None => Severity::RepairableTail,
-            }
+    let (severity, offset, reason) = if is_last {
+        match segment::judge_tail(map.bytes(), &outcome) {
+            TailVerdict::Clean => return outcome.last_position,
+            TailVerdict::Repairable { offset, reason } => (Severity::RepairableTail, offset, reason),
+            TailVerdict::Corrupt { offset, reason } => (Severity::Corruption, offset, reason),
         }
-        (_, true) => Severity::RepairableTail,
+    } else {
+        // A sealed segment holds frames up to its last byte: any stop is corruption.
+        let Some(stop) = outcome.stop.clone() else { return outcome.last_position };
+        (Severity::Corruption, stop.offset, stop.reason)
     };
-    report.findings.push(finding(severity, map.path(), stop.offset, stop.reason));
+    report.findings.push(finding(severity, map.path(), offset, reason));
     outcome.last_position
 }
 
