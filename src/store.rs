@@ -365,7 +365,7 @@ impl Store {
 
     /// The segment holding `position`, the frame's offset in it, and the last position to read
     /// from that segment (bounded by `head`).
-    fn locate_run(&self, position: u64, head: u64) -> Result<Option<(Arc<SegmentMapHandle>, u64, u64)>> {
+    fn locate_run(&self, position: u64, head: u64) -> Result<Option<(Arc<crate::segment::SegmentMap>, u64, u64)>> {
         let state = self.inner.shared.state.read();
         if position < state.first_position() {
             return Err(Error::InvalidInput(format!(
@@ -401,8 +401,6 @@ impl Store {
         &self.inner.shared
     }
 }
-
-type SegmentMapHandle = crate::segment::SegmentMap;
 
 /// How long the one polling waiter polls for its acknowledgement before parking.
 pub const ACK_SPIN: Duration = Duration::from_micros(400);
