@@ -20,6 +20,10 @@ pub enum Error {
     #[error("event id {id} conflicts with stream '{stream}': {reason}")]
     IdempotencyConflict { stream: String, id: uuid::Uuid, reason: String },
 
+    /// The stream was deleted (a tombstone): reads and appends are refused.
+    #[error("stream '{0}' is deleted")]
+    StreamDeleted(String),
+
     /// The request itself is invalid (names what was wrong); nothing was written.
     #[error("invalid input: {0}")]
     InvalidInput(String),

@@ -114,7 +114,7 @@ pub fn segment_recovery(data: &[u8]) {
     };
     let first_base = match (mode >> 1) & 3 {
         0 | 3 => {
-            let mut file = segment::encode_header(&SegmentHeader { base_position: 1, created_us: 0 }).to_vec();
+            let mut file = segment::encode_header(&SegmentHeader::new(1, 0)).to_vec();
             file.extend_from_slice(rest);
             if reseal {
                 reseal_frames(&mut file, SEGMENT_HEADER_BYTES);
@@ -124,7 +124,7 @@ pub fn segment_recovery(data: &[u8]) {
             if (mode >> 1) & 3 == 3 {
                 let outcome = segment::scan(&file, 1, |_, _| {});
                 let next = outcome.last_position.max(1) + 1;
-                write(next, &segment::encode_header(&SegmentHeader { base_position: next, created_us: 0 }));
+                write(next, &segment::encode_header(&SegmentHeader::new(next, 0)));
             }
             1
         }
@@ -262,9 +262,9 @@ pub fn index_decode(data: &[u8]) {
     if data.len() >= INDEX_HEADER_BYTES {
         let mut resealed = data.to_vec();
         let body_crc = crc32fast::hash(&resealed[INDEX_HEADER_BYTES..]) ^ CRC_MASK;
-        resealed[56..60].copy_from_slice(&body_crc.to_le_bytes());
-        let header_crc = crc32fast::hash(&resealed[0..60]) ^ CRC_MASK;
-        resealed[60..64].copy_from_slice(&header_crc.to_le_bytes());
+        resealed[72..76].copy_from_slice(&body_crc.to_le_bytes());
+        let header_crc = crc32fast::hash(&resealed[0..76]) ^ CRC_MASK;
+        resealed[76..80].copy_from_slice(&header_crc.to_le_bytes());
         check_index(data, resealed);
     }
 }
@@ -288,6 +288,32 @@ fn check_index(data: &[u8], bytes: Vec<u8>) {
     for name in ["", "fuzz", "\u{0}"] {
         index.positions_for(name, 0, u64::MAX, &mut out);
     }
+    if index.is_sparse() {
+        // Walk the stored positions: each is found again by offset_of, and they increase.
+        let mut next = Some(base);
+        for _ in 0..64 {
+            let Some(from) = next else { break };
+            let Some((position, offset)) = index.first_at_or_after(from) else { break };
+            assert!(position >= from, "first_at_or_after({from}) went back to {position}");
+            assert_eq!(index.offset_of(position), Some(offset), "sparse position {position} not found again");
+            next = position.checked_add(1);
+        }
+        let last = index.last_position();
+        assert!(last.checked_add(1).is_none_or(|after| index.first_at_or_after(after).is_none()));
+    } else {
+        check_dense_offsets(&index, base, events);
+    }
+    let mut hits = Vec::new();
+    index.positions_with_id(&[0; 16], &mut hits);
+    index.positions_with_id(&[0xff; 16], &mut hits);
+    for chunk in data.chunks(16).take(16) {
+        let mut id = [0u8; 16];
+        id[..chunk.len()].copy_from_slice(chunk);
+        index.positions_with_id(&id, &mut hits);
+    }
+}
+
+fn check_dense_offsets(index: &SegmentIndex, base: u64, events: u64) {
     for i in (0..events).take(64) {
         if let Some(position) = base.checked_add(i) {
             assert!(index.offset_of(position).is_some(), "position {position} of a {events}-event index has no offset");
@@ -300,14 +326,6 @@ fn check_index(data: &[u8], bytes: Vec<u8>) {
             inside,
             "offset_of({position}) with base {base}, {events} events"
         );
-    }
-    let mut hits = Vec::new();
-    index.positions_with_id(&[0; 16], &mut hits);
-    index.positions_with_id(&[0xff; 16], &mut hits);
-    for chunk in data.chunks(16).take(16) {
-        let mut id = [0u8; 16];
-        id[..chunk.len()].copy_from_slice(chunk);
-        index.positions_with_id(&id, &mut hits);
     }
 }
 

@@ -5,29 +5,35 @@
 //! little-endian; N = events in the segment, S = distinct streams in it:
 //!
 //! ```text
-//! header (64 bytes)
+//! header (80 bytes)
 //! +--------+---------+---------------------------------------------------+
 //! | 0..8   | [u8; 8] | magic "LGBKIDX\0"                                 |
-//! | 8..12  | u32     | format version (1)                                |
-//! | 12..16 | u32     | header bytes (64)                                 |
+//! | 8..12  | u32     | format version (2)                                |
+//! | 12..16 | u32     | flags: bit 0 = SPARSE (positions section present) |
 //! | 16..24 | u64     | base position of the segment                      |
 //! | 24..32 | u64     | sealed length of the segment file, bytes          |
 //! | 32..40 | u64     | N: events                                         |
 //! | 40..48 | u64     | S: streams                                        |
 //! | 48..56 | u64     | bytes of the names section                        |
-//! | 56..60 | u32     | crc32(everything after the header) XOR CRC_MASK   |
-//! | 60..64 | u32     | crc32(bytes 0..60) XOR CRC_MASK                   |
+//! | 56..60 | u32     | the segment header's checksum (bytes 60..64)      |
+//! | 60..72 | zero    | reserved                                          |
+//! | 72..76 | u32     | crc32(everything after the header) XOR CRC_MASK   |
+//! | 76..80 | u32     | crc32(bytes 0..76) XOR CRC_MASK                   |
 //! +--------+---------+---------------------------------------------------+
 //! sections, back to back
 //!   by_stream  N x 24: (stream hash u64, version u64, position u64), sorted
 //!   by_id      N x 16: (low 64 bits of the event id u64, position u64), sorted
 //!   streams    S x 32: (hash u64, first version u64, last version u64,
 //!                       name offset u32, name length u32), sorted by hash
-//!   offsets    N x 4 : byte offset of the frame at position base + i
+//!   offsets    N x 4 : byte offset of the i-th frame
+//!   positions  N x 8 : SPARSE only: position of the i-th frame, strictly increasing
+//!                      (without it the i-th frame is at position base + i)
 //!   names      UTF-8 stream names, referenced from the streams section
 //! ```
 //!
-//! Index files are derived data: a missing or damaged one is rebuilt from its segment.
+//! Index files are derived data: a missing, damaged or stale one (its segment's header
+//! checksum or length differs, as after a compaction that stopped between its two renames)
+//! is rebuilt from its segment. Version 1 files (no flags, no identity) are rebuilt too.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -35,8 +41,11 @@ use std::path::Path;
 use crate::record::{stream_hash, CRC_MASK};
 
 pub const INDEX_MAGIC: [u8; 8] = *b"LGBKIDX\0";
-pub const INDEX_FORMAT_VERSION: u32 = 1;
-pub const INDEX_HEADER_BYTES: usize = 64;
+pub const INDEX_FORMAT_VERSION: u32 = 2;
+pub const INDEX_HEADER_BYTES: usize = 80;
+/// Header flag: the positions section is present (a compacted segment's gaps).
+pub const FLAG_SPARSE: u32 = 1;
+pub const POSITION_ENTRY_BYTES: usize = 8;
 pub const BY_STREAM_ENTRY_BYTES: usize = 24;
 pub const BY_ID_ENTRY_BYTES: usize = 16;
 pub const STREAM_ENTRY_BYTES: usize = 32;
@@ -72,6 +81,7 @@ pub struct IndexBuilder {
     by_stream: Vec<(u64, u64, u64)>,
     by_id: Vec<(u64, u64)>,
     offsets: Vec<u32>,
+    positions: Vec<u64>,
     streams: HashMap<String, (u64, u64)>,
 }
 
@@ -79,7 +89,9 @@ impl IndexBuilder {
     pub fn add(&mut self, event: &IndexedEvent<'_>) {
         self.by_stream.push((stream_hash(event.stream), event.version, event.position));
         self.by_id.push((id_key(&event.id), event.position));
+        assert!(self.positions.last().is_none_or(|&p| p < event.position), "positions increase");
         self.offsets.push(event.offset);
+        self.positions.push(event.position);
         let range = self.streams.entry(event.stream.to_string()).or_insert((event.version, event.version));
         assert!(event.version > range.1 || range.0 == event.version, "versions within a segment increase");
         range.1 = event.version;
@@ -92,8 +104,11 @@ impl IndexBuilder {
         self.offsets.is_empty()
     }
 
-    /// Encodes the index file for a segment based at `base` whose sealed length is `segment_len`.
-    pub fn encode(mut self, base: u64, segment_len: u64) -> Vec<u8> {
+    /// Encodes the index file for a segment based at `base` whose sealed length is
+    /// `segment_len` and whose header checksum is `segment_crc`. The positions section is
+    /// written only when the positions have gaps.
+    pub fn encode(mut self, base: u64, segment_len: u64, segment_crc: u32) -> Vec<u8> {
+        let sparse = self.positions.iter().enumerate().any(|(i, &p)| p != base + i as u64);
         self.by_stream.sort_unstable();
         self.by_id.sort_unstable();
         let mut streams: Vec<(u64, &String, (u64, u64))> =
@@ -103,7 +118,7 @@ impl IndexBuilder {
         let n = self.offsets.len();
         let mut out = Vec::with_capacity(
             INDEX_HEADER_BYTES
-                + n * (BY_STREAM_ENTRY_BYTES + BY_ID_ENTRY_BYTES + OFFSET_ENTRY_BYTES)
+                + n * (BY_STREAM_ENTRY_BYTES + BY_ID_ENTRY_BYTES + OFFSET_ENTRY_BYTES + POSITION_ENTRY_BYTES)
                 + streams.len() * STREAM_ENTRY_BYTES
                 + names_len,
         );
@@ -124,6 +139,9 @@ impl IndexBuilder {
         for offset in &self.offsets {
             out.extend_from_slice(&offset.to_le_bytes());
         }
+        if sparse {
+            put_u64s(&mut out, &self.positions);
+        }
         for (_, name, _) in &streams {
             out.extend_from_slice(name.as_bytes());
         }
@@ -131,15 +149,16 @@ impl IndexBuilder {
         let header = &mut out[..INDEX_HEADER_BYTES];
         header[0..8].copy_from_slice(&INDEX_MAGIC);
         header[8..12].copy_from_slice(&INDEX_FORMAT_VERSION.to_le_bytes());
-        header[12..16].copy_from_slice(&(INDEX_HEADER_BYTES as u32).to_le_bytes());
+        header[12..16].copy_from_slice(&(if sparse { FLAG_SPARSE } else { 0 }).to_le_bytes());
         for (at, value) in
             [(16, base), (24, segment_len), (32, n as u64), (40, streams.len() as u64), (48, names_len as u64)]
         {
             header[at..at + 8].copy_from_slice(&value.to_le_bytes());
         }
-        header[56..60].copy_from_slice(&body_crc.to_le_bytes());
-        let header_crc = crc32fast::hash(&header[0..60]) ^ CRC_MASK;
-        header[60..64].copy_from_slice(&header_crc.to_le_bytes());
+        header[56..60].copy_from_slice(&segment_crc.to_le_bytes());
+        header[72..76].copy_from_slice(&body_crc.to_le_bytes());
+        let header_crc = crc32fast::hash(&header[0..76]) ^ CRC_MASK;
+        header[76..80].copy_from_slice(&header_crc.to_le_bytes());
         out
     }
 }
@@ -186,11 +205,15 @@ pub struct SegmentIndex {
     bytes: IndexBytes,
     pub base_position: u64,
     pub segment_len: u64,
+    /// The checksum of the segment header this index was built for.
+    pub segment_crc: u32,
     events: usize,
     streams: usize,
     by_id_at: usize,
     streams_at: usize,
     offsets_at: usize,
+    /// Where the positions section starts, when the index is sparse.
+    positions_at: Option<usize>,
     names_at: usize,
 }
 
@@ -213,14 +236,22 @@ impl SegmentIndex {
         if b[0..8] != INDEX_MAGIC {
             return Err("bad magic: not a logbook index".into());
         }
-        if u32_at(b, 60) != crc32fast::hash(&b[0..60]) ^ CRC_MASK {
-            return Err("index header checksum mismatch".into());
-        }
         if u32_at(b, 8) != INDEX_FORMAT_VERSION {
             return Err(format!("unsupported index format version {}", u32_at(b, 8)));
         }
+        if u32_at(b, 76) != crc32fast::hash(&b[0..76]) ^ CRC_MASK {
+            return Err("index header checksum mismatch".into());
+        }
+        let sparse = match u32_at(b, 12) {
+            0 => false,
+            FLAG_SPARSE => true,
+            other => return Err(format!("unsupported index flags {other:#x}")),
+        };
         let (events, streams, names) = (u64_at(b, 32), u64_at(b, 40), u64_at(b, 48));
-        let per_event = (BY_STREAM_ENTRY_BYTES + BY_ID_ENTRY_BYTES + OFFSET_ENTRY_BYTES) as u64;
+        let per_event = (BY_STREAM_ENTRY_BYTES
+            + BY_ID_ENTRY_BYTES
+            + OFFSET_ENTRY_BYTES
+            + if sparse { POSITION_ENTRY_BYTES } else { 0 }) as u64;
         let expected = events
             .checked_mul(per_event)
             .and_then(|e| streams.checked_mul(STREAM_ENTRY_BYTES as u64).and_then(|s| e.checked_add(s)))
@@ -232,7 +263,7 @@ impl SegmentIndex {
                 b.len()
             ));
         }
-        if u32_at(b, 56) != crc32fast::hash(&b[INDEX_HEADER_BYTES..]) ^ CRC_MASK {
+        if u32_at(b, 72) != crc32fast::hash(&b[INDEX_HEADER_BYTES..]) ^ CRC_MASK {
             return Err("index body checksum mismatch".into());
         }
         // Positions start at 1 and the last one must fit in a u64 (found by fuzzing: base 0 with
@@ -245,20 +276,55 @@ impl SegmentIndex {
         let by_id_at = INDEX_HEADER_BYTES + events * BY_STREAM_ENTRY_BYTES;
         let streams_at = by_id_at + events * BY_ID_ENTRY_BYTES;
         let offsets_at = streams_at + streams * STREAM_ENTRY_BYTES;
-        let names_at = offsets_at + events * OFFSET_ENTRY_BYTES;
+        let positions_at = offsets_at + events * OFFSET_ENTRY_BYTES;
+        let names_at = positions_at + if sparse { events * POSITION_ENTRY_BYTES } else { 0 };
         let index = SegmentIndex {
             base_position,
             segment_len: u64_at(b, 24),
+            segment_crc: u32_at(b, 56),
             events,
             streams,
             by_id_at,
             streams_at,
             offsets_at,
+            positions_at: sparse.then_some(positions_at),
             names_at,
             bytes,
         };
         index.check_streams_section()?;
+        index.check_positions_section()?;
         Ok(index)
+    }
+
+    /// A sparse index's positions must strictly increase from the base on: lookups binary
+    /// search them.
+    fn check_positions_section(&self) -> Result<(), String> {
+        let mut previous = self.base_position - 1;
+        for i in 0..self.events {
+            let position = self.position_at(i);
+            if position <= previous {
+                return Err(format!("positions section entry {i} ({position}) does not increase"));
+            }
+            previous = position;
+        }
+        Ok(())
+    }
+
+    /// Position of the i-th frame (`i < events`).
+    fn position_at(&self, i: usize) -> u64 {
+        match self.positions_at {
+            None => self.base_position + i as u64,
+            Some(at) => u64_at(self.bytes.as_ref(), at + i * POSITION_ENTRY_BYTES),
+        }
+    }
+
+    fn offset_at(&self, i: usize) -> u32 {
+        u32_at(self.bytes.as_ref(), self.offsets_at + i * OFFSET_ENTRY_BYTES)
+    }
+
+    /// True when positions have gaps (a compacted segment).
+    pub fn is_sparse(&self) -> bool {
+        self.positions_at.is_some()
     }
 
     fn check_streams_section(&self) -> Result<(), String> {
@@ -295,16 +361,45 @@ impl SegmentIndex {
     pub fn stream_count(&self) -> usize {
         self.streams
     }
-    /// Last position held by the segment (`base - 1` when it holds none). `from_bytes` checked
-    /// that base >= 1 and that this fits; subtracting first keeps base u64::MAX from overflowing.
+    /// Last position of a frame in the segment (`base - 1` when it holds none). `from_bytes`
+    /// checked that base >= 1 and that this fits; subtracting first keeps base u64::MAX from
+    /// overflowing.
     pub fn last_position(&self) -> u64 {
-        self.base_position - 1 + self.events as u64
+        match self.events {
+            0 => self.base_position - 1,
+            n => self.position_at(n - 1),
+        }
+    }
+
+    /// Index of the first frame whose position is at least `position`.
+    fn lower_bound(&self, position: u64) -> usize {
+        match self.positions_at {
+            None => position.saturating_sub(self.base_position).min(self.events as u64) as usize,
+            Some(_) => {
+                let (mut lo, mut hi) = (0, self.events);
+                while lo < hi {
+                    let mid = (lo + hi) / 2;
+                    if self.position_at(mid) < position {
+                        lo = mid + 1;
+                    } else {
+                        hi = mid;
+                    }
+                }
+                lo
+            }
+        }
     }
 
     /// Byte offset of the frame at `position`, if this segment holds it.
     pub fn offset_of(&self, position: u64) -> Option<u32> {
-        let i = position.checked_sub(self.base_position)? as usize;
-        (i < self.events).then(|| u32_at(self.bytes.as_ref(), self.offsets_at + i * OFFSET_ENTRY_BYTES))
+        let i = self.lower_bound(position);
+        (i < self.events && self.position_at(i) == position).then(|| self.offset_at(i))
+    }
+
+    /// The first frame at or after `position`: its position and byte offset.
+    pub fn first_at_or_after(&self, position: u64) -> Option<(u64, u32)> {
+        let i = self.lower_bound(position);
+        (i < self.events).then(|| (self.position_at(i), self.offset_at(i)))
     }
 
     fn by_stream(&self, i: usize) -> (u64, u64, u64) {
@@ -453,7 +548,7 @@ impl ActiveIndex {
         }
     }
 
-    /// Builds the index file contents once the segment is sealed at `segment_len`.
+    /// The index builder for this segment's events, once it is sealed.
     pub fn to_builder(&self) -> IndexBuilder {
         let mut stream_of = vec![None; self.offsets.len()];
         for (name, (first, positions)) in &self.streams {
@@ -559,7 +654,7 @@ mod tests {
                 offset: 64 + 100 * i as u32,
             });
         }
-        (active.to_builder().encode(10, 564), active)
+        (active.to_builder().encode(10, 564, 0xABCD), active)
     }
 
     #[test]
@@ -567,6 +662,7 @@ mod tests {
         let (bytes, active) = sample();
         let index = SegmentIndex::from_bytes(IndexBytes::Owned(bytes)).unwrap();
         assert_eq!((index.base_position, index.segment_len, index.event_count()), (10, 564, 5));
+        assert_eq!((index.segment_crc, index.is_sparse(), index.last_position()), (0xABCD, false, 14));
         for stream in ["a-1", "b-2", "c-3", "zzz"] {
             let (mut from_file, mut from_memory) = (Vec::new(), Vec::new());
             index.positions_for(stream, 1, u64::MAX, &mut from_file);
@@ -587,6 +683,37 @@ mod tests {
             index.streams().map(|s| (s.name.to_string(), s.first_version, s.last_version)).collect();
         streams.sort();
         assert_eq!(streams, vec![("a-1".into(), 1, 3), ("b-2".into(), 1, 1), ("c-3".into(), 1, 1)]);
+    }
+
+    #[test]
+    fn sparse_index_finds_frames_across_gaps() {
+        let mut builder = IndexBuilder::default();
+        for (i, position) in [12u64, 13, 17, 30].into_iter().enumerate() {
+            let mut id = [0u8; 16];
+            id[15] = i as u8;
+            builder.add(&IndexedEvent { stream: "s", version: 5 + i as u64, position, id, offset: 80 + 10 * i as u32 });
+        }
+        let bytes = builder.encode(10, 200, 7);
+        let index = SegmentIndex::from_bytes(IndexBytes::Owned(bytes.clone())).unwrap();
+        assert!(index.is_sparse());
+        assert_eq!(index.last_position(), 30);
+        assert_eq!(index.offset_of(17), Some(100));
+        assert_eq!(index.offset_of(16), None);
+        assert_eq!(index.offset_of(10), None);
+        assert_eq!(index.first_at_or_after(10), Some((12, 80)));
+        assert_eq!(index.first_at_or_after(14), Some((17, 100)));
+        assert_eq!(index.first_at_or_after(31), None);
+        let mut found = Vec::new();
+        index.positions_for("s", 6, 7, &mut found);
+        assert_eq!(found, vec![(6, 13), (7, 17)]);
+        for i in 0..bytes.len() {
+            let mut damaged = bytes.clone();
+            damaged[i] ^= 0x01;
+            assert!(SegmentIndex::from_bytes(IndexBytes::Owned(damaged)).is_err(), "flip at {i} accepted");
+        }
+        // An empty compacted segment has an empty (dense) index.
+        let empty = SegmentIndex::from_bytes(IndexBytes::Owned(IndexBuilder::default().encode(10, 64, 7))).unwrap();
+        assert_eq!((empty.event_count(), empty.last_position(), empty.first_at_or_after(1)), (0, 9, None));
     }
 
     #[test]

@@ -24,9 +24,8 @@ use parking_lot::{Condvar, Mutex, RwLock};
 use crate::error::{Error, Result};
 use crate::index::{self, ActiveIndex, IndexedEvent, SegmentIndex, StreamDirectory};
 use crate::record::{self, FrameRef, BODY_FIXED_BYTES, FRAME_HEADER_BYTES};
-use crate::segment::{self, SegmentMap, SegmentWriter, TailVerdict, SEGMENT_HEADER_BYTES};
+use crate::segment::{self, Positions, SegmentHeader, SegmentMap, SegmentWriter, TailVerdict, SEGMENT_HEADER_BYTES};
 use crate::storage::FileSystem;
-use crate::time::now_us;
 use crate::types::{AppendResult, ExpectedVersion, NewEvent, Options, RecordedEvent, SyncMode, VerifyOnOpen};
 
 /// Subdirectory holding segment and index files.
@@ -42,11 +41,41 @@ pub const WRITER_SPIN: Duration = Duration::from_micros(50);
 /// Most bytes the writer buffers for one group before committing it.
 pub const MAX_GROUP_BYTES: usize = 32 * 1024 * 1024;
 
-/// A sealed segment: its bytes and its index, both mmapped.
+/// A sealed segment: its header, its bytes and its index, both mmapped.
 #[derive(Debug)]
 pub struct SealedSegment {
+    pub header: SegmentHeader,
     pub map: Arc<SegmentMap>,
     pub index: SegmentIndex,
+}
+
+impl SealedSegment {
+    pub fn base_position(&self) -> u64 {
+        self.header.base_position
+    }
+    /// Last position the segment covers: its last frame's, or for a compacted segment the end
+    /// of the range it replaced (events at the end may have been removed).
+    pub fn end_position(&self) -> u64 {
+        match self.header.compacted {
+            Some(c) => c.end_position,
+            None => self.index.last_position(),
+        }
+    }
+    pub fn is_compacted(&self) -> bool {
+        self.header.compacted.is_some()
+    }
+}
+
+/// Name of the system stream that records stream deletions (tombstones).
+pub const TOMBSTONE_STREAM: &str = "$deleted";
+/// Event type of a tombstone.
+pub const TOMBSTONE_TYPE: &str = "$StreamDeleted";
+
+/// A tombstone's data: which stream was deleted, at which version.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Tombstone {
+    pub stream: String,
+    pub version: u64,
 }
 
 /// The active segment as readers see it.
@@ -59,9 +88,12 @@ pub struct ActiveSegment {
 /// Everything readers need, behind one RwLock the writer takes only to publish or seal.
 #[derive(Debug)]
 pub struct LogState {
-    pub sealed: Vec<SealedSegment>,
+    pub sealed: Vec<Arc<SealedSegment>>,
     pub active: ActiveSegment,
     pub streams: StreamDirectory,
+    /// Deleted streams: hidden from reads at once, refused for appends, removed by compaction.
+    /// Replaced (copy on write) so readers can hold it without the lock.
+    pub tombstones: Arc<HashSet<Box<str>>>,
 }
 
 impl LogState {
@@ -70,9 +102,37 @@ impl LogState {
         if position >= self.active.index.base_position {
             return self.active.index.offset_of(position).map(|offset| (&self.active.map, offset));
         }
-        let i = self.sealed.partition_point(|s| s.index.base_position <= position).checked_sub(1)?;
+        let i = self.sealed.partition_point(|s| s.base_position() <= position).checked_sub(1)?;
         let segment = &self.sealed[i];
         segment.index.offset_of(position).map(|offset| (&segment.map, offset))
+    }
+
+    /// For a scan of `$all` from `position`: the first stored frame at or after it, up to
+    /// `head`, as (segment, its position, its offset, the last position to scan in that
+    /// segment). Skips the gaps compaction left, across segments if need be.
+    pub fn locate_from(&self, position: u64, head: u64) -> Option<(&Arc<SegmentMap>, u64, u32, u64)> {
+        if position > head {
+            return None;
+        }
+        let active_base = self.active.index.base_position;
+        let mut i = self.sealed.partition_point(|s| s.base_position() <= position);
+        if position < active_base {
+            // `position` is in sealed segment i-1 (or before the first, then start there).
+            i = i.saturating_sub(1);
+            while let Some(segment) = self.sealed.get(i) {
+                if let Some((at, offset)) = segment.index.first_at_or_after(position) {
+                    return Some((&segment.map, at, offset, segment.index.last_position().min(head)));
+                }
+                i += 1;
+            }
+        }
+        let from = position.max(active_base);
+        self.active.index.offset_of(from).map(|offset| (&self.active.map, from, offset, head))
+    }
+
+    /// True when `stream` was deleted.
+    pub fn is_deleted(&self, stream: &str) -> bool {
+        !self.tombstones.is_empty() && self.tombstones.contains(stream)
     }
 
     /// Positions of `stream`'s events with versions in `from..=to`, in version order.
@@ -83,7 +143,7 @@ impl LogState {
         }
         if let Some(entry) = self.streams.get(stream) {
             for base in &entry.sealed {
-                if let Ok(i) = self.sealed.binary_search_by_key(base, |s| s.index.base_position) {
+                if let Ok(i) = self.sealed.binary_search_by_key(base, |s| s.base_position()) {
                     self.sealed[i].index.positions_for(stream, from, to, &mut out);
                 }
             }
@@ -94,7 +154,7 @@ impl LogState {
 
     /// First position still stored (1 unless retention removed older segments).
     pub fn first_position(&self) -> u64 {
-        self.sealed.first().map_or(self.active.index.base_position, |s| s.index.base_position)
+        self.sealed.first().map_or(self.active.index.base_position, |s| s.base_position())
     }
 }
 
@@ -204,6 +264,8 @@ pub struct AppendRequest {
 
 pub enum Request {
     Append(AppendRequest, Sender<Result<AppendResult>>),
+    /// Delete a stream: write a tombstone if its version satisfies the expected version.
+    Delete { stream: String, expected: ExpectedVersion, reply: Sender<Result<AppendResult>> },
     /// Make everything written so far durable (for `SyncMode::Never`/`Every`).
     Sync(Sender<Result<()>>),
     /// Commit, sync, mark the shutdown clean and stop.
@@ -230,50 +292,74 @@ pub fn recover(dir: &Path, options: &Options) -> Result<Recovered> {
         fsys.sync_dir(dir).map_err(|e| Error::io("syncing the data directory", e))?;
     }
     let verify = !clean || options.verify_on_open == VerifyOnOpen::Always;
-    let bases = list_segments(fsys, &segments_dir)?;
+    let mut bases = list_segments(fsys, &segments_dir)?;
+    remove_superseded(fsys, &segments_dir, &mut bases)?;
     // A previous run may have created files and crashed before syncing their directory entry:
     // make every entry durable before anything written to those files is acknowledged.
     fsys.sync_dir(&segments_dir).map_err(|e| Error::io("syncing the segments directory", e))?;
     fsys.sync_dir(dir).map_err(|e| Error::io("syncing the data directory", e))?;
     let mut streams = StreamDirectory::default();
-    let mut sealed = Vec::new();
+    let mut sealed: Vec<Arc<SealedSegment>> = Vec::new();
     let mut expected_base = None;
     if let Some((last_base, sealed_bases)) = bases.split_last() {
         for &base in sealed_bases {
-            let segment = open_sealed(fsys, &segments_dir, base, expected_base, verify, &mut streams)?;
-            expected_base = Some(segment.index.last_position() + 1);
-            sealed.push(segment);
+            // Once a compacted segment has been seen, a stream's versions may skip what
+            // compaction removed; before that they must count up by one.
+            let gaps = sealed.iter().any(|s| s.is_compacted());
+            let segment = open_sealed(fsys, &segments_dir, base, expected_base, verify, gaps, &mut streams)?;
+            expected_base = Some(segment.end_position() + 1);
+            sealed.push(Arc::new(segment));
         }
-        let (active, writer) = open_active(&segments_dir, *last_base, expected_base, options, &mut streams)?;
+        let gaps = sealed.iter().any(|s| s.is_compacted());
+        let (active, writer) = open_active(&segments_dir, *last_base, expected_base, options, gaps, &mut streams)?;
         let head = if active.index.offsets.is_empty() { last_base - 1 } else { active.index.last_position() };
-        return Ok(finish(dir, sealed, active, streams, writer, head, lock));
+        return finish(dir, sealed, active, streams, writer, head, lock);
     }
-    let writer = SegmentWriter::create(fsys, &segments_dir, 1, options.segment_bytes, now_us())
+    let writer = SegmentWriter::create(fsys, &segments_dir, 1, options.segment_bytes, options.clock.now_us())
         .map_err(|e| Error::io("creating the first segment", e))?;
     let map = Arc::new(map_segment(writer.path(), 1)?);
     let active = ActiveSegment { map, index: ActiveIndex::new(1) };
-    Ok(finish(dir, sealed, active, streams, writer, 0, lock))
+    finish(dir, sealed, active, streams, writer, 0, lock)
 }
 
 fn finish(
     dir: &Path,
-    sealed: Vec<SealedSegment>,
+    sealed: Vec<Arc<SealedSegment>>,
     active: ActiveSegment,
     streams: StreamDirectory,
     writer: SegmentWriter,
     head: u64,
     lock: File,
-) -> Recovered {
+) -> Result<Recovered> {
+    let mut state = LogState { sealed, active, streams, tombstones: Arc::default() };
+    state.tombstones = Arc::new(load_tombstones(&state)?);
     let shared = Arc::new(Shared {
         dir: dir.to_path_buf(),
-        state: RwLock::new(LogState { sealed, active, streams }),
+        state: RwLock::new(state),
         head: AtomicU64::new(head),
         head_lock: Mutex::new(()),
         head_changed: Condvar::new(),
         closed: AtomicBool::new(false),
         stats: Stats::default(),
     });
-    Recovered { shared, writer, lock }
+    Ok(Recovered { shared, writer, lock })
+}
+
+/// Reads every tombstone from the `$deleted` stream.
+fn load_tombstones(state: &LogState) -> Result<HashSet<Box<str>>> {
+    let mut deleted = HashSet::new();
+    for (_, position) in state.stream_positions(TOMBSTONE_STREAM, 1, u64::MAX) {
+        let Some((map, offset)) = state.locate(position) else { continue };
+        let event = decode_event(map, offset, position)?;
+        if event.stream() != TOMBSTONE_STREAM {
+            continue; // a hash collision in a sealed index
+        }
+        let tombstone: Tombstone = serde_json::from_slice(event.data()).map_err(|e| {
+            Error::corruption(map.path(), u64::from(offset), format!("tombstone event does not decode: {e}"))
+        })?;
+        deleted.insert(tombstone.stream.into_boxed_str());
+    }
+    Ok(deleted)
 }
 
 fn take_lock(dir: &Path) -> Result<File> {
@@ -301,7 +387,8 @@ fn list_segments(fsys: &dyn FileSystem, segments_dir: &Path) -> Result<Vec<u64>>
         if let Some(base) = segment::parse_file_name(&name) {
             bases.push(base);
         } else if name.ends_with(".tmp") && name != segment::SPARE_FILE {
-            // An index write that never finished its rename: derived data, safe to drop.
+            // An index write or a compaction that never finished its rename: the file it
+            // would have replaced is still in place, so the temporary is safe to drop.
             let _ = fsys.remove_file(&entry.path());
         }
     }
@@ -309,11 +396,52 @@ fn list_segments(fsys: &dyn FileSystem, segments_dir: &Path) -> Result<Vec<u64>>
     Ok(bases)
 }
 
+/// Reads a segment file's header, if it has a valid one.
+pub fn read_header(path: &Path) -> Option<SegmentHeader> {
+    use std::io::Read;
+    let mut bytes = [0u8; SEGMENT_HEADER_BYTES];
+    File::open(path).and_then(|mut f| f.read_exact(&mut bytes)).ok()?;
+    segment::decode_header(&bytes).ok()
+}
+
+/// Finishes a compaction that stopped after renaming its output into place: segments whose
+/// base lies inside an earlier compacted segment's range were its inputs, and go.
+fn remove_superseded(fsys: &dyn FileSystem, segments_dir: &Path, bases: &mut Vec<u64>) -> Result<()> {
+    let Some(&last) = bases.last() else { return Ok(()) };
+    let mut covered_to = 0u64;
+    let mut kept = Vec::with_capacity(bases.len());
+    let mut removed = false;
+    for &base in bases.iter() {
+        if base <= covered_to && base != last {
+            for name in [segment::file_name(base), index::file_name(base)] {
+                let path = segments_dir.join(name);
+                tracing::warn!(file = %path.display(), "removing a segment a finished compaction replaced");
+                match fsys.remove_file(&path) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(Error::io(format!("removing {}", path.display()), e)),
+                }
+            }
+            removed = true;
+            continue;
+        }
+        if let Some(compacted) = read_header(&segments_dir.join(segment::file_name(base))).and_then(|h| h.compacted) {
+            covered_to = compacted.end_position;
+        }
+        kept.push(base);
+    }
+    if removed {
+        fsys.sync_dir(segments_dir).map_err(|e| Error::io("syncing the segments directory", e))?;
+    }
+    *bases = kept;
+    Ok(())
+}
+
 fn map_segment(path: &Path, base: u64) -> Result<SegmentMap> {
     SegmentMap::open(path, base).map_err(|e| Error::io(format!("mapping {}", path.display()), e))
 }
 
-fn check_header(map: &SegmentMap, base: u64, expected_base: Option<u64>) -> Result<()> {
+fn check_header(map: &SegmentMap, base: u64, expected_base: Option<u64>) -> Result<SegmentHeader> {
     let header = segment::decode_header(map.bytes()).map_err(|reason| Error::corruption(map.path(), 0, reason))?;
     if header.base_position != base {
         return Err(Error::corruption(
@@ -331,19 +459,32 @@ fn check_header(map: &SegmentMap, base: u64, expected_base: Option<u64>) -> Resu
             ));
         }
     }
-    Ok(())
+    Ok(header)
 }
 
-/// Checks that `stream` continues at `first_version` after what the directory holds.
+/// The checksum stored in a segment header: an index built for another version of the
+/// segment (before a compaction) carries a different one.
+pub fn header_crc(map: &SegmentMap) -> u32 {
+    let b = map.bytes();
+    if b.len() < SEGMENT_HEADER_BYTES {
+        return 0;
+    }
+    u32::from_le_bytes([b[60], b[61], b[62], b[63]])
+}
+
+/// Checks that `stream` continues at `first_version` after what the directory holds: the next
+/// version, or with `gaps` (compaction removed events) any later one.
 fn check_continuity(
     streams: &StreamDirectory,
     stream: &str,
     first_version: u64,
+    gaps: bool,
     file: &Path,
     offset: u64,
 ) -> Result<()> {
     let current = streams.version(stream);
-    if first_version != current + 1 {
+    let ok = if gaps { first_version > current } else { first_version == current + 1 };
+    if !ok {
         return Err(Error::corruption(
             file,
             offset,
@@ -359,84 +500,112 @@ fn open_sealed(
     base: u64,
     expected_base: Option<u64>,
     verify: bool,
+    gaps: bool,
     streams: &mut StreamDirectory,
 ) -> Result<SealedSegment> {
     let path = segments_dir.join(segment::file_name(base));
     let map = map_segment(&path, base)?;
-    check_header(&map, base, expected_base)?;
+    let header = check_header(&map, base, expected_base)?;
     let index_path = segments_dir.join(index::file_name(base));
+    let current = |index: &SegmentIndex| {
+        index.base_position == base
+            && index.segment_len == map.len() as u64
+            && index.segment_crc == header_crc(&map)
+            && (index.event_count() > 0 || header.compacted.is_some())
+    };
     let index = match SegmentIndex::open(&index_path) {
-        Ok(index)
-            if index.base_position == base && index.segment_len == map.len() as u64 && index.event_count() > 0 =>
-        {
-            if verify {
-                verify_sealed(&map, &index)?;
+        Ok(index) if current(&index) => match verify.then(|| verify_sealed(&map, &header, &index)) {
+            Some(Err(IndexCheck::Segment(err))) => return Err(err),
+            Some(Err(IndexCheck::Index(reason))) => {
+                tracing::warn!(index = %index_path.display(), %reason, "index disagrees with its segment; rebuilding");
+                rebuild_index(fsys, &map, &header, &index_path)?
             }
-            index
-        }
+            Some(Ok(())) | None => index,
+        },
         Ok(_) | Err(_) => {
             tracing::warn!(index = %index_path.display(), "index missing or stale; rebuilding from its segment");
-            rebuild_index(fsys, &map, &index_path)?
+            rebuild_index(fsys, &map, &header, &index_path)?
         }
     };
+    let gaps = gaps || header.compacted.is_some();
     for stream in index.streams() {
-        check_continuity(streams, stream.name, stream.first_version, &path, SEGMENT_HEADER_BYTES as u64)?;
+        check_continuity(streams, stream.name, stream.first_version, gaps, &path, SEGMENT_HEADER_BYTES as u64)?;
         streams.add_sealed(stream.name, base, stream.last_version);
     }
-    Ok(SealedSegment { map: Arc::new(map), index })
+    Ok(SealedSegment { header, map: Arc::new(map), index })
 }
 
 /// Scans a sealed segment completely; any stop before its last byte is corruption.
-fn scan_sealed(map: &SegmentMap, mut on_frame: impl FnMut(&FrameRef<'_>, u64)) -> Result<u64> {
-    let outcome = segment::scan(map.bytes(), map.base_position(), |f, at| on_frame(f, at));
+pub fn scan_sealed(
+    map: &SegmentMap,
+    header: &SegmentHeader,
+    mut on_frame: impl FnMut(&FrameRef<'_>, u64),
+) -> Result<u64> {
+    let outcome = segment::scan_with(map.bytes(), Positions::of(header), |f, at| on_frame(f, at));
     if let Some(stop) = outcome.stop {
         return Err(Error::corruption(map.path(), stop.offset, format!("sealed segment: {}", stop.reason)));
     }
-    if outcome.frames == 0 {
+    // Only a compaction may leave a sealed segment empty (every event in its range removed).
+    if outcome.frames == 0 && header.compacted.is_none() {
         return Err(Error::corruption(map.path(), SEGMENT_HEADER_BYTES as u64, "sealed segment holds no frames"));
     }
     Ok(outcome.frames)
 }
 
-fn verify_sealed(map: &SegmentMap, index: &SegmentIndex) -> Result<()> {
+/// Why a sealed segment and its index disagree: the segment is damaged (corruption), or
+/// only the index is wrong (derived data: rebuilt).
+enum IndexCheck {
+    Segment(Error),
+    Index(String),
+}
+
+fn verify_sealed(map: &SegmentMap, header: &SegmentHeader, index: &SegmentIndex) -> Result<(), IndexCheck> {
     // The index must point at every frame where the scan finds it.
     let mut misplaced: Option<(u64, u64)> = None;
-    let frames = scan_sealed(map, |frame, offset| {
+    let frames = scan_sealed(map, header, |frame, offset| {
         if misplaced.is_none() && index.offset_of(frame.position).map(u64::from) != Some(offset) {
             misplaced = Some((frame.position, offset));
         }
-    })?;
+    })
+    .map_err(IndexCheck::Segment)?;
     if let Some((position, offset)) = misplaced {
-        let index_path = map.path().with_extension("idx");
-        return Err(Error::corruption(
-            index_path,
-            0,
-            format!("index disagrees with its segment: position {position} is at byte {offset}"),
-        ));
+        return Err(IndexCheck::Index(format!("position {position} is at byte {offset}, not where the index says")));
     }
     if frames != index.event_count() as u64 {
-        return Err(Error::corruption(
-            map.path(),
-            0,
-            format!("segment holds {frames} frames, its index {}", index.event_count()),
-        ));
+        return Err(IndexCheck::Index(format!("segment holds {frames} frames, its index {}", index.event_count())));
     }
     Ok(())
 }
 
-fn rebuild_index(fsys: &dyn FileSystem, map: &SegmentMap, index_path: &Path) -> Result<SegmentIndex> {
+fn rebuild_index(
+    fsys: &dyn FileSystem,
+    map: &SegmentMap,
+    header: &SegmentHeader,
+    index_path: &Path,
+) -> Result<SegmentIndex> {
+    let builder = build_index(map, header)?;
+    let bytes = builder.encode(map.base_position(), map.len() as u64, header_crc(map));
+    write_file_atomically(fsys, index_path, &bytes)?;
+    SegmentIndex::open(index_path).map_err(|reason| Error::corruption(index_path, 0, reason))
+}
+
+/// Scans a sealed segment into an index builder, checking each stream's versions.
+pub fn build_index(map: &SegmentMap, header: &SegmentHeader) -> Result<index::IndexBuilder> {
     let mut builder = index::IndexBuilder::default();
-    // Within the segment each stream's versions must count up by one (the caller checks where
-    // each stream starts). Without this, a repeated version was accepted and a backward one
-    // panicked in `IndexBuilder::add` (found with the segment_recovery fuzz harness).
+    // Within the segment each stream's versions must count up by one (by at least one in a
+    // compacted segment; the caller checks where each stream starts). Without this, a repeated
+    // version was accepted and a backward one panicked in `IndexBuilder::add` (found with the
+    // segment_recovery fuzz harness).
+    let gaps = header.compacted.is_some();
     let mut versions: HashMap<String, u64> = HashMap::new();
     let mut broken: Option<Error> = None;
-    scan_sealed(map, |frame, offset| {
+    scan_sealed(map, header, |frame, offset| {
         if broken.is_some() {
             return;
         }
         if let Some(&last) = versions.get(frame.stream) {
-            if last.checked_add(1) != Some(frame.version) {
+            let ok = if gaps { frame.version > last } else { last.checked_add(1) == Some(frame.version) };
+            if !ok {
                 let reason = format!("stream '{}' has version {} after version {last}", frame.stream, frame.version);
                 broken = Some(Error::corruption(map.path(), offset, reason));
                 return;
@@ -451,12 +620,10 @@ fn rebuild_index(fsys: &dyn FileSystem, map: &SegmentMap, index_path: &Path) -> 
             offset: offset as u32,
         })
     })?;
-    if let Some(err) = broken {
-        return Err(err);
+    match broken {
+        Some(err) => Err(err),
+        None => Ok(builder),
     }
-    let bytes = builder.encode(map.base_position(), map.len() as u64);
-    write_file_atomically(fsys, index_path, &bytes)?;
-    SegmentIndex::open(index_path).map_err(|reason| Error::corruption(index_path, 0, reason))
 }
 
 /// Writes `bytes` to a temporary file, syncs it, renames it over `path`, syncs the directory.
@@ -477,11 +644,17 @@ fn open_active(
     base: u64,
     expected_base: Option<u64>,
     options: &Options,
+    gaps: bool,
     streams: &mut StreamDirectory,
 ) -> Result<(ActiveSegment, SegmentWriter)> {
     let path = segments_dir.join(segment::file_name(base));
     let map = map_segment(&path, base)?;
-    if let Err(err) = check_header(&map, base, expected_base) {
+    let checked = check_header(&map, base, expected_base).and_then(|header| match header.compacted {
+        // Compaction only rewrites sealed segments; the newest file is always the log's own.
+        Some(_) => Err(Error::corruption(map.path(), 32, "the last segment is marked compacted")),
+        None => Ok(header),
+    });
+    if let Err(err) = checked {
         // A crash while creating the segment can leave a header that never reached the disk.
         let unwritten = map.bytes().iter().all(|&b| b == 0);
         // Base 0 is never a real segment (positions start at 1); recreating one made the head
@@ -493,12 +666,12 @@ fn open_active(
         drop(map);
         let fsys = options.fs.as_ref();
         fsys.remove_file(&path).map_err(|e| Error::io("removing an unwritten segment", e))?;
-        let writer = SegmentWriter::create(fsys, segments_dir, base, options.segment_bytes, now_us())
+        let writer = SegmentWriter::create(fsys, segments_dir, base, options.segment_bytes, options.clock.now_us())
             .map_err(|e| Error::io("recreating the last segment", e))?;
         let map = Arc::new(map_segment(&path, base)?);
         return Ok((ActiveSegment { map, index: ActiveIndex::new(base) }, writer));
     }
-    let (index, valid_len) = scan_active(&map, streams)?;
+    let (index, valid_len) = scan_active(&map, gaps, streams)?;
     let capacity = options.segment_bytes.max(map.len() as u64);
     drop(map);
     let writer = SegmentWriter::reopen(options.fs.as_ref(), &path, base, valid_len, capacity)
@@ -509,7 +682,7 @@ fn open_active(
 
 /// Scans the last segment, applying the recovery decision table: a torn or zeroed tail is
 /// cut at the end of the last whole batch; damage followed by valid frames is corruption.
-fn scan_active(map: &SegmentMap, streams: &mut StreamDirectory) -> Result<(ActiveIndex, u64)> {
+fn scan_active(map: &SegmentMap, gaps: bool, streams: &mut StreamDirectory) -> Result<(ActiveIndex, u64)> {
     let base = map.base_position();
     let mut active = ActiveIndex::new(base);
     let mut broken: Option<Error> = None;
@@ -517,7 +690,9 @@ fn scan_active(map: &SegmentMap, streams: &mut StreamDirectory) -> Result<(Activ
         if broken.is_some() {
             return;
         }
-        if let Err(err) = check_continuity(streams, frame.stream, frame.version, map.path(), offset) {
+        // Only a stream's first event here may follow a gap compaction left before it.
+        let gap = gaps && !active.streams.contains_key(frame.stream);
+        if let Err(err) = check_continuity(streams, frame.stream, frame.version, gap, map.path(), offset) {
             broken = Some(err);
             return;
         }
@@ -562,6 +737,8 @@ pub struct Writer {
     /// Versions of streams changed by the pending group.
     pending_versions: HashMap<String, u64>,
     pending_ids: HashSet<[u8; 16]>,
+    /// Streams deleted by the pending group.
+    pending_tombstones: HashSet<String>,
     failed: Option<String>,
     unsynced: bool,
     last_sync: Instant,
@@ -582,6 +759,8 @@ struct PendingAppend {
     result: AppendResult,
     /// (offset in the segment, id) for every event, in order.
     frames: Vec<(u32, [u8; 16])>,
+    /// The stream this append's tombstone deletes.
+    deletes: Option<String>,
     reply: Sender<Result<AppendResult>>,
 }
 
@@ -597,6 +776,7 @@ impl Writer {
             pending: Vec::new(),
             pending_versions: HashMap::new(),
             pending_ids: HashSet::new(),
+            pending_tombstones: HashSet::new(),
             failed: None,
             unsynced: false,
             last_sync: Instant::now(),
@@ -649,14 +829,16 @@ impl Writer {
         if matches!(self.spare, Spare::Ready) {
             self.spare = Spare::Absent;
             let spare = self.spare_path();
-            match SegmentWriter::create_from_spare(fsys, segments_dir, &spare, self.next_position, now_us()) {
+            let now = self.options.clock.now_us();
+            match SegmentWriter::create_from_spare(fsys, segments_dir, &spare, self.next_position, now) {
                 Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
                     tracing::warn!("the prepared next segment disappeared; creating it sparse");
                 }
                 created => return created,
             }
         }
-        SegmentWriter::create(fsys, segments_dir, self.next_position, self.options.segment_bytes, now_us())
+        let now = self.options.clock.now_us();
+        SegmentWriter::create(fsys, segments_dir, self.next_position, self.options.segment_bytes, now)
     }
 
     /// Waits for a running spare preparation, so no thread touches the directory after close.
@@ -722,7 +904,8 @@ impl Writer {
     fn process_group(&mut self, group: Vec<Request>) -> bool {
         for request in group {
             match request {
-                Request::Append(append, reply) => self.stage(append, reply),
+                Request::Append(append, reply) => self.stage(append, reply, None),
+                Request::Delete { stream, expected, reply } => self.stage_delete(stream, expected, reply),
                 Request::Sync(reply) => {
                     self.commit();
                     let _ = reply.send(self.sync_now());
@@ -781,10 +964,47 @@ impl Writer {
         }
     }
 
+    /// True when `stream` is deleted, or deleted by the pending group.
+    fn is_deleted(&self, stream: &str) -> bool {
+        self.pending_tombstones.contains(stream) || self.shared.state.read().is_deleted(stream)
+    }
+
+    /// Checks a deletion and stages its tombstone: one event on the `$deleted` stream.
+    fn stage_delete(&mut self, stream: String, expected: ExpectedVersion, reply: Sender<Result<AppendResult>>) {
+        if self.is_deleted(&stream) {
+            let _ = reply.send(Err(Error::StreamDeleted(stream)));
+            return;
+        }
+        let actual = self.current_version(&stream);
+        if !expected.accepts(actual) {
+            let _ = reply.send(Err(Error::WrongExpectedVersion { stream, expected, actual }));
+            return;
+        }
+        let tombstone = Tombstone { stream: stream.clone(), version: actual };
+        // A struct of a string and an integer always serializes.
+        let data = serde_json::to_vec(&tombstone).unwrap_or_default();
+        let event = NewEvent::new(TOMBSTONE_TYPE, data);
+        let encoded_bytes =
+            record::encoded_len(TOMBSTONE_STREAM.len(), TOMBSTONE_TYPE.len(), 0, event.data.len());
+        let append = AppendRequest {
+            stream: TOMBSTONE_STREAM.to_string(),
+            expected: ExpectedVersion::Any,
+            events: vec![event],
+            ids: vec![*uuid::Uuid::new_v4().as_bytes()],
+            client_ids: false,
+            encoded_bytes,
+        };
+        self.stage(append, reply, Some(stream));
+    }
+
     /// Checks and encodes one append into the group buffer (or answers it at once).
-    fn stage(&mut self, append: AppendRequest, reply: Sender<Result<AppendResult>>) {
+    fn stage(&mut self, append: AppendRequest, reply: Sender<Result<AppendResult>>, deletes: Option<String>) {
         if let Some(reason) = &self.failed {
             let _ = reply.send(Err(Error::WriterFailed(reason.clone())));
+            return;
+        }
+        if deletes.is_none() && self.is_deleted(&append.stream) {
+            let _ = reply.send(Err(Error::StreamDeleted(append.stream)));
             return;
         }
         // An id already pending in this group: commit the group first so the check below
@@ -827,12 +1047,21 @@ impl Writer {
             let _ = reply.send(Err(Error::WriterFailed(reason.clone())));
             return;
         }
-        self.encode(append, actual, reply);
+        if let Some(stream) = &deletes {
+            self.pending_tombstones.insert(stream.clone());
+        }
+        self.encode(append, actual, reply, deletes);
     }
 
-    fn encode(&mut self, append: AppendRequest, actual: u64, reply: Sender<Result<AppendResult>>) {
+    fn encode(
+        &mut self,
+        append: AppendRequest,
+        actual: u64,
+        reply: Sender<Result<AppendResult>>,
+        deletes: Option<String>,
+    ) {
         let count = append.events.len() as u64;
-        let timestamp_us = now_us();
+        let timestamp_us = self.options.clock.now_us();
         let result = AppendResult {
             first_version: actual + 1,
             last_version: actual + count,
@@ -864,7 +1093,7 @@ impl Writer {
         }
         self.next_position += count;
         self.pending_versions.insert(append.stream.clone(), result.last_version);
-        self.pending.push(PendingAppend { stream: append.stream, result, frames, reply });
+        self.pending.push(PendingAppend { stream: append.stream, result, frames, deletes, reply });
     }
 
     /// Writes the group, syncs it (per the sync mode), publishes it and acknowledges it.
@@ -876,6 +1105,7 @@ impl Writer {
         let pending = std::mem::take(&mut self.pending);
         self.pending_versions.clear();
         self.pending_ids.clear();
+        self.pending_tombstones.clear();
         match outcome {
             Ok(()) => {
                 self.publish(&pending);
@@ -943,6 +1173,11 @@ impl Writer {
                     });
                 }
                 state.streams.set_version(&append.stream, append.result.last_version);
+                if let Some(deleted) = &append.deletes {
+                    let mut tombstones = (*state.tombstones).clone();
+                    tombstones.insert(deleted.as_str().into());
+                    state.tombstones = Arc::new(tombstones);
+                }
                 assert_eq!(append.result.first_position, last + 1, "positions are contiguous across appends");
                 last = append.result.last_position;
                 events += append.frames.len() as u64;
@@ -959,7 +1194,7 @@ impl Writer {
         assert!(self.pending.is_empty(), "roll over only between groups");
         let segments_dir = self.shared.dir.join(SEGMENTS_DIR);
         let base = self.segment.base_position();
-        let index_bytes = self.shared.state.read().active.index.to_builder().encode(base, self.segment.write_offset());
+        let builder = self.shared.state.read().active.index.to_builder();
         // Seal first: once the next segment exists, this one must already end at its last frame.
         let old_path = self.segment.path().to_path_buf();
         if let Err(err) = self.segment.seal() {
@@ -971,9 +1206,13 @@ impl Writer {
             Err(err) => return Err(self.fail(format!("creating segment {} failed: {err}", self.next_position))),
         }
         let index_path = segments_dir.join(index::file_name(base));
-        let sealed = write_file_atomically(self.options.fs.as_ref(), &index_path, &index_bytes).and_then(|()| {
+        let sealed = map_segment(&old_path, base).and_then(|map| {
+            let header =
+                segment::decode_header(map.bytes()).map_err(|reason| Error::corruption(&old_path, 0, reason))?;
+            let index_bytes = builder.encode(base, map.len() as u64, header_crc(&map));
+            write_file_atomically(self.options.fs.as_ref(), &index_path, &index_bytes)?;
             let index = SegmentIndex::open(&index_path).map_err(|reason| Error::corruption(&index_path, 0, reason))?;
-            Ok(SealedSegment { map: Arc::new(map_segment(&old_path, base)?), index })
+            Ok(Arc::new(SealedSegment { header, map: Arc::new(map), index }))
         });
         let sealed = match sealed {
             Ok(sealed) => sealed,

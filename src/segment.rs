@@ -10,7 +10,11 @@
 //! | 12..16 | u32      | header bytes (64)                         |
 //! | 16..24 | u64      | base position: position of the 1st frame  |
 //! | 24..32 | i64      | created, microseconds since the epoch     |
-//! | 32..60 | zero     | reserved                                  |
+//! | 32..36 | u32      | flags: bit 0 = COMPACTED; others zero     |
+//! | 36..40 | zero     | reserved                                  |
+//! | 40..48 | u64      | compacted: last position the file covers  |
+//! | 48..56 | u64      | compacted: compaction job id              |
+//! | 56..60 | zero     | reserved                                  |
 //! | 60..64 | u32      | crc32(bytes 0..60) XOR CRC_MASK           |
 //! +--------+----------+-------------------------------------------+
 //! ```
@@ -18,6 +22,16 @@
 //! Frames ([`crate::record`]) follow back to back. The active (last) segment is preallocated;
 //! its unwritten space reads as zeroes. Sealing truncates the file to its last frame, so a sealed
 //! segment is frames up to the last byte and any bad byte in it is corruption.
+//!
+//! A segment written by the log holds positions `base, base+1, ...` without gaps. A
+//! **compacted** segment (flag bit 0) is a rewrite of one or more adjacent sealed segments
+//! without the events retention or tombstones removed: it covers positions `base..=end`
+//! (`end` in the header), its frames' positions strictly increase inside that range with gaps
+//! where events were removed, and every surviving event keeps its position, version, time, id,
+//! stream, type, metadata and data. Its batch markers count down over the survivors of each
+//! original batch. The job id ties the file to the archive manifest's record of the events it
+//! moved to the cold tier. Files with base in `base+1..=end` are inputs the compaction had not
+//! yet deleted when it stopped: recovery deletes them.
 
 use std::fs::File;
 use std::io;
@@ -45,11 +59,32 @@ pub fn parse_file_name(name: &str) -> Option<u64> {
     stem.parse().ok()
 }
 
+/// Header flag: the segment is a compaction rewrite (positions may have gaps).
+pub const FLAG_COMPACTED: u32 = 1;
+
 /// The decoded segment header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SegmentHeader {
     pub base_position: u64,
     pub created_us: i64,
+    /// `Some` for a compacted segment.
+    pub compacted: Option<Compacted>,
+}
+
+/// What a compacted segment's header adds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Compacted {
+    /// Last position the file covers (its frames may end earlier).
+    pub end_position: u64,
+    /// The compaction job that wrote it (0: none moved events to the archive).
+    pub job: u64,
+}
+
+impl SegmentHeader {
+    /// A header for a segment the log writes (no gaps).
+    pub fn new(base_position: u64, created_us: i64) -> Self {
+        SegmentHeader { base_position, created_us, compacted: None }
+    }
 }
 
 pub fn encode_header(header: &SegmentHeader) -> [u8; SEGMENT_HEADER_BYTES] {
@@ -59,6 +94,11 @@ pub fn encode_header(header: &SegmentHeader) -> [u8; SEGMENT_HEADER_BYTES] {
     out[12..16].copy_from_slice(&(SEGMENT_HEADER_BYTES as u32).to_le_bytes());
     out[16..24].copy_from_slice(&header.base_position.to_le_bytes());
     out[24..32].copy_from_slice(&header.created_us.to_le_bytes());
+    if let Some(compacted) = header.compacted {
+        out[32..36].copy_from_slice(&FLAG_COMPACTED.to_le_bytes());
+        out[40..48].copy_from_slice(&compacted.end_position.to_le_bytes());
+        out[48..56].copy_from_slice(&compacted.job.to_le_bytes());
+    }
     let crc = crc32fast::hash(&out[0..60]) ^ CRC_MASK;
     out[60..64].copy_from_slice(&crc.to_le_bytes());
     out
@@ -88,7 +128,22 @@ pub fn decode_header(bytes: &[u8]) -> Result<SegmentHeader, String> {
     if base_position == 0 {
         return Err("base position 0 (positions start at 1)".into());
     }
-    Ok(SegmentHeader { base_position, created_us })
+    let flags = u32::from_le_bytes([bytes[32], bytes[33], bytes[34], bytes[35]]);
+    let compacted = match flags {
+        0 => None,
+        FLAG_COMPACTED => {
+            word.copy_from_slice(&bytes[40..48]);
+            let end_position = u64::from_le_bytes(word);
+            word.copy_from_slice(&bytes[48..56]);
+            let job = u64::from_le_bytes(word);
+            if end_position < base_position {
+                return Err(format!("compacted segment ends at {end_position}, before its base {base_position}"));
+            }
+            Some(Compacted { end_position, job })
+        }
+        other => return Err(format!("unsupported segment flags {other:#x}")),
+    };
+    Ok(SegmentHeader { base_position, created_us, compacted })
 }
 
 /// Owns the active segment's file handle: the writer thread is its only user.
@@ -115,7 +170,7 @@ impl SegmentWriter {
     ) -> io::Result<Self> {
         let path = dir.join(file_name(base_position));
         let file = fs.create_new(&path)?;
-        let header = encode_header(&SegmentHeader { base_position, created_us });
+        let header = encode_header(&SegmentHeader::new(base_position, created_us));
         file.write_at(&header, 0)?;
         let capacity = capacity.max(SEGMENT_HEADER_BYTES as u64);
         file.set_len(capacity)?;
@@ -141,7 +196,7 @@ impl SegmentWriter {
         if capacity < SEGMENT_HEADER_BYTES as u64 {
             return Err(io::Error::other(format!("spare segment {} is only {capacity} bytes", spare.display())));
         }
-        let header = encode_header(&SegmentHeader { base_position, created_us });
+        let header = encode_header(&SegmentHeader::new(base_position, created_us));
         file.write_at(&header, 0)?;
         file.sync_all()?;
         drop(file);
@@ -281,10 +336,40 @@ pub enum StopKind {
     IncompleteBatch,
 }
 
+/// Which positions a segment's frames may hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Positions {
+    /// `base, base+1, ...` without gaps: every segment the log writes.
+    Contiguous { base: u64 },
+    /// Strictly increasing within `base..=end`: a compacted segment.
+    Increasing { base: u64, end: u64 },
+}
+
+impl Positions {
+    /// The rule a segment with this header follows.
+    pub fn of(header: &SegmentHeader) -> Self {
+        match header.compacted {
+            None => Positions::Contiguous { base: header.base_position },
+            Some(c) => Positions::Increasing { base: header.base_position, end: c.end_position },
+        }
+    }
+    fn base(self) -> u64 {
+        match self {
+            Positions::Contiguous { base } | Positions::Increasing { base, .. } => base,
+        }
+    }
+}
+
 /// Scans frames from the end of the header, calling `on_frame(frame, offset)` for every frame
 /// of every whole batch, in order. Frames of a batch are only reported once the batch is
 /// complete. Checks positions (`base`, `base+1`, ...) and batch markers.
-pub fn scan<'a>(bytes: &'a [u8], base_position: u64, mut on_frame: impl FnMut(&FrameRef<'a>, u64)) -> ScanOutcome {
+pub fn scan<'a>(bytes: &'a [u8], base_position: u64, on_frame: impl FnMut(&FrameRef<'a>, u64)) -> ScanOutcome {
+    scan_with(bytes, Positions::Contiguous { base: base_position }, on_frame)
+}
+
+/// [`scan`] under either position rule (a compacted segment's gaps are allowed).
+pub fn scan_with<'a>(bytes: &'a [u8], rule: Positions, mut on_frame: impl FnMut(&FrameRef<'a>, u64)) -> ScanOutcome {
+    let base_position = rule.base();
     let mut offset = SEGMENT_HEADER_BYTES;
     let mut outcome = ScanOutcome { valid_len: offset as u64, last_position: base_position - 1, frames: 0, stop: None };
     let mut batch: Vec<(FrameRef<'a>, u64)> = Vec::new();
@@ -310,11 +395,11 @@ pub fn scan<'a>(bytes: &'a [u8], base_position: u64, mut on_frame: impl FnMut(&F
                 return outcome;
             }
         };
-        if let Err(reason) = check_sequence(&frame, next_position, batch.last().map(|(f, _)| f)) {
+        if let Err(reason) = check_sequence(&frame, rule, next_position, batch.last().map(|(f, _)| f)) {
             outcome.stop = Some(stop_at(offset as u64, StopKind::Invariant, &reason));
             return outcome;
         }
-        next_position += 1;
+        next_position = frame.position + 1;
         batch.push((frame, offset as u64));
         offset += used;
         if frame.batch_remaining == 0 {
@@ -332,12 +417,26 @@ fn stop_at(offset: u64, kind: StopKind, reason: &str) -> ScanStop {
     ScanStop { offset, kind, reason: reason.to_string() }
 }
 
-fn check_sequence(frame: &FrameRef<'_>, expected_position: u64, previous: Option<&FrameRef<'_>>) -> Result<(), String> {
-    if frame.position != expected_position {
-        return Err(format!(
-            "frame has position {} where position {expected_position} belongs (misdirected or out of order)",
-            frame.position
-        ));
+fn check_sequence(
+    frame: &FrameRef<'_>,
+    rule: Positions,
+    expected_position: u64,
+    previous: Option<&FrameRef<'_>>,
+) -> Result<(), String> {
+    match rule {
+        Positions::Contiguous { .. } if frame.position != expected_position => {
+            return Err(format!(
+                "frame has position {} where position {expected_position} belongs (misdirected or out of order)",
+                frame.position
+            ));
+        }
+        Positions::Increasing { end, .. } if frame.position < expected_position || frame.position > end => {
+            return Err(format!(
+                "frame has position {} where positions {expected_position}..={end} belong (misdirected or out of order)",
+                frame.position
+            ));
+        }
+        _ => {}
     }
     if let Some(prev) = previous {
         if frame.batch_remaining + 1 != prev.batch_remaining {
@@ -473,7 +572,7 @@ mod tests {
     }
 
     fn segment(batches: &[u32]) -> Vec<u8> {
-        let mut bytes = encode_header(&SegmentHeader { base_position: 1, created_us: 0 }).to_vec();
+        let mut bytes = encode_header(&SegmentHeader::new(1, 0)).to_vec();
         let mut position = 1;
         for &size in batches {
             for i in 0..size {
@@ -486,7 +585,7 @@ mod tests {
 
     #[test]
     fn header_roundtrip_and_damage() {
-        let header = SegmentHeader { base_position: 42, created_us: 7 };
+        let header = SegmentHeader::new(42, 7);
         let bytes = encode_header(&header);
         assert_eq!(decode_header(&bytes), Ok(header));
         for i in 0..SEGMENT_HEADER_BYTES {
@@ -526,6 +625,37 @@ mod tests {
             assert_eq!(outcome.valid_len, first_batch_end as u64, "cut {cut}");
             assert_eq!(outcome.last_position, 2);
         }
+    }
+
+    #[test]
+    fn compacted_segments_allow_gaps_inside_their_range_only() {
+        let header = SegmentHeader { base_position: 10, created_us: 0, compacted: Some(Compacted { end_position: 20, job: 3 }) };
+        let encoded = encode_header(&header);
+        assert_eq!(decode_header(&encoded), Ok(header));
+        let rule = Positions::of(&header);
+        let with = |positions: &[u64]| {
+            let mut bytes = encoded.to_vec();
+            for &p in positions {
+                frame_bytes(p, 0, &mut bytes);
+            }
+            let mut seen = Vec::new();
+            let outcome = scan_with(&bytes, rule, |f, _| seen.push(f.position));
+            (seen, outcome.stop.map(|s| s.kind))
+        };
+        assert_eq!(with(&[10, 12, 20]), (vec![10, 12, 20], None));
+        assert_eq!(with(&[]), (vec![], None));
+        assert_eq!(with(&[12, 11]).1, Some(StopKind::Invariant), "backwards");
+        assert_eq!(with(&[12, 12]).1, Some(StopKind::Invariant), "repeated");
+        assert_eq!(with(&[9]).1, Some(StopKind::Invariant), "before the base");
+        assert_eq!(with(&[21]).1, Some(StopKind::Invariant), "past the end");
+        // An unknown flag, and an end before the base, are refused.
+        let mut bad = encoded;
+        bad[32] = 3;
+        let crc = crc32fast::hash(&bad[0..60]) ^ CRC_MASK;
+        bad[60..64].copy_from_slice(&crc.to_le_bytes());
+        assert!(decode_header(&bad).is_err());
+        let early = SegmentHeader { compacted: Some(Compacted { end_position: 9, job: 0 }), ..header };
+        assert!(decode_header(&encode_header(&early)).is_err());
     }
 
     #[test]

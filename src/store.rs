@@ -224,6 +224,24 @@ impl Store {
         Ok(AppendRequest { stream: stream.to_string(), expected, events, ids, client_ids, encoded_bytes })
     }
 
+    /// Deletes `stream` if its version satisfies `expected`: a tombstone (an event on the
+    /// system stream `$deleted`) is written durably, after which the stream's events are hidden
+    /// from every read and further appends to it fail with [`Error::StreamDeleted`]. Deletion
+    /// is permanent; compaction later removes the stream's events from disk (except events
+    /// under a legal hold, until it ends). Returns where the tombstone was written.
+    pub fn delete_stream(&self, stream: &str, expected: ExpectedVersion) -> Result<AppendResult> {
+        validate_stream_name(stream)?;
+        let (tx, rx) = bounded(1);
+        let request = Request::Delete { stream: stream.to_string(), expected, reply: tx };
+        self.inner.requests.send(request).map_err(|_| Error::Shutdown)?;
+        rx.recv().unwrap_or_else(|_| Err(Error::WriterFailed("the writer thread stopped".into())))
+    }
+
+    /// True when `stream` was deleted.
+    pub fn is_deleted(&self, stream: &str) -> bool {
+        self.inner.shared.state.read().is_deleted(stream)
+    }
+
     /// Makes every append acknowledged so far durable (useful with `SyncMode::Never`).
     pub fn sync(&self) -> Result<()> {
         let (tx, rx) = bounded(1);
@@ -283,12 +301,17 @@ impl Store {
 
     /// Reads up to `max` events of `stream`. Forward: versions `from`, `from+1`, ...
     /// Backward: versions `from`, `from-1`, ... (`u64::MAX` means "from the last").
+    /// Versions compaction removed are skipped (the next `max` stored ones are returned).
+    /// A deleted stream fails with [`Error::StreamDeleted`].
     pub fn read_stream(&self, stream: &str, from: u64, max: usize, direction: Direction) -> Result<Vec<RecordedEvent>> {
         if max == 0 {
             return Ok(Vec::new());
         }
         let located = {
             let state = self.inner.shared.state.read();
+            if state.is_deleted(stream) {
+                return Err(Error::StreamDeleted(stream.to_string()));
+            }
             let version = state.streams.version(stream);
             let (lo, hi) = match direction {
                 Direction::Forward => {
@@ -300,7 +323,23 @@ impl Store {
                     (hi.saturating_sub(max as u64 - 1).max(1), hi)
                 }
             };
-            let positions = state.stream_positions(stream, lo, hi);
+            let mut positions = state.stream_positions(stream, lo, hi);
+            let wanted = (hi + 1).saturating_sub(lo) as usize;
+            if positions.len() < wanted && state.sealed.iter().any(|s| s.is_compacted()) {
+                // Compaction removed some of these versions: widen to the whole remaining
+                // range and keep the `max` nearest to `from`.
+                positions = match direction {
+                    Direction::Forward => {
+                        let mut all = state.stream_positions(stream, lo, version);
+                        all.truncate(max);
+                        all
+                    }
+                    Direction::Backward => {
+                        let all = state.stream_positions(stream, 1, hi);
+                        all[all.len().saturating_sub(max)..].to_vec()
+                    }
+                };
+            }
             let mut located = Vec::with_capacity(positions.len());
             for (_, position) in positions {
                 if let Some((map, offset)) = state.locate(position) {
@@ -331,6 +370,9 @@ impl Store {
     }
 
     /// Like [`Store::read_all`], also returning the next position to read from.
+    ///
+    /// Positions compaction removed are skipped: `$all` may have gaps, never reordering.
+    /// Events of deleted streams are not returned.
     pub fn read_all_page(&self, from: u64, max: usize, filter: &Filter) -> Result<AllPage> {
         let mut events = Vec::new();
         let mut next = from.max(1);
@@ -340,32 +382,49 @@ impl Store {
             if next > head {
                 break;
             }
-            let Some(run) = self.locate_run(next, head)? else { break };
-            let (map, mut offset, last) = run;
+            let Some(run) = self.locate_run(next, head)? else {
+                // Nothing stored from `next` to the head: the rest was compacted away.
+                next = head + 1;
+                break;
+            };
+            let (map, mut offset, first, last, tombstones) = run;
+            next = first;
             while next <= last && events.len() < max && scanned < MAX_SCAN_PER_READ {
                 let (frame, used) =
                     map.frame_at(offset).map_err(|e| Error::corruption(map.path(), offset, e.to_string()))?;
-                if frame.position != next {
+                // Inside a segment positions strictly increase (contiguous unless compacted).
+                if frame.position < next || frame.position > last {
                     return Err(Error::corruption(
                         map.path(),
                         offset,
-                        format!("frame holds position {} where {next} belongs", frame.position),
+                        format!("frame holds position {} where {next}..={last} belong", frame.position),
                     ));
                 }
-                if filter.matches(frame.stream, frame.event_type) {
+                let deleted = !tombstones.is_empty() && tombstones.contains(frame.stream);
+                if !deleted && filter.matches(frame.stream, frame.event_type) {
                     events.push(log::event_from_frame(&map, offset as u32, &frame));
                 }
                 offset += used as u64;
-                next += 1;
+                next = frame.position + 1;
                 scanned += 1;
+            }
+            if next <= last && events.len() < max && scanned < MAX_SCAN_PER_READ {
+                // Removed events at the end of a compacted segment.
+                next = last + 1;
             }
         }
         Ok(AllPage { events, next_position: next })
     }
 
-    /// The segment holding `position`, the frame's offset in it, and the last position to read
-    /// from that segment (bounded by `head`).
-    fn locate_run(&self, position: u64, head: u64) -> Result<Option<(Arc<crate::segment::SegmentMap>, u64, u64)>> {
+    /// The first stored frame at or after `position` up to `head`: its segment, offset and
+    /// position, the last position to read from that segment, and the tombstones to skip.
+    #[allow(clippy::type_complexity)]
+    fn locate_run(
+        &self,
+        position: u64,
+        head: u64,
+    ) -> Result<Option<(Arc<crate::segment::SegmentMap>, u64, u64, u64, Arc<std::collections::HashSet<Box<str>>>)>>
+    {
         let state = self.inner.shared.state.read();
         if position < state.first_position() {
             return Err(Error::InvalidInput(format!(
@@ -373,13 +432,9 @@ impl Store {
                 state.first_position()
             )));
         }
-        let last_in_segment = if position >= state.active.index.base_position {
-            head
-        } else {
-            let i = state.sealed.partition_point(|s| s.index.base_position <= position) - 1;
-            state.sealed[i].index.last_position().min(head)
-        };
-        Ok(state.locate(position).map(|(map, offset)| (Arc::clone(map), u64::from(offset), last_in_segment)))
+        Ok(state.locate_from(position, head).map(|(map, first, offset, last)| {
+            (Arc::clone(map), u64::from(offset), first, last, Arc::clone(&state.tombstones))
+        }))
     }
 
     /// Subscribes to `$all` from `from` (1 = from the beginning): delivers the past, then live

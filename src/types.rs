@@ -227,6 +227,39 @@ pub struct Options {
     pub max_queued_appends: usize,
     /// Where file mutations go: the real file system, or a fault-injecting simulation in tests.
     pub fs: Arc<dyn crate::storage::FileSystem>,
+    /// Stamps appended events; a manual clock lets tests age events for retention.
+    pub clock: Clock,
+}
+
+/// The clock that stamps events: the system's, or one a test sets by hand.
+#[derive(Clone)]
+pub struct Clock(Arc<dyn Fn() -> i64 + Send + Sync>);
+
+impl Clock {
+    /// Microseconds since the Unix epoch, from the system clock.
+    pub fn system() -> Self {
+        Clock(Arc::new(crate::time::now_us))
+    }
+    /// A clock that reads `now_us`, which the caller moves.
+    pub fn manual(now_us: Arc<std::sync::atomic::AtomicI64>) -> Self {
+        Clock(Arc::new(move || now_us.load(std::sync::atomic::Ordering::Acquire)))
+    }
+    /// The current time, microseconds since the Unix epoch.
+    pub fn now_us(&self) -> i64 {
+        (self.0)()
+    }
+}
+
+impl Default for Clock {
+    fn default() -> Self {
+        Clock::system()
+    }
+}
+
+impl std::fmt::Debug for Clock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Clock({})", self.now_us())
+    }
 }
 
 impl Default for Options {
@@ -239,6 +272,7 @@ impl Default for Options {
             max_batch_bytes: 64 * 1024 * 1024,
             max_queued_appends: 4096,
             fs: crate::storage::std_fs(),
+            clock: Clock::system(),
         }
     }
 }

@@ -127,7 +127,7 @@ fn frames(base: u64, batches: &[usize]) -> (Vec<u8>, Vec<usize>) {
 }
 
 fn header(base: u64) -> Vec<u8> {
-    segment::encode_header(&SegmentHeader { base_position: base, created_us: 1_700_000_000_000_000 }).to_vec()
+    segment::encode_header(&SegmentHeader::new(base, 1_700_000_000_000_000)).to_vec()
 }
 
 fn with_mode(mode: u8, bytes: &[u8]) -> Vec<u8> {
@@ -234,7 +234,7 @@ fn index_seeds() -> Vec<(&'static str, Vec<u8>)> {
             });
             offset += used;
         }
-        builder.encode(base, offset as u64)
+        builder.encode(base, offset as u64, 0x5EED)
     };
     let six = build(&[1, 3, 2], 1);
     let mut flipped = six.clone();
@@ -242,7 +242,15 @@ fn index_seeds() -> Vec<(&'static str, Vec<u8>)> {
     vec![
         ("six_events_three_streams.bin", six.clone()),
         ("one_event.bin", build(&[1], 42)),
-        ("no_events.bin", IndexBuilder::default().encode(7, 64)),
+        ("no_events.bin", IndexBuilder::default().encode(7, 64, 0)),
+        ("sparse_positions.bin", {
+            let mut builder = IndexBuilder::default();
+            for (i, position) in [3u64, 9, 10].into_iter().enumerate() {
+                let id = [i as u8; 16];
+                builder.add(&IndexedEvent { stream: "order-1", version: 2 + i as u64, position, id, offset: 64 + 90 * i as u32 });
+            }
+            builder.encode(2, 400, 0x5EED)
+        }),
         ("flipped_body_byte.bin", flipped),
         ("truncated.bin", six[..six.len() - 9].to_vec()),
     ]

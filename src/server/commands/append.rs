@@ -46,6 +46,7 @@ pub(crate) fn store_error(err: &Error) -> Value {
             Value::error("ERR", &format!("idempotency conflict for event id {id}: {reason}"))
         }
         Error::InvalidInput(msg) => Value::error("ERR", msg),
+        Error::StreamDeleted(_) => Value::error("STREAMDELETED", "the stream is deleted"),
         Error::Shutdown => Value::error("ERR", "the server is shutting down"),
         Error::WriterFailed(_) | Error::Io { .. } | Error::Corruption { .. } | Error::Locked(_) => {
             tracing::error!(%err, "storage error");
