@@ -628,6 +628,19 @@ impl StreamDirectory {
         entry.sealed.push(base);
         entry.version = entry.version.max(last_version);
     }
+    /// After a compaction replaced the sealed segments based at `old` with one based at `new`
+    /// (`None` when none of the stream's events survived there).
+    pub fn replace_sealed(&mut self, stream: &str, old: &[u64], new: Option<u64>) {
+        if let Some(entry) = self.streams.get_mut(stream) {
+            entry.sealed.retain(|base| !old.contains(base));
+            if let Some(base) = new {
+                let at = entry.sealed.partition_point(|&b| b < base);
+                if entry.sealed.get(at) != Some(&base) {
+                    entry.sealed.insert(at, base);
+                }
+            }
+        }
+    }
     pub fn iter(&self) -> impl Iterator<Item = (&str, &StreamEntry)> {
         self.streams.iter().map(|(k, v)| (k.as_ref(), v))
     }

@@ -8,6 +8,7 @@
 pub mod aggregate;
 pub mod bench;
 pub mod client;
+pub mod compact;
 pub mod error;
 #[doc(hidden)]
 pub mod fuzzing;
@@ -16,6 +17,7 @@ pub mod log;
 pub mod order;
 pub mod protocol;
 pub mod record;
+pub mod retention;
 pub mod segment;
 pub mod server;
 pub mod snapshot;

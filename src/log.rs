@@ -242,6 +242,30 @@ impl Shared {
         self.head_changed.notify_all();
     }
 
+    /// Swaps the sealed segments based at `inputs` (adjacent, in order) for `replacement`, a
+    /// compaction of them, and points the stream directory at it.
+    pub fn replace_sealed(&self, inputs: &[u64], replacement: Arc<SealedSegment>) -> Result<()> {
+        let mut state = self.state.write();
+        let start = state.sealed.binary_search_by_key(&inputs[0], |s| s.base_position()).ok();
+        let range = start.map(|s| s..s + inputs.len());
+        let matches = range.clone().is_some_and(|r| {
+            state.sealed.get(r).is_some_and(|found| found.iter().map(|s| s.base_position()).eq(inputs.iter().copied()))
+        });
+        let Some(range) = range.filter(|_| matches) else {
+            return Err(Error::InvalidInput(format!("segments {inputs:?} are no longer the sealed segments")));
+        };
+        let kept: HashSet<&str> = replacement.index.streams().map(|s| s.name).collect();
+        let removed: Vec<Arc<SealedSegment>> = state.sealed.splice(range, [Arc::clone(&replacement)]).collect();
+        let base = replacement.base_position();
+        for old in &removed {
+            for stream in old.index.streams() {
+                let new = kept.contains(stream.name).then_some(base);
+                state.streams.replace_sealed(stream.name, inputs, new);
+            }
+        }
+        Ok(())
+    }
+
     pub fn mark_closed(&self) {
         let _guard = self.head_lock.lock();
         self.closed.store(true, Ordering::Release);

@@ -155,6 +155,9 @@ struct SimState {
     /// sync of their directory), and entries removed but not yet durably gone.
     unsynced_names: HashSet<PathBuf>,
     renamed_from: HashMap<PathBuf, PathBuf>,
+    /// Durable contents of a file a rename replaced, until the rename is durable: a power loss
+    /// before that brings the old file back (compaction renames over live segments).
+    replaced: HashMap<PathBuf, Vec<u8>>,
     removed: HashMap<PathBuf, Vec<u8>>,
     ops: Vec<Op>,
     injected: u64,
@@ -255,9 +258,14 @@ impl SimFileSystem {
         };
         // Renames never made durable: the file is back under its old name (tmp files are
         // derived data; an old target, if any, keeps its durable contents).
+        let mut restored = HashSet::new();
         for (to, from) in &state.renamed_from {
             if state.unsynced_names.contains(to) && to.exists() {
                 fs::rename(to, from)?;
+                if let Some(old) = state.replaced.get(to) {
+                    fs::write(to, old)?;
+                    restored.insert(to.clone());
+                }
             }
         }
         // Removals never made durable: the file is still there.
@@ -267,6 +275,9 @@ impl SimFileSystem {
             }
         }
         for path in walk(dir)? {
+            if restored.contains(&path) {
+                continue; // already its durable self
+            }
             let live = fs::read(&path)?;
             let created_unsynced = state.unsynced_names.contains(&path) && !state.removed.contains_key(&path);
             let Some(durable) = state.durable.get(&path) else {
@@ -398,9 +409,24 @@ impl FileSystem for SimFileSystem {
     }
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
         self.check(OpKind::Metadata)?;
+        let old_target = {
+            let state = self.state.lock();
+            match state.durable.get(to) {
+                Some(contents) => Some(contents.clone()),
+                // A file from before the simulation began is durable as it is.
+                None if to.exists() && !state.ops.iter().any(|op| matches!(op, Op::Create(p) if p == to)) => {
+                    Some(fs::read(to)?)
+                }
+                None => None,
+            }
+        };
         fs::rename(from, to)?;
         self.record(Op::Rename(from.to_path_buf(), to.to_path_buf()));
         let mut state = self.state.lock();
+        // Only the first replacement since the last directory sync is what the disk holds.
+        if let Some(old) = old_target {
+            state.replaced.entry(to.to_path_buf()).or_insert(old);
+        }
         if let Some(contents) = state.durable.remove(from) {
             state.durable.insert(to.to_path_buf(), contents);
         }
@@ -428,6 +454,7 @@ impl FileSystem for SimFileSystem {
         for path in durable_now {
             state.unsynced_names.remove(&path);
             state.renamed_from.remove(&path);
+            state.replaced.remove(&path);
             state.removed.remove(&path);
         }
         Ok(())

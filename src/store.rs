@@ -57,6 +57,8 @@ struct Inner {
     writer: Mutex<Option<JoinHandle<()>>>,
     options: Options,
     acks: Arc<AckState>,
+    /// One compaction at a time; true once one failed (until the store is reopened).
+    compaction: Mutex<bool>,
     // Held (and its OS lock with it) for as long as the store is open.
     _lock: std::fs::File,
 }
@@ -132,6 +134,7 @@ impl Store {
     pub fn open(dir: impl AsRef<Path>, options: Options) -> Result<Store> {
         validate_options(&options)?;
         let recovered = log::recover(dir.as_ref(), &options)?;
+        crate::compact::resolve_on_open(dir.as_ref(), Arc::clone(&options.fs))?;
         let (requests, queue) = bounded(options.max_queued_appends);
         let writer = Writer::new(Arc::clone(&recovered.shared), recovered.writer, options.clone());
         let handle = std::thread::Builder::new()
@@ -145,6 +148,7 @@ impl Store {
                 writer: Mutex::new(Some(handle)),
                 options,
                 acks: Arc::new(AckState::default()),
+                compaction: Mutex::new(false),
                 _lock: recovered.lock,
             }),
         })
@@ -454,6 +458,32 @@ impl Store {
 
     pub(crate) fn shared(&self) -> &Shared {
         &self.inner.shared
+    }
+
+    pub(crate) fn options(&self) -> &Options {
+        &self.inner.options
+    }
+
+    /// Waits for any running compaction; fails if an earlier one failed (its files are in a
+    /// state only recovery resolves).
+    pub(crate) fn compaction_guard(&self) -> Result<CompactionGuard<'_>> {
+        let guard = self.inner.compaction.lock();
+        if *guard {
+            return Err(Error::InvalidInput(
+                "an earlier compaction failed; reopen the store to recover before compacting again".into(),
+            ));
+        }
+        Ok(CompactionGuard(guard))
+    }
+}
+
+/// Held while a compaction runs.
+pub(crate) struct CompactionGuard<'a>(parking_lot::MutexGuard<'a, bool>);
+
+impl CompactionGuard<'_> {
+    /// Refuses further compactions until the store is reopened.
+    pub(crate) fn poison(mut self) {
+        *self.0 = true;
     }
 }
 
