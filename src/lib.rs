@@ -6,9 +6,11 @@
 #![doc = include_str!("../README.md")]
 
 pub mod aggregate;
+pub mod archive;
 pub mod bench;
 pub mod client;
 pub mod error;
+pub mod export;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod index;

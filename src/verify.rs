@@ -22,6 +22,9 @@ pub enum Severity {
     RepairableTail,
     /// A missing or stale index file: derived data, `open` rebuilds it.
     IndexRebuild,
+    /// A file in the archive that its manifest does not list: the leftover of an interrupted
+    /// export or compaction. No data depends on it; it may be deleted.
+    Orphan,
 }
 
 /// One finding.
