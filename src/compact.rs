@@ -32,7 +32,7 @@ use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::sync::Arc;
 
-use crate::archive::{Archive, ArchivedEvent};
+use crate::archive::{Archive, ArchivedEvent, ARCHIVE_DIR};
 use crate::error::{Error, Result};
 use crate::index::{self, IndexBuilder, IndexedEvent, SegmentIndex};
 use crate::log::{self, SealedSegment, SEGMENTS_DIR};
@@ -42,9 +42,6 @@ use crate::segment::{self, Compacted, Positions, SegmentHeader, SegmentMap};
 use crate::storage::FileSystem;
 use crate::store::Store;
 use crate::types::{category_of, Filter};
-
-/// Subdirectory of the data directory holding the cold tier.
-pub const ARCHIVE_DIR: &str = "archive";
 
 /// What one compaction did.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
@@ -131,7 +128,7 @@ fn run(
             progress(done, total);
             continue;
         }
-        rewrite_unit(store, fs.as_ref(), &segments_dir, &mut archive, policy, planned, now_us, &mut report)?;
+        rewrite_unit(store, fs.as_ref(), &segments_dir, &mut archive, policy, planned, &mut report)?;
         progress(done, total);
     }
     report.segments_after = shared.state.read().sealed.len();
@@ -274,7 +271,6 @@ fn rewrite_unit(
     archive: &mut Archive,
     policy: &RetentionPolicy,
     unit: &[SegmentPlan],
-    now_us: i64,
     report: &mut CompactReport,
 ) -> Result<()> {
     let base = unit[0].segment.base_position();

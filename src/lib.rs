@@ -6,10 +6,12 @@
 #![doc = include_str!("../README.md")]
 
 pub mod aggregate;
+pub mod archive;
 pub mod bench;
 pub mod client;
 pub mod compact;
 pub mod error;
+pub mod export;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod index;

@@ -26,6 +26,9 @@ pub enum Severity {
     IndexRebuild,
     /// A segment a finished compaction replaced but had not yet deleted: `open` deletes it.
     Leftover,
+    /// A file in the archive that its manifest does not list: the leftover of an interrupted
+    /// export or compaction. No data depends on it; it may be deleted.
+    Orphan,
 }
 
 /// One finding.
