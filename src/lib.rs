@@ -34,5 +34,5 @@ pub mod verify;
 pub use error::{Error, Result};
 pub use store::{AllPage, PendingAppend, Store, StoreStats, Subscription};
 pub use types::{
-    AppendResult, Direction, ExpectedVersion, Filter, NewEvent, Options, RecordedEvent, SyncMode, VerifyOnOpen,
+    AppendResult, Clock, Direction, ExpectedVersion, Filter, NewEvent, Options, RecordedEvent, SyncMode, VerifyOnOpen,
 };

@@ -1,0 +1,345 @@
+//! Retention, tombstones and compaction against a model: a manual clock ages events, the
+//! expected survivors are computed independently of the engine's decision code, and after
+//! compaction (and after a reopen) every surviving event must read back byte-identical at the
+//! same position and version, every removed one must be in the archive exactly once (or gone,
+//! for deleted streams), and `verify` must find nothing wrong.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
+
+use logbook::archive::{Archive, ArchivedEvent, ARCHIVE_DIR};
+use logbook::compact::{compact, CompactReport};
+use logbook::retention::{RetentionPolicy, RetentionRule};
+use logbook::time::DAY_US;
+use logbook::types::Clock;
+use logbook::{Direction, Error, ExpectedVersion, Filter, NewEvent, Options, Store};
+
+/// 2026-01-01T00:00:00Z.
+const T0: i64 = 1_767_225_600_000_000;
+
+fn options(clock: &Arc<AtomicI64>) -> Options {
+    Options { segment_bytes: 4096, clock: Clock::manual(Arc::clone(clock)), ..Options::default() }
+}
+
+fn all_hot(store: &Store) -> Vec<ArchivedEvent> {
+    store.read_all(1, usize::MAX, &Filter::all()).unwrap().iter().map(ArchivedEvent::from_recorded).collect()
+}
+
+fn archived(dir: &Path) -> Vec<ArchivedEvent> {
+    Archive::open(&dir.join(ARCHIVE_DIR), logbook::storage::std_fs()).unwrap().read_range(1, u64::MAX).unwrap()
+}
+
+/// Orders over 60 days: each day one event for each of 6 order streams, cycling through types
+/// (one of them PAYMENT_CONFIRMED, under the default legal hold), plus cart streams.
+fn write_history(store: &Store, clock: &AtomicI64) {
+    let types = ["ITEM_ADDED", "ITEM_REMOVED", "PAYMENT_CONFIRMED", "ORDER_SHIPPED"];
+    for day in 0..60i64 {
+        clock.store(T0 + day * DAY_US, Ordering::Release);
+        for order in 0..6 {
+            let stream = if order % 2 == 0 { format!("acme:order-{order}") } else { format!("order-{order}") };
+            let kind = types[(day as usize + order) % types.len()];
+            let data = format!(r#"{{"day":{day},"order":{order},"pad":"{}"}}"#, "x".repeat(40)).into_bytes();
+            let event = NewEvent::new(kind, data).with_metadata(format!("m{day}").into_bytes());
+            store.append(&stream, ExpectedVersion::Any, vec![event]).unwrap();
+        }
+        // Binary (non-JSON) payloads in a two-event batch.
+        let cart = format!("cart-{}", day % 3);
+        let events = vec![NewEvent::new("CART_VIEWED", vec![0, 159, day as u8]), NewEvent::new("CART_VIEWED", vec![])];
+        store.append(&cart, ExpectedVersion::Any, events).unwrap();
+    }
+}
+
+/// Base position of the active (last) segment: compaction leaves it alone.
+fn active_base(dir: &Path) -> u64 {
+    std::fs::read_dir(dir.join("segments"))
+        .unwrap()
+        .filter_map(|e| logbook::segment::parse_file_name(&e.unwrap().file_name().to_string_lossy()))
+        .max()
+        .unwrap()
+}
+
+/// The model: which events a policy removes. Written from the rules in the docs, not from the
+/// engine's code: the active segment, a system stream or a stream's newest event stays; a
+/// deleted stream's events go unless held; otherwise the most specific rule decides, and a
+/// hold keeps what it would remove.
+fn model_removes(
+    events: &[ArchivedEvent],
+    policy: &RetentionPolicy,
+    deleted: &[&str],
+    now: i64,
+    active_base: u64,
+) -> (Vec<ArchivedEvent>, Vec<ArchivedEvent>) {
+    let mut newest: HashMap<&str, u64> = HashMap::new();
+    for e in events {
+        newest.insert(&e.stream, e.version);
+    }
+    let held = |e: &ArchivedEvent| {
+        policy.legal_holds.iter().any(|h| h.event_type == e.event_type && now < e.timestamp_us + h.hold_us)
+    };
+    let category = |s: &str| s.split_once('-').map_or(s.to_string(), |(c, _)| c.to_string());
+    let rule_of = |e: &ArchivedEvent| {
+        policy
+            .rules
+            .iter()
+            .filter(|r| r.category.as_deref().is_none_or(|c| c == category(&e.stream)))
+            .filter(|r| r.event_type.as_deref().is_none_or(|t| t == e.event_type))
+            .max_by_key(|r| 2 * u8::from(r.event_type.is_some()) + u8::from(r.category.is_some()))
+    };
+    // Matching events newer than each event, per stream and rule.
+    let mut newer: HashMap<u64, u64> = HashMap::new();
+    let mut counts: HashMap<(String, *const RetentionRule), u64> = HashMap::new();
+    for e in events.iter().rev() {
+        if let Some(rule) = rule_of(e) {
+            let count = counts.entry((e.stream.clone(), rule as *const _)).or_insert(0);
+            newer.insert(e.position, *count);
+            *count += 1;
+        }
+    }
+    let (mut expired, mut purged) = (Vec::new(), Vec::new());
+    for e in events {
+        if e.stream.starts_with('$') || e.position >= active_base {
+            continue;
+        }
+        if deleted.contains(&e.stream.as_str()) {
+            if !held(e) {
+                purged.push(e.clone());
+            }
+            continue;
+        }
+        if newest[e.stream.as_str()] == e.version {
+            continue;
+        }
+        let Some(rule) = rule_of(e) else { continue };
+        let too_old = rule.max_age_us.is_some_and(|age| now - e.timestamp_us > age);
+        let too_many = rule.max_count.is_some_and(|n| newer[&e.position] >= n);
+        if (too_old || too_many) && !held(e) {
+            expired.push(e.clone());
+        }
+    }
+    (expired, purged)
+}
+
+/// Checks the hot tier and the archive against what was there before and what the model says
+/// went where.
+fn check_tiers(store: &Store, dir: &Path, before: &[ArchivedEvent], expired: &[ArchivedEvent], gone: &[ArchivedEvent]) {
+    let removed: std::collections::HashSet<u64> = expired.iter().chain(gone).map(|e| e.position).collect();
+    let expected_hot: Vec<&ArchivedEvent> = before.iter().filter(|e| !removed.contains(&e.position)).collect();
+    let hot = all_hot(store);
+    assert_eq!(hot.len(), expected_hot.len(), "hot tier size");
+    for (got, want) in hot.iter().zip(&expected_hot) {
+        assert_eq!(&got, want, "a surviving event changed");
+    }
+    assert_eq!(archived(dir), expired, "the archive holds exactly the expired events");
+    let report = logbook::verify::verify_dir(dir).unwrap();
+    assert!(report.findings.is_empty(), "verify: {:#?}", report.findings);
+}
+
+fn age_policy() -> RetentionPolicy {
+    RetentionPolicy {
+        rules: vec![
+            RetentionRule { category: None, event_type: None, max_age_us: Some(30 * DAY_US), max_count: None },
+            RetentionRule {
+                category: Some("cart".into()),
+                event_type: Some("CART_VIEWED".into()),
+                max_age_us: None,
+                max_count: Some(4),
+            },
+        ],
+        ..RetentionPolicy::default()
+    }
+}
+
+#[test]
+fn retention_by_age_and_count_archives_then_removes_and_survivors_are_byte_identical() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(AtomicI64::new(T0));
+    let store = Store::open(dir.path(), options(&clock)).unwrap();
+    write_history(&store, &clock);
+    let before = all_hot(&store);
+    let segments_before = store.segment_count();
+    let policy = age_policy();
+    let now = T0 + 60 * DAY_US;
+    clock.store(now, Ordering::Release);
+    let (expired, purged) = model_removes(&before, &policy, &[], now, active_base(dir.path()));
+    assert!(purged.is_empty());
+    assert!(expired.len() > 100, "the history is long enough to expire much: {}", expired.len());
+    assert!(before.iter().any(|e| e.event_type == "PAYMENT_CONFIRMED" && now - e.timestamp_us > 30 * DAY_US));
+    // Events a reader holds keep reading from the old segment after it is replaced.
+    let held_by_reader = store.read_all(1, 50, &Filter::all()).unwrap();
+    let report = compact(&store, &policy, now, |_, _| {}).unwrap();
+    assert_eq!(report.expired, expired.len() as u64, "{report:?}");
+    assert_eq!(report.archived, expired.len() as u64);
+    assert!(report.held > 0, "PAYMENT_CONFIRMED events were held: {report:?}");
+    assert!(report.segments_after < segments_before - 1, "small segments merged: {report:?}");
+    for (event, want) in held_by_reader.iter().zip(&before) {
+        assert_eq!(&ArchivedEvent::from_recorded(event), want);
+    }
+    check_tiers(&store, dir.path(), &before, &expired, &[]);
+    // Stream reads skip removed versions; `from` still means a version.
+    let stream = "acme:order-0";
+    let versions: Vec<u64> =
+        store.read_stream(stream, 1, 1000, Direction::Forward).unwrap().iter().map(|e| e.version()).collect();
+    let want: Vec<u64> = before
+        .iter()
+        .filter(|e| e.stream == stream && !expired.iter().any(|x| x.position == e.position))
+        .map(|e| e.version)
+        .collect();
+    assert_eq!(versions, want);
+    let first_two: Vec<u64> =
+        store.read_stream(stream, 1, 2, Direction::Forward).unwrap().iter().map(|e| e.version()).collect();
+    assert_eq!(first_two, want[..2]);
+    let last_two: Vec<u64> =
+        store.read_stream(stream, u64::MAX, 2, Direction::Backward).unwrap().iter().map(|e| e.version()).collect();
+    assert_eq!(last_two, vec![want[want.len() - 1], want[want.len() - 2]]);
+    // The archive reads a stream back in order.
+    let archive = Archive::open(&dir.path().join(ARCHIVE_DIR), logbook::storage::std_fs()).unwrap();
+    let old: Vec<ArchivedEvent> = expired.iter().filter(|e| e.stream == stream).cloned().collect();
+    assert_eq!(archive.read_stream(stream).unwrap(), old);
+    // Appends go on with the same versions and positions; a reopen sees the same.
+    let head = store.head_position();
+    let r = store.append(stream, ExpectedVersion::Exact(60), vec![NewEvent::new("ITEM_ADDED", b"{}".to_vec())]);
+    let version_before = before.iter().filter(|e| e.stream == stream).count() as u64;
+    assert_eq!(version_before, 60);
+    let r = r.unwrap();
+    assert_eq!((r.first_version, r.first_position), (61, head + 1));
+    let mut before = before;
+    before.push(ArchivedEvent::from_recorded(&store.read_all(head + 1, 1, &Filter::all()).unwrap()[0]));
+    store.close().unwrap();
+    let store = Store::open(dir.path(), options(&clock)).unwrap();
+    check_tiers(&store, dir.path(), &before, &expired, &[]);
+    // A second compaction at the same time finds nothing more to remove.
+    let again = compact(&store, &policy, now, |_, _| {}).unwrap();
+    assert_eq!((again.expired, again.purged, again.rewritten), (0, 0, 0), "{again:?}");
+    store.close().unwrap();
+}
+
+#[test]
+fn tombstones_hide_a_stream_at_once_and_compaction_removes_it_from_disk() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(AtomicI64::new(T0));
+    let store = Store::open(dir.path(), options(&clock)).unwrap();
+    write_history(&store, &clock);
+    let victim = "order-1";
+    let version = store.stream_version(victim);
+    // Fill the active segment so every event of the victim is in a sealed one.
+    for i in 0..40 {
+        store.append("filler-1", ExpectedVersion::Any, vec![NewEvent::new("F", vec![b'f'; 100 + i])]).unwrap();
+    }
+    let before = all_hot(&store);
+    let err = store.delete_stream(victim, ExpectedVersion::Exact(version - 1)).unwrap_err();
+    assert!(matches!(err, Error::WrongExpectedVersion { .. }), "{err}");
+    store.delete_stream(victim, ExpectedVersion::Exact(version)).unwrap();
+    // Hidden at once from every read; appends and a second delete are refused.
+    assert!(matches!(store.read_stream(victim, 1, 10, Direction::Forward), Err(Error::StreamDeleted(_))));
+    assert!(all_hot(&store).iter().all(|e| e.stream != victim));
+    let err = store.append(victim, ExpectedVersion::Any, vec![NewEvent::new("X", b"{}".to_vec())]).unwrap_err();
+    assert!(matches!(err, Error::StreamDeleted(ref s) if s == victim), "{err}");
+    assert!(matches!(store.delete_stream(victim, ExpectedVersion::Any), Err(Error::StreamDeleted(_))));
+    store.close().unwrap();
+    // The tombstone is durable.
+    let store = Store::open(dir.path(), options(&clock)).unwrap();
+    assert!(store.is_deleted(victim));
+    assert!(matches!(store.read_stream(victim, 1, 10, Direction::Forward), Err(Error::StreamDeleted(_))));
+    // Compaction with no rules removes the deleted stream's events, except held ones.
+    let policy = RetentionPolicy::default();
+    let now = T0 + 61 * DAY_US;
+    let (expired, purged) = model_removes(&before, &policy, &[victim], now, active_base(dir.path()));
+    assert!(before.iter().filter(|e| e.stream == victim).all(|e| e.position < active_base(dir.path())));
+    assert!(expired.is_empty() && !purged.is_empty());
+    let report = compact(&store, &policy, now, |_, _| {}).unwrap();
+    assert_eq!(report.purged, purged.len() as u64, "{report:?}");
+    let held: Vec<u64> = before
+        .iter()
+        .filter(|e| e.stream == victim && e.event_type == "PAYMENT_CONFIRMED")
+        .map(|e| e.position)
+        .collect();
+    assert!(!held.is_empty());
+    let on_disk = frames_on_disk(dir.path());
+    let victim_left: Vec<u64> = on_disk.iter().filter(|(_, s)| s == victim).map(|(p, _)| *p).collect();
+    assert_eq!(victim_left, held, "only the deleted stream's held events remain on disk");
+    assert!(archived(dir.path()).is_empty(), "deleted streams are not archived");
+    let visible: Vec<ArchivedEvent> = before.iter().filter(|e| e.stream != victim).cloned().collect();
+    assert_eq!(all_hot(&store).into_iter().filter(|e| !e.stream.starts_with('$')).collect::<Vec<_>>(), visible);
+    // Eight years on, the hold has ended and the rest goes too.
+    let later = T0 + 8 * logbook::retention::YEAR_US;
+    compact(&store, &policy, later, |_, _| {}).unwrap();
+    assert!(frames_on_disk(dir.path()).iter().all(|(_, s)| s != victim));
+    store.close().unwrap();
+    let report = logbook::verify::verify_dir(dir.path()).unwrap();
+    assert!(report.findings.is_empty(), "{:#?}", report.findings);
+}
+
+/// (position, stream) of every frame in every segment file, read from the raw bytes.
+fn frames_on_disk(dir: &Path) -> Vec<(u64, String)> {
+    let mut out = Vec::new();
+    let mut files: Vec<_> = std::fs::read_dir(dir.join("segments"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "seg"))
+        .collect();
+    files.sort();
+    for file in files {
+        let bytes = std::fs::read(&file).unwrap();
+        let header = logbook::segment::decode_header(&bytes).unwrap();
+        logbook::segment::scan_with(&bytes, logbook::segment::Positions::of(&header), |frame, _| {
+            out.push((frame.position, frame.stream.to_string()))
+        });
+    }
+    out
+}
+
+#[test]
+fn compaction_keeps_subscriptions_and_all_reads_in_order_across_gaps() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(AtomicI64::new(T0));
+    let store = Store::open(dir.path(), options(&clock)).unwrap();
+    write_history(&store, &clock);
+    let policy = age_policy();
+    let now = T0 + 60 * DAY_US;
+    let before = all_hot(&store);
+    let (expired, _) = model_removes(&before, &policy, &[], now, active_base(dir.path()));
+    // A subscriber half-way through when compaction runs.
+    let mut subscription = store.subscribe_all(1, Filter::all());
+    let mut seen = Vec::new();
+    for _ in 0..100 {
+        seen.push(subscription.next_timeout(std::time::Duration::from_secs(5)).unwrap().unwrap().position());
+    }
+    compact(&store, &policy, now, |_, _| {}).unwrap();
+    while let Some(event) = subscription.next_timeout(std::time::Duration::from_millis(50)).unwrap() {
+        seen.push(event.position());
+    }
+    // What the subscriber had fetched before the compaction it still delivers (it holds the old
+    // segments); the rest it reads from the compacted ones. No reordering, no duplicates, every
+    // survivor delivered.
+    assert!(seen.windows(2).all(|w| w[0] < w[1]), "positions only increase");
+    let survivors: Vec<u64> =
+        before.iter().map(|e| e.position).filter(|p| !expired.iter().any(|x| x.position == *p)).collect();
+    assert!(seen.iter().all(|p| before.iter().any(|e| e.position == *p)));
+    assert!(survivors.iter().all(|p| seen.contains(p)), "every survivor delivered");
+    // Paging through $all from every start position gives the survivors from there.
+    for from in (1..=store.head_position()).step_by(37) {
+        let page = store.read_all_page(from, 5, &Filter::all()).unwrap();
+        let want: Vec<u64> = survivors.iter().copied().filter(|&p| p >= from).take(5).collect();
+        assert_eq!(page.events.iter().map(|e| e.position()).collect::<Vec<_>>(), want, "from {from}");
+    }
+    store.close().unwrap();
+}
+
+#[test]
+fn compact_report_and_policy_errors_are_clear() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(AtomicI64::new(T0));
+    let store = Store::open(dir.path(), options(&clock)).unwrap();
+    let bad = RetentionPolicy {
+        rules: vec![RetentionRule { category: None, event_type: None, max_age_us: None, max_count: Some(0) }],
+        ..RetentionPolicy::default()
+    };
+    let err = compact(&store, &bad, T0, |_, _| {}).unwrap_err();
+    assert!(err.to_string().contains("max_count must be at least 1"), "{err}");
+    // An empty store compacts to nothing.
+    let report = compact(&store, &RetentionPolicy::default(), T0, |_, _| {}).unwrap();
+    assert_eq!(report, CompactReport::default());
+    store.close().unwrap();
+}
