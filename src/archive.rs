@@ -814,6 +814,45 @@ impl Archive {
     }
 }
 
+/// Adds the cold tier of data directory `data` (`<data>/archive`, when it exists) to `report`:
+/// [`Archive::verify`]'s findings, its committed files and rows, and a finding for archived
+/// positions that are also in the hot tier (the segments' `first_position..=last_position`).
+pub fn verify_data_dir(data: &Path, report: &mut crate::verify::VerifyReport) {
+    let root = data.join(ARCHIVE_DIR);
+    if !root.is_dir() {
+        return;
+    }
+    let archive = match Archive::open(&root, crate::storage::std_fs()) {
+        Ok(archive) => archive,
+        Err(err) => {
+            let (file, offset) = match &err {
+                Error::Corruption { file, offset, .. } => (file.clone(), *offset),
+                _ => (root.join(MANIFEST_FILE), 0),
+            };
+            let reason = format!("cannot open the archive: {err}");
+            report.findings.push(Finding { severity: Severity::Corruption, file, offset, reason });
+            return;
+        }
+    };
+    let (findings, positions) = archive.verify();
+    report.findings.extend(findings);
+    report.archive_files = archive.file_count();
+    report.archive_events = archive.event_count();
+    let hot = report.first_position..=report.last_position;
+    if report.events > 0 {
+        let both: Vec<u64> = positions.into_iter().filter(|p| hot.contains(p)).collect();
+        if let Some(first) = both.first() {
+            let reason = format!(
+                "{} archived positions (the first {first}) are also in the hot tier ({}..={})",
+                both.len(),
+                report.first_position,
+                report.last_position
+            );
+            report.findings.push(Finding { severity: Severity::Corruption, file: root.clone(), offset: 0, reason });
+        }
+    }
+}
+
 /// Unlisted `.parquet` and `.tmp` files under `dir` (symlinks are not followed; the depth is
 /// bounded, since our layout is two directories deep).
 fn collect_stray(dir: &Path, listed: &HashSet<PathBuf>, out: &mut Vec<PathBuf>, depth: usize) {
