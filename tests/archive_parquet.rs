@@ -49,6 +49,15 @@ fn sample() -> Vec<ArchivedEvent> {
     ]
 }
 
+/// A scratch directory, in memory when the machine has /dev/shm: the fault sweeps below make
+/// thousands of fsyncs, which the simulation (not the disk) is there to judge.
+fn scratch() -> tempfile::TempDir {
+    match Path::new("/dev/shm").is_dir() {
+        true => tempfile::tempdir_in("/dev/shm").unwrap_or_else(|_| tempfile::tempdir().unwrap()),
+        false => tempfile::tempdir().unwrap(),
+    }
+}
+
 fn open(root: &Path) -> Archive {
     Archive::open(root, std_fs()).unwrap()
 }
@@ -67,7 +76,7 @@ fn strings<'a>(batch: &'a arrow_array::RecordBatch, name: &str) -> &'a StringArr
 
 #[test]
 fn files_read_back_with_the_parquet_crate_match_every_row() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = scratch();
     let root = dir.path().join("archive");
     let mut archive = open(&root);
     assert!(!root.exists(), "open creates nothing");
@@ -179,7 +188,7 @@ fn files_read_back_with_the_parquet_crate_match_every_row() {
 
 #[test]
 fn reads_come_in_version_and_position_order() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = scratch();
     let mut archive = open(dir.path());
     let all = sample();
     // Later positions first, in another job.
@@ -201,7 +210,7 @@ fn reads_come_in_version_and_position_order() {
 
 #[test]
 fn pending_jobs_are_invisible_until_committed_and_rollback_removes_files() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = scratch();
     let root = dir.path().join("archive");
     let mut archive = open(&root);
     let all = sample();
@@ -256,7 +265,7 @@ fn corruption_for(findings: &[logbook::verify::Finding], file: &Path) -> bool {
 
 #[test]
 fn verify_catches_flipped_bytes_missing_files_duplicates_and_orphans() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = scratch();
     let root = dir.path().join("archive");
     let archive = write_sample(&root);
     let (findings, positions) = archive.verify();
@@ -288,7 +297,7 @@ fn verify_catches_flipped_bytes_missing_files_duplicates_and_orphans() {
     assert!(matches!(err, Error::Corruption { .. }), "{err}");
 
     // Duplicate positions across two committed files.
-    let dir = tempfile::tempdir().unwrap();
+    let dir = scratch();
     let root = dir.path().join("archive");
     let mut archive = write_sample(&root);
     archive.write_job(2, None, vec![event(3, "order-3", 1, JAN_2 + 30, b"{}", b"")]).unwrap();
@@ -299,7 +308,7 @@ fn verify_catches_flipped_bytes_missing_files_duplicates_and_orphans() {
 
 #[test]
 fn verify_catches_rows_in_the_wrong_partition_and_a_bad_manifest_entry() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = scratch();
     let root = dir.path().join("archive");
     let archive = write_sample(&root);
     // Rewrite the manifest so a globex file claims to be acme's (path and tenant together, so
@@ -322,7 +331,7 @@ fn verify_catches_rows_in_the_wrong_partition_and_a_bad_manifest_entry() {
 
 #[test]
 fn hostile_or_oversized_manifests_are_refused() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = scratch();
     let root = dir.path().join("archive");
     let archive = write_sample(&root);
     let good = serde_json::to_value(archive.manifest()).unwrap();
@@ -417,7 +426,7 @@ fn a_fault_at_any_step_of_write_job_leaves_the_old_or_the_new_manifest() {
     let mut expected_new = Vec::new();
     let mut counts = Vec::new();
     for with_base in [false, true] {
-        let dir = tempfile::tempdir().unwrap();
+        let dir = scratch();
         let sim = SimFileSystem::new();
         let (_, archive, result) = run_job(&dir.path().join("archive"), with_base, &sim);
         result.unwrap();
@@ -432,7 +441,7 @@ fn a_fault_at_any_step_of_write_job_leaves_the_old_or_the_new_manifest() {
                 let torn: &[Option<usize>] = if kind == OpKind::Write { &[None, Some(7)] } else { &[None] };
                 for &torn_at in torn {
                     let context = format!("base {with_base}, {kind:?} #{nth} torn {torn_at:?}");
-                    let dir = tempfile::tempdir().unwrap();
+                    let dir = scratch();
                     let root = dir.path().join("archive");
                     let sim = SimFileSystem::new();
                     sim.fail(Fault { kind, nth, torn_at });
@@ -453,14 +462,14 @@ fn a_fault_at_any_step_of_write_job_leaves_the_old_or_the_new_manifest() {
 
 #[test]
 fn a_power_loss_after_any_fault_or_after_success_never_leaves_a_dangling_manifest() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = scratch();
     let sim = SimFileSystem::new();
     let (_, _, result) = run_job(&dir.path().join("archive"), false, &sim);
     result.unwrap();
     let total = [OpKind::Write, OpKind::Sync, OpKind::Metadata].map(|k| (k, sim.count(k)));
     let empty = Manifest::default();
     let new = {
-        let dir = tempfile::tempdir().unwrap();
+        let dir = scratch();
         let (_, archive, result) = run_job(&dir.path().join("archive"), false, &SimFileSystem::new());
         result.unwrap();
         archive.manifest().clone()
@@ -473,7 +482,7 @@ fn a_power_loss_after_any_fault_or_after_success_never_leaves_a_dangling_manifes
             for mode in modes {
                 seed += 1;
                 let context = format!("{kind:?} #{nth} then {mode:?} seed {seed}");
-                let dir = tempfile::tempdir().unwrap();
+                let dir = scratch();
                 let root = dir.path().join("archive");
                 let sim = SimFileSystem::new();
                 if nth > 0 {
@@ -502,7 +511,7 @@ fn a_power_loss_after_any_fault_or_after_success_never_leaves_a_dangling_manifes
 #[test]
 fn every_file_is_durable_before_the_manifest_names_it() {
     use logbook::storage::Op;
-    let dir = tempfile::tempdir().unwrap();
+    let dir = scratch();
     let root = dir.path().join("archive");
     let sim = SimFileSystem::new();
     let (_, archive, result) = run_job(&root, false, &sim);
