@@ -453,30 +453,27 @@ fn write_durably(fsys: &dyn FileSystem, path: &Path, bytes: &[u8]) -> Result<()>
     fsys.sync_dir(dir).map_err(|e| Error::io(context("syncing the directory of"), e))
 }
 
-/// Creates `dir` and its missing ancestors, then syncs the parent of each one created, so the
-/// new entries survive a crash.
-fn create_dir_durably(fsys: &dyn FileSystem, dir: &Path) -> Result<()> {
-    let mut missing = Vec::new();
-    let mut cursor = Some(dir);
-    while let Some(d) = cursor {
-        if d.as_os_str().is_empty() || d.is_dir() {
-            break;
-        }
-        missing.push(d.to_path_buf());
-        cursor = d.parent();
-    }
-    if missing.is_empty() {
-        return Ok(());
-    }
+/// Creates `dir` (inside or equal to `root`) with its missing ancestors, then syncs every
+/// directory from `dir`'s parent up to `root`'s parent, so the new entries survive a crash.
+/// It syncs them even when nothing was missing: a retry after a failed sync must not skip the
+/// sync that failed.
+fn create_dir_durably(fsys: &dyn FileSystem, dir: &Path, root: &Path) -> Result<()> {
     fs::create_dir_all(dir).map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
-    for created in missing.iter().rev() {
-        let parent = match created.parent() {
-            Some(p) if !p.as_os_str().is_empty() => p,
-            _ => Path::new("."),
-        };
-        fsys.sync_dir(parent).map_err(|e| Error::io(format!("syncing {}", parent.display()), e))?;
+    let parent_of = |d: &Path| -> PathBuf {
+        match d.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
+        }
+    };
+    let mut current = dir.to_path_buf();
+    loop {
+        let parent = parent_of(&current);
+        fsys.sync_dir(&parent).map_err(|e| Error::io(format!("syncing {}", parent.display()), e))?;
+        if current == root || !current.starts_with(root) {
+            return Ok(());
+        }
+        current = parent;
     }
-    Ok(())
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -567,7 +564,6 @@ impl Archive {
             let key = (tenant_of(&event.stream).to_string(), date_of(event.timestamp_us));
             partitions.entry(key).or_default().push(event);
         }
-        create_dir_durably(self.fs.as_ref(), &self.root)?;
         let mut written: Vec<ManifestFile> = Vec::new();
         for ((tenant, date), rows) in &partitions {
             match self.write_partition(job, tenant, date, rows) {
@@ -601,7 +597,7 @@ impl Archive {
         let relative = format!("tenant={tenant}/date={date}/job-{job:06}-{:020}.parquet", first.position);
         let path = self.root.join(&relative);
         if let Some(dir) = path.parent() {
-            create_dir_durably(self.fs.as_ref(), dir)?;
+            create_dir_durably(self.fs.as_ref(), dir, &self.root)?;
         }
         let bytes = encode_parquet(rows)?;
         write_durably(self.fs.as_ref(), &path, &bytes)?;
@@ -625,7 +621,7 @@ impl Archive {
         next.validate().map_err(|reason| Error::InvalidInput(format!("refusing to write a bad manifest: {reason}")))?;
         let bytes = serde_json::to_vec_pretty(&next)
             .map_err(|e| Error::InvalidInput(format!("serializing the manifest: {e}")))?;
-        create_dir_durably(self.fs.as_ref(), &self.root)?;
+        create_dir_durably(self.fs.as_ref(), &self.root, &self.root)?;
         write_durably(self.fs.as_ref(), &self.root.join(MANIFEST_FILE), &bytes)?;
         self.manifest = next;
         Ok(())
@@ -815,6 +811,45 @@ impl Archive {
         let mut positions: Vec<u64> = owner.into_keys().collect();
         positions.sort_unstable();
         (findings, positions)
+    }
+}
+
+/// Adds the cold tier of data directory `data` (`<data>/archive`, when it exists) to `report`:
+/// [`Archive::verify`]'s findings, its committed files and rows, and a finding for archived
+/// positions that are also in the hot tier (the segments' `first_position..=last_position`).
+pub fn verify_data_dir(data: &Path, report: &mut crate::verify::VerifyReport) {
+    let root = data.join(ARCHIVE_DIR);
+    if !root.is_dir() {
+        return;
+    }
+    let archive = match Archive::open(&root, crate::storage::std_fs()) {
+        Ok(archive) => archive,
+        Err(err) => {
+            let (file, offset) = match &err {
+                Error::Corruption { file, offset, .. } => (file.clone(), *offset),
+                _ => (root.join(MANIFEST_FILE), 0),
+            };
+            let reason = format!("cannot open the archive: {err}");
+            report.findings.push(Finding { severity: Severity::Corruption, file, offset, reason });
+            return;
+        }
+    };
+    let (findings, positions) = archive.verify();
+    report.findings.extend(findings);
+    report.archive_files = archive.file_count();
+    report.archive_events = archive.event_count();
+    let hot = report.first_position..=report.last_position;
+    if report.events > 0 {
+        let both: Vec<u64> = positions.into_iter().filter(|p| hot.contains(p)).collect();
+        if let Some(first) = both.first() {
+            let reason = format!(
+                "{} archived positions (the first {first}) are also in the hot tier ({}..={})",
+                both.len(),
+                report.first_position,
+                report.last_position
+            );
+            report.findings.push(Finding { severity: Severity::Corruption, file: root.clone(), offset: 0, reason });
+        }
     }
 }
 

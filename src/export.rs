@@ -57,11 +57,7 @@ pub fn export_with_fs(
     // Rolling back pending jobs below is right for an export directory but would destroy a
     // compaction in flight in the store's own archive.
     let own = store.dir().join(ARCHIVE_DIR);
-    let same = |a: &Path, b: &Path| match (a.canonicalize(), b.canonicalize()) {
-        (Ok(a), Ok(b)) => a == b,
-        _ => false,
-    };
-    if same(out, &own) {
+    if resolved(out) == resolved(&own) {
         return Err(Error::InvalidInput(format!("{} is the store's own cold tier; export elsewhere", out.display())));
     }
     let mut archive = Archive::open(out, fs)?;
@@ -100,6 +96,20 @@ pub fn export_with_fs(
         archive.commit_job(job)?;
     }
     Ok(report)
+}
+
+/// `path` made absolute with symlinks resolved, also when it (or its parent) does not exist yet.
+fn resolved(path: &Path) -> std::path::PathBuf {
+    if let Ok(p) = path.canonicalize() {
+        return p;
+    }
+    match (path.parent(), path.file_name()) {
+        (Some(parent), Some(name)) => {
+            let parent = if parent.as_os_str().is_empty() { Path::new(".") } else { parent };
+            resolved(parent).join(name)
+        }
+        _ => path.to_path_buf(),
+    }
 }
 
 fn write_chunk(
@@ -154,6 +164,11 @@ mod tests {
         let (findings, positions) = archive.verify();
         assert!(findings.is_empty(), "{findings:?}");
         assert_eq!(positions, vec![1, 2, 3, 4]);
+
+        // The store's own cold tier is refused, however it is spelled.
+        let own = dir.path().join("data/../data/archive");
+        assert!(matches!(export(&store, &own, None, None, |_, _| {}), Err(Error::InvalidInput(_))));
+        assert!(!dir.path().join("data/archive").exists());
 
         // A window that holds nothing exports nothing.
         let other = dir.path().join("empty");

@@ -72,6 +72,10 @@ pub fn collect(store: &Store) -> Result<StatsReport> {
         last_position: store.head_position(),
         ..StatsReport::default()
     };
+    let archive_root = store.dir().join(crate::archive::ARCHIVE_DIR);
+    if archive_root.is_dir() {
+        report.archived_events = crate::archive::Archive::open(&archive_root, crate::storage::std_fs())?.event_count();
+    }
     let mut next = 1;
     loop {
         let page = store.read_all_page(next, PAGE_EVENTS, &Filter::all())?;

@@ -87,6 +87,63 @@ pub fn now_us() -> i64 {
         .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
 }
 
+/// Parses an RFC 3339 date (`2026-01-02`, midnight UTC) or date-time
+/// (`2026-01-02T10:04:18Z`, `2026-01-02 10:04:18.5+02:00`) into microseconds since the epoch.
+/// `None` when the text is neither.
+pub fn parse_rfc3339(text: &str) -> Option<i64> {
+    let text = text.trim();
+    if !text.is_ascii() {
+        return None; // (and every slice below is on a character boundary)
+    }
+    let num = |s: &str| -> Option<i64> { s.bytes().all(|b| b.is_ascii_digit()).then(|| s.parse().ok()).flatten() };
+    let (date, rest) = if text.len() > 10 { text.split_at(10) } else { (text, "") };
+    let mut parts = date.split('-');
+    let (year, month, day) = (num(parts.next()?)?, num(parts.next()?)?, num(parts.next()?)?);
+    if date.len() != 10 || !(1..=12).contains(&month) || !(1..=31).contains(&day) {
+        return None;
+    }
+    let days = days_from_civil(year, month as u32, day as u32);
+    if utc(days * DAY_US).day != day as u32 {
+        return None; // 2026-02-30
+    }
+    let mut us = days.checked_mul(DAY_US)?;
+    if rest.is_empty() {
+        return Some(us);
+    }
+    let rest = rest.strip_prefix(['T', 't', ' '])?;
+    if rest.len() < 8 || &rest[2..3] != ":" || &rest[5..6] != ":" {
+        return None;
+    }
+    let (h, m, sec) = (num(&rest[0..2])?, num(&rest[3..5])?, num(&rest[6..8])?);
+    if h > 23 || m > 59 || sec > 60 {
+        return None;
+    }
+    us += (h * 3600 + m * 60 + sec) * 1_000_000;
+    let mut rest = &rest[8..];
+    if let Some(frac) = rest.strip_prefix('.') {
+        let digits = frac.bytes().take_while(u8::is_ascii_digit).count();
+        if digits == 0 {
+            return None;
+        }
+        let micros: String = frac[..digits].chars().chain(std::iter::repeat('0')).take(6).collect();
+        us += num(&micros)?;
+        rest = &frac[digits..];
+    }
+    let offset_us = match rest {
+        "Z" | "z" => 0,
+        _ if rest.len() == 6 && &rest[3..4] == ":" => {
+            let sign = match &rest[0..1] {
+                "+" => 1,
+                "-" => -1,
+                _ => return None,
+            };
+            sign * (num(&rest[1..3])? * 60 + num(&rest[4..6])?) * 60_000_000
+        }
+        _ => return None,
+    };
+    us.checked_sub(offset_us)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -103,6 +160,27 @@ mod tests {
         assert_eq!(rfc3339(4_107_542_400_000_000), "2100-03-01T00:00:00.000000Z");
         assert_eq!(hms(1_700_000_000_000_000), "22:13:20");
         assert_eq!(date(1_700_000_000_000_000), "2023-11-14");
+    }
+
+    #[test]
+    fn parses_rfc3339() {
+        assert_eq!(parse_rfc3339("2023-11-14"), Some(1_699_920_000_000_000));
+        assert_eq!(parse_rfc3339("2023-11-14T22:13:20Z"), Some(1_700_000_000_000_000));
+        assert_eq!(parse_rfc3339("2023-11-14 22:13:20.5Z"), Some(1_700_000_000_500_000));
+        assert_eq!(parse_rfc3339("2023-11-15T00:13:20+02:00"), Some(1_700_000_000_000_000));
+        assert_eq!(parse_rfc3339(&rfc3339(951_827_696_789_012)), Some(951_827_696_789_012));
+        for bad in [
+            "",
+            "30d",
+            "2023-13-01",
+            "2023-02-30",
+            "2023-11-14T22:13",
+            "2023-11-14T22:13:20",
+            "2023-11-14x",
+            "2023-11-1é",
+        ] {
+            assert_eq!(parse_rfc3339(bad), None, "{bad}");
+        }
     }
 
     #[test]

@@ -48,6 +48,9 @@ pub struct VerifyReport {
     pub first_position: u64,
     pub last_position: u64,
     pub findings: Vec<Finding>,
+    /// Committed files and rows of the cold tier (`archive/`), 0 when there is none.
+    pub archive_files: u64,
+    pub archive_events: u64,
 }
 
 impl VerifyReport {

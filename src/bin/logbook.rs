@@ -31,6 +31,9 @@ enum Command {
     Verify(VerifyArgs),
     /// What a store holds: events, streams, segments, bytes, per category and type, oldest/newest.
     Stats(StatsArgs),
+    /// Copy events into Parquet files (the cold tier's format) for DuckDB, pandas or Spark;
+    /// deletes nothing.
+    Export(ExportArgs),
     /// The order lifecycle of seed 000: an order's timeline, the funnel.
     #[command(subcommand)]
     Order(OrderCommand),
@@ -115,6 +118,32 @@ struct ReadArgs {
     /// Newest first.
     #[arg(long)]
     rev: bool,
+    /// Read the stream's archived events from `<--data>/archive` instead of the daemon.
+    #[arg(long)]
+    archive: bool,
+    /// Data directory, with --archive.
+    #[arg(long, default_value = "./data", requires = "archive")]
+    data: PathBuf,
+}
+
+#[derive(Args)]
+struct ExportArgs {
+    /// Data directory (the store must not be open elsewhere).
+    #[arg(long, default_value = "./data")]
+    data: PathBuf,
+    /// Only events at or after this instant: an RFC 3339 date or time, or a period back from
+    /// now (30d, 12h, 90m).
+    #[arg(long)]
+    since: Option<String>,
+    /// Only events before this instant (same forms as --since).
+    #[arg(long)]
+    until: Option<String>,
+    /// Archive directory to write (tenant=<t>/date=<d>/*.parquet and manifest.json).
+    #[arg(long, default_value = "./export")]
+    out: PathBuf,
+    /// Print the report as JSON.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Args)]
@@ -289,6 +318,7 @@ fn main() -> ExitCode {
         Command::Tail(args) => tail(args),
         Command::Verify(args) => verify(args),
         Command::Stats(args) => stats(args),
+        Command::Export(args) => export(args),
         Command::Order(OrderCommand::Timeline(args)) => order_timeline(args),
         Command::Order(OrderCommand::Funnel(args)) => order_funnel(args),
         Command::Demo(args) => demo(args),
@@ -388,6 +418,9 @@ fn print_event(event: &Event, json: bool) {
 }
 
 fn read(args: ReadArgs) -> Result<(), String> {
+    if args.archive {
+        return read_archive(&args);
+    }
     let mut client = connect(&args.conn)?;
     let events = client.read(&args.stream, args.from, args.count, args.rev).map_err(|e| e.to_string())?;
     for event in &events {
@@ -417,7 +450,8 @@ fn tail(args: TailArgs) -> Result<(), String> {
 }
 
 fn verify(args: VerifyArgs) -> Result<(), String> {
-    let report = logbook::verify::verify_dir(&args.data).map_err(|e| e.to_string())?;
+    let mut report = logbook::verify::verify_dir(&args.data).map_err(|e| e.to_string())?;
+    logbook::archive::verify_data_dir(&args.data, &mut report);
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?);
     } else {
@@ -429,6 +463,9 @@ fn verify(args: VerifyArgs) -> Result<(), String> {
             report.first_position,
             report.last_position
         );
+        if args.data.join(logbook::archive::ARCHIVE_DIR).is_dir() {
+            println!("archive: {} files, {} rows", report.archive_files, report.archive_events);
+        }
         for finding in &report.findings {
             println!(
                 "{:?}: {} at byte {}: {}",
@@ -705,4 +742,64 @@ fn print_bench(r: &logbook::bench::BenchReport) {
     println!("  {:<22} {:>14.1} {:>24}", "latency p99 (µs)", r.latency_us_p99, "");
     println!("  {:<22} {:>14.1} {:>24}", "latency p99.9 (µs)", r.latency_us_p999, "");
     println!("  {:<22} {:>14} {:>24}", "fsyncs", r.fsyncs, format!("{} ops in {:.2} s", r.operations, r.seconds));
+}
+
+/// `read --archive`: the stream's archived events, from the Parquet files, in version order.
+fn read_archive(args: &ReadArgs) -> Result<(), String> {
+    let root = args.data.join(logbook::archive::ARCHIVE_DIR);
+    let archive = logbook::archive::Archive::open(&root, logbook::storage::std_fs()).map_err(|e| e.to_string())?;
+    let mut events = archive.read_stream(&args.stream).map_err(|e| e.to_string())?;
+    events.retain(|e| e.version >= args.from.unwrap_or(0));
+    if args.rev {
+        events.reverse();
+    }
+    for e in events.into_iter().take(args.count.map_or(usize::MAX, |n| n as usize)) {
+        let event = Event {
+            id: uuid::Uuid::from_bytes(e.id),
+            stream: e.stream,
+            version: e.version,
+            position: e.position,
+            event_type: e.event_type,
+            time: logbook::time::rfc3339(e.timestamp_us),
+            data: e.data,
+            meta: e.metadata,
+        };
+        print_event(&event, args.conn.json);
+    }
+    Ok(())
+}
+
+/// An instant for --since/--until: RFC 3339, or a period back from now (`30d`).
+fn parse_instant(text: &str, flag: &str) -> Result<i64, String> {
+    if let Some(us) = logbook::time::parse_rfc3339(text) {
+        return Ok(us);
+    }
+    parse_period(text)
+        .map(|period| logbook::time::now_us().saturating_sub(period))
+        .map_err(|_| format!("{flag} wants an RFC 3339 date or time, or <n>d, <n>h, <n>m; got '{text}'"))
+}
+
+fn export(args: ExportArgs) -> Result<(), String> {
+    let since = args.since.as_deref().map(|t| parse_instant(t, "--since")).transpose()?;
+    let until = args.until.as_deref().map(|t| parse_instant(t, "--until")).transpose()?;
+    let store = open_store(&args.data)?;
+    let bar = progress_bar(store.head_position(), false);
+    let report = logbook::export::export(&store, &args.out, since, until, |done, total| {
+        bar.set_length(total);
+        bar.set_position(done);
+    })
+    .map_err(|e| e.to_string())?;
+    bar.finish_and_clear();
+    if args.json {
+        println!("{}", serde_json::to_string(&report).map_err(|e| e.to_string())?);
+    } else {
+        println!(
+            "exported {} events into {} files ({} bytes) under {}",
+            report.events,
+            report.files,
+            report.bytes,
+            args.out.display()
+        );
+    }
+    store.close().map_err(|e| e.to_string())
 }

@@ -1,0 +1,65 @@
+//! `logbook export`, `read --archive`, and the cold tier in `verify` and `stats`, through the
+//! real binary.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use logbook::{ExpectedVersion, NewEvent, Options, Store};
+
+const BIN: &str = env!("CARGO_BIN_EXE_logbook");
+
+fn run(args: &[&str]) -> Output {
+    Command::new(BIN).args(args).env("RUST_LOG", "warn").output().expect("spawn")
+}
+
+fn text(out: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+}
+
+fn fill(data: &Path) {
+    let store = Store::open(data, Options::default()).unwrap();
+    for (stream, body) in [("acme:order-1", &b"{\"a\":1}"[..]), ("order-2", b"\x00\x01"), ("acme:order-1", b"{}")] {
+        store.append(stream, ExpectedVersion::Any, vec![NewEvent::new("T", body.to_vec())]).unwrap();
+    }
+    store.close().unwrap();
+}
+
+#[test]
+fn export_read_verify_and_stats() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    fill(&data);
+    let (data_s, out_s) = (data.to_str().unwrap(), dir.path().join("out"));
+    let out_s = out_s.to_str().unwrap();
+
+    let out = run(&["export", "--data", data_s, "--out", out_s, "--since", "2000-01-01", "--until=-1d", "--json"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!((report["events"].as_u64(), report["files"].as_u64()), (Some(3), Some(2)), "{report}");
+    let out = run(&["export", "--data", data_s, "--out", out_s, "--since", "yesterday"]);
+    assert!(!out.status.success() && text(&out).contains("--since wants"), "{}", text(&out));
+    let out = run(&["export", "--data", data_s, "--out", &format!("{data_s}/archive")]);
+    assert!(!out.status.success() && text(&out).contains("own cold tier"), "{}", text(&out));
+
+    // Make the export the store's cold tier to exercise read --archive, verify and stats; the
+    // same positions are then both hot and archived, which verify must flag.
+    std::fs::rename(dir.path().join("out"), data.join("archive")).unwrap();
+    let out = run(&["read", "--archive", "--data", data_s, "acme:order-1"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 2, "{stdout}");
+    assert!(lines[0].contains("acme:order-1@1 T {\"a\":1}") && lines[1].contains("acme:order-1@2"), "{stdout}");
+    let out = run(&["read", "--archive", "--data", data_s, "--json", "--rev", "--count", "1", "acme:order-1"]);
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["version"], 2, "{json}");
+
+    let out = run(&["stats", "--data", data_s, "--json"]);
+    let stats: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(stats["archived_events"], 3, "{stats}");
+
+    let out = run(&["verify", "--data", data_s]);
+    let said = text(&out);
+    assert!(!out.status.success(), "{said}");
+    assert!(said.contains("archive: 2 files, 3 rows") && said.contains("also in the hot tier"), "{said}");
+}
