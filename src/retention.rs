@@ -133,7 +133,7 @@ pub fn parse_duration(text: &str) -> Result<i64> {
 }
 
 /// The `[retention]` table of a config file.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RetentionConfig {
     pub archive: Option<bool>,
@@ -144,7 +144,7 @@ pub struct RetentionConfig {
     pub legal_holds: Option<Vec<HoldConfig>>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RuleConfig {
     pub category: Option<String>,
@@ -153,7 +153,7 @@ pub struct RuleConfig {
     pub max_count: Option<u64>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HoldConfig {
     pub event_type: String,

@@ -265,6 +265,11 @@ impl Store {
         &self.inner.shared.dir
     }
 
+    /// The current time by the store's clock (the one that stamps events).
+    pub fn now_us(&self) -> i64 {
+        self.inner.options.clock.now_us()
+    }
+
     /// The stream's current version (0 when it has no events).
     pub fn stream_version(&self, stream: &str) -> u64 {
         self.inner.shared.state.read().streams.version(stream)

@@ -34,6 +34,11 @@ enum Command {
     /// Copy events into Parquet files (the cold tier's format) for DuckDB, pandas or Spark;
     /// deletes nothing.
     Export(ExportArgs),
+    /// Apply the retention policy now: archive expired events to <data>/archive (Parquet),
+    /// drop deleted streams' events, rewrite and merge sealed segments.
+    Compact(CompactArgs),
+    /// Delete a stream (a tombstone): hidden from reads at once, removed by the next compaction.
+    DeleteStream(DeleteStreamArgs),
     /// The order lifecycle of seed 000: an order's timeline, the funnel.
     #[command(subcommand)]
     Order(OrderCommand),
@@ -144,6 +149,33 @@ struct ExportArgs {
     /// Print the report as JSON.
     #[arg(long)]
     json: bool,
+}
+
+#[derive(Args)]
+struct CompactArgs {
+    /// Data directory (the store must not be open elsewhere: stop the daemon, or let its
+    /// `compact_interval` do this).
+    #[arg(long, default_value = "./data")]
+    data: PathBuf,
+    /// TOML file with a [retention] table (the daemon's config works); without it the default
+    /// policy applies: no rules, the default legal holds, so only deleted streams are removed.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Print the report as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+struct DeleteStreamArgs {
+    /// Data directory (the store must not be open elsewhere).
+    #[arg(long, default_value = "./data")]
+    data: PathBuf,
+    /// The stream to delete.
+    stream: String,
+    /// Only if the stream is at this version: any, none, exists or a number.
+    #[arg(long, default_value = "any")]
+    expected: String,
 }
 
 #[derive(Args)]
@@ -318,6 +350,8 @@ fn main() -> ExitCode {
         Command::Tail(args) => tail(args),
         Command::Verify(args) => verify(args),
         Command::Stats(args) => stats(args),
+        Command::Compact(args) => compact(args),
+        Command::DeleteStream(args) => delete_stream(args),
         Command::Export(args) => export(args),
         Command::Order(OrderCommand::Timeline(args)) => order_timeline(args),
         Command::Order(OrderCommand::Funnel(args)) => order_funnel(args),
@@ -777,6 +811,55 @@ fn parse_instant(text: &str, flag: &str) -> Result<i64, String> {
     parse_period(text)
         .map(|period| logbook::time::now_us().saturating_sub(period))
         .map_err(|_| format!("{flag} wants an RFC 3339 date or time, or <n>d, <n>h, <n>m; got '{text}'"))
+}
+
+fn compact(args: CompactArgs) -> Result<(), String> {
+    let policy = match &args.config {
+        Some(path) => {
+            let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+            logbook::retention::RetentionPolicy::from_toml(&text).map_err(|e| format!("{}: {e}", path.display()))?
+        }
+        None => logbook::retention::RetentionPolicy::default(),
+    };
+    let store = open_store(&args.data)?;
+    let bar = progress_bar(0, false);
+    if let Ok(style) = indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} segment steps eta {eta}") {
+        bar.set_style(style);
+    }
+    let report = logbook::compact::compact(&store, &policy, store.now_us(), |done, total| {
+        bar.set_length(total);
+        bar.set_position(done);
+    })
+    .map_err(|e| e.to_string())?;
+    bar.finish_and_clear();
+    if args.json {
+        println!("{}", serde_json::to_string(&report).map_err(|e| e.to_string())?);
+    } else {
+        println!(
+            "compacted {} of {} sealed segments into {} ({} now): {} events expired ({} archived in {} files), \
+             {} of deleted streams removed, {} kept by legal hold; {} -> {} bytes",
+            report.inputs,
+            report.segments_before,
+            report.rewritten,
+            report.segments_after,
+            report.expired,
+            report.archived,
+            report.archive_files,
+            report.purged,
+            report.held,
+            report.bytes_before,
+            report.bytes_after
+        );
+    }
+    store.close().map_err(|e| e.to_string())
+}
+
+fn delete_stream(args: DeleteStreamArgs) -> Result<(), String> {
+    let expected: logbook::ExpectedVersion = args.expected.parse().map_err(|e| format!("--expected: {e}"))?;
+    let store = open_store(&args.data)?;
+    let result = store.delete_stream(&args.stream, expected).map_err(|e| e.to_string())?;
+    println!("deleted {} (tombstone at position {})", args.stream, result.first_position);
+    store.close().map_err(|e| e.to_string())
 }
 
 fn export(args: ExportArgs) -> Result<(), String> {

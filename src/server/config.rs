@@ -169,6 +169,8 @@ pub struct Config {
     pub admin: Option<AdminConfig>,
     #[serde(rename = "tenant")]
     pub tenants: Vec<TenantConfig>,
+    /// Retention rules, legal holds, archiving and the background compaction interval.
+    pub retention: Option<crate::retention::RetentionConfig>,
 }
 
 impl Default for Config {
@@ -181,6 +183,7 @@ impl Default for Config {
             store: StoreConfig::default(),
             admin: None,
             tenants: Vec::new(),
+            retention: None,
         }
     }
 }
@@ -202,10 +205,19 @@ impl Config {
         self.admin.is_some() || !self.tenants.is_empty()
     }
 
+    /// The retention policy of the `[retention]` table (the default policy without one).
+    pub fn retention_policy(&self) -> Result<crate::retention::RetentionPolicy, String> {
+        match &self.retention {
+            Some(table) => crate::retention::RetentionPolicy::from_config(table).map_err(|e| e.to_string()),
+            None => Ok(crate::retention::RetentionPolicy::default()),
+        }
+    }
+
     /// Checks limits and that an open daemon (no auth) only listens on loopback.
     pub fn validate(&self) -> Result<(), String> {
         self.limits.validate()?;
         self.store.options()?;
+        self.retention_policy()?;
         if !self.auth_required() {
             require_loopback(&self.listen, "listen")?;
             if let Some(metrics) = &self.metrics {

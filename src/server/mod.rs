@@ -117,6 +117,8 @@ pub struct Server {
     metrics_addr: Option<SocketAddr>,
     acceptor: Option<JoinHandle<()>>,
     metrics: Option<JoinHandle<()>>,
+    /// Background compaction, when the config asks for it.
+    compactor: Option<JoinHandle<()>>,
 }
 
 /// Triggers a server's shutdown from another thread (e.g. a signal handler thread).
@@ -207,7 +209,8 @@ impl Server {
             }
             None => None,
         };
-        Ok(Server { shared, addr, metrics_addr, acceptor: Some(acceptor), metrics })
+        let compactor = start_compactor(&shared)?;
+        Ok(Server { shared, addr, metrics_addr, acceptor: Some(acceptor), metrics, compactor })
     }
 
     /// Where the RESP listener is bound.
@@ -244,6 +247,10 @@ impl Server {
             let _ = metrics.join();
         }
         self.shared.shutting_down.store(true, Ordering::Release);
+        if let Some(compactor) = self.compactor.take() {
+            // A compaction in progress finishes its current unit's steps first.
+            let _ = compactor.join();
+        }
         {
             let mut connections = self.shared.connections.lock();
             // End each connection's reads; a thread finishes its current batch, then sees EOF.
@@ -262,6 +269,35 @@ impl Server {
         Ok(())
     }
 }
+
+/// Starts the background compaction thread when the config sets `compact_interval`.
+fn start_compactor(shared: &Arc<Shared>) -> Result<Option<JoinHandle<()>>, ServerError> {
+    let policy = shared.config.retention_policy().map_err(ServerError::Config)?;
+    let Some(interval) = policy.compact_interval else { return Ok(None) };
+    let shared = Arc::clone(shared);
+    let handle = std::thread::Builder::new()
+        .name("logbook-compact".into())
+        .spawn(move || {
+            let mut next = Instant::now() + interval;
+            while !shared.is_shutting_down() {
+                if Instant::now() < next {
+                    std::thread::sleep(COMPACTOR_TICK.min(next - Instant::now()));
+                    continue;
+                }
+                let now = shared.store.now_us();
+                match crate::compact::compact(&shared.store, &policy, now, |_, _| {}) {
+                    Ok(report) => tracing::info!(?report, "background compaction finished"),
+                    Err(err) => tracing::error!(%err, "background compaction failed"),
+                }
+                next = Instant::now() + interval;
+            }
+        })
+        .map_err(io_error("starting the compaction thread"))?;
+    Ok(Some(handle))
+}
+
+/// How often the compaction thread checks for shutdown while it waits.
+const COMPACTOR_TICK: Duration = Duration::from_millis(100);
 
 fn accept_loop(shared: &Arc<Shared>, listener: &TcpListener) {
     for conn in listener.incoming() {
