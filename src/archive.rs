@@ -261,7 +261,8 @@ fn decode_inner(bytes: &[u8]) -> std::result::Result<Vec<ArchivedEvent>, String>
         }
     }
     let reader = builder.build().map_err(|e| format!("cannot read rows: {e}"))?;
-    let mut out = Vec::with_capacity(rows as usize);
+    // Not `with_capacity(rows)`: the footer's claim is not yet backed by any decoded page.
+    let mut out = Vec::new();
     for batch in reader {
         let batch = batch.map_err(|e| format!("cannot read rows: {e}"))?;
         decode_batch(&batch, &mut out)?;
