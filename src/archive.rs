@@ -41,7 +41,7 @@ use crate::types::RecordedEvent;
 use crate::verify::{Finding, Severity};
 
 /// The manifest's file name, directly under the archive root.
-pub const MANIFEST_FILE: &str = "manifest.json";
+pub const MANIFEST_FILE: &str = "_manifest.json";
 /// The archive root's name inside a data directory (`<data>/archive`).
 pub const ARCHIVE_DIR: &str = "archive";
 /// The manifest format this code writes and reads.
@@ -311,7 +311,7 @@ fn decode_batch(batch: &RecordBatch, out: &mut Vec<ArchivedEvent>) -> std::resul
 // ---------------------------------------------------------------------------------------------
 // Manifest
 
-/// What the archive holds. Stored as `manifest.json` under the root.
+/// What the archive holds. Stored as `_manifest.json` under the root.
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
 pub struct Manifest {
     /// Always 1 for now.

@@ -519,7 +519,7 @@ fn every_file_is_durable_before_the_manifest_names_it() {
     let ops = sim.ops();
     let at = |want: &Op| ops.iter().position(|op| op == want).unwrap_or_else(|| panic!("missing {want:?} in {ops:?}"));
     let manifest = root.join(MANIFEST_FILE);
-    let manifest_tmp = root.join("manifest.json.tmp");
+    let manifest_tmp = root.join("_manifest.json.tmp");
     let manifest_rename = at(&Op::Rename(manifest_tmp.clone(), manifest.clone()));
     assert!(at(&Op::SyncAll(manifest_tmp)) < manifest_rename);
     assert!(ops.iter().rposition(|op| *op == Op::SyncDir(root.clone())).is_some_and(|i| i > manifest_rename));

@@ -143,7 +143,7 @@ struct ExportArgs {
     /// Only events before this instant (same forms as --since).
     #[arg(long)]
     until: Option<String>,
-    /// Archive directory to write (tenant=<t>/date=<d>/*.parquet and manifest.json).
+    /// Archive directory to write (tenant=<t>/date=<d>/*.parquet and _manifest.json).
     #[arg(long, default_value = "./export")]
     out: PathBuf,
     /// Print the report as JSON.
