@@ -7,6 +7,7 @@
 
 pub mod aggregate;
 pub mod archive;
+pub mod backup;
 pub mod bench;
 pub mod client;
 pub mod compact;

@@ -289,7 +289,11 @@ pub struct AppendRequest {
 pub enum Request {
     Append(AppendRequest, Sender<Result<AppendResult>>),
     /// Delete a stream: write a tombstone if its version satisfies the expected version.
-    Delete { stream: String, expected: ExpectedVersion, reply: Sender<Result<AppendResult>> },
+    Delete {
+        stream: String,
+        expected: ExpectedVersion,
+        reply: Sender<Result<AppendResult>>,
+    },
     /// Make everything written so far durable (for `SyncMode::Never`/`Every`).
     Sync(Sender<Result<()>>),
     /// Commit, sync, mark the shutdown clean and stop.
@@ -1008,8 +1012,7 @@ impl Writer {
         // A struct of a string and an integer always serializes.
         let data = serde_json::to_vec(&tombstone).unwrap_or_default();
         let event = NewEvent::new(TOMBSTONE_TYPE, data);
-        let encoded_bytes =
-            record::encoded_len(TOMBSTONE_STREAM.len(), TOMBSTONE_TYPE.len(), 0, event.data.len());
+        let encoded_bytes = record::encoded_len(TOMBSTONE_STREAM.len(), TOMBSTONE_TYPE.len(), 0, event.data.len());
         let append = AppendRequest {
             stream: TOMBSTONE_STREAM.to_string(),
             expected: ExpectedVersion::Any,

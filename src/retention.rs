@@ -93,12 +93,7 @@ pub struct RetentionPolicy {
 impl Default for RetentionPolicy {
     /// No rules (nothing expires), the default legal holds, archiving on.
     fn default() -> Self {
-        RetentionPolicy {
-            rules: Vec::new(),
-            legal_holds: default_legal_holds(),
-            archive: true,
-            compact_interval: None,
-        }
+        RetentionPolicy { rules: Vec::new(), legal_holds: default_legal_holds(), archive: true, compact_interval: None }
     }
 }
 
@@ -274,9 +269,7 @@ impl RetentionPolicy {
 
     /// True when a legal hold keeps an event of `event_type` written at `timestamp_us` at `now_us`.
     pub fn held(&self, event_type: &str, timestamp_us: i64, now_us: i64) -> bool {
-        self.legal_holds
-            .iter()
-            .any(|h| h.event_type == event_type && now_us < timestamp_us.saturating_add(h.hold_us))
+        self.legal_holds.iter().any(|h| h.event_type == event_type && now_us < timestamp_us.saturating_add(h.hold_us))
     }
 
     /// Decides one event's fate.

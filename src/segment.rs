@@ -629,7 +629,8 @@ mod tests {
 
     #[test]
     fn compacted_segments_allow_gaps_inside_their_range_only() {
-        let header = SegmentHeader { base_position: 10, created_us: 0, compacted: Some(Compacted { end_position: 20, job: 3 }) };
+        let header =
+            SegmentHeader { base_position: 10, created_us: 0, compacted: Some(Compacted { end_position: 20, job: 3 }) };
         let encoded = encode_header(&header);
         assert_eq!(decode_header(&encoded), Ok(header));
         let rule = Positions::of(&header);

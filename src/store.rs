@@ -241,6 +241,13 @@ impl Store {
         rx.recv().unwrap_or_else(|_| Err(Error::WriterFailed("the writer thread stopped".into())))
     }
 
+    /// The events of `stream` that compaction moved to the cold tier (`<data>/archive`), in
+    /// version order; read them before [`Store::read_stream`] for the whole history.
+    pub fn read_archived_stream(&self, stream: &str) -> Result<Vec<crate::archive::ArchivedEvent>> {
+        let root = self.dir().join(crate::archive::ARCHIVE_DIR);
+        crate::archive::Archive::open(&root, Arc::clone(&self.inner.options.fs))?.read_stream(stream)
+    }
+
     /// True when `stream` was deleted.
     pub fn is_deleted(&self, stream: &str) -> bool {
         self.inner.shared.state.read().is_deleted(stream)

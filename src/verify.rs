@@ -85,9 +85,8 @@ pub fn verify_dir_with_progress(dir: &Path, mut progress: impl FnMut(usize, usiz
         let is_last = i + 1 == bases.len();
         let path = segments_dir.join(segment::file_name(base));
         if base <= covered_to && !is_last {
-            let reason = format!(
-                "replaced by the compacted segment covering up to position {covered_to}; open removes it"
-            );
+            let reason =
+                format!("replaced by the compacted segment covering up to position {covered_to}; open removes it");
             report.findings.push(finding(Severity::Leftover, &path, 0, reason));
             report.segments -= 1;
             continue;

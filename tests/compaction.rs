@@ -197,6 +197,7 @@ fn retention_by_age_and_count_archives_then_removes_and_survivors_are_byte_ident
     let archive = Archive::open(&dir.path().join(ARCHIVE_DIR), logbook::storage::std_fs()).unwrap();
     let old: Vec<ArchivedEvent> = expired.iter().filter(|e| e.stream == stream).cloned().collect();
     assert_eq!(archive.read_stream(stream).unwrap(), old);
+    assert_eq!(store.read_archived_stream(stream).unwrap(), old);
     // Appends go on with the same versions and positions; a reopen sees the same.
     let head = store.head_position();
     let r = store.append(stream, ExpectedVersion::Exact(60), vec![NewEvent::new("ITEM_ADDED", b"{}".to_vec())]);

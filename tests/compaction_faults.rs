@@ -56,6 +56,14 @@ fn build(dir: &Path, clock: &Arc<AtomicI64>) {
     store.close().unwrap();
 }
 
+/// A scratch directory in memory when the machine has one (thousands of real fsyncs otherwise).
+fn scratch() -> tempfile::TempDir {
+    match Path::new("/dev/shm").is_dir() {
+        true => tempfile::tempdir_in("/dev/shm").unwrap_or_else(|_| tempfile::tempdir().unwrap()),
+        false => tempfile::tempdir().unwrap(),
+    }
+}
+
 fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();
     for entry in std::fs::read_dir(from).unwrap() {
@@ -101,13 +109,13 @@ fn visible(mut all: BTreeMap<u64, ArchivedEvent>) -> BTreeMap<u64, ArchivedEvent
 
 #[test]
 fn compaction_interrupted_at_every_operation_loses_and_duplicates_nothing() {
-    let base = tempfile::tempdir().unwrap();
+    let base = scratch();
     let clock = Arc::new(AtomicI64::new(T0));
     build(base.path(), &clock);
     let now = T0 + 20 * DAY_US;
     clock.store(now, Ordering::Release);
     // The expected end state, and how many operations a whole compaction performs.
-    let reference = tempfile::tempdir().unwrap();
+    let reference = scratch();
     copy_dir(base.path(), reference.path());
     let before = visible(both_tiers(reference.path(), &clock, "before"));
     let sim = SimFileSystem::new();
@@ -129,7 +137,7 @@ fn compaction_interrupted_at_every_operation_loses_and_duplicates_nothing() {
         for nth in 1..=(counts_after[k] - counts_before[k]) {
             for &mode in modes {
                 let context = format!("{kind:?} #{nth} of the compaction failing, then {mode:?}");
-                let dir = tempfile::tempdir().unwrap();
+                let dir = scratch();
                 copy_dir(base.path(), dir.path());
                 let sim = SimFileSystem::new();
                 let store = Store::open(dir.path(), options(&clock, Some(&sim))).unwrap();

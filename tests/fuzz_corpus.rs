@@ -247,7 +247,13 @@ fn index_seeds() -> Vec<(&'static str, Vec<u8>)> {
             let mut builder = IndexBuilder::default();
             for (i, position) in [3u64, 9, 10].into_iter().enumerate() {
                 let id = [i as u8; 16];
-                builder.add(&IndexedEvent { stream: "order-1", version: 2 + i as u64, position, id, offset: 64 + 90 * i as u32 });
+                builder.add(&IndexedEvent {
+                    stream: "order-1",
+                    version: 2 + i as u64,
+                    position,
+                    id,
+                    offset: 64 + 90 * i as u32,
+                });
             }
             builder.encode(2, 400, 0x5EED)
         }),

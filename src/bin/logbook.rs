@@ -37,6 +37,9 @@ enum Command {
     /// Apply the retention policy now: archive expired events to <data>/archive (Parquet),
     /// drop deleted streams' events, rewrite and merge sealed segments.
     Compact(CompactArgs),
+    /// Copy a store, live or not, to a new directory (a consistent backup; restore = move it
+    /// into place while the store is stopped).
+    Backup(BackupArgs),
     /// Delete a stream (a tombstone): hidden from reads at once, removed by the next compaction.
     DeleteStream(DeleteStreamArgs),
     /// The order lifecycle of seed 000: an order's timeline, the funnel.
@@ -164,6 +167,16 @@ struct CompactArgs {
     /// Print the report as JSON.
     #[arg(long)]
     json: bool,
+}
+
+#[derive(Args)]
+struct BackupArgs {
+    /// Data directory to copy (it may be in use by a daemon).
+    #[arg(long, default_value = "./data")]
+    data: PathBuf,
+    /// Where to put the copy (must not exist, or be empty).
+    #[arg(long)]
+    out: PathBuf,
 }
 
 #[derive(Args)]
@@ -352,6 +365,7 @@ fn main() -> ExitCode {
         Command::Stats(args) => stats(args),
         Command::Compact(args) => compact(args),
         Command::DeleteStream(args) => delete_stream(args),
+        Command::Backup(args) => backup(args),
         Command::Export(args) => export(args),
         Command::Order(OrderCommand::Timeline(args)) => order_timeline(args),
         Command::Order(OrderCommand::Funnel(args)) => order_funnel(args),
@@ -852,6 +866,19 @@ fn compact(args: CompactArgs) -> Result<(), String> {
         );
     }
     store.close().map_err(|e| e.to_string())
+}
+
+fn backup(args: BackupArgs) -> Result<(), String> {
+    let report = logbook::backup::backup_dir(&args.data, &args.out).map_err(|e| e.to_string())?;
+    println!(
+        "copied {} segments ({} files, {} bytes) to {}{}",
+        report.segments,
+        report.files,
+        report.bytes,
+        args.out.display(),
+        if report.retries > 0 { format!(" after {} retries", report.retries) } else { String::new() }
+    );
+    Ok(())
 }
 
 fn delete_stream(args: DeleteStreamArgs) -> Result<(), String> {

@@ -1,0 +1,155 @@
+//! A consistent copy of a store's data directory, taken while the store is live (or not).
+//!
+//! Sealed segments never change except by compaction, which replaces them whole; the active
+//! segment only grows; the archive changes only through its manifest. So a copy is consistent
+//! when no compaction replaced a sealed segment while it was being taken: the copy lists the
+//! sealed segments (name, length, header checksum) before and after copying and starts again
+//! (up to [`MAX_ATTEMPTS`] times) if that list changed. Segments sealed or created meanwhile are
+//! newer than the copy and simply not in it. The active segment is copied as far as it was
+//! written, so the copy holds every event acknowledged before the backup started; an append in
+//! flight may be cut, which the copy's first open repairs like after a crash (it has no
+//! `CLEAN` marker, so that open also checks every frame). Restore = stop the store, move the
+//! copy into place, open it.
+//!
+//! Every copied file is synced, then each directory, so a finished backup survives a power loss.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use crate::archive::{ARCHIVE_DIR, MANIFEST_FILE};
+use crate::error::{Error, Result};
+use crate::log::{read_header, SEGMENTS_DIR};
+use crate::segment;
+
+/// Copies attempted before giving up because compactions keep replacing segments.
+pub const MAX_ATTEMPTS: usize = 5;
+
+/// What a backup copied.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct BackupReport {
+    pub segments: usize,
+    pub files: usize,
+    pub bytes: u64,
+    /// Copies started over because a compaction replaced a sealed segment meanwhile.
+    pub retries: usize,
+}
+
+/// (base, length, header) of each sealed segment: what a compaction would change.
+type SealedList = Vec<(u64, u64, Option<segment::SegmentHeader>)>;
+
+fn sealed_list(segments: &Path) -> Result<(SealedList, Option<u64>)> {
+    let mut bases: Vec<u64> = fs::read_dir(segments)
+        .map_err(|e| Error::io(format!("listing {}", segments.display()), e))?
+        .filter_map(|e| e.ok())
+        .filter_map(|e| segment::parse_file_name(&e.file_name().to_string_lossy()))
+        .collect();
+    bases.sort_unstable();
+    let active = bases.pop();
+    let mut list = Vec::with_capacity(bases.len());
+    for base in bases {
+        let path = segments.join(segment::file_name(base));
+        let len = fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+        list.push((base, len, read_header(&path)));
+    }
+    Ok((list, active))
+}
+
+/// Copies the store in `data` to `out`, which must not exist or be empty.
+pub fn backup_dir(data: &Path, out: &Path) -> Result<BackupReport> {
+    let segments = data.join(SEGMENTS_DIR);
+    if !segments.is_dir() {
+        return Err(Error::InvalidInput(format!("{} holds no logbook store (no segments/)", data.display())));
+    }
+    if out.exists()
+        && fs::read_dir(out).map_err(|e| Error::io(format!("reading {}", out.display()), e))?.next().is_some()
+    {
+        return Err(Error::InvalidInput(format!("backup target {} is not empty", out.display())));
+    }
+    for attempt in 0..MAX_ATTEMPTS {
+        if out.exists() {
+            fs::remove_dir_all(out).map_err(|e| Error::io(format!("clearing {}", out.display()), e))?;
+        }
+        let (before, active) = sealed_list(&segments)?;
+        let mut report = BackupReport { retries: attempt, ..BackupReport::default() };
+        let out_segments = out.join(SEGMENTS_DIR);
+        fs::create_dir_all(&out_segments).map_err(|e| Error::io(format!("creating {}", out_segments.display()), e))?;
+        let mut names: Vec<String> = Vec::new();
+        for (base, _, _) in &before {
+            names.push(segment::file_name(*base));
+            names.push(crate::index::file_name(*base));
+        }
+        if let Some(active) = active {
+            names.push(segment::file_name(active));
+        }
+        for name in &names {
+            let copied = copy_synced(&segments.join(name), &out_segments.join(name))?;
+            if let Some(bytes) = copied {
+                report.files += 1;
+                report.bytes += bytes;
+            }
+        }
+        report.segments = before.len() + usize::from(active.is_some());
+        copy_archive(&data.join(ARCHIVE_DIR), &out.join(ARCHIVE_DIR), &mut report)?;
+        let (after, _) = sealed_list(&segments)?;
+        // Sealed segments that existed before must be unchanged; new ones may have appeared
+        // after the old active one (the log moved on), which the copy does not need.
+        if after.len() >= before.len() && after[..before.len()] == before[..] {
+            sync_dir(&out_segments)?;
+            sync_dir(out)?;
+            return Ok(report);
+        }
+        tracing::info!(attempt, "a compaction replaced segments during the backup; copying again");
+    }
+    Err(Error::InvalidInput(format!(
+        "compactions replaced segments during {MAX_ATTEMPTS} backup attempts; try again when it is quieter"
+    )))
+}
+
+/// Copies the archive: the manifest first, then every file it lists (files written after the
+/// manifest was read are not listed, and a job rolled back meanwhile is resolved at open).
+fn copy_archive(from: &Path, to: &Path, report: &mut BackupReport) -> Result<()> {
+    let manifest = from.join(MANIFEST_FILE);
+    if !manifest.exists() {
+        return Ok(());
+    }
+    fs::create_dir_all(to).map_err(|e| Error::io(format!("creating {}", to.display()), e))?;
+    let archive = crate::archive::Archive::open(from, crate::storage::std_fs())?;
+    let files: Vec<PathBuf> = archive.manifest().files.iter().map(|f| PathBuf::from(&f.path)).collect();
+    if let Some(bytes) = copy_synced(&manifest, &to.join(MANIFEST_FILE))? {
+        report.files += 1;
+        report.bytes += bytes;
+    }
+    for relative in files {
+        let target = to.join(&relative);
+        if let Some(parent) = target.parent() {
+            fs::create_dir_all(parent).map_err(|e| Error::io(format!("creating {}", parent.display()), e))?;
+        }
+        if let Some(bytes) = copy_synced(&from.join(&relative), &target)? {
+            report.files += 1;
+            report.bytes += bytes;
+        }
+        if let Some(parent) = target.parent() {
+            sync_dir(parent)?;
+        }
+    }
+    sync_dir(to)
+}
+
+/// Copies and syncs one file; `None` if it vanished (a compaction removed it: the caller's
+/// before/after comparison notices).
+fn copy_synced(from: &Path, to: &Path) -> Result<Option<u64>> {
+    match fs::copy(from, to) {
+        Ok(bytes) => {
+            fs::File::open(to)
+                .and_then(|f| f.sync_all())
+                .map_err(|e| Error::io(format!("syncing {}", to.display()), e))?;
+            Ok(Some(bytes))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(Error::io(format!("copying {} to {}", from.display(), to.display()), e)),
+    }
+}
+
+fn sync_dir(dir: &Path) -> Result<()> {
+    fs::File::open(dir).and_then(|d| d.sync_all()).map_err(|e| Error::io(format!("syncing {}", dir.display()), e))
+}
