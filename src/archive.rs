@@ -839,18 +839,10 @@ pub fn verify_data_dir(data: &Path, report: &mut crate::verify::VerifyReport) {
     report.findings.extend(findings);
     report.archive_files = archive.file_count();
     report.archive_events = archive.event_count();
-    let hot = report.first_position..=report.last_position;
-    if report.events > 0 {
-        let both: Vec<u64> = positions.into_iter().filter(|p| hot.contains(p)).collect();
-        if let Some(first) = both.first() {
-            let reason = format!(
-                "{} archived positions (the first {first}) are also in the hot tier ({}..={})",
-                both.len(),
-                report.first_position,
-                report.last_position
-            );
-            report.findings.push(Finding { severity: Severity::Corruption, file: root.clone(), offset: 0, reason });
-        }
+    let both: Vec<u64> = positions.into_iter().filter(|&p| report.hot.contains(p)).collect();
+    if let Some(first) = both.first() {
+        let reason = format!("{} archived positions (the first {first}) are also in the hot tier", both.len());
+        report.findings.push(Finding { severity: Severity::Corruption, file: root.clone(), offset: 0, reason });
     }
 }
 

@@ -51,6 +51,28 @@ pub struct VerifyReport {
     /// Committed files and rows of the cold tier (`archive/`), 0 when there is none.
     pub archive_files: u64,
     pub archive_events: u64,
+    /// Which positions the hot tier holds, to check no archived event is also hot.
+    #[serde(skip)]
+    pub hot: HotPositions,
+}
+
+/// The positions stored in the hot tier: whole ranges for log-written segments (their
+/// positions have no gaps), every position for compacted ones.
+#[derive(Debug, Default, Clone)]
+pub struct HotPositions {
+    ranges: Vec<(u64, u64)>,
+    sparse: Vec<u64>,
+}
+
+impl HotPositions {
+    /// True when the hot tier holds `position`.
+    pub fn contains(&self, position: u64) -> bool {
+        let i = self.ranges.partition_point(|&(first, _)| first <= position);
+        if i > 0 && position <= self.ranges[i - 1].1 {
+            return true;
+        }
+        self.sparse.binary_search(&position).is_ok()
+    }
 }
 
 impl VerifyReport {
@@ -108,6 +130,9 @@ pub fn verify_dir_with_progress(dir: &Path, mut progress: impl FnMut(usize, usiz
         if let Some(header) = &scanned.header {
             if let Some(compacted) = header.compacted {
                 covered_to = compacted.end_position;
+                report.hot.sparse.extend(scanned.frames.iter().map(|(position, _)| *position));
+            } else if scanned.last_position >= base {
+                report.hot.ranges.push((base, scanned.last_position));
             }
             if !is_last && complete {
                 verify_index(&segments_dir, &map, header, &scanned.frames, &mut report);

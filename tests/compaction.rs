@@ -132,8 +132,10 @@ fn check_tiers(store: &Store, dir: &Path, before: &[ArchivedEvent], expired: &[A
         assert_eq!(&got, want, "a surviving event changed");
     }
     assert_eq!(archived(dir), expired, "the archive holds exactly the expired events");
-    let report = logbook::verify::verify_dir(dir).unwrap();
+    let mut report = logbook::verify::verify_dir(dir).unwrap();
+    logbook::archive::verify_data_dir(dir, &mut report);
     assert!(report.findings.is_empty(), "verify: {:#?}", report.findings);
+    assert_eq!(report.archive_events, expired.len() as u64);
 }
 
 fn age_policy() -> RetentionPolicy {
@@ -214,6 +216,18 @@ fn retention_by_age_and_count_archives_then_removes_and_survivors_are_byte_ident
     let again = compact(&store, &policy, now, |_, _| {}).unwrap();
     assert_eq!((again.expired, again.purged, again.rewritten), (0, 0, 0), "{again:?}");
     store.close().unwrap();
+    // verify catches an event that is both hot and archived.
+    let mut archive = Archive::open(&dir.path().join(ARCHIVE_DIR), logbook::storage::std_fs()).unwrap();
+    let job = archive.next_job_id();
+    let hot_event = before.iter().find(|e| !expired.iter().any(|x| x.position == e.position)).unwrap().clone();
+    archive.write_job(job, None, vec![hot_event.clone()]).unwrap();
+    let mut report = logbook::verify::verify_dir(dir.path()).unwrap();
+    logbook::archive::verify_data_dir(dir.path(), &mut report);
+    assert!(
+        report.findings.iter().any(|f| f.reason.contains(&format!("the first {}", hot_event.position))),
+        "{:#?}",
+        report.findings
+    );
 }
 
 #[test]

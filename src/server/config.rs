@@ -303,6 +303,23 @@ mod tests {
     }
 
     #[test]
+    fn retention_table_sets_the_policy_and_bad_rules_fail_validation() {
+        let config = Config::from_toml(
+            "[retention]\ncompact_interval = \"30m\"\n[[retention.rules]]\ncategory = \"order\"\nmax_age = \"90d\"\n",
+        )
+        .unwrap();
+        let policy = config.retention_policy().unwrap();
+        assert_eq!(policy.compact_interval, Some(std::time::Duration::from_secs(1800)));
+        assert_eq!(policy.rules.len(), 1);
+        assert_eq!(policy.legal_holds, crate::retention::default_legal_holds());
+        assert!(config.validate().is_ok());
+        assert!(Config::default().retention_policy().unwrap().compact_interval.is_none());
+        let bad = Config::from_toml("[[retention.rules]]\ncategory = \"order\"\n").unwrap();
+        let err = bad.validate().unwrap_err();
+        assert!(err.contains("neither max_age nor max_count"), "{err}");
+    }
+
+    #[test]
     fn pipeline_must_fit_a_bulk() {
         let limits = Limits { max_pipeline_bytes: 4 * 1024 * 1024, ..Limits::default() };
         assert!(limits.validate().is_err());
