@@ -498,7 +498,16 @@ fn tail(args: TailArgs) -> Result<(), String> {
 }
 
 fn verify(args: VerifyArgs) -> Result<(), String> {
-    let mut report = logbook::verify::verify_dir(&args.data).map_err(|e| e.to_string())?;
+    let bar = progress_bar(0, false);
+    if let Ok(style) = indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} segments eta {eta}") {
+        bar.set_style(style);
+    }
+    let mut report = logbook::verify::verify_dir_with_progress(&args.data, |done, total| {
+        bar.set_length(total as u64);
+        bar.set_position(done as u64);
+    })
+    .map_err(|e| e.to_string())?;
+    bar.finish_and_clear();
     logbook::archive::verify_data_dir(&args.data, &mut report);
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?);
