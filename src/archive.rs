@@ -438,22 +438,6 @@ fn read_bounded(path: &Path, max: u64) -> io::Result<Vec<u8>> {
     Ok(bytes)
 }
 
-/// Writes `bytes` to `path` durably: `<path>.tmp`, write, sync_all, rename, sync of the
-/// directory. A crash leaves either the old file (or none) or the whole new one.
-fn write_durably(fsys: &dyn FileSystem, path: &Path, bytes: &[u8]) -> Result<()> {
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".tmp");
-    let tmp = PathBuf::from(tmp);
-    let context = |what: &str| format!("{what} {}", path.display());
-    let file = fsys.create(&tmp).map_err(|e| Error::io(context("creating"), e))?;
-    file.write_at(bytes, 0).map_err(|e| Error::io(context("writing"), e))?;
-    file.sync_all().map_err(|e| Error::io(context("syncing"), e))?;
-    drop(file);
-    fsys.rename(&tmp, path).map_err(|e| Error::io(context("renaming into"), e))?;
-    let dir = path.parent().unwrap_or(Path::new("."));
-    fsys.sync_dir(dir).map_err(|e| Error::io(context("syncing the directory of"), e))
-}
-
 /// Creates `dir` (inside or equal to `root`) with its missing ancestors, then syncs every
 /// directory from `dir`'s parent up to `root`'s parent, so the new entries survive a crash.
 /// It syncs them even when nothing was missing: a retry after a failed sync must not skip the
@@ -601,7 +585,7 @@ impl Archive {
             create_dir_durably(self.fs.as_ref(), dir, &self.root)?;
         }
         let bytes = encode_parquet(rows)?;
-        write_durably(self.fs.as_ref(), &path, &bytes)?;
+        crate::log::write_file_atomically(self.fs.as_ref(), &path, &bytes)?;
         Ok(ManifestFile {
             path: relative,
             tenant: tenant.to_string(),
@@ -623,7 +607,7 @@ impl Archive {
         let bytes = serde_json::to_vec_pretty(&next)
             .map_err(|e| Error::InvalidInput(format!("serializing the manifest: {e}")))?;
         create_dir_durably(self.fs.as_ref(), &self.root, &self.root)?;
-        write_durably(self.fs.as_ref(), &self.root.join(MANIFEST_FILE), &bytes)?;
+        crate::log::write_file_atomically(self.fs.as_ref(), &self.root.join(MANIFEST_FILE), &bytes)?;
         self.manifest = next;
         Ok(())
     }

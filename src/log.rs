@@ -654,9 +654,13 @@ pub fn build_index(map: &SegmentMap, header: &SegmentHeader) -> Result<index::In
     }
 }
 
-/// Writes `bytes` to a temporary file, syncs it, renames it over `path`, syncs the directory.
+/// Writes `bytes` to `<path>.tmp`, syncs it, renames it over `path`, syncs the directory: a
+/// crash leaves the old file (or none) or the whole new one. Used for index files, `CLEAN`,
+/// snapshots and the archive's files and manifest.
 pub fn write_file_atomically(fsys: &dyn FileSystem, path: &Path, bytes: &[u8]) -> Result<()> {
-    let tmp = path.with_extension("tmp");
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
     let context = |what: &str| format!("{what} {}", path.display());
     let file = fsys.create(&tmp).map_err(|e| Error::io(context("creating"), e))?;
     file.write_at(bytes, 0).map_err(|e| Error::io(context("writing"), e))?;
