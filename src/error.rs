@@ -45,6 +45,10 @@ pub enum Error {
     #[error("data directory {0} is locked by another process")]
     Locked(PathBuf),
 
+    /// The directory holds no logbook store, and the caller asked not to create one.
+    #[error("no logbook store at {0}")]
+    NoStore(PathBuf),
+
     /// The store is shutting down or closed.
     #[error("the store is shut down")]
     Shutdown,

@@ -11,6 +11,7 @@ pub mod backup;
 pub mod bench;
 pub mod client;
 pub mod compact;
+pub mod datadir;
 pub mod error;
 pub mod export;
 #[doc(hidden)]

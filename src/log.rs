@@ -309,6 +309,9 @@ pub struct Recovered {
 
 /// Opens (and if needed creates) the data directory, takes the lock, and recovers the log.
 pub fn recover(dir: &Path, options: &Options) -> Result<Recovered> {
+    if !options.create_if_missing && !crate::datadir::holds_store(dir) {
+        return Err(Error::NoStore(dir.to_path_buf()));
+    }
     let segments_dir = dir.join(SEGMENTS_DIR);
     fs::create_dir_all(&segments_dir).map_err(|e| Error::io(format!("creating {}", segments_dir.display()), e))?;
     let lock = take_lock(dir)?;
@@ -654,21 +657,10 @@ pub fn build_index(map: &SegmentMap, header: &SegmentHeader) -> Result<index::In
     }
 }
 
-/// Writes `bytes` to `<path>.tmp`, syncs it, renames it over `path`, syncs the directory: a
-/// crash leaves the old file (or none) or the whole new one. Used for index files, `CLEAN`,
-/// snapshots and the archive's files and manifest.
+/// [`storage::write_file_atomically`] with an error that names the file.
 pub fn write_file_atomically(fsys: &dyn FileSystem, path: &Path, bytes: &[u8]) -> Result<()> {
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".tmp");
-    let tmp = PathBuf::from(tmp);
-    let context = |what: &str| format!("{what} {}", path.display());
-    let file = fsys.create(&tmp).map_err(|e| Error::io(context("creating"), e))?;
-    file.write_at(bytes, 0).map_err(|e| Error::io(context("writing"), e))?;
-    file.sync_all().map_err(|e| Error::io(context("syncing"), e))?;
-    drop(file);
-    fsys.rename(&tmp, path).map_err(|e| Error::io(context("renaming into"), e))?;
-    let dir = path.parent().unwrap_or(Path::new("."));
-    fsys.sync_dir(dir).map_err(|e| Error::io(context("syncing the directory of"), e))
+    crate::storage::write_file_atomically(fsys, path, bytes)
+        .map_err(|e| Error::io(format!("writing {} atomically", path.display()), e))
 }
 
 fn open_active(

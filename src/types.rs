@@ -229,6 +229,10 @@ pub struct Options {
     pub fs: Arc<dyn crate::storage::FileSystem>,
     /// Stamps appended events; a manual clock lets tests age events for retention.
     pub clock: Clock,
+    /// Create a new, empty store when the directory holds none (the default). With `false`,
+    /// `Store::open` on a directory without a logbook store fails with `Error::NoStore` and
+    /// creates nothing: what read-only tools want, so a typo in a path is not a new store.
+    pub create_if_missing: bool,
 }
 
 /// The clock that stamps events: the system's, or one a test sets by hand.
@@ -273,6 +277,7 @@ impl Default for Options {
             max_queued_appends: 4096,
             fs: crate::storage::std_fs(),
             clock: Clock::system(),
+            create_if_missing: true,
         }
     }
 }

@@ -48,7 +48,7 @@ pub(crate) fn store_error(err: &Error) -> Value {
         Error::InvalidInput(msg) => Value::error("ERR", msg),
         Error::StreamDeleted(_) => Value::error("STREAMDELETED", "the stream is deleted"),
         Error::Shutdown => Value::error("ERR", "the server is shutting down"),
-        Error::WriterFailed(_) | Error::Io { .. } | Error::Corruption { .. } | Error::Locked(_) => {
+        Error::WriterFailed(_) | Error::Io { .. } | Error::Corruption { .. } | Error::Locked(_) | Error::NoStore(_) => {
             tracing::error!(%err, "storage error");
             Value::error("ERR", &format!("storage error: {err}"))
         }

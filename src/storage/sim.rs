@@ -1,19 +1,14 @@
-//! The narrow trait every file mutation of the engine goes through, so tests can inject
-//! faults and simulate power loss.
-//!
-//! Reads are not routed here: segments and indexes are read through memory maps of the live
-//! files. [`StdFileSystem`] is the real thing. [`SimFileSystem`] wraps it and keeps, beside the
-//! live files, the **durable image** of each one — its contents as of the last completed sync —
-//! and which directory entries are durable (created or renamed, then the directory synced). It
-//! can fail the N-th write, sync or metadata operation (EIO, or ENOSPC after a partial "torn"
-//! write), and [`SimFileSystem::power_off`] makes every later operation fail, as a machine that
-//! lost power. [`SimFileSystem::restore_durable`] then rewrites the directory to what a disk
-//! would hold after the power loss: unsynced bytes dropped, cut at a random byte, or replaced by
-//! garbage; files whose directory entry was never synced gone. Every choice comes from a seed,
-//! so a failure is reproduced by its seed.
+//! [`SimFileSystem`]: the real file system plus, beside the live files, the **durable image**
+//! of each one — its contents as of the last completed sync — and which directory entries are
+//! durable (created or renamed, then the directory synced). It can fail the N-th write, sync or
+//! metadata operation (EIO, or ENOSPC after a partial "torn" write), and
+//! [`SimFileSystem::power_off`] makes every later operation fail, as a machine that lost power.
+//! [`SimFileSystem::restore_durable`] then rewrites the directory to what a disk would hold
+//! after the power loss: unsynced bytes dropped, cut at a random byte, or replaced by garbage;
+//! files whose directory entry was never synced gone. Every choice comes from a seed, so a
+//! failure is reproduced by its seed.
 
 use std::collections::{HashMap, HashSet};
-use std::fmt::Debug;
 use std::fs::{self, File, OpenOptions};
 use std::io;
 use std::os::unix::fs::FileExt;
@@ -22,84 +17,7 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 
-/// A file opened for writing.
-pub trait StorageFile: Send + Sync + Debug {
-    fn write_at(&self, buf: &[u8], offset: u64) -> io::Result<()>;
-    fn set_len(&self, len: u64) -> io::Result<()>;
-    /// fdatasync.
-    fn sync_data(&self) -> io::Result<()>;
-    /// fsync (data and metadata).
-    fn sync_all(&self) -> io::Result<()>;
-    fn len(&self) -> io::Result<u64>;
-    fn is_empty(&self) -> io::Result<bool> {
-        Ok(self.len()? == 0)
-    }
-}
-
-/// File-system mutations the engine performs.
-pub trait FileSystem: Send + Sync + Debug {
-    /// Creates a new file (fails if it exists), open for reading and writing.
-    fn create_new(&self, path: &Path) -> io::Result<Box<dyn StorageFile>>;
-    /// Opens an existing file for reading and writing.
-    fn open_rw(&self, path: &Path) -> io::Result<Box<dyn StorageFile>>;
-    /// Creates or truncates a file, open for writing.
-    fn create(&self, path: &Path) -> io::Result<Box<dyn StorageFile>>;
-    fn rename(&self, from: &Path, to: &Path) -> io::Result<()>;
-    fn remove_file(&self, path: &Path) -> io::Result<()>;
-    /// fsync of a directory: makes created, renamed and removed entries durable.
-    fn sync_dir(&self, dir: &Path) -> io::Result<()>;
-}
-
-/// The real file system.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct StdFileSystem;
-
-#[derive(Debug)]
-struct StdFile(File);
-
-impl StorageFile for StdFile {
-    fn write_at(&self, buf: &[u8], offset: u64) -> io::Result<()> {
-        self.0.write_all_at(buf, offset)
-    }
-    fn set_len(&self, len: u64) -> io::Result<()> {
-        self.0.set_len(len)
-    }
-    fn sync_data(&self) -> io::Result<()> {
-        self.0.sync_data()
-    }
-    fn sync_all(&self) -> io::Result<()> {
-        self.0.sync_all()
-    }
-    fn len(&self) -> io::Result<u64> {
-        Ok(self.0.metadata()?.len())
-    }
-}
-
-impl FileSystem for StdFileSystem {
-    fn create_new(&self, path: &Path) -> io::Result<Box<dyn StorageFile>> {
-        Ok(Box::new(StdFile(OpenOptions::new().read(true).write(true).create_new(true).open(path)?)))
-    }
-    fn open_rw(&self, path: &Path) -> io::Result<Box<dyn StorageFile>> {
-        Ok(Box::new(StdFile(OpenOptions::new().read(true).write(true).open(path)?)))
-    }
-    fn create(&self, path: &Path) -> io::Result<Box<dyn StorageFile>> {
-        Ok(Box::new(StdFile(File::create(path)?)))
-    }
-    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
-        fs::rename(from, to)
-    }
-    fn remove_file(&self, path: &Path) -> io::Result<()> {
-        fs::remove_file(path)
-    }
-    fn sync_dir(&self, dir: &Path) -> io::Result<()> {
-        File::open(dir)?.sync_all()
-    }
-}
-
-/// The default file system handle used by `Options`.
-pub fn std_fs() -> Arc<dyn FileSystem> {
-    Arc::new(StdFileSystem)
-}
+use super::{FileSystem, StorageFile};
 
 /// Which operation a fault targets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
