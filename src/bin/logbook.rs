@@ -400,6 +400,7 @@ fn serve(args: ServeArgs) -> Result<(), String> {
         config.metrics = Some(metrics);
     }
     let auth = config.auth_required();
+    server::tune_allocator();
     let server = Server::start(config.clone()).map_err(|e| e.to_string())?;
     let addr = server.local_addr();
     println!("logbook {} listening on {addr} (data: {})", env!("CARGO_PKG_VERSION"), config.data.display());

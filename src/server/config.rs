@@ -41,6 +41,28 @@ pub struct Limits {
     /// READ / READALL stop adding events once the reply holds this many bytes (at least one
     /// event is always returned), so one reply cannot hold COUNT x 4 MiB in memory.
     pub max_reply_bytes: usize,
+    /// Reply bytes a connection may have waiting to be written before the server stops
+    /// taking its requests (and reading its socket) until the client reads: backpressure.
+    pub max_pending_reply_bytes: usize,
+    /// Reply bytes all connections together may hold. A READ / READALL reply gets at most
+    /// what is left of it (at least one event), so clients that do not read cannot make the
+    /// daemon hold more than this.
+    pub max_reply_bytes_total: usize,
+    /// Connections that have not authenticated yet (when tenants are configured). They do
+    /// not count against `max_connections`; when they are all taken, the oldest one is
+    /// closed to make room, so a flood of silent sockets cannot lock tenants out.
+    pub max_unauthenticated_connections: usize,
+    /// A connection must authenticate within this long of connecting (when tenants are
+    /// configured), or it gets `-ERR AUTH not received` and is closed.
+    pub auth_timeout_secs: u64,
+    /// A failed AUTH's reply is held this long, doubled for each further failure from the
+    /// same client address, up to `auth_failure_delay_max_ms`.
+    pub auth_failure_delay_ms: u64,
+    pub auth_failure_delay_max_ms: u64,
+    /// A connection is closed after this many failed AUTHs.
+    pub max_auth_failures_per_connection: u32,
+    /// An address's failed AUTHs are forgotten this long after its last one.
+    pub auth_failure_window_secs: u64,
 }
 
 impl Default for Limits {
@@ -54,7 +76,15 @@ impl Default for Limits {
             request_timeout_secs: 30,
             max_args: 1024,
             max_count: 100_000,
-            max_reply_bytes: 64 * 1024 * 1024,
+            max_reply_bytes: 4 * 1024 * 1024,
+            max_pending_reply_bytes: 1024 * 1024,
+            max_reply_bytes_total: 32 * 1024 * 1024,
+            max_unauthenticated_connections: 64,
+            auth_timeout_secs: 10,
+            auth_failure_delay_ms: 100,
+            auth_failure_delay_max_ms: 5000,
+            max_auth_failures_per_connection: 3,
+            auth_failure_window_secs: 600,
         }
     }
 }
@@ -80,6 +110,29 @@ impl Limits {
         Duration::from_secs(self.idle_timeout_secs)
     }
 
+    /// The connection core's limits (see `server::connection_core`).
+    pub(crate) fn core(&self) -> super::connection_core::CoreLimits {
+        super::connection_core::CoreLimits {
+            resp: self.resp(),
+            commands: self.commands(),
+            max_request_bytes: self.max_pipeline_bytes,
+            max_pending_reply_bytes: self.max_pending_reply_bytes,
+            request_timeout: Duration::from_secs(self.request_timeout_secs),
+            idle_timeout: self.idle_timeout(),
+            auth_timeout: Duration::from_secs(self.auth_timeout_secs),
+        }
+    }
+
+    /// How failed AUTHs are slowed (see `server::auth_guard`).
+    pub(crate) fn auth_guard(&self) -> super::auth_guard::AuthGuardLimits {
+        super::auth_guard::AuthGuardLimits {
+            delay_base: Duration::from_millis(self.auth_failure_delay_ms),
+            delay_max: Duration::from_millis(self.auth_failure_delay_max_ms),
+            max_failures_per_connection: self.max_auth_failures_per_connection,
+            window: Duration::from_secs(self.auth_failure_window_secs),
+        }
+    }
+
     /// Rejects settings that cannot work together.
     pub fn validate(&self) -> Result<(), String> {
         let positive = [
@@ -92,6 +145,11 @@ impl Limits {
             ("max_args", self.max_args as u64),
             ("max_count", self.max_count),
             ("max_reply_bytes", self.max_reply_bytes as u64),
+            ("max_pending_reply_bytes", self.max_pending_reply_bytes as u64),
+            ("max_reply_bytes_total", self.max_reply_bytes_total as u64),
+            ("max_unauthenticated_connections", self.max_unauthenticated_connections as u64),
+            ("auth_timeout_secs", self.auth_timeout_secs),
+            ("max_auth_failures_per_connection", u64::from(self.max_auth_failures_per_connection)),
         ];
         if let Some((name, _)) = positive.iter().find(|(_, v)| *v == 0) {
             return Err(format!("limits.{name} must be at least 1"));

@@ -1,39 +1,54 @@
-//! One connection: read bytes (bounded), parse every complete command, run them in order,
-//! write the replies together, repeat.
+//! One connection, driven by a thread: the socket side of the sans-I/O
+//! [`ConnectionCore`](super::connection_core::ConnectionCore), which holds every limit and deadline.
+//!
+//! The loop: run every request the core hands out (consecutive appends together, see
+//! `pipeline`), write the pending replies, then read with a timeout that ends at the core's
+//! next deadline. A client that does not read its replies blocks the writes, so nothing more
+//! is read from it (backpressure); the write gives up at the idle deadline.
 //!
 //! - A bad command or argument gets an error reply; the connection stays.
 //! - A malformed frame or a frame over a limit gets an error reply, then the connection is
 //!   closed (the byte stream can no longer be trusted). Commands before it still run.
-//! - At most `max_pipeline_bytes` of unexecuted request bytes are buffered.
 //! - A connection idle for `idle_timeout_secs` is closed.
-//! - A request not complete `request_timeout_secs` after its first byte closes the connection.
+//! - A request not complete `request_timeout_secs` after its first byte gets
+//!   `-ERR request not complete ...` and the connection is closed.
 
 use std::io::{ErrorKind, Read, Write};
-use std::net::TcpStream;
+use std::net::{SocketAddr, TcpStream};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use crate::protocol::{args_from_value, encode, parse, Command, ProtocolVersion, Value};
+use crate::protocol::{Command, ProtocolVersion, Value};
 
 use super::auth::Identity;
-use super::commands::{self, Outcome};
+use super::commands::{self, Outcome, Reply};
+use super::connection_core::{ConnectionCore, Request, Wait};
+use super::pipeline::PreparedAppend;
 use super::Shared;
 
 /// Bytes read from the socket per read call.
 const READ_CHUNK_BYTES: usize = 64 * 1024;
-/// Most commands parsed and run per batch before replies are written.
-const MAX_BATCH_COMMANDS: usize = 4096;
-/// Replies are flushed to the socket once this many bytes are pending.
-const FLUSH_BYTES: usize = 1024 * 1024;
+/// Most consecutive appends submitted together before their replies are collected.
+const MAX_BATCH_APPENDS: usize = 4096;
+/// How long the last replies (an error before a close) may take to be written.
+const FINAL_WRITE_GRACE: Duration = Duration::from_secs(1);
+/// Shortest socket timeout (a zero timeout means "none" to the OS).
+const MIN_TIMEOUT: Duration = Duration::from_millis(1);
 
 /// What a connection knows about itself.
 pub(crate) struct Session {
     pub id: u64,
+    pub peer: Option<SocketAddr>,
     pub proto: ProtocolVersion,
     /// `None` until AUTH when auth is required.
     pub identity: Option<Identity>,
     /// The socket, for checking whether the client went away during READALL BLOCK.
     pub socket: TcpStream,
+    /// The bytes the next READ / READALL reply may hold (set before each command from
+    /// `max_reply_bytes` and the server-wide reply budget).
+    pub reply_bytes_max: usize,
+    /// Failed AUTHs on this connection.
+    pub auth_failures: u32,
 }
 
 impl Session {
@@ -53,184 +68,229 @@ impl Session {
     }
 }
 
-/// A parsed request of a batch.
-enum Item {
-    Command(Command),
-    /// A request that failed to parse as a command: reply, keep going.
-    Rejected(Value),
-}
-
-/// Outgoing replies, flushed in chunks.
-struct Output {
-    socket: TcpStream,
-    buf: Vec<u8>,
-    proto: ProtocolVersion,
-    broken: bool,
-}
-
-impl Output {
-    fn push(&mut self, shared: &Shared, reply: &Value) {
-        if matches!(reply, Value::Error(_)) {
-            shared.stats.error_replies.fetch_add(1, Ordering::Relaxed);
-        }
-        encode(reply, self.proto, &mut self.buf);
-        if self.buf.len() >= FLUSH_BYTES {
-            self.flush();
-        }
-    }
-
-    fn flush(&mut self) {
-        if !self.buf.is_empty() && !self.broken {
-            self.broken = self.socket.write_all(&self.buf).is_err();
-        }
-        self.buf.clear();
-    }
-}
-
-/// Serves one connection until it closes, fails, idles out or the server shuts down.
+/// Serves one connection until it closes, fails, times out or the server shuts down.
 pub(crate) fn serve(shared: &Shared, socket: TcpStream, id: u64) {
-    let idle = shared.config.limits.idle_timeout();
-    let configured = socket.set_nodelay(true).is_ok()
-        && socket.set_read_timeout(Some(idle)).is_ok()
-        && socket.set_write_timeout(Some(idle)).is_ok();
-    let (Ok(reader), Ok(writer), Ok(probe)) = (socket.try_clone(), socket.try_clone(), socket.try_clone()) else {
+    let Ok(probe) = socket.try_clone() else {
         return;
     };
-    if !configured {
+    if socket.set_nodelay(true).is_err() {
         return;
     }
-    let mut session =
-        Session { id, proto: ProtocolVersion::Resp2, identity: shared.auth.initial_identity(), socket: probe };
-    let mut out = Output { socket: writer, buf: Vec::new(), proto: ProtocolVersion::Resp2, broken: false };
-    run(shared, &mut session, reader, &mut out);
-    out.flush();
+    let peer = socket.peer_addr().ok();
+    let mut session = Session {
+        id,
+        peer,
+        proto: ProtocolVersion::Resp2,
+        identity: shared.auth.initial_identity(),
+        socket: probe,
+        reply_bytes_max: shared.config.limits.max_reply_bytes,
+        auth_failures: 0,
+    };
+    let mut core =
+        ConnectionCore::new(shared.config.limits.core(), shared.auth.required(), shared.reply_budget(), Instant::now());
+    let writable = run(shared, &mut session, &mut core, &socket);
+    if writable && core.pending_output() > 0 {
+        write_pending(&socket, &mut core, Some(Instant::now() + FINAL_WRITE_GRACE));
+    }
+    if core.protocol_error() {
+        shared.stats.protocol_errors.fetch_add(1, Ordering::Relaxed);
+    }
     let _ = socket.shutdown(std::net::Shutdown::Both);
 }
 
-fn run(shared: &Shared, session: &mut Session, mut reader: TcpStream, out: &mut Output) {
-    let max_buffered = shared.config.limits.max_pipeline_bytes;
-    let mut buf: Vec<u8> = Vec::new();
+/// Runs the connection until the core closes it. Returns false when the socket can no
+/// longer be written (failed or the client stopped reading).
+fn run(shared: &Shared, session: &mut Session, core: &mut ConnectionCore, socket: &TcpStream) -> bool {
     let mut chunk = vec![0u8; READ_CHUNK_BYTES];
-    let request_timeout = Duration::from_secs(shared.config.limits.request_timeout_secs);
-    // When the first byte of the request now at the front of `buf` arrived.
-    let mut partial_since: Option<Instant> = None;
     loop {
-        let (items, consumed, fatal) = parse_batch(shared, &buf);
-        buf.drain(..consumed);
-        if consumed > 0 || buf.is_empty() {
-            partial_since = None;
+        if run_requests(shared, session, core) {
+            core.close(); // QUIT: its reply is pending
         }
-        if !buf.is_empty() && partial_since.is_none() {
-            partial_since = Some(Instant::now());
+        if core.pending_output() > 0 && !write_pending(socket, core, None) {
+            return false;
         }
-        let batch_full = items.len() >= MAX_BATCH_COMMANDS;
-        if run_batch(shared, session, items, out) {
-            return; // QUIT
+        let now = Instant::now();
+        core.on_timeout(now);
+        let until = match core.wait(now) {
+            Wait::Closed => return true,
+            Wait::Output => continue,
+            Wait::Until(until) => until,
+            Wait::Input => core.next_deadline().unwrap_or(now + Duration::from_secs(1)),
+        };
+        let timeout = until.saturating_duration_since(now).max(MIN_TIMEOUT);
+        let room = core.read_capacity().min(chunk.len());
+        if room == 0 {
+            std::thread::sleep(timeout.min(Duration::from_millis(100)));
+            continue;
         }
-        if let Some(fatal) = fatal {
-            shared.stats.protocol_errors.fetch_add(1, Ordering::Relaxed);
-            out.push(shared, &fatal);
-            return;
+        if socket.set_read_timeout(Some(timeout)).is_err() {
+            return false;
         }
-        out.flush();
-        if out.broken {
-            return;
+        match (&*socket).read(&mut chunk[..room]) {
+            Ok(0) => core.receive_eof(),
+            Ok(n) => core.receive(&chunk[..n], Instant::now()),
+            Err(e) if matches!(e.kind(), ErrorKind::Interrupted | ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+            Err(_) => return false,
         }
-        if batch_full {
-            continue; // more complete commands may be waiting in the buffer
+    }
+}
+
+/// Writes the core's pending replies. Without a `deadline`, gives up at the core's idle
+/// deadline (a client that reads nothing for `idle_timeout_secs`). Returns false when the
+/// replies could not all be written.
+fn write_pending(socket: &TcpStream, core: &mut ConnectionCore, deadline: Option<Instant>) -> bool {
+    while core.pending_output() > 0 {
+        let now = Instant::now();
+        let until = deadline.or_else(|| core.next_deadline()).unwrap_or(now + Duration::from_secs(1));
+        if until <= now {
+            return false;
         }
-        if buf.len() >= max_buffered {
-            // The first frame is incomplete and already fills the buffer.
-            out.push(shared, &Value::error("TOOBIG", &format!("request exceeds {max_buffered} buffered bytes")));
-            return;
+        if socket.set_write_timeout(Some(until.duration_since(now).max(MIN_TIMEOUT))).is_err() {
+            return false;
         }
-        if partial_since.is_some_and(|since| since.elapsed() > request_timeout) {
-            let message = format!("request not complete within {} s of its first byte", request_timeout.as_secs());
-            out.push(shared, &Value::error("ERR", &message));
-            out.flush();
-            return;
-        }
-        let room = (max_buffered - buf.len()).min(chunk.len());
-        match reader.read(&mut chunk[..room]) {
-            Ok(0) => return,
-            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        match (&*socket).write(core.output()) {
+            Ok(0) => return false,
+            Ok(n) => core.advance_output(n, Instant::now()),
             Err(e) if e.kind() == ErrorKind::Interrupted => {}
-            // WouldBlock/TimedOut: the idle timeout passed. Anything else: the socket failed.
-            Err(_) => return,
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+            Err(_) => return false,
         }
     }
+    true
 }
 
-/// Parses the complete requests at the front of `buf`. Returns them, the bytes they used,
-/// and the reply for a fatal framing error (after which the connection closes).
-fn parse_batch(shared: &Shared, buf: &[u8]) -> (Vec<Item>, usize, Option<Value>) {
-    let mut items = Vec::new();
-    let mut at = 0;
-    while items.len() < MAX_BATCH_COMMANDS {
-        match parse(&buf[at..], &shared.resp_limits) {
-            Ok(None) => break,
-            Ok(Some((value, used))) => {
-                at += used;
-                match args_from_value(value) {
-                    Ok(args) if args.is_empty() => {} // blank inline line
-                    Ok(args) => items.push(match Command::parse(args, &shared.command_limits) {
-                        Ok(command) => Item::Command(command),
-                        Err(e) => Item::Rejected(e.to_value()),
-                    }),
-                    Err(e) => return (items, at, Some(e.to_value())),
-                }
+fn push(shared: &Shared, core: &mut ConnectionCore, reply: Reply) {
+    match reply {
+        Reply::Value(value) => {
+            if matches!(value, Value::Error(_)) {
+                shared.stats.error_replies.fetch_add(1, Ordering::Relaxed);
             }
-            Err(e) => return (items, at, Some(e.to_value())),
+            core.push_reply(&value);
+        }
+        Reply::Encoded(parts) => {
+            for part in parts {
+                core.push_encoded(part);
+            }
         }
     }
-    (items, at, None)
 }
 
-/// Runs a batch in order; consecutive appends go through the pipeline together.
-/// Returns true when the client sent QUIT (replies up to it are written).
-fn run_batch(shared: &Shared, session: &mut Session, items: Vec<Item>, out: &mut Output) -> bool {
+/// Runs every request the core hands out, in order; consecutive appends go through the
+/// pipeline together. Returns true when the client sent QUIT (its reply is pending).
+fn run_requests(shared: &Shared, session: &mut Session, core: &mut ConnectionCore) -> bool {
     let mut appends = Vec::new();
-    for item in items {
+    while let Some(request) = core.next_request(Instant::now()) {
         shared.stats.commands.fetch_add(1, Ordering::Relaxed);
-        let command = match item {
-            Item::Rejected(reply) => {
-                flush_appends(shared, &mut appends, out);
-                out.push(shared, &reply);
+        let command = match request {
+            Request::Rejected(reply) => {
+                flush_appends(shared, &mut appends, core);
+                push(shared, core, reply.into());
                 continue;
             }
-            Item::Command(command) => command,
+            Request::Command(command) => command,
         };
         if commands::is_append(&command) {
             match commands::prepare_append(session, command) {
                 Ok(prepared) => appends.push(prepared),
                 Err(reply) => {
-                    flush_appends(shared, &mut appends, out);
-                    out.push(shared, &reply);
+                    flush_appends(shared, &mut appends, core);
+                    push(shared, core, reply.into());
                 }
+            }
+            if appends.len() >= MAX_BATCH_APPENDS {
+                flush_appends(shared, &mut appends, core);
             }
             continue;
         }
-        flush_appends(shared, &mut appends, out);
-        let outcome = commands::execute(shared, session, command);
-        // HELLO 3 answers in the protocol it switched to.
-        out.proto = session.proto;
-        match outcome {
-            Outcome::Reply(reply) => out.push(shared, &reply),
-            Outcome::Quit(reply) => {
-                out.push(shared, &reply);
-                return true;
-            }
+        flush_appends(shared, &mut appends, core);
+        if run_command(shared, session, core, command) {
+            return true;
         }
     }
-    flush_appends(shared, &mut appends, out);
+    flush_appends(shared, &mut appends, core);
     false
 }
 
-fn flush_appends(shared: &Shared, appends: &mut Vec<super::pipeline::PreparedAppend>, out: &mut Output) {
+/// Runs one command but an append. Returns true for QUIT.
+fn run_command(shared: &Shared, session: &mut Session, core: &mut ConnectionCore, command: Command) -> bool {
+    // A read's reply may hold what it reserved of the server-wide budget (at least one event).
+    let budget = shared.reply_budget();
+    let reserved =
+        if commands::builds_events(&command) { budget.reserve(shared.config.limits.max_reply_bytes) } else { 0 };
+    session.reply_bytes_max = reserved;
+    let auth_tenant = match &command {
+        Command::Auth(credentials) | Command::Hello { auth: Some(credentials), .. } => Some(credentials.tenant.clone()),
+        _ => None,
+    };
+    let mut outcome = commands::execute(shared, session, command);
+    core.touch(Instant::now());
+    if let (Some(tenant), Outcome::Reply(Reply::Value(reply))) = (auth_tenant, &outcome) {
+        if slow_auth(shared, session, core, &tenant, reply) {
+            let Outcome::Reply(Reply::Value(reply)) = outcome else { unreachable!() };
+            outcome = Outcome::Quit(reply);
+        }
+    }
+    // HELLO 3 answers in the protocol it switched to.
+    core.set_proto(session.proto);
+    if !core.is_authenticated() && session.identity.is_some() {
+        if shared.authenticated(session.id) {
+            core.set_authenticated(true);
+        } else {
+            // Authenticated, but every max_connections slot is taken.
+            session.identity = None;
+            shared.stats.connections_rejected.fetch_add(1, Ordering::Relaxed);
+            outcome = Outcome::Quit(Value::error("ERR", "max connections reached, try again later"));
+        }
+    }
+    let quit = match outcome {
+        Outcome::Reply(reply) => {
+            push(shared, core, reply);
+            false
+        }
+        Outcome::Quit(reply) => {
+            push(shared, core, reply.into());
+            true
+        }
+    };
+    budget.release(reserved);
+    quit
+}
+
+/// Holds the reply to an AUTH per the address's failures (see `auth_guard`); logs a failure
+/// at warn (peer, tenant, counts; never the token). Returns true when the connection must
+/// close after the reply.
+fn slow_auth(shared: &Shared, session: &mut Session, core: &mut ConnectionCore, tenant: &str, reply: &Value) -> bool {
+    let now = Instant::now();
+    let ip = session.peer.map(|peer| peer.ip());
+    let failed = matches!(reply, Value::Error(text) if text.starts_with("NOPERM"));
+    if !failed {
+        let delay = shared.auth_guard.delay_before_success(ip, now);
+        if !delay.is_zero() {
+            core.hold_until(now + delay);
+        }
+        return false;
+    }
+    session.auth_failures += 1;
+    let verdict = shared.auth_guard.failure(ip, session.auth_failures, now);
+    let shown: String = tenant.chars().take(64).collect();
+    tracing::warn!(
+        peer = %session.peer.map_or_else(|| "unknown".to_string(), |p| p.to_string()),
+        tenant = ?shown,
+        connection_failures = session.auth_failures,
+        address_failures = verdict.failures,
+        delay_ms = verdict.delay.as_millis() as u64,
+        closing = verdict.close,
+        "AUTH failed"
+    );
+    core.hold_until(now + verdict.delay);
+    verdict.close
+}
+
+fn flush_appends(shared: &Shared, appends: &mut Vec<PreparedAppend>, core: &mut ConnectionCore) {
     if appends.is_empty() {
         return;
     }
     for reply in super::pipeline::run_appends(&shared.store, std::mem::take(appends)) {
-        out.push(shared, &reply);
+        push(shared, core, reply.into());
     }
 }

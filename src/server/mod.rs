@@ -14,8 +14,12 @@
 pub mod auth;
 pub mod config;
 
+mod admission;
+mod auth_guard;
 mod commands;
 mod connection;
+pub(crate) mod connection_core;
+mod http;
 mod metrics;
 mod pipeline;
 
@@ -29,11 +33,12 @@ use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex};
 
-use crate::protocol::{CommandLimits, Limits as RespLimits};
 use crate::Store;
 
 pub use auth::{hash_token_hex, Auth, Identity};
 pub use config::{Config, Limits};
+#[doc(hidden)]
+pub use connection_core::fuzz_connection_core;
 
 /// Why the server could not start or stop cleanly.
 #[derive(Debug, thiserror::Error)]
@@ -65,6 +70,8 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 pub(crate) struct ServerStats {
     pub connections_total: AtomicU64,
     pub connections_rejected: AtomicU64,
+    /// Unauthenticated connections closed to make room for newer ones.
+    pub unauthenticated_evicted: AtomicU64,
     pub commands: AtomicU64,
     pub error_replies: AtomicU64,
     pub protocol_errors: AtomicU64,
@@ -75,25 +82,47 @@ pub(crate) struct Shared {
     pub store: Store,
     pub config: Config,
     pub auth: Auth,
-    pub resp_limits: RespLimits,
-    pub command_limits: CommandLimits,
     pub stats: ServerStats,
+    /// Failed AUTHs per client address.
+    pub auth_guard: auth_guard::AuthGuard,
+    /// Reply bytes held by all connections (`limits.max_reply_bytes_total`).
+    reply_budget: Arc<connection_core::ReplyBudget>,
     pub started: Instant,
     pub shutting_down: AtomicBool,
     /// Open connections by id (a clone of each socket, to end its reads at shutdown).
-    connections: Mutex<HashMap<u64, TcpStream>>,
+    connections: Mutex<Registry>,
     connections_changed: Condvar,
     next_connection_id: AtomicU64,
 }
 
 impl Shared {
     pub fn connection_count(&self) -> usize {
-        self.connections.lock().len()
+        self.connections.lock().sockets.len()
+    }
+
+    /// Connections that have not authenticated (yet).
+    pub fn unauthenticated_count(&self) -> usize {
+        self.connections.lock().admission.unauthenticated()
+    }
+
+    /// Connection `id` authenticated: false when it must close (`max_connections` reached).
+    pub fn authenticated(&self, id: u64) -> bool {
+        self.connections.lock().admission.authenticate(id)
+    }
+
+    pub fn reply_budget(&self) -> Arc<connection_core::ReplyBudget> {
+        Arc::clone(&self.reply_budget)
     }
 
     pub fn is_shutting_down(&self) -> bool {
         self.shutting_down.load(Ordering::Acquire)
     }
+}
+
+/// The open connections: their sockets and which pool each is in.
+struct Registry {
+    sockets: HashMap<u64, TcpStream>,
+    admission: admission::Admission,
 }
 
 /// Removes a connection from the registry when its thread ends, however it ends.
@@ -104,7 +133,10 @@ struct Registration {
 
 impl Drop for Registration {
     fn drop(&mut self) {
-        self.shared.connections.lock().remove(&self.id);
+        let mut registry = self.shared.connections.lock();
+        registry.sockets.remove(&self.id);
+        registry.admission.remove(self.id);
+        drop(registry);
         self.shared.connections_changed.notify_all();
     }
 }
@@ -177,16 +209,24 @@ impl Server {
             Some(l) => Some(l.local_addr().map_err(io_error("reading the metrics address"))?),
             None => None,
         };
+        let auth_required = auth.required();
+        let (max_connections, max_unauthenticated) =
+            (config.limits.max_connections, config.limits.max_unauthenticated_connections);
+        let auth_guard = auth_guard::AuthGuard::new(config.limits.auth_guard());
+        let reply_budget = Arc::new(connection_core::ReplyBudget::new(config.limits.max_reply_bytes_total));
         let shared = Arc::new(Shared {
             store,
-            resp_limits: config.limits.resp(),
-            command_limits: config.limits.commands(),
             config,
             auth,
             stats: ServerStats::default(),
+            reply_budget,
+            auth_guard,
             started: Instant::now(),
             shutting_down: AtomicBool::new(false),
-            connections: Mutex::new(HashMap::new()),
+            connections: Mutex::new(Registry {
+                sockets: HashMap::new(),
+                admission: admission::Admission::new(auth_required, max_connections, max_unauthenticated),
+            }),
             connections_changed: Condvar::new(),
             next_connection_id: AtomicU64::new(1),
         });
@@ -203,7 +243,7 @@ impl Server {
                 Some(
                     std::thread::Builder::new()
                         .name("logbook-metrics".into())
-                        .spawn(move || metrics::serve(&shared, &listener))
+                        .spawn(move || http::serve(&shared, listener))
                         .map_err(io_error("starting the metrics thread"))?,
                 )
             }
@@ -254,13 +294,16 @@ impl Server {
         {
             let mut connections = self.shared.connections.lock();
             // End each connection's reads; a thread finishes its current batch, then sees EOF.
-            for stream in connections.values() {
+            for stream in connections.sockets.values() {
                 let _ = stream.shutdown(Shutdown::Read);
             }
             let deadline = Instant::now() + SHUTDOWN_GRACE;
-            while !connections.is_empty() {
+            while !connections.sockets.is_empty() {
                 if self.shared.connections_changed.wait_until(&mut connections, deadline).timed_out() {
-                    tracing::warn!(open = connections.len(), "connections still open at shutdown; closing the store");
+                    tracing::warn!(
+                        open = connections.sockets.len(),
+                        "connections still open at shutdown; closing the store"
+                    );
                     break;
                 }
             }
@@ -319,17 +362,24 @@ fn accept_loop(shared: &Arc<Shared>, listener: &TcpListener) {
 fn admit(shared: &Arc<Shared>, mut stream: TcpStream) {
     let id = shared.next_connection_id.fetch_add(1, Ordering::Relaxed);
     let registered = {
-        let mut connections = shared.connections.lock();
-        if connections.len() >= shared.config.limits.max_connections {
-            false
-        } else {
-            match stream.try_clone() {
-                Ok(clone) => {
-                    connections.insert(id, clone);
+        let mut registry = shared.connections.lock();
+        match stream.try_clone() {
+            Err(_) => false,
+            Ok(clone) => match registry.admission.admit(id) {
+                admission::Admit::Reject => false,
+                admit => {
+                    if let admission::Admit::AcceptEvicting(old) = admit {
+                        // The oldest unauthenticated connection makes room; its thread sees
+                        // the socket close and ends.
+                        if let Some(socket) = registry.sockets.get(&old) {
+                            let _ = socket.shutdown(Shutdown::Both);
+                        }
+                        shared.stats.unauthenticated_evicted.fetch_add(1, Ordering::Relaxed);
+                    }
+                    registry.sockets.insert(id, clone);
                     true
                 }
-                Err(_) => false,
-            }
+            },
         }
     };
     if !registered {
@@ -352,6 +402,21 @@ fn admit(shared: &Arc<Shared>, mut stream: TcpStream) {
     if let Err(err) = spawned {
         // The closure (and the registration in it) was dropped, which unregistered it.
         tracing::warn!(%err, "cannot start a connection thread");
+    }
+}
+
+/// Makes glibc's allocator give large buffers (replies, request buffers) back to the OS when
+/// they are freed: a fixed 256 KiB mmap threshold (glibc otherwise raises it to the largest
+/// buffer freed so far, after which multi-MiB replies come from per-thread heaps that keep
+/// their pages), and at most 4 heaps. Called by `logbook serve`; a no-op elsewhere. Part of the
+/// memory ceiling in docs/protocol.md.
+pub fn tune_allocator() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only changes allocator parameters; it is called before the server starts
+    // its threads.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 256 * 1024);
+        libc::mallopt(libc::M_ARENA_MAX, 4);
     }
 }
 

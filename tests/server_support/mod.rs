@@ -6,6 +6,8 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
+pub mod daemon;
+
 use logbook::server::{config::AdminConfig, config::TenantConfig, hash_token_hex, Config, Server};
 
 pub const ADMIN_TOKEN: &str = "admin-secret";

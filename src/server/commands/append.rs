@@ -36,7 +36,9 @@ pub(super) fn prepare(
 }
 
 /// The error reply for an engine error. Messages never name stored streams, so a tenant never
-/// sees its namespace prefix (or anyone else's name).
+/// sees its namespace prefix (or anyone else's name), and never a server path: failures of the
+/// disk (I/O, corruption, a stopped writer) are logged with their detail under an error id,
+/// and the reply quotes only the id.
 pub(crate) fn store_error(err: &Error) -> Value {
     match err {
         Error::WrongExpectedVersion { expected, actual, .. } => {
@@ -49,8 +51,51 @@ pub(crate) fn store_error(err: &Error) -> Value {
         Error::StreamDeleted(_) => Value::error("STREAMDELETED", "the stream is deleted"),
         Error::Shutdown => Value::error("ERR", "the server is shutting down"),
         Error::WriterFailed(_) | Error::Io { .. } | Error::Corruption { .. } | Error::Locked(_) | Error::NoStore(_) => {
-            tracing::error!(%err, "storage error");
-            Value::error("ERR", &format!("storage error: {err}"))
+            let error_id = new_error_id();
+            tracing::error!(error_id = %error_id, detail = %err, "storage error");
+            Value::error("ERR", &format!("storage error (id {error_id}); the server log has the detail"))
         }
+    }
+}
+
+/// A short id that ties an error reply to its log line: 12 hex digits, random.
+pub(crate) fn new_error_id() -> String {
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    id[..12].to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn text(v: &Value) -> &str {
+        match v {
+            Value::Error(text) => text,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn storage_errors_name_no_path_only_an_id() {
+        let path = std::path::PathBuf::from("/var/lib/logbook/segments/00000000000000000001.idx");
+        let errors = [
+            Error::Io {
+                context: format!("writing {}", path.display()),
+                source: std::io::Error::from_raw_os_error(libc::ENOSPC),
+            },
+            Error::Corruption { file: path.clone(), offset: 4096, reason: "checksum mismatch".into() },
+            Error::WriterFailed(format!("fdatasync {}: Input/output error", path.display())),
+            Error::Locked(path.clone()),
+            Error::NoStore(path.clone()),
+        ];
+        for err in &errors {
+            let reply = store_error(err);
+            let text = text(&reply);
+            assert!(!text.contains('/') && !text.contains(".idx"), "{text}");
+            assert!(text.starts_with("ERR storage error (id "), "{text}");
+        }
+        let a = store_error(&errors[0]);
+        let b = store_error(&errors[0]);
+        assert_ne!(text(&a), text(&b), "each failure gets its own id");
     }
 }

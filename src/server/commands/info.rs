@@ -66,6 +66,10 @@ fn section_text(shared: &Shared, session: &Session, name: &str) -> String {
             ("max_connections", shared.config.limits.max_connections.to_string()),
             ("connections_total", shared.stats.connections_total.load(Ordering::Relaxed).to_string()),
             ("connections_rejected", shared.stats.connections_rejected.load(Ordering::Relaxed).to_string()),
+            ("unauthenticated_connections", shared.unauthenticated_count().to_string()),
+            ("max_unauthenticated_connections", shared.config.limits.max_unauthenticated_connections.to_string()),
+            ("unauthenticated_evicted", shared.stats.unauthenticated_evicted.load(Ordering::Relaxed).to_string()),
+            ("reply_bytes_pending", shared.reply_budget().used().to_string()),
         ],
         "store" => {
             let store = &shared.store;

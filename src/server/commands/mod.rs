@@ -23,9 +23,21 @@ use super::connection::Session;
 use super::pipeline::PreparedAppend;
 use super::Shared;
 
+/// A reply: a value, or bytes already encoded in the session's protocol (events), in parts.
+pub(crate) enum Reply {
+    Value(Value),
+    Encoded(Vec<Vec<u8>>),
+}
+
+impl From<Value> for Reply {
+    fn from(value: Value) -> Reply {
+        Reply::Value(value)
+    }
+}
+
 /// What running a command produced.
 pub(crate) enum Outcome {
-    Reply(Value),
+    Reply(Reply),
     /// Reply, then close the connection.
     Quit(Value),
 }
@@ -33,6 +45,11 @@ pub(crate) enum Outcome {
 /// The identity a data command runs as, or the `-NOAUTH` reply.
 fn identity(session: &Session) -> Result<&Identity, Value> {
     session.identity.as_ref().ok_or_else(|| Value::error("NOAUTH", "Authentication required: AUTH <tenant> <token>"))
+}
+
+/// True for the commands whose reply is a list of events (bounded by the reply budget).
+pub(crate) fn builds_events(command: &Command) -> bool {
+    matches!(command, Command::Read { .. } | Command::ReadAll { .. })
 }
 
 /// True for the commands that go through [`prepare_append`] and the pipeline.
@@ -54,25 +71,30 @@ pub(crate) fn prepare_append(session: &Session, command: Command) -> Result<Prep
 /// Runs any command but APPEND / APPENDMANY.
 pub(crate) fn execute(shared: &Shared, session: &mut Session, command: Command) -> Outcome {
     let reply = match command {
-        Command::Ping { message } => session::ping(message),
-        Command::Hello { protover, auth } => session::hello(shared, session, protover, auth),
-        Command::Auth(credentials) => session::auth(shared, session, &credentials),
+        Command::Ping { message } => session::ping(message).into(),
+        Command::Hello { protover, auth } => session::hello(shared, session, protover, auth).into(),
+        Command::Auth(credentials) => session::auth(shared, session, &credentials).into(),
         Command::Quit => return Outcome::Quit(Value::ok()),
         command => match identity(session) {
-            Err(reply) => reply,
+            Err(reply) => reply.into(),
             Ok(who) => run_data_command(shared, session, who, command),
         },
     };
     Outcome::Reply(reply)
 }
 
-fn run_data_command(shared: &Shared, session: &Session, who: &Identity, command: Command) -> Value {
-    match command {
+fn run_data_command(shared: &Shared, session: &Session, who: &Identity, command: Command) -> Reply {
+    let value = match command {
         Command::Read { stream, from, count, reverse } => {
-            read::read(shared, session, who, &stream, from, count, reverse)
+            return read::read(shared, session, who, &stream, from, count, reverse);
         }
         Command::ReadAll { from, count, block_ms, prefix, types } => {
-            read_all::read_all(shared, session, who, read_all::Request { from, count, block_ms, prefix, types })
+            return read_all::read_all(
+                shared,
+                session,
+                who,
+                read_all::Request { from, count, block_ms, prefix, types },
+            );
         }
         Command::Version { stream } => info::version(shared, who, &stream),
         Command::Head => info::head(shared),
@@ -85,21 +107,55 @@ fn run_data_command(shared: &Shared, session: &Session, who: &Identity, command:
         Command::Ping { .. } | Command::Hello { .. } | Command::Auth(_) | Command::Quit => {
             Value::error("ERR", "internal error: session command in data dispatch")
         }
-    }
+    };
+    value.into()
 }
 
-/// Checks a client's stream name and maps it into the caller's namespace.
+/// Checks a client's stream name and maps it into the caller's namespace. Errors speak of
+/// the name the client sent: a tenant's length limit is the store's less its namespace
+/// prefix, stated without revealing the prefix.
 pub(crate) fn store_name(who: &Identity, stream: &str) -> Result<String, Value> {
     crate::store::validate_stream_name(stream).map_err(|e| Value::error("ERR", &plain(&e)))?;
+    if let Some(prefix) = who.namespace() {
+        let limit = crate::record::MAX_STREAM_BYTES.saturating_sub(prefix.len());
+        if stream.len() > limit {
+            return Err(Value::error(
+                "ERR",
+                &format!("stream name is {} bytes, limit {limit} for this tenant", stream.len()),
+            ));
+        }
+    }
     let stored = who.to_store(stream);
-    crate::store::validate_stream_name(&stored).map_err(|e| Value::error("ERR", &plain(&e)))?;
+    crate::store::validate_stream_name(&stored).map_err(|_| Value::error("ERR", "invalid stream name"))?;
     Ok(stored)
 }
 
-/// An engine error's message without the "invalid input: " prefix.
+/// An engine error's message without the "invalid input: " prefix (input errors only; any
+/// other error goes through `append::store_error`, which hides server paths).
 fn plain(err: &crate::Error) -> String {
     match err {
         crate::Error::InvalidInput(msg) => msg.clone(),
-        other => other.to_string(),
+        other => match append::store_error(other) {
+            Value::Error(text) => text,
+            _ => "error".to_string(),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_tenants_name_length_error_counts_its_own_name() {
+        let acme = Identity::Tenant { name: "acme".into(), prefix: "acme:".into() };
+        let limit = crate::record::MAX_STREAM_BYTES - "acme:".len();
+        assert!(store_name(&acme, &"s".repeat(limit)).is_ok());
+        let Err(Value::Error(text)) = store_name(&acme, &"s".repeat(1024)) else { panic!() };
+        assert_eq!(text, format!("ERR stream name is 1024 bytes, limit {limit} for this tenant"));
+        assert!(!text.contains("1029") && !text.contains("acme"), "{text}");
+        let Err(Value::Error(text)) = store_name(&acme, &"s".repeat(1025)) else { panic!() };
+        assert!(text.contains("1025 bytes"), "{text}");
+        assert!(store_name(&Identity::Open, &"s".repeat(1024)).is_ok());
     }
 }

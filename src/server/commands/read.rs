@@ -2,8 +2,13 @@
 //!
 //! An event is a map (RESP3) / flat key-value array (RESP2) with the keys
 //! `id stream version position type time data meta`, in that order.
+//!
+//! Replies are encoded event by event into bytes as the store is read in pages
+//! ([`READ_PAGE_EVENTS`]), so a reply never exists twice (as values and as bytes) and never
+//! holds more than its byte allowance (`Session::reply_bytes_max`: `max_reply_bytes`, less
+//! when the server-wide reply budget is short), plus one event.
 
-use crate::protocol::Value;
+use crate::protocol::{encode, ProtocolVersion, Value};
 use crate::server::auth::Identity;
 use crate::server::connection::Session;
 use crate::server::pipeline::as_i64;
@@ -11,56 +16,95 @@ use crate::server::Shared;
 use crate::{Direction, RecordedEvent};
 
 use super::append::store_error;
-use super::store_name;
+use super::{store_name, Reply};
 
-/// Fixed per-event overhead counted against `max_reply_bytes` (keys, id, time, headers).
-const EVENT_OVERHEAD_BYTES: usize = 160;
+/// Events fetched from the store per page while building a reply.
+pub(super) const READ_PAGE_EVENTS: usize = 256;
 
 /// `READ <stream> [FROM v] [COUNT n] [REV]`: an array of events.
 pub(super) fn read(
     shared: &Shared,
-    _session: &Session,
+    session: &Session,
     who: &Identity,
     stream: &str,
     from: Option<u64>,
     count: u64,
     reverse: bool,
-) -> Value {
+) -> Reply {
     let stored = match store_name(who, stream) {
         Ok(stored) => stored,
-        Err(reply) => return reply,
+        Err(reply) => return reply.into(),
     };
-    let (from, direction) = match (from, reverse) {
+    let (mut next, direction) = match (from, reverse) {
         (Some(from), false) => (from, Direction::Forward),
         (None, false) => (1, Direction::Forward),
         (Some(from), true) => (from, Direction::Backward),
         (None, true) => (u64::MAX, Direction::Backward),
     };
     let max = usize::try_from(count).unwrap_or(usize::MAX);
-    match shared.store.read_stream(&stored, from, max, direction) {
-        Ok(events) => events_reply(who, &events, shared.config.limits.max_reply_bytes),
-        Err(err) => store_error(&err),
-    }
-}
-
-/// The array of events, cut short (never below one event) once it holds `max_reply_bytes`.
-pub(super) fn events_reply(who: &Identity, events: &[RecordedEvent], max_reply_bytes: usize) -> Value {
-    let mut items = Vec::with_capacity(events.len());
-    let mut bytes = 0usize;
-    for event in events {
-        let size = event_size(event);
-        if !items.is_empty() && bytes.saturating_add(size) > max_reply_bytes {
+    let mut reply = EventsReply::new(who, session.proto, session.reply_bytes_max);
+    while reply.len() < max {
+        let asked = (max - reply.len()).min(READ_PAGE_EVENTS);
+        let page = match shared.store.read_stream(&stored, next, asked, direction) {
+            Ok(page) => page,
+            Err(err) => return store_error(&err).into(),
+        };
+        let Some(last) = page.last().map(RecordedEvent::version) else { break };
+        let full = page.iter().any(|event| !reply.push(event));
+        if full || page.len() < asked {
             break;
         }
-        bytes = bytes.saturating_add(size);
-        items.push(event_value(who, event));
+        next = match direction {
+            Direction::Forward => last + 1,
+            Direction::Backward if last <= 1 => break,
+            Direction::Backward => last - 1,
+        };
     }
-    Value::Array(items)
+    reply.finish()
 }
 
-/// Roughly the encoded size of one event.
-pub(super) fn event_size(event: &RecordedEvent) -> usize {
-    EVENT_OVERHEAD_BYTES + event.stream().len() + event.event_type().len() + event.data().len() + event.metadata().len()
+/// An array of events being encoded, cut short (never below one event) at a byte allowance.
+pub(super) struct EventsReply<'a> {
+    who: &'a Identity,
+    proto: ProtocolVersion,
+    bytes_max: usize,
+    body: Vec<u8>,
+    count: usize,
+}
+
+impl<'a> EventsReply<'a> {
+    pub fn new(who: &'a Identity, proto: ProtocolVersion, bytes_max: usize) -> EventsReply<'a> {
+        EventsReply { who, proto, bytes_max, body: Vec::new(), count: 0 }
+    }
+
+    pub fn len(&self) -> usize {
+        self.count
+    }
+
+    /// Adds the event, or returns false (and adds nothing) when it would pass the allowance.
+    pub fn push(&mut self, event: &RecordedEvent) -> bool {
+        let before = self.body.len();
+        if self.count > 0 && before.saturating_add(event_size(event)) > self.bytes_max {
+            return false;
+        }
+        encode(&event_value(self.who, event), self.proto, &mut self.body);
+        if self.count > 0 && self.body.len() > self.bytes_max {
+            self.body.truncate(before);
+            return false;
+        }
+        self.count += 1;
+        true
+    }
+
+    /// The encoded array: its header, then the events (two parts, so the body is not copied).
+    pub fn finish(self) -> Reply {
+        Reply::Encoded(vec![format!("*{}\r\n", self.count).into_bytes(), self.body])
+    }
+}
+
+/// A lower bound of the encoded size of one event (its variable parts).
+fn event_size(event: &RecordedEvent) -> usize {
+    event.stream().len() + event.event_type().len() + event.data().len() + event.metadata().len()
 }
 
 /// One event on the wire, with the stream name as the caller knows it.

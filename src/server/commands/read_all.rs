@@ -14,7 +14,8 @@ use crate::server::Shared;
 use crate::Filter;
 
 use super::append::store_error;
-use super::read::events_reply;
+use super::read::{EventsReply, READ_PAGE_EVENTS};
+use super::Reply;
 
 /// Longest single wait inside BLOCK, so shutdown and a vanished client are noticed quickly.
 const BLOCK_SLICE: Duration = Duration::from_millis(100);
@@ -27,7 +28,7 @@ pub(super) struct Request {
     pub types: Vec<String>,
 }
 
-pub(super) fn read_all(shared: &Shared, session: &Session, who: &Identity, request: Request) -> Value {
+pub(super) fn read_all(shared: &Shared, session: &Session, who: &Identity, request: Request) -> Reply {
     let stream_prefix = match (who.namespace(), request.prefix) {
         (Some(namespace), Some(prefix)) => Some(format!("{namespace}{prefix}")),
         (Some(namespace), None) => Some(namespace.to_string()),
@@ -43,36 +44,50 @@ pub(super) fn read_all(shared: &Shared, session: &Session, who: &Identity, reque
     let mut next = request.from.max(1);
     loop {
         let head = shared.store.head_position();
-        // Scan on until something matches or the published log is exhausted (a page stops
-        // after a bounded number of non-matching events).
-        let events = loop {
-            let page = match shared.store.read_all_page(next, max, &filter) {
+        // Read pages until COUNT or the byte allowance is reached, the published log is
+        // exhausted, or (once something matched) a page finds nothing: a page stops after a
+        // bounded number of non-matching events.
+        let mut reply = EventsReply::new(who, session.proto, session.reply_bytes_max);
+        loop {
+            let asked = (max - reply.len()).min(READ_PAGE_EVENTS);
+            let page = match shared.store.read_all_page(next, asked, &filter) {
                 Ok(page) => page,
-                Err(err) => return store_error(&err),
+                Err(err) => return store_error(&err).into(),
             };
-            next = page.next_position;
-            if !page.events.is_empty() || next > head {
-                break page.events;
+            let mut full = false;
+            for event in &page.events {
+                if !reply.push(event) {
+                    full = true;
+                    break;
+                }
+                next = event.position() + 1;
             }
-        };
-        if !events.is_empty() {
-            return events_reply(who, &events, shared.config.limits.max_reply_bytes);
+            if full {
+                break;
+            }
+            next = page.next_position;
+            if reply.len() >= max || next > head || (page.events.is_empty() && reply.len() > 0) {
+                break;
+            }
+        }
+        if reply.len() > 0 {
+            return reply.finish();
         }
         let Some(deadline) = deadline else {
-            return Value::Array(Vec::new());
+            return Value::Array(Vec::new()).into();
         };
         let slice = match deadline {
             Some(deadline) => match deadline.checked_duration_since(Instant::now()) {
                 Some(left) if !left.is_zero() => left.min(BLOCK_SLICE),
-                _ => return Value::Array(Vec::new()),
+                _ => return Value::Array(Vec::new()).into(),
             },
             None => BLOCK_SLICE,
         };
         if shared.is_shutting_down() {
-            return Value::Array(Vec::new());
+            return Value::Array(Vec::new()).into();
         }
         if shared.store.wait_for_head(next, slice) < next && session.client_gone() {
-            return Value::Array(Vec::new());
+            return Value::Array(Vec::new()).into();
         }
     }
 }
