@@ -473,7 +473,12 @@ fn check_command(args: Vec<Vec<u8>>, limits: &CommandLimits) {
             assert!(valid_name(&credentials.tenant), "{command:?}");
         }
         Command::Timeline { order_id } => assert!(valid_name(order_id), "{command:?}"),
-        Command::Ping { .. } | Command::Hello { .. } | Command::Quit | Command::Head | Command::Info { .. } => {}
+        Command::Ping { .. }
+        | Command::Hello { .. }
+        | Command::Quit
+        | Command::Head
+        | Command::Info { .. }
+        | Command::CommandInfo { .. } => {}
     }
 }
 

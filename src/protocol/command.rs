@@ -110,6 +110,11 @@ pub enum Command {
     Timeline {
         order_id: String,
     },
+    /// `COMMAND [LIST|COUNT|DOCS|INFO] ...`: the grammar's command names (allowed before AUTH;
+    /// it reveals nothing but the grammar). Lower-cased subcommand; later arguments ignored.
+    CommandInfo {
+        subcommand: Option<String>,
+    },
 }
 
 /// Why a request was rejected. The connection stays usable except after
@@ -358,6 +363,7 @@ const COMMANDS: &[(&str, Parser)] = &[
     ("VERSION", version),
     ("HEAD", head),
     ("INFO", info),
+    ("COMMAND", command_info),
     ("TIMELINE", timeline),
 ];
 
@@ -390,6 +396,7 @@ impl Command {
             Command::Head => "HEAD",
             Command::Info { .. } => "INFO",
             Command::Timeline { .. } => "TIMELINE",
+            Command::CommandInfo { .. } => "COMMAND",
         }
     }
 }
@@ -614,6 +621,20 @@ fn info(args: &mut Args, _: &CommandLimits) -> Result<Command, CommandError> {
     Ok(Command::Info { section })
 }
 
+fn command_info(args: &mut Args, _: &CommandLimits) -> Result<Command, CommandError> {
+    let subcommand = match args.next() {
+        Some(s) => Some(text(s, "COMMAND subcommand", 64, false)?.to_ascii_lowercase()),
+        None => None,
+    };
+    while args.next().is_some() {} // command names for DOCS / INFO: the reply does not depend on them
+    Ok(Command::CommandInfo { subcommand })
+}
+
+/// The names of the grammar's commands, upper-case, in the grammar's order.
+pub fn command_names() -> Vec<&'static str> {
+    COMMANDS.iter().map(|(name, _)| *name).collect()
+}
+
 fn timeline(args: &mut Args, _: &CommandLimits) -> Result<Command, CommandError> {
     let order_id = args.required()?;
     args.finish()?;
@@ -623,6 +644,19 @@ fn timeline(args: &mut Args, _: &CommandLimits) -> Result<Command, CommandError>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn command_takes_an_optional_subcommand_and_ignores_names() {
+        let parse = |args: &[&str]| {
+            Command::parse(args.iter().map(|a| a.as_bytes().to_vec()).collect(), &CommandLimits::default())
+        };
+        assert_eq!(parse(&["command"]).unwrap(), Command::CommandInfo { subcommand: None });
+        assert_eq!(
+            parse(&["COMMAND", "Docs", "get", "set"]).unwrap(),
+            Command::CommandInfo { subcommand: Some("docs".into()) }
+        );
+        assert!(command_names().contains(&"READALL"));
+    }
 
     const ID: &str = "67e55044-10b1-426f-9247-bb680e5fe0c8";
 

@@ -19,6 +19,7 @@
 //! HEAD
 //! INFO [section]
 //! TIMELINE <order-id>
+//! COMMAND [LIST|COUNT|DOCS|INFO] [...]
 //! ```
 //!
 //! - `<data>` (APPEND) is raw bytes. `META` must be a JSON object; its bytes
@@ -61,6 +62,6 @@ pub mod command;
 pub mod resp;
 
 pub use command::{
-    args_from_value, Command, CommandError, CommandLimits, Credentials, ExpectedVersionArg, NewEventSpec,
+    args_from_value, command_names, Command, CommandError, CommandLimits, Credentials, ExpectedVersionArg, NewEventSpec,
 };
 pub use resp::{encode, parse, Limits, ProtocolVersion, RespError, Value};

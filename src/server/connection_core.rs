@@ -127,7 +127,10 @@ pub(crate) struct ConnectionCore {
     proto: ProtocolVersion,
     /// True once authenticated, or from the start when auth is not required.
     authenticated: bool,
+    /// Request bytes; `input[input_start..]` is not yet handed out (consumed bytes are
+    /// dropped in bulk, not per request, so a long pipeline costs no quadratic copying).
     input: Vec<u8>,
+    input_start: usize,
     /// Reply bytes; `output[written..]` still has to be written.
     output: Vec<u8>,
     written: usize,
@@ -156,6 +159,7 @@ impl ConnectionCore {
             proto: ProtocolVersion::Resp2,
             authenticated: !auth_required,
             input: Vec::new(),
+            input_start: 0,
             output: Vec::new(),
             written: 0,
             held: Vec::new(),
@@ -210,7 +214,12 @@ impl ConnectionCore {
         if self.closing || self.input_closed || self.pending_output() >= self.limits.max_pending_reply_bytes {
             return 0;
         }
-        self.request_limit().saturating_sub(self.input.len())
+        self.request_limit().saturating_sub(self.buffered())
+    }
+
+    /// Request bytes received and not yet handed out as requests.
+    pub fn buffered(&self) -> usize {
+        self.input.len() - self.input_start
     }
 
     /// Bytes from the client. More than [`Self::read_capacity`] is accepted but counts
@@ -219,8 +228,12 @@ impl ConnectionCore {
         if self.closing || bytes.is_empty() {
             return;
         }
-        if self.input.is_empty() {
+        if self.buffered() == 0 {
             self.request_started = Some(now);
+        }
+        if self.input_start > 0 {
+            self.input.drain(..self.input_start);
+            self.input_start = 0;
         }
         self.input.extend_from_slice(bytes);
         self.last_activity = now;
@@ -264,9 +277,9 @@ impl ConnectionCore {
         }
         loop {
             let limits = self.resp_limits();
-            let parsed = match parse(&self.input, &limits) {
+            let parsed = match parse(&self.input[self.input_start..], &limits) {
                 Ok(None) => {
-                    if self.input.len() >= self.request_limit() {
+                    if self.buffered() >= self.request_limit() {
                         let limit = self.request_limit();
                         let reply = if self.authenticated {
                             format!("request exceeds {limit} buffered bytes")
@@ -296,8 +309,15 @@ impl ConnectionCore {
                 }
             };
             let (value, used) = parsed;
-            self.input.drain(..used);
-            self.request_started = if self.input.is_empty() { None } else { Some(now) };
+            self.input_start += used;
+            if self.input_start == self.input.len() {
+                self.input.clear();
+                self.input_start = 0;
+                if self.input.capacity() > OUTPUT_KEEP_CAPACITY * 16 {
+                    self.input.shrink_to(OUTPUT_KEEP_CAPACITY);
+                }
+            }
+            self.request_started = if self.buffered() == 0 { None } else { Some(now) };
             self.last_activity = now;
             let args = match args_from_value(value) {
                 Ok(args) => args,
@@ -347,8 +367,8 @@ impl ConnectionCore {
     /// Stops taking requests; pending replies are still to be written.
     pub fn close(&mut self) {
         self.closing = true;
-        self.input.clear();
-        self.input.shrink_to_fit();
+        self.input = Vec::new();
+        self.input_start = 0;
         self.request_started = None;
     }
 
@@ -544,7 +564,7 @@ pub fn fuzz_connection_core(data: &[u8]) {
             assert!(budget.used() == core.pending_output() + core.held.len());
         }
         let limit = if core.is_authenticated() { limits.max_request_bytes } else { PREAUTH_MAX_REQUEST_BYTES };
-        assert!(core.input.len() <= limit.max(1), "{} buffered, limit {limit}", core.input.len());
+        assert!(core.buffered() <= limit.max(1), "{} buffered, limit {limit}", core.buffered());
         // The client reads some of its replies, sometimes.
         if next() % 3 != 0 {
             let n = (next() % 700) as usize;
@@ -692,6 +712,9 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert_eq!(command(&mut core, now), Some(Command::Ping { message: None }));
+        core.receive(b"COMMAND DOCS\r\nREAD s\r\n", now);
+        assert_eq!(command(&mut core, now), Some(Command::CommandInfo { subcommand: Some("docs".into()) }));
+        assert!(matches!(core.next_request(now), Some(Request::Rejected(_))), "READ before AUTH");
         // A bulk of more than 4 KiB is refused from its header.
         let mut limits = limits();
         limits.resp.max_bulk_bytes = 1 << 20;

@@ -2,7 +2,7 @@
 //!
 //! | file | commands |
 //! |---|---|
-//! | `session.rs` | PING, HELLO, AUTH, QUIT |
+//! | `session.rs` | PING, HELLO, AUTH, QUIT, COMMAND |
 //! | `append.rs` | APPEND, APPENDMANY (run through the pipeline, see `server::pipeline`) |
 //! | `read.rs` | READ, and how an event is put on the wire |
 //! | `read_all.rs` | READALL (with BLOCK) |
@@ -75,6 +75,7 @@ pub(crate) fn execute(shared: &Shared, session: &mut Session, command: Command) 
         Command::Hello { protover, auth } => session::hello(shared, session, protover, auth).into(),
         Command::Auth(credentials) => session::auth(shared, session, &credentials).into(),
         Command::Quit => return Outcome::Quit(Value::ok()),
+        Command::CommandInfo { subcommand } => session::command_info(subcommand.as_deref()).into(),
         command => match identity(session) {
             Err(reply) => reply.into(),
             Ok(who) => run_data_command(shared, session, who, command),
@@ -104,9 +105,11 @@ fn run_data_command(shared: &Shared, session: &Session, who: &Identity, command:
             Ok(prepared) => prepared.run(&shared.store),
             Err(reply) => reply,
         },
-        Command::Ping { .. } | Command::Hello { .. } | Command::Auth(_) | Command::Quit => {
-            Value::error("ERR", "internal error: session command in data dispatch")
-        }
+        Command::Ping { .. }
+        | Command::Hello { .. }
+        | Command::Auth(_)
+        | Command::Quit
+        | Command::CommandInfo { .. } => Value::error("ERR", "internal error: session command in data dispatch"),
     };
     value.into()
 }

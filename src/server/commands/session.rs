@@ -1,4 +1,5 @@
-//! PING, HELLO, AUTH (QUIT is answered by the dispatcher): the commands allowed before AUTH.
+//! PING, HELLO, AUTH, COMMAND (QUIT is answered by the dispatcher): the commands allowed
+//! before AUTH.
 
 use crate::protocol::{Credentials, ProtocolVersion, Value};
 use crate::server::auth::AuthError;
@@ -62,4 +63,18 @@ pub(super) fn hello(
         (Value::bulk("modules"), Value::Array(Vec::new())),
         (Value::bulk("tenant"), tenant),
     ])
+}
+
+/// `COMMAND [LIST|COUNT|DOCS|INFO]`: the grammar's command names (LIST, or no subcommand),
+/// their number (COUNT), or no documentation (DOCS: an empty map; INFO: an empty array), so
+/// clients such as redis-cli that ask on connect carry on. Nothing but the grammar.
+pub(super) fn command_info(subcommand: Option<&str>) -> Value {
+    let names = crate::protocol::command_names();
+    match subcommand {
+        None | Some("list") => Value::Array(names.iter().map(|name| Value::bulk(name.to_ascii_lowercase())).collect()),
+        Some("count") => Value::Integer(names.len() as i64),
+        Some("docs") => Value::Map(Vec::new()),
+        Some("info") => Value::Array(Vec::new()),
+        Some(_) => Value::error("ERR", "unknown COMMAND subcommand; try LIST, COUNT, DOCS or INFO"),
+    }
 }
