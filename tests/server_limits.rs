@@ -230,3 +230,33 @@ fn a_slow_client_on_the_metrics_port_does_not_block_scrapes() {
     assert!(ready.starts_with("HTTP/1.1 200") || ready.starts_with("HTTP/1.0 200"), "{ready}");
     slow.join().unwrap();
 }
+
+#[test]
+fn blocked_readers_do_not_hold_the_reply_budget() {
+    let limits = Limits { max_reply_bytes: 64 * 1024, max_reply_bytes_total: 64 * 1024, ..Limits::default() };
+    let server = TestServer::start_with(Config { limits, ..Config::default() });
+    let mut con = server.redis();
+    let json = format!(
+        "[{}]",
+        vec![r#"{"type":"T","data":{"pad":"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"}}"#; 500].join(",")
+    );
+    let _: Vec<i64> = redis::cmd("APPENDMANY").arg("s-1").arg(json).query(&mut con).unwrap();
+    // Four tailing readers wait for position 501.
+    let tails: Vec<_> = (0..4)
+        .map(|_| {
+            let mut c = server.redis();
+            std::thread::spawn(move || {
+                let v: redis::Value =
+                    redis::cmd("READALL").arg("FROM").arg(501).arg("BLOCK").arg(1500).query(&mut c).unwrap();
+                v
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    // A reader meanwhile gets a full 64 KiB page, not the one-event minimum.
+    let page = events(redis::cmd("READALL").arg("COUNT").arg(1000).query(&mut con).unwrap());
+    assert!(page.len() > 100 && page.len() < 500, "{} events in a 64 KiB reply", page.len());
+    for tail in tails {
+        assert_eq!(events(tail.join().unwrap()).len(), 0);
+    }
+}

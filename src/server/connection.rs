@@ -44,9 +44,6 @@ pub(crate) struct Session {
     pub identity: Option<Identity>,
     /// The socket, for checking whether the client went away during READALL BLOCK.
     pub socket: TcpStream,
-    /// The bytes the next READ / READALL reply may hold (set before each command from
-    /// `max_reply_bytes` and the server-wide reply budget).
-    pub reply_bytes_max: usize,
     /// Failed AUTHs on this connection.
     pub auth_failures: u32,
 }
@@ -83,7 +80,6 @@ pub(crate) fn serve(shared: &Shared, socket: TcpStream, id: u64) {
         proto: ProtocolVersion::Resp2,
         identity: shared.auth.initial_identity(),
         socket: probe,
-        reply_bytes_max: shared.config.limits.max_reply_bytes,
         auth_failures: 0,
     };
     let mut core =
@@ -135,13 +131,13 @@ fn run(shared: &Shared, session: &mut Session, core: &mut ConnectionCore, socket
     }
 }
 
-/// Writes the core's pending replies. Without a `deadline`, gives up at the core's idle
+/// Writes the core's pending replies. Without a `deadline`, gives up at the core's write
 /// deadline (a client that reads nothing for `idle_timeout_secs`). Returns false when the
 /// replies could not all be written.
 fn write_pending(socket: &TcpStream, core: &mut ConnectionCore, deadline: Option<Instant>) -> bool {
     while core.pending_output() > 0 {
         let now = Instant::now();
-        let until = deadline.or_else(|| core.next_deadline()).unwrap_or(now + Duration::from_secs(1));
+        let until = deadline.unwrap_or_else(|| core.write_deadline());
         if until <= now {
             return false;
         }
@@ -167,10 +163,12 @@ fn push(shared: &Shared, core: &mut ConnectionCore, reply: Reply) {
             }
             core.push_reply(&value);
         }
-        Reply::Encoded(parts) => {
+        Reply::Events(parts, reservation) => {
             for part in parts {
                 core.push_encoded(part);
             }
+            // Counted as pending output now: the reservation goes back.
+            drop(reservation);
         }
     }
 }
@@ -213,11 +211,6 @@ fn run_requests(shared: &Shared, session: &mut Session, core: &mut ConnectionCor
 
 /// Runs one command but an append. Returns true for QUIT.
 fn run_command(shared: &Shared, session: &mut Session, core: &mut ConnectionCore, command: Command) -> bool {
-    // A read's reply may hold what it reserved of the server-wide budget (at least one event).
-    let budget = shared.reply_budget();
-    let reserved =
-        if commands::builds_events(&command) { budget.reserve(shared.config.limits.max_reply_bytes) } else { 0 };
-    session.reply_bytes_max = reserved;
     let auth_tenant = match &command {
         Command::Auth(credentials) | Command::Hello { auth: Some(credentials), .. } => Some(credentials.tenant.clone()),
         _ => None,
@@ -242,7 +235,7 @@ fn run_command(shared: &Shared, session: &mut Session, core: &mut ConnectionCore
             outcome = Outcome::Quit(Value::error("ERR", "max connections reached, try again later"));
         }
     }
-    let quit = match outcome {
+    match outcome {
         Outcome::Reply(reply) => {
             push(shared, core, reply);
             false
@@ -251,9 +244,7 @@ fn run_command(shared: &Shared, session: &mut Session, core: &mut ConnectionCore
             push(shared, core, reply.into());
             true
         }
-    };
-    budget.release(reserved);
-    quit
+    }
 }
 
 /// Holds the reply to an AUTH per the address's failures (see `auth_guard`); logs a failure

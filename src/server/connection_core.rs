@@ -60,21 +60,17 @@ impl ReplyBudget {
 
     /// Takes up to `want` bytes of what is left (possibly 0) for a reply about to be built,
     /// so connections building replies at the same moment cannot each count on the same
-    /// free bytes. Give the grant back with [`Self::release`] once the reply is pushed (it
-    /// is then counted as pending output).
-    pub fn reserve(&self, want: usize) -> usize {
+    /// free bytes. The grant goes back when the [`Reservation`] is dropped: after the reply
+    /// was pushed to its connection (where it counts as pending output).
+    pub fn reserve(self: &Arc<Self>, want: usize) -> Reservation {
         let mut used = self.used_bytes.load(Ordering::Relaxed);
         loop {
             let granted = want.min(self.limit_bytes.saturating_sub(used));
             match self.used_bytes.compare_exchange_weak(used, used + granted, Ordering::Relaxed, Ordering::Relaxed) {
-                Ok(_) => return granted,
+                Ok(_) => return Reservation { budget: Arc::clone(self), granted },
                 Err(now) => used = now,
             }
         }
-    }
-
-    pub fn release(&self, granted: usize) {
-        self.sub(granted);
     }
 
     fn add(&self, n: usize) {
@@ -83,6 +79,26 @@ impl ReplyBudget {
 
     fn sub(&self, n: usize) {
         self.used_bytes.fetch_sub(n, Ordering::Relaxed);
+    }
+}
+
+/// Bytes of a [`ReplyBudget`] held for a reply being built; given back on drop.
+#[derive(Debug)]
+pub(crate) struct Reservation {
+    budget: Arc<ReplyBudget>,
+    granted: usize,
+}
+
+impl Reservation {
+    /// The bytes the reply may hold (0 when the budget is used up: one event, then).
+    pub fn granted(&self) -> usize {
+        self.granted
+    }
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        self.budget.sub(self.granted);
     }
 }
 
@@ -450,6 +466,12 @@ impl ConnectionCore {
         self.last_activity = now;
     }
 
+    /// How long writing pending replies may block: until the client has read nothing for
+    /// `idle_timeout` (a client that does not read is closed then).
+    pub fn write_deadline(&self) -> Instant {
+        self.last_activity + self.limits.idle_timeout
+    }
+
     /// The earliest time [`Self::on_timeout`] must be called, if any.
     pub fn next_deadline(&self) -> Option<Instant> {
         let mut deadline = self.last_activity + self.limits.idle_timeout;
@@ -664,14 +686,17 @@ mod tests {
 
     #[test]
     fn reservations_share_the_budget_without_overlap() {
-        let budget = ReplyBudget::new(10);
-        assert_eq!(budget.reserve(4), 4);
-        assert_eq!(budget.reserve(4), 4);
-        assert_eq!(budget.reserve(4), 2, "only what is left");
-        assert_eq!(budget.reserve(4), 0);
-        budget.release(4);
+        let budget = Arc::new(ReplyBudget::new(10));
+        let a = budget.reserve(4);
+        let b = budget.reserve(4);
+        let c = budget.reserve(4);
+        assert_eq!((a.granted(), b.granted(), c.granted()), (4, 4, 2), "only what is left");
+        assert_eq!(budget.reserve(4).granted(), 0);
+        drop(a);
         assert_eq!(budget.used(), 6);
-        assert_eq!(budget.reserve(100), 4);
+        assert_eq!(budget.reserve(100).granted(), 4);
+        drop((b, c));
+        assert_eq!(budget.used(), 0);
     }
 
     #[test]

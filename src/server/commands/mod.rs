@@ -23,10 +23,12 @@ use super::connection::Session;
 use super::pipeline::PreparedAppend;
 use super::Shared;
 
-/// A reply: a value, or bytes already encoded in the session's protocol (events), in parts.
+/// A reply: a value, or events already encoded in the session's protocol (in parts), with
+/// the share of the server-wide reply budget they were built under (given back once they are
+/// pushed to the connection, where they count as pending output).
 pub(crate) enum Reply {
     Value(Value),
-    Encoded(Vec<Vec<u8>>),
+    Events(Vec<Vec<u8>>, crate::server::connection_core::Reservation),
 }
 
 impl From<Value> for Reply {
@@ -45,11 +47,6 @@ pub(crate) enum Outcome {
 /// The identity a data command runs as, or the `-NOAUTH` reply.
 fn identity(session: &Session) -> Result<&Identity, Value> {
     session.identity.as_ref().ok_or_else(|| Value::error("NOAUTH", "Authentication required: AUTH <tenant> <token>"))
-}
-
-/// True for the commands whose reply is a list of events (bounded by the reply budget).
-pub(crate) fn builds_events(command: &Command) -> bool {
-    matches!(command, Command::Read { .. } | Command::ReadAll { .. })
 }
 
 /// True for the commands that go through [`prepare_append`] and the pipeline.

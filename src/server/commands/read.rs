@@ -5,12 +5,15 @@
 //!
 //! Replies are encoded event by event into bytes as the store is read in pages
 //! ([`READ_PAGE_EVENTS`]), so a reply never exists twice (as values and as bytes) and never
-//! holds more than its byte allowance (`Session::reply_bytes_max`: `max_reply_bytes`, less
-//! when the server-wide reply budget is short), plus one event.
+//! holds more than its byte allowance, plus one event: `max_reply_bytes`, or less when the
+//! server-wide reply budget (`max_reply_bytes_total`) is short. The allowance is reserved
+//! from that budget when the reply starts (after a READALL BLOCK has found events), so
+//! replies built at the same moment never count on the same free bytes.
 
 use crate::protocol::{encode, ProtocolVersion, Value};
 use crate::server::auth::Identity;
 use crate::server::connection::Session;
+use crate::server::connection_core::Reservation;
 use crate::server::pipeline::as_i64;
 use crate::server::Shared;
 use crate::{Direction, RecordedEvent};
@@ -42,7 +45,7 @@ pub(super) fn read(
         (None, true) => (u64::MAX, Direction::Backward),
     };
     let max = usize::try_from(count).unwrap_or(usize::MAX);
-    let mut reply = EventsReply::new(who, session.proto, session.reply_bytes_max);
+    let mut reply = EventsReply::new(shared, who, session.proto);
     while reply.len() < max {
         let asked = (max - reply.len()).min(READ_PAGE_EVENTS);
         let page = match shared.store.read_stream(&stored, next, asked, direction) {
@@ -67,14 +70,15 @@ pub(super) fn read(
 pub(super) struct EventsReply<'a> {
     who: &'a Identity,
     proto: ProtocolVersion,
-    bytes_max: usize,
+    reservation: Reservation,
     body: Vec<u8>,
     count: usize,
 }
 
 impl<'a> EventsReply<'a> {
-    pub fn new(who: &'a Identity, proto: ProtocolVersion, bytes_max: usize) -> EventsReply<'a> {
-        EventsReply { who, proto, bytes_max, body: Vec::new(), count: 0 }
+    pub fn new(shared: &Shared, who: &'a Identity, proto: ProtocolVersion) -> EventsReply<'a> {
+        let reservation = shared.reply_budget().reserve(shared.config.limits.max_reply_bytes);
+        EventsReply { who, proto, reservation, body: Vec::new(), count: 0 }
     }
 
     pub fn len(&self) -> usize {
@@ -84,11 +88,11 @@ impl<'a> EventsReply<'a> {
     /// Adds the event, or returns false (and adds nothing) when it would pass the allowance.
     pub fn push(&mut self, event: &RecordedEvent) -> bool {
         let before = self.body.len();
-        if self.count > 0 && before.saturating_add(event_size(event)) > self.bytes_max {
+        if self.count > 0 && before.saturating_add(event_size(event)) > self.reservation.granted() {
             return false;
         }
         encode(&event_value(self.who, event), self.proto, &mut self.body);
-        if self.count > 0 && self.body.len() > self.bytes_max {
+        if self.count > 0 && self.body.len() > self.reservation.granted() {
             self.body.truncate(before);
             return false;
         }
@@ -98,7 +102,7 @@ impl<'a> EventsReply<'a> {
 
     /// The encoded array: its header, then the events (two parts, so the body is not copied).
     pub fn finish(self) -> Reply {
-        Reply::Encoded(vec![format!("*{}\r\n", self.count).into_bytes(), self.body])
+        Reply::Events(vec![format!("*{}\r\n", self.count).into_bytes(), self.body], self.reservation)
     }
 }
 

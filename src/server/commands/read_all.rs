@@ -47,7 +47,7 @@ pub(super) fn read_all(shared: &Shared, session: &Session, who: &Identity, reque
         // Read pages until COUNT or the byte allowance is reached, the published log is
         // exhausted, or (once something matched) a page finds nothing: a page stops after a
         // bounded number of non-matching events.
-        let mut reply = EventsReply::new(who, session.proto, session.reply_bytes_max);
+        let mut reply = EventsReply::new(shared, who, session.proto);
         loop {
             let asked = (max - reply.len()).min(READ_PAGE_EVENTS);
             let page = match shared.store.read_all_page(next, asked, &filter) {
@@ -73,6 +73,7 @@ pub(super) fn read_all(shared: &Shared, session: &Session, who: &Identity, reque
         if reply.len() > 0 {
             return reply.finish();
         }
+        drop(reply); // its share of the reply budget is not held while blocked
         let Some(deadline) = deadline else {
             return Value::Array(Vec::new()).into();
         };
