@@ -461,9 +461,13 @@ impl ConnectionCore {
         }
     }
 
-    /// A command ran (a blocking READALL counts as activity, not idleness).
+    /// A command ran (a blocking READALL counts as activity, not idleness). The time it took
+    /// is not charged to a request that was arriving behind it.
     pub fn touch(&mut self, now: Instant) {
         self.last_activity = now;
+        if self.request_started.is_some() {
+            self.request_started = Some(now);
+        }
     }
 
     /// How long writing pending replies may block: until the client has read nothing for
@@ -775,6 +779,9 @@ mod tests {
             core.receive(b"x", start + Duration::from_secs(i));
         }
         assert_eq!(core.next_deadline(), Some(start + Duration::from_secs(30)));
+        // Time a command of the same connection spent running (READALL BLOCK) is not charged.
+        core.touch(start + Duration::from_secs(20));
+        assert_eq!(core.next_deadline(), Some(start + Duration::from_secs(50)));
     }
 
     #[test]
