@@ -260,3 +260,42 @@ fn blocked_readers_do_not_hold_the_reply_budget() {
         assert_eq!(events(tail.join().unwrap()).len(), 0);
     }
 }
+
+#[test]
+fn the_metrics_port_has_a_head_deadline_and_a_connection_cap() {
+    let config = Config { metrics: Some("127.0.0.1:0".into()), ..Config::default() };
+    let server = TestServer::start_with(config);
+    let metrics = server.server.as_ref().unwrap().metrics_addr().unwrap();
+    let open = || {
+        let s = std::net::TcpStream::connect(metrics).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        s
+    };
+    // A request head that never ends is dropped at the 2 s head deadline.
+    let mut partial = open();
+    partial.write_all(b"GET /metrics HTTP/1.1\r\n").unwrap();
+    let started = Instant::now();
+    let _ = read_until_close(&mut partial);
+    let took = started.elapsed();
+    assert!(took >= Duration::from_millis(1500) && took < Duration::from_millis(4500), "{took:?}");
+    // 64 silent connections take every slot; one more is closed at once.
+    let silent: Vec<_> = (0..64).map(|_| open()).collect();
+    std::thread::sleep(Duration::from_millis(200));
+    let mut extra = open();
+    let started = Instant::now();
+    let _ = extra.write_all(b"GET /metrics HTTP/1.0\r\n\r\n");
+    let reply = read_until_close(&mut extra);
+    assert!(reply.is_empty() && started.elapsed() < Duration::from_secs(1), "over the cap: {reply:?}");
+    // Their head deadline frees the slots: scrapes work again.
+    let deadline = Instant::now() + Duration::from_secs(6);
+    loop {
+        let mut s = open();
+        let _ = s.write_all(b"GET /metrics HTTP/1.0\r\n\r\n");
+        if String::from_utf8_lossy(&read_until_close(&mut s)).contains("logbook_head_position") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "slots never freed");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    drop(silent);
+}
