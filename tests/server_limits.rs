@@ -299,3 +299,30 @@ fn the_metrics_port_has_a_head_deadline_and_a_connection_cap() {
     }
     drop(silent);
 }
+
+#[test]
+fn a_backpressured_pipeline_is_answered_whole_and_in_order() {
+    let limits = Limits { max_pending_reply_bytes: 4096, max_reply_bytes: 16 * 1024, ..Limits::default() };
+    let server = TestServer::start_with(Config { limits, ..Config::default() });
+    let mut con = server.redis();
+    let json = format!("[{}]", vec![r#"{"type":"T","data":{"n":1}}"#; 300].join(","));
+    let _: Vec<i64> = redis::cmd("APPENDMANY").arg("s-1").arg(json).query(&mut con).unwrap();
+    // 200 rounds of READALL + PING + APPEND, sent without reading, then read after a pause.
+    let mut pipe = redis::pipe();
+    for i in 0..200 {
+        pipe.cmd("READALL").arg("FROM").arg(1 + i).arg("COUNT").arg(100);
+        pipe.cmd("PING").arg(format!("p{i}"));
+        pipe.cmd("APPEND").arg("s-2").arg("T").arg("{}");
+    }
+    let replies: Vec<redis::Value> = pipe.query(&mut con).unwrap();
+    assert_eq!(replies.len(), 600);
+    for (i, round) in replies.chunks(3).enumerate() {
+        let page = events(round[0].clone());
+        assert!(!page.is_empty() && field_int(&page[0], "position") == 1 + i as i64, "round {i}");
+        assert_eq!(round[1], redis::Value::BulkString(format!("p{i}").into_bytes()));
+        match &round[2] {
+            redis::Value::Array(v) => assert_eq!(v[0], redis::Value::Int(1 + i as i64), "round {i}"),
+            other => panic!("{other:?}"),
+        }
+    }
+}

@@ -109,7 +109,7 @@ fn run(shared: &Shared, session: &mut Session, core: &mut ConnectionCore, socket
         core.on_timeout(now);
         let until = match core.wait(now) {
             Wait::Closed => return true,
-            Wait::Output => continue,
+            Wait::Output | Wait::Ready => continue,
             Wait::Until(until) => until,
             Wait::Input => core.next_deadline().unwrap_or(now + Duration::from_secs(1)),
         };

@@ -129,6 +129,9 @@ pub(crate) enum Request {
 pub(crate) enum Wait {
     /// The front request is incomplete: read more bytes.
     Input,
+    /// Requests may be buffered (stopped by backpressure, or bytes just arrived): call
+    /// [`ConnectionCore::next_request`] again before reading.
+    Ready,
     /// Too many reply bytes are pending: write before anything else (backpressure).
     Output,
     /// A hold (slowed AUTH) lasts until then.
@@ -276,10 +279,22 @@ impl ConnectionCore {
         if self.pending_output() >= self.limits.max_pending_reply_bytes {
             return Wait::Output;
         }
-        if self.need_input && self.input_closed {
-            return Wait::Closed;
+        if self.need_input {
+            return if self.input_closed { Wait::Closed } else { Wait::Input };
+        }
+        if self.buffered() > 0 || self.input_closed {
+            return Wait::Ready;
         }
         Wait::Input
+    }
+
+    /// When the incomplete request at the front must be complete (only while one is known to
+    /// be incomplete: complete requests waiting behind unwritten replies are not late).
+    fn request_deadline(&self) -> Option<Instant> {
+        match self.request_started {
+            Some(started) if self.need_input => Some(started + self.limits.request_timeout),
+            _ => None,
+        }
     }
 
     /// The next request, in order, or `None` (see [`Self::wait`] for why).
@@ -479,8 +494,8 @@ impl ConnectionCore {
     /// The earliest time [`Self::on_timeout`] must be called, if any.
     pub fn next_deadline(&self) -> Option<Instant> {
         let mut deadline = self.last_activity + self.limits.idle_timeout;
-        if let Some(started) = self.request_started {
-            deadline = deadline.min(started + self.limits.request_timeout);
+        if let Some(request) = self.request_deadline() {
+            deadline = deadline.min(request);
         }
         if let Some(auth) = self.auth_deadline {
             deadline = deadline.min(auth);
@@ -498,7 +513,7 @@ impl ConnectionCore {
         if self.closing {
             return;
         }
-        if self.request_started.is_some_and(|started| now >= started + self.limits.request_timeout) {
+        if self.request_deadline().is_some_and(|deadline| now >= deadline) {
             let secs = self.limits.request_timeout.as_secs();
             self.fail(Value::error("ERR", &format!("request not complete within {secs} s of its first byte")));
         } else if self.auth_deadline.is_some_and(|deadline| now >= deadline) {
@@ -685,6 +700,10 @@ mod tests {
         core.advance_output(core.pending_output(), now);
         assert_eq!(budget.used(), 0);
         assert!(core.read_capacity() > 0);
+        assert_eq!(core.wait(now), Wait::Ready, "buffered requests run before anything is read");
+        // Requests that waited behind unwritten replies are complete: no request deadline.
+        core.on_timeout(now + Duration::from_secs(31));
+        assert!(!core.is_closing());
         assert!(core.next_request(now).is_some(), "requests resume once replies are written");
     }
 
@@ -777,6 +796,7 @@ mod tests {
         let (mut core, _, start) = new_core(false);
         for i in 0..40u64 {
             core.receive(b"x", start + Duration::from_secs(i));
+            assert!(core.next_request(start + Duration::from_secs(i)).is_none());
         }
         assert_eq!(core.next_deadline(), Some(start + Duration::from_secs(30)));
         // Time a command of the same connection spent running (READALL BLOCK) is not charged.
