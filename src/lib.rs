@@ -17,7 +17,6 @@ pub mod export;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod index;
-pub mod log;
 pub mod order;
 pub mod protocol;
 pub mod record;
@@ -32,6 +31,7 @@ pub mod time;
 pub mod types;
 pub mod upcast;
 pub mod verify;
+pub mod wal;
 
 pub use error::{Error, Result};
 pub use store::{AllPage, PendingAppend, Store, StoreStats, Subscription};
