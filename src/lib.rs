@@ -20,6 +20,7 @@ pub mod index;
 pub mod order;
 pub mod protocol;
 pub mod record;
+pub mod repair;
 pub mod retention;
 pub mod segment;
 pub mod server;

@@ -77,6 +77,12 @@ pub fn verify_dir_with_progress(dir: &Path, mut progress: impl FnMut(usize, usiz
             tracing::info!(attempt, "the store changed during verify (a rollover or compaction); walking again");
             continue;
         }
+        // Beside a live writer a seal can truncate a file between its listing and its read.
+        // Damage stays; a view caught mid-change does not: report only what a second walk sees.
+        if !walk.is_healthy() && attempt < MAX_ATTEMPTS && !locked_by_nobody(&data) {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            continue;
+        }
         progress(1, 1);
         return Ok(VerifyReport {
             segments: walk.segments,
@@ -89,4 +95,11 @@ pub fn verify_dir_with_progress(dir: &Path, mut progress: impl FnMut(usize, usiz
             hot: walk.hot,
         });
     }
+}
+
+/// True when no process holds the store's LOCK (the files cannot change under the walk).
+fn locked_by_nobody(data: &DataDir) -> bool {
+    let Ok(file) = std::fs::OpenOptions::new().write(true).open(data.lock_path()) else { return true };
+    // Taking the lock and dropping the file releases it at once.
+    file.try_lock().is_ok()
 }

@@ -29,6 +29,10 @@ enum Command {
     Tail(TailArgs),
     /// Check every frame of every segment and every index file; exit non-zero on corruption.
     Verify(VerifyArgs),
+    /// Cut a damaged store back to its last good event before the first damage, when `open`
+    /// refuses it and there is no backup: says which positions it gives up and keeps a copy of
+    /// everything it cuts in <data>/repair-<time>/. The daemon must be stopped.
+    Repair(RepairArgs),
     /// What a store holds: events, streams, segments, bytes, per category and type, oldest/newest.
     Stats(StatsArgs),
     /// Copy events into Parquet files (the cold tier's format) for DuckDB, pandas or Spark;
@@ -210,6 +214,16 @@ struct TailArgs {
 }
 
 #[derive(Args)]
+struct RepairArgs {
+    /// Data directory.
+    #[arg(long, default_value = "./data")]
+    data: PathBuf,
+    /// Print the report as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
 struct VerifyArgs {
     /// Data directory.
     #[arg(long, default_value = "./data")]
@@ -362,6 +376,7 @@ fn main() -> ExitCode {
         Command::Read(args) => read(args),
         Command::Tail(args) => tail(args),
         Command::Verify(args) => verify(args),
+        Command::Repair(args) => repair(args),
         Command::Stats(args) => stats(args),
         Command::Compact(args) => compact(args),
         Command::DeleteStream(args) => delete_stream(args),
@@ -492,6 +507,32 @@ fn tail(args: TailArgs) -> Result<(), String> {
         print_event(&event.map_err(|e| e.to_string())?, args.conn.json);
         if printed >= limit {
             break;
+        }
+    }
+    Ok(())
+}
+
+fn repair(args: RepairArgs) -> Result<(), String> {
+    let report = logbook::repair::repair_dir(&args.data).map_err(|e| e.to_string())?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?);
+        return Ok(());
+    }
+    match &report.damage {
+        None => println!("{}: no damage found; nothing changed (head {})", args.data.display(), report.head),
+        Some((file, offset, reason)) => {
+            println!("first damage: {} at byte {offset}: {reason}", file.display());
+            match report.gave_up {
+                Some((first, last)) => println!(
+                    "gave up positions {first}..={last} ({} events); the store now ends at position {}",
+                    last - first + 1,
+                    report.head
+                ),
+                None => println!("gave up no event; the store ends at position {}", report.head),
+            }
+            if let Some(kept) = &report.kept_in {
+                println!("what was cut is kept in {}", kept.display());
+            }
         }
     }
     Ok(())

@@ -501,6 +501,7 @@ impl Walker<'_> {
             }
         });
         self.walk.events += outcome.frames;
+        self.walk.last_position = self.walk.last_position.max(outcome.last_position);
         if let Some((offset, reason)) = broken {
             self.corrupt(path, offset, reason)?;
             return Ok(None);
@@ -608,6 +609,7 @@ impl Walker<'_> {
             last_frame_at = Some(offset);
         });
         self.walk.events += outcome.frames;
+        self.walk.last_position = self.walk.last_position.max(outcome.last_position);
         if let Some((offset, reason)) = broken {
             return self.corrupt(&path, offset, reason);
         }
