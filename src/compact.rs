@@ -327,7 +327,7 @@ fn rewrite_unit(
     fs.sync_dir(segments_dir).map_err(|e| Error::io("syncing the segments directory", e))?;
     // 4. Readers switch over.
     let len = bytes.len() as u64;
-    let reader = SegmentReader::open(&seg_path, base, len)
+    let reader = SegmentReader::open(&seg_path, base, len, &store.shared().cache)
         .map_err(|e| Error::io(format!("opening {}", seg_path.display()), e))?;
     let index = SegmentIndex::open(&idx_path).map_err(|reason| Error::corruption(&idx_path, 0, reason))?;
     let replacement = Arc::new(SealedSegment { header, reader: Arc::new(reader), index, len, header_crc });

@@ -9,6 +9,7 @@ pub mod aggregate;
 pub mod archive;
 pub mod backup;
 pub mod bench;
+pub mod block_cache;
 pub mod client;
 pub mod compact;
 pub mod datadir;

@@ -38,6 +38,7 @@ use std::fs::File;
 use std::io;
 use std::path::{Path, PathBuf};
 
+use crate::block_cache::{BlockCache, BLOCK_BYTES};
 use crate::record::{self, DecodeError, FrameRef, CRC_MASK, FRAME_HEADER_BYTES};
 use crate::storage::{FileSystem, StorageFile};
 
@@ -564,17 +565,28 @@ pub struct SegmentReader {
     base_position: u64,
     file: File,
     readable: std::sync::atomic::AtomicU64,
+    /// Key of this file's blocks in the cache.
+    id: u64,
+    cache: std::sync::Arc<BlockCache>,
 }
 
 impl SegmentReader {
-    /// Opens the segment at `path` for reads below `readable` bytes.
-    pub fn open(path: &Path, base_position: u64, readable: u64) -> io::Result<Self> {
+    /// Opens the segment at `path` for reads below `readable` bytes, caching random reads in
+    /// `cache`.
+    pub fn open(
+        path: &Path,
+        base_position: u64,
+        readable: u64,
+        cache: &std::sync::Arc<BlockCache>,
+    ) -> io::Result<Self> {
         let file = File::open(path)?;
         Ok(SegmentReader {
             path: path.to_path_buf(),
             base_position,
             file,
             readable: std::sync::atomic::AtomicU64::new(readable),
+            id: crate::block_cache::next_reader_id(),
+            cache: std::sync::Arc::clone(cache),
         })
     }
     pub fn path(&self) -> &Path {
@@ -592,25 +604,84 @@ impl SegmentReader {
         self.readable.fetch_max(len, std::sync::atomic::Ordering::AcqRel);
     }
 
-    /// Reads `len` bytes at `offset` (clamped to the readable end).
+    /// Reads `len` bytes at `offset` (clamped to the readable end), bypassing the cache.
     pub fn read_range(&self, offset: u64, len: usize) -> io::Result<bytes::Bytes> {
         let end = self.readable();
         let len = (len as u64).min(end.saturating_sub(offset)) as usize;
         crate::storage::read_exact_at(&self.file, offset, len).map(bytes::Bytes::from)
     }
 
-    /// Reads the frame at `offset`: one `pread` of [`READ_GUESS_BYTES`], a second one when the
-    /// frame is longer. The frame's length is bounded by [`record::MAX_BODY_BYTES`] and by the
-    /// readable end before anything is allocated. Returns the buffer, which starts at `offset`
-    /// and holds exactly the frame.
+    /// Block `block` as far as it is readable: from the cache when the cached copy covers the
+    /// readable end (the active segment's last block grows), else read and cached.
+    fn block(&self, block: u64, end: u64) -> io::Result<bytes::Bytes> {
+        let start = block * BLOCK_BYTES;
+        let want = (start + BLOCK_BYTES).min(end).saturating_sub(start) as usize;
+        if let Some(bytes) = self.cache.get(self.id, block).filter(|b| b.len() >= want) {
+            return Ok(bytes);
+        }
+        let bytes = self.read_range(start, want)?;
+        self.cache.insert(self.id, block, bytes.clone());
+        Ok(bytes)
+    }
+
+    /// Reads the frame at `offset` through the block cache (a frame inside one cached block
+    /// costs no system call and no copy). The frame's length is bounded by
+    /// [`record::MAX_BODY_BYTES`] and by the readable end before anything is allocated; a
+    /// frame longer than [`MAX_CACHED_FRAME_BYTES`] is read directly. Returns a buffer holding
+    /// exactly the frame.
     pub fn read_frame(&self, offset: u64) -> Result<bytes::Bytes, ReadError> {
         let end = self.readable();
+        let short = |needed: usize| {
+            ReadError::Frame(DecodeError::Truncated { needed, available: end.saturating_sub(offset) as usize })
+        };
         if offset + FRAME_HEADER_BYTES as u64 > end {
-            return Err(ReadError::Frame(DecodeError::Truncated {
-                needed: FRAME_HEADER_BYTES,
-                available: end.saturating_sub(offset) as usize,
-            }));
+            return Err(short(FRAME_HEADER_BYTES));
         }
+        let first = offset / BLOCK_BYTES;
+        let rel = (offset - first * BLOCK_BYTES) as usize;
+        let want = ((first + 1) * BLOCK_BYTES).min(end) - first * BLOCK_BYTES;
+        // The common case: the frame lies in one cached block that covers the readable end.
+        let cached = self.cache.with(self.id, first, |block| {
+            let rest = block.get(rel..).filter(|_| block.len() as u64 >= want)?;
+            let total = FRAME_HEADER_BYTES + record::peek_body_len(rest).ok()?;
+            (rest.len() >= total && offset + total as u64 <= end).then(|| bytes::Bytes::copy_from_slice(&rest[..total]))
+        });
+        if let Some(Some(frame)) = cached {
+            return Ok(frame);
+        }
+        let block = self.block(first, end).map_err(ReadError::Io)?;
+        let rest = block.get(rel..).unwrap_or(&[]);
+        if rest.len() < FRAME_HEADER_BYTES {
+            return self.read_frame_direct(offset, end);
+        }
+        let total = FRAME_HEADER_BYTES + record::peek_body_len(rest).map_err(ReadError::Frame)?;
+        if offset + total as u64 > end {
+            return Err(short(total));
+        }
+        if rest.len() >= total {
+            return Ok(block.slice(rel..rel + total));
+        }
+        if total > MAX_CACHED_FRAME_BYTES {
+            return self.read_frame_direct(offset, end);
+        }
+        let mut whole = Vec::with_capacity(total);
+        whole.extend_from_slice(rest);
+        let mut next = first + 1;
+        while whole.len() < total {
+            let block = self.block(next, end).map_err(ReadError::Io)?;
+            if block.is_empty() {
+                return Err(short(total));
+            }
+            let take = (total - whole.len()).min(block.len());
+            whole.extend_from_slice(&block[..take]);
+            next += 1;
+        }
+        Ok(bytes::Bytes::from(whole))
+    }
+
+    /// [`SegmentReader::read_frame`] without the cache: one `pread` of [`READ_GUESS_BYTES`],
+    /// a second one when the frame is longer.
+    fn read_frame_direct(&self, offset: u64, end: u64) -> Result<bytes::Bytes, ReadError> {
         let first = self.read_range(offset, READ_GUESS_BYTES).map_err(ReadError::Io)?;
         let body_len = record::peek_body_len(&first).map_err(ReadError::Frame)?;
         let total = FRAME_HEADER_BYTES + body_len;
@@ -631,6 +702,10 @@ impl SegmentReader {
         Ok(bytes::Bytes::from(whole))
     }
 }
+
+/// Frames longer than this are read around the cache (a 16 MiB event must not evict 4,096
+/// blocks of small ones).
+pub const MAX_CACHED_FRAME_BYTES: usize = 64 * 1024;
 
 /// Why a frame could not be read: the file (I/O, a short file) or its bytes (damage).
 #[derive(Debug)]

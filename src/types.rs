@@ -233,6 +233,10 @@ pub struct Options {
     /// `Store::open` on a directory without a logbook store fails with `Error::NoStore` and
     /// creates nothing: what read-only tools want, so a typo in a path is not a new store.
     pub create_if_missing: bool,
+    /// Bytes of segment blocks kept in memory for random reads (stream reads, idempotency
+    /// lookups); 0 turns the cache off. Filled only by what is read, so an idle store holds
+    /// none of it. `$all` scans do not use it.
+    pub read_cache_bytes: usize,
 }
 
 /// The clock that stamps events: the system's, or one a test sets by hand.
@@ -278,6 +282,7 @@ impl Default for Options {
             fs: crate::storage::std_fs(),
             clock: Clock::system(),
             create_if_missing: true,
+            read_cache_bytes: 256 * 1024 * 1024,
         }
     }
 }

@@ -20,6 +20,7 @@ use parking_lot::{Condvar, Mutex, RwLock};
 
 use super::state::{ActiveSegment, LogState, SealedSegment, Shared, Stats};
 use super::tombstones::load_tombstones;
+use crate::block_cache::BlockCache;
 use crate::datadir::{holds_store, CleanRecord, DataDir, Manifest, ManifestEntry};
 use crate::error::{Error, Result};
 use crate::index::{ActiveIndex, IndexBuilder, IndexedEvent, SegmentIndex, StreamDirectory};
@@ -824,6 +825,7 @@ pub fn recover(dir: &Path, options: &Options) -> Result<Recovered> {
     // make every entry durable before anything written to those files is acknowledged.
     fsys.sync_dir(data.segments_dir()).map_err(|e| Error::io("syncing the segments directory", e))?;
     fsys.sync_dir(data.root()).map_err(|e| Error::io("syncing the data directory", e))?;
+    let cache = Arc::new(BlockCache::new(options.read_cache_bytes));
     let mut sealed = Vec::with_capacity(walk.sealed.len());
     for segment in walk.sealed {
         let path = data.segment_path(segment.base);
@@ -831,7 +833,7 @@ pub fn recover(dir: &Path, options: &Options) -> Result<Recovered> {
             Some(index) => index,
             None => return Err(Error::corruption(data.index_path(segment.base), 0, "index was not rebuilt")),
         };
-        let reader = SegmentReader::open(&path, segment.base, segment.len)
+        let reader = SegmentReader::open(&path, segment.base, segment.len, &cache)
             .map_err(|e| Error::io(format!("opening {}", path.display()), e))?;
         sealed.push(Arc::new(SealedSegment {
             header: segment.header,
@@ -869,7 +871,7 @@ pub fn recover(dir: &Path, options: &Options) -> Result<Recovered> {
     let path = writer.path().to_path_buf();
     let (_, header_crc, _) =
         segment::read_header_at(&path).map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
-    let reader = SegmentReader::open(&path, writer.base_position(), writer.write_offset())
+    let reader = SegmentReader::open(&path, writer.base_position(), writer.write_offset(), &cache)
         .map_err(|e| Error::io(format!("opening {}", path.display()), e))?;
     let head = if index.offsets.is_empty() { writer.base_position() - 1 } else { index.last_position() };
     let mut state = LogState {
@@ -889,6 +891,7 @@ pub fn recover(dir: &Path, options: &Options) -> Result<Recovered> {
         head_changed: Condvar::new(),
         closed: AtomicBool::new(false),
         stats: Stats::default(),
+        cache,
     });
     // Record what was found (and repaired): from now on a missing or replaced file is noticed.
     shared.update_and_record(fsys, |_| Ok(()))?;

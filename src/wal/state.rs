@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use parking_lot::{Condvar, Mutex, RwLock};
 
+use crate::block_cache::BlockCache;
 use crate::datadir::{DataDir, Manifest, ManifestEntry};
 use crate::error::{Error, Result};
 use crate::index::{ActiveIndex, SegmentIndex, StreamDirectory};
@@ -190,6 +191,8 @@ pub struct Shared {
     pub head_changed: Condvar,
     pub closed: AtomicBool,
     pub stats: Stats,
+    /// Blocks of every segment, for random reads.
+    pub cache: Arc<BlockCache>,
 }
 
 /// Counters for INFO and benchmarks.

@@ -520,8 +520,8 @@ impl Writer {
             let index_bytes = builder.encode(base, sealed_len, header_crc);
             crate::storage::write_atomically(self.options.fs.as_ref(), &index_path, &index_bytes)?;
             let index = SegmentIndex::open(&index_path).map_err(|reason| Error::corruption(&index_path, 0, reason))?;
-            let reader =
-                SegmentReader::open(&old_path, base, sealed_len).map_err(|e| Error::io("opening a reader", e))?;
+            let reader = SegmentReader::open(&old_path, base, sealed_len, &self.shared.cache)
+                .map_err(|e| Error::io("opening a reader", e))?;
             Ok(Arc::new(SealedSegment { header, reader: Arc::new(reader), index, len: sealed_len, header_crc }))
         })();
         let sealed = match sealed {
@@ -530,7 +530,10 @@ impl Writer {
         };
         let new_path = self.segment.path().to_path_buf();
         let opened = segment::read_header_at(&new_path).and_then(|(_, crc, _)| {
-            Ok((crc, SegmentReader::open(&new_path, self.next_position, self.segment.write_offset())?))
+            Ok((
+                crc,
+                SegmentReader::open(&new_path, self.next_position, self.segment.write_offset(), &self.shared.cache)?,
+            ))
         });
         let (new_crc, new_reader) = match opened {
             Ok((crc, reader)) => (crc, Arc::new(reader)),
