@@ -79,9 +79,8 @@ impl BlockCache {
         let mut gens = self.inner.lock();
         let found = match gens.hot.get(&(reader, block)) {
             Some(bytes) => Some(bytes.clone()),
-            None => gens.cold.remove(&(reader, block)).map(|bytes| {
+            None => gens.cold.remove(&(reader, block)).inspect(|bytes| {
                 gens.insert_hot((reader, block), bytes.clone(), self.capacity);
-                bytes
             }),
         };
         drop(gens);
