@@ -141,8 +141,10 @@ pub fn decode_event(reader: &SegmentReader, offset: u32, position: u64) -> Resul
             format!("frame holds position {} where the index says {position}", frame.position),
         ));
     }
-    let event = event_from_frame(&buf, 0, &frame);
-    Ok(event)
+    let layout = FrameLayout::of(0, &frame);
+    // `buf` moves into the event: a clone would turn it into a shared buffer (an allocation
+    // and an atomic count) for nothing.
+    Ok(layout.into_event(buf))
 }
 
 /// A failed read as the engine's error: I/O stays I/O (the file may come back), a frame that
@@ -159,20 +161,51 @@ pub fn read_error(reader: &SegmentReader, offset: u64, err: ReadError) -> Error 
 
 /// Builds a `RecordedEvent` for a frame decoded at `offset` of `buf`: it shares `buf`.
 pub fn event_from_frame(buf: &Bytes, offset: usize, frame: &FrameRef<'_>) -> RecordedEvent {
-    let stream_start = (offset + FRAME_HEADER_BYTES + BODY_FIXED_BYTES) as u32;
-    let type_start = stream_start + frame.stream.len() as u32;
-    let meta_start = type_start + frame.event_type.len() as u32;
-    let data_start = meta_start + frame.metadata.len() as u32;
-    RecordedEvent {
-        buf: buf.clone(),
-        position: frame.position,
-        version: frame.version,
-        timestamp_us: frame.timestamp_us,
-        id: frame.id,
-        stream: (stream_start, type_start),
-        event_type: (type_start, meta_start),
-        metadata: (meta_start, data_start),
-        data: (data_start, data_start + frame.data.len() as u32),
+    FrameLayout::of(offset, frame).into_event(buf.clone())
+}
+
+/// Where a decoded frame's fields lie in its buffer.
+struct FrameLayout {
+    position: u64,
+    version: u64,
+    timestamp_us: i64,
+    id: [u8; 16],
+    stream: (u32, u32),
+    event_type: (u32, u32),
+    metadata: (u32, u32),
+    data: (u32, u32),
+}
+
+impl FrameLayout {
+    fn of(offset: usize, frame: &FrameRef<'_>) -> Self {
+        let stream_start = (offset + FRAME_HEADER_BYTES + BODY_FIXED_BYTES) as u32;
+        let type_start = stream_start + frame.stream.len() as u32;
+        let meta_start = type_start + frame.event_type.len() as u32;
+        let data_start = meta_start + frame.metadata.len() as u32;
+        FrameLayout {
+            position: frame.position,
+            version: frame.version,
+            timestamp_us: frame.timestamp_us,
+            id: frame.id,
+            stream: (stream_start, type_start),
+            event_type: (type_start, meta_start),
+            metadata: (meta_start, data_start),
+            data: (data_start, data_start + frame.data.len() as u32),
+        }
+    }
+
+    fn into_event(self, buf: Bytes) -> RecordedEvent {
+        RecordedEvent {
+            buf,
+            position: self.position,
+            version: self.version,
+            timestamp_us: self.timestamp_us,
+            id: self.id,
+            stream: self.stream,
+            event_type: self.event_type,
+            metadata: self.metadata,
+            data: self.data,
+        }
     }
 }
 
