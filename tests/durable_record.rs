@@ -6,25 +6,19 @@
 //! Each of these opened silently, lost or reused positions, and passed `verify` before the
 //! clean-shutdown record and the segment manifest were checked.
 
+#[path = "disk_support/mod.rs"]
+mod disk_support;
+
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
+use disk_support::segment_files;
 use logbook::verify::{verify_dir, Severity};
 use logbook::{Error, ExpectedVersion, Filter, NewEvent, Options, Store};
 
 fn options(segment_bytes: u64) -> Options {
     Options { segment_bytes, ..Options::default() }
-}
-
-fn segment_files(dir: &Path) -> Vec<PathBuf> {
-    let mut files: Vec<PathBuf> = fs::read_dir(dir.join("segments"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|x| x == "seg"))
-        .collect();
-    files.sort();
-    files
 }
 
 /// How the store was left before the damage.

@@ -4,6 +4,9 @@
 //! `verify` died with "Bus error" because reading the sparse active segment through a map
 //! needs pages the file system cannot supply. Reads now use `pread`.
 
+#[path = "disk_support/mod.rs"]
+mod disk_support;
+
 #[path = "server_support/mod.rs"]
 mod server_support;
 
@@ -14,20 +17,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use disk_support::segment_files;
 use logbook::server::Config;
 use logbook::verify::{verify_dir, Severity};
 use logbook::{Error, ExpectedVersion, Filter, NewEvent, Options, Store};
 use server_support::{code_of, events, TestServer};
-
-fn segment_files(dir: &Path) -> Vec<PathBuf> {
-    let mut files: Vec<PathBuf> = fs::read_dir(dir.join("segments"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|x| x == "seg"))
-        .collect();
-    files.sort();
-    files
-}
 
 #[test]
 fn a_sealed_segment_truncated_under_the_daemon_gives_an_error_reply_and_the_daemon_keeps_serving() {

@@ -2,22 +2,15 @@
 //! last whole batch before the first damage, keeps a copy of what it cuts, and says exactly
 //! which positions it gave up; the store then opens and appends continue after the cut.
 
+#[path = "disk_support/mod.rs"]
+mod disk_support;
+
 use std::fs;
-use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use disk_support::segment_files;
 use logbook::repair::repair_dir;
 use logbook::{Error, ExpectedVersion, Filter, NewEvent, Options, Store};
-
-fn segment_files(dir: &Path) -> Vec<PathBuf> {
-    let mut files: Vec<PathBuf> = fs::read_dir(dir.join("segments"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|x| x == "seg"))
-        .collect();
-    files.sort();
-    files
-}
 
 #[test]
 fn repair_cuts_a_flipped_last_frame_after_a_clean_stop_and_keeps_a_copy() {
