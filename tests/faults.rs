@@ -230,9 +230,11 @@ fn created_and_renamed_files_are_made_durable_by_a_directory_sync() {
 mod random_faults {
     use super::*;
     use proptest::prelude::*;
+    use proptest::strategy::ValueTree;
+    use proptest::test_runner::TestRunner;
 
     #[derive(Debug, Clone)]
-    enum Step {
+    pub(super) enum Step {
         Append {
             stream: u8,
             size: u8,
@@ -248,10 +250,14 @@ mod random_faults {
         ]
     }
 
+    fn steps() -> impl Strategy<Value = Vec<Step>> {
+        proptest::collection::vec(step(), 1..40)
+    }
+
     fn fault() -> impl Strategy<Value = Fault> {
         (
             prop_oneof![Just(OpKind::Write), Just(OpKind::Sync), Just(OpKind::Metadata)],
-            1u64..80,
+            1u64..30,
             any::<bool>(),
             0usize..200,
         )
@@ -262,48 +268,109 @@ mod random_faults {
             })
     }
 
+    /// After how many operations (of any kind) the power goes off. A run of 40 steps performs
+    /// about 60-150, so most runs lose power in the middle; the others lose it at the end.
+    fn power_at() -> impl Strategy<Value = u64> {
+        0u64..100
+    }
+
     fn power_loss() -> impl Strategy<Value = PowerLoss> {
-        prop_oneof![Just(PowerLoss::DropUnsynced), Just(PowerLoss::CutUnsynced), Just(PowerLoss::GarbageUnsynced)]
+        prop_oneof![
+            Just(PowerLoss::DropUnsynced),
+            Just(PowerLoss::CutUnsynced),
+            Just(PowerLoss::GarbageUnsynced),
+            Just(PowerLoss::RandomPages)
+        ]
     }
 
     fn cases() -> u32 {
         std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(32)
     }
 
+    /// What one case did: whether its fault fired, and whether the power went off before the
+    /// steps were done.
+    pub(super) struct Outcome {
+        pub fault_fired: bool,
+        pub power_lost_mid_run: bool,
+    }
+
+    /// Runs the steps with `fault` planned and the power going off after `power_at` operations
+    /// (or, if the steps finish first, right after them: never a clean shutdown), then checks
+    /// that the fault fired exactly when the run reached its operation, and the invariants
+    /// after the power loss.
+    pub(super) fn run_case(steps: &[Step], fault: Fault, power_at: u64, loss: PowerLoss, seed: u64) -> Outcome {
+        let context = format!("{fault:?}, power off after {power_at} operations, {loss:?}, seed {seed}");
+        let dir = tempfile::tempdir().unwrap();
+        let sim = SimFileSystem::new();
+        sim.fail(fault);
+        sim.power_off_after(power_at);
+        let ledger = Mutex::new(Ledger::default());
+        let mut store = Store::open(dir.path(), sim_options(&sim)).ok();
+        for (i, step) in steps.iter().enumerate() {
+            match step {
+                Step::Append { stream, size } => {
+                    if let Some(s) = &store {
+                        let _ = append(s, &ledger, &format!("p{i}"), &format!("order-{stream}"), u64::from(*size));
+                    }
+                }
+                Step::Reopen => {
+                    if let Some(s) = store.take() {
+                        let _ = s.close();
+                    }
+                    store = Store::open(dir.path(), sim_options(&sim)).ok();
+                }
+            }
+        }
+        let power_lost_mid_run = sim.is_powered_off();
+        match power_lost_mid_run {
+            true => assert_eq!(sim.total_ops(), power_at, "{context}: power off exactly at its operation"),
+            false => assert!(sim.total_ops() <= power_at, "{context}: {} operations", sim.total_ops()),
+        }
+        // The crash: whatever the drop below tries (a final sync, CLEAN) never reaches the disk.
+        sim.power_off();
+        let ops = sim.total_ops();
+        drop(store);
+        assert_eq!(sim.total_ops(), ops, "{context}: nothing reached the disk after the power went off");
+        // The fault fired if and only if the run got as far as its operation.
+        let reached = sim.count(fault.kind) >= fault.nth;
+        assert_eq!(sim.injected(), u64::from(reached), "{context}: {} {:?} operations", sim.count(fault.kind), fault.kind);
+        sim.restore_durable(dir.path(), loss, seed).unwrap();
+        check_invariants(dir.path(), &ledger.lock().unwrap(), &context);
+        Outcome { fault_fired: reached, power_lost_mid_run }
+    }
+
+    /// The cases the property test draws are not vacuous: sampled from the same strategies
+    /// with a fixed seed, a good share fire their fault and lose power in the middle of a run.
+    #[test]
+    fn random_fault_cases_fire_their_faults_and_lose_power_mid_run() {
+        let mut runner = TestRunner::deterministic();
+        let strategy = (steps(), fault(), power_at(), power_loss(), any::<u64>());
+        let n = 24;
+        let (mut fired, mut mid_run) = (0, 0);
+        for _ in 0..n {
+            let (steps, fault, power_at, loss, seed) = strategy.new_tree(&mut runner).unwrap().current();
+            let outcome = run_case(&steps, fault, power_at, loss, seed);
+            fired += usize::from(outcome.fault_fired);
+            mid_run += usize::from(outcome.power_lost_mid_run);
+        }
+        assert!(fired * 3 >= n, "only {fired} of {n} cases fired their fault");
+        assert!(mid_run * 2 >= n, "only {mid_run} of {n} cases lost power in the middle of the run");
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig { cases: cases(), max_shrink_iters: 500, ..ProptestConfig::default() })]
-        /// Random appends and reopens, one random fault, then a power loss of a random kind:
-        /// the same invariants as the SIGKILL torture hold after reopening.
+        /// Random appends and reopens, one random fault, and a power loss of a random kind at
+        /// a random operation (or at the end): the same invariants as the SIGKILL torture hold
+        /// after reopening.
         #[test]
         fn random_operations_with_random_faults(
-            steps in proptest::collection::vec(step(), 1..40),
+            steps in steps(),
             fault in fault(),
+            power_at in power_at(),
             loss in power_loss(),
             seed in any::<u64>(),
         ) {
-            let dir = tempfile::tempdir().unwrap();
-            let sim = SimFileSystem::new();
-            sim.fail(fault);
-            let ledger = Mutex::new(Ledger::default());
-            let mut store = Store::open(dir.path(), sim_options(&sim)).ok();
-            for (i, step) in steps.iter().enumerate() {
-                match step {
-                    Step::Append { stream, size } => {
-                        if let Some(s) = &store {
-                            let _ = append(s, &ledger, &format!("p{i}"), &format!("order-{stream}"), u64::from(*size));
-                        }
-                    }
-                    Step::Reopen => {
-                        if let Some(s) = store.take() {
-                            let _ = s.close();
-                        }
-                        store = Store::open(dir.path(), sim_options(&sim)).ok();
-                    }
-                }
-            }
-            drop(store);
-            sim.restore_durable(dir.path(), loss, seed).unwrap();
-            check_invariants(dir.path(), &ledger.lock().unwrap(), &format!("{fault:?}, {loss:?}, seed {seed}"));
+            run_case(&steps, fault, power_at, loss, seed);
         }
     }
 }
