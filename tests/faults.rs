@@ -28,8 +28,11 @@ struct Ledger {
     acked: HashMap<String, (String, u64, u64, u64)>, // tag -> (stream, first_version, first_position, n)
 }
 
+/// The data of event `j` of `n` in attempt `tag`. A tag ending in `+<bytes>` pads each event
+/// with that many bytes (big appends that span several 4 KiB pages).
 fn payload(tag: &str, j: u64, n: u64) -> Vec<u8> {
-    format!("{tag}|{j}|{n}").into_bytes()
+    let pad = tag.rsplit_once('+').and_then(|(_, p)| p.parse().ok()).unwrap_or(0);
+    format!("{tag}|{j}|{n}|{}", "p".repeat(pad)).into_bytes()
 }
 
 /// Appends a batch, recording the attempt first and the acknowledgement after.
@@ -152,16 +155,32 @@ fn io_error_sweep_over_every_operation() {
 }
 
 fn power_loss_run(seed: u64) {
+    let mode = [PowerLoss::DropUnsynced, PowerLoss::CutUnsynced, PowerLoss::GarbageUnsynced][(seed % 3) as usize];
+    power_loss_run_with(seed, mode, sim_options, |_, _| 0);
+}
+
+/// Three writers append until the power goes off at a seeded moment; the disk then loses its
+/// unsynced data per `mode`, and the invariants are checked. `pad(seed, i)` sizes the events.
+/// Returns how many unsynced pages the power loss reverted and kept (for `RandomPages`).
+fn power_loss_run_with(
+    seed: u64,
+    mode: PowerLoss,
+    options: fn(&SimFileSystem) -> Options,
+    pad: fn(u64, u64) -> u64,
+) -> (u64, u64) {
     let dir = tempfile::tempdir().unwrap();
     let sim = SimFileSystem::new();
     let ledger = Arc::new(Mutex::new(Ledger::default()));
-    let store = Store::open(dir.path(), sim_options(&sim)).unwrap();
+    let store = Store::open(dir.path(), options(&sim)).unwrap();
     let writers: Vec<_> = (0..3)
         .map(|t| {
             let (store, ledger) = (store.clone(), Arc::clone(&ledger));
             std::thread::spawn(move || {
                 for i in 0.. {
-                    let tag = format!("s{seed}t{t}i{i}");
+                    let tag = match pad(seed, i) {
+                        0 => format!("s{seed}t{t}i{i}"),
+                        bytes => format!("s{seed}t{t}i{i}+{bytes}"),
+                    };
                     if append(&store, &ledger, &tag, &format!("order-{}", (i + t) % 4), 1 + (i + seed) % 3).is_err() {
                         return;
                     }
@@ -175,19 +194,47 @@ fn power_loss_run(seed: u64) {
         writer.join().unwrap();
     }
     drop(store);
-    let mode = [PowerLoss::DropUnsynced, PowerLoss::CutUnsynced, PowerLoss::GarbageUnsynced][(seed % 3) as usize];
     sim.restore_durable(dir.path(), mode, seed).unwrap();
     let ledger = ledger.lock().unwrap();
     assert!(!ledger.acked.is_empty() || seed % 40 < 10, "seed {seed}: nothing acknowledged before power off");
     check_invariants(dir.path(), &ledger, &format!("power loss seed {seed} ({mode:?})"));
+    sim.pages_lost_and_kept()
+}
+
+fn power_loss_seeds() -> u64 {
+    std::env::var("LOGBOOK_POWER_LOSS_SEEDS").ok().and_then(|v| v.parse().ok()).unwrap_or(24)
 }
 
 #[test]
 fn simulated_power_loss_keeps_every_acknowledged_append() {
-    let seeds: u64 = std::env::var("LOGBOOK_POWER_LOSS_SEEDS").ok().and_then(|v| v.parse().ok()).unwrap_or(24);
-    for seed in 0..seeds {
+    for seed in 0..power_loss_seeds() {
         power_loss_run(seed);
     }
+}
+
+/// Segments of 64 KiB, events of up to 3 KB, and a 1 ms fsync, so a group commit's write
+/// spans several 4 KiB pages and the power often goes off between that write and its sync.
+fn page_options(sim: &SimFileSystem) -> Options {
+    sim.set_sync_delay(Duration::from_millis(1));
+    Options { segment_bytes: 64 * 1024, fs: Arc::new(sim.clone()), ..Options::default() }
+}
+
+/// The page cache writes back out of order: each unsynced 4 KiB page survives or not on its
+/// own, so the unsynced tail of the last segment can have holes (zeroes where the spare
+/// segment was preallocated) before pages that did reach the disk.
+#[test]
+#[ignore = "needs the zero-page torn-tail rule from the recovery walker"]
+fn power_loss_with_random_unsynced_pages_keeps_every_acknowledged_append() {
+    let (mut lost, mut mixed) = (0, 0);
+    for seed in 0..power_loss_seeds() {
+        let pad = |seed: u64, i: u64| 200 + (seed * 7919 + i * 104_729) % 2800;
+        let (l, k) = power_loss_run_with(seed, PowerLoss::RandomPages, page_options, pad);
+        lost += u64::from(l > 0);
+        mixed += u64::from(l > 0 && k > 0);
+    }
+    eprintln!("{lost} of {} runs lost unsynced pages, {mixed} lost some and kept others", power_loss_seeds());
+    assert!(lost * 4 >= power_loss_seeds(), "only {lost} runs lost a page");
+    assert!(mixed > 0, "no run lost some pages and kept others");
 }
 
 #[test]
@@ -333,7 +380,13 @@ mod random_faults {
         assert_eq!(sim.total_ops(), ops, "{context}: nothing reached the disk after the power went off");
         // The fault fired if and only if the run got as far as its operation.
         let reached = sim.count(fault.kind) >= fault.nth;
-        assert_eq!(sim.injected(), u64::from(reached), "{context}: {} {:?} operations", sim.count(fault.kind), fault.kind);
+        assert_eq!(
+            sim.injected(),
+            u64::from(reached),
+            "{context}: {} {:?} operations",
+            sim.count(fault.kind),
+            fault.kind
+        );
         sim.restore_durable(dir.path(), loss, seed).unwrap();
         check_invariants(dir.path(), &ledger.lock().unwrap(), &context);
         Outcome { fault_fired: reached, power_lost_mid_run }

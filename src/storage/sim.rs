@@ -98,6 +98,9 @@ struct SimState {
     power_off_after: Option<u64>,
     /// How long each sync_data / sync_all takes (on top of the real one).
     sync_delay: Duration,
+    /// Unsynced pages [`PowerLoss::RandomPages`] reverted, and those it kept, over all restores.
+    pages_lost: u64,
+    pages_kept: u64,
 }
 
 /// A fault-injecting, power-loss-simulating wrapper around the real file system.
@@ -167,6 +170,13 @@ impl SimFileSystem {
         self.state.lock().sync_delay = delay;
     }
 
+    /// Unsynced pages that [`PowerLoss::RandomPages`] restores reverted to their durable
+    /// contents, and those they kept, so far: a test can tell that pages were lost at all.
+    pub fn pages_lost_and_kept(&self) -> (u64, u64) {
+        let state = self.state.lock();
+        (state.pages_lost, state.pages_kept)
+    }
+
     /// Operations of `kind` performed (or attempted) so far.
     pub fn count(&self, kind: OpKind) -> u64 {
         self.state.lock().counts.get(&kind).copied().unwrap_or(0)
@@ -229,7 +239,8 @@ impl SimFileSystem {
     /// durable contents); files never synced (a renamed file whose source was never synced
     /// among them) are empty or gone. Call it after the power is off and the store dropped.
     pub fn restore_durable(&self, dir: &Path, mode: PowerLoss, seed: u64) -> io::Result<()> {
-        let state = self.state.lock();
+        let mut state = self.state.lock();
+        let (mut lost, mut kept) = (0, 0);
         let mut rng = seed | 1;
         let mut next = move || {
             rng ^= rng << 13;
@@ -307,27 +318,39 @@ impl SimFileSystem {
                         after.extend_from_slice(&durable[after.len()..]);
                     }
                 }
-                PowerLoss::RandomPages => after = lose_pages(durable, &live, &mut next),
+                PowerLoss::RandomPages => {
+                    let (pages, l, k) = lose_pages(durable, &live, &mut next);
+                    (after, lost, kept) = (pages, lost + l, kept + k);
+                }
                 _ => {}
             }
             fs::write(&path, &after)?;
         }
+        state.pages_lost += lost;
+        state.pages_kept += kept;
         Ok(())
     }
 }
 
 /// [`PowerLoss::RandomPages`]: the live file, each page of it that differs from the durable
-/// image (zero-padded to the live length) reverted to that image when a coin says so.
-fn lose_pages(durable: &[u8], live: &[u8], mut coin: impl FnMut() -> u64) -> Vec<u8> {
+/// image (zero-padded to the live length) reverted to that image when a coin says so; also
+/// how many such pages were reverted and kept.
+fn lose_pages(durable: &[u8], live: &[u8], mut coin: impl FnMut() -> u64) -> (Vec<u8>, u64, u64) {
     let mut after = live.to_vec();
+    let (mut lost, mut kept) = (0, 0);
     for start in (0..live.len()).step_by(SimFileSystem::PAGE_BYTES) {
         let end = (start + SimFileSystem::PAGE_BYTES).min(live.len());
         let old: Vec<u8> = (start..end).map(|i| durable.get(i).copied().unwrap_or(0)).collect();
-        if live[start..end] != old[..] && coin() % 2 == 0 {
-            after[start..end].copy_from_slice(&old);
+        if live[start..end] != old[..] {
+            if coin() % 2 == 0 {
+                after[start..end].copy_from_slice(&old);
+                lost += 1;
+            } else {
+                kept += 1;
+            }
         }
     }
-    after
+    (after, lost, kept)
 }
 
 fn common_prefix(a: &[u8], b: &[u8]) -> usize {
@@ -363,15 +386,17 @@ impl StorageFile for SimFile {
         self.file.set_len(len)
     }
     fn sync_data(&self) -> io::Result<()> {
-        self.sim.check(OpKind::Sync)?;
+        // A slow disk: the power can go off before the sync completes.
         self.sim.sync_delay();
+        self.sim.check(OpKind::Sync)?;
         self.sim.record(Op::SyncData(self.path.clone()));
         self.file.sync_data()?;
         self.sim.mark_synced(&self.path)
     }
     fn sync_all(&self) -> io::Result<()> {
-        self.sim.check(OpKind::Sync)?;
+        // A slow disk: the power can go off before the sync completes.
         self.sim.sync_delay();
+        self.sim.check(OpKind::Sync)?;
         self.sim.record(Op::SyncAll(self.path.clone()));
         self.file.sync_all()?;
         self.sim.mark_synced(&self.path)
