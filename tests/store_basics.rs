@@ -1,6 +1,10 @@
 //! Basic behaviour of the public API: appends, expected versions, idempotency, reads,
 //! reopen, segment rollover, the LOCK file.
 
+use std::path::Path;
+use std::sync::Arc;
+
+use logbook::storage::{Op, PowerLoss, SimFileSystem};
 use logbook::{Direction, Error, ExpectedVersion, Filter, NewEvent, Options, Store, SyncMode};
 
 fn small_segments() -> Options {
@@ -92,9 +96,16 @@ fn bad_input_is_rejected_with_a_clear_error() {
     assert_eq!(store.head_position(), 0);
 }
 
+/// Did this open find the CLEAN record of a clean shutdown? Open removes it through the file
+/// system it was given, so a fresh simulator's record of operations tells.
+fn open_saw_clean_shutdown(sim: &SimFileSystem, dir: &Path) -> bool {
+    sim.ops().contains(&Op::Remove(dir.join("CLEAN")))
+}
+
 #[test]
 fn reopen_after_rollover_keeps_everything() {
     let dir = tempfile::tempdir().unwrap();
+    let with = |sim: &SimFileSystem| Options { fs: Arc::new(sim.clone()), ..small_segments() };
     let mut expected = Vec::new();
     {
         let store = Store::open(dir.path(), small_segments()).unwrap();
@@ -107,8 +118,11 @@ fn reopen_after_rollover_keeps_everything() {
         assert!(store.segment_count() > 5, "segments: {}", store.segment_count());
         store.close().unwrap();
     }
-    for round in 0..2 {
-        let store = Store::open(dir.path(), small_segments()).unwrap();
+    for round in 0..3 {
+        let sim = SimFileSystem::new();
+        let store = Store::open(dir.path(), with(&sim)).unwrap();
+        // Round 0 follows a clean close; round 1 a crash; round 2 a clean close again.
+        assert_eq!(open_saw_clean_shutdown(&sim, dir.path()), round != 1, "round {round}");
         let all = store.read_all(1, 1000, &Filter::all()).unwrap();
         assert_eq!(all.len() as u64, 200 + round, "round {round}");
         for (event, (stream, version, position, data)) in all.iter().zip(&expected) {
@@ -124,11 +138,19 @@ fn reopen_after_rollover_keeps_everything() {
         }
         let r = store.append("order-0", ExpectedVersion::Any, vec![ev("E", "new")]).unwrap();
         assert_eq!(r.first_position, 201 + round);
-        // Drop without close: the next open treats it as a crash and verifies everything.
         if round == 0 {
+            // A crash, not a drop (a drop closes cleanly): the power goes off first, so the
+            // drop's final sync and CLEAN record never reach the disk, which then holds only
+            // what was synced. The next open must see the crash and recover everything.
+            sim.power_off();
+            let ops = sim.total_ops();
             drop(store);
+            assert_eq!(sim.total_ops(), ops, "nothing reached the disk after the crash");
+            sim.restore_durable(dir.path(), PowerLoss::DropUnsynced, 0).unwrap();
+            assert!(!dir.path().join("CLEAN").exists(), "a crash leaves no CLEAN record");
         } else {
             store.close().unwrap();
+            assert!(dir.path().join("CLEAN").exists());
         }
     }
 }
