@@ -1,9 +1,13 @@
-//! Fault injection through the storage trait (reliability.md, tests 6–9): fsync EIO, ENOSPC
-//! with a torn write, an I/O error sweep over every write, sync and metadata operation, seeded
-//! power loss (unsynced data dropped, cut or garbled; unsynced directory entries lost), and the
-//! directory fsyncs that make created and renamed files durable. After each fault the store is
-//! reopened on the real file system from the simulated post-fault disk and the invariants of
-//! reliability.md are checked. `LOGBOOK_POWER_LOSS_SEEDS` scales the power-loss runs.
+//! Fault injection through the storage trait (reliability.md, tests 6–9 and 19): fsync EIO,
+//! ENOSPC with a torn write, an I/O error sweep over every write, sync and metadata operation,
+//! seeded power loss (unsynced data dropped, cut, garbled, or lost page by page out of order;
+//! unsynced directory entries lost), a property test with a random fault and the power going
+//! off at a random operation, and the directory fsyncs that make created and renamed files
+//! durable. Every crash here is a power loss through the simulator before the store is dropped
+//! (a drop closes cleanly), and every planned fault is asserted to have fired when the run
+//! reached it. After each fault the store is reopened on the real file system from the
+//! simulated post-fault disk and the invariants of reliability.md are checked.
+//! `LOGBOOK_POWER_LOSS_SEEDS` scales the power-loss runs, `PROPTEST_CASES` the property test.
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;

@@ -342,7 +342,7 @@ fn lose_pages(durable: &[u8], live: &[u8], mut coin: impl FnMut() -> u64) -> (Ve
         let end = (start + SimFileSystem::PAGE_BYTES).min(live.len());
         let old: Vec<u8> = (start..end).map(|i| durable.get(i).copied().unwrap_or(0)).collect();
         if live[start..end] != old[..] {
-            if coin() % 2 == 0 {
+            if coin().is_multiple_of(2) {
                 after[start..end].copy_from_slice(&old);
                 lost += 1;
             } else {
