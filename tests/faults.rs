@@ -160,22 +160,27 @@ fn io_error_sweep_over_every_operation() {
 
 fn power_loss_run(seed: u64) {
     let mode = [PowerLoss::DropUnsynced, PowerLoss::CutUnsynced, PowerLoss::GarbageUnsynced][(seed % 3) as usize];
-    power_loss_run_with(seed, mode, sim_options, |_, _| 0);
+    power_loss_run_with(seed, mode, sim_options, |_, _| 0, None);
 }
 
-/// Three writers append until the power goes off at a seeded moment; the disk then loses its
-/// unsynced data per `mode`, and the invariants are checked. `pad(seed, i)` sizes the events.
-/// Returns how many unsynced pages the power loss reverted and kept (for `RandomPages`).
+/// Three writers append until the power goes off at a seeded moment (before the
+/// `syncs_after_open`-th sync, or after a seeded number of milliseconds); the disk then loses its unsynced data per
+/// `mode`, and the invariants are checked. `pad(seed, i)` sizes the events. Returns how many
+/// unsynced pages the power loss reverted and kept (for `RandomPages`).
 fn power_loss_run_with(
     seed: u64,
     mode: PowerLoss,
     options: fn(&SimFileSystem) -> Options,
     pad: fn(u64, u64) -> u64,
+    syncs_after_open: Option<u64>,
 ) -> (u64, u64) {
     let dir = tempfile::tempdir().unwrap();
     let sim = SimFileSystem::new();
     let ledger = Arc::new(Mutex::new(Ledger::default()));
     let store = Store::open(dir.path(), options(&sim)).unwrap();
+    if let Some(n) = syncs_after_open {
+        sim.power_off_before(OpKind::Sync, sim.count(OpKind::Sync) + n);
+    }
     let writers: Vec<_> = (0..3)
         .map(|t| {
             let (store, ledger) = (store.clone(), Arc::clone(&ledger));
@@ -192,11 +197,15 @@ fn power_loss_run_with(
             })
         })
         .collect();
-    std::thread::sleep(Duration::from_millis(5 + seed % 40));
-    sim.power_off();
+    if syncs_after_open.is_none() {
+        std::thread::sleep(Duration::from_millis(5 + seed % 40));
+        sim.power_off();
+    }
+    // The writers stop at their first error, which the power going off guarantees.
     for writer in writers {
         writer.join().unwrap();
     }
+    assert!(sim.is_powered_off());
     drop(store);
     sim.restore_durable(dir.path(), mode, seed).unwrap();
     let ledger = ledger.lock().unwrap();
@@ -216,8 +225,8 @@ fn simulated_power_loss_keeps_every_acknowledged_append() {
     }
 }
 
-/// Segments of 64 KiB, events of up to 3 KB, and a 1 ms fsync, so a group commit's write
-/// spans several 4 KiB pages and the power often goes off between that write and its sync.
+/// Segments of 64 KiB, events of up to 3 KB, and a 1 ms fsync (appends pile up into big
+/// groups), so a group commit's write spans several 4 KiB pages.
 fn page_options(sim: &SimFileSystem) -> Options {
     sim.set_sync_delay(Duration::from_millis(1));
     Options { segment_bytes: 64 * 1024, fs: Arc::new(sim.clone()), ..Options::default() }
@@ -225,19 +234,23 @@ fn page_options(sim: &SimFileSystem) -> Options {
 
 /// The page cache writes back out of order: each unsynced 4 KiB page survives or not on its
 /// own, so the unsynced tail of the last segment can have holes (zeroes where the spare
-/// segment was preallocated) before pages that did reach the disk.
+/// segment was preallocated) before pages that did reach the disk. The power goes off after a
+/// seeded number of fsyncs, as one is about to start: usually a group's, after its write.
 #[test]
 #[ignore = "needs the zero-page torn-tail rule from the recovery walker"]
 fn power_loss_with_random_unsynced_pages_keeps_every_acknowledged_append() {
     let (mut lost, mut mixed) = (0, 0);
     for seed in 0..power_loss_seeds() {
         let pad = |seed: u64, i: u64| 200 + (seed * 7919 + i * 104_729) % 2800;
-        let (l, k) = power_loss_run_with(seed, PowerLoss::RandomPages, page_options, pad);
+        let syncs = 1 + (seed * 7907) % 100;
+        let (l, k) = power_loss_run_with(seed, PowerLoss::RandomPages, page_options, pad, Some(syncs));
         lost += u64::from(l > 0);
         mixed += u64::from(l > 0 && k > 0);
     }
     eprintln!("{lost} of {} runs lost unsynced pages, {mixed} lost some and kept others", power_loss_seeds());
-    assert!(lost * 4 >= power_loss_seeds(), "only {lost} runs lost a page");
+    // About a third of the runs lose a page (the power must go off before a group's fsync,
+    // and each of its pages is lost with even odds); one in twelve is the bar.
+    assert!(lost * 12 >= power_loss_seeds(), "only {lost} runs lost a page");
     assert!(mixed > 0, "no run lost some pages and kept others");
 }
 

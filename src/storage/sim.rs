@@ -96,6 +96,8 @@ struct SimState {
     total_ops: u64,
     /// Power goes off when this many operations have been performed.
     power_off_after: Option<u64>,
+    /// Power goes off when the n-th operation of this kind is attempted.
+    power_off_before: Option<(OpKind, u64)>,
     /// How long each sync_data / sync_all takes (on top of the real one).
     sync_delay: Duration,
     /// Unsynced pages [`PowerLoss::RandomPages`] reverted, and those it kept, over all restores.
@@ -153,6 +155,17 @@ impl SimFileSystem {
         }
     }
 
+    /// Power goes off as the `nth` operation of `kind` (counted from the start, as
+    /// [`SimFileSystem::count`] does) is attempted: it fails, and so does every later one.
+    /// Before the `nth` sync, for instance, the data written since the last sync is unsynced.
+    pub fn power_off_before(&self, kind: OpKind, nth: u64) {
+        let mut state = self.state.lock();
+        state.power_off_before = Some((kind, nth));
+        if state.counts.get(&kind).copied().unwrap_or(0) >= nth {
+            state.powered_off = true;
+        }
+    }
+
     /// True once the power is off (by [`SimFileSystem::power_off`] or when an operation found
     /// the [`SimFileSystem::power_off_after`] limit reached).
     pub fn is_powered_off(&self) -> bool {
@@ -198,7 +211,10 @@ impl SimFileSystem {
         if state.powered_off {
             return Err(eio("power is off"));
         }
-        if state.power_off_after.is_some_and(|n| state.total_ops >= n) {
+        let next_of_kind = state.counts.get(&kind).copied().unwrap_or(0) + 1;
+        if state.power_off_after.is_some_and(|n| state.total_ops >= n)
+            || state.power_off_before.is_some_and(|(k, n)| k == kind && next_of_kind >= n)
+        {
             state.powered_off = true;
             return Err(eio("power is off"));
         }
