@@ -134,28 +134,48 @@ fn enospc_torn_write_fails_clearly_and_the_store_recovers_on_reopen() {
 
 #[test]
 fn io_error_sweep_over_every_operation() {
-    let mut total = 0;
+    let (mut total, mut crashed_at_once) = (0, 0);
     for kind in [OpKind::Write, OpKind::Sync, OpKind::Metadata] {
         for nth in 1.. {
-            let dir = tempfile::tempdir().unwrap();
-            let sim = SimFileSystem::new();
-            sim.fail(Fault { kind, nth, torn_at: if kind == OpKind::Write { Some(nth as usize * 13) } else { None } });
-            let ledger = Mutex::new(Ledger::default());
-            if let Ok(store) = Store::open(dir.path(), sim_options(&sim)) {
-                let _ = workload(&store, &ledger, "w");
-                let _ = store.close();
+            // Two runs per operation: the store carries on after the error and closes (the
+            // close is part of the sweep), or the machine crashes right after the workload.
+            let mut fired = [false; 2];
+            for (run, close_first) in [true, false].into_iter().enumerate() {
+                let dir = tempfile::tempdir().unwrap();
+                let sim = SimFileSystem::new();
+                let torn_at = if kind == OpKind::Write { Some(nth as usize * 13) } else { None };
+                sim.fail(Fault { kind, nth, torn_at });
+                let ledger = Mutex::new(Ledger::default());
+                if let Ok(store) = Store::open(dir.path(), sim_options(&sim)) {
+                    let _ = workload(&store, &ledger, "w");
+                    if close_first {
+                        let _ = store.close();
+                    } else {
+                        // A crash: the drop's clean shutdown cannot reach the disk.
+                        sim.power_off();
+                        drop(store);
+                    }
+                }
+                fired[run] = sim.injected() == 1;
+                if !fired[run] {
+                    continue; // this run has fewer operations of this kind than nth
+                }
+                // After the error the machine crashes: unsynced data is gone.
+                sim.power_off();
+                sim.restore_durable(dir.path(), PowerLoss::DropUnsynced, nth).unwrap();
+                let context = format!("{kind:?} #{nth} failed, {}", ["closed, then crashed", "crashed"][run]);
+                check_invariants(dir.path(), &ledger.lock().unwrap(), &context);
             }
-            if sim.injected() == 0 {
-                break; // the workload has fewer operations of this kind than nth: sweep done
+            if !fired[0] {
+                assert!(!fired[1], "{kind:?} #{nth}: the run without a close has more operations");
+                break; // the workload and close have fewer operations of this kind: sweep done
             }
             total += 1;
-            let context = format!("{kind:?} #{nth} failed");
-            // After the error the machine also crashes: unsynced data is gone.
-            sim.restore_durable(dir.path(), PowerLoss::DropUnsynced, nth).unwrap();
-            check_invariants(dir.path(), &ledger.lock().unwrap(), &context);
+            crashed_at_once += usize::from(fired[1]);
         }
     }
     assert!(total > 60, "the sweep must cover many operations, covered {total}");
+    assert!(crashed_at_once * 10 > total * 7, "most faults also crash at once: {crashed_at_once} of {total}");
 }
 
 fn power_loss_run(seed: u64) {
