@@ -1,5 +1,6 @@
 //! Basic behaviour of the public API: appends, expected versions, idempotency, reads,
-//! reopen, segment rollover, the LOCK file.
+//! reopen, segment rollover, the LOCK file, and reopening after a real crash (simulated power
+//! loss before the drop, or a child process killed with SIGKILL), never a clean drop.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -212,4 +213,74 @@ fn sync_modes_never_and_every_still_store_everything() {
         let store = Store::open(dir.path(), Options::default()).unwrap();
         assert_eq!(store.stream_version("s-1"), 50);
     }
+}
+
+const CRASH_CHILD_ENV: &str = "LOGBOOK_STORE_BASICS_CRASH_DIR";
+
+/// Entry point of the child process `a_sigkilled_store_reopens_with_every_acknowledged_event`
+/// kills: appends, reports what was acknowledged, then waits to be killed.
+#[test]
+#[ignore = "entry point of a child process; run by a_sigkilled_store_reopens_with_every_acknowledged_event"]
+fn crash_child() {
+    let Some(dir) = std::env::var_os(CRASH_CHILD_ENV) else { return };
+    let store = Store::open(&dir, small_segments()).unwrap();
+    for i in 0..120u64 {
+        let r = store.append(&format!("order-{}", i % 5), ExpectedVersion::Any, vec![ev("E", &i.to_string())]).unwrap();
+        assert_eq!(r.first_position, i + 1);
+    }
+    println!("acknowledged 120");
+    std::io::Write::flush(&mut std::io::stdout()).unwrap();
+    loop {
+        std::thread::sleep(std::time::Duration::from_secs(1));
+    }
+}
+
+/// A real crash: a child process with the store open is killed with SIGKILL (no drop, no
+/// close). The next open finds no CLEAN record, recovers, and has every acknowledged event.
+#[test]
+fn a_sigkilled_store_reopens_with_every_acknowledged_event() {
+    use std::io::BufRead;
+    use std::os::unix::process::ExitStatusExt;
+    use std::process::{Command, Stdio};
+
+    let dir = tempfile::tempdir().unwrap();
+    let stderr_file = tempfile::NamedTempFile::new().unwrap();
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "crash_child", "--ignored", "--nocapture", "--test-threads=1"])
+        .env(CRASH_CHILD_ENV, dir.path())
+        .stdout(Stdio::piped())
+        .stderr(stderr_file.reopen().unwrap())
+        .spawn()
+        .unwrap();
+    // The harness prints "test crash_child ... " before the test runs, on the same line.
+    let stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    // A child that hangs before reporting is killed after a minute, so the test fails instead.
+    let (done, watchdog) = std::sync::mpsc::channel::<()>();
+    let pid = child.id() as libc::pid_t;
+    let watchdog = std::thread::spawn(move || {
+        if watchdog.recv_timeout(std::time::Duration::from_secs(60)).is_err() {
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
+    });
+    let ready = stdout.lines().map_while(Result::ok).any(|line| line.ends_with("acknowledged 120"));
+    done.send(()).unwrap();
+    watchdog.join().unwrap();
+    let stderr = || std::fs::read_to_string(stderr_file.path()).unwrap_or_default();
+    assert!(ready, "the child never acknowledged its appends; its stderr:\n{}", stderr());
+    child.kill().unwrap();
+    let status = child.wait().unwrap();
+    assert_eq!(status.signal(), Some(libc::SIGKILL), "the child died of our SIGKILL, not {status}:\n{}", stderr());
+    assert!(!dir.path().join("CLEAN").exists(), "a killed process leaves no CLEAN record");
+    let sim = SimFileSystem::new();
+    let store = Store::open(dir.path(), Options { fs: Arc::new(sim.clone()), ..small_segments() }).unwrap();
+    assert!(!open_saw_clean_shutdown(&sim, dir.path()), "the open recovered from a crash");
+    let all = store.read_all(1, 1000, &Filter::all()).unwrap();
+    let data: Vec<String> = all.iter().map(|e| String::from_utf8(e.data().to_vec()).unwrap()).collect();
+    assert_eq!(data, (0..120).map(|i| i.to_string()).collect::<Vec<_>>());
+    for s in 0..5 {
+        assert_eq!(store.stream_version(&format!("order-{s}")), 24);
+    }
+    let r = store.append("order-0", ExpectedVersion::Exact(24), vec![ev("E", "after")]).unwrap();
+    assert_eq!(r.first_position, 121);
+    store.close().unwrap();
 }
