@@ -2,8 +2,9 @@
 //! of each one — its contents as of the last completed sync — and which directory entries are
 //! durable (created or renamed, then the directory synced). It can fail the N-th write, sync or
 //! metadata operation (EIO, or ENOSPC after a partial "torn" write), and
-//! [`SimFileSystem::power_off`] (or [`SimFileSystem::power_off_after`], at a chosen operation)
-//! makes every later operation fail, as a machine that lost power.
+//! [`SimFileSystem::power_off`] (or [`SimFileSystem::power_off_after`] /
+//! [`SimFileSystem::power_off_before`], at a chosen operation) makes every later operation
+//! fail, as a machine that lost power.
 //! [`SimFileSystem::restore_durable`] then rewrites the directory to what a disk would hold
 //! after the power loss: unsynced bytes dropped, cut at a random byte, replaced by garbage, or
 //! lost page by page out of order; files whose directory entry was never synced gone; a renamed
@@ -166,8 +167,8 @@ impl SimFileSystem {
         }
     }
 
-    /// True once the power is off (by [`SimFileSystem::power_off`] or when an operation found
-    /// the [`SimFileSystem::power_off_after`] limit reached).
+    /// True once the power is off (by [`SimFileSystem::power_off`], or when an operation found
+    /// the [`SimFileSystem::power_off_after`] or [`SimFileSystem::power_off_before`] limit).
     pub fn is_powered_off(&self) -> bool {
         self.state.lock().powered_off
     }
