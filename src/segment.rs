@@ -501,17 +501,24 @@ pub const PAGE_BYTES: u64 = 4096;
 /// writer commits at once (its buffer, or one append, which may be larger).
 pub const MAX_TORN_SPAN: u64 = 256 * 1024 * 1024 + 2 * record::MAX_FRAME_BYTES as u64;
 
-/// True when the damaged frame at `offset` overlaps a whole page (aligned to [`PAGE_BYTES`]
-/// in the file) that is all zeroes: a page of a write that never reached the disk.
+/// True when the damaged frame at `offset` has the shape of a page that never reached the
+/// disk: a lost page holds what it held before the write (the zeroes the segment was filled
+/// with, after any part synced earlier), so either the bytes from `offset` to the end of its
+/// page are all zero, or, inside the frame its header claims, a page starts with zeroes that
+/// run to the frame's end or the next page. Bit rot flips bits; it does not zero a page's tail.
 pub fn unwritten_page_at(bytes: &[u8], offset: u64) -> bool {
     let len = bytes.len() as u64;
+    let zero = |from: u64, to: u64| bytes[from as usize..to as usize].iter().all(|&b| b == 0);
+    let page_end = |at: u64| (at / PAGE_BYTES + 1) * PAGE_BYTES;
+    let first_end = page_end(offset).min(len);
+    if first_end >= offset + FRAME_HEADER_BYTES as u64 && zero(offset, first_end) {
+        return true;
+    }
     let claimed = record::peek_body_len(&bytes[offset as usize..]).map_or(0, |body| (FRAME_HEADER_BYTES + body) as u64);
-    let end = (offset + claimed.max(1)).min(len);
-    let mut page = offset / PAGE_BYTES * PAGE_BYTES;
-    while page < end {
-        let page_end = (page + PAGE_BYTES).min(len);
-        // A page cut short by the end of the file is the file's end, not a lost page.
-        if page_end - page == PAGE_BYTES && bytes[page as usize..page_end as usize].iter().all(|&b| b == 0) {
+    let frame_end = (offset + claimed).min(len);
+    let mut page = page_end(offset);
+    while page < frame_end {
+        if zero(page, frame_end.min(page + PAGE_BYTES)) {
             return true;
         }
         page += PAGE_BYTES;
@@ -912,6 +919,15 @@ mod tests {
             TailVerdict::Repairable { offset, .. } => assert!(offset < 3 * PAGE_BYTES),
             other => panic!("a lost page is a torn tail: {other:?}"),
         }
+        // A page that held the start of a write synced earlier: it comes back as that start
+        // and zeroes after it.
+        // (A group ends at a frame boundary: the zeroes start at one.)
+        let mut starts = Vec::new();
+        scan(&bytes, 1, |_, at| starts.push(at));
+        let synced_to = *starts.iter().find(|&&at| at >= 2 * PAGE_BYTES + 1000).unwrap() as usize;
+        let mut partly = bytes.clone();
+        partly[synced_to..3 * PAGE_BYTES as usize].fill(0);
+        assert!(matches!(judge(&partly), TailVerdict::Repairable { .. }), "{:?}", judge(&partly));
         // One flipped byte in the same place, valid frames after it: corruption.
         bytes[2 * PAGE_BYTES as usize + 100] ^= 0x20;
         assert!(matches!(judge(&bytes), TailVerdict::Corrupt { .. }));

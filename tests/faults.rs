@@ -260,7 +260,6 @@ fn page_options(sim: &SimFileSystem) -> Options {
 /// segment was preallocated) before pages that did reach the disk. The power goes off after a
 /// seeded number of fsyncs, as one is about to start: usually a group's, after its write.
 #[test]
-#[ignore = "needs the zero-page torn-tail rule from the recovery walker"]
 fn power_loss_with_random_unsynced_pages_keeps_every_acknowledged_append() {
     let (mut lost, mut mixed) = (0, 0);
     for seed in 0..power_loss_seeds() {
