@@ -585,7 +585,7 @@ impl Archive {
             create_dir_durably(self.fs.as_ref(), dir, &self.root)?;
         }
         let bytes = encode_parquet(rows)?;
-        crate::log::write_file_atomically(self.fs.as_ref(), &path, &bytes)?;
+        crate::storage::write_atomically(self.fs.as_ref(), &path, &bytes)?;
         Ok(ManifestFile {
             path: relative,
             tenant: tenant.to_string(),
@@ -607,7 +607,7 @@ impl Archive {
         let bytes = serde_json::to_vec_pretty(&next)
             .map_err(|e| Error::InvalidInput(format!("serializing the manifest: {e}")))?;
         create_dir_durably(self.fs.as_ref(), &self.root, &self.root)?;
-        crate::log::write_file_atomically(self.fs.as_ref(), &self.root.join(MANIFEST_FILE), &bytes)?;
+        crate::storage::write_atomically(self.fs.as_ref(), &self.root.join(MANIFEST_FILE), &bytes)?;
         self.manifest = next;
         Ok(())
     }

@@ -11,14 +11,17 @@
 //! `CLEAN` marker, so that open also checks every frame). Restore = stop the store, move the
 //! copy into place, open it.
 //!
+//! The copy has no segment manifest (the store's may already name segments sealed after the copy
+//! began), so its first open verifies every frame and writes one.
+//!
 //! Every copied file is synced, then each directory, so a finished backup survives a power loss.
 
 use std::fs;
 use std::path::{Path, PathBuf};
 
 use crate::archive::{ARCHIVE_DIR, MANIFEST_FILE};
+use crate::datadir::{DataDir, SEGMENTS_DIR};
 use crate::error::{Error, Result};
-use crate::log::{read_header, SEGMENTS_DIR};
 use crate::segment;
 
 /// Copies attempted before giving up because compactions keep replacing segments.
@@ -37,29 +40,26 @@ pub struct BackupReport {
 /// (base, length, header) of each sealed segment: what a compaction would change.
 type SealedList = Vec<(u64, u64, Option<segment::SegmentHeader>)>;
 
-fn sealed_list(segments: &Path) -> Result<(SealedList, Option<u64>)> {
-    let mut bases: Vec<u64> = fs::read_dir(segments)
-        .map_err(|e| Error::io(format!("listing {}", segments.display()), e))?
-        .filter_map(|e| e.ok())
-        .filter_map(|e| segment::parse_file_name(&e.file_name().to_string_lossy()))
-        .collect();
-    bases.sort_unstable();
+fn sealed_list(data: &DataDir) -> Result<(SealedList, Option<u64>)> {
+    let listing = data.list().map_err(|e| Error::io(format!("listing {}", data.segments_dir().display()), e))?;
+    let mut bases = listing.segments;
     let active = bases.pop();
     let mut list = Vec::with_capacity(bases.len());
     for base in bases {
-        let path = segments.join(segment::file_name(base));
+        let path = data.segment_path(base);
         let len = fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
-        list.push((base, len, read_header(&path)));
+        list.push((base, len, segment::read_header(&path)));
     }
     Ok((list, active))
 }
 
 /// Copies the store in `data` to `out`, which must not exist or be empty.
 pub fn backup_dir(data: &Path, out: &Path) -> Result<BackupReport> {
-    let segments = data.join(SEGMENTS_DIR);
-    if !segments.is_dir() {
-        return Err(Error::InvalidInput(format!("{} holds no logbook store (no segments/)", data.display())));
+    if !crate::datadir::holds_store(data) {
+        return Err(Error::NoStore(data.to_path_buf()));
     }
+    let data_dir = DataDir::new(data);
+    let segments = data_dir.segments_dir().to_path_buf();
     if out.exists()
         && fs::read_dir(out).map_err(|e| Error::io(format!("reading {}", out.display()), e))?.next().is_some()
     {
@@ -69,7 +69,7 @@ pub fn backup_dir(data: &Path, out: &Path) -> Result<BackupReport> {
         if out.exists() {
             fs::remove_dir_all(out).map_err(|e| Error::io(format!("clearing {}", out.display()), e))?;
         }
-        let (before, active) = sealed_list(&segments)?;
+        let (before, active) = sealed_list(&data_dir)?;
         let mut report = BackupReport { retries: attempt, ..BackupReport::default() };
         let out_segments = out.join(SEGMENTS_DIR);
         fs::create_dir_all(&out_segments).map_err(|e| Error::io(format!("creating {}", out_segments.display()), e))?;
@@ -90,7 +90,7 @@ pub fn backup_dir(data: &Path, out: &Path) -> Result<BackupReport> {
         }
         report.segments = before.len() + usize::from(active.is_some());
         copy_archive(&data.join(ARCHIVE_DIR), &out.join(ARCHIVE_DIR), &mut report)?;
-        let (after, _) = sealed_list(&segments)?;
+        let (after, _) = sealed_list(&data_dir)?;
         // Sealed segments that existed before must be unchanged; new ones may have appeared
         // after the old active one (the log moved on), which the copy does not need.
         if after.len() >= before.len() && after[..before.len()] == before[..] {

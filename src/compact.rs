@@ -29,19 +29,22 @@
 //! states and refuses to run again until the store is reopened (which resolves them).
 
 use std::collections::{HashMap, HashSet};
+
+use bytes::Bytes;
 use std::path::Path;
 use std::sync::Arc;
 
 use crate::archive::{Archive, ArchivedEvent, ARCHIVE_DIR};
+use crate::datadir::SEGMENTS_DIR;
 use crate::error::{Error, Result};
 use crate::index::{self, IndexBuilder, IndexedEvent, SegmentIndex};
-use crate::log::{self, SealedSegment, SEGMENTS_DIR};
 use crate::record::{self, FrameRef};
 use crate::retention::{Decision, EventFacts, RetentionPolicy};
-use crate::segment::{self, Compacted, Positions, SegmentHeader, SegmentMap};
+use crate::segment::{self, Compacted, Positions, SegmentHeader, SegmentReader};
 use crate::storage::FileSystem;
 use crate::store::Store;
 use crate::types::{category_of, Filter};
+use crate::wal::{self, SealedSegment};
 
 /// What one compaction did.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
@@ -161,9 +164,7 @@ impl StreamFacts {
             }
         };
         for segment in sealed {
-            log::scan_sealed(&segment.map, &segment.header, |frame, _| {
-                note(frame.stream, frame.event_type, frame.version)
-            })?;
+            scan_sealed(segment, |_, frame, _| note(frame.stream, frame.event_type, frame.version))?;
         }
         // The rest of the log up to the head seen at the start: the active segment, and any
         // segment sealed since (only newer events, which can only make ours older).
@@ -197,7 +198,7 @@ fn plan_segment(
         survivor_bytes: 0,
         removes: false,
     };
-    log::scan_sealed(&segment.map, &segment.header, |frame, _| {
+    scan_sealed(segment, |_, frame, _| {
         let rule = policy.rule_for(category_of(frame.stream), frame.event_type);
         let mut newer_matching = 0;
         if let Some(rule) = rule.filter(|&r| policy.rules[r].max_count.is_some()) {
@@ -278,14 +279,17 @@ fn rewrite_unit(
     // 1. Expired events to the cold tier, durably, as a pending job.
     let mut expired = Vec::new();
     for plan in unit {
-        let map = &plan.segment.map;
         let mut i = 0;
-        log::scan_sealed(map, &plan.segment.header, |frame, offset| {
+        scan_sealed(&plan.segment, |bytes, frame, offset| {
             match plan.decisions[i] {
                 Decision::Expire => {
                     report.expired += 1;
                     if policy.archive {
-                        expired.push(ArchivedEvent::from_recorded(&log::event_from_frame(map, offset as u32, frame)));
+                        expired.push(ArchivedEvent::from_recorded(&wal::event_from_frame(
+                            bytes,
+                            offset as usize,
+                            frame,
+                        )));
                     }
                 }
                 Decision::Purge => report.purged += 1,
@@ -322,11 +326,15 @@ fn rewrite_unit(
     fs.rename(&idx_tmp, &idx_path).map_err(|e| Error::io(format!("renaming {}", idx_tmp.display()), e))?;
     fs.sync_dir(segments_dir).map_err(|e| Error::io("syncing the segments directory", e))?;
     // 4. Readers switch over.
-    let map = SegmentMap::open(&seg_path, base).map_err(|e| Error::io(format!("mapping {}", seg_path.display()), e))?;
+    let len = bytes.len() as u64;
+    let reader = SegmentReader::open(&seg_path, base, len, &store.shared().cache)
+        .map_err(|e| Error::io(format!("opening {}", seg_path.display()), e))?;
     let index = SegmentIndex::open(&idx_path).map_err(|reason| Error::corruption(&idx_path, 0, reason))?;
-    let replacement = Arc::new(SealedSegment { header, map: Arc::new(map), index });
+    let replacement = Arc::new(SealedSegment { header, reader: Arc::new(reader), index, len, header_crc });
     let inputs: Vec<u64> = unit.iter().map(|p| p.segment.base_position()).collect();
-    store.shared().replace_sealed(&inputs, Arc::clone(&replacement))?;
+    // The manifest records the new segment before the inputs go, so a crash in between
+    // leaves files the manifest explains (recovery removes inputs a compacted segment covers).
+    store.shared().update_and_record(fs, |state| state.replace_sealed(&inputs, Arc::clone(&replacement)))?;
     // 5. The other inputs go.
     for &input in &inputs[1..] {
         for path in [segments_dir.join(segment::file_name(input)), segments_dir.join(index::file_name(input))] {
@@ -340,8 +348,8 @@ fn rewrite_unit(
     }
     report.rewritten += 1;
     report.inputs += unit.len();
-    report.bytes_before += unit.iter().map(|p| p.segment.map.len() as u64).sum::<u64>();
-    report.bytes_after += replacement.map.len() as u64;
+    report.bytes_before += unit.iter().map(|p| p.segment.len).sum::<u64>();
+    report.bytes_after += replacement.len;
     Ok(())
 }
 
@@ -351,16 +359,17 @@ fn encode_survivors(header: &SegmentHeader, unit: &[SegmentPlan]) -> Result<(Vec
     let mut out = segment::encode_header(header).to_vec();
     let mut builder = IndexBuilder::default();
     for plan in unit {
-        let map = &plan.segment.map;
+        let path = plan.segment.reader.path();
+        let bytes = read_sealed(&plan.segment)?;
         let mut frames: Vec<(FrameRef<'_>, u64)> = Vec::with_capacity(plan.decisions.len());
-        let outcome = segment::scan_with(map.bytes(), Positions::of(&plan.segment.header), |frame, offset| {
+        let outcome = segment::scan_with(&bytes, Positions::of(&plan.segment.header), |frame, offset| {
             frames.push((*frame, offset))
         });
         if let Some(stop) = outcome.stop {
-            return Err(Error::corruption(map.path(), stop.offset, format!("sealed segment: {}", stop.reason)));
+            return Err(Error::corruption(path, stop.offset, format!("sealed segment: {}", stop.reason)));
         }
         if frames.len() != plan.decisions.len() {
-            return Err(Error::corruption(map.path(), 0, "segment changed while it was being compacted"));
+            return Err(Error::corruption(path, 0, "segment changed while it was being compacted"));
         }
         let mut batch: Vec<FrameRef<'_>> = Vec::new();
         for ((frame, _), decision) in frames.iter().zip(&plan.decisions) {
@@ -388,6 +397,33 @@ fn encode_survivors(header: &SegmentHeader, unit: &[SegmentPlan]) -> Result<(Vec
     Ok((out, builder))
 }
 
+/// Reads a sealed segment whole (it must still have its sealed length).
+fn read_sealed(segment: &SealedSegment) -> Result<Bytes> {
+    let path = segment.reader.path();
+    let bytes = segment::read_whole(path).map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
+    if bytes.len() as u64 != segment.len {
+        let reason = format!("the file is {} bytes, it was sealed at {}", bytes.len(), segment.len);
+        return Err(Error::corruption(path, segment.len.min(bytes.len() as u64), reason));
+    }
+    Ok(Bytes::from(bytes))
+}
+
+/// Scans a sealed segment completely, calling `on_frame(bytes, frame, offset)`; any stop
+/// before its last byte is corruption.
+fn scan_sealed(segment: &SealedSegment, mut on_frame: impl FnMut(&Bytes, &FrameRef<'_>, u64)) -> Result<u64> {
+    let bytes = read_sealed(segment)?;
+    let path = segment.reader.path();
+    let outcome = segment::scan_with(&bytes, Positions::of(&segment.header), |frame, at| on_frame(&bytes, frame, at));
+    if let Some(stop) = outcome.stop {
+        return Err(Error::corruption(path, stop.offset, format!("sealed segment: {}", stop.reason)));
+    }
+    // Only a compaction may leave a sealed segment empty (every event in its range removed).
+    if outcome.frames == 0 && segment.header.compacted.is_none() {
+        return Err(Error::corruption(path, segment::SEGMENT_HEADER_BYTES as u64, "sealed segment holds no frames"));
+    }
+    Ok(outcome.frames)
+}
+
 fn write_synced(fs: &dyn FileSystem, path: &Path, bytes: &[u8]) -> Result<()> {
     let context = |what: &str| format!("{what} {}", path.display());
     let file = fs.create(path).map_err(|e| Error::io(context("creating"), e))?;
@@ -399,7 +435,7 @@ fn write_synced(fs: &dyn FileSystem, path: &Path, bytes: &[u8]) -> Result<()> {
 /// its rename) and rolls back the others, so no event is both hot and archived.
 pub fn resolve_pending_jobs(archive: &mut Archive, segments_dir: &Path) -> Result<()> {
     for (job, base) in archive.pending_jobs() {
-        let header = log::read_header(&segments_dir.join(segment::file_name(base)));
+        let header = segment::read_header(&segments_dir.join(segment::file_name(base)));
         if header.and_then(|h| h.compacted).is_some_and(|c| c.job == job) {
             tracing::info!(job, base, "committing an archive job whose compaction finished");
             archive.commit_job(job)?;

@@ -107,7 +107,7 @@ pub fn segment_recovery(data: &[u8]) {
     };
     let reseal = mode & 1 == 1;
     let dir = FuzzDir::new("segment-recovery");
-    let segments_dir = dir.path().join(crate::log::SEGMENTS_DIR);
+    let segments_dir = dir.path().join(crate::datadir::SEGMENTS_DIR);
     std::fs::create_dir_all(&segments_dir).expect("creating the fuzz segments directory");
     let write = |base: u64, bytes: &[u8]| {
         std::fs::write(segments_dir.join(segment::file_name(base)), bytes).expect("writing a fuzz segment");

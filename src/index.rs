@@ -178,16 +178,19 @@ fn u64_at(b: &[u8], at: usize) -> u64 {
     u64::from_le_bytes(v)
 }
 
-/// The bytes behind an index: mmapped in production, owned in tests and fuzzing.
+/// Largest index file read: beyond it the file is refused before anything is allocated.
+pub const MAX_INDEX_FILE_BYTES: u64 = 8 << 30;
+
+/// The bytes behind an index, read into memory with `pread` (never mapped: a file that
+/// shrinks under a map raises SIGBUS). Costs 44 bytes per event of each sealed segment
+/// (52 for a compacted one) plus the stream names.
 pub enum IndexBytes {
-    Mapped(memmap2::Mmap),
     Owned(Vec<u8>),
 }
 
 impl AsRef<[u8]> for IndexBytes {
     fn as_ref(&self) -> &[u8] {
         match self {
-            IndexBytes::Mapped(map) => map,
             IndexBytes::Owned(bytes) => bytes,
         }
     }
@@ -348,11 +351,10 @@ impl SegmentIndex {
 
     /// Opens and validates the index file at `path`.
     pub fn open(path: &Path) -> Result<Self, String> {
-        let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
-        // SAFETY: index files are written once to a temporary name, synced, then renamed into
-        // place; nothing writes to them afterwards, so the mapping never changes under us.
-        let map = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| e.to_string())?;
-        Self::from_bytes(IndexBytes::Mapped(map))
+        // An index is at most 52 bytes per event plus 1,056 per stream of a segment of at most
+        // 4 GiB; `from_bytes` then checks the length against the header's counts exactly.
+        let bytes = crate::storage::read_bounded(path, MAX_INDEX_FILE_BYTES).map_err(|e| e.to_string())?;
+        Self::from_bytes(IndexBytes::Owned(bytes))
     }
 
     pub fn event_count(&self) -> usize {

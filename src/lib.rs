@@ -9,6 +9,7 @@ pub mod aggregate;
 pub mod archive;
 pub mod backup;
 pub mod bench;
+pub mod block_cache;
 pub mod client;
 pub mod compact;
 pub mod datadir;
@@ -17,10 +18,10 @@ pub mod export;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod index;
-pub mod log;
 pub mod order;
 pub mod protocol;
 pub mod record;
+pub mod repair;
 pub mod retention;
 pub mod segment;
 pub mod server;
@@ -32,6 +33,7 @@ pub mod time;
 pub mod types;
 pub mod upcast;
 pub mod verify;
+pub mod wal;
 
 pub use error::{Error, Result};
 pub use store::{AllPage, PendingAppend, Store, StoreStats, Subscription};

@@ -1,4 +1,5 @@
-//! One segment file: create and preallocate, append frames, seal, scan and validate, mmap reads.
+//! One segment file: create and preallocate, append frames, seal, scan and validate, and
+//! `pread` reads (no memory maps: an I/O fault is an error, never a signal).
 //!
 //! A segment is named by its first position, zero-padded to 20 digits (`00000000000000000001.seg`),
 //! and starts with a 64-byte header:
@@ -37,6 +38,7 @@ use std::fs::File;
 use std::io;
 use std::path::{Path, PathBuf};
 
+use crate::block_cache::{BlockCache, BLOCK_BYTES};
 use crate::record::{self, DecodeError, FrameRef, CRC_MASK, FRAME_HEADER_BYTES};
 use crate::storage::{FileSystem, StorageFile};
 
@@ -471,6 +473,19 @@ pub fn judge_tail(bytes: &[u8], outcome: &ScanOutcome) -> TailVerdict {
         // Only a bad frame can hide valid frames behind it; an incomplete batch is followed by
         // nothing but zeroes or the end of the file.
         StopKind::BadFrame => match find_valid_frame_after(bytes, offset, outcome.last_position) {
+            // Pages of one write may reach the disk out of order: a power loss during the
+            // last group's fdatasync can leave a whole page of it unwritten (zeroes, since
+            // the segment's space is zero-filled before use) with later pages present. Those
+            // frames were never acknowledged. Bit rot never zeroes a whole page, so damage
+            // that is an unwritten page, within one group's reach of the end, is a torn tail.
+            Some(next) if unwritten_page_at(bytes, offset) && last_nonzero(bytes) - offset <= MAX_TORN_SPAN => {
+                TailVerdict::Repairable {
+                    offset,
+                    reason: format!(
+                        "{reason}, with a page never written (valid frames follow at byte {next}, torn write)"
+                    ),
+                }
+            }
             Some(next) => {
                 TailVerdict::Corrupt { offset, reason: format!("{reason}, yet a valid frame follows at byte {next}") }
             }
@@ -478,6 +493,42 @@ pub fn judge_tail(bytes: &[u8], outcome: &ScanOutcome) -> TailVerdict {
         },
         StopKind::IncompleteBatch => TailVerdict::Repairable { offset, reason },
     }
+}
+
+/// Granularity at which a disk may persist one write out of order (a page).
+pub const PAGE_BYTES: u64 = 4096;
+/// Farthest from the damage that frames of the same torn write may lie: the largest group the
+/// writer commits at once (its buffer, or one append, which may be larger).
+pub const MAX_TORN_SPAN: u64 = 256 * 1024 * 1024 + 2 * record::MAX_FRAME_BYTES as u64;
+
+/// True when the damaged frame at `offset` has the shape of a page that never reached the
+/// disk: a lost page holds what it held before the write (the zeroes the segment was filled
+/// with, after any part synced earlier), so either the bytes from `offset` to the end of its
+/// page are all zero, or, inside the frame its header claims, a page starts with zeroes that
+/// run to the frame's end or the next page. Bit rot flips bits; it does not zero a page's tail.
+pub fn unwritten_page_at(bytes: &[u8], offset: u64) -> bool {
+    let len = bytes.len() as u64;
+    let zero = |from: u64, to: u64| bytes[from as usize..to as usize].iter().all(|&b| b == 0);
+    let page_end = |at: u64| (at / PAGE_BYTES + 1) * PAGE_BYTES;
+    let first_end = page_end(offset).min(len);
+    if first_end >= offset + FRAME_HEADER_BYTES as u64 && zero(offset, first_end) {
+        return true;
+    }
+    let claimed = record::peek_body_len(&bytes[offset as usize..]).map_or(0, |body| (FRAME_HEADER_BYTES + body) as u64);
+    let frame_end = (offset + claimed).min(len);
+    let mut page = page_end(offset);
+    while page < frame_end {
+        if zero(page, frame_end.min(page + PAGE_BYTES)) {
+            return true;
+        }
+        page += PAGE_BYTES;
+    }
+    false
+}
+
+/// Offset just past the last non-zero byte.
+fn last_nonzero(bytes: &[u8]) -> u64 {
+    bytes.iter().rposition(|&b| b != 0).map_or(0, |i| i as u64 + 1)
 }
 
 /// Looks for any frame after `from` that decodes and claims a position above `after_position`.
@@ -507,22 +558,43 @@ pub fn find_valid_frame_after(bytes: &[u8], from: u64, after_position: u64) -> O
     None
 }
 
-/// A read-only memory map of a segment file, shared by readers through an `Arc`.
-pub struct SegmentMap {
+/// Bytes a random read fetches at once: the frame header plus most events, so a typical
+/// event costs one `pread` (SierraDB reads header + 2 KB the same way).
+pub const READ_GUESS_BYTES: usize = 4096;
+
+/// Reads a segment file with `pread`, never through a memory map: a file that shrinks under
+/// us (truncated by someone else, a tmpfs out of pages, a media error) gives an I/O error for
+/// that read, never a signal. Reads are bounded by `readable`: the file length of a sealed
+/// segment, the published end of the active one (the writer raises it after each publish).
+/// Shared by readers through an `Arc`.
+pub struct SegmentReader {
     path: PathBuf,
     base_position: u64,
-    map: memmap2::Mmap,
+    file: File,
+    readable: std::sync::atomic::AtomicU64,
+    /// Key of this file's blocks in the cache.
+    id: u64,
+    cache: std::sync::Arc<BlockCache>,
 }
 
-impl SegmentMap {
-    /// Maps the whole file at `path`.
-    pub fn open(path: &Path, base_position: u64) -> io::Result<Self> {
+impl SegmentReader {
+    /// Opens the segment at `path` for reads below `readable` bytes, caching random reads in
+    /// `cache`.
+    pub fn open(
+        path: &Path,
+        base_position: u64,
+        readable: u64,
+        cache: &std::sync::Arc<BlockCache>,
+    ) -> io::Result<Self> {
         let file = File::open(path)?;
-        // SAFETY: logbook never shrinks a segment below bytes a reader may touch: readers only
-        // read frames below the published durable end, sealing truncates only past it, and the
-        // LOCK file keeps other logbook processes out of the directory.
-        let map = unsafe { memmap2::Mmap::map(&file)? };
-        Ok(SegmentMap { path: path.to_path_buf(), base_position, map })
+        Ok(SegmentReader {
+            path: path.to_path_buf(),
+            base_position,
+            file,
+            readable: std::sync::atomic::AtomicU64::new(readable),
+            id: crate::block_cache::next_reader_id(),
+            cache: std::sync::Arc::clone(cache),
+        })
     }
     pub fn path(&self) -> &Path {
         &self.path
@@ -530,26 +602,170 @@ impl SegmentMap {
     pub fn base_position(&self) -> u64 {
         self.base_position
     }
-    pub fn bytes(&self) -> &[u8] {
-        &self.map
+    /// Bytes readers may read: nothing at or past this offset is returned.
+    pub fn readable(&self) -> u64 {
+        self.readable.load(std::sync::atomic::Ordering::Acquire)
     }
-    pub fn len(&self) -> usize {
-        self.map.len()
+    /// Raises the readable end (the writer, after publishing frames below `len`).
+    pub fn set_readable(&self, len: u64) {
+        self.readable.fetch_max(len, std::sync::atomic::Ordering::AcqRel);
     }
-    pub fn is_empty(&self) -> bool {
-        self.map.is_empty()
+
+    /// Reads `len` bytes at `offset` (clamped to the readable end), bypassing the cache.
+    pub fn read_range(&self, offset: u64, len: usize) -> io::Result<bytes::Bytes> {
+        let end = self.readable();
+        let len = (len as u64).min(end.saturating_sub(offset)) as usize;
+        crate::storage::read_exact_at(&self.file, offset, len).map(bytes::Bytes::from)
     }
-    /// Decodes the frame at `offset`, reporting damage as `(offset, reason)`.
-    pub fn frame_at(&self, offset: u64) -> Result<(FrameRef<'_>, usize), DecodeError> {
-        let bytes = self.map.get(offset as usize..).unwrap_or(&[]);
-        record::decode(bytes)
+
+    /// Block `block` as far as it is readable: from the cache when the cached copy covers the
+    /// readable end (the active segment's last block grows), else read and cached.
+    fn block(&self, block: u64, end: u64) -> io::Result<bytes::Bytes> {
+        let start = block * BLOCK_BYTES;
+        let want = (start + BLOCK_BYTES).min(end).saturating_sub(start) as usize;
+        if let Some(bytes) = self.cache.get(self.id, block).filter(|b| b.len() >= want) {
+            return Ok(bytes);
+        }
+        let bytes = self.read_range(start, want)?;
+        self.cache.insert(self.id, block, bytes.clone());
+        Ok(bytes)
+    }
+
+    /// Reads the frame at `offset` through the block cache (a frame inside one cached block
+    /// costs no system call and no copy). The frame's length is bounded by
+    /// [`record::MAX_BODY_BYTES`] and by the readable end before anything is allocated; a
+    /// frame longer than [`MAX_CACHED_FRAME_BYTES`] is read directly. Returns a buffer holding
+    /// exactly the frame.
+    pub fn read_frame(&self, offset: u64) -> Result<bytes::Bytes, ReadError> {
+        let end = self.readable();
+        let short = |needed: usize| {
+            ReadError::Frame(DecodeError::Truncated { needed, available: end.saturating_sub(offset) as usize })
+        };
+        if offset + FRAME_HEADER_BYTES as u64 > end {
+            return Err(short(FRAME_HEADER_BYTES));
+        }
+        let first = offset / BLOCK_BYTES;
+        let rel = (offset - first * BLOCK_BYTES) as usize;
+        let want = ((first + 1) * BLOCK_BYTES).min(end) - first * BLOCK_BYTES;
+        // The common case: the frame lies in one cached block that covers the readable end.
+        let cached = self.cache.with(self.id, first, |block| {
+            let rest = block.get(rel..).filter(|_| block.len() as u64 >= want)?;
+            let total = FRAME_HEADER_BYTES + record::peek_body_len(rest).ok()?;
+            (rest.len() >= total && offset + total as u64 <= end).then(|| bytes::Bytes::copy_from_slice(&rest[..total]))
+        });
+        if let Some(Some(frame)) = cached {
+            return Ok(frame);
+        }
+        let block = self.block(first, end).map_err(ReadError::Io)?;
+        let rest = block.get(rel..).unwrap_or(&[]);
+        if rest.len() < FRAME_HEADER_BYTES {
+            return self.read_frame_direct(offset, end);
+        }
+        let total = FRAME_HEADER_BYTES + record::peek_body_len(rest).map_err(ReadError::Frame)?;
+        if offset + total as u64 > end {
+            return Err(short(total));
+        }
+        if rest.len() >= total {
+            return Ok(block.slice(rel..rel + total));
+        }
+        if total > MAX_CACHED_FRAME_BYTES {
+            return self.read_frame_direct(offset, end);
+        }
+        let mut whole = Vec::with_capacity(total);
+        whole.extend_from_slice(rest);
+        let mut next = first + 1;
+        while whole.len() < total {
+            let block = self.block(next, end).map_err(ReadError::Io)?;
+            if block.is_empty() {
+                return Err(short(total));
+            }
+            let take = (total - whole.len()).min(block.len());
+            whole.extend_from_slice(&block[..take]);
+            next += 1;
+        }
+        Ok(bytes::Bytes::from(whole))
+    }
+
+    /// [`SegmentReader::read_frame`] without the cache: one `pread` of [`READ_GUESS_BYTES`],
+    /// a second one when the frame is longer.
+    fn read_frame_direct(&self, offset: u64, end: u64) -> Result<bytes::Bytes, ReadError> {
+        let first = self.read_range(offset, READ_GUESS_BYTES).map_err(ReadError::Io)?;
+        let body_len = record::peek_body_len(&first).map_err(ReadError::Frame)?;
+        let total = FRAME_HEADER_BYTES + body_len;
+        if offset + total as u64 > end {
+            return Err(ReadError::Frame(DecodeError::Truncated {
+                needed: total,
+                available: end.saturating_sub(offset) as usize,
+            }));
+        }
+        if total <= first.len() {
+            return Ok(first.slice(..total));
+        }
+        let mut whole = Vec::with_capacity(total);
+        whole.extend_from_slice(&first);
+        let rest = crate::storage::read_exact_at(&self.file, offset + first.len() as u64, total - first.len())
+            .map_err(ReadError::Io)?;
+        whole.extend_from_slice(&rest);
+        Ok(bytes::Bytes::from(whole))
     }
 }
 
-impl std::fmt::Debug for SegmentMap {
+/// Frames longer than this are read around the cache (a 16 MiB event must not evict 4,096
+/// blocks of small ones).
+pub const MAX_CACHED_FRAME_BYTES: usize = 64 * 1024;
+
+/// Why a frame could not be read: the file (I/O, a short file) or its bytes (damage).
+#[derive(Debug)]
+pub enum ReadError {
+    Io(io::Error),
+    Frame(DecodeError),
+}
+
+impl std::fmt::Display for ReadError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "SegmentMap({}, {} bytes)", self.path.display(), self.map.len())
+        match self {
+            ReadError::Io(e) => write!(f, "read failed: {e}"),
+            ReadError::Frame(e) => write!(f, "{e}"),
+        }
     }
+}
+
+impl std::fmt::Debug for SegmentReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "SegmentReader({}, {} readable bytes)", self.path.display(), self.readable())
+    }
+}
+
+/// Reads a whole segment file into memory with `pread` (recovery, verify, compaction scan one
+/// segment at a time). Bounded: a segment never exceeds [`MAX_SEGMENT_FILE_BYTES`].
+pub fn read_whole(path: &Path) -> io::Result<Vec<u8>> {
+    crate::storage::read_bounded(path, MAX_SEGMENT_FILE_BYTES)
+}
+
+/// Largest segment file: frame offsets are u32.
+pub const MAX_SEGMENT_FILE_BYTES: u64 = 1 << 32;
+
+/// The checksum stored in a segment header (bytes 60..64): which version of a segment an
+/// index or the manifest describes (a compaction changes it). 0 when the bytes are too short.
+pub fn header_crc(bytes: &[u8]) -> u32 {
+    if bytes.len() < SEGMENT_HEADER_BYTES {
+        return 0;
+    }
+    u32::from_le_bytes([bytes[60], bytes[61], bytes[62], bytes[63]])
+}
+
+/// Reads just the header of the segment file at `path`: (decoded header or why not, its
+/// stored checksum, the file length).
+pub fn read_header_at(path: &Path) -> io::Result<(Result<SegmentHeader, String>, u32, u64)> {
+    let file = File::open(path)?;
+    let len = file.metadata()?.len();
+    let bytes = crate::storage::read_exact_at(&file, 0, (len.min(SEGMENT_HEADER_BYTES as u64)) as usize)?;
+    Ok((decode_header(&bytes), header_crc(&bytes), len))
+}
+
+/// Reads a segment file's header, if it has a valid one.
+pub fn read_header(path: &Path) -> Option<SegmentHeader> {
+    read_header_at(path).ok().and_then(|(h, _, _)| h.ok())
 }
 
 #[cfg(test)]
@@ -687,6 +903,34 @@ mod tests {
         let mut misdirected = segment(&[1]);
         frame_bytes(9, 0, &mut misdirected);
         assert!(matches!(judge(&misdirected), TailVerdict::Corrupt { .. }));
+    }
+
+    #[test]
+    fn an_unwritten_page_before_valid_frames_is_a_torn_tail_but_a_flipped_byte_is_not() {
+        // Enough frames to span several pages after the first.
+        let mut bytes = segment(&[1; 400]);
+        let total = bytes.len();
+        assert!(total > 4 * PAGE_BYTES as usize);
+        let judge = |bytes: &[u8]| judge_tail(bytes, &scan(bytes, 1, |_, _| {}));
+        // Page 2 never reached the disk; pages 3.. did.
+        let mut lost = bytes.clone();
+        lost[2 * PAGE_BYTES as usize..3 * PAGE_BYTES as usize].fill(0);
+        match judge(&lost) {
+            TailVerdict::Repairable { offset, .. } => assert!(offset < 3 * PAGE_BYTES),
+            other => panic!("a lost page is a torn tail: {other:?}"),
+        }
+        // A page that held the start of a write synced earlier: it comes back as that start
+        // and zeroes after it.
+        // (A group ends at a frame boundary: the zeroes start at one.)
+        let mut starts = Vec::new();
+        scan(&bytes, 1, |_, at| starts.push(at));
+        let synced_to = *starts.iter().find(|&&at| at >= 2 * PAGE_BYTES + 1000).unwrap() as usize;
+        let mut partly = bytes.clone();
+        partly[synced_to..3 * PAGE_BYTES as usize].fill(0);
+        assert!(matches!(judge(&partly), TailVerdict::Repairable { .. }), "{:?}", judge(&partly));
+        // One flipped byte in the same place, valid frames after it: corruption.
+        bytes[2 * PAGE_BYTES as usize + 100] ^= 0x20;
+        assert!(matches!(judge(&bytes), TailVerdict::Corrupt { .. }));
     }
 
     #[test]

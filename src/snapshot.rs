@@ -6,7 +6,7 @@
 //! and the aggregate is replayed in full; nothing is ever lost by deleting `snapshots/`.
 //!
 //! One file per stream under `<data>/snapshots/`, written atomically (temp file, fsync,
-//! rename, directory fsync: [`crate::log::write_file_atomically`]). The file name is the hex
+//! rename, directory fsync: [`crate::storage::write_file_atomically`]). The file name is the hex
 //! of the stream name (names up to [`MAX_HEX_NAME_BYTES`] bytes) or `h` + a 128-bit hash of it
 //! (longer names); the stream name is also inside the file and is checked on read, so a hash
 //! collision can only cost a replay, never a wrong state.
@@ -290,7 +290,7 @@ pub fn write(fs: &dyn crate::storage::FileSystem, data_dir: &Path, snapshot: &Sn
             return Ok(false);
         }
     }
-    crate::log::write_file_atomically(fs, &dir.join(file_name(&snapshot.stream)), &bytes)?;
+    crate::storage::write_atomically(fs, &dir.join(file_name(&snapshot.stream)), &bytes)?;
     Ok(true)
 }
 

@@ -68,7 +68,7 @@ pub fn collect(store: &Store) -> Result<StatsReport> {
     let mut report = StatsReport {
         streams: store.stream_count() as u64,
         segments: store.segment_count() as u64,
-        bytes: allocated_bytes(&store.dir().join(crate::log::SEGMENTS_DIR)),
+        bytes: crate::datadir::DataDir::new(store.dir()).disk_usage().allocated,
         last_position: store.head_position(),
         ..StatsReport::default()
     };
@@ -96,15 +96,6 @@ pub fn collect(store: &Store) -> Result<StatsReport> {
         next = page.next_position;
     }
     Ok(report)
-}
-
-fn allocated_bytes(dir: &std::path::Path) -> u64 {
-    let Ok(entries) = std::fs::read_dir(dir) else { return 0 };
-    entries
-        .filter_map(|e| e.ok())
-        .filter_map(|e| e.metadata().ok())
-        .map(|m| std::os::unix::fs::MetadataExt::blocks(&m) * 512)
-        .sum()
 }
 
 #[cfg(test)]

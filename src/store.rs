@@ -32,17 +32,23 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use bytes::Bytes;
 use crossbeam_channel::{bounded, Sender};
 use parking_lot::Mutex;
 
 use crate::error::{Error, Result};
-use crate::log::{self, decode_event, AppendRequest, Request, Shared, Writer};
-use crate::record::{self, MAX_STREAM_BYTES};
+use crate::record::{self, FRAME_HEADER_BYTES, MAX_STREAM_BYTES};
+use crate::segment::{self, ReadError, SegmentReader};
 use crate::types::{AppendResult, Direction, ExpectedVersion, Filter, NewEvent, Options, RecordedEvent};
+use crate::wal::{self, decode_event, AppendRequest, Request, Shared, Writer};
 
 /// Most events one `read_all` call scans past without a match before returning what it has,
 /// so a selective filter cannot hold a caller for the whole log at once.
 pub const MAX_SCAN_PER_READ: usize = 1_000_000;
+/// A `$all` scan reads this many bytes per event it still wants, at once...
+const SCAN_BYTES_PER_EVENT: usize = 1024;
+/// ...but never more than this in one `pread` (a chunk stays alive while an event from it does).
+const MAX_SCAN_CHUNK_BYTES: usize = 256 * 1024;
 
 /// An open event store. Cheap to clone; every clone is the same store. The store closes
 /// (cleanly, with a final sync) when [`Store::close`] is called or the last clone is dropped.
@@ -133,10 +139,11 @@ impl Store {
     /// (from any process) fails with [`Error::Locked`].
     pub fn open(dir: impl AsRef<Path>, options: Options) -> Result<Store> {
         validate_options(&options)?;
-        let recovered = log::recover(dir.as_ref(), &options)?;
+        let recovered = wal::recover(dir.as_ref(), &options)?;
         crate::compact::resolve_on_open(dir.as_ref(), Arc::clone(&options.fs))?;
         let (requests, queue) = bounded(options.max_queued_appends);
-        let writer = Writer::new(Arc::clone(&recovered.shared), recovered.writer, options.clone());
+        let writer =
+            Writer::new(Arc::clone(&recovered.shared), recovered.writer, options.clone(), recovered.last_frame_crc);
         let handle = std::thread::Builder::new()
             .name("logbook-writer".into())
             .spawn(move || writer.run(queue))
@@ -269,7 +276,7 @@ impl Store {
     }
 
     pub fn dir(&self) -> &Path {
-        &self.inner.shared.dir
+        self.inner.shared.dir.root()
     }
 
     /// The current time by the store's clock (the one that stamps events).
@@ -358,15 +365,15 @@ impl Store {
             }
             let mut located = Vec::with_capacity(positions.len());
             for (_, position) in positions {
-                if let Some((map, offset)) = state.locate(position) {
-                    located.push((Arc::clone(map), offset, position));
+                if let Some((reader, offset)) = state.locate(position) {
+                    located.push((Arc::clone(reader), offset, position));
                 }
             }
             located
         };
         let mut events = Vec::with_capacity(located.len());
-        for (map, offset, position) in located {
-            let event = decode_event(&map, offset, position)?;
+        for (reader, offset, position) in located {
+            let event = decode_event(&reader, offset, position)?;
             // Hash collisions in sealed indexes can point at another stream's event.
             if event.stream() == stream {
                 events.push(event);
@@ -403,22 +410,40 @@ impl Store {
                 next = head + 1;
                 break;
             };
-            let (map, mut offset, first, last, tombstones) = run;
+            let (reader, mut offset, first, last, tombstones) = run;
             next = first;
+            // Frames are read in chunks with one `pread` each; events share their chunk.
+            let (mut chunk, mut chunk_at) = (Bytes::new(), offset);
             while next <= last && events.len() < max && scanned < MAX_SCAN_PER_READ {
-                let (frame, used) =
-                    map.frame_at(offset).map_err(|e| Error::corruption(map.path(), offset, e.to_string()))?;
+                let avail = chunk.len() as u64 - (offset - chunk_at).min(chunk.len() as u64);
+                let rest = &chunk[chunk.len() - avail as usize..];
+                let frame_len = (avail >= FRAME_HEADER_BYTES as u64)
+                    .then(|| record::peek_body_len(rest).ok())
+                    .flatten()
+                    .map(|body| FRAME_HEADER_BYTES + body);
+                if frame_len.is_none_or(|len| len as u64 > avail) {
+                    let wanted = ((max - events.len()).saturating_mul(SCAN_BYTES_PER_EVENT))
+                        .clamp(segment::READ_GUESS_BYTES, MAX_SCAN_CHUNK_BYTES)
+                        .max(frame_len.unwrap_or(0));
+                    chunk = reader
+                        .read_range(offset, wanted)
+                        .map_err(|e| wal::read_error(&reader, offset, ReadError::Io(e)))?;
+                    chunk_at = offset;
+                }
+                let at = (offset - chunk_at) as usize;
+                let (frame, used) = record::decode(&chunk[at..])
+                    .map_err(|e| Error::corruption(reader.path(), offset, e.to_string()))?;
                 // Inside a segment positions strictly increase (contiguous unless compacted).
                 if frame.position < next || frame.position > last {
                     return Err(Error::corruption(
-                        map.path(),
+                        reader.path(),
                         offset,
                         format!("frame holds position {} where {next}..={last} belong", frame.position),
                     ));
                 }
                 let deleted = !tombstones.is_empty() && tombstones.contains(frame.stream);
                 if !deleted && filter.matches(frame.stream, frame.event_type) {
-                    events.push(log::event_from_frame(&map, offset as u32, &frame));
+                    events.push(wal::event_from_frame(&chunk, at, &frame));
                 }
                 offset += used as u64;
                 next = frame.position + 1;
@@ -439,8 +464,7 @@ impl Store {
         &self,
         position: u64,
         head: u64,
-    ) -> Result<Option<(Arc<crate::segment::SegmentMap>, u64, u64, u64, Arc<std::collections::HashSet<Box<str>>>)>>
-    {
+    ) -> Result<Option<(Arc<SegmentReader>, u64, u64, u64, Arc<std::collections::HashSet<Box<str>>>)>> {
         let state = self.inner.shared.state.read();
         if position < state.first_position() {
             return Err(Error::InvalidInput(format!(
@@ -448,8 +472,8 @@ impl Store {
                 state.first_position()
             )));
         }
-        Ok(state.locate_from(position, head).map(|(map, first, offset, last)| {
-            (Arc::clone(map), u64::from(offset), first, last, Arc::clone(&state.tombstones))
+        Ok(state.locate_from(position, head).map(|(reader, first, offset, last)| {
+            (Arc::clone(reader), u64::from(offset), first, last, Arc::clone(&state.tombstones))
         }))
     }
 

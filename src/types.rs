@@ -7,8 +7,6 @@ use std::time::Duration;
 
 use uuid::Uuid;
 
-use crate::segment::SegmentMap;
-
 /// What the stream's version must be for an append to go ahead.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum ExpectedVersion {
@@ -91,15 +89,17 @@ pub struct AppendResult {
     pub last_position: u64,
 }
 
-/// A stored event. Cheap to clone: it points into the memory-mapped segment that holds it.
+/// A stored event. Cheap to clone: it shares the buffer its frame was read into (one copy
+/// from the file, then none).
 #[derive(Clone)]
 pub struct RecordedEvent {
-    pub(crate) segment: Arc<SegmentMap>,
+    /// The bytes read from the segment; the ranges below index into it.
+    pub(crate) buf: bytes::Bytes,
     pub(crate) position: u64,
     pub(crate) version: u64,
     pub(crate) timestamp_us: i64,
     pub(crate) id: [u8; 16],
-    /// Byte ranges within the segment map.
+    /// Byte ranges within `buf`.
     pub(crate) stream: (u32, u32),
     pub(crate) event_type: (u32, u32),
     pub(crate) metadata: (u32, u32),
@@ -108,13 +108,13 @@ pub struct RecordedEvent {
 
 impl RecordedEvent {
     fn slice(&self, range: (u32, u32)) -> &[u8] {
-        &self.segment.bytes()[range.0 as usize..range.1 as usize]
+        &self.buf[range.0 as usize..range.1 as usize]
     }
     pub fn id(&self) -> Uuid {
         Uuid::from_bytes(self.id)
     }
     pub fn stream(&self) -> &str {
-        // Validated as UTF-8 when the frame was decoded, and the map never changes below it.
+        // Validated as UTF-8 when the frame was decoded; `buf` never changes.
         std::str::from_utf8(self.slice(self.stream)).unwrap_or("")
     }
     pub fn event_type(&self) -> &str {
@@ -233,6 +233,10 @@ pub struct Options {
     /// `Store::open` on a directory without a logbook store fails with `Error::NoStore` and
     /// creates nothing: what read-only tools want, so a typo in a path is not a new store.
     pub create_if_missing: bool,
+    /// Bytes of segment blocks kept in memory for random reads (stream reads, idempotency
+    /// lookups); 0 turns the cache off. Filled only by what is read, so an idle store holds
+    /// none of it. `$all` scans do not use it.
+    pub read_cache_bytes: usize,
 }
 
 /// The clock that stamps events: the system's, or one a test sets by hand.
@@ -278,6 +282,7 @@ impl Default for Options {
             fs: crate::storage::std_fs(),
             clock: Clock::system(),
             create_if_missing: true,
+            read_cache_bytes: 256 * 1024 * 1024,
         }
     }
 }

@@ -5,7 +5,8 @@
 //! (everything not yet durable is dropped, unsynced renames and removals are undone), and the
 //! store is reopened on the real file system. Every event must then be in exactly one tier — hot
 //! or archived — byte-identical, `verify` must find no damage, and a second compaction must
-//! finish the job. `LOGBOOK_COMPACTION_FAULT_MODES=all` also runs the cut/garbage power-loss modes.
+//! finish the job. Each step's fault is asserted to have fired and failed the job.
+//! `LOGBOOK_COMPACTION_FAULT_MODES=all` also runs the cut, garbage and random-pages power-loss modes.
 //! `logbook export` is interrupted the same way: its archive shows nothing or everything, and a
 //! rerun exports every event exactly once.
 
@@ -130,7 +131,7 @@ fn compaction_interrupted_at_every_operation_loses_and_duplicates_nothing() {
     let done = both_tiers(reference.path(), &clock, "reference");
     assert_eq!(visible(done.clone()), before, "a whole compaction moves events between tiers only");
     let modes: &[PowerLoss] = if std::env::var("LOGBOOK_COMPACTION_FAULT_MODES").is_ok_and(|v| v == "all") {
-        &[PowerLoss::DropUnsynced, PowerLoss::CutUnsynced, PowerLoss::GarbageUnsynced]
+        &[PowerLoss::DropUnsynced, PowerLoss::CutUnsynced, PowerLoss::GarbageUnsynced, PowerLoss::RandomPages]
     } else {
         &[PowerLoss::DropUnsynced]
     };
@@ -145,10 +146,11 @@ fn compaction_interrupted_at_every_operation_loses_and_duplicates_nothing() {
                 let store = Store::open(dir.path(), options(&clock, Some(&sim))).unwrap();
                 sim.fail(Fault { kind, nth: sim.count(kind) + nth, torn_at: None });
                 let outcome = compact(&store, &policy(), now, |_, _| {});
-                if outcome.is_err() {
-                    // A failed compaction refuses to run again until the store is reopened.
-                    assert!(compact(&store, &policy(), now, |_, _| {}).is_err(), "{context}: poisoned");
-                }
+                // The sweep covers this step only if its fault fired (during the compaction).
+                assert_eq!(sim.injected(), 1, "{context}: the fault never fired ({outcome:?})");
+                assert!(outcome.is_err(), "{context}: the compaction succeeded despite its failed operation");
+                // A failed compaction refuses to run again until the store is reopened.
+                assert!(compact(&store, &policy(), now, |_, _| {}).is_err(), "{context}: poisoned");
                 sim.power_off();
                 drop(store);
                 sim.restore_durable(dir.path(), mode, nth).unwrap();
@@ -193,7 +195,9 @@ fn export_interrupted_at_every_operation_then_rerun_exports_each_event_once() {
             let sim = SimFileSystem::new();
             sim.fail(Fault { kind, nth, torn_at: None });
             let fs: Arc<dyn logbook::storage::FileSystem> = Arc::new(sim.clone());
-            let _ = logbook::export::export_with_fs(&store, out.path(), Arc::clone(&fs), None, None, |_, _| {});
+            let outcome = logbook::export::export_with_fs(&store, out.path(), Arc::clone(&fs), None, None, |_, _| {});
+            assert_eq!(sim.injected(), 1, "{context}: the fault never fired");
+            assert!(outcome.is_err(), "{context}: the export succeeded despite its failed operation");
             sim.power_off();
             sim.restore_durable(out.path(), PowerLoss::DropUnsynced, nth).unwrap();
             // Nothing half-visible: the committed archive is empty or complete.

@@ -3,25 +3,19 @@
 //! fail with an error naming the file and byte offset, and `verify` lists them. Index files
 //! are derived data: damaged or missing ones are rebuilt.
 
+#[path = "disk_support/mod.rs"]
+mod disk_support;
+
 use std::fs;
 use std::path::{Path, PathBuf};
 
+use disk_support::segment_files;
 use logbook::segment::{self, SEGMENT_HEADER_BYTES};
 use logbook::verify::{self, Severity};
 use logbook::{Error, ExpectedVersion, Filter, NewEvent, Options, Store, VerifyOnOpen};
 
 fn options() -> Options {
     Options { segment_bytes: 2048, ..Options::default() }
-}
-
-fn segment_files(dir: &Path) -> Vec<PathBuf> {
-    let mut files: Vec<PathBuf> = fs::read_dir(dir.join("segments"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|x| x == "seg"))
-        .collect();
-    files.sort();
-    files
 }
 
 /// A closed store with several sealed segments of equally sized frames.

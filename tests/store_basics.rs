@@ -1,6 +1,11 @@
 //! Basic behaviour of the public API: appends, expected versions, idempotency, reads,
-//! reopen, segment rollover, the LOCK file.
+//! reopen, segment rollover, the LOCK file, and reopening after a real crash (simulated power
+//! loss before the drop, or a child process killed with SIGKILL), never a clean drop.
 
+use std::path::Path;
+use std::sync::Arc;
+
+use logbook::storage::{Op, PowerLoss, SimFileSystem};
 use logbook::{Direction, Error, ExpectedVersion, Filter, NewEvent, Options, Store, SyncMode};
 
 fn small_segments() -> Options {
@@ -92,9 +97,16 @@ fn bad_input_is_rejected_with_a_clear_error() {
     assert_eq!(store.head_position(), 0);
 }
 
+/// Did this open find the CLEAN record of a clean shutdown? Open removes it through the file
+/// system it was given, so a fresh simulator's record of operations tells.
+fn open_saw_clean_shutdown(sim: &SimFileSystem, dir: &Path) -> bool {
+    sim.ops().contains(&Op::Remove(dir.join("CLEAN")))
+}
+
 #[test]
 fn reopen_after_rollover_keeps_everything() {
     let dir = tempfile::tempdir().unwrap();
+    let with = |sim: &SimFileSystem| Options { fs: Arc::new(sim.clone()), ..small_segments() };
     let mut expected = Vec::new();
     {
         let store = Store::open(dir.path(), small_segments()).unwrap();
@@ -107,8 +119,11 @@ fn reopen_after_rollover_keeps_everything() {
         assert!(store.segment_count() > 5, "segments: {}", store.segment_count());
         store.close().unwrap();
     }
-    for round in 0..2 {
-        let store = Store::open(dir.path(), small_segments()).unwrap();
+    for round in 0..3 {
+        let sim = SimFileSystem::new();
+        let store = Store::open(dir.path(), with(&sim)).unwrap();
+        // Round 0 follows a clean close; round 1 a crash; round 2 a clean close again.
+        assert_eq!(open_saw_clean_shutdown(&sim, dir.path()), round != 1, "round {round}");
         let all = store.read_all(1, 1000, &Filter::all()).unwrap();
         assert_eq!(all.len() as u64, 200 + round, "round {round}");
         for (event, (stream, version, position, data)) in all.iter().zip(&expected) {
@@ -124,11 +139,19 @@ fn reopen_after_rollover_keeps_everything() {
         }
         let r = store.append("order-0", ExpectedVersion::Any, vec![ev("E", "new")]).unwrap();
         assert_eq!(r.first_position, 201 + round);
-        // Drop without close: the next open treats it as a crash and verifies everything.
         if round == 0 {
+            // A crash, not a drop (a drop closes cleanly): the power goes off first, so the
+            // drop's final sync and CLEAN record never reach the disk, which then holds only
+            // what was synced. The next open must see the crash and recover everything.
+            sim.power_off();
+            let ops = sim.total_ops();
             drop(store);
+            assert_eq!(sim.total_ops(), ops, "nothing reached the disk after the crash");
+            sim.restore_durable(dir.path(), PowerLoss::DropUnsynced, 0).unwrap();
+            assert!(!dir.path().join("CLEAN").exists(), "a crash leaves no CLEAN record");
         } else {
             store.close().unwrap();
+            assert!(dir.path().join("CLEAN").exists());
         }
     }
 }
@@ -190,4 +213,74 @@ fn sync_modes_never_and_every_still_store_everything() {
         let store = Store::open(dir.path(), Options::default()).unwrap();
         assert_eq!(store.stream_version("s-1"), 50);
     }
+}
+
+const CRASH_CHILD_ENV: &str = "LOGBOOK_STORE_BASICS_CRASH_DIR";
+
+/// Entry point of the child process `a_sigkilled_store_reopens_with_every_acknowledged_event`
+/// kills: appends, reports what was acknowledged, then waits to be killed.
+#[test]
+#[ignore = "entry point of a child process; run by a_sigkilled_store_reopens_with_every_acknowledged_event"]
+fn crash_child() {
+    let Some(dir) = std::env::var_os(CRASH_CHILD_ENV) else { return };
+    let store = Store::open(&dir, small_segments()).unwrap();
+    for i in 0..120u64 {
+        let r = store.append(&format!("order-{}", i % 5), ExpectedVersion::Any, vec![ev("E", &i.to_string())]).unwrap();
+        assert_eq!(r.first_position, i + 1);
+    }
+    println!("acknowledged 120");
+    std::io::Write::flush(&mut std::io::stdout()).unwrap();
+    loop {
+        std::thread::sleep(std::time::Duration::from_secs(1));
+    }
+}
+
+/// A real crash: a child process with the store open is killed with SIGKILL (no drop, no
+/// close). The next open finds no CLEAN record, recovers, and has every acknowledged event.
+#[test]
+fn a_sigkilled_store_reopens_with_every_acknowledged_event() {
+    use std::io::BufRead;
+    use std::os::unix::process::ExitStatusExt;
+    use std::process::{Command, Stdio};
+
+    let dir = tempfile::tempdir().unwrap();
+    let stderr_file = tempfile::NamedTempFile::new().unwrap();
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "crash_child", "--ignored", "--nocapture", "--test-threads=1"])
+        .env(CRASH_CHILD_ENV, dir.path())
+        .stdout(Stdio::piped())
+        .stderr(stderr_file.reopen().unwrap())
+        .spawn()
+        .unwrap();
+    // The harness prints "test crash_child ... " before the test runs, on the same line.
+    let stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    // A child that hangs before reporting is killed after a minute, so the test fails instead.
+    let (done, watchdog) = std::sync::mpsc::channel::<()>();
+    let pid = child.id() as libc::pid_t;
+    let watchdog = std::thread::spawn(move || {
+        if watchdog.recv_timeout(std::time::Duration::from_secs(60)).is_err() {
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
+    });
+    let ready = stdout.lines().map_while(Result::ok).any(|line| line.ends_with("acknowledged 120"));
+    done.send(()).unwrap();
+    watchdog.join().unwrap();
+    let stderr = || std::fs::read_to_string(stderr_file.path()).unwrap_or_default();
+    assert!(ready, "the child never acknowledged its appends; its stderr:\n{}", stderr());
+    child.kill().unwrap();
+    let status = child.wait().unwrap();
+    assert_eq!(status.signal(), Some(libc::SIGKILL), "the child died of our SIGKILL, not {status}:\n{}", stderr());
+    assert!(!dir.path().join("CLEAN").exists(), "a killed process leaves no CLEAN record");
+    let sim = SimFileSystem::new();
+    let store = Store::open(dir.path(), Options { fs: Arc::new(sim.clone()), ..small_segments() }).unwrap();
+    assert!(!open_saw_clean_shutdown(&sim, dir.path()), "the open recovered from a crash");
+    let all = store.read_all(1, 1000, &Filter::all()).unwrap();
+    let data: Vec<String> = all.iter().map(|e| String::from_utf8(e.data().to_vec()).unwrap()).collect();
+    assert_eq!(data, (0..120).map(|i| i.to_string()).collect::<Vec<_>>());
+    for s in 0..5 {
+        assert_eq!(store.stream_version(&format!("order-{s}")), 24);
+    }
+    let r = store.append("order-0", ExpectedVersion::Exact(24), vec![ev("E", "after")]).unwrap();
+    assert_eq!(r.first_position, 121);
+    store.close().unwrap();
 }

@@ -1,5 +1,7 @@
 //! The `logbook` command line. Each verb is one enum variant plus one function; add a verb by
-//! adding both (and a match arm in `main`).
+//! adding both (and a match arm in `main`). Only `serve`, `demo` and `bench` create a store;
+//! every other verb opens one with `open_store` (or checks with `require_store`), which fails
+//! with `Failure::NoStore` (exit 3) on a directory holding none.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -29,6 +31,10 @@ enum Command {
     Tail(TailArgs),
     /// Check every frame of every segment and every index file; exit non-zero on corruption.
     Verify(VerifyArgs),
+    /// Cut a damaged store back to its last good event before the first damage, when `open`
+    /// refuses it and there is no backup: says which positions it gives up and keeps a copy of
+    /// everything it cuts in <data>/repair-<time>/. The daemon must be stopped.
+    Repair(RepairArgs),
     /// What a store holds: events, streams, segments, bytes, per category and type, oldest/newest.
     Stats(StatsArgs),
     /// Copy events into Parquet files (the cold tier's format) for DuckDB, pandas or Spark;
@@ -210,6 +216,16 @@ struct TailArgs {
 }
 
 #[derive(Args)]
+struct RepairArgs {
+    /// Data directory.
+    #[arg(long, default_value = "./data")]
+    data: PathBuf,
+    /// Print the report as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
 struct VerifyArgs {
     /// Data directory.
     #[arg(long, default_value = "./data")]
@@ -362,6 +378,7 @@ fn main() -> ExitCode {
         Command::Read(args) => read(args),
         Command::Tail(args) => tail(args),
         Command::Verify(args) => verify(args),
+        Command::Repair(args) => repair(args),
         Command::Stats(args) => stats(args),
         Command::Compact(args) => compact(args),
         Command::DeleteStream(args) => delete_stream(args),
@@ -378,14 +395,56 @@ fn main() -> ExitCode {
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
-        Err(message) => {
+        Err(Failure::NoStore(dir)) => {
+            eprintln!(
+                "logbook: no logbook store at {} (a typo in --data? only serve, demo and bench create a store)",
+                dir.display()
+            );
+            ExitCode::from(NO_STORE_EXIT)
+        }
+        Err(Failure::Other(message)) => {
             eprintln!("logbook: {message}");
             ExitCode::FAILURE
         }
     }
 }
 
-fn serve(args: ServeArgs) -> Result<(), String> {
+/// Exit status when the data directory holds no logbook store (docs/operations.md): apart
+/// from 1 (any other failure) and 2 (clap's usage errors), so a script can tell a wrong path
+/// from a damaged store.
+const NO_STORE_EXIT: u8 = 3;
+
+/// Why a verb failed.
+enum Failure {
+    /// The data directory holds no logbook store: nothing was created (exit 3).
+    NoStore(PathBuf),
+    /// Anything else, as a message (exit 1).
+    Other(String),
+}
+
+impl From<String> for Failure {
+    fn from(message: String) -> Self {
+        Failure::Other(message)
+    }
+}
+
+impl From<&str> for Failure {
+    fn from(message: &str) -> Self {
+        Failure::Other(message.to_string())
+    }
+}
+
+/// For verbs that read a store's files without opening it (verify, backup, read --archive):
+/// only `serve`, `demo` and `bench` create a store, so a directory without one is an error.
+fn require_store(data: &std::path::Path) -> Result<(), Failure> {
+    if logbook::datadir::holds_store(data) {
+        Ok(())
+    } else {
+        Err(Failure::NoStore(data.to_path_buf()))
+    }
+}
+
+fn serve(args: ServeArgs) -> Result<(), Failure> {
     let mut config = match &args.config {
         Some(path) => Config::from_file(path)?,
         None => Config::default(),
@@ -433,7 +492,7 @@ fn connect(conn: &ConnectArgs) -> Result<Client, String> {
     Ok(client)
 }
 
-fn append(args: AppendArgs) -> Result<(), String> {
+fn append(args: AppendArgs) -> Result<(), Failure> {
     let expected = args.expected.parse::<ExpectedVersion>().map_err(|e| format!("--expected {e}"))?;
     let mut client = connect(&args.conn)?;
     let mut event = NewEvent::new(args.event_type, args.data.into_bytes());
@@ -466,7 +525,7 @@ fn print_event(event: &Event, json: bool) {
     }
 }
 
-fn read(args: ReadArgs) -> Result<(), String> {
+fn read(args: ReadArgs) -> Result<(), Failure> {
     if args.archive {
         return read_archive(&args);
     }
@@ -478,7 +537,7 @@ fn read(args: ReadArgs) -> Result<(), String> {
     Ok(())
 }
 
-fn tail(args: TailArgs) -> Result<(), String> {
+fn tail(args: TailArgs) -> Result<(), Failure> {
     let mut client = connect(&args.conn)?;
     let from = match args.from {
         Some(from) => from,
@@ -498,7 +557,35 @@ fn tail(args: TailArgs) -> Result<(), String> {
     Ok(())
 }
 
-fn verify(args: VerifyArgs) -> Result<(), String> {
+fn repair(args: RepairArgs) -> Result<(), Failure> {
+    require_store(&args.data)?;
+    let report = logbook::repair::repair_dir(&args.data).map_err(|e| e.to_string())?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?);
+        return Ok(());
+    }
+    match &report.damage {
+        None => println!("{}: no damage found; nothing changed (head {})", args.data.display(), report.head),
+        Some((file, offset, reason)) => {
+            println!("first damage: {} at byte {offset}: {reason}", file.display());
+            match report.gave_up {
+                Some((first, last)) => println!(
+                    "gave up positions {first}..={last} ({} events); the store now ends at position {}",
+                    last - first + 1,
+                    report.head
+                ),
+                None => println!("gave up no event; the store ends at position {}", report.head),
+            }
+            if let Some(kept) = &report.kept_in {
+                println!("what was cut is kept in {}", kept.display());
+            }
+        }
+    }
+    Ok(())
+}
+
+fn verify(args: VerifyArgs) -> Result<(), Failure> {
+    require_store(&args.data)?;
     let bar = progress_bar(0, false);
     if let Ok(style) = indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} segments eta {eta}") {
         bar.set_style(style);
@@ -555,7 +642,7 @@ fn verify(args: VerifyArgs) -> Result<(), String> {
     Ok(())
 }
 
-fn stats(args: StatsArgs) -> Result<(), String> {
+fn stats(args: StatsArgs) -> Result<(), Failure> {
     let store = open_store(&args.data)?;
     let report = logbook::stats::collect(&store).map_err(|e| e.to_string())?;
     if args.json {
@@ -563,17 +650,24 @@ fn stats(args: StatsArgs) -> Result<(), String> {
     } else {
         print!("{}", report.to_text());
     }
-    store.close().map_err(|e| e.to_string())
+    close_store(store)
 }
 
-fn open_store(data: &std::path::Path) -> Result<logbook::Store, String> {
-    logbook::Store::open(data, logbook::Options::default()).map_err(|e| match e {
-        logbook::Error::Locked(_) => format!("{e} (is `logbook serve` running on it? use --connect)"),
-        e => e.to_string(),
+/// Opens an existing store; never creates one (that is for `serve`, `demo` and `bench`).
+fn open_store(data: &std::path::Path) -> Result<logbook::Store, Failure> {
+    let options = logbook::Options { create_if_missing: false, ..logbook::Options::default() };
+    logbook::Store::open(data, options).map_err(|e| match e {
+        logbook::Error::NoStore(dir) => Failure::NoStore(dir),
+        logbook::Error::Locked(_) => format!("{e} (is `logbook serve` running on it? use --connect)").into(),
+        e => e.to_string().into(),
     })
 }
 
-fn order_timeline(args: TimelineArgs) -> Result<(), String> {
+fn close_store(store: logbook::Store) -> Result<(), Failure> {
+    store.close().map_err(|e| Failure::Other(e.to_string()))
+}
+
+fn order_timeline(args: TimelineArgs) -> Result<(), Failure> {
     if let Some(addr) = &args.connect {
         let conn = ConnectArgs { connect: addr.clone(), tenant: args.tenant, token: args.token, json: args.json };
         let mut client = connect(&conn)?;
@@ -586,7 +680,7 @@ fn order_timeline(args: TimelineArgs) -> Result<(), String> {
                     other => format!("{other:?}"),
                 })
                 .collect(),
-            other => return Err(format!("unexpected TIMELINE reply: {other:?}")),
+            other => return Err(format!("unexpected TIMELINE reply: {other:?}").into()),
         };
         if args.json {
             println!("{}", serde_json::json!({ "order_id": args.order_id, "lines": lines }));
@@ -603,7 +697,7 @@ fn order_timeline(args: TimelineArgs) -> Result<(), String> {
     } else {
         print!("{}", timeline.to_text());
     }
-    store.close().map_err(|e| e.to_string())
+    close_store(store)
 }
 
 /// `30d`, `12h`, `90m` as microseconds.
@@ -619,7 +713,7 @@ fn parse_period(text: &str) -> Result<i64, String> {
     n.checked_mul(unit_us).ok_or_else(|| format!("--since {text} is too long"))
 }
 
-fn order_funnel(args: FunnelArgs) -> Result<(), String> {
+fn order_funnel(args: FunnelArgs) -> Result<(), Failure> {
     let mut query = logbook::order::analytics::Query::all();
     if let Some(since) = &args.since {
         query.since_us = Some(logbook::time::now_us() - parse_period(since)?);
@@ -634,10 +728,10 @@ fn order_funnel(args: FunnelArgs) -> Result<(), String> {
     } else {
         print!("{}", report.to_text());
     }
-    store.close().map_err(|e| e.to_string())
+    close_store(store)
 }
 
-fn demo(args: DemoArgs) -> Result<(), String> {
+fn demo(args: DemoArgs) -> Result<(), Failure> {
     // Demo traffic is not precious: sync once at the end instead of per command.
     let options = logbook::Options { sync: logbook::SyncMode::Never, ..logbook::Options::default() };
     let store = logbook::Store::open(&args.data, options).map_err(|e| e.to_string())?;
@@ -671,7 +765,7 @@ fn demo(args: DemoArgs) -> Result<(), String> {
     Ok(())
 }
 
-fn bench(args: BenchArgs) -> Result<(), String> {
+fn bench(args: BenchArgs) -> Result<(), Failure> {
     use logbook::bench::{run_embedded, BenchConfig, BenchMode};
     let sync = args.sync.parse::<logbook::SyncMode>().map_err(|e| format!("--sync {e}"))?;
     let mode = match args.mode {
@@ -762,7 +856,11 @@ struct BenchDir {
 
 fn tempfile_dir(data: Option<&std::path::Path>) -> Result<BenchDir, String> {
     match data {
-        Some(path) => Ok(BenchDir { path: path.to_path_buf(), _temp: None }),
+        // bench creates the store (and the directory, where it first measures the disk).
+        Some(path) => {
+            std::fs::create_dir_all(path).map_err(|e| format!("creating {}: {e}", path.display()))?;
+            Ok(BenchDir { path: path.to_path_buf(), _temp: None })
+        }
         None => {
             let temp = tempfile::tempdir().map_err(|e| format!("creating a temporary directory: {e}"))?;
             Ok(BenchDir { path: temp.path().to_path_buf(), _temp: Some(temp) })
@@ -803,7 +901,8 @@ fn print_bench(r: &logbook::bench::BenchReport) {
 }
 
 /// `read --archive`: the stream's archived events, from the Parquet files, in version order.
-fn read_archive(args: &ReadArgs) -> Result<(), String> {
+fn read_archive(args: &ReadArgs) -> Result<(), Failure> {
+    require_store(&args.data)?;
     let root = args.data.join(logbook::archive::ARCHIVE_DIR);
     let archive = logbook::archive::Archive::open(&root, logbook::storage::std_fs()).map_err(|e| e.to_string())?;
     let mut events = archive.read_stream(&args.stream).map_err(|e| e.to_string())?;
@@ -837,7 +936,7 @@ fn parse_instant(text: &str, flag: &str) -> Result<i64, String> {
         .map_err(|_| format!("{flag} wants an RFC 3339 date or time, or <n>d, <n>h, <n>m; got '{text}'"))
 }
 
-fn compact(args: CompactArgs) -> Result<(), String> {
+fn compact(args: CompactArgs) -> Result<(), Failure> {
     let policy = match &args.config {
         Some(path) => {
             let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
@@ -875,10 +974,11 @@ fn compact(args: CompactArgs) -> Result<(), String> {
             report.bytes_after
         );
     }
-    store.close().map_err(|e| e.to_string())
+    close_store(store)
 }
 
-fn backup(args: BackupArgs) -> Result<(), String> {
+fn backup(args: BackupArgs) -> Result<(), Failure> {
+    require_store(&args.data)?;
     let report = logbook::backup::backup_dir(&args.data, &args.out).map_err(|e| e.to_string())?;
     println!(
         "copied {} segments ({} files, {} bytes) to {}{}",
@@ -891,15 +991,15 @@ fn backup(args: BackupArgs) -> Result<(), String> {
     Ok(())
 }
 
-fn delete_stream(args: DeleteStreamArgs) -> Result<(), String> {
+fn delete_stream(args: DeleteStreamArgs) -> Result<(), Failure> {
     let expected: logbook::ExpectedVersion = args.expected.parse().map_err(|e| format!("--expected: {e}"))?;
     let store = open_store(&args.data)?;
     let result = store.delete_stream(&args.stream, expected).map_err(|e| e.to_string())?;
     println!("deleted {} (tombstone at position {})", args.stream, result.first_position);
-    store.close().map_err(|e| e.to_string())
+    close_store(store)
 }
 
-fn export(args: ExportArgs) -> Result<(), String> {
+fn export(args: ExportArgs) -> Result<(), Failure> {
     let since = args.since.as_deref().map(|t| parse_instant(t, "--since")).transpose()?;
     let until = args.until.as_deref().map(|t| parse_instant(t, "--until")).transpose()?;
     let store = open_store(&args.data)?;
@@ -921,5 +1021,5 @@ fn export(args: ExportArgs) -> Result<(), String> {
             args.out.display()
         );
     }
-    store.close().map_err(|e| e.to_string())
+    close_store(store)
 }

@@ -169,3 +169,9 @@ pub fn read_exact_at(file: &File, offset: u64, len: usize) -> io::Result<Vec<u8>
     }
     Ok(buf)
 }
+
+/// [`write_file_atomically`] with the engine's error, naming the file.
+pub(crate) fn write_atomically(fsys: &dyn FileSystem, path: &Path, bytes: &[u8]) -> crate::Result<()> {
+    write_file_atomically(fsys, path, bytes)
+        .map_err(|e| crate::Error::io(format!("writing {} atomically", path.display()), e))
+}

@@ -2,11 +2,15 @@
 //! of each one — its contents as of the last completed sync — and which directory entries are
 //! durable (created or renamed, then the directory synced). It can fail the N-th write, sync or
 //! metadata operation (EIO, or ENOSPC after a partial "torn" write), and
-//! [`SimFileSystem::power_off`] makes every later operation fail, as a machine that lost power.
+//! [`SimFileSystem::power_off`] (or [`SimFileSystem::power_off_after`] /
+//! [`SimFileSystem::power_off_before`], at a chosen operation) makes every later operation
+//! fail, as a machine that lost power.
 //! [`SimFileSystem::restore_durable`] then rewrites the directory to what a disk would hold
-//! after the power loss: unsynced bytes dropped, cut at a random byte, or replaced by garbage;
-//! files whose directory entry was never synced gone. Every choice comes from a seed, so a
-//! failure is reproduced by its seed.
+//! after the power loss: unsynced bytes dropped, cut at a random byte, replaced by garbage, or
+//! lost page by page out of order; files whose directory entry was never synced gone; a renamed
+//! file holds what was durable for its source (nothing, if the source was never synced), even
+//! when the rename itself was made durable. Every choice comes from a seed, so a failure is
+//! reproduced by its seed.
 
 use std::collections::{HashMap, HashSet};
 use std::fs::{self, File, OpenOptions};
@@ -14,6 +18,7 @@ use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use parking_lot::Mutex;
 
@@ -50,6 +55,10 @@ pub enum PowerLoss {
     CutUnsynced,
     /// A random prefix survives, followed by random garbage of random length.
     GarbageUnsynced,
+    /// Each unsynced 4 KiB page (at a 4096-aligned file offset) independently keeps its new
+    /// contents or reverts to its durable contents (zeroes where the durable image is
+    /// shorter), as a page cache writing back out of order; the live file length is kept.
+    RandomPages,
 }
 
 /// A planned fault: fail the `nth` operation of `kind` (1-based).
@@ -76,9 +85,25 @@ struct SimState {
     /// Durable contents of a file a rename replaced, until the rename is durable: a power loss
     /// before that brings the old file back (compaction renames over live segments).
     replaced: HashMap<PathBuf, Vec<u8>>,
-    removed: HashMap<PathBuf, Vec<u8>>,
+    /// Durable contents of removed files (None: never durable), until the removal is durable.
+    removed: HashMap<PathBuf, Option<Vec<u8>>>,
     ops: Vec<Op>,
     injected: u64,
+    /// Files whose contents came from the simulation (created, or renamed from such a file):
+    /// without a durable image they hold nothing after a power loss. Any other file was there
+    /// before the simulation began and is durable as it is.
+    known: HashSet<PathBuf>,
+    /// Operations of every kind performed while the power was on.
+    total_ops: u64,
+    /// Power goes off when this many operations have been performed.
+    power_off_after: Option<u64>,
+    /// Power goes off when the n-th operation of this kind is attempted.
+    power_off_before: Option<(OpKind, u64)>,
+    /// How long each sync_data / sync_all takes (on top of the real one).
+    sync_delay: Duration,
+    /// Unsynced pages [`PowerLoss::RandomPages`] reverted, and those it kept, over all restores.
+    pages_lost: u64,
+    pages_kept: u64,
 }
 
 /// A fault-injecting, power-loss-simulating wrapper around the real file system.
@@ -103,6 +128,9 @@ fn enospc() -> io::Error {
 }
 
 impl SimFileSystem {
+    /// The page size [`PowerLoss::RandomPages`] loses pages in.
+    pub const PAGE_BYTES: usize = 4096;
+
     pub fn new() -> Self {
         Self::default()
     }
@@ -115,6 +143,52 @@ impl SimFileSystem {
     /// Every later operation fails with EIO, like a machine that lost power.
     pub fn power_off(&self) {
         self.state.lock().powered_off = true;
+    }
+
+    /// Power goes off once `n` operations of any kind (counted from the start, see
+    /// [`SimFileSystem::total_ops`]) have been performed: the `n+1`-th and every later one
+    /// fails, so nothing done after that point (a clean shutdown included) reaches the disk.
+    pub fn power_off_after(&self, n: u64) {
+        let mut state = self.state.lock();
+        state.power_off_after = Some(n);
+        if state.total_ops >= n {
+            state.powered_off = true;
+        }
+    }
+
+    /// Power goes off as the `nth` operation of `kind` (counted from the start, as
+    /// [`SimFileSystem::count`] does) is attempted: it fails, and so does every later one.
+    /// Before the `nth` sync, for instance, the data written since the last sync is unsynced.
+    pub fn power_off_before(&self, kind: OpKind, nth: u64) {
+        let mut state = self.state.lock();
+        state.power_off_before = Some((kind, nth));
+        if state.counts.get(&kind).copied().unwrap_or(0) >= nth {
+            state.powered_off = true;
+        }
+    }
+
+    /// True once the power is off (by [`SimFileSystem::power_off`], or when an operation found
+    /// the [`SimFileSystem::power_off_after`] or [`SimFileSystem::power_off_before`] limit).
+    pub fn is_powered_off(&self) -> bool {
+        self.state.lock().powered_off
+    }
+
+    /// Operations of every kind performed while the power was on (failed ones included).
+    pub fn total_ops(&self) -> u64 {
+        self.state.lock().total_ops
+    }
+
+    /// Every sync_data and sync_all sleeps this long before syncing, as a slow disk: appends
+    /// arriving meanwhile queue up, which is what group commit is for.
+    pub fn set_sync_delay(&self, delay: Duration) {
+        self.state.lock().sync_delay = delay;
+    }
+
+    /// Unsynced pages that [`PowerLoss::RandomPages`] restores reverted to their durable
+    /// contents, and those they kept, so far: a test can tell that pages were lost at all.
+    pub fn pages_lost_and_kept(&self) -> (u64, u64) {
+        let state = self.state.lock();
+        (state.pages_lost, state.pages_kept)
     }
 
     /// Operations of `kind` performed (or attempted) so far.
@@ -138,6 +212,14 @@ impl SimFileSystem {
         if state.powered_off {
             return Err(eio("power is off"));
         }
+        let next_of_kind = state.counts.get(&kind).copied().unwrap_or(0) + 1;
+        if state.power_off_after.is_some_and(|n| state.total_ops >= n)
+            || state.power_off_before.is_some_and(|(k, n)| k == kind && next_of_kind >= n)
+        {
+            state.powered_off = true;
+            return Err(eio("power is off"));
+        }
+        state.total_ops += 1;
         let count = state.counts.entry(kind).or_insert(0);
         *count += 1;
         let n = *count;
@@ -155,6 +237,13 @@ impl SimFileSystem {
         self.state.lock().ops.push(op);
     }
 
+    fn sync_delay(&self) {
+        let delay = self.state.lock().sync_delay;
+        if !delay.is_zero() {
+            std::thread::sleep(delay);
+        }
+    }
+
     fn mark_synced(&self, path: &Path) -> io::Result<()> {
         let contents = fs::read(path)?;
         self.state.lock().durable.insert(path.to_path_buf(), contents);
@@ -162,11 +251,13 @@ impl SimFileSystem {
     }
 
     /// Rewrites every file under `dir` to what the disk holds after a power loss, with the
-    /// unsynced tails treated per `mode` and random choices drawn from `seed`. Files created
-    /// or renamed without a directory sync disappear (or get their old name back); files
-    /// never synced are empty or gone. Call it after the store is dropped.
+    /// unsynced parts treated per `mode` and random choices drawn from `seed`. Files created
+    /// or renamed without a directory sync disappear (or get their old name back, with their
+    /// durable contents); files never synced (a renamed file whose source was never synced
+    /// among them) are empty or gone. Call it after the power is off and the store dropped.
     pub fn restore_durable(&self, dir: &Path, mode: PowerLoss, seed: u64) -> io::Result<()> {
-        let state = self.state.lock();
+        let mut state = self.state.lock();
+        let (mut lost, mut kept) = (0, 0);
         let mut rng = seed | 1;
         let mut next = move || {
             rng ^= rng << 13;
@@ -174,34 +265,47 @@ impl SimFileSystem {
             rng ^= rng << 17;
             rng
         };
-        // Renames never made durable: the file is back under its old name (tmp files are
-        // derived data; an old target, if any, keeps its durable contents).
+        let mut durable = state.durable.clone();
+        // Renames never made durable: the file is back under its old name with its durable
+        // contents (tmp files are derived data); an old target, if any, keeps its own.
         let mut restored = HashSet::new();
-        for (to, from) in &state.renamed_from {
+        let mut undone: Vec<(&PathBuf, &PathBuf)> = state.renamed_from.iter().collect();
+        undone.sort();
+        for (to, from) in undone {
             if state.unsynced_names.contains(to) && to.exists() {
                 fs::rename(to, from)?;
+                match durable.remove(to) {
+                    Some(image) => durable.insert(from.clone(), image),
+                    None => durable.remove(from),
+                };
                 if let Some(old) = state.replaced.get(to) {
                     fs::write(to, old)?;
                     restored.insert(to.clone());
                 }
             }
         }
-        // Removals never made durable: the file is still there.
+        // Removals never made durable: the file is still there, as it was durable.
         for (path, contents) in &state.removed {
             if state.unsynced_names.contains(path) {
-                fs::write(path, contents)?;
+                if let Some(contents) = contents {
+                    fs::write(path, contents)?;
+                    restored.insert(path.clone());
+                }
             }
         }
-        for path in walk(dir)? {
+        let mut paths = walk(dir)?;
+        paths.sort();
+        for path in paths {
             if restored.contains(&path) {
                 continue; // already its durable self
             }
             let live = fs::read(&path)?;
             let created_unsynced = state.unsynced_names.contains(&path) && !state.removed.contains_key(&path);
-            let Some(durable) = state.durable.get(&path) else {
+            let Some(durable) = durable.get(&path) else {
                 // Never synced: a file the simulation never saw is durable as it is (it was
-                // there before); one it created is gone or empty.
-                if state.ops.iter().any(|op| matches!(op, Op::Create(p) if *p == path)) {
+                // there before); one it created, or renamed from a file never synced, is
+                // gone or empty.
+                if state.known.contains(&path) {
                     if created_unsynced || next() % 2 == 0 {
                         fs::remove_file(&path)?;
                     } else {
@@ -231,12 +335,39 @@ impl SimFileSystem {
                         after.extend_from_slice(&durable[after.len()..]);
                     }
                 }
+                PowerLoss::RandomPages => {
+                    let (pages, l, k) = lose_pages(durable, &live, &mut next);
+                    (after, lost, kept) = (pages, lost + l, kept + k);
+                }
                 _ => {}
             }
             fs::write(&path, &after)?;
         }
+        state.pages_lost += lost;
+        state.pages_kept += kept;
         Ok(())
     }
+}
+
+/// [`PowerLoss::RandomPages`]: the live file, each page of it that differs from the durable
+/// image (zero-padded to the live length) reverted to that image when a coin says so; also
+/// how many such pages were reverted and kept.
+fn lose_pages(durable: &[u8], live: &[u8], mut coin: impl FnMut() -> u64) -> (Vec<u8>, u64, u64) {
+    let mut after = live.to_vec();
+    let (mut lost, mut kept) = (0, 0);
+    for start in (0..live.len()).step_by(SimFileSystem::PAGE_BYTES) {
+        let end = (start + SimFileSystem::PAGE_BYTES).min(live.len());
+        let old: Vec<u8> = (start..end).map(|i| durable.get(i).copied().unwrap_or(0)).collect();
+        if live[start..end] != old[..] {
+            if coin().is_multiple_of(2) {
+                after[start..end].copy_from_slice(&old);
+                lost += 1;
+            } else {
+                kept += 1;
+            }
+        }
+    }
+    (after, lost, kept)
 }
 
 fn common_prefix(a: &[u8], b: &[u8]) -> usize {
@@ -272,12 +403,16 @@ impl StorageFile for SimFile {
         self.file.set_len(len)
     }
     fn sync_data(&self) -> io::Result<()> {
+        // A slow disk: the power can go off before the sync completes.
+        self.sim.sync_delay();
         self.sim.check(OpKind::Sync)?;
         self.sim.record(Op::SyncData(self.path.clone()));
         self.file.sync_data()?;
         self.sim.mark_synced(&self.path)
     }
     fn sync_all(&self) -> io::Result<()> {
+        // A slow disk: the power can go off before the sync completes.
+        self.sim.sync_delay();
         self.sim.check(OpKind::Sync)?;
         self.sim.record(Op::SyncAll(self.path.clone()));
         self.file.sync_all()?;
@@ -292,22 +427,29 @@ impl SimFileSystem {
     fn wrap(&self, path: &Path, file: File) -> Box<dyn StorageFile> {
         Box::new(SimFile { path: path.to_path_buf(), file, sim: self.clone() })
     }
+
+    /// A new file of the simulation at `path`: no durable contents yet, name not durable.
+    fn created(&self, path: &Path) {
+        self.record(Op::Create(path.to_path_buf()));
+        let mut state = self.state.lock();
+        state.unsynced_names.insert(path.to_path_buf());
+        state.durable.remove(path);
+        state.known.insert(path.to_path_buf());
+    }
 }
 
 impl FileSystem for SimFileSystem {
     fn create_new(&self, path: &Path) -> io::Result<Box<dyn StorageFile>> {
         self.check(OpKind::Metadata)?;
         let file = OpenOptions::new().read(true).write(true).create_new(true).open(path)?;
-        self.record(Op::Create(path.to_path_buf()));
-        self.state.lock().unsynced_names.insert(path.to_path_buf());
+        self.created(path);
         Ok(self.wrap(path, file))
     }
     fn open_rw(&self, path: &Path) -> io::Result<Box<dyn StorageFile>> {
         self.check(OpKind::Metadata)?;
         let file = OpenOptions::new().read(true).write(true).open(path)?;
         let mut state = self.state.lock();
-        let created_here = state.ops.iter().any(|op| matches!(op, Op::Create(p) if p == path));
-        if !state.durable.contains_key(path) && !created_here {
+        if !state.durable.contains_key(path) && !state.known.contains(path) {
             // A file from before the simulation began: what is there is durable. A file the
             // simulation created but never synced stays non-durable until its next sync.
             state.durable.insert(path.to_path_buf(), fs::read(path)?);
@@ -318,25 +460,23 @@ impl FileSystem for SimFileSystem {
     fn create(&self, path: &Path) -> io::Result<Box<dyn StorageFile>> {
         self.check(OpKind::Metadata)?;
         let file = File::create(path)?;
-        self.record(Op::Create(path.to_path_buf()));
-        let mut state = self.state.lock();
-        state.unsynced_names.insert(path.to_path_buf());
-        state.durable.remove(path);
-        drop(state);
+        self.created(path);
         Ok(self.wrap(path, file))
     }
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
         self.check(OpKind::Metadata)?;
-        let old_target = {
+        // What is durable of each file before the rename; a file from before the simulation
+        // began is durable as it is.
+        let (old_target, source) = {
             let state = self.state.lock();
-            match state.durable.get(to) {
-                Some(contents) => Some(contents.clone()),
-                // A file from before the simulation began is durable as it is.
-                None if to.exists() && !state.ops.iter().any(|op| matches!(op, Op::Create(p) if p == to)) => {
-                    Some(fs::read(to)?)
+            let durable_of = |path: &Path| -> io::Result<Option<Vec<u8>>> {
+                match state.durable.get(path) {
+                    Some(contents) => Ok(Some(contents.clone())),
+                    None if path.exists() && !state.known.contains(path) => Ok(Some(fs::read(path)?)),
+                    None => Ok(None),
                 }
-                None => None,
-            }
+            };
+            (durable_of(to)?, durable_of(from)?)
         };
         fs::rename(from, to)?;
         self.record(Op::Rename(from.to_path_buf(), to.to_path_buf()));
@@ -345,20 +485,34 @@ impl FileSystem for SimFileSystem {
         if let Some(old) = old_target {
             state.replaced.entry(to.to_path_buf()).or_insert(old);
         }
-        if let Some(contents) = state.durable.remove(from) {
-            state.durable.insert(to.to_path_buf(), contents);
-        }
+        // The durable contents follow the file: a rename of a file never synced names a file
+        // with nothing durable in it, even once the rename itself is durable.
+        state.durable.remove(from);
+        match source {
+            Some(contents) => state.durable.insert(to.to_path_buf(), contents),
+            None => state.durable.remove(to),
+        };
+        state.known.insert(to.to_path_buf());
         state.unsynced_names.insert(to.to_path_buf());
         state.renamed_from.insert(to.to_path_buf(), from.to_path_buf());
         Ok(())
     }
     fn remove_file(&self, path: &Path) -> io::Result<()> {
         self.check(OpKind::Metadata)?;
-        let contents = fs::read(path).unwrap_or_default();
+        let contents = {
+            let state = self.state.lock();
+            match state.durable.get(path) {
+                Some(contents) => Some(contents.clone()),
+                None if !state.known.contains(path) => fs::read(path).ok(),
+                None => None,
+            }
+        };
         fs::remove_file(path)?;
         self.record(Op::Remove(path.to_path_buf()));
         let mut state = self.state.lock();
-        state.removed.insert(path.to_path_buf(), contents);
+        state.durable.remove(path);
+        // Only the first removal since the last directory sync is what the disk holds.
+        state.removed.entry(path.to_path_buf()).or_insert(contents);
         state.unsynced_names.insert(path.to_path_buf());
         Ok(())
     }

@@ -107,10 +107,7 @@ fn section_text(shared: &Shared, session: &Session, name: &str) -> String {
     text
 }
 
-/// Bytes the segment files take on disk (their length, preallocation included).
+/// Bytes the segment files take on disk (allocated blocks, as `logbook stats` counts them).
 pub(crate) fn segment_bytes(shared: &Shared) -> u64 {
-    let Ok(entries) = std::fs::read_dir(shared.config.data.join(crate::log::SEGMENTS_DIR)) else {
-        return 0;
-    };
-    entries.filter_map(|e| e.ok()?.metadata().ok()).filter(|m| m.is_file()).map(|m| m.len()).sum()
+    crate::datadir::DataDir::new(&shared.config.data).disk_usage().allocated
 }

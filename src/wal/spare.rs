@@ -1,0 +1,80 @@
+//! The spare segment: the next segment file, zero-filled and synced by a background thread
+//! once the active one is half full, so appends never pay for block allocation in fdatasync.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use crate::segment;
+use crate::storage::FileSystem;
+
+/// The next segment, zero-filled ahead of time.
+pub(super) struct Spare {
+    state: SpareState,
+    path: PathBuf,
+    capacity: u64,
+    fs: Arc<dyn FileSystem>,
+}
+
+enum SpareState {
+    /// None prepared; one is started once the active segment is half full.
+    Absent,
+    Preparing(JoinHandle<std::io::Result<()>>),
+    /// The spare file exists with the configured size.
+    Ready,
+}
+
+impl Spare {
+    /// A spare left by an earlier run is reused: it only ever holds zeroes (and perhaps a
+    /// header that was being stamped when the process stopped, which is overwritten).
+    pub(super) fn new(path: PathBuf, capacity: u64, fs: Arc<dyn FileSystem>) -> Self {
+        let ready = std::fs::metadata(&path).is_ok_and(|m| m.len() == capacity);
+        let state = if ready { SpareState::Ready } else { SpareState::Absent };
+        Spare { state, path, capacity, fs }
+    }
+
+    /// Starts preparing the spare in the background once the active segment is half full
+    /// (so short-lived stores never pay for it); the writer never waits for it.
+    pub(super) fn maybe_start(&mut self, write_offset: u64, active_capacity: u64) {
+        if !matches!(self.state, SpareState::Absent) || write_offset * 2 < active_capacity {
+            return;
+        }
+        let (fs, path, capacity) = (Arc::clone(&self.fs), self.path.clone(), self.capacity);
+        let spawned = std::thread::Builder::new()
+            .name("logbook-spare".into())
+            .spawn(move || segment::prepare_spare(fs.as_ref(), &path, capacity));
+        match spawned {
+            Ok(handle) => self.state = SpareState::Preparing(handle),
+            Err(err) => tracing::warn!(%err, "cannot start preparing the next segment; segments start sparse"),
+        }
+    }
+
+    /// The spare's path if it is ready (it is then handed over: the next call says no).
+    pub(super) fn take_ready(&mut self) -> Option<PathBuf> {
+        if matches!(&self.state, SpareState::Preparing(h) if h.is_finished()) {
+            if let SpareState::Preparing(handle) = std::mem::replace(&mut self.state, SpareState::Absent) {
+                match handle.join() {
+                    Ok(Ok(())) => self.state = SpareState::Ready,
+                    Ok(Err(err)) => tracing::warn!(%err, "preparing the next segment failed; creating it sparse"),
+                    Err(_) => tracing::warn!("the segment preparation thread panicked; creating it sparse"),
+                }
+            }
+        }
+        match std::mem::replace(&mut self.state, SpareState::Absent) {
+            SpareState::Ready => Some(self.path.clone()),
+            other => {
+                self.state = other;
+                None
+            }
+        }
+    }
+
+    /// Waits for a running preparation, so no thread touches the directory after close.
+    pub(super) fn finish(&mut self) {
+        if let SpareState::Preparing(handle) = std::mem::replace(&mut self.state, SpareState::Absent) {
+            if let Ok(Ok(())) = handle.join() {
+                self.state = SpareState::Ready;
+            }
+        }
+    }
+}

@@ -1,0 +1,247 @@
+//! The durable record of what must exist (reliability.md, test 16): after a clean stop and
+//! after a crash, a store whose files were damaged in ways a crash cannot cause — the last
+//! frame flipped after a clean stop, the newest segment deleted, every segment deleted, a
+//! sealed segment truncated or replaced — must not open (the error names the file and an
+//! offset, and says what to do), and `verify` must report corruption and exit non-zero.
+//! Each of these opened silently, lost or reused positions, and passed `verify` before the
+//! clean-shutdown record and the segment manifest were checked.
+
+#[path = "disk_support/mod.rs"]
+mod disk_support;
+
+use std::fs;
+use std::path::Path;
+use std::process::Command;
+
+use disk_support::segment_files;
+use logbook::verify::{verify_dir, Severity};
+use logbook::{Error, ExpectedVersion, Filter, NewEvent, Options, Store};
+
+fn options(segment_bytes: u64) -> Options {
+    Options { segment_bytes, ..Options::default() }
+}
+
+/// How the store was left before the damage.
+#[derive(Clone, Copy, Debug)]
+enum Stop {
+    /// Closed: a clean-shutdown record is written.
+    Clean,
+    /// A crash: the directory is copied while the store is open (every append acknowledged
+    /// with `SyncMode::Always` is durable in it, and there is no clean-shutdown record).
+    Crash,
+}
+
+/// Builds a store with `appends` events of `payload` bytes each (one per stream) in `dir`,
+/// left per `stop`. Returns the head.
+fn build(dir: &Path, segment_bytes: u64, appends: usize, payload: usize, stop: Stop) -> u64 {
+    let live = tempfile::tempdir().unwrap();
+    let store = Store::open(live.path(), options(segment_bytes)).unwrap();
+    for i in 0..appends {
+        store
+            .append(
+                &format!("order-{i}"),
+                ExpectedVersion::NoStream,
+                vec![NewEvent::new("E", vec![b'a' + i as u8; payload])],
+            )
+            .unwrap();
+    }
+    let head = store.head_position();
+    match stop {
+        Stop::Crash => {
+            copy_tree(live.path(), dir);
+            drop(store);
+        }
+        Stop::Clean => {
+            store.close().unwrap();
+            copy_tree(live.path(), dir);
+        }
+    }
+    assert_eq!(dir.join("CLEAN").exists(), matches!(stop, Stop::Clean));
+    head
+}
+
+fn copy_tree(from: &Path, to: &Path) {
+    fs::create_dir_all(to).unwrap();
+    for entry in fs::read_dir(from).unwrap() {
+        let path = entry.unwrap().path();
+        let target = to.join(path.file_name().unwrap());
+        if path.is_dir() {
+            copy_tree(&path, &target);
+        } else if path.file_name().is_some_and(|n| n != "LOCK") {
+            fs::copy(&path, &target).unwrap();
+        }
+    }
+}
+
+/// Open must fail with corruption naming `file` (when given); verify must find corruption,
+/// through the library and through the binary (non-zero exit).
+fn assert_refused(dir: &Path, file: Option<&Path>, context: &str) {
+    match Store::open(dir, Options::default()) {
+        Err(Error::Corruption { file: named, reason, .. }) => {
+            if let Some(file) = file {
+                assert_eq!(named, file, "{context}: the error names the damaged file ({reason})");
+            }
+            assert!(
+                reason.contains("logbook repair") && reason.contains("backup"),
+                "{context}: says what to do: {reason}"
+            );
+        }
+        Err(other) => panic!("{context}: open failed, but not as corruption: {other}"),
+        Ok(store) => panic!("{context}: open succeeded at head {}", store.head_position()),
+    }
+    let report = verify_dir(dir).unwrap();
+    assert!(!report.is_healthy(), "{context}: verify says healthy: {:?}", report.findings);
+    assert!(report.findings.iter().any(|f| f.severity == Severity::Corruption));
+    let out = Command::new(env!("CARGO_BIN_EXE_logbook")).args(["verify", "--data"]).arg(dir).output().unwrap();
+    assert!(!out.status.success(), "{context}: `logbook verify` exited 0: {}", String::from_utf8_lossy(&out.stdout));
+}
+
+#[test]
+fn a_flipped_bit_in_the_last_frame_after_a_clean_stop_is_corruption() {
+    for stop in [Stop::Clean, Stop::Crash] {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), Options::default()).unwrap();
+        assert_eq!(
+            store.append("s-1", ExpectedVersion::Any, vec![NewEvent::new("T", b"one".to_vec())]).unwrap().last_position,
+            1
+        );
+        assert_eq!(
+            store.append("s-2", ExpectedVersion::Any, vec![NewEvent::new("T", b"two".to_vec())]).unwrap().last_position,
+            2
+        );
+        let live = tempfile::tempdir().unwrap();
+        let work = match stop {
+            Stop::Clean => {
+                store.close().unwrap();
+                dir.path().to_path_buf()
+            }
+            Stop::Crash => {
+                copy_tree(dir.path(), live.path());
+                drop(store);
+                live.path().to_path_buf()
+            }
+        };
+        // Flip the last byte of frame 2 (the last non-zero byte of the active segment).
+        let segment = segment_files(&work).pop().unwrap();
+        let mut bytes = fs::read(&segment).unwrap();
+        let last = bytes.iter().rposition(|&b| b != 0).unwrap();
+        bytes[last] ^= 0x01;
+        fs::write(&segment, &bytes).unwrap();
+        match stop {
+            Stop::Clean => assert_refused(&work, Some(&segment), "flip after a clean stop"),
+            Stop::Crash => {
+                // After a crash the same bytes are a torn tail: the unacknowledged-looking last
+                // frame is cut (a crash cannot tell it from a write in flight).
+                let store = Store::open(&work, Options::default()).unwrap();
+                assert_eq!(store.head_position(), 1, "crash: torn tail cut");
+            }
+        }
+    }
+}
+
+#[test]
+fn a_deleted_newest_segment_is_corruption() {
+    for stop in [Stop::Clean, Stop::Crash] {
+        let dir = tempfile::tempdir().unwrap();
+        // 1 MiB segments, three 700 KB appends: three segments.
+        let head = build(dir.path(), 1 << 20, 3, 700_000, stop);
+        assert_eq!(head, 3);
+        let files = segment_files(dir.path());
+        assert_eq!(files.len(), 3, "{stop:?}");
+        fs::remove_file(&files[2]).unwrap();
+        assert_refused(dir.path(), Some(&files[2]), &format!("newest segment deleted, {stop:?}"));
+    }
+}
+
+#[test]
+fn every_segment_deleted_is_corruption() {
+    for stop in [Stop::Clean, Stop::Crash] {
+        let dir = tempfile::tempdir().unwrap();
+        build(dir.path(), 4096, 50, 200, stop);
+        for file in fs::read_dir(dir.path().join("segments")).unwrap() {
+            fs::remove_file(file.unwrap().path()).unwrap();
+        }
+        assert_refused(dir.path(), None, &format!("every segment deleted, {stop:?}"));
+        // Even the whole segments/ directory.
+        fs::remove_dir_all(dir.path().join("segments")).unwrap();
+        assert_refused(dir.path(), None, &format!("segments/ deleted, {stop:?}"));
+    }
+}
+
+#[test]
+fn a_deleted_middle_segment_is_corruption() {
+    for stop in [Stop::Clean, Stop::Crash] {
+        let dir = tempfile::tempdir().unwrap();
+        build(dir.path(), 4096, 60, 200, stop);
+        let files = segment_files(dir.path());
+        assert!(files.len() >= 4);
+        fs::remove_file(&files[1]).unwrap();
+        assert_refused(dir.path(), Some(&files[1]), &format!("middle segment deleted, {stop:?}"));
+    }
+}
+
+#[test]
+fn a_truncated_sealed_segment_is_corruption() {
+    for stop in [Stop::Clean, Stop::Crash] {
+        let dir = tempfile::tempdir().unwrap();
+        build(dir.path(), 4096, 60, 200, stop);
+        let files = segment_files(dir.path());
+        // Cut the first sealed segment at a frame boundary: every frame left is valid, so only
+        // the recorded length can tell.
+        let sealed = &files[0];
+        let len = fs::metadata(sealed).unwrap().len();
+        let frame = 8 + 56 + "order-0".len() as u64 + 1 + 200; // one event of this test
+        fs::OpenOptions::new().write(true).open(sealed).unwrap().set_len(len - frame).unwrap();
+        assert_refused(dir.path(), Some(sealed), &format!("sealed segment truncated, {stop:?}"));
+    }
+}
+
+#[test]
+fn a_replaced_sealed_segment_is_corruption() {
+    for stop in [Stop::Clean, Stop::Crash] {
+        let dir = tempfile::tempdir().unwrap();
+        build(dir.path(), 4096, 60, 200, stop);
+        // Another store with the same shape: its segment 1 has the same base and length, other
+        // events (and, like any segment, its own creation time in the header).
+        let other = tempfile::tempdir().unwrap();
+        build(other.path(), 4096, 60, 200, Stop::Clean);
+        let files = segment_files(dir.path());
+        let name = files[0].file_name().unwrap();
+        let replacement = other.path().join("segments").join(name);
+        assert_eq!(fs::metadata(&replacement).unwrap().len(), fs::metadata(&files[0]).unwrap().len());
+        fs::copy(&replacement, &files[0]).unwrap();
+        fs::copy(replacement.with_extension("idx"), files[0].with_extension("idx")).unwrap();
+        assert_refused(dir.path(), Some(&files[0]), &format!("sealed segment replaced, {stop:?}"));
+    }
+}
+
+#[test]
+fn a_store_left_alone_opens_and_verifies_after_both_stops() {
+    for stop in [Stop::Clean, Stop::Crash] {
+        let dir = tempfile::tempdir().unwrap();
+        let head = build(dir.path(), 4096, 60, 200, stop);
+        assert!(verify_dir(dir.path()).unwrap().is_healthy(), "{stop:?}");
+        let store = Store::open(dir.path(), Options::default()).unwrap();
+        assert_eq!(store.head_position(), head);
+        assert_eq!(store.read_all(1, usize::MAX, &Filter::all()).unwrap().len() as u64, head);
+        let next = store.append("order-x", ExpectedVersion::NoStream, vec![NewEvent::new("E", b"x".to_vec())]).unwrap();
+        assert_eq!(next.first_position, head + 1);
+    }
+}
+
+#[test]
+fn a_store_without_a_manifest_is_verified_then_gets_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let head = build(dir.path(), 4096, 60, 200, Stop::Clean);
+    // What a store written before manifests existed looks like: a bare-number CLEAN, no MANIFEST.
+    fs::remove_file(dir.path().join("MANIFEST")).unwrap();
+    fs::write(dir.path().join("CLEAN"), head.to_string()).unwrap();
+    let store = Store::open(dir.path(), Options::default()).unwrap();
+    assert_eq!(store.head_position(), head);
+    store.close().unwrap();
+    assert!(dir.path().join("MANIFEST").exists(), "open wrote a manifest");
+    // From now on a deleted segment is noticed.
+    let files = segment_files(dir.path());
+    fs::remove_file(files.last().unwrap()).unwrap();
+    assert_refused(dir.path(), files.last().map(|p| p.as_path()), "after the upgrade");
+}
