@@ -162,9 +162,10 @@ fn every_segment_deleted_is_corruption() {
             fs::remove_file(file.unwrap().path()).unwrap();
         }
         assert_refused(dir.path(), None, &format!("every segment deleted, {stop:?}"));
-        // Even the whole segments/ directory.
+        // Even the whole segments/ directory; the refused open does not bring it back.
         fs::remove_dir_all(dir.path().join("segments")).unwrap();
         assert_refused(dir.path(), None, &format!("segments/ deleted, {stop:?}"));
+        assert!(!dir.path().join("segments").exists(), "a refused open changes nothing");
     }
 }
 

@@ -784,12 +784,15 @@ pub struct Recovered {
 /// directory against its durable records, applies the repairs the walk planned, and records
 /// the segments it found in a fresh manifest.
 pub fn recover(dir: &Path, options: &Options) -> Result<Recovered> {
-    if !options.create_if_missing && !holds_store(dir) {
+    let existing = holds_store(dir);
+    if !options.create_if_missing && !existing {
         return Err(Error::NoStore(dir.to_path_buf()));
     }
     let data = DataDir::new(dir);
     let fsys = options.fs.as_ref();
-    let lock = data.create_and_lock(fsys)?;
+    // An existing store is only locked: a refused open must change nothing (not even bring
+    // back a `segments/` that was deleted).
+    let lock = if existing { data.lock()? } else { data.create_and_lock(fsys)? };
     let clean = data.read_clean()?;
     let manifest = data.read_manifest()?;
     // Sealed segments are trusted (read through their indexes) only after a clean shutdown
