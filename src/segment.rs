@@ -637,6 +637,20 @@ impl SegmentReader {
     /// frame longer than [`MAX_CACHED_FRAME_BYTES`] is read directly. Returns a buffer holding
     /// exactly the frame.
     pub fn read_frame(&self, offset: u64) -> Result<bytes::Bytes, ReadError> {
+        self.read_frame_with(offset, bytes::Bytes::copy_from_slice)
+    }
+
+    /// Appends the frame at `offset` to `out` and returns where it starts: the frames of one
+    /// stream read share one buffer (one allocation, one contiguous copy).
+    pub fn read_frame_into(&self, offset: u64, out: &mut Vec<u8>) -> Result<usize, ReadError> {
+        let start = out.len();
+        self.read_frame_with(offset, |frame| out.extend_from_slice(frame))?;
+        Ok(start)
+    }
+
+    /// Finds the frame at `offset` and hands its bytes to `take` (under the cache's lock when
+    /// the frame lies in a cached block, so `take` should only copy).
+    fn read_frame_with<R>(&self, offset: u64, take: impl FnOnce(&[u8]) -> R) -> Result<R, ReadError> {
         let end = self.readable();
         let short = |needed: usize| {
             ReadError::Frame(DecodeError::Truncated { needed, available: end.saturating_sub(offset) as usize })
@@ -648,14 +662,28 @@ impl SegmentReader {
         let rel = (offset - first * BLOCK_BYTES) as usize;
         let want = ((first + 1) * BLOCK_BYTES).min(end) - first * BLOCK_BYTES;
         // The common case: the frame lies in one cached block that covers the readable end.
+        let mut take = Some(take);
         let cached = self.cache.with(self.id, first, |block| {
             let rest = block.get(rel..).filter(|_| block.len() as u64 >= want)?;
             let total = FRAME_HEADER_BYTES + record::peek_body_len(rest).ok()?;
-            (rest.len() >= total && offset + total as u64 <= end).then(|| bytes::Bytes::copy_from_slice(&rest[..total]))
+            if rest.len() < total || offset + total as u64 > end {
+                return None;
+            }
+            take.take().map(|take| take(&rest[..total]))
         });
-        if let Some(Some(frame)) = cached {
-            return Ok(frame);
+        if let Some(Some(taken)) = cached {
+            return Ok(taken);
         }
+        let take = take.expect("only a cached frame is taken above");
+        self.read_frame_uncached(offset, end, first, rel).map(|frame| take(&frame))
+    }
+
+    /// The frame at `offset` when it is not wholly in a cached block: its blocks are read (and
+    /// cached), or for a long frame the file is read directly.
+    fn read_frame_uncached(&self, offset: u64, end: u64, first: u64, rel: usize) -> Result<bytes::Bytes, ReadError> {
+        let short = |needed: usize| {
+            ReadError::Frame(DecodeError::Truncated { needed, available: end.saturating_sub(offset) as usize })
+        };
         let block = self.block(first, end).map_err(ReadError::Io)?;
         let rest = block.get(rel..).unwrap_or(&[]);
         if rest.len() < FRAME_HEADER_BYTES {

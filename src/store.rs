@@ -40,7 +40,7 @@ use crate::error::{Error, Result};
 use crate::record::{self, FRAME_HEADER_BYTES, MAX_STREAM_BYTES};
 use crate::segment::{self, ReadError, SegmentReader};
 use crate::types::{AppendResult, Direction, ExpectedVersion, Filter, NewEvent, Options, RecordedEvent};
-use crate::wal::{self, decode_event, AppendRequest, Request, Shared, Writer};
+use crate::wal::{self, AppendRequest, Request, Shared, Writer};
 
 /// Most events one `read_all` call scans past without a match before returning what it has,
 /// so a selective filter cannot hold a caller for the whole log at once.
@@ -371,14 +371,9 @@ impl Store {
             }
             located
         };
-        let mut events = Vec::with_capacity(located.len());
-        for (reader, offset, position) in located {
-            let event = decode_event(&reader, offset, position)?;
-            // Hash collisions in sealed indexes can point at another stream's event.
-            if event.stream() == stream {
-                events.push(event);
-            }
-        }
+        let mut events = wal::read_events(&located)?;
+        // Hash collisions in sealed indexes can point at another stream's event.
+        events.retain(|event| event.stream() == stream);
         if direction == Direction::Backward {
             events.reverse();
         }

@@ -147,6 +147,32 @@ pub fn decode_event(reader: &SegmentReader, offset: u32, position: u64) -> Resul
     Ok(layout.into_event(buf))
 }
 
+/// Reads the frames at `located` (reader, offset, position) into one buffer and decodes them:
+/// the events of one stream read share a single allocation.
+pub fn read_events(located: &[(Arc<SegmentReader>, u32, u64)]) -> Result<Vec<RecordedEvent>> {
+    let mut buf = Vec::new();
+    let mut starts = Vec::with_capacity(located.len());
+    for (reader, offset, _) in located {
+        let at = u64::from(*offset);
+        starts.push(reader.read_frame_into(at, &mut buf).map_err(|e| read_error(reader, at, e))?);
+    }
+    let buf = Bytes::from(buf);
+    let mut events = Vec::with_capacity(located.len());
+    for ((reader, offset, position), start) in located.iter().zip(starts) {
+        let at = u64::from(*offset);
+        let (frame, _) = record::decode(&buf[start..]).map_err(|e| Error::corruption(reader.path(), at, e.to_string()))?;
+        if frame.position != *position {
+            return Err(Error::corruption(
+                reader.path(),
+                at,
+                format!("frame holds position {} where the index says {position}", frame.position),
+            ));
+        }
+        events.push(event_from_frame(&buf, start, &frame));
+    }
+    Ok(events)
+}
+
 /// A failed read as the engine's error: I/O stays I/O (the file may come back), a frame that
 /// does not decode or a file shorter than the index says is corruption.
 pub fn read_error(reader: &SegmentReader, offset: u64, err: ReadError) -> Error {
