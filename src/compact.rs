@@ -311,6 +311,7 @@ fn rewrite_unit(
         base_position: base,
         created_us: store.options().clock.now_us(),
         compacted: Some(Compacted { end_position, job }),
+        manifested: true,
     };
     let (bytes, builder) = encode_survivors(&header, unit)?;
     let header_crc = u32::from_le_bytes([bytes[60], bytes[61], bytes[62], bytes[63]]);

@@ -1,13 +1,20 @@
 //! `logbook repair`: the explicit way out when `open` refuses a damaged store and there is no
-//! backup to restore. It cuts the log back to the last whole batch before the first damage
-//! (in log order), moves everything it cuts into `<data>/repair-<time>/` (whole files, and a
-//! copy of the segment it shortens), and says exactly which positions it gave up. It never
-//! runs by itself: `open` only repairs what an interrupted write can leave.
+//! backup to restore. It keeps everything it takes away in `<data>/repair-<time>/` and says
+//! what it gave up:
+//!
+//! * a damaged durable record (`CLEAN`, `MANIFEST`) is moved there;
+//! * a segment file the manifest does not list (a stray file) is moved there, giving up nothing;
+//! * otherwise the log is cut back to the last whole batch before the first damage in log
+//!   order: every later segment is moved there, and a copy of the one it shortens.
+//!
+//! Then it writes a new manifest for what it kept and opens the store once. Positions it gave
+//! up are written again by new appends. It never runs by itself: `open` only repairs what an
+//! interrupted write can leave.
 
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use crate::datadir::{holds_store, DataDir};
+use crate::datadir::{holds_store, DataDir, Manifest, ManifestEntry};
 use crate::error::{Error, Result};
 use crate::segment::{self, Positions, SEGMENT_HEADER_BYTES};
 use crate::store::Store;
@@ -15,88 +22,134 @@ use crate::types::Options;
 use crate::verify::{Finding, Severity};
 use crate::wal::{self, RecoveryMode};
 
+/// Rounds of "move a stray file aside, walk again" before giving up on a store full of them.
+const MAX_ROUNDS: usize = 64;
+
 /// What a repair did.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct RepairReport {
-    /// The damage that decided the cut (file, byte offset, reason); `None`: nothing to repair.
-    pub damage: Option<(PathBuf, u64, String)>,
+    /// Every damage it acted on (file, byte offset, reason), first found first; empty: the
+    /// store was healthy and nothing changed.
+    pub damage: Vec<(PathBuf, u64, String)>,
     /// Positions given up, first and last (`None` when no event was lost).
     pub gave_up: Option<(u64, u64)>,
-    /// Where the files it cut were moved (and the shortened segment copied).
+    /// Where what it took away was moved.
     pub kept_in: Option<PathBuf>,
     /// The last position the repaired store holds.
     pub head: u64,
 }
 
-/// Cuts the store in `dir` back to its last good event before the first damage.
+/// Repairs the store in `dir` (which no process may have open).
 pub fn repair_dir(dir: &Path) -> Result<RepairReport> {
     if !holds_store(dir) {
         return Err(Error::NoStore(dir.to_path_buf()));
     }
     let data = DataDir::new(dir);
     let lock = data.lock()?;
-    let clean = data.read_clean().ok().flatten();
-    let manifest = data.read_manifest().ok().flatten();
-    let walk = wal::walk(&data, RecoveryMode::Verify, clean, manifest.as_ref())?;
-    let listed_end = manifest.as_ref().and_then(|m| m.entries.iter().rev().find(|e| !e.active)).map_or(0, |e| e.end);
-    let recorded_head = clean.map_or(0, |c| c.head).max(walk.last_position).max(listed_end);
-    let records_damaged = data.read_clean().is_err() || data.read_manifest().is_err();
-    let Some(first) = first_damage(&walk.findings) else {
-        if !records_damaged {
-            drop(lock);
-            let head = Store::open(dir, Options { create_if_missing: false, ..Options::default() })?.head_position();
-            return Ok(RepairReport { head, ..RepairReport::default() });
-        }
-        return finish(dir, &data, lock, None, recorded_head);
-    };
     let kept_in = dir.join(format!("repair-{}", crate::time::now_us()));
-    fs::create_dir_all(&kept_in).map_err(|e| Error::io(format!("creating {}", kept_in.display()), e))?;
-    let listing = data.list().map_err(|e| Error::io("listing segments", e))?;
-    // Damage in a record (CLEAN, MANIFEST) only: the records go, the segments stay.
-    if let Some((base, offset)) = segment_base(&first.file).map(|base| (base, first.offset)) {
+    let mut report = RepairReport::default();
+    let keep = |path: &Path, report: &mut RepairReport| -> Result<()> {
+        fs::create_dir_all(&kept_in).map_err(|e| Error::io(format!("creating {}", kept_in.display()), e))?;
+        report.kept_in = Some(kept_in.clone());
+        move_into(path, &kept_in)
+    };
+    // The records first: one that does not decode is damage, set aside.
+    let clean = match data.read_clean() {
+        Ok(clean) => clean,
+        Err(Error::Corruption { file, offset, reason }) => {
+            report.damage.push((file.clone(), offset, reason));
+            keep(&file, &mut report)?;
+            None
+        }
+        Err(e) => return Err(e),
+    };
+    let manifest = match data.read_manifest() {
+        Ok(manifest) => manifest,
+        Err(Error::Corruption { file, offset, reason }) => {
+            report.damage.push((file.clone(), offset, reason));
+            keep(&file, &mut report)?;
+            None
+        }
+        Err(e) => return Err(e),
+    };
+    // What the store held by its own records: nothing below this may go unreported.
+    let listed_end = manifest.as_ref().and_then(|m| m.entries.iter().rev().find(|e| !e.active)).map_or(0, |e| e.end);
+    let mut recorded_head = clean.map_or(0, |c| c.head).max(listed_end);
+    let mut use_records = report.damage.is_empty();
+    for _ in 0..MAX_ROUNDS {
+        let walk = if use_records {
+            wal::walk(&data, RecoveryMode::Verify, clean, manifest.as_ref())?
+        } else {
+            wal::walk_without_records(&data)?
+        };
+        recorded_head = recorded_head.max(walk.last_position);
+        let Some(first) = first_damage(&walk.findings) else { break };
+        report.damage.push((first.file.clone(), first.offset, first.reason.clone()));
+        let Some(base) = segment_base(&first.file) else {
+            // A record that decodes but disagrees with the files (a missing manifest, a clean
+            // record naming another end): it goes, and the segments are walked without it.
+            if std::mem::replace(&mut use_records, false) {
+                continue;
+            }
+            break;
+        };
+        if first.reason.starts_with("not listed in the manifest") {
+            keep(&first.file, &mut report)?;
+            keep(&data.index_path(base), &mut report)?;
+            continue;
+        }
+        // Cut at the damage: every later segment goes, the damaged one is shortened.
+        let listing = data.list().map_err(|e| Error::io("listing segments", e))?;
         for &later in listing.segments.iter().filter(|&&b| b > base) {
-            move_into(&data.segment_path(later), &kept_in)?;
-            move_into(&data.index_path(later), &kept_in)?;
+            keep(&data.segment_path(later), &mut report)?;
+            keep(&data.index_path(later), &mut report)?;
         }
         let path = data.segment_path(base);
         if path.exists() {
-            move_into(&data.index_path(base), &kept_in)?;
-            shorten(&path, offset, &kept_in)?;
+            keep(&data.index_path(base), &mut report)?;
+            fs::create_dir_all(&kept_in).map_err(|e| Error::io(format!("creating {}", kept_in.display()), e))?;
+            report.kept_in = Some(kept_in.clone());
+            shorten(&path, first.offset, &kept_in)?;
         }
+        break;
     }
-    finish(dir, &data, lock, Some((first, kept_in)), recorded_head)
-}
-
-/// Drops the durable records (the next open verifies every frame and writes new ones), opens
-/// the store once, and reports what was given up.
-fn finish(
-    dir: &Path,
-    data: &DataDir,
-    lock: fs::File,
-    damage: Option<(&Finding, PathBuf)>,
-    recorded_head: u64,
-) -> Result<RepairReport> {
+    if report.damage.is_empty() {
+        drop(lock);
+        let head = Store::open(dir, Options { create_if_missing: false, ..Options::default() })?.head_position();
+        return Ok(RepairReport { head, ..report });
+    }
+    // New records for what was kept.
     for record in [data.clean_path(), data.manifest_path()] {
-        match fs::remove_file(&record) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(Error::io(format!("removing {}", record.display()), e)),
+        if record.exists() {
+            keep(&record, &mut report)?;
         }
     }
+    write_manifest_of_what_is_there(&data)?;
     sync_dir(data.segments_dir())?;
     sync_dir(data.root())?;
     drop(lock);
-    let store = Store::open(dir, Options { create_if_missing: false, ..Options::default() })?;
-    let head = store.head_position();
+    // A store cut back to nothing starts again, empty: that is what "gave up 1..=N" means.
+    let store = Store::open(dir, Options::default())?;
+    report.head = store.head_position();
     store.close()?;
-    let gave_up = (recorded_head > head).then_some((head + 1, recorded_head));
-    let (damage, kept_in) = match damage {
-        Some((finding, kept_in)) => {
-            (Some((finding.file.clone(), finding.offset, finding.reason.clone())), Some(kept_in))
-        }
-        None => (None, None),
-    };
-    Ok(RepairReport { damage, gave_up, kept_in, head })
+    report.gave_up = (recorded_head > report.head).then_some((report.head + 1, recorded_head));
+    Ok(report)
+}
+
+/// Writes a manifest listing the segments the walk finds (none: no manifest, a new store).
+fn write_manifest_of_what_is_there(data: &DataDir) -> Result<()> {
+    let walk = wal::walk_without_records(data)?;
+    if let Some(bad) = first_damage(&walk.findings) {
+        return Err(Error::corruption(&bad.file, bad.offset, format!("still damaged after the cut: {}", bad.reason)));
+    }
+    let Some(active) = &walk.active else { return Ok(()) };
+    let mut entries: Vec<ManifestEntry> = walk
+        .sealed
+        .iter()
+        .map(|s| ManifestEntry { base: s.base, end: s.end, len: s.len, header_crc: s.header_crc, active: false })
+        .collect();
+    entries.push(ManifestEntry { base: active.base, end: 0, len: 0, header_crc: active.header_crc, active: true });
+    data.write_manifest(&crate::storage::StdFileSystem, &Manifest { generation: 0, entries })
 }
 
 /// The first corruption in log order: by segment, then offset; damage to a record file last.

@@ -11,7 +11,7 @@
 //! | 12..16 | u32      | header bytes (64)                         |
 //! | 16..24 | u64      | base position: position of the 1st frame  |
 //! | 24..32 | i64      | created, microseconds since the epoch     |
-//! | 32..36 | u32      | flags: bit 0 = COMPACTED; others zero     |
+//! | 32..36 | u32      | flags: bit 0 = COMPACTED, bit 1 = MANIFESTED; others zero |
 //! | 36..40 | zero     | reserved                                  |
 //! | 40..48 | u64      | compacted: last position the file covers  |
 //! | 48..56 | u64      | compacted: compaction job id              |
@@ -63,6 +63,10 @@ pub fn parse_file_name(name: &str) -> Option<u64> {
 
 /// Header flag: the segment is a compaction rewrite (positions may have gaps).
 pub const FLAG_COMPACTED: u32 = 1;
+/// Header flag: the segment belongs to a store that keeps a segment manifest (`MANIFEST`):
+/// when such a segment exists and the manifest does not, the manifest was lost, and the store
+/// is not taken for one written before manifests existed.
+pub const FLAG_MANIFESTED: u32 = 2;
 
 /// The decoded segment header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -71,6 +75,8 @@ pub struct SegmentHeader {
     pub created_us: i64,
     /// `Some` for a compacted segment.
     pub compacted: Option<Compacted>,
+    /// Written by a store that keeps a manifest ([`FLAG_MANIFESTED`]).
+    pub manifested: bool,
 }
 
 /// What a compacted segment's header adds.
@@ -85,7 +91,7 @@ pub struct Compacted {
 impl SegmentHeader {
     /// A header for a segment the log writes (no gaps).
     pub fn new(base_position: u64, created_us: i64) -> Self {
-        SegmentHeader { base_position, created_us, compacted: None }
+        SegmentHeader { base_position, created_us, compacted: None, manifested: true }
     }
 }
 
@@ -96,11 +102,13 @@ pub fn encode_header(header: &SegmentHeader) -> [u8; SEGMENT_HEADER_BYTES] {
     out[12..16].copy_from_slice(&(SEGMENT_HEADER_BYTES as u32).to_le_bytes());
     out[16..24].copy_from_slice(&header.base_position.to_le_bytes());
     out[24..32].copy_from_slice(&header.created_us.to_le_bytes());
+    let mut flags = if header.manifested { FLAG_MANIFESTED } else { 0 };
     if let Some(compacted) = header.compacted {
-        out[32..36].copy_from_slice(&FLAG_COMPACTED.to_le_bytes());
+        flags |= FLAG_COMPACTED;
         out[40..48].copy_from_slice(&compacted.end_position.to_le_bytes());
         out[48..56].copy_from_slice(&compacted.job.to_le_bytes());
     }
+    out[32..36].copy_from_slice(&flags.to_le_bytes());
     let crc = crc32fast::hash(&out[0..60]) ^ CRC_MASK;
     out[60..64].copy_from_slice(&crc.to_le_bytes());
     out
@@ -131,9 +139,12 @@ pub fn decode_header(bytes: &[u8]) -> Result<SegmentHeader, String> {
         return Err("base position 0 (positions start at 1)".into());
     }
     let flags = u32::from_le_bytes([bytes[32], bytes[33], bytes[34], bytes[35]]);
-    let compacted = match flags {
+    if flags & !(FLAG_COMPACTED | FLAG_MANIFESTED) != 0 {
+        return Err(format!("unsupported segment flags {flags:#x}"));
+    }
+    let compacted = match flags & FLAG_COMPACTED {
         0 => None,
-        FLAG_COMPACTED => {
+        _ => {
             word.copy_from_slice(&bytes[40..48]);
             let end_position = u64::from_le_bytes(word);
             word.copy_from_slice(&bytes[48..56]);
@@ -143,9 +154,8 @@ pub fn decode_header(bytes: &[u8]) -> Result<SegmentHeader, String> {
             }
             Some(Compacted { end_position, job })
         }
-        other => return Err(format!("unsupported segment flags {other:#x}")),
     };
-    Ok(SegmentHeader { base_position, created_us, compacted })
+    Ok(SegmentHeader { base_position, created_us, compacted, manifested: flags & FLAG_MANIFESTED != 0 })
 }
 
 /// Owns the active segment's file handle: the writer thread is its only user.
@@ -873,8 +883,12 @@ mod tests {
 
     #[test]
     fn compacted_segments_allow_gaps_inside_their_range_only() {
-        let header =
-            SegmentHeader { base_position: 10, created_us: 0, compacted: Some(Compacted { end_position: 20, job: 3 }) };
+        let header = SegmentHeader {
+            base_position: 10,
+            created_us: 0,
+            compacted: Some(Compacted { end_position: 20, job: 3 }),
+            manifested: true,
+        };
         let encoded = encode_header(&header);
         assert_eq!(decode_header(&encoded), Ok(header));
         let rule = Positions::of(&header);
@@ -895,7 +909,7 @@ mod tests {
         assert_eq!(with(&[21]).1, Some(StopKind::Invariant), "past the end");
         // An unknown flag, and an end before the base, are refused.
         let mut bad = encoded;
-        bad[32] = 3;
+        bad[32] = 4;
         let crc = crc32fast::hash(&bad[0..60]) ^ CRC_MASK;
         bad[60..64].copy_from_slice(&crc.to_le_bytes());
         assert!(decode_header(&bad).is_err());

@@ -234,9 +234,17 @@ fn a_store_left_alone_opens_and_verifies_after_both_stops() {
 fn a_store_without_a_manifest_is_verified_then_gets_one() {
     let dir = tempfile::tempdir().unwrap();
     let head = build(dir.path(), 4096, 60, 200, Stop::Clean);
-    // What a store written before manifests existed looks like: a bare-number CLEAN, no MANIFEST.
+    // What a store written before manifests existed looks like: a bare-number CLEAN, no
+    // MANIFEST, segment headers without the flag that says their store keeps a manifest.
     fs::remove_file(dir.path().join("MANIFEST")).unwrap();
     fs::write(dir.path().join("CLEAN"), head.to_string()).unwrap();
+    for file in segment_files(dir.path()) {
+        let mut bytes = fs::read(&file).unwrap();
+        let mut header = logbook::segment::decode_header(&bytes).unwrap();
+        header.manifested = false;
+        bytes[..64].copy_from_slice(&logbook::segment::encode_header(&header));
+        fs::write(&file, bytes).unwrap();
+    }
     let store = Store::open(dir.path(), Options::default()).unwrap();
     assert_eq!(store.head_position(), head);
     store.close().unwrap();
@@ -245,4 +253,24 @@ fn a_store_without_a_manifest_is_verified_then_gets_one() {
     let files = segment_files(dir.path());
     fs::remove_file(files.last().unwrap()).unwrap();
     assert_refused(dir.path(), files.last().map(|p| p.as_path()), "after the upgrade");
+}
+
+#[test]
+fn a_deleted_manifest_is_not_taken_for_a_store_older_than_manifests() {
+    // With a version-2 clean-shutdown record: the manifest and the first segment deleted (one
+    // event per stream, so no stream's versions show the hole).
+    let dir = tempfile::tempdir().unwrap();
+    build(dir.path(), 4096, 60, 200, Stop::Clean);
+    let files = segment_files(dir.path());
+    fs::remove_file(dir.path().join("MANIFEST")).unwrap();
+    fs::remove_file(&files[0]).unwrap();
+    fs::remove_file(files[0].with_extension("idx")).unwrap();
+    assert_refused(dir.path(), Some(&dir.path().join("MANIFEST")), "MANIFEST and the first segment deleted");
+    // After a crash: the manifest, and the newest segment, deleted; no CLEAN either.
+    let dir = tempfile::tempdir().unwrap();
+    build(dir.path(), 4096, 60, 200, Stop::Crash);
+    let files = segment_files(dir.path());
+    fs::remove_file(dir.path().join("MANIFEST")).unwrap();
+    fs::remove_file(files.last().unwrap()).unwrap();
+    assert_refused(dir.path(), Some(&dir.path().join("MANIFEST")), "MANIFEST and the newest segment deleted");
 }

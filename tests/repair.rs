@@ -91,5 +91,81 @@ fn repair_of_a_healthy_store_changes_nothing() {
     store.append("s-1", ExpectedVersion::Any, vec![NewEvent::new("T", b"one".to_vec())]).unwrap();
     store.close().unwrap();
     let report = repair_dir(dir.path()).unwrap();
-    assert_eq!((report.damage, report.gave_up, report.head), (None, None, 1));
+    assert_eq!((report.damage.len(), report.gave_up, report.head), (0, None, 1));
+}
+
+fn closed_store(segment_bytes: u64, events: u64) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), Options { segment_bytes, ..Options::default() }).unwrap();
+    for i in 0..events {
+        store
+            .append(&format!("order-{}", i % 5), ExpectedVersion::Any, vec![NewEvent::new("E", vec![b'a'; 200])])
+            .unwrap();
+    }
+    store.close().unwrap();
+    dir
+}
+
+fn kept_dir(dir: &std::path::Path) -> std::path::PathBuf {
+    let kept: Vec<_> = fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.is_dir() && p.file_name().unwrap().to_string_lossy().starts_with("repair-"))
+        .collect();
+    assert_eq!(kept.len(), 1, "{kept:?}");
+    kept[0].clone()
+}
+
+#[test]
+fn a_damaged_first_header_gives_up_everything_and_says_so_and_keeps_the_records() {
+    let dir = closed_store(4096, 60);
+    let first = segment_files(dir.path())[0].clone();
+    let mut bytes = fs::read(&first).unwrap();
+    bytes[20] ^= 0xff;
+    fs::write(&first, &bytes).unwrap();
+    let report = repair_dir(dir.path()).unwrap();
+    assert_eq!(report.damage[0].0, first, "{report:?}");
+    assert_eq!(report.gave_up, Some((1, 60)));
+    assert_eq!(report.head, 0);
+    let kept = kept_dir(dir.path());
+    for name in ["CLEAN", "MANIFEST", "00000000000000000001.seg"] {
+        assert!(kept.join(name).exists(), "{name} kept");
+    }
+    assert!(logbook::verify::verify_dir(dir.path()).unwrap().is_healthy());
+    let store = Store::open(dir.path(), Options::default()).unwrap();
+    assert_eq!(store.head_position(), 0);
+}
+
+#[test]
+fn a_damaged_manifest_is_reported_and_kept_and_nothing_else_is_lost() {
+    let dir = closed_store(4096, 60);
+    let manifest = dir.path().join("MANIFEST");
+    let mut bytes = fs::read(&manifest).unwrap();
+    bytes[40] ^= 0xff;
+    fs::write(&manifest, &bytes).unwrap();
+    assert!(matches!(Store::open(dir.path(), Options::default()), Err(Error::Corruption { .. })));
+    let report = repair_dir(dir.path()).unwrap();
+    assert_eq!(report.damage[0].0, manifest, "{report:?}");
+    assert_eq!((report.gave_up, report.head), (None, 60));
+    assert_eq!(fs::read(kept_dir(dir.path()).join("MANIFEST")).unwrap(), bytes, "the damaged record is kept");
+    assert!(logbook::verify::verify_dir(dir.path()).unwrap().is_healthy());
+    assert_eq!(Store::open(dir.path(), Options::default()).unwrap().head_position(), 60);
+}
+
+#[test]
+fn a_stray_segment_file_is_moved_aside_alone() {
+    let dir = closed_store(4096, 60);
+    let other = closed_store(4096, 60);
+    let files = segment_files(dir.path());
+    // A segment of another store, under a name between two of this one's.
+    let stray = dir.path().join("segments").join(logbook::segment::file_name(
+        logbook::segment::parse_file_name(files[1].file_name().unwrap().to_str().unwrap()).unwrap() + 1,
+    ));
+    fs::copy(&segment_files(other.path())[1], &stray).unwrap();
+    assert!(matches!(Store::open(dir.path(), Options::default()), Err(Error::Corruption { .. })));
+    let report = repair_dir(dir.path()).unwrap();
+    assert_eq!(report.damage[0].0, stray, "{report:?}");
+    assert_eq!((report.gave_up, report.head), (None, 60), "nothing of this store is given up");
+    assert!(kept_dir(dir.path()).join(stray.file_name().unwrap()).exists());
+    assert!(logbook::verify::verify_dir(dir.path()).unwrap().is_healthy());
 }

@@ -564,22 +564,23 @@ fn repair(args: RepairArgs) -> Result<(), Failure> {
         println!("{}", serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?);
         return Ok(());
     }
-    match &report.damage {
-        None => println!("{}: no damage found; nothing changed (head {})", args.data.display(), report.head),
-        Some((file, offset, reason)) => {
-            println!("first damage: {} at byte {offset}: {reason}", file.display());
-            match report.gave_up {
-                Some((first, last)) => println!(
-                    "gave up positions {first}..={last} ({} events); the store now ends at position {}",
-                    last - first + 1,
-                    report.head
-                ),
-                None => println!("gave up no event; the store ends at position {}", report.head),
-            }
-            if let Some(kept) = &report.kept_in {
-                println!("what was cut is kept in {}", kept.display());
-            }
-        }
+    if report.damage.is_empty() {
+        println!("{}: no damage found; nothing changed (head {})", args.data.display(), report.head);
+        return Ok(());
+    }
+    for (file, offset, reason) in &report.damage {
+        println!("damage: {} at byte {offset}: {reason}", file.display());
+    }
+    match report.gave_up {
+        Some((first, last)) => println!(
+            "gave up positions {first}..={last} ({} events); the store now ends at position {}",
+            last - first + 1,
+            report.head
+        ),
+        None => println!("gave up no event; the store ends at position {}", report.head),
+    }
+    if let Some(kept) = &report.kept_in {
+        println!("what was taken away is kept in {}", kept.display());
     }
     Ok(())
 }

@@ -14,9 +14,11 @@ mod tombstones;
 mod writer;
 
 pub use recovery::{
-    recover, walk, Finding, HotPositions, Recovered, RecoveryMode, Repair, Severity, Walk, WalkedActive, WalkedSealed,
-    OPERATOR_HINT,
+    recover, walk, walk_without_records, Finding, HotPositions, Recovered, RecoveryMode, Repair, Severity, Walk,
+    WalkedActive, WalkedSealed, OPERATOR_HINT,
 };
-pub use state::{decode_event, event_from_frame, read_error, read_events, ActiveSegment, LogState, SealedSegment, Shared, Stats};
+pub use state::{
+    decode_event, event_from_frame, read_error, read_events, ActiveSegment, LogState, SealedSegment, Shared, Stats,
+};
 pub use tombstones::{Tombstone, TOMBSTONE_STREAM, TOMBSTONE_TYPE};
 pub use writer::{AppendRequest, Request, Writer, MAX_GROUP_APPENDS, MAX_GROUP_BYTES, WRITER_SPIN};

@@ -101,6 +101,8 @@ impl HotPositions {
 #[derive(Debug)]
 pub struct WalkedSealed {
     pub base: u64,
+    /// The last position it covers.
+    pub end: u64,
     pub header: SegmentHeader,
     pub header_crc: u32,
     pub len: u64,
@@ -159,6 +161,9 @@ struct Walker<'a> {
     walk: Walk,
     /// Once a compacted segment has been read, a stream's next version only has to be higher.
     gaps: bool,
+    /// A missing manifest is damage unless the store predates manifests (`logbook repair`
+    /// turns this off: it writes a new manifest for what it kept).
+    require_manifest: bool,
 }
 
 /// Walks the data directory. `clean` and `manifest` are the durable records read before.
@@ -168,8 +173,23 @@ pub fn walk(
     clean: Option<CleanRecord>,
     manifest: Option<&Manifest>,
 ) -> Result<Walk> {
-    let mut walker = Walker { mode, dir, clean, walk: Walk::default(), gaps: false };
+    let mut walker = Walker { mode, dir, clean, walk: Walk::default(), gaps: false, require_manifest: true };
     walker.run(manifest)?;
+    Ok(walker.walk)
+}
+
+/// [`walk`] in verify mode of a store whose durable records are set aside (`logbook repair`,
+/// which writes new ones for what it keeps).
+pub fn walk_without_records(dir: &DataDir) -> Result<Walk> {
+    let mut walker = Walker {
+        mode: RecoveryMode::Verify,
+        dir,
+        clean: None,
+        walk: Walk::default(),
+        gaps: false,
+        require_manifest: false,
+    };
+    walker.run(None)?;
     Ok(walker.walk)
 }
 
@@ -228,8 +248,10 @@ impl Walker<'_> {
             }
         }
         let bases = self.drop_superseded(&listing.segments, &heads)?;
-        if let Some(manifest) = manifest {
-            self.check_manifest(manifest, &bases, &heads)?;
+        match manifest {
+            Some(manifest) => self.check_manifest(manifest, &bases, &heads)?,
+            None if self.require_manifest => self.check_manifest_absent(&bases, &heads)?,
+            None => {}
         }
         let Some((&last, sealed)) = bases.split_last() else {
             return self.check_empty(manifest);
@@ -355,6 +377,37 @@ impl Walker<'_> {
         Ok(())
     }
 
+    /// No manifest: only a store written before manifests existed may lack one. A version-2
+    /// clean-shutdown record, or a segment whose header says its store keeps a manifest, means
+    /// the manifest was lost (except a new store whose first open stopped before writing it:
+    /// one segment, no frame in it).
+    fn check_manifest_absent(&mut self, bases: &[u64], heads: &HashMap<u64, FileHead>) -> Result<()> {
+        let path = self.dir.manifest_path();
+        if self.clean.is_some_and(|c| c.last.is_some()) {
+            let reason = "missing: the clean-shutdown record is one a store with a manifest writes".to_string();
+            return self.corrupt(&path, 0, reason);
+        }
+        let flagged =
+            bases.iter().find(|b| heads.get(b).is_some_and(|h| h.header.as_ref().is_ok_and(|h| h.manifested)));
+        let Some(&flagged) = flagged else { return Ok(()) };
+        if bases.len() == 1 && !self.holds_a_frame(flagged) {
+            return Ok(());
+        }
+        let reason = format!(
+            "missing: segment {} was written by a store that keeps a manifest, so the list of segments that must \
+             exist is lost",
+            segment::file_name(flagged)
+        );
+        self.corrupt(&path, 0, reason)
+    }
+
+    /// True unless the segment's first frame slot is zeroes (or unreadable).
+    fn holds_a_frame(&self, base: u64) -> bool {
+        let Ok(file) = File::open(self.dir.segment_path(base)) else { return false };
+        crate::storage::read_exact_at(&file, SEGMENT_HEADER_BYTES as u64, crate::record::FRAME_HEADER_BYTES)
+            .is_ok_and(|b| b.iter().any(|&x| x != 0))
+    }
+
     /// Checks one sealed segment; returns where the next one must start (`None` after damage:
     /// its true end is unknown, so the next one is not reported as a gap too).
     fn walk_sealed(&mut self, base: u64, head: &FileHead, expected_base: Option<u64>) -> Result<Option<u64>> {
@@ -417,7 +470,8 @@ impl Walker<'_> {
         }
         let end = header.compacted.map_or(index.last_position(), |c| c.end_position);
         self.walk.last_position = self.walk.last_position.max(index.last_position());
-        self.walk.sealed.push(WalkedSealed { base, header, header_crc: head.crc, len: head.len, index: Some(index) });
+        let walked = WalkedSealed { base, end, header, header_crc: head.crc, len: head.len, index: Some(index) };
+        self.walk.sealed.push(walked);
         Ok(Some(end))
     }
 
@@ -467,9 +521,10 @@ impl Walker<'_> {
         for (stream, &(_, last)) in &scanned.streams {
             self.walk.streams.add_sealed(stream, base, last);
         }
-        self.walk.sealed.push(WalkedSealed { base, header, header_crc: head.crc, len: head.len, index });
+        let end = header.compacted.map_or(scanned.last_position, |c| c.end_position);
+        self.walk.sealed.push(WalkedSealed { base, end, header, header_crc: head.crc, len: head.len, index });
         self.note_positions(base, &header, &scanned.frames);
-        Ok(Some(header.compacted.map_or(scanned.last_position, |c| c.end_position)))
+        Ok(Some(end))
     }
 
     /// The header's base must be the file's name and follow the previous segment.

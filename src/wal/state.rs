@@ -160,7 +160,8 @@ pub fn read_events(located: &[(Arc<SegmentReader>, u32, u64)]) -> Result<Vec<Rec
     let mut events = Vec::with_capacity(located.len());
     for ((reader, offset, position), start) in located.iter().zip(starts) {
         let at = u64::from(*offset);
-        let (frame, _) = record::decode(&buf[start..]).map_err(|e| Error::corruption(reader.path(), at, e.to_string()))?;
+        let (frame, _) =
+            record::decode(&buf[start..]).map_err(|e| Error::corruption(reader.path(), at, e.to_string()))?;
         if frame.position != *position {
             return Err(Error::corruption(
                 reader.path(),
