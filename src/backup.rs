@@ -11,8 +11,9 @@
 //! `CLEAN` marker, so that open also checks every frame). Restore = stop the store, move the
 //! copy into place, open it.
 //!
-//! The copy has no segment manifest (the store's may already name segments sealed after the copy
-//! began), so its first open verifies every frame and writes one.
+//! The copy gets a segment manifest of its own, for the files it holds (the store's may already
+//! name segments sealed after the copy began); it has no `CLEAN`, so its first open verifies
+//! every frame.
 //!
 //! Every copied file is synced, then each directory, so a finished backup survives a power loss.
 
@@ -94,6 +95,12 @@ pub fn backup_dir(data: &Path, out: &Path) -> Result<BackupReport> {
         // Sealed segments that existed before must be unchanged; new ones may have appeared
         // after the old active one (the log moved on), which the copy does not need.
         if after.len() >= before.len() && after[..before.len()] == before[..] {
+            // The store's own manifest may already name segments sealed after the copy began:
+            // the copy gets one of its own, for the files it holds.
+            let copy = DataDir::new(out);
+            if let Some(manifest) = crate::wal::manifest_of_segments(&copy)? {
+                copy.write_manifest(&crate::storage::StdFileSystem, &manifest)?;
+            }
             sync_dir(&out_segments)?;
             sync_dir(out)?;
             return Ok(report);

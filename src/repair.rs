@@ -14,7 +14,7 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use crate::datadir::{holds_store, DataDir, Manifest, ManifestEntry};
+use crate::datadir::{holds_store, DataDir};
 use crate::error::{Error, Result};
 use crate::segment::{self, Positions, SEGMENT_HEADER_BYTES};
 use crate::store::Store;
@@ -138,18 +138,14 @@ pub fn repair_dir(dir: &Path) -> Result<RepairReport> {
 
 /// Writes a manifest listing the segments the walk finds (none: no manifest, a new store).
 fn write_manifest_of_what_is_there(data: &DataDir) -> Result<()> {
-    let walk = wal::walk_without_records(data)?;
-    if let Some(bad) = first_damage(&walk.findings) {
-        return Err(Error::corruption(&bad.file, bad.offset, format!("still damaged after the cut: {}", bad.reason)));
+    match wal::manifest_of_segments(data) {
+        Ok(Some(manifest)) => data.write_manifest(&crate::storage::StdFileSystem, &manifest),
+        Ok(None) => Ok(()),
+        Err(Error::Corruption { file, offset, reason }) => {
+            Err(Error::corruption(file, offset, format!("still damaged after the cut: {reason}")))
+        }
+        Err(e) => Err(e),
     }
-    let Some(active) = &walk.active else { return Ok(()) };
-    let mut entries: Vec<ManifestEntry> = walk
-        .sealed
-        .iter()
-        .map(|s| ManifestEntry { base: s.base, end: s.end, len: s.len, header_crc: s.header_crc, active: false })
-        .collect();
-    entries.push(ManifestEntry { base: active.base, end: 0, len: 0, header_crc: active.header_crc, active: true });
-    data.write_manifest(&crate::storage::StdFileSystem, &Manifest { generation: 0, entries })
 }
 
 /// The first corruption in log order: by segment, then offset; damage to a record file last.

@@ -193,6 +193,24 @@ pub fn walk_without_records(dir: &DataDir) -> Result<Walk> {
     Ok(walker.walk)
 }
 
+/// A manifest of the segments a walk of `dir` finds, its records set aside (`None`: no segment).
+/// For copies and repairs, which write a new manifest for the files they hold; any corruption
+/// the walk finds is an error (a torn tail is not: open cuts it).
+pub fn manifest_of_segments(dir: &DataDir) -> Result<Option<Manifest>> {
+    let walk = walk_without_records(dir)?;
+    if let Some(bad) = walk.findings.iter().find(|f| f.severity == Severity::Corruption) {
+        return Err(Error::corruption(&bad.file, bad.offset, bad.reason.clone()));
+    }
+    let Some(active) = &walk.active else { return Ok(None) };
+    let mut entries: Vec<ManifestEntry> = walk
+        .sealed
+        .iter()
+        .map(|s| ManifestEntry { base: s.base, end: s.end, len: s.len, header_crc: s.header_crc, active: false })
+        .collect();
+    entries.push(ManifestEntry { base: active.base, end: 0, len: 0, header_crc: active.header_crc, active: true });
+    Ok(Some(Manifest { generation: 0, entries }))
+}
+
 /// A segment file's header as read from disk.
 struct FileHead {
     header: std::result::Result<SegmentHeader, String>,
