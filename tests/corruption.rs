@@ -192,10 +192,12 @@ fn verify_of_a_healthy_store_finds_nothing() {
     assert_eq!((report.events, report.first_position, report.last_position), (120, 1, 120));
 }
 
+/// Copies the segments and the manifest, not `CLEAN`: the copy looks like a crashed store.
 fn copy_segments(from: &Path, to: &Path) {
     fs::create_dir_all(to.join("segments")).unwrap();
     for entry in fs::read_dir(from.join("segments")).unwrap() {
         let path = entry.unwrap().path();
         fs::copy(&path, to.join("segments").join(path.file_name().unwrap())).unwrap();
     }
+    fs::copy(from.join("MANIFEST"), to.join("MANIFEST")).unwrap();
 }

@@ -41,7 +41,8 @@ fn copy_dir(from: &Path, to: &Path) {
         let path = entry.unwrap().path();
         fs::copy(&path, to.join("segments").join(path.file_name().unwrap())).unwrap();
     }
-    // No CLEAN marker: the copy looks like a crashed store.
+    // The manifest, no CLEAN marker: the copy looks like a crashed store.
+    fs::copy(from.join("MANIFEST"), to.join("MANIFEST")).unwrap();
 }
 
 /// Builds a store whose last segment holds several batches; returns the batches as
@@ -169,10 +170,9 @@ fn garbage_tail_reopened_ten_times_gives_the_same_data() {
     }
 }
 
-/// Copies the whole data directory, durable records (`MANIFEST`, and `CLEAN` when `clean`) included.
+/// Copies the whole data directory, `CLEAN` too when `clean`.
 fn copy_store(from: &Path, to: &Path, clean: bool) {
     copy_dir(from, to);
-    fs::copy(from.join("MANIFEST"), to.join("MANIFEST")).unwrap();
     if clean {
         fs::copy(from.join("CLEAN"), to.join("CLEAN")).unwrap();
     }
