@@ -50,7 +50,7 @@ pub fn verify_dir(dir: &Path) -> Result<VerifyReport> {
     verify_dir_with_progress(dir, |_, _| {})
 }
 
-/// [`verify_dir`], calling `progress(steps done, steps)`.
+/// [`verify_dir`], calling `progress(segments done, segments)` as it walks.
 pub fn verify_dir_with_progress(dir: &Path, mut progress: impl FnMut(usize, usize)) -> Result<VerifyReport> {
     if !holds_store(dir) {
         return Err(Error::NoStore(dir.to_path_buf()));
@@ -59,10 +59,11 @@ pub fn verify_dir_with_progress(dir: &Path, mut progress: impl FnMut(usize, usiz
     let mut attempt = 0;
     loop {
         attempt += 1;
-        progress(0, 1);
         let before = std::fs::read(data.manifest_path()).ok();
         let walk = match (data.read_clean(), data.read_manifest()) {
-            (Ok(clean), Ok(manifest)) => wal::walk(&data, RecoveryMode::Verify, clean, manifest.as_ref())?,
+            (Ok(clean), Ok(manifest)) => {
+                wal::walk_with_progress(&data, RecoveryMode::Verify, clean, manifest.as_ref(), &mut progress)?
+            }
             (Err(Error::Corruption { file, offset, reason }), _)
             | (_, Err(Error::Corruption { file, offset, reason })) => {
                 // A record that does not decode: report it, then check the segments without it.
@@ -83,7 +84,6 @@ pub fn verify_dir_with_progress(dir: &Path, mut progress: impl FnMut(usize, usiz
             std::thread::sleep(std::time::Duration::from_millis(20));
             continue;
         }
-        progress(1, 1);
         return Ok(VerifyReport {
             segments: walk.segments,
             events: walk.events,

@@ -14,8 +14,8 @@ mod tombstones;
 mod writer;
 
 pub use recovery::{
-    manifest_of_segments, recover, walk, walk_without_records, Finding, HotPositions, Recovered, RecoveryMode, Repair,
-    Severity, Walk, WalkedActive, WalkedSealed, OPERATOR_HINT,
+    manifest_of_segments, recover, walk, walk_with_progress, walk_without_records, Finding, HotPositions, Recovered,
+    RecoveryMode, Repair, Severity, Walk, WalkedActive, WalkedSealed, OPERATOR_HINT,
 };
 pub use state::{
     decode_event, event_from_frame, read_error, read_events, ActiveSegment, LogState, SealedSegment, Shared, Stats,

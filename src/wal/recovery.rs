@@ -156,6 +156,8 @@ pub const OPERATOR_HINT: &str =
 
 struct Walker<'a> {
     mode: RecoveryMode,
+    /// Told (segments done, segments) as the walk goes.
+    progress: &'a mut dyn FnMut(usize, usize),
     dir: &'a DataDir,
     clean: Option<CleanRecord>,
     walk: Walk,
@@ -173,7 +175,18 @@ pub fn walk(
     clean: Option<CleanRecord>,
     manifest: Option<&Manifest>,
 ) -> Result<Walk> {
-    let mut walker = Walker { mode, dir, clean, walk: Walk::default(), gaps: false, require_manifest: true };
+    walk_with_progress(dir, mode, clean, manifest, &mut |_, _| {})
+}
+
+/// [`walk`], calling `progress(segments done, segments)` as it goes.
+pub fn walk_with_progress(
+    dir: &DataDir,
+    mode: RecoveryMode,
+    clean: Option<CleanRecord>,
+    manifest: Option<&Manifest>,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<Walk> {
+    let mut walker = Walker { mode, progress, dir, clean, walk: Walk::default(), gaps: false, require_manifest: true };
     walker.run(manifest)?;
     Ok(walker.walk)
 }
@@ -183,6 +196,7 @@ pub fn walk(
 pub fn walk_without_records(dir: &DataDir) -> Result<Walk> {
     let mut walker = Walker {
         mode: RecoveryMode::Verify,
+        progress: &mut |_, _| {},
         dir,
         clean: None,
         walk: Walk::default(),
@@ -285,14 +299,17 @@ impl Walker<'_> {
             }
         }
         let mut expected_base = None;
-        for &base in sealed {
+        for (done, &base) in sealed.iter().enumerate() {
+            (self.progress)(done, bases.len());
             let head = heads.get(&base).expect("every listed base has a head or the walk failed before");
             expected_base = self.walk_sealed(base, head, expected_base)?;
             if self.walk.first_position == 0 {
                 self.walk.first_position = base;
             }
         }
+        (self.progress)(sealed.len(), bases.len());
         self.walk_active(last, heads.get(&last), expected_base)?;
+        (self.progress)(bases.len(), bases.len());
         if self.walk.first_position == 0 {
             self.walk.first_position = last;
         }
