@@ -381,15 +381,8 @@ fn encode_survivors(header: &SegmentHeader, unit: &[SegmentPlan]) -> Result<(Vec
                 let count = batch.len();
                 for (i, survivor) in batch.drain(..).enumerate() {
                     let offset = out.len() as u64;
-                    assert!(offset < index::MAX_SEGMENT_BYTES, "segment offsets fit in u32");
                     record::encode(&FrameRef { batch_remaining: (count - 1 - i) as u32, ..survivor }, &mut out);
-                    builder.add(&IndexedEvent {
-                        stream: survivor.stream,
-                        version: survivor.version,
-                        position: survivor.position,
-                        id: survivor.id,
-                        offset: offset as u32,
-                    });
+                    builder.add(&IndexedEvent::of(&survivor, offset));
                 }
             }
         }

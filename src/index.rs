@@ -75,6 +75,20 @@ pub struct IndexedEvent<'a> {
     pub offset: u32,
 }
 
+impl<'a> IndexedEvent<'a> {
+    /// The index entry of a decoded frame found at `offset` of its segment.
+    pub fn of(frame: &crate::record::FrameRef<'a>, offset: u64) -> Self {
+        assert!(offset < MAX_SEGMENT_BYTES, "segment offsets fit in u32");
+        IndexedEvent {
+            stream: frame.stream,
+            version: frame.version,
+            position: frame.position,
+            id: frame.id,
+            offset: offset as u32,
+        }
+    }
+}
+
 /// Events of one segment, in position order, ready to become an index file.
 #[derive(Debug, Default)]
 pub struct IndexBuilder {

@@ -153,6 +153,12 @@ pub fn checksum(body: &[u8]) -> u32 {
 fn u16_at(b: &[u8], at: usize) -> u16 {
     u16::from_le_bytes([b[at], b[at + 1]])
 }
+/// The checksum stored in the frame that starts `frame` (its bytes 4..8), as written: what the
+/// clean-shutdown record keeps of the log's last frame.
+pub fn stored_crc(frame: &[u8]) -> u32 {
+    u32_at(frame, 4)
+}
+
 fn u32_at(b: &[u8], at: usize) -> u32 {
     u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
 }

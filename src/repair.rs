@@ -48,30 +48,11 @@ pub fn repair_dir(dir: &Path) -> Result<RepairReport> {
     let lock = data.lock()?;
     let kept_in = dir.join(format!("repair-{}", crate::time::now_us()));
     let mut report = RepairReport::default();
-    let keep = |path: &Path, report: &mut RepairReport| -> Result<()> {
-        fs::create_dir_all(&kept_in).map_err(|e| Error::io(format!("creating {}", kept_in.display()), e))?;
-        report.kept_in = Some(kept_in.clone());
-        move_into(path, &kept_in)
-    };
+    let keep =
+        |path: &Path, report: &mut RepairReport| -> Result<()> { move_into(path, open_kept_dir(&kept_in, report)?) };
     // The records first: one that does not decode is damage, set aside.
-    let clean = match data.read_clean() {
-        Ok(clean) => clean,
-        Err(Error::Corruption { file, offset, reason }) => {
-            report.damage.push((file.clone(), offset, reason));
-            keep(&file, &mut report)?;
-            None
-        }
-        Err(e) => return Err(e),
-    };
-    let manifest = match data.read_manifest() {
-        Ok(manifest) => manifest,
-        Err(Error::Corruption { file, offset, reason }) => {
-            report.damage.push((file.clone(), offset, reason));
-            keep(&file, &mut report)?;
-            None
-        }
-        Err(e) => return Err(e),
-    };
+    let clean = set_aside_if_damaged(data.read_clean(), &mut report, &keep)?;
+    let manifest = set_aside_if_damaged(data.read_manifest(), &mut report, &keep)?;
     // What the store held by its own records: nothing below this may go unreported.
     let listed_end = manifest.as_ref().and_then(|m| m.entries.iter().rev().find(|e| !e.active)).map_or(0, |e| e.end);
     let mut recorded_head = clean.map_or(0, |c| c.head).max(listed_end);
@@ -107,9 +88,7 @@ pub fn repair_dir(dir: &Path) -> Result<RepairReport> {
         let path = data.segment_path(base);
         if path.exists() {
             keep(&data.index_path(base), &mut report)?;
-            fs::create_dir_all(&kept_in).map_err(|e| Error::io(format!("creating {}", kept_in.display()), e))?;
-            report.kept_in = Some(kept_in.clone());
-            shorten(&path, first.offset, &kept_in)?;
+            shorten(&path, first.offset, open_kept_dir(&kept_in, &mut report)?)?;
         }
         break;
     }
@@ -134,6 +113,30 @@ pub fn repair_dir(dir: &Path) -> Result<RepairReport> {
     store.close()?;
     report.gave_up = (recorded_head > report.head).then_some((report.head + 1, recorded_head));
     Ok(report)
+}
+
+/// Creates the directory that keeps what the repair takes away (once), and notes it.
+fn open_kept_dir<'a>(kept_in: &'a Path, report: &mut RepairReport) -> Result<&'a Path> {
+    fs::create_dir_all(kept_in).map_err(|e| Error::io(format!("creating {}", kept_in.display()), e))?;
+    report.kept_in = Some(kept_in.to_path_buf());
+    Ok(kept_in)
+}
+
+/// A record that does not decode is damage: reported, moved aside with `keep`, read as absent.
+fn set_aside_if_damaged<T>(
+    read: Result<Option<T>>,
+    report: &mut RepairReport,
+    keep: &dyn Fn(&Path, &mut RepairReport) -> Result<()>,
+) -> Result<Option<T>> {
+    match read {
+        Ok(record) => Ok(record),
+        Err(Error::Corruption { file, offset, reason }) => {
+            report.damage.push((file.clone(), offset, reason));
+            keep(&file, report)?;
+            Ok(None)
+        }
+        Err(e) => Err(e),
+    }
 }
 
 /// Writes a manifest listing the segments the walk finds (none: no manifest, a new store).

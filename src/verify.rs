@@ -80,7 +80,7 @@ pub fn verify_dir_with_progress(dir: &Path, mut progress: impl FnMut(usize, usiz
         }
         // Beside a live writer a seal can truncate a file between its listing and its read.
         // Damage stays; a view caught mid-change does not: report only what a second walk sees.
-        if !walk.is_healthy() && attempt < MAX_ATTEMPTS && !locked_by_nobody(&data) {
+        if !walk.is_healthy() && attempt < MAX_ATTEMPTS && data.in_use() {
             std::thread::sleep(std::time::Duration::from_millis(20));
             continue;
         }
@@ -95,11 +95,4 @@ pub fn verify_dir_with_progress(dir: &Path, mut progress: impl FnMut(usize, usiz
             hot: walk.hot,
         });
     }
-}
-
-/// True when no process holds the store's LOCK (the files cannot change under the walk).
-fn locked_by_nobody(data: &DataDir) -> bool {
-    let Ok(file) = std::fs::OpenOptions::new().write(true).open(data.lock_path()) else { return true };
-    // Taking the lock and dropping the file releases it at once.
-    file.try_lock().is_ok()
 }

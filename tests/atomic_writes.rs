@@ -9,6 +9,9 @@
 //! sync. The last tests pin the other parts of the model: pages lost out of order, and the
 //! power going off at a chosen operation.
 
+#[path = "disk_support/mod.rs"]
+mod disk_support;
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -122,20 +125,12 @@ fn every_file_the_store_renames_into_place_was_synced_first() {
     }
 }
 
+/// Replaces `to` with a copy of `from` (without `LOCK`).
 fn copy_dir(from: &Path, to: &Path) {
     if to.exists() {
         std::fs::remove_dir_all(to).unwrap();
     }
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else if entry.file_name() != "LOCK" {
-            std::fs::copy(entry.path(), &target).unwrap();
-        }
-    }
+    disk_support::copy_tree(from, to);
 }
 
 #[test]

@@ -10,6 +10,9 @@
 //! `logbook export` is interrupted the same way: its archive shows nothing or everything, and a
 //! rerun exports every event exactly once.
 
+#[path = "disk_support/mod.rs"]
+mod disk_support;
+
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -67,19 +70,6 @@ fn scratch() -> tempfile::TempDir {
     }
 }
 
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else if entry.file_name() != "LOCK" {
-            std::fs::copy(entry.path(), &target).unwrap();
-        }
-    }
-}
-
 /// Every event, hot or archived, by position; fails on a position in both tiers.
 fn both_tiers(dir: &Path, clock: &Arc<AtomicI64>, context: &str) -> BTreeMap<u64, ArchivedEvent> {
     let store = Store::open(dir, options(clock, None)).unwrap_or_else(|e| panic!("{context}: reopen failed: {e}"));
@@ -119,7 +109,7 @@ fn compaction_interrupted_at_every_operation_loses_and_duplicates_nothing() {
     clock.store(now, Ordering::Release);
     // The expected end state, and how many operations a whole compaction performs.
     let reference = scratch();
-    copy_dir(base.path(), reference.path());
+    disk_support::copy_tree(base.path(), reference.path());
     let before = visible(both_tiers(reference.path(), &clock, "before"));
     let sim = SimFileSystem::new();
     let store = Store::open(reference.path(), options(&clock, Some(&sim))).unwrap();
@@ -141,7 +131,7 @@ fn compaction_interrupted_at_every_operation_loses_and_duplicates_nothing() {
             for &mode in modes {
                 let context = format!("{kind:?} #{nth} of the compaction failing, then {mode:?}");
                 let dir = scratch();
-                copy_dir(base.path(), dir.path());
+                disk_support::copy_tree(base.path(), dir.path());
                 let sim = SimFileSystem::new();
                 let store = Store::open(dir.path(), options(&clock, Some(&sim))).unwrap();
                 sim.fail(Fault { kind, nth: sim.count(kind) + nth, torn_at: None });

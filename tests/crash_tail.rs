@@ -3,6 +3,9 @@
 //! exactly the whole batches before the cut, repair the tail, and accept new appends at the
 //! next position; reopening again must give the same answer.
 
+#[path = "disk_support/mod.rs"]
+mod disk_support;
+
 use std::fs;
 use std::path::{Path, PathBuf};
 
@@ -26,13 +29,7 @@ enum Damage {
 }
 
 fn last_segment(dir: &Path) -> PathBuf {
-    let mut files: Vec<PathBuf> = fs::read_dir(dir.join("segments"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|x| x == "seg"))
-        .collect();
-    files.sort();
-    files.pop().unwrap()
+    disk_support::segment_files(dir).pop().unwrap()
 }
 
 fn copy_dir(from: &Path, to: &Path) {

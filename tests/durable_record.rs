@@ -13,7 +13,7 @@ use std::fs;
 use std::path::Path;
 use std::process::Command;
 
-use disk_support::segment_files;
+use disk_support::{copy_tree, segment_files};
 use logbook::verify::{verify_dir, Severity};
 use logbook::{Error, ExpectedVersion, Filter, NewEvent, Options, Store};
 
@@ -58,19 +58,6 @@ fn build(dir: &Path, segment_bytes: u64, appends: usize, payload: usize, stop: S
     }
     assert_eq!(dir.join("CLEAN").exists(), matches!(stop, Stop::Clean));
     head
-}
-
-fn copy_tree(from: &Path, to: &Path) {
-    fs::create_dir_all(to).unwrap();
-    for entry in fs::read_dir(from).unwrap() {
-        let path = entry.unwrap().path();
-        let target = to.join(path.file_name().unwrap());
-        if path.is_dir() {
-            copy_tree(&path, &target);
-        } else if path.file_name().is_some_and(|n| n != "LOCK") {
-            fs::copy(&path, &target).unwrap();
-        }
-    }
 }
 
 /// Open must fail with corruption naming `file` (when given); verify must find corruption,

@@ -225,13 +225,7 @@ fn index_seeds() -> Vec<(&'static str, Vec<u8>)> {
         let mut offset = segment::SEGMENT_HEADER_BYTES;
         while offset - segment::SEGMENT_HEADER_BYTES < bytes.len() {
             let (frame, used) = record::decode(&bytes[offset - segment::SEGMENT_HEADER_BYTES..]).unwrap();
-            builder.add(&IndexedEvent {
-                stream: frame.stream,
-                version: frame.version,
-                position: frame.position,
-                id: frame.id,
-                offset: offset as u32,
-            });
+            builder.add(&IndexedEvent::of(&frame, offset as u64));
             offset += used;
         }
         builder.encode(base, offset as u64, 0x5EED)

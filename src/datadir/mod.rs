@@ -159,6 +159,13 @@ impl DataDir {
         }
     }
 
+    /// True when a process holds the LOCK (a store is open here, so its files may change).
+    pub fn in_use(&self) -> bool {
+        let Ok(file) = fs::OpenOptions::new().write(true).open(self.lock_path()) else { return false };
+        // Taking the lock and dropping the file releases it at once.
+        file.try_lock().is_err()
+    }
+
     /// The clean-shutdown record, if there is one. A record that does not decode is corruption.
     pub fn read_clean(&self) -> Result<Option<CleanRecord>> {
         let path = self.clean_path();
@@ -172,8 +179,7 @@ impl DataDir {
 
     pub fn write_clean(&self, fsys: &dyn FileSystem, record: &CleanRecord) -> Result<()> {
         let path = self.clean_path();
-        crate::storage::write_file_atomically(fsys, &path, &encode_clean(record))
-            .map_err(|e| Error::io(format!("writing {}", path.display()), e))
+        crate::storage::write_atomically(fsys, &path, &encode_clean(record))
     }
 
     /// Removes `CLEAN` durably, so a crash from now on is seen as a crash.
@@ -196,7 +202,6 @@ impl DataDir {
     /// Replaces the manifest atomically (temp file, fsync, rename, directory fsync).
     pub fn write_manifest(&self, fsys: &dyn FileSystem, manifest: &Manifest) -> Result<()> {
         let path = self.manifest_path();
-        crate::storage::write_file_atomically(fsys, &path, &encode_manifest(manifest))
-            .map_err(|e| Error::io(format!("writing {}", path.display()), e))
+        crate::storage::write_atomically(fsys, &path, &encode_manifest(manifest))
     }
 }

@@ -168,6 +168,21 @@ pub struct Manifest {
 }
 
 impl Manifest {
+    /// The manifest of `sealed` segments (base, end, length, header checksum), in order, then
+    /// the active one (base, header checksum): the last entry is the active one, and only it.
+    pub fn of_segments(
+        generation: u64,
+        sealed: impl IntoIterator<Item = (u64, u64, u64, u32)>,
+        active: (u64, u32),
+    ) -> Self {
+        let mut entries: Vec<ManifestEntry> = sealed
+            .into_iter()
+            .map(|(base, end, len, header_crc)| ManifestEntry { base, end, len, header_crc, active: false })
+            .collect();
+        entries.push(ManifestEntry { base: active.0, end: 0, len: 0, header_crc: active.1, active: true });
+        Manifest { generation, entries }
+    }
+
     /// The entry for the segment based at `base`.
     pub fn get(&self, base: u64) -> Option<&ManifestEntry> {
         self.entries.binary_search_by_key(&base, |e| e.base).ok().map(|i| &self.entries[i])

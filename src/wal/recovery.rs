@@ -216,13 +216,8 @@ pub fn manifest_of_segments(dir: &DataDir) -> Result<Option<Manifest>> {
         return Err(Error::corruption(&bad.file, bad.offset, bad.reason.clone()));
     }
     let Some(active) = &walk.active else { return Ok(None) };
-    let mut entries: Vec<ManifestEntry> = walk
-        .sealed
-        .iter()
-        .map(|s| ManifestEntry { base: s.base, end: s.end, len: s.len, header_crc: s.header_crc, active: false })
-        .collect();
-    entries.push(ManifestEntry { base: active.base, end: 0, len: 0, header_crc: active.header_crc, active: true });
-    Ok(Some(Manifest { generation: 0, entries }))
+    let sealed = walk.sealed.iter().map(|s| (s.base, s.end, s.len, s.header_crc));
+    Ok(Some(Manifest::of_segments(0, sealed, (active.base, active.header_crc))))
 }
 
 /// A segment file's header as read from disk.
@@ -691,13 +686,7 @@ impl Walker<'_> {
                 return;
             }
             streams.set_version(frame.stream, frame.version);
-            index.add(&IndexedEvent {
-                stream: frame.stream,
-                version: frame.version,
-                position: frame.position,
-                id: frame.id,
-                offset: offset as u32,
-            });
+            index.add(&IndexedEvent::of(frame, offset));
             last_frame_at = Some(offset);
         });
         self.walk.events += outcome.frames;
@@ -723,10 +712,7 @@ impl Walker<'_> {
                 self.walk.repairs.push(Repair::TruncateTail { base, valid_len });
             }
         }
-        let last_frame_crc = last_frame_at.map_or(0, |at| {
-            let at = at as usize + 4;
-            u32::from_le_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]])
-        });
+        let last_frame_crc = last_frame_at.map_or(0, |at| crate::record::stored_crc(&bytes[at as usize..]));
         let head_position = if index.offsets.is_empty() { base - 1 } else { index.last_position() };
         self.walk.last_position = self.walk.last_position.max(head_position);
         if let Some(clean) = self.clean {
@@ -849,13 +835,7 @@ impl Scanned {
         let mut builder = IndexBuilder::default();
         for &(_, offset) in &self.frames {
             if let Ok((frame, _)) = crate::record::decode(&bytes[offset as usize..]) {
-                builder.add(&IndexedEvent {
-                    stream: frame.stream,
-                    version: frame.version,
-                    position: frame.position,
-                    id: frame.id,
-                    offset: offset as u32,
-                });
+                builder.add(&IndexedEvent::of(&frame, offset));
             }
         }
         builder
@@ -906,8 +886,7 @@ pub fn recover(dir: &Path, options: &Options) -> Result<Recovered> {
             Repair::RebuildIndex { base, builder, segment_len, header_crc } => {
                 let path = data.index_path(base);
                 let bytes = builder.encode(base, segment_len, header_crc);
-                crate::storage::write_file_atomically(fsys, &path, &bytes)
-                    .map_err(|e| Error::io(format!("rebuilding {}", path.display()), e))?;
+                crate::storage::write_atomically(fsys, &path, &bytes)?;
                 let index = SegmentIndex::open(&path).map_err(|reason| Error::corruption(&path, 0, reason))?;
                 rebuilt.insert(base, index);
             }

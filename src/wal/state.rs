@@ -10,7 +10,7 @@ use bytes::Bytes;
 use parking_lot::{Condvar, Mutex, RwLock};
 
 use crate::block_cache::BlockCache;
-use crate::datadir::{DataDir, Manifest, ManifestEntry};
+use crate::datadir::{DataDir, Manifest};
 use crate::error::{Error, Result};
 use crate::index::{ActiveIndex, SegmentIndex, StreamDirectory};
 use crate::record::{self, FrameRef, BODY_FIXED_BYTES, FRAME_HEADER_BYTES};
@@ -326,25 +326,11 @@ impl LogState {
 
     /// The manifest that describes this state: every sealed segment, then the active one.
     pub fn manifest(&self, generation: u64) -> Manifest {
-        let mut entries: Vec<ManifestEntry> = self
-            .sealed
-            .iter()
-            .map(|s| ManifestEntry {
-                base: s.base_position(),
-                end: s.end_position(),
-                len: s.len,
-                header_crc: s.header_crc,
-                active: false,
-            })
-            .collect();
-        entries.push(ManifestEntry {
-            base: self.active.index.base_position,
-            end: 0,
-            len: 0,
-            header_crc: self.active.header_crc,
-            active: true,
-        });
-        Manifest { generation, entries }
+        Manifest::of_segments(
+            generation,
+            self.sealed.iter().map(|s| (s.base_position(), s.end_position(), s.len, s.header_crc)),
+            (self.active.index.base_position, self.active.header_crc),
+        )
     }
 }
 

@@ -370,6 +370,7 @@ impl Writer {
             let offset = self.segment.write_offset() + self.buf.len() as u64;
             assert!(offset < index::MAX_SEGMENT_BYTES, "segment offsets fit in u32");
             frames.push((offset as u32, *id));
+            let frame_start = self.buf.len();
             record::encode(
                 &FrameRef {
                     position: result.first_position + i as u64,
@@ -387,20 +388,7 @@ impl Writer {
             if append.client_ids {
                 self.pending_ids.insert(*id);
             }
-            let crc_at = self.buf.len()
-                - record::encoded_len(
-                    append.stream.len(),
-                    event.event_type.len(),
-                    event.metadata.len(),
-                    event.data.len(),
-                )
-                + 4;
-            self.pending_last_crc = u32::from_le_bytes([
-                self.buf[crc_at],
-                self.buf[crc_at + 1],
-                self.buf[crc_at + 2],
-                self.buf[crc_at + 3],
-            ]);
+            self.pending_last_crc = record::stored_crc(&self.buf[frame_start..]);
         }
         self.next_position += count;
         self.pending_versions.insert(append.stream.clone(), result.last_version);

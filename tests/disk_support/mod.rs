@@ -14,3 +14,18 @@ pub fn segment_files(dir: &Path) -> Vec<PathBuf> {
     files.sort();
     files
 }
+
+/// Copies a data directory (its subdirectories too), leaving out `LOCK`: what a copy of a
+/// store's files looks like to the next open.
+pub fn copy_tree(from: &Path, to: &Path) {
+    fs::create_dir_all(to).unwrap();
+    for entry in fs::read_dir(from).unwrap() {
+        let path = entry.unwrap().path();
+        let target = to.join(path.file_name().unwrap());
+        if path.is_dir() {
+            copy_tree(&path, &target);
+        } else if path.file_name().is_some_and(|n| n != "LOCK") {
+            fs::copy(&path, &target).unwrap();
+        }
+    }
+}
