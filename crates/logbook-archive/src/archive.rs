@@ -1,0 +1,908 @@
+//! The cold tier: events that leave the hot tier (the segments) live on as Parquet files under
+//! an archive root, partitioned hive style as `tenant=<id>/date=<yyyy-mm-dd>/`, with a JSON
+//! manifest saying what each file holds.
+//!
+//! Parquet, because the archive is meant to be read by other tools as it is (DuckDB,
+//! pandas/pyarrow, Spark): the schema uses only widely supported types (Int64, Utf8, a UTC
+//! microsecond timestamp) and Snappy compression. Payloads are bytes in the hot tier; here
+//! they are "JSON strings": the text itself when the bytes are JSON, else a JSON string literal
+//! of their base64, with a sibling `*_encoding` column saying which, so the original bytes
+//! always come back exactly.
+//!
+//! Durability follows the hot tier's rules: every mutation goes through [`FileSystem`] (so
+//! fault-injection tests can fail any step), each Parquet file is written under a `.tmp` name,
+//! synced, renamed and its directory synced *before* the manifest names it, and the manifest is
+//! replaced the same way. So after a crash the manifest is the old one or the new one, and
+//! never names a missing or partial file; a crash may only leave unlisted files behind, which
+//! [`Archive::verify`] reports as orphans (harmless).
+//!
+//! A job is one batch of files written together. A *pending* job (written by compaction before
+//! it deletes the hot segment it came from) is in the manifest but invisible to reads until
+//! [`Archive::commit_job`]; [`Archive::rollback_job`] forgets it and deletes its files.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arrow_array::{Array, ArrayRef, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray};
+use arrow_schema::{DataType, Field, Schema, TimeUnit};
+use base64::Engine as _;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::arrow::ArrowWriter;
+use parquet::basic::Compression;
+use parquet::file::properties::WriterProperties;
+use serde::{Deserialize, Serialize};
+
+use logbook::{
+    is_valid_namespace_name, owner_of, read_bounded, Error, FileSystem, Finding, RecordedEvent, Result, Severity,
+    ARCHIVE_DIR, ARCHIVE_MANIFEST_FILE as MANIFEST_FILE, DEFAULT_NAMESPACE, MAX_ARCHIVE_MANIFEST_BYTES as MAX_MANIFEST_BYTES,
+};
+
+/// The manifest format this code writes and reads.
+pub const MANIFEST_FORMAT: u32 = 1;
+/// Largest Parquet file we read into memory (we never write one near this).
+pub const MAX_FILE_BYTES: u64 = 1 << 30;
+/// Longest relative path a manifest may name.
+const MAX_PATH_BYTES: usize = 512;
+/// Bounds on what a Parquet footer may claim before we decode pages: rows per file and
+/// uncompressed bytes per column chunk.
+const MAX_ROWS_PER_FILE: i64 = 100_000_000;
+const MAX_CHUNK_UNCOMPRESSED: i64 = 1 << 30;
+
+/// One archived event, owned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ArchivedEvent {
+    pub position: u64,
+    pub stream: String,
+    pub version: u64,
+    pub event_type: String,
+    pub timestamp_us: i64,
+    pub id: [u8; 16],
+    pub metadata: Vec<u8>,
+    pub data: Vec<u8>,
+}
+
+impl ArchivedEvent {
+    /// Copies a hot-tier event out of its memory-mapped segment.
+    pub fn from_recorded(event: &RecordedEvent) -> Self {
+        ArchivedEvent {
+            position: event.position(),
+            stream: event.stream().to_string(),
+            version: event.version(),
+            event_type: event.event_type().to_string(),
+            timestamp_us: event.timestamp_us(),
+            id: event.id,
+            metadata: event.metadata().to_vec(),
+            data: event.data().to_vec(),
+        }
+    }
+}
+
+/// "yyyy-mm-dd" in UTC.
+pub fn date_of(timestamp_us: i64) -> String {
+    logbook::time::date(timestamp_us)
+}
+
+/// A date as [`date_of`] writes it: digits and '-', starting with a digit or '-'.
+fn is_valid_date(date: &str) -> bool {
+    !date.is_empty()
+        && date.len() <= 16
+        && date.bytes().all(|b| b.is_ascii_digit() || b == b'-')
+        && date.bytes().any(|b| b.is_ascii_digit())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Payload encoding
+
+/// How a payload is stored in its Utf8 column.
+const ENCODING_JSON: &str = "json";
+const ENCODING_BASE64: &str = "base64";
+
+/// The payload as a JSON text and its encoding: the bytes as they are when they are UTF-8 that
+/// parses as JSON (so query engines can use JSON functions on the column directly), else a JSON
+/// string literal holding their standard base64 (still valid JSON, and exact).
+pub fn encode_payload(bytes: &[u8]) -> (String, &'static str) {
+    if let Ok(text) = std::str::from_utf8(bytes) {
+        if serde_json::from_str::<serde::de::IgnoredAny>(text).is_ok() {
+            return (text.to_string(), ENCODING_JSON);
+        }
+    }
+    let b64 = base64::engine::general_purpose::STANDARD.encode(bytes);
+    // A base64 string needs no escaping: the literal is just the text in quotes.
+    (format!("\"{b64}\""), ENCODING_BASE64)
+}
+
+/// The inverse of [`encode_payload`].
+pub fn decode_payload(text: &str, encoding: &str) -> std::result::Result<Vec<u8>, String> {
+    match encoding {
+        ENCODING_JSON => Ok(text.as_bytes().to_vec()),
+        ENCODING_BASE64 => {
+            let inner: String =
+                serde_json::from_str(text).map_err(|e| format!("base64 payload is not a JSON string: {e}"))?;
+            base64::engine::general_purpose::STANDARD.decode(inner).map_err(|e| format!("bad base64 payload: {e}"))
+        }
+        other => Err(format!("unknown payload encoding '{other}'")),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Parquet
+
+/// Column names, in file order.
+pub const COLUMNS: [&str; 11] =
+    ["position", "stream", "version", "type", "time", "id", "data", "meta", "tenant", "data_encoding", "meta_encoding"];
+
+/// The Arrow schema of every archive file. Every column is non-null: each event has them all.
+pub fn schema() -> Arc<Schema> {
+    let utf8 = |name: &str| Field::new(name, DataType::Utf8, false);
+    Arc::new(Schema::new(vec![
+        Field::new("position", DataType::Int64, false),
+        utf8("stream"),
+        Field::new("version", DataType::Int64, false),
+        utf8("type"),
+        Field::new("time", DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())), false),
+        utf8("id"),
+        utf8("data"),
+        utf8("meta"),
+        utf8("tenant"),
+        utf8("data_encoding"),
+        utf8("meta_encoding"),
+    ]))
+}
+
+fn to_i64(value: u64, what: &str) -> Result<i64> {
+    i64::try_from(value).map_err(|_| Error::InvalidInput(format!("{what} {value} does not fit a Parquet Int64")))
+}
+
+/// One Parquet file's bytes holding `events` in the given order (Snappy, one row group).
+pub fn encode_parquet(events: &[ArchivedEvent]) -> Result<Vec<u8>> {
+    let mut positions = Vec::with_capacity(events.len());
+    let mut versions = Vec::with_capacity(events.len());
+    let mut data = Vec::with_capacity(events.len());
+    let mut data_encodings = Vec::with_capacity(events.len());
+    let mut metas = Vec::with_capacity(events.len());
+    let mut meta_encodings = Vec::with_capacity(events.len());
+    for event in events {
+        positions.push(to_i64(event.position, "position")?);
+        versions.push(to_i64(event.version, "version")?);
+        let (text, encoding) = encode_payload(&event.data);
+        data.push(text);
+        data_encodings.push(encoding);
+        let (text, encoding) = encode_payload(&event.metadata);
+        metas.push(text);
+        meta_encodings.push(encoding);
+    }
+    let strings = |f: &dyn Fn(&ArchivedEvent) -> String| -> ArrayRef {
+        Arc::new(StringArray::from_iter_values(events.iter().map(f)))
+    };
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(Int64Array::from(positions)),
+        strings(&|e| e.stream.clone()),
+        Arc::new(Int64Array::from(versions)),
+        strings(&|e| e.event_type.clone()),
+        Arc::new(
+            TimestampMicrosecondArray::from_iter_values(events.iter().map(|e| e.timestamp_us)).with_timezone("UTC"),
+        ),
+        strings(&|e| uuid::Uuid::from_bytes(e.id).hyphenated().to_string()),
+        Arc::new(StringArray::from(data)),
+        Arc::new(StringArray::from(metas)),
+        strings(&|e| owner_of(&e.stream).to_string()),
+        Arc::new(StringArray::from(data_encodings)),
+        Arc::new(StringArray::from(meta_encodings)),
+    ];
+    let internal = |e: &dyn std::fmt::Display| Error::InvalidInput(format!("encoding Parquet: {e}"));
+    let batch = RecordBatch::try_new(schema(), columns).map_err(|e| internal(&e))?;
+    let props = WriterProperties::builder().set_compression(Compression::SNAPPY).build();
+    let mut writer = ArrowWriter::try_new(Vec::new(), schema(), Some(props)).map_err(|e| internal(&e))?;
+    writer.write(&batch).map_err(|e| internal(&e))?;
+    writer.into_inner().map_err(|e| internal(&e))
+}
+
+fn column<'a, T: 'static>(batch: &'a RecordBatch, name: &str) -> std::result::Result<&'a T, String> {
+    let array = batch.column_by_name(name).ok_or_else(|| format!("no column '{name}'"))?;
+    if array.null_count() > 0 {
+        return Err(format!("column '{name}' holds nulls"));
+    }
+    array.as_any().downcast_ref::<T>().ok_or_else(|| format!("column '{name}' has type {}", array.data_type()))
+}
+
+fn non_negative(value: i64, what: &str) -> std::result::Result<u64, String> {
+    u64::try_from(value).map_err(|_| format!("negative {what} {value}"))
+}
+
+/// Decodes one archive file; errors are `Corruption` naming `file`. Bounds what the footer
+/// claims (rows, uncompressed column-chunk sizes) before decoding pages; `Archive` also checks
+/// each file's crc32 first, so damaged bytes never reach the decoder through it.
+pub fn decode_parquet(bytes: &[u8], file: &Path) -> Result<Vec<ArchivedEvent>> {
+    decode_inner(bytes).map_err(|reason| Error::corruption(file, 0, reason))
+}
+
+fn decode_inner(bytes: &[u8]) -> std::result::Result<Vec<ArchivedEvent>, String> {
+    let builder = ParquetRecordBatchReaderBuilder::try_new(bytes::Bytes::copy_from_slice(bytes))
+        .map_err(|e| format!("not a readable Parquet file: {e}"))?;
+    let meta = builder.metadata();
+    let rows = meta.file_metadata().num_rows();
+    if !(0..=MAX_ROWS_PER_FILE).contains(&rows) {
+        return Err(format!("footer claims {rows} rows"));
+    }
+    for group in meta.row_groups() {
+        for chunk in group.columns() {
+            if !(0..=MAX_CHUNK_UNCOMPRESSED).contains(&chunk.uncompressed_size()) {
+                return Err(format!("a column chunk claims {} uncompressed bytes", chunk.uncompressed_size()));
+            }
+        }
+    }
+    let reader = builder.build().map_err(|e| format!("cannot read rows: {e}"))?;
+    // Not `with_capacity(rows)`: the footer's claim is not yet backed by any decoded page.
+    let mut out = Vec::new();
+    for batch in reader {
+        let batch = batch.map_err(|e| format!("cannot read rows: {e}"))?;
+        decode_batch(&batch, &mut out)?;
+    }
+    if out.len() as i64 != rows {
+        return Err(format!("footer claims {rows} rows, the pages hold {}", out.len()));
+    }
+    Ok(out)
+}
+
+fn decode_batch(batch: &RecordBatch, out: &mut Vec<ArchivedEvent>) -> std::result::Result<(), String> {
+    let positions = column::<Int64Array>(batch, "position")?;
+    let streams = column::<StringArray>(batch, "stream")?;
+    let versions = column::<Int64Array>(batch, "version")?;
+    let types = column::<StringArray>(batch, "type")?;
+    let times = column::<TimestampMicrosecondArray>(batch, "time")?;
+    let ids = column::<StringArray>(batch, "id")?;
+    let data = column::<StringArray>(batch, "data")?;
+    let metas = column::<StringArray>(batch, "meta")?;
+    let tenants = column::<StringArray>(batch, "tenant")?;
+    let data_encodings = column::<StringArray>(batch, "data_encoding")?;
+    let meta_encodings = column::<StringArray>(batch, "meta_encoding")?;
+    for row in 0..batch.num_rows() {
+        let position = non_negative(positions.value(row), "position")?;
+        let at = |reason: String| format!("row {row} (position {position}): {reason}");
+        let stream = streams.value(row);
+        if tenants.value(row) != owner_of(stream) {
+            return Err(at(format!("tenant '{}' is not the tenant of stream '{stream}'", tenants.value(row))));
+        }
+        let id = uuid::Uuid::parse_str(ids.value(row)).map_err(|e| at(format!("bad id: {e}")))?;
+        out.push(ArchivedEvent {
+            position,
+            stream: stream.to_string(),
+            version: non_negative(versions.value(row), "version").map_err(at)?,
+            event_type: types.value(row).to_string(),
+            timestamp_us: times.value(row),
+            id: id.into_bytes(),
+            data: decode_payload(data.value(row), data_encodings.value(row)).map_err(|e| at(format!("data: {e}")))?,
+            metadata: decode_payload(metas.value(row), meta_encodings.value(row))
+                .map_err(|e| at(format!("meta: {e}")))?,
+        });
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Manifest
+
+/// What the archive holds. Stored as `_manifest.json` under the root.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct Manifest {
+    /// Always 1 for now.
+    pub format: u32,
+    /// The smallest job id never used in this archive.
+    pub next_job: u64,
+    /// Every file, committed or of a pending job.
+    pub files: Vec<ManifestFile>,
+    /// Jobs whose files are written but not yet visible.
+    pub pending: Vec<PendingJob>,
+}
+
+impl Default for Manifest {
+    fn default() -> Self {
+        Manifest { format: MANIFEST_FORMAT, next_job: 1, files: Vec::new(), pending: Vec::new() }
+    }
+}
+
+/// One Parquet file of the archive.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct ManifestFile {
+    /// Relative to the root, '/' separated: `tenant=<t>/date=<d>/<name>.parquet`.
+    pub path: String,
+    pub tenant: String,
+    pub date: String,
+    /// The job that wrote it.
+    pub job: u64,
+    pub rows: u64,
+    pub first_position: u64,
+    pub last_position: u64,
+    pub min_time_us: i64,
+    pub max_time_us: i64,
+    /// Length of the file in bytes.
+    pub bytes: u64,
+    /// crc32 (IEEE, crc32fast) of the whole file.
+    pub crc32: u32,
+}
+
+/// A job written but not yet committed: its files are invisible to reads.
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PendingJob {
+    pub job: u64,
+    /// The hot segment the job's events came from (compaction deletes it on commit).
+    pub segment_base: u64,
+}
+
+impl Manifest {
+    fn is_pending(&self, job: u64) -> bool {
+        self.pending.iter().any(|p| p.job == job)
+    }
+
+    /// Checks everything a hostile or damaged manifest could use against us: paths that leave
+    /// the root, ids and counts that do not add up.
+    fn validate(&self) -> std::result::Result<(), String> {
+        if self.format != MANIFEST_FORMAT {
+            return Err(format!("unknown manifest format {}", self.format));
+        }
+        let mut paths = HashSet::new();
+        for file in &self.files {
+            validate_relative_path(file)?;
+            if !paths.insert(file.path.as_str()) {
+                return Err(format!("file {} is listed twice", file.path));
+            }
+            if file.job >= self.next_job {
+                return Err(format!("file {} has job {} but next_job is {}", file.path, file.job, self.next_job));
+            }
+            if file.rows == 0 || file.first_position > file.last_position || file.min_time_us > file.max_time_us {
+                return Err(format!("file {} has inconsistent rows/positions/times", file.path));
+            }
+            if file.last_position - file.first_position < file.rows - 1 {
+                return Err(format!("file {} claims more rows than its position range", file.path));
+            }
+            if file.bytes > MAX_FILE_BYTES {
+                return Err(format!("file {} claims {} bytes", file.path, file.bytes));
+            }
+        }
+        let mut jobs = HashSet::new();
+        for pending in &self.pending {
+            if !jobs.insert(pending.job) || pending.job >= self.next_job {
+                return Err(format!("pending job {} is listed twice or not below next_job", pending.job));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The path of a manifest entry must be exactly `tenant=<tenant>/date=<date>/<name>.parquet`
+/// with a plain file name: nothing absolute, no `..`, nothing outside the root.
+fn validate_relative_path(file: &ManifestFile) -> std::result::Result<(), String> {
+    let bad = |why: &str| Err(format!("manifest path '{}' refused: {why}", file.path.escape_debug()));
+    if file.path.len() > MAX_PATH_BYTES {
+        return bad("too long");
+    }
+    if !is_valid_namespace_name(&file.tenant) && file.tenant != DEFAULT_NAMESPACE {
+        return bad("bad tenant");
+    }
+    if !is_valid_date(&file.date) {
+        return bad("bad date");
+    }
+    let parts: Vec<&str> = file.path.split('/').collect();
+    let [tenant_dir, date_dir, name] = parts.as_slice() else { return bad("not tenant=<t>/date=<d>/<file>") };
+    if *tenant_dir != format!("tenant={}", file.tenant) || *date_dir != format!("date={}", file.date) {
+        return bad("directories do not match its tenant and date");
+    }
+    let plain = name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.');
+    if !plain || name.starts_with('.') || !name.ends_with(".parquet") {
+        return bad("not a plain .parquet file name");
+    }
+    Ok(())
+}
+
+/// Creates `dir` (inside or equal to `root`) with its missing ancestors, then syncs every
+/// directory from `dir`'s parent up to `root`'s parent, so the new entries survive a crash.
+/// It syncs them even when nothing was missing: a retry after a failed sync must not skip the
+/// sync that failed.
+fn create_dir_durably(fsys: &dyn FileSystem, dir: &Path, root: &Path) -> Result<()> {
+    fs::create_dir_all(dir).map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
+    let parent_of = |d: &Path| -> PathBuf {
+        match d.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
+        }
+    };
+    let mut current = dir.to_path_buf();
+    loop {
+        let parent = parent_of(&current);
+        fsys.sync_dir(&parent).map_err(|e| Error::io(format!("syncing {}", parent.display()), e))?;
+        if current == root || !current.starts_with(root) {
+            return Ok(());
+        }
+        current = parent;
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Archive
+
+/// An archive root and its manifest.
+#[derive(Debug)]
+pub struct Archive {
+    root: PathBuf,
+    fs: Arc<dyn FileSystem>,
+    manifest: Manifest,
+}
+
+impl Archive {
+    /// Opens the archive rooted at `root` (e.g. `<data dir>/archive`); an absent root or
+    /// manifest is an empty archive. Creates nothing until the first write. The manifest is
+    /// bounded (refuse > 256 MiB) and validated, so its paths cannot leave the root.
+    pub fn open(root: &Path, fs: Arc<dyn FileSystem>) -> Result<Archive> {
+        let path = root.join(MANIFEST_FILE);
+        let manifest = match read_bounded(&path, MAX_MANIFEST_BYTES) {
+            Ok(bytes) => {
+                let manifest: Manifest = serde_json::from_slice(&bytes)
+                    .map_err(|e| Error::corruption(&path, 0, format!("manifest is not valid JSON: {e}")))?;
+                manifest.validate().map_err(|reason| Error::corruption(&path, 0, reason))?;
+                manifest
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Manifest::default(),
+            Err(e) if e.kind() == io::ErrorKind::InvalidData => {
+                return Err(Error::corruption(&path, 0, format!("manifest refused: {e}")))
+            }
+            Err(e) => return Err(Error::io(format!("reading {}", path.display()), e)),
+        };
+        Ok(Archive { root: root.to_path_buf(), fs, manifest })
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    pub fn manifest(&self) -> &Manifest {
+        &self.manifest
+    }
+
+    /// A job id never used before in this archive (stored in the manifest as next_job). It
+    /// is taken by the first `write_job` that writes something under it.
+    pub fn next_job_id(&self) -> u64 {
+        self.manifest.next_job
+    }
+
+    fn committed_files(&self) -> impl Iterator<Item = &ManifestFile> {
+        self.manifest.files.iter().filter(|f| !self.manifest.is_pending(f.job))
+    }
+
+    /// Writes `events` as Parquet files, one per (tenant, date) partition, rows sorted by
+    /// position, each durably, then records them in the manifest durably. With
+    /// `pending_base = Some(base)` the files belong to a pending job, invisible to reads until
+    /// [`Archive::commit_job`]; with `None` they are committed at once. Calling it again for a
+    /// job that is still pending (with the same base) adds files to that job. Returns the
+    /// manifest entries written; empty `events` writes nothing.
+    pub fn write_job(
+        &mut self,
+        job: u64,
+        pending_base: Option<u64>,
+        mut events: Vec<ArchivedEvent>,
+    ) -> Result<Vec<ManifestFile>> {
+        match self.manifest.pending.iter().find(|p| p.job == job) {
+            Some(p) if pending_base != Some(p.segment_base) => {
+                return Err(Error::InvalidInput(format!(
+                    "job {job} is pending for segment {}; it cannot take files for {pending_base:?}",
+                    p.segment_base
+                )))
+            }
+            Some(_) => {}
+            None if job < self.manifest.next_job => {
+                return Err(Error::InvalidInput(format!("job id {job} was already used in this archive")))
+            }
+            None => {}
+        }
+        if events.is_empty() {
+            return Ok(Vec::new());
+        }
+        events.sort_by_key(|e| e.position);
+        if let Some(pair) = events.windows(2).find(|w| w[0].position == w[1].position) {
+            return Err(Error::InvalidInput(format!("position {} appears twice in one job", pair[0].position)));
+        }
+        let mut partitions: BTreeMap<(String, String), Vec<ArchivedEvent>> = BTreeMap::new();
+        for event in events {
+            let key = (owner_of(&event.stream).to_string(), date_of(event.timestamp_us));
+            partitions.entry(key).or_default().push(event);
+        }
+        let mut written: Vec<ManifestFile> = Vec::new();
+        for ((tenant, date), rows) in &partitions {
+            match self.write_partition(job, tenant, date, rows) {
+                Ok(entry) => written.push(entry),
+                Err(err) => {
+                    // Not in the manifest, so harmless; remove them now rather than leave
+                    // orphans (best effort: the error that matters is `err`).
+                    for entry in &written {
+                        let _ = self.fs.remove_file(&self.root.join(&entry.path));
+                    }
+                    return Err(err);
+                }
+            }
+        }
+        let mut next = self.manifest.clone();
+        next.files.extend(written.iter().cloned());
+        if let Some(base) = pending_base {
+            if !next.is_pending(job) {
+                next.pending.push(PendingJob { job, segment_base: base });
+            }
+        }
+        next.next_job = next.next_job.max(job.saturating_add(1));
+        self.store_manifest(next)?;
+        Ok(written)
+    }
+
+    fn write_partition(&self, job: u64, tenant: &str, date: &str, rows: &[ArchivedEvent]) -> Result<ManifestFile> {
+        let (Some(first), Some(last)) = (rows.first(), rows.last()) else {
+            return Err(Error::InvalidInput("an empty partition".into()));
+        };
+        let relative = format!("tenant={tenant}/date={date}/job-{job:06}-{:020}.parquet", first.position);
+        let path = self.root.join(&relative);
+        if let Some(dir) = path.parent() {
+            create_dir_durably(self.fs.as_ref(), dir, &self.root)?;
+        }
+        let bytes = encode_parquet(rows)?;
+        logbook::write_atomically(self.fs.as_ref(), &path, &bytes)?;
+        Ok(ManifestFile {
+            path: relative,
+            tenant: tenant.to_string(),
+            date: date.to_string(),
+            job,
+            rows: rows.len() as u64,
+            first_position: first.position,
+            last_position: last.position,
+            min_time_us: rows.iter().map(|e| e.timestamp_us).min().unwrap_or(first.timestamp_us),
+            max_time_us: rows.iter().map(|e| e.timestamp_us).max().unwrap_or(first.timestamp_us),
+            bytes: bytes.len() as u64,
+            crc32: crc32fast::hash(&bytes),
+        })
+    }
+
+    /// Replaces the manifest durably; the in-memory copy changes only once that succeeded.
+    fn store_manifest(&mut self, next: Manifest) -> Result<()> {
+        next.validate().map_err(|reason| Error::InvalidInput(format!("refusing to write a bad manifest: {reason}")))?;
+        let bytes = serde_json::to_vec_pretty(&next)
+            .map_err(|e| Error::InvalidInput(format!("serializing the manifest: {e}")))?;
+        create_dir_durably(self.fs.as_ref(), &self.root, &self.root)?;
+        logbook::write_atomically(self.fs.as_ref(), &self.root.join(MANIFEST_FILE), &bytes)?;
+        self.manifest = next;
+        Ok(())
+    }
+
+    /// Pending jobs as (job id, segment base).
+    pub fn pending_jobs(&self) -> Vec<(u64, u64)> {
+        self.manifest.pending.iter().map(|p| (p.job, p.segment_base)).collect()
+    }
+
+    /// Makes a pending job's files visible (a durable manifest update).
+    pub fn commit_job(&mut self, job: u64) -> Result<()> {
+        if !self.manifest.is_pending(job) {
+            return Err(Error::InvalidInput(format!("job {job} is not pending")));
+        }
+        let mut next = self.manifest.clone();
+        next.pending.retain(|p| p.job != job);
+        self.store_manifest(next)
+    }
+
+    /// Forgets a pending job: the manifest update is made durable first, then the job's files
+    /// are deleted (a crash in between leaves only unlisted orphans).
+    pub fn rollback_job(&mut self, job: u64) -> Result<()> {
+        if !self.manifest.is_pending(job) {
+            return Err(Error::InvalidInput(format!("job {job} is not pending")));
+        }
+        let mut next = self.manifest.clone();
+        next.pending.retain(|p| p.job != job);
+        let (doomed, kept): (Vec<ManifestFile>, Vec<ManifestFile>) = next.files.drain(..).partition(|f| f.job == job);
+        next.files = kept;
+        self.store_manifest(next)?;
+        let mut dirs = BTreeSet::new();
+        for file in &doomed {
+            let path = self.root.join(&file.path);
+            match self.fs.remove_file(&path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(Error::io(format!("removing {}", path.display()), e)),
+            }
+            if let Some(dir) = path.parent() {
+                dirs.insert(dir.to_path_buf());
+            }
+        }
+        for dir in dirs {
+            self.fs.sync_dir(&dir).map_err(|e| Error::io(format!("syncing {}", dir.display()), e))?;
+        }
+        Ok(())
+    }
+
+    /// Reads one listed file, checking its length and crc32 before decoding and its row count
+    /// and position range after.
+    fn read_file(&self, entry: &ManifestFile) -> Result<Vec<ArchivedEvent>> {
+        let path = self.root.join(&entry.path);
+        let bytes = read_bounded(&path, MAX_FILE_BYTES).map_err(|e| match e.kind() {
+            io::ErrorKind::NotFound => Error::corruption(&path, 0, "listed in the manifest but missing"),
+            io::ErrorKind::InvalidData => Error::corruption(&path, 0, e.to_string()),
+            _ => Error::io(format!("reading {}", path.display()), e),
+        })?;
+        if bytes.len() as u64 != entry.bytes {
+            let reason = format!("{} bytes, the manifest says {}", bytes.len(), entry.bytes);
+            return Err(Error::corruption(&path, bytes.len().min(entry.bytes as usize) as u64, reason));
+        }
+        let crc = crc32fast::hash(&bytes);
+        if crc != entry.crc32 {
+            return Err(Error::corruption(&path, 0, format!("crc32 {crc:08x}, the manifest says {:08x}", entry.crc32)));
+        }
+        let events = decode_parquet(&bytes, &path)?;
+        let (first, last) = (events.first().map(|e| e.position), events.last().map(|e| e.position));
+        if events.len() as u64 != entry.rows || first != Some(entry.first_position) || last != Some(entry.last_position)
+        {
+            let reason = format!(
+                "holds {} rows, positions {first:?}..={last:?}; the manifest says {} rows, {}..={}",
+                events.len(),
+                entry.rows,
+                entry.first_position,
+                entry.last_position
+            );
+            return Err(Error::corruption(&path, 0, reason));
+        }
+        Ok(events)
+    }
+
+    /// Committed events of `stream`, in version order.
+    pub fn read_stream(&self, stream: &str) -> Result<Vec<ArchivedEvent>> {
+        let tenant = owner_of(stream);
+        let mut out = Vec::new();
+        for entry in self.committed_files().filter(|f| f.tenant == tenant) {
+            out.extend(self.read_file(entry)?.into_iter().filter(|e| e.stream == stream));
+        }
+        out.sort_by_key(|e| (e.version, e.position));
+        Ok(out)
+    }
+
+    /// Every committed event with position in `from..=to`, in position order.
+    pub fn read_range(&self, from: u64, to: u64) -> Result<Vec<ArchivedEvent>> {
+        let mut out = Vec::new();
+        for entry in self.committed_files().filter(|f| f.first_position <= to && f.last_position >= from) {
+            out.extend(self.read_file(entry)?.into_iter().filter(|e| (from..=to).contains(&e.position)));
+        }
+        out.sort_by_key(|e| e.position);
+        Ok(out)
+    }
+
+    /// Committed rows.
+    pub fn event_count(&self) -> u64 {
+        self.committed_files().map(|f| f.rows).sum()
+    }
+
+    /// Committed files.
+    pub fn file_count(&self) -> u64 {
+        self.committed_files().count() as u64
+    }
+
+    /// Checks the manifest against the files (see the module docs): every listed file exists
+    /// with its recorded length and crc32, decodes, holds the recorded rows and positions,
+    /// each row in its partition's tenant and date, positions strictly increasing in a file
+    /// and in no two committed files. Unlisted `.parquet` (and `.tmp`) files are reported as
+    /// [`Severity::Orphan`]. Returns the findings and the sorted committed positions, so the
+    /// caller can check that none is also in the hot tier.
+    pub fn verify(&self) -> (Vec<Finding>, Vec<u64>) {
+        let mut findings = Vec::new();
+        let corrupt = |file: &Path, offset: u64, reason: String| Finding {
+            severity: Severity::Corruption,
+            file: file.to_path_buf(),
+            offset,
+            reason,
+        };
+        let mut owner: HashMap<u64, &str> = HashMap::new();
+        for entry in &self.manifest.files {
+            let path = self.root.join(&entry.path);
+            let events = match self.read_file(entry) {
+                Ok(events) => events,
+                Err(Error::Corruption { file, offset, reason }) => {
+                    findings.push(corrupt(&file, offset, reason));
+                    continue;
+                }
+                Err(other) => {
+                    findings.push(corrupt(&path, 0, other.to_string()));
+                    continue;
+                }
+            };
+            if let Some(pair) = events.windows(2).find(|w| w[0].position >= w[1].position) {
+                let reason =
+                    format!("position {} follows {}: not strictly increasing", pair[1].position, pair[0].position);
+                findings.push(corrupt(&path, 0, reason));
+            }
+            for event in &events {
+                let (tenant, date) = (owner_of(&event.stream), date_of(event.timestamp_us));
+                if tenant != entry.tenant || date != entry.date {
+                    let reason = format!(
+                        "position {} (stream '{}', {date}) does not belong in partition tenant={}/date={}",
+                        event.position, event.stream, entry.tenant, entry.date
+                    );
+                    findings.push(corrupt(&path, 0, reason));
+                    break;
+                }
+            }
+            let (min_t, max_t) = events
+                .iter()
+                .fold((i64::MAX, i64::MIN), |(lo, hi), e| (lo.min(e.timestamp_us), hi.max(e.timestamp_us)));
+            if (min_t, max_t) != (entry.min_time_us, entry.max_time_us) {
+                findings.push(corrupt(&path, 0, "times differ from the manifest's min/max".into()));
+            }
+            if self.manifest.is_pending(entry.job) {
+                continue;
+            }
+            for event in &events {
+                if let Some(other) = owner.insert(event.position, &entry.path) {
+                    let reason = format!("position {} is also in {other}", event.position);
+                    findings.push(corrupt(&path, 0, reason));
+                }
+            }
+        }
+        let listed: HashSet<PathBuf> = self.manifest.files.iter().map(|f| self.root.join(&f.path)).collect();
+        let mut stray = Vec::new();
+        collect_stray(&self.root, &listed, &mut stray, 0);
+        for path in stray {
+            findings.push(Finding {
+                severity: Severity::Orphan,
+                file: path,
+                offset: 0,
+                reason: "not in the manifest: the leftover of an interrupted export or compaction; \
+                         no data depends on it and it may be deleted"
+                    .into(),
+            });
+        }
+        let mut positions: Vec<u64> = owner.into_keys().collect();
+        positions.sort_unstable();
+        (findings, positions)
+    }
+}
+
+/// Adds the cold tier of data directory `data` (`<data>/archive`, when it exists) to `report`:
+/// [`Archive::verify`]'s findings, its committed files and rows, and a finding for archived
+/// positions that are also in the hot tier (the segments' `first_position..=last_position`).
+pub fn verify_data_dir(data: &Path, report: &mut logbook::VerifyReport) {
+    let root = data.join(ARCHIVE_DIR);
+    if !root.is_dir() {
+        return;
+    }
+    let archive = match Archive::open(&root, logbook::std_fs()) {
+        Ok(archive) => archive,
+        Err(err) => {
+            let (file, offset) = match &err {
+                Error::Corruption { file, offset, .. } => (file.clone(), *offset),
+                _ => (root.join(MANIFEST_FILE), 0),
+            };
+            let reason = format!("cannot open the archive: {err}");
+            report.findings.push(Finding { severity: Severity::Corruption, file, offset, reason });
+            return;
+        }
+    };
+    let (findings, positions) = archive.verify();
+    report.findings.extend(findings);
+    report.archive_files = archive.file_count();
+    report.archive_events = archive.event_count();
+    let both: Vec<u64> = positions.into_iter().filter(|&p| report.hot.contains(p)).collect();
+    if let Some(first) = both.first() {
+        let reason = format!("{} archived positions (the first {first}) are also in the hot tier", both.len());
+        report.findings.push(Finding { severity: Severity::Corruption, file: root.clone(), offset: 0, reason });
+    }
+}
+
+/// Unlisted `.parquet` and `.tmp` files under `dir` (symlinks are not followed; the depth is
+/// bounded, since our layout is two directories deep).
+fn collect_stray(dir: &Path, listed: &HashSet<PathBuf>, out: &mut Vec<PathBuf>, depth: usize) {
+    let Ok(entries) = fs::read_dir(dir) else { return };
+    let mut entries: Vec<_> = entries.filter_map(|e| e.ok()).collect();
+    entries.sort_by_key(|e| e.path());
+    for entry in entries {
+        let path = entry.path();
+        let Ok(kind) = entry.file_type() else { continue };
+        if kind.is_dir() && depth < 4 {
+            collect_stray(&path, listed, out, depth + 1);
+        } else if kind.is_file() {
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            if (name.ends_with(".parquet") || name.ends_with(".tmp")) && !listed.contains(&path) {
+                out.push(path);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn event(position: u64, stream: &str, timestamp_us: i64, data: &[u8], metadata: &[u8]) -> ArchivedEvent {
+        ArchivedEvent {
+            position,
+            stream: stream.into(),
+            version: position,
+            event_type: "T".into(),
+            timestamp_us,
+            id: [position as u8; 16],
+            metadata: metadata.to_vec(),
+            data: data.to_vec(),
+        }
+    }
+
+    #[test]
+    fn tenants_and_dates() {
+        assert_eq!(owner_of("acme:order-1"), "acme");
+        assert_eq!(owner_of("order-1"), "default");
+        assert_eq!(owner_of("a-b:order-1"), "default");
+        assert_eq!(owner_of(":order-1"), "default");
+        assert_eq!(owner_of("acme:x:y"), "acme");
+        assert_eq!(owner_of(&format!("{}:x", "a".repeat(65))), "default");
+        assert_eq!(date_of(0), "1970-01-01");
+        assert_eq!(date_of(-1), "1969-12-31");
+    }
+
+    #[test]
+    fn payload_encodings() {
+        assert_eq!(encode_payload(br#"{"a": 1}"#), (r#"{"a": 1}"#.to_string(), "json"));
+        assert_eq!(encode_payload(b""), ("\"\"".to_string(), "base64"));
+        assert_eq!(encode_payload(&[0, 1, 2]), ("\"AAEC\"".to_string(), "base64"));
+        assert_eq!(encode_payload(b"not json"), ("\"bm90IGpzb24=\"".to_string(), "base64"));
+        assert!(decode_payload("\"AAEC\"", "zip").is_err());
+        assert!(decode_payload("AAEC", "base64").is_err());
+    }
+
+    proptest! {
+        #[test]
+        fn payloads_round_trip(bytes in proptest::collection::vec(any::<u8>(), 0..64), text in ".{0,24}") {
+            for payload in [bytes.clone(), text.into_bytes()] {
+                let (stored, encoding) = encode_payload(&payload);
+                prop_assert!(serde_json::from_str::<serde::de::IgnoredAny>(&stored).is_ok());
+                prop_assert_eq!(decode_payload(&stored, encoding).unwrap(), payload);
+            }
+        }
+    }
+
+    #[test]
+    fn parquet_round_trip() {
+        let events = vec![
+            event(1, "acme:order-1", 1_700_000_000_000_000, br#"{"x":1}"#, b""),
+            event(2, "order-2", -5, &[0xff, 0], b"[1,2]"),
+        ];
+        let bytes = encode_parquet(&events).unwrap();
+        assert_eq!(decode_parquet(&bytes, Path::new("x.parquet")).unwrap(), events);
+        let err = decode_parquet(&bytes[..bytes.len() - 3], Path::new("x.parquet")).unwrap_err();
+        assert!(matches!(err, Error::Corruption { ref file, .. } if file == Path::new("x.parquet")), "{err}");
+    }
+
+    #[test]
+    fn manifest_paths_are_confined() {
+        let good = ManifestFile {
+            path: "tenant=acme/date=2026-01-02/job-000001-00000000000000000001.parquet".into(),
+            tenant: "acme".into(),
+            date: "2026-01-02".into(),
+            job: 1,
+            rows: 1,
+            first_position: 1,
+            last_position: 1,
+            min_time_us: 0,
+            max_time_us: 0,
+            bytes: 10,
+            crc32: 0,
+        };
+        assert!(validate_relative_path(&good).is_ok());
+        for path in [
+            "tenant=acme/date=2026-01-02/../x.parquet",
+            "/etc/x.parquet",
+            "tenant=acme/date=2026-01-02/../../x.parquet",
+            "tenant=acme/date=2026-01-02/a/b.parquet",
+            "tenant=acme/date=2026-01-02/.parquet",
+            "tenant=acme/date=2026-01-02/x.txt",
+            "tenant=other/date=2026-01-02/x.parquet",
+            "tenant=acme/date=2026-01-02/x\\..parquet",
+        ] {
+            let bad = ManifestFile { path: path.into(), ..good.clone() };
+            assert!(validate_relative_path(&bad).is_err(), "{path}");
+        }
+        let bad = ManifestFile { tenant: "..".into(), path: "tenant=../date=2026-01-02/x.parquet".into(), ..good };
+        assert!(validate_relative_path(&bad).is_err());
+    }
+}

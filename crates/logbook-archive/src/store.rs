@@ -1,0 +1,129 @@
+//! A store together with its cold tier: what the core crate leaves to this one because only
+//! this crate knows the archive's files.
+//!
+//! - [`open_store`]: opens the store, then resolves the archive jobs an interrupted compaction
+//!   left pending (commit when the hot segment carries the job, roll back when it does not),
+//!   so no event is both hot and archived, and none is neither.
+//! - [`compact`]: compaction whose expired events go to the archive (the [`ArchiveSink`] the
+//!   core's compaction writes through).
+//! - [`backup_dir`], [`collect_stats`], [`read_archived_stream`]: the core's backup and stats
+//!   with the cold tier included, and the archived events of one stream.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use logbook::{
+    backup_dir_with, committed_job_of, compact_with_archive, copy_synced, sync_dir, ArchiveSink, BackupReport,
+    CompactReport, DataDir, Error, Options, RecordedEvent, Result, RetentionPolicy, StatsReport, Store,
+    ARCHIVE_MANIFEST_FILE,
+};
+
+use crate::archive::{Archive, ArchivedEvent};
+
+impl ArchiveSink for Archive {
+    fn write_pending_job(&mut self, segment_base: u64, events: Vec<RecordedEvent>) -> Result<(u64, usize)> {
+        let job = self.next_job_id();
+        let rows = events.iter().map(ArchivedEvent::from_recorded).collect();
+        let files = self.write_job(job, Some(segment_base), rows)?.len();
+        Ok((job, files))
+    }
+
+    fn commit_job(&mut self, job: u64) -> Result<()> {
+        Archive::commit_job(self, job)
+    }
+}
+
+/// Opens the store in `dir` (see [`Store::open`]) and resolves its cold tier's pending jobs.
+/// The store's lock is held before anything in the archive changes.
+pub fn open_store(dir: impl AsRef<Path>, options: Options) -> Result<Store> {
+    let fs = Arc::clone(&options.fs);
+    let store = Store::open(dir.as_ref(), options)?;
+    let data = DataDir::new(store.dir());
+    if data.archive_dir().exists() {
+        let mut archive = Archive::open(&data.archive_dir(), fs)?;
+        resolve_pending_jobs(&mut archive, data.segments_dir())?;
+    }
+    Ok(store)
+}
+
+/// Commits each pending archive job whose segment carries its job id (the compaction got past
+/// its rename) and rolls back the others, so no event is both hot and archived.
+pub fn resolve_pending_jobs(archive: &mut Archive, segments_dir: &Path) -> Result<()> {
+    for (job, base) in archive.pending_jobs() {
+        if committed_job_of(segments_dir, base) == Some(job) {
+            tracing::info!(job, base, "committing an archive job whose compaction finished");
+            archive.commit_job(job)?;
+        } else {
+            tracing::warn!(job, base, "rolling back an archive job whose compaction did not finish");
+            archive.rollback_job(job)?;
+        }
+    }
+    Ok(())
+}
+
+/// Compacts `store` under `policy` as of `now_us`, expired events going to the store's cold
+/// tier (`<data>/archive`) first when the policy archives. Resolves pending jobs first.
+/// `progress(done, total)` as in [`logbook::compact`].
+pub fn compact(
+    store: &Store,
+    policy: &RetentionPolicy,
+    now_us: i64,
+    progress: impl FnMut(u64, u64),
+) -> Result<CompactReport> {
+    let data = DataDir::new(store.dir());
+    let mut archive = Archive::open(&data.archive_dir(), Arc::clone(&store.options().fs))?;
+    resolve_pending_jobs(&mut archive, data.segments_dir())?;
+    compact_with_archive(store, policy, now_us, &mut archive, progress)
+}
+
+/// The events of `stream` that compaction moved to the store's cold tier, in version order;
+/// empty when it has none.
+pub fn read_archived_stream(store: &Store, stream: &str) -> Result<Vec<ArchivedEvent>> {
+    let root = DataDir::new(store.dir()).archive_dir();
+    Archive::open(&root, Arc::clone(&store.options().fs))?.read_stream(stream)
+}
+
+/// Counts everything in `store` ([`logbook::collect_stats`]) and the events of its cold tier.
+pub fn collect_stats(store: &Store) -> Result<StatsReport> {
+    let mut report = logbook::collect_stats(store)?;
+    let root = DataDir::new(store.dir()).archive_dir();
+    if root.is_dir() {
+        report.archived_events = Archive::open(&root, logbook::std_fs())?.event_count();
+    }
+    Ok(report)
+}
+
+/// Copies the store in `data`, its cold tier included, to `out` (see [`logbook::backup_dir`]).
+/// The archive's manifest is copied first, then every file it lists (files written after the
+/// manifest was read are not listed, and a job rolled back meanwhile is resolved at open).
+pub fn backup_dir(data: &Path, out: &Path) -> Result<BackupReport> {
+    backup_dir_with(data, out, |from, to, report| copy_archive(&from.archive_dir(), &to.archive_dir(), report))
+}
+
+fn copy_archive(from: &Path, to: &Path, report: &mut BackupReport) -> Result<()> {
+    let manifest = from.join(ARCHIVE_MANIFEST_FILE);
+    if !manifest.exists() {
+        return Ok(());
+    }
+    std::fs::create_dir_all(to).map_err(|e| Error::io(format!("creating {}", to.display()), e))?;
+    let archive = Archive::open(from, logbook::std_fs())?;
+    let files: Vec<&str> = archive.manifest().files.iter().map(|f| f.path.as_str()).collect();
+    if let Some(bytes) = copy_synced(&manifest, &to.join(ARCHIVE_MANIFEST_FILE))? {
+        report.files += 1;
+        report.bytes += bytes;
+    }
+    for relative in files {
+        let target = to.join(relative);
+        if let Some(parent) = target.parent() {
+            std::fs::create_dir_all(parent).map_err(|e| Error::io(format!("creating {}", parent.display()), e))?;
+        }
+        if let Some(bytes) = copy_synced(&from.join(relative), &target)? {
+            report.files += 1;
+            report.bytes += bytes;
+        }
+        if let Some(parent) = target.parent() {
+            sync_dir(parent)?;
+        }
+    }
+    sync_dir(to)
+}

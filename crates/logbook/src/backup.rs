@@ -1,0 +1,154 @@
+//! A consistent copy of a store's data directory, taken while the store is live (or not).
+//!
+//! Sealed segments never change except by compaction, which replaces them whole; the active
+//! segment only grows. So a copy is consistent
+//! when no compaction replaced a sealed segment while it was being taken: the copy lists the
+//! sealed segments (name, length, header checksum) before and after copying and starts again
+//! (up to [`MAX_ATTEMPTS`] times) if that list changed. Segments sealed or created meanwhile are
+//! newer than the copy and simply not in it. The active segment is copied as far as it was
+//! written, so the copy holds every event acknowledged before the backup started; an append in
+//! flight may be cut, which the copy's first open repairs like after a crash (it has no
+//! `CLEAN` marker, so that open also checks every frame). Restore = stop the store, move the
+//! copy into place, open it.
+//!
+//! The copy gets a segment manifest of its own, for the files it holds (the store's may already
+//! name segments sealed after the copy began); it has no `CLEAN`, so its first open verifies
+//! every frame.
+//!
+//! Every copied file is synced, then each directory, so a finished backup survives a power loss.
+
+use std::fs;
+use std::path::Path;
+
+use crate::datadir::{DataDir, SEGMENTS_DIR};
+use crate::error::{Error, Result};
+use crate::segment;
+
+/// Copies attempted before giving up because compactions keep replacing segments.
+pub const MAX_ATTEMPTS: usize = 5;
+
+/// What a backup copied.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct BackupReport {
+    /// Segments copied (sealed and active).
+    pub segments: usize,
+    /// Files copied (segments, indexes, cold-tier files).
+    pub files: usize,
+    /// Bytes copied.
+    pub bytes: u64,
+    /// Copies started over because a compaction replaced a sealed segment meanwhile.
+    pub retries: usize,
+}
+
+/// (base, length, header) of each sealed segment: what a compaction would change.
+type SealedList = Vec<(u64, u64, Option<segment::SegmentHeader>)>;
+
+fn sealed_list(data: &DataDir) -> Result<(SealedList, Option<u64>)> {
+    let listing = data.list().map_err(|e| Error::io(format!("listing {}", data.segments_dir().display()), e))?;
+    let mut bases = listing.segments;
+    let active = bases.pop();
+    let mut list = Vec::with_capacity(bases.len());
+    for base in bases {
+        let path = data.segment_path(base);
+        let len = fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+        list.push((base, len, segment::read_header(&path)));
+    }
+    Ok((list, active))
+}
+
+/// Copies the store in `data` to `out`, which must not exist or be empty. Refuses a store with
+/// a cold tier (`archive/`), whose files only the archive crate knows: back such a store up
+/// with `logbook_archive::backup_dir` (as `logbook backup` does), or the copy would lack them.
+pub fn backup_dir(data: &Path, out: &Path) -> Result<BackupReport> {
+    if DataDir::new(data).archive_dir().exists() {
+        return Err(Error::InvalidInput(format!(
+            "{} has a cold tier (archive/); back it up through logbook-archive so the copy holds it",
+            data.display()
+        )));
+    }
+    backup_dir_with(data, out, |_, _, _| Ok(()))
+}
+
+/// Copies the store in `data` to `out` like [`backup_dir`], and calls `extra(from, to, report)`
+/// inside each attempt, after the segments and before the check that no compaction replaced
+/// one meanwhile: the archive crate copies the cold tier there.
+pub fn backup_dir_with(
+    data: &Path,
+    out: &Path,
+    mut extra: impl FnMut(&DataDir, &DataDir, &mut BackupReport) -> Result<()>,
+) -> Result<BackupReport> {
+    if !crate::datadir::holds_store(data) {
+        return Err(Error::NoStore(data.to_path_buf()));
+    }
+    let data_dir = DataDir::new(data);
+    let segments = data_dir.segments_dir().to_path_buf();
+    if out.exists()
+        && fs::read_dir(out).map_err(|e| Error::io(format!("reading {}", out.display()), e))?.next().is_some()
+    {
+        return Err(Error::InvalidInput(format!("backup target {} is not empty", out.display())));
+    }
+    for attempt in 0..MAX_ATTEMPTS {
+        if out.exists() {
+            fs::remove_dir_all(out).map_err(|e| Error::io(format!("clearing {}", out.display()), e))?;
+        }
+        let (before, active) = sealed_list(&data_dir)?;
+        let mut report = BackupReport { retries: attempt, ..BackupReport::default() };
+        let out_segments = out.join(SEGMENTS_DIR);
+        fs::create_dir_all(&out_segments).map_err(|e| Error::io(format!("creating {}", out_segments.display()), e))?;
+        let mut names: Vec<String> = Vec::new();
+        for (base, _, _) in &before {
+            names.push(segment::file_name(*base));
+            names.push(crate::index::file_name(*base));
+        }
+        if let Some(active) = active {
+            names.push(segment::file_name(active));
+        }
+        for name in &names {
+            let copied = copy_synced(&segments.join(name), &out_segments.join(name))?;
+            if let Some(bytes) = copied {
+                report.files += 1;
+                report.bytes += bytes;
+            }
+        }
+        report.segments = before.len() + usize::from(active.is_some());
+        extra(&data_dir, &DataDir::new(out), &mut report)?;
+        let (after, _) = sealed_list(&data_dir)?;
+        // Sealed segments that existed before must be unchanged; new ones may have appeared
+        // after the old active one (the log moved on), which the copy does not need.
+        if after.len() >= before.len() && after[..before.len()] == before[..] {
+            // The store's own manifest may already name segments sealed after the copy began:
+            // the copy gets one of its own, for the files it holds.
+            let copy = DataDir::new(out);
+            if let Some(manifest) = crate::wal::manifest_of_segments(&copy)? {
+                copy.write_manifest(&crate::storage::StdFileSystem, &manifest)?;
+            }
+            sync_dir(&out_segments)?;
+            sync_dir(out)?;
+            return Ok(report);
+        }
+        tracing::info!(attempt, "a compaction replaced segments during the backup; copying again");
+    }
+    Err(Error::InvalidInput(format!(
+        "compactions replaced segments during {MAX_ATTEMPTS} backup attempts; try again when it is quieter"
+    )))
+}
+
+/// Copies and syncs one file; `None` if it vanished (a compaction removed it: the caller's
+/// before/after comparison notices).
+pub fn copy_synced(from: &Path, to: &Path) -> Result<Option<u64>> {
+    match fs::copy(from, to) {
+        Ok(bytes) => {
+            fs::File::open(to)
+                .and_then(|f| f.sync_all())
+                .map_err(|e| Error::io(format!("syncing {}", to.display()), e))?;
+            Ok(Some(bytes))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(Error::io(format!("copying {} to {}", from.display(), to.display()), e)),
+    }
+}
+
+/// Syncs a directory, so the names in it survive a power loss.
+pub fn sync_dir(dir: &Path) -> Result<()> {
+    fs::File::open(dir).and_then(|d| d.sync_all()).map_err(|e| Error::io(format!("syncing {}", dir.display()), e))
+}

@@ -1,0 +1,241 @@
+//! The data directory: the one owner of its paths, of the segment listing and the bytes the
+//! segments take, of the LOCK, and of the durable records of what must exist (`CLEAN`,
+//! `MANIFEST`). Recovery, verify, backup, stats and INFO all ask it; none lists files itself.
+//!
+//! ```text
+//! <data>/
+//!   LOCK        held with an OS lock while a store is open
+//!   MANIFEST    which segments must exist (rewritten atomically at each rollover, compaction, open)
+//!   CLEAN       present only after a clean shutdown: head, last segment, its length, last checksum
+//!   segments/   <base:020>.seg and .idx files, next-segment.tmp
+//!   archive/    the cold tier (written by the logbook-archive crate): _manifest.json, Parquet files
+//! ```
+//!
+//! The manifest lives beside `segments/`, not in it, so that losing the whole `segments/`
+//! directory is still noticed.
+
+mod record;
+
+use std::fs::{self, File};
+use std::io;
+use std::path::{Path, PathBuf};
+
+pub use record::{
+    decode_clean, decode_manifest, encode_clean, encode_manifest, CleanRecord, LastSegment, Manifest, ManifestEntry,
+    CLEAN_BYTES, MAX_MANIFEST_BYTES,
+};
+
+use crate::error::{Error, Result};
+use crate::storage::FileSystem;
+use crate::{index, segment};
+
+/// Subdirectory holding segment and index files.
+pub const SEGMENTS_DIR: &str = "segments";
+/// Held with an OS lock while a store is open.
+pub const LOCK_FILE: &str = "LOCK";
+/// Written on clean shutdown, removed on open: its absence means the last run crashed.
+pub const CLEAN_FILE: &str = "CLEAN";
+/// The durable record of which segments must exist.
+pub const MANIFEST_FILE: &str = "MANIFEST";
+/// Subdirectory of the cold tier (its files belong to the logbook-archive crate).
+pub const ARCHIVE_DIR: &str = "archive";
+/// The cold tier's manifest, under [`ARCHIVE_DIR`].
+pub const ARCHIVE_MANIFEST_FILE: &str = "_manifest.json";
+/// The most bytes of a cold-tier manifest anyone reads.
+pub const MAX_ARCHIVE_MANIFEST_BYTES: u64 = 256 << 20;
+
+/// True when `dir` holds a logbook store: a segment manifest or a clean-shutdown record, or
+/// (a store written before manifests existed, after a crash) a segment file.
+pub fn holds_store(dir: &Path) -> bool {
+    let data = DataDir::new(dir);
+    if data.manifest_path().is_file() || data.clean_path().is_file() {
+        return true;
+    }
+    data.list().is_ok_and(|listing| !listing.segments.is_empty())
+}
+
+/// The paths of one data directory.
+#[derive(Debug, Clone)]
+pub struct DataDir {
+    root: PathBuf,
+    segments: PathBuf,
+}
+
+/// What `segments/` holds, by kind.
+#[derive(Debug, Default, Clone)]
+pub struct Listing {
+    /// Bases of segment files, ascending.
+    pub segments: Vec<u64>,
+    /// Temporary files an interrupted atomic write or compaction left (the spare excluded).
+    pub temporary: Vec<PathBuf>,
+}
+
+/// Bytes the segment and index files take.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct DiskUsage {
+    /// Blocks allocated on disk (what `du` says; the active segment's preallocation included).
+    pub allocated: u64,
+    /// Sum of file lengths.
+    pub apparent: u64,
+}
+
+impl DataDir {
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        let root = root.into();
+        let segments = root.join(SEGMENTS_DIR);
+        DataDir { root, segments }
+    }
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+    pub fn segments_dir(&self) -> &Path {
+        &self.segments
+    }
+    pub fn segment_path(&self, base: u64) -> PathBuf {
+        self.segments.join(segment::file_name(base))
+    }
+    pub fn index_path(&self, base: u64) -> PathBuf {
+        self.segments.join(index::file_name(base))
+    }
+    pub fn spare_path(&self) -> PathBuf {
+        self.segments.join(segment::SPARE_FILE)
+    }
+    pub fn clean_path(&self) -> PathBuf {
+        self.root.join(CLEAN_FILE)
+    }
+    pub fn manifest_path(&self) -> PathBuf {
+        self.root.join(MANIFEST_FILE)
+    }
+    /// The cold tier's directory.
+    pub fn archive_dir(&self) -> PathBuf {
+        self.root.join(ARCHIVE_DIR)
+    }
+    /// The cold tier's manifest.
+    pub fn archive_manifest_path(&self) -> PathBuf {
+        self.archive_dir().join(ARCHIVE_MANIFEST_FILE)
+    }
+    /// True when the cold tier holds a job written but not yet resolved (a compaction that
+    /// moved events to the archive stopped before it finished). Only the archive crate knows
+    /// how to resolve one, so the core refuses to compact while this holds. Reads one field of
+    /// the archive's manifest: `pending`, a list (docs/format.md).
+    pub fn archive_has_pending_jobs(&self) -> Result<bool> {
+        #[derive(serde::Deserialize)]
+        struct PendingOnly {
+            pending: Vec<serde::de::IgnoredAny>,
+        }
+        let path = self.archive_manifest_path();
+        let bytes = match crate::storage::read_bounded(&path, MAX_ARCHIVE_MANIFEST_BYTES) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+            Err(e) => return Err(Error::io(format!("reading {}", path.display()), e)),
+        };
+        let manifest: PendingOnly = serde_json::from_slice(&bytes)
+            .map_err(|e| Error::corruption(&path, e.column() as u64, format!("the archive manifest does not parse: {e}")))?;
+        Ok(!manifest.pending.is_empty())
+    }
+    pub fn lock_path(&self) -> PathBuf {
+        self.root.join(LOCK_FILE)
+    }
+
+    /// Lists `segments/`. A missing directory lists as empty.
+    pub fn list(&self) -> io::Result<Listing> {
+        let mut listing = Listing::default();
+        let entries = match fs::read_dir(&self.segments) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(listing),
+            Err(e) => return Err(e),
+        };
+        for entry in entries {
+            let entry = entry?;
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            if let Some(base) = segment::parse_file_name(&name) {
+                listing.segments.push(base);
+            } else if name.ends_with(".tmp") && name != segment::SPARE_FILE {
+                listing.temporary.push(entry.path());
+            }
+        }
+        listing.segments.sort_unstable();
+        Ok(listing)
+    }
+
+    /// Bytes of every file in `segments/`.
+    pub fn disk_usage(&self) -> DiskUsage {
+        let Ok(entries) = fs::read_dir(&self.segments) else { return DiskUsage::default() };
+        let mut usage = DiskUsage::default();
+        for metadata in entries.filter_map(|e| e.ok()?.metadata().ok()).filter(|m| m.is_file()) {
+            usage.allocated += std::os::unix::fs::MetadataExt::blocks(&metadata) * 512;
+            usage.apparent += metadata.len();
+        }
+        usage
+    }
+
+    /// Creates the directory and `segments/` (durably) if missing, then takes the LOCK.
+    pub fn create_and_lock(&self, fsys: &dyn FileSystem) -> Result<File> {
+        crate::storage::create_dir_durably(fsys, &self.segments)
+            .map_err(|e| Error::io(format!("creating {}", self.segments.display()), e))?;
+        self.lock()
+    }
+
+    /// Takes the OS lock on `LOCK`: a second open, from any process, fails at once.
+    pub fn lock(&self) -> Result<File> {
+        let path = self.lock_path();
+        let file = fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(|e| Error::io(format!("opening {}", path.display()), e))?;
+        match file.try_lock() {
+            Ok(()) => Ok(file),
+            Err(fs::TryLockError::WouldBlock) => Err(Error::Locked(self.root.clone())),
+            Err(fs::TryLockError::Error(e)) => Err(Error::io(format!("locking {}", path.display()), e)),
+        }
+    }
+
+    /// True when a process holds the LOCK (a store is open here, so its files may change).
+    pub fn in_use(&self) -> bool {
+        let Ok(file) = fs::OpenOptions::new().write(true).open(self.lock_path()) else { return false };
+        // Taking the lock and dropping the file releases it at once.
+        file.try_lock().is_err()
+    }
+
+    /// The clean-shutdown record, if there is one. A record that does not decode is corruption.
+    pub fn read_clean(&self) -> Result<Option<CleanRecord>> {
+        let path = self.clean_path();
+        match crate::storage::read_bounded(&path, CLEAN_BYTES as u64) {
+            Ok(bytes) => decode_clean(&bytes).map(Some).map_err(|reason| Error::corruption(&path, 0, reason)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) if e.kind() == io::ErrorKind::InvalidData => Err(Error::corruption(&path, 0, e.to_string())),
+            Err(e) => Err(Error::io(format!("reading {}", path.display()), e)),
+        }
+    }
+
+    pub fn write_clean(&self, fsys: &dyn FileSystem, record: &CleanRecord) -> Result<()> {
+        let path = self.clean_path();
+        crate::storage::write_atomically(fsys, &path, &encode_clean(record))
+    }
+
+    /// Removes `CLEAN` durably, so a crash from now on is seen as a crash.
+    pub fn remove_clean(&self, fsys: &dyn FileSystem) -> Result<()> {
+        fsys.remove_file(&self.clean_path()).map_err(|e| Error::io("removing the clean-shutdown record", e))?;
+        fsys.sync_dir(&self.root).map_err(|e| Error::io("syncing the data directory", e))
+    }
+
+    /// The segment manifest, if there is one. One that does not decode is corruption.
+    pub fn read_manifest(&self) -> Result<Option<Manifest>> {
+        let path = self.manifest_path();
+        match crate::storage::read_bounded(&path, MAX_MANIFEST_BYTES) {
+            Ok(bytes) => decode_manifest(&bytes).map(Some).map_err(|reason| Error::corruption(&path, 0, reason)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) if e.kind() == io::ErrorKind::InvalidData => Err(Error::corruption(&path, 0, e.to_string())),
+            Err(e) => Err(Error::io(format!("reading {}", path.display()), e)),
+        }
+    }
+
+    /// Replaces the manifest atomically (temp file, fsync, rename, directory fsync).
+    pub fn write_manifest(&self, fsys: &dyn FileSystem, manifest: &Manifest) -> Result<()> {
+        let path = self.manifest_path();
+        crate::storage::write_atomically(fsys, &path, &encode_manifest(manifest))
+    }
+}

@@ -1,0 +1,662 @@
+//! The public API: append with expected version and idempotency, stream and `$all` reads,
+//! and subscriptions.
+//!
+//! ```
+//! use logbook::{ExpectedVersion, NewEvent, Store, Options, Direction, Filter};
+//!
+//! let dir = tempfile::tempdir().unwrap();
+//! let store = Store::open(dir.path(), Options::default()).unwrap();
+//! let placed = store
+//!     .append("order-42", ExpectedVersion::NoStream, vec![
+//!         NewEvent::new("CART_CREATED", br#"{"customer":"c-1"}"#.to_vec()),
+//!         NewEvent::new("ITEM_ADDED", br#"{"sku":"p-9","qty":2}"#.to_vec()),
+//!     ])
+//!     .unwrap();
+//! assert_eq!((placed.first_version, placed.last_version), (1, 2));
+//!
+//! // A wrong expected version writes nothing and says what the stream is at.
+//! let err = store.append("order-42", ExpectedVersion::Exact(1), vec![NewEvent::new("X", b"{}".to_vec())]);
+//! assert!(matches!(err, Err(logbook::Error::WrongExpectedVersion { actual: 2, .. })));
+//!
+//! let events = store.read_stream("order-42", 1, 100, Direction::Forward).unwrap();
+//! assert_eq!(events[1].event_type(), "ITEM_ADDED");
+//! let all = store.read_all(1, 100, &Filter::category("order")).unwrap();
+//! assert_eq!(all.len(), 2);
+//! store.close().unwrap();
+//! ```
+
+use std::collections::VecDeque;
+use std::path::Path;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use bytes::Bytes;
+use crossbeam_channel::{bounded, Sender};
+use parking_lot::Mutex;
+
+use crate::error::{Error, Result};
+use crate::record::{self, FRAME_HEADER_BYTES, MAX_STREAM_BYTES};
+use crate::segment::{self, ReadError, SegmentReader};
+use crate::options::Options;
+use crate::types::{AppendResult, Direction, ExpectedVersion, Filter, NewEvent, RecordedEvent};
+use crate::wal::{self, AppendRequest, Request, Shared, Writer};
+
+/// Most events one `read_all` call scans past without a match before returning what it has,
+/// so a selective filter cannot hold a caller for the whole log at once.
+pub const MAX_SCAN_PER_READ: usize = 1_000_000;
+/// A `$all` scan reads this many bytes per event it still wants, at once...
+const SCAN_BYTES_PER_EVENT: usize = 1024;
+/// ...but never more than this in one `pread` (a chunk stays alive while an event from it does).
+const MAX_SCAN_CHUNK_BYTES: usize = 256 * 1024;
+
+/// An open event store. Cheap to clone; every clone is the same store. The store closes
+/// (cleanly, with a final sync) when [`Store::close`] is called or the last clone is dropped.
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    shared: Arc<Shared>,
+    requests: Sender<Request>,
+    writer: Mutex<Option<JoinHandle<()>>>,
+    options: Options,
+    acks: Arc<AckState>,
+    /// One compaction at a time; true once one failed (until the store is reopened).
+    compaction: Mutex<bool>,
+    // Held (and its OS lock with it) for as long as the store is open.
+    _lock: std::fs::File,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        let _ = shutdown(&self.requests, &self.writer);
+    }
+}
+
+fn shutdown(requests: &Sender<Request>, writer: &Mutex<Option<JoinHandle<()>>>) -> Result<()> {
+    let Some(handle) = writer.lock().take() else {
+        return Ok(());
+    };
+    let (tx, rx) = bounded(1);
+    let result = match requests.send(Request::Shutdown(tx)) {
+        Ok(()) => rx.recv().unwrap_or(Err(Error::Shutdown)),
+        Err(_) => Err(Error::Shutdown),
+    };
+    if handle.join().is_err() {
+        return Err(Error::WriterFailed("the writer thread panicked".into()));
+    }
+    result
+}
+
+fn validate_options(options: &Options) -> Result<()> {
+    if !(256..=(1 << 31)).contains(&options.segment_bytes) {
+        return Err(Error::InvalidInput(format!("segment_bytes {} outside 256..=2 GiB", options.segment_bytes)));
+    }
+    if options.max_batch_bytes == 0 || options.max_batch_bytes > 256 * 1024 * 1024 {
+        return Err(Error::InvalidInput(format!("max_batch_bytes {} outside 1..=256 MiB", options.max_batch_bytes)));
+    }
+    if options.max_batch_events == 0 || options.max_batch_events > 1_000_000 {
+        return Err(Error::InvalidInput(format!("max_batch_events {} outside 1..=1000000", options.max_batch_events)));
+    }
+    if options.max_queued_appends == 0 {
+        return Err(Error::InvalidInput("max_queued_appends must be at least 1".into()));
+    }
+    Ok(())
+}
+
+/// Checks a stream name: non-empty UTF-8 without control characters, at most 1024 bytes,
+/// not starting with `$` (reserved for system streams such as `$all`).
+pub fn validate_stream_name(stream: &str) -> Result<()> {
+    if stream.is_empty() {
+        return Err(Error::InvalidInput("stream name is empty".into()));
+    }
+    if stream.len() > MAX_STREAM_BYTES {
+        return Err(Error::InvalidInput(format!("stream name is {} bytes, limit {MAX_STREAM_BYTES}", stream.len())));
+    }
+    if stream.starts_with('$') {
+        return Err(Error::InvalidInput(format!(
+            "stream name '{stream}' starts with '$', reserved for system streams"
+        )));
+    }
+    if stream.chars().any(char::is_control) {
+        return Err(Error::InvalidInput("stream name contains a control character".into()));
+    }
+    Ok(())
+}
+
+fn first_duplicate(ids: &[[u8; 16]]) -> Option<[u8; 16]> {
+    let mut sorted = ids.to_vec();
+    sorted.sort_unstable();
+    sorted.windows(2).find(|w| w[0] == w[1]).map(|w| w[0])
+}
+
+impl Store {
+    /// Opens the store in `dir`, creating it if needed, and recovers it: a torn tail of the
+    /// last segment is cut back to the last whole batch; damage anywhere else fails with
+    /// [`Error::Corruption`] naming the file and offset. A second open of the same directory
+    /// (from any process) fails with [`Error::Locked`].
+    pub fn open(dir: impl AsRef<Path>, options: Options) -> Result<Store> {
+        validate_options(&options)?;
+        let recovered = wal::recover(dir.as_ref(), &options)?;
+        let (requests, queue) = bounded(options.max_queued_appends);
+        let writer =
+            Writer::new(Arc::clone(&recovered.shared), recovered.writer, options.clone(), recovered.last_frame_crc);
+        let handle = std::thread::Builder::new()
+            .name("logbook-writer".into())
+            .spawn(move || writer.run(queue))
+            .map_err(|e| Error::io("starting the writer thread", e))?;
+        Ok(Store {
+            inner: Arc::new(Inner {
+                shared: recovered.shared,
+                requests,
+                writer: Mutex::new(Some(handle)),
+                options,
+                acks: Arc::new(AckState::default()),
+                compaction: Mutex::new(false),
+                _lock: recovered.lock,
+            }),
+        })
+    }
+
+    /// Closes the store: finishes queued appends, syncs, marks the shutdown clean.
+    /// Other clones of this handle get [`Error::Shutdown`] afterwards.
+    pub fn close(self) -> Result<()> {
+        shutdown(&self.inner.requests, &self.inner.writer)
+    }
+
+    /// Appends `events` to `stream` atomically, if the stream's version satisfies `expected`.
+    /// Returns once the events are durable (per the sync mode). Re-sending events whose ids
+    /// are already in the stream with the same content returns the original result and
+    /// writes nothing, whatever `expected` says.
+    pub fn append(&self, stream: &str, expected: ExpectedVersion, events: Vec<NewEvent>) -> Result<AppendResult> {
+        self.submit_append(stream, expected, events)?.wait()
+    }
+
+    /// Queues an append for the writer and returns at once; [`PendingAppend::wait`] gives its
+    /// result. Appends are applied in the order they are submitted (so they get positions in
+    /// that order), and appends submitted before waiting share group commits: this is how a
+    /// client that pipelines many appends pays for about one fsync.
+    pub fn submit_append(
+        &self,
+        stream: &str,
+        expected: ExpectedVersion,
+        events: Vec<NewEvent>,
+    ) -> Result<PendingAppend> {
+        let request = self.prepare(stream, expected, events)?;
+        let (tx, rx) = bounded(1);
+        self.inner.acks.in_flight.fetch_add(1, Ordering::AcqRel);
+        let pending = PendingAppend { reply: rx, acks: Arc::clone(&self.inner.acks) };
+        self.inner.requests.send(Request::Append(request, tx)).map_err(|_| Error::Shutdown)?;
+        Ok(pending)
+    }
+
+    fn prepare(&self, stream: &str, expected: ExpectedVersion, events: Vec<NewEvent>) -> Result<AppendRequest> {
+        validate_stream_name(stream)?;
+        let limits = &self.inner.options;
+        if events.is_empty() {
+            return Err(Error::InvalidInput("an append needs at least one event".into()));
+        }
+        if events.len() > limits.max_batch_events {
+            return Err(Error::InvalidInput(format!(
+                "{} events in one append, limit {}",
+                events.len(),
+                limits.max_batch_events
+            )));
+        }
+        let mut encoded_bytes = 0usize;
+        let mut ids = Vec::with_capacity(events.len());
+        let mut client_ids = false;
+        for (i, event) in events.iter().enumerate() {
+            if event.event_type.is_empty() {
+                return Err(Error::InvalidInput(format!("event {i} has an empty type")));
+            }
+            record::check_limits(stream, &event.event_type, &event.metadata, &event.data)
+                .map_err(|e| Error::InvalidInput(format!("event {i}: {e}")))?;
+            encoded_bytes +=
+                record::encoded_len(stream.len(), event.event_type.len(), event.metadata.len(), event.data.len());
+            client_ids |= event.id.is_some();
+            ids.push(*event.id.unwrap_or_else(uuid::Uuid::new_v4).as_bytes());
+        }
+        if let Some(id) = first_duplicate(&ids) {
+            return Err(Error::InvalidInput(format!(
+                "event id {} appears twice in one append",
+                uuid::Uuid::from_bytes(id)
+            )));
+        }
+        if encoded_bytes > limits.max_batch_bytes {
+            return Err(Error::InvalidInput(format!(
+                "append encodes to {encoded_bytes} bytes, limit {}",
+                limits.max_batch_bytes
+            )));
+        }
+        Ok(AppendRequest { stream: stream.to_string(), expected, events, ids, client_ids, encoded_bytes })
+    }
+
+    /// Deletes `stream` if its version satisfies `expected`: a tombstone (an event on the
+    /// system stream `$deleted`) is written durably, after which the stream's events are hidden
+    /// from every read and further appends to it fail with [`Error::StreamDeleted`]. Deletion
+    /// is permanent; compaction later removes the stream's events from disk (except events
+    /// under a legal hold, until it ends). Returns where the tombstone was written.
+    pub fn delete_stream(&self, stream: &str, expected: ExpectedVersion) -> Result<AppendResult> {
+        validate_stream_name(stream)?;
+        let (tx, rx) = bounded(1);
+        let request = Request::Delete { stream: stream.to_string(), expected, reply: tx };
+        self.inner.requests.send(request).map_err(|_| Error::Shutdown)?;
+        rx.recv().unwrap_or_else(|_| Err(Error::WriterFailed("the writer thread stopped".into())))
+    }
+
+
+    /// True when `stream` was deleted.
+    pub fn is_deleted(&self, stream: &str) -> bool {
+        self.inner.shared.state.read().is_deleted(stream)
+    }
+
+    /// Makes every append acknowledged so far durable (useful with `SyncMode::Never`).
+    pub fn sync(&self) -> Result<()> {
+        let (tx, rx) = bounded(1);
+        self.inner.requests.send(Request::Sync(tx)).map_err(|_| Error::Shutdown)?;
+        rx.recv().unwrap_or(Err(Error::Shutdown))
+    }
+
+    /// The data directory this store was opened on (layers above the engine keep their own
+    /// files beside `segments/`, e.g. `snapshots/`).
+    /// The file system the store writes through (the real one unless a test injected faults);
+    /// layers above the store (snapshots) write through it too.
+    pub fn file_system(&self) -> &dyn crate::storage::FileSystem {
+        self.inner.options.fs.as_ref()
+    }
+
+    pub fn dir(&self) -> &Path {
+        self.inner.shared.dir.root()
+    }
+
+    /// The current time by the store's clock (the one that stamps events).
+    pub fn now_us(&self) -> i64 {
+        self.inner.options.clock.now_us()
+    }
+
+    /// The stream's current version (0 when it has no events).
+    pub fn stream_version(&self, stream: &str) -> u64 {
+        self.inner.shared.state.read().streams.version(stream)
+    }
+
+    /// The last published position (0 for an empty store).
+    pub fn head_position(&self) -> u64 {
+        self.inner.shared.head()
+    }
+
+    /// Waits until the head reaches `position` (or the store closes, or `timeout` passes) and
+    /// returns the head then. Lets a server block a reader cheaply until new events exist.
+    pub fn wait_for_head(&self, position: u64, timeout: Duration) -> u64 {
+        self.inner.shared.wait_for(position, timeout)
+    }
+
+    /// Number of streams with at least one event.
+    pub fn stream_count(&self) -> usize {
+        self.inner.shared.state.read().streams.len()
+    }
+
+    /// Number of segment files (sealed and active).
+    pub fn segment_count(&self) -> usize {
+        self.inner.shared.state.read().sealed.len() + 1
+    }
+
+    /// Counters: (appends, events, fsyncs, groups, bytes written) since open.
+    pub fn stats(&self) -> StoreStats {
+        let s = &self.inner.shared.stats;
+        StoreStats {
+            appends: s.appends.load(Ordering::Relaxed),
+            events: s.events.load(Ordering::Relaxed),
+            fsyncs: s.fsyncs.load(Ordering::Relaxed),
+            groups: s.groups.load(Ordering::Relaxed),
+            bytes_written: s.bytes_written.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Reads up to `max` events of `stream`. Forward: versions `from`, `from+1`, ...
+    /// Backward: versions `from`, `from-1`, ... (`u64::MAX` means "from the last").
+    /// Versions compaction removed are skipped (the next `max` stored ones are returned).
+    /// A deleted stream fails with [`Error::StreamDeleted`].
+    pub fn read_stream(&self, stream: &str, from: u64, max: usize, direction: Direction) -> Result<Vec<RecordedEvent>> {
+        if max == 0 {
+            return Ok(Vec::new());
+        }
+        let located = {
+            let state = self.inner.shared.state.read();
+            if state.is_deleted(stream) {
+                return Err(Error::StreamDeleted(stream.to_string()));
+            }
+            let version = state.streams.version(stream);
+            let (lo, hi) = match direction {
+                Direction::Forward => {
+                    let lo = from.max(1);
+                    (lo, version.min(lo.saturating_add(max as u64 - 1)))
+                }
+                Direction::Backward => {
+                    let hi = from.min(version);
+                    (hi.saturating_sub(max as u64 - 1).max(1), hi)
+                }
+            };
+            let mut positions = state.stream_positions(stream, lo, hi);
+            let wanted = (hi + 1).saturating_sub(lo) as usize;
+            if positions.len() < wanted && state.sealed.iter().any(|s| s.is_compacted()) {
+                // Compaction removed some of these versions: widen to the whole remaining
+                // range and keep the `max` nearest to `from`.
+                positions = match direction {
+                    Direction::Forward => {
+                        let mut all = state.stream_positions(stream, lo, version);
+                        all.truncate(max);
+                        all
+                    }
+                    Direction::Backward => {
+                        let all = state.stream_positions(stream, 1, hi);
+                        all[all.len().saturating_sub(max)..].to_vec()
+                    }
+                };
+            }
+            let mut located = Vec::with_capacity(positions.len());
+            for (_, position) in positions {
+                if let Some((reader, offset)) = state.locate(position) {
+                    located.push((Arc::clone(reader), offset, position));
+                }
+            }
+            located
+        };
+        let mut events = wal::read_events(&located)?;
+        // Hash collisions in sealed indexes can point at another stream's event.
+        events.retain(|event| event.stream() == stream);
+        if direction == Direction::Backward {
+            events.reverse();
+        }
+        Ok(events)
+    }
+
+    /// Reads up to `max` events of `$all` matching `filter`, from position `from` on, in
+    /// position order. Stops early after scanning [`MAX_SCAN_PER_READ`] events; continue from
+    /// the returned last position + 1 (or use [`Store::read_all_page`] to learn where it stopped).
+    pub fn read_all(&self, from: u64, max: usize, filter: &Filter) -> Result<Vec<RecordedEvent>> {
+        Ok(self.read_all_page(from, max, filter)?.events)
+    }
+
+    /// Like [`Store::read_all`], also returning the next position to read from.
+    ///
+    /// Positions compaction removed are skipped: `$all` may have gaps, never reordering.
+    /// Events of deleted streams are not returned.
+    pub fn read_all_page(&self, from: u64, max: usize, filter: &Filter) -> Result<AllPage> {
+        let mut events = Vec::new();
+        let mut next = from.max(1);
+        let mut scanned = 0usize;
+        while events.len() < max && scanned < MAX_SCAN_PER_READ {
+            let head = self.inner.shared.head();
+            if next > head {
+                break;
+            }
+            let Some(run) = self.locate_run(next, head)? else {
+                // Nothing stored from `next` to the head: the rest was compacted away.
+                next = head + 1;
+                break;
+            };
+            let (reader, mut offset, first, last, tombstones) = run;
+            next = first;
+            // Frames are read in chunks with one `pread` each; events share their chunk.
+            let (mut chunk, mut chunk_at) = (Bytes::new(), offset);
+            while next <= last && events.len() < max && scanned < MAX_SCAN_PER_READ {
+                let avail = chunk.len() as u64 - (offset - chunk_at).min(chunk.len() as u64);
+                let rest = &chunk[chunk.len() - avail as usize..];
+                let frame_len = (avail >= FRAME_HEADER_BYTES as u64)
+                    .then(|| record::peek_body_len(rest).ok())
+                    .flatten()
+                    .map(|body| FRAME_HEADER_BYTES + body);
+                if frame_len.is_none_or(|len| len as u64 > avail) {
+                    let wanted = ((max - events.len()).saturating_mul(SCAN_BYTES_PER_EVENT))
+                        .clamp(segment::READ_GUESS_BYTES, MAX_SCAN_CHUNK_BYTES)
+                        .max(frame_len.unwrap_or(0));
+                    chunk = reader
+                        .read_range(offset, wanted)
+                        .map_err(|e| wal::read_error(&reader, offset, ReadError::Io(e)))?;
+                    chunk_at = offset;
+                }
+                let at = (offset - chunk_at) as usize;
+                let (frame, used) = record::decode(&chunk[at..])
+                    .map_err(|e| Error::corruption(reader.path(), offset, e.to_string()))?;
+                // Inside a segment positions strictly increase (contiguous unless compacted).
+                if frame.position < next || frame.position > last {
+                    return Err(Error::corruption(
+                        reader.path(),
+                        offset,
+                        format!("frame holds position {} where {next}..={last} belong", frame.position),
+                    ));
+                }
+                let deleted = !tombstones.is_empty() && tombstones.contains(frame.stream);
+                if !deleted && filter.matches(frame.stream, frame.event_type) {
+                    events.push(wal::event_from_frame(&chunk, at, &frame));
+                }
+                offset += used as u64;
+                next = frame.position + 1;
+                scanned += 1;
+            }
+            if next <= last && events.len() < max && scanned < MAX_SCAN_PER_READ {
+                // Removed events at the end of a compacted segment.
+                next = last + 1;
+            }
+        }
+        Ok(AllPage { events, next_position: next })
+    }
+
+    /// The first stored frame at or after `position` up to `head`: its segment, offset and
+    /// position, the last position to read from that segment, and the tombstones to skip.
+    #[allow(clippy::type_complexity)]
+    fn locate_run(
+        &self,
+        position: u64,
+        head: u64,
+    ) -> Result<Option<(Arc<SegmentReader>, u64, u64, u64, Arc<std::collections::HashSet<Box<str>>>)>> {
+        let state = self.inner.shared.state.read();
+        if position < state.first_position() {
+            return Err(Error::InvalidInput(format!(
+                "position {position} is before the first stored position {}",
+                state.first_position()
+            )));
+        }
+        Ok(state.locate_from(position, head).map(|(reader, first, offset, last)| {
+            (Arc::clone(reader), u64::from(offset), first, last, Arc::clone(&state.tombstones))
+        }))
+    }
+
+    /// Subscribes to `$all` from `from` (1 = from the beginning): delivers the past, then live
+    /// events as they are published, in order, each exactly once.
+    pub fn subscribe_all(&self, from: u64, filter: Filter) -> Subscription {
+        Subscription { store: self.clone(), target: Target::All { next: from.max(1), filter }, buffer: VecDeque::new() }
+    }
+
+    /// Subscribes to one stream from version `from` (1 = from its first event).
+    pub fn subscribe_stream(&self, stream: &str, from: u64) -> Subscription {
+        Subscription {
+            store: self.clone(),
+            target: Target::Stream { stream: stream.to_string(), next: from.max(1) },
+            buffer: VecDeque::new(),
+        }
+    }
+
+    pub(crate) fn shared(&self) -> &Shared {
+        &self.inner.shared
+    }
+
+    pub(crate) fn options(&self) -> &Options {
+        &self.inner.options
+    }
+
+    /// Waits for any running compaction; fails if an earlier one failed (its files are in a
+    /// state only recovery resolves).
+    pub(crate) fn compaction_guard(&self) -> Result<CompactionGuard<'_>> {
+        let guard = self.inner.compaction.lock();
+        if *guard {
+            return Err(Error::InvalidInput(
+                "an earlier compaction failed; reopen the store to recover before compacting again".into(),
+            ));
+        }
+        Ok(CompactionGuard(guard))
+    }
+}
+
+/// Held while a compaction runs.
+pub(crate) struct CompactionGuard<'a>(parking_lot::MutexGuard<'a, bool>);
+
+impl CompactionGuard<'_> {
+    /// Refuses further compactions until the store is reopened.
+    pub(crate) fn poison(mut self) {
+        *self.0 = true;
+    }
+}
+
+/// How long the one polling waiter polls for its acknowledgement before parking.
+pub const ACK_SPIN: Duration = Duration::from_micros(400);
+
+/// An append queued by [`Store::submit_append`].
+#[derive(Debug)]
+pub struct PendingAppend {
+    reply: crossbeam_channel::Receiver<Result<AppendResult>>,
+    acks: Arc<AckState>,
+}
+
+/// Per store: how many appends are in flight, and whether a waiter is polling right now.
+#[derive(Debug, Default)]
+struct AckState {
+    /// Appends submitted and not yet awaited, across all handles.
+    in_flight: std::sync::atomic::AtomicUsize,
+    /// At most one waiter polls for its acknowledgement at a time.
+    spinner: std::sync::atomic::AtomicBool,
+}
+
+impl PendingAppend {
+    /// Waits until the append is durable (per the sync mode) or refused.
+    pub fn wait(self) -> Result<AppendResult> {
+        // One waiter at a time may poll instead of parking: a lone appender then needs no
+        // wake-up from an idle CPU after the fdatasync (tens of µs on a VM, comparable to the
+        // sync itself). Concurrent appenders park, since they share group commits anyway and
+        // spinning threads would take the CPU from the writer.
+        let alone = self.acks.in_flight.load(Ordering::Acquire) == 1;
+        if alone && self.acks.spinner.compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed).is_ok() {
+            let deadline = std::time::Instant::now() + ACK_SPIN;
+            let mut polled = None;
+            while std::time::Instant::now() < deadline {
+                match self.reply.try_recv() {
+                    Ok(result) => {
+                        polled = Some(result);
+                        break;
+                    }
+                    Err(crossbeam_channel::TryRecvError::Empty) => std::hint::spin_loop(),
+                    Err(crossbeam_channel::TryRecvError::Disconnected) => break,
+                }
+            }
+            self.acks.spinner.store(false, Ordering::Release);
+            if let Some(result) = polled {
+                return result;
+            }
+        }
+        self.reply.recv().unwrap_or_else(|_| Err(Error::WriterFailed("the writer thread stopped".into())))
+    }
+}
+
+impl Drop for PendingAppend {
+    fn drop(&mut self) {
+        self.acks.in_flight.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// One page of `$all`.
+#[derive(Debug)]
+pub struct AllPage {
+    pub events: Vec<RecordedEvent>,
+    /// Where the next read should start.
+    pub next_position: u64,
+}
+
+/// Counters since the store was opened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct StoreStats {
+    pub appends: u64,
+    pub events: u64,
+    pub fsyncs: u64,
+    pub groups: u64,
+    pub bytes_written: u64,
+}
+
+enum Target {
+    All { next: u64, filter: Filter },
+    Stream { stream: String, next: u64 },
+}
+
+/// Catch-up then live delivery of events, in order, without gaps or duplicates. Only
+/// published events are delivered: with `SyncMode::Always`, only durable ones.
+pub struct Subscription {
+    store: Store,
+    target: Target,
+    buffer: VecDeque<RecordedEvent>,
+}
+
+/// Events fetched per catch-up read.
+const SUBSCRIPTION_PAGE: usize = 1024;
+
+impl Subscription {
+    /// The next event, waiting up to `timeout` for one. `Ok(None)` on timeout;
+    /// [`Error::Shutdown`] once the store is closed and everything published was delivered.
+    pub fn next_timeout(&mut self, timeout: Duration) -> Result<Option<RecordedEvent>> {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            if let Some(event) = self.buffer.pop_front() {
+                return Ok(Some(event));
+            }
+            if self.fill()? {
+                continue;
+            }
+            let shared = self.store.shared();
+            if shared.closed.load(Ordering::Acquire) {
+                return Err(Error::Shutdown);
+            }
+            let now = std::time::Instant::now();
+            if now >= deadline {
+                return Ok(None);
+            }
+            shared.wait_for(shared.head() + 1, deadline - now);
+        }
+    }
+
+    /// Fetches the next page; true if it got any event.
+    fn fill(&mut self) -> Result<bool> {
+        match &mut self.target {
+            Target::All { next, filter } => {
+                let page = self.store.read_all_page(*next, SUBSCRIPTION_PAGE, filter)?;
+                *next = page.next_position;
+                self.buffer.extend(page.events);
+            }
+            Target::Stream { stream, next } => {
+                let events = self.store.read_stream(stream, *next, SUBSCRIPTION_PAGE, Direction::Forward)?;
+                if let Some(last) = events.last() {
+                    *next = last.version() + 1;
+                }
+                self.buffer.extend(events);
+            }
+        }
+        Ok(!self.buffer.is_empty())
+    }
+}
+
+impl Iterator for Subscription {
+    type Item = Result<RecordedEvent>;
+
+    /// Blocks until the next event; ends when the store closes.
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            match self.next_timeout(Duration::from_secs(3600)) {
+                Ok(Some(event)) => return Some(Ok(event)),
+                Ok(None) => continue,
+                Err(Error::Shutdown) => return None,
+                Err(err) => return Some(Err(err)),
+            }
+        }
+    }
+}

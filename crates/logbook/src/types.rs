@@ -1,0 +1,239 @@
+//! The plain values the public API speaks in: events to append, recorded events, expected
+//! versions, filters and the limits on names.
+
+use std::fmt;
+
+use uuid::Uuid;
+
+/// The longest stream name, in bytes (UTF-8).
+pub const MAX_STREAM_NAME_BYTES: usize = crate::record::MAX_STREAM_BYTES;
+/// The longest event type, in bytes (UTF-8).
+pub const MAX_EVENT_TYPE_BYTES: usize = crate::record::MAX_TYPE_BYTES;
+/// The most bytes of data plus metadata one event may carry.
+pub const MAX_PAYLOAD_BYTES: usize = crate::record::MAX_PAYLOAD_BYTES;
+
+/// What the stream's version must be for an append to go ahead.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+pub enum ExpectedVersion {
+    /// No check.
+    Any,
+    /// The stream must have no events (the same as `Exact(0)`).
+    NoStream,
+    /// The stream must have at least one event.
+    Exists,
+    /// The stream's last version must be exactly this.
+    Exact(u64),
+}
+
+impl ExpectedVersion {
+    /// True when a stream at `actual` satisfies this expectation.
+    pub fn accepts(self, actual: u64) -> bool {
+        match self {
+            ExpectedVersion::Any => true,
+            ExpectedVersion::NoStream => actual == 0,
+            ExpectedVersion::Exists => actual > 0,
+            ExpectedVersion::Exact(v) => actual == v,
+        }
+    }
+}
+
+impl fmt::Display for ExpectedVersion {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ExpectedVersion::Any => f.write_str("any"),
+            ExpectedVersion::NoStream => f.write_str("none"),
+            ExpectedVersion::Exists => f.write_str("exists"),
+            ExpectedVersion::Exact(v) => write!(f, "{v}"),
+        }
+    }
+}
+
+impl std::str::FromStr for ExpectedVersion {
+    type Err = String;
+
+    /// The inverse of `Display`: `any`, `none` (or `0`), `exists`, or a number.
+    fn from_str(text: &str) -> Result<Self, String> {
+        match text.to_ascii_lowercase().as_str() {
+            "any" => Ok(ExpectedVersion::Any),
+            "none" | "0" => Ok(ExpectedVersion::NoStream),
+            "exists" => Ok(ExpectedVersion::Exists),
+            n => n.parse().map(ExpectedVersion::Exact).map_err(|_| format!("wants any|none|exists|<n>, got '{text}'")),
+        }
+    }
+}
+
+/// An event to append. The id makes retries idempotent; one is generated when absent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewEvent {
+    pub id: Option<Uuid>,
+    pub event_type: String,
+    pub data: Vec<u8>,
+    pub metadata: Vec<u8>,
+}
+
+impl NewEvent {
+    pub fn new(event_type: impl Into<String>, data: impl Into<Vec<u8>>) -> Self {
+        NewEvent { id: None, event_type: event_type.into(), data: data.into(), metadata: Vec::new() }
+    }
+    pub fn with_id(mut self, id: Uuid) -> Self {
+        self.id = Some(id);
+        self
+    }
+    pub fn with_metadata(mut self, metadata: impl Into<Vec<u8>>) -> Self {
+        self.metadata = metadata.into();
+        self
+    }
+}
+
+/// Where an append landed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct AppendResult {
+    pub first_version: u64,
+    pub last_version: u64,
+    pub first_position: u64,
+    pub last_position: u64,
+}
+
+/// A stored event. Cheap to clone: it shares the buffer its frame was read into (one copy
+/// from the file, then none).
+#[derive(Clone)]
+pub struct RecordedEvent {
+    /// The bytes read from the segment; the ranges below index into it.
+    pub(crate) buf: bytes::Bytes,
+    pub(crate) position: u64,
+    pub(crate) version: u64,
+    pub(crate) timestamp_us: i64,
+    pub(crate) id: [u8; 16],
+    /// Byte ranges within `buf`.
+    pub(crate) stream: (u32, u32),
+    pub(crate) event_type: (u32, u32),
+    pub(crate) metadata: (u32, u32),
+    pub(crate) data: (u32, u32),
+}
+
+impl RecordedEvent {
+    fn slice(&self, range: (u32, u32)) -> &[u8] {
+        &self.buf[range.0 as usize..range.1 as usize]
+    }
+    pub fn id(&self) -> Uuid {
+        Uuid::from_bytes(self.id)
+    }
+    pub fn stream(&self) -> &str {
+        // Validated as UTF-8 when the frame was decoded; `buf` never changes.
+        std::str::from_utf8(self.slice(self.stream)).unwrap_or("")
+    }
+    pub fn event_type(&self) -> &str {
+        // Validated as UTF-8 when the frame was decoded.
+        std::str::from_utf8(self.slice(self.event_type)).unwrap_or("")
+    }
+    pub fn version(&self) -> u64 {
+        self.version
+    }
+    pub fn position(&self) -> u64 {
+        self.position
+    }
+    /// Microseconds since the Unix epoch, UTC, taken when the writer stored the event.
+    pub fn timestamp_us(&self) -> i64 {
+        self.timestamp_us
+    }
+    pub fn data(&self) -> &[u8] {
+        self.slice(self.data)
+    }
+    pub fn metadata(&self) -> &[u8] {
+        self.slice(self.metadata)
+    }
+    /// The category: the part of the stream name before the first `-`.
+    pub fn category(&self) -> &str {
+        category_of(self.stream())
+    }
+}
+
+impl fmt::Debug for RecordedEvent {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RecordedEvent")
+            .field("position", &self.position)
+            .field("stream", &self.stream())
+            .field("version", &self.version)
+            .field("type", &self.event_type())
+            .field("id", &self.id())
+            .field("data_len", &self.data().len())
+            .finish()
+    }
+}
+
+impl PartialEq for RecordedEvent {
+    fn eq(&self, other: &Self) -> bool {
+        self.position == other.position
+            && self.version == other.version
+            && self.id == other.id
+            && self.timestamp_us == other.timestamp_us
+            && self.stream() == other.stream()
+            && self.event_type() == other.event_type()
+            && self.data() == other.data()
+            && self.metadata() == other.metadata()
+    }
+}
+
+/// The category of a stream name: the part before the first `-`.
+pub fn category_of(stream: &str) -> &str {
+    stream.split_once('-').map_or(stream, |(category, _)| category)
+}
+
+/// Selects events of `$all` by stream prefix, category and event type.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Filter {
+    /// Stream names starting with this.
+    pub stream_prefix: Option<String>,
+    /// Streams of this category (the part before the first `-`).
+    pub category: Option<String>,
+    /// Any of these event types (empty: all types).
+    pub event_types: Vec<String>,
+}
+
+impl Filter {
+    pub fn all() -> Self {
+        Filter::default()
+    }
+    pub fn stream_prefix(prefix: impl Into<String>) -> Self {
+        Filter { stream_prefix: Some(prefix.into()), ..Default::default() }
+    }
+    pub fn category(category: impl Into<String>) -> Self {
+        Filter { category: Some(category.into()), ..Default::default() }
+    }
+    pub fn with_types<I: IntoIterator<Item = S>, S: Into<String>>(mut self, types: I) -> Self {
+        self.event_types = types.into_iter().map(Into::into).collect();
+        self
+    }
+    pub fn is_all(&self) -> bool {
+        self.stream_prefix.is_none() && self.category.is_none() && self.event_types.is_empty()
+    }
+    pub fn matches(&self, stream: &str, event_type: &str) -> bool {
+        self.stream_prefix.as_deref().is_none_or(|p| stream.starts_with(p))
+            && self.category.as_deref().is_none_or(|c| category_of(stream) == c)
+            && (self.event_types.is_empty() || self.event_types.iter().any(|t| t == event_type))
+    }
+}
+
+/// Which way a stream read goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    Forward,
+    Backward,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn expected_version_and_sync_mode_parse_what_they_display() {
+        for expected in
+            [ExpectedVersion::Any, ExpectedVersion::NoStream, ExpectedVersion::Exists, ExpectedVersion::Exact(7)]
+        {
+            assert_eq!(expected.to_string().parse::<ExpectedVersion>(), Ok(expected));
+        }
+        assert_eq!("0".parse::<ExpectedVersion>(), Ok(ExpectedVersion::NoStream));
+        assert_eq!("EXISTS".parse::<ExpectedVersion>(), Ok(ExpectedVersion::Exists));
+        assert!("-1".parse::<ExpectedVersion>().unwrap_err().contains("any|none|exists|<n>"));
+    }
+}

@@ -1,0 +1,548 @@
+//! The single writer thread: group commit, expected versions, idempotency, tombstones, segment
+//! rollover.
+//!
+//! One writer thread owns the active segment. Appenders send [`Request`]s over a bounded
+//! crossbeam channel; the writer takes everything queued (a group), checks expected versions
+//! and idempotency, encodes every frame into one buffer, writes it with one call, issues one
+//! fdatasync for the whole group, then publishes the new events to readers and acknowledges
+//! each appender. Readers see only published events: with `SyncMode::Always` that means
+//! durable ones. A segment is sealed (and a new one created) only between groups, so a group
+//! — and therefore every atomic batch — lives in exactly one segment.
+//!
+//! After an I/O error on write or fsync the writer stops for good (fsyncgate): every pending
+//! and later append gets [`Error::WriterFailed`]; only reopening the store re-reads the truth.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+
+use super::idempotency::find_existing;
+use super::spare::Spare;
+use super::state::{ActiveSegment, SealedSegment, Shared};
+use super::tombstones::{Tombstone, TOMBSTONE_STREAM, TOMBSTONE_TYPE};
+use crate::datadir::{CleanRecord, LastSegment};
+use crate::error::{Error, Result};
+use crate::index::{self, ActiveIndex, IndexedEvent, SegmentIndex};
+use crate::record::{self, FrameRef};
+use crate::segment::{self, SegmentReader, SegmentWriter};
+use crate::options::{Options, SyncMode};
+use crate::types::{AppendResult, ExpectedVersion, NewEvent};
+
+/// Most appends the writer takes into one group commit.
+pub const MAX_GROUP_APPENDS: usize = 1024;
+/// How long the writer polls for the next request before it parks.
+pub const WRITER_SPIN: Duration = Duration::from_micros(50);
+/// Most bytes the writer buffers for one group before committing it.
+pub const MAX_GROUP_BYTES: usize = 32 * 1024 * 1024;
+
+/// A validated append on its way to the writer. Every event has its id.
+#[derive(Debug)]
+pub struct AppendRequest {
+    pub stream: String,
+    pub expected: ExpectedVersion,
+    pub events: Vec<NewEvent>,
+    pub ids: Vec<[u8; 16]>,
+    /// Whether any id came from the client. Ids the store generated (random v4 UUIDs) cannot
+    /// already be stored, so an append of only those skips the idempotency lookups.
+    pub client_ids: bool,
+    pub encoded_bytes: usize,
+}
+
+pub enum Request {
+    Append(AppendRequest, Sender<Result<AppendResult>>),
+    /// Delete a stream: write a tombstone if its version satisfies the expected version.
+    Delete {
+        stream: String,
+        expected: ExpectedVersion,
+        reply: Sender<Result<AppendResult>>,
+    },
+    /// Make everything written so far durable (for `SyncMode::Never`/`Every`).
+    Sync(Sender<Result<()>>),
+    /// Commit, sync, mark the shutdown clean and stop.
+    Shutdown(Sender<Result<()>>),
+}
+
+/// The writer thread's state.
+pub struct Writer {
+    shared: Arc<Shared>,
+    segment: SegmentWriter,
+    options: Options,
+    next_position: u64,
+    buf: Vec<u8>,
+    /// Appends encoded into `buf`, waiting for the group commit.
+    pending: Vec<PendingAppend>,
+    /// Versions of streams changed by the pending group.
+    pending_versions: HashMap<String, u64>,
+    pending_ids: HashSet<[u8; 16]>,
+    /// Streams deleted by the pending group.
+    pending_tombstones: HashSet<String>,
+    failed: Option<String>,
+    unsynced: bool,
+    last_sync: Instant,
+    spare: Spare,
+    /// Stored checksum of the last frame written to the active segment (0: none yet), for
+    /// the clean-shutdown record.
+    last_frame_crc: u32,
+    /// The same for the pending group's last frame.
+    pending_last_crc: u32,
+}
+
+struct PendingAppend {
+    stream: String,
+    result: AppendResult,
+    /// (offset in the segment, id) for every event, in order.
+    frames: Vec<(u32, [u8; 16])>,
+    /// The stream this append's tombstone deletes.
+    deletes: Option<String>,
+    reply: Sender<Result<AppendResult>>,
+}
+
+impl Writer {
+    /// A writer continuing after the last frame recovery found (whose stored checksum is
+    /// `last_frame_crc`, 0 when the active segment holds none).
+    pub fn new(shared: Arc<Shared>, segment: SegmentWriter, options: Options, last_frame_crc: u32) -> Self {
+        let next_position = shared.head() + 1;
+        let spare = Spare::new(shared.dir.spare_path(), options.segment_bytes, Arc::clone(&options.fs));
+        Writer {
+            shared,
+            segment,
+            options,
+            next_position,
+            buf: Vec::new(),
+            pending: Vec::new(),
+            pending_versions: HashMap::new(),
+            pending_ids: HashSet::new(),
+            pending_tombstones: HashSet::new(),
+            failed: None,
+            unsynced: false,
+            last_sync: Instant::now(),
+            spare,
+            last_frame_crc,
+            pending_last_crc: last_frame_crc,
+        }
+    }
+
+    /// Creates the next segment: from the spare if it is ready, else a sparse new file.
+    fn create_next_segment(&mut self) -> std::io::Result<SegmentWriter> {
+        let fsys = self.options.fs.as_ref();
+        let segments_dir = self.shared.dir.segments_dir();
+        if let Some(spare) = self.spare.take_ready() {
+            let now = self.options.clock.now_us();
+            match SegmentWriter::create_from_spare(fsys, segments_dir, &spare, self.next_position, now) {
+                Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+                    tracing::warn!("the prepared next segment disappeared; creating it sparse");
+                }
+                created => return created,
+            }
+        }
+        let now = self.options.clock.now_us();
+        SegmentWriter::create(fsys, segments_dir, self.next_position, self.options.segment_bytes, now)
+    }
+
+    /// The writer thread's loop: runs until a shutdown request or until every sender is gone.
+    pub fn run(mut self, requests: Receiver<Request>) {
+        loop {
+            let first = match self.next_request(&requests) {
+                Some(request) => request,
+                None => {
+                    // Every `Store` handle is gone without a shutdown: still close cleanly.
+                    let _ = self.shutdown();
+                    return;
+                }
+            };
+            let mut group = vec![first];
+            while group.len() < MAX_GROUP_APPENDS {
+                match requests.try_recv() {
+                    Ok(request) => group.push(request),
+                    Err(_) => break,
+                }
+            }
+            if self.process_group(group) {
+                return;
+            }
+        }
+    }
+
+    /// Waits for a request; with `SyncMode::Every` also wakes to sync written data on time.
+    fn next_request(&mut self, requests: &Receiver<Request>) -> Option<Request> {
+        // A lone appender sends its next append right after its acknowledgement; catching it
+        // while still awake saves a thread wake-up, a real share of a 100 µs fdatasync.
+        let spin_until = Instant::now() + WRITER_SPIN;
+        while Instant::now() < spin_until {
+            if let Ok(request) = requests.try_recv() {
+                return Some(request);
+            }
+            std::hint::spin_loop();
+        }
+        loop {
+            let wait = match self.options.sync {
+                SyncMode::Every(interval) if self.unsynced => interval.saturating_sub(self.last_sync.elapsed()),
+                _ => return requests.recv().ok(),
+            };
+            match requests.recv_timeout(wait) {
+                Ok(request) => return Some(request),
+                Err(RecvTimeoutError::Timeout) => {
+                    let _ = self.sync_now();
+                }
+                Err(RecvTimeoutError::Disconnected) => return None,
+            }
+        }
+    }
+
+    /// Handles one group; returns true when the writer must stop (shutdown).
+    fn process_group(&mut self, group: Vec<Request>) -> bool {
+        for request in group {
+            match request {
+                Request::Append(append, reply) => self.stage(append, reply, None),
+                Request::Delete { stream, expected, reply } => self.stage_delete(stream, expected, reply),
+                Request::Sync(reply) => {
+                    self.commit();
+                    let _ = reply.send(self.sync_now());
+                }
+                Request::Shutdown(reply) => {
+                    let _ = reply.send(self.shutdown());
+                    return true;
+                }
+            }
+        }
+        self.commit();
+        false
+    }
+
+    fn shutdown(&mut self) -> Result<()> {
+        self.commit();
+        self.spare.finish();
+        let result = self.sync_now().and_then(|()| {
+            if self.failed.is_some() {
+                return Ok(()); // never mark a failed writer's data as cleanly shut down
+            }
+            let record = CleanRecord {
+                head: self.shared.head(),
+                last: Some(LastSegment {
+                    base: self.segment.base_position(),
+                    written_len: self.segment.write_offset(),
+                    last_frame_crc: self.last_frame_crc,
+                }),
+            };
+            self.shared.dir.write_clean(self.options.fs.as_ref(), &record)
+        });
+        self.shared.mark_closed();
+        result
+    }
+
+    fn sync_now(&mut self) -> Result<()> {
+        if let Some(reason) = &self.failed {
+            return Err(Error::WriterFailed(reason.clone()));
+        }
+        if self.unsynced {
+            if let Err(err) = self.segment.sync() {
+                return Err(self.fail(format!("fdatasync of {} failed: {err}", self.segment.path().display())));
+            }
+            self.shared.stats.fsyncs.fetch_add(1, Ordering::Relaxed);
+            self.unsynced = false;
+            self.last_sync = Instant::now();
+        }
+        Ok(())
+    }
+
+    /// Stops the writer for good and returns the error to hand out.
+    fn fail(&mut self, reason: String) -> Error {
+        tracing::error!(%reason, "writer stopped");
+        self.failed = Some(reason.clone());
+        Error::WriterFailed(reason)
+    }
+
+    /// The stream's version including appends pending in this group.
+    fn current_version(&self, stream: &str) -> u64 {
+        match self.pending_versions.get(stream) {
+            Some(version) => *version,
+            None => self.shared.state.read().streams.version(stream),
+        }
+    }
+
+    /// True when `stream` is deleted, or deleted by the pending group.
+    fn is_deleted(&self, stream: &str) -> bool {
+        self.pending_tombstones.contains(stream) || self.shared.state.read().is_deleted(stream)
+    }
+
+    /// Checks a deletion and stages its tombstone: one event on the `$deleted` stream.
+    fn stage_delete(&mut self, stream: String, expected: ExpectedVersion, reply: Sender<Result<AppendResult>>) {
+        if self.is_deleted(&stream) {
+            let _ = reply.send(Err(Error::StreamDeleted(stream)));
+            return;
+        }
+        let actual = self.current_version(&stream);
+        if !expected.accepts(actual) {
+            let _ = reply.send(Err(Error::WrongExpectedVersion { stream, expected, actual }));
+            return;
+        }
+        let tombstone = Tombstone { stream: stream.clone(), version: actual };
+        // A struct of a string and an integer always serializes.
+        let data = serde_json::to_vec(&tombstone).unwrap_or_default();
+        let event = NewEvent::new(TOMBSTONE_TYPE, data);
+        let encoded_bytes = record::encoded_len(TOMBSTONE_STREAM.len(), TOMBSTONE_TYPE.len(), 0, event.data.len());
+        let append = AppendRequest {
+            stream: TOMBSTONE_STREAM.to_string(),
+            expected: ExpectedVersion::Any,
+            events: vec![event],
+            ids: vec![*uuid::Uuid::new_v4().as_bytes()],
+            client_ids: false,
+            encoded_bytes,
+        };
+        self.stage(append, reply, Some(stream));
+    }
+
+    /// Checks and encodes one append into the group buffer (or answers it at once).
+    fn stage(&mut self, append: AppendRequest, reply: Sender<Result<AppendResult>>, deletes: Option<String>) {
+        if let Some(reason) = &self.failed {
+            let _ = reply.send(Err(Error::WriterFailed(reason.clone())));
+            return;
+        }
+        if deletes.is_none() && self.is_deleted(&append.stream) {
+            let _ = reply.send(Err(Error::StreamDeleted(append.stream)));
+            return;
+        }
+        // An id already pending in this group: commit the group first so the check below
+        // sees it as stored (and can answer idempotently).
+        if append.client_ids && append.ids.iter().any(|id| self.pending_ids.contains(id)) {
+            self.commit();
+        }
+        let existing = if append.client_ids { find_existing(&self.shared.state.read(), &append) } else { Ok(None) };
+        match existing {
+            Ok(Some(original)) => {
+                let _ = reply.send(Ok(original));
+                return;
+            }
+            Ok(None) => {}
+            Err(err) => {
+                let _ = reply.send(Err(err));
+                return;
+            }
+        }
+        let actual = self.current_version(&append.stream);
+        if !append.expected.accepts(actual) {
+            let _ = reply.send(Err(Error::WrongExpectedVersion {
+                stream: append.stream,
+                expected: append.expected,
+                actual,
+            }));
+            return;
+        }
+        let needed = (self.buf.len() + append.encoded_bytes) as u64;
+        if needed > self.segment.remaining() && !(self.buf.is_empty() && self.segment.is_empty()) {
+            self.commit();
+            if let Err(err) = self.roll_over() {
+                let _ = reply.send(Err(err));
+                return;
+            }
+        } else if self.buf.len() + append.encoded_bytes > MAX_GROUP_BYTES {
+            self.commit();
+        }
+        if let Some(reason) = &self.failed {
+            let _ = reply.send(Err(Error::WriterFailed(reason.clone())));
+            return;
+        }
+        if let Some(stream) = &deletes {
+            self.pending_tombstones.insert(stream.clone());
+        }
+        self.encode(append, actual, reply, deletes);
+    }
+
+    fn encode(
+        &mut self,
+        append: AppendRequest,
+        actual: u64,
+        reply: Sender<Result<AppendResult>>,
+        deletes: Option<String>,
+    ) {
+        let count = append.events.len() as u64;
+        let timestamp_us = self.options.clock.now_us();
+        let result = AppendResult {
+            first_version: actual + 1,
+            last_version: actual + count,
+            first_position: self.next_position,
+            last_position: self.next_position + count - 1,
+        };
+        let mut frames = Vec::with_capacity(append.events.len());
+        for (i, (event, id)) in append.events.iter().zip(&append.ids).enumerate() {
+            let offset = self.segment.write_offset() + self.buf.len() as u64;
+            assert!(offset < index::MAX_SEGMENT_BYTES, "segment offsets fit in u32");
+            frames.push((offset as u32, *id));
+            let frame_start = self.buf.len();
+            record::encode(
+                &FrameRef {
+                    position: result.first_position + i as u64,
+                    version: result.first_version + i as u64,
+                    timestamp_us,
+                    id: *id,
+                    batch_remaining: (count - 1 - i as u64) as u32,
+                    stream: &append.stream,
+                    event_type: &event.event_type,
+                    metadata: &event.metadata,
+                    data: &event.data,
+                },
+                &mut self.buf,
+            );
+            if append.client_ids {
+                self.pending_ids.insert(*id);
+            }
+            self.pending_last_crc = record::stored_crc(&self.buf[frame_start..]);
+        }
+        self.next_position += count;
+        self.pending_versions.insert(append.stream.clone(), result.last_version);
+        self.pending.push(PendingAppend { stream: append.stream, result, frames, deletes, reply });
+    }
+
+    /// Writes the group, syncs it (per the sync mode), publishes it and acknowledges it.
+    fn commit(&mut self) {
+        if self.pending.is_empty() {
+            return;
+        }
+        let outcome = self.write_group();
+        let pending = std::mem::take(&mut self.pending);
+        self.pending_versions.clear();
+        self.pending_ids.clear();
+        self.pending_tombstones.clear();
+        match outcome {
+            Ok(()) => {
+                self.last_frame_crc = self.pending_last_crc;
+                self.publish(&pending);
+                for append in pending {
+                    let _ = append.reply.send(Ok(append.result));
+                }
+                self.spare.maybe_start(self.segment.write_offset(), self.segment.capacity());
+            }
+            Err(err) => {
+                self.next_position = self.shared.head() + 1;
+                for append in pending {
+                    let _ = append.reply.send(Err(Error::WriterFailed(err.to_string())));
+                }
+            }
+        }
+    }
+
+    fn write_group(&mut self) -> Result<()> {
+        if let Some(reason) = &self.failed {
+            return Err(Error::WriterFailed(reason.clone()));
+        }
+        let written = self.segment.append(&self.buf);
+        let bytes = self.buf.len() as u64;
+        self.buf.clear();
+        if let Err(err) = written {
+            return Err(self.fail(format!("write to {} failed: {err}", self.segment.path().display())));
+        }
+        self.unsynced = true;
+        let stats = &self.shared.stats;
+        stats.bytes_written.fetch_add(bytes, Ordering::Relaxed);
+        stats.groups.fetch_add(1, Ordering::Relaxed);
+        match self.options.sync {
+            SyncMode::Always => self.sync_now(),
+            SyncMode::Every(interval) if self.last_sync.elapsed() >= interval => self.sync_now(),
+            _ => Ok(()),
+        }
+    }
+
+    /// Makes the committed group visible to readers and wakes subscribers.
+    fn publish(&mut self, pending: &[PendingAppend]) {
+        let mut last = self.shared.head();
+        let mut events = 0;
+        {
+            let mut state = self.shared.state.write();
+            // Readers may now read up to the end of this group (the file may have grown past
+            // its preallocation for an oversized batch: reads are bounded by this, not by it).
+            state.active.reader.set_readable(self.segment.write_offset());
+            for append in pending {
+                for (i, (offset, id)) in append.frames.iter().enumerate() {
+                    state.active.index.add(&IndexedEvent {
+                        stream: &append.stream,
+                        version: append.result.first_version + i as u64,
+                        position: append.result.first_position + i as u64,
+                        id: *id,
+                        offset: *offset,
+                    });
+                }
+                state.streams.set_version(&append.stream, append.result.last_version);
+                if let Some(deleted) = &append.deletes {
+                    let mut tombstones = (*state.tombstones).clone();
+                    tombstones.insert(deleted.as_str().into());
+                    state.tombstones = Arc::new(tombstones);
+                }
+                assert_eq!(append.result.first_position, last + 1, "positions are contiguous across appends");
+                last = append.result.last_position;
+                events += append.frames.len() as u64;
+            }
+        }
+        let stats = &self.shared.stats;
+        stats.appends.fetch_add(pending.len() as u64, Ordering::Relaxed);
+        stats.events.fetch_add(events, Ordering::Relaxed);
+        self.shared.publish_head(last);
+    }
+
+    /// Seals the active segment (sync, truncate, index file), starts a new one, and records
+    /// both in the manifest before anything is appended to the new one.
+    fn roll_over(&mut self) -> Result<()> {
+        assert!(self.pending.is_empty(), "roll over only between groups");
+        let base = self.segment.base_position();
+        let (builder, header_crc) = {
+            let state = self.shared.state.read();
+            (state.active.index.to_builder(), state.active.header_crc)
+        };
+        // Seal first: once the next segment exists, this one must already end at its last frame.
+        let old_path = self.segment.path().to_path_buf();
+        let sealed_len = match self.segment.seal() {
+            Ok(len) => len,
+            Err(err) => return Err(self.fail(format!("sealing {} failed: {err}", old_path.display()))),
+        };
+        self.unsynced = false;
+        match self.create_next_segment() {
+            Ok(writer) => self.segment = writer,
+            Err(err) => return Err(self.fail(format!("creating segment {} failed: {err}", self.next_position))),
+        }
+        self.last_frame_crc = 0;
+        let index_path = self.shared.dir.index_path(base);
+        let sealed = (|| -> Result<Arc<SealedSegment>> {
+            let (header, _, _) = segment::read_header_at(&old_path).map_err(|e| Error::io("reading a header", e))?;
+            let header = header.map_err(|reason| Error::corruption(&old_path, 0, reason))?;
+            let index_bytes = builder.encode(base, sealed_len, header_crc);
+            crate::storage::write_atomically(self.options.fs.as_ref(), &index_path, &index_bytes)?;
+            let index = SegmentIndex::open(&index_path).map_err(|reason| Error::corruption(&index_path, 0, reason))?;
+            let reader = SegmentReader::open(&old_path, base, sealed_len, &self.shared.cache)
+                .map_err(|e| Error::io("opening a reader", e))?;
+            Ok(Arc::new(SealedSegment { header, reader: Arc::new(reader), index, len: sealed_len, header_crc }))
+        })();
+        let sealed = match sealed {
+            Ok(sealed) => sealed,
+            Err(err) => return Err(self.fail(format!("writing the index of {} failed: {err}", old_path.display()))),
+        };
+        let new_path = self.segment.path().to_path_buf();
+        let opened = segment::read_header_at(&new_path).and_then(|(_, crc, _)| {
+            Ok((
+                crc,
+                SegmentReader::open(&new_path, self.next_position, self.segment.write_offset(), &self.shared.cache)?,
+            ))
+        });
+        let (new_crc, new_reader) = match opened {
+            Ok((crc, reader)) => (crc, Arc::new(reader)),
+            Err(err) => return Err(self.fail(format!("opening the new segment failed: {err}"))),
+        };
+        let next_position = self.next_position;
+        let recorded = self.shared.update_and_record(self.options.fs.as_ref(), |state| {
+            let old_active = std::mem::replace(
+                &mut state.active,
+                ActiveSegment { reader: new_reader, index: ActiveIndex::new(next_position), header_crc: new_crc },
+            );
+            for (stream, (first, positions)) in &old_active.index.streams {
+                state.streams.add_sealed(stream, base, first + positions.len() as u64 - 1);
+            }
+            state.sealed.push(sealed);
+            Ok(())
+        });
+        if let Err(err) = recorded {
+            return Err(self.fail(format!("recording the new segment in the manifest failed: {err}")));
+        }
+        Ok(())
+    }
+}
