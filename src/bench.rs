@@ -11,7 +11,7 @@ use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use crate::types::NewEvent;
+use logbook::NewEvent;
 
 /// Small writes followed by fdatasync, in a fresh file in `dir`, for about `duration`.
 /// Returns syncs per second.
@@ -283,12 +283,12 @@ impl EventPool {
 /// goes. The store is opened with `options` (the caller chooses the sync mode).
 pub fn run_embedded(
     dir: &Path,
-    options: crate::types::Options,
+    options: logbook::Options,
     config: &BenchConfig,
     progress: &(dyn Fn(u64, u64) + Sync),
-) -> crate::error::Result<BenchReport> {
-    use crate::store::Store;
-    let limits = measure_limits(dir).map_err(|e| crate::error::Error::io("measuring the machine's limits", e))?;
+) -> logbook::Result<BenchReport> {
+    use logbook::Store;
+    let limits = measure_limits(dir).map_err(|e| logbook::Error::io("measuring the machine's limits", e))?;
     let store = Store::open(dir, options)?;
     let pool = EventPool::new(config);
     if matches!(config.mode, BenchMode::Read | BenchMode::Replay | BenchMode::Mixed) {
@@ -308,7 +308,7 @@ pub fn run_embedded(
             };
             let (ops, evs, bytes, mut lat) = append_phase(&store, config, &pool, progress)?;
             let (rops, revs, rbytes, rlat) =
-                readers.join().map_err(|_| crate::error::Error::InvalidInput("reader thread panicked".into()))??;
+                readers.join().map_err(|_| logbook::Error::InvalidInput("reader thread panicked".into()))??;
             lat.extend(rlat);
             (ops + rops, evs + revs, bytes + rbytes, lat)
         }
@@ -338,9 +338,9 @@ impl DaemonTarget {
         DaemonTarget { addr: addr.into(), auth, pipeline: pipeline.max(1) }
     }
 
-    fn connect(&self) -> Result<crate::client::Client, String> {
+    fn connect(&self) -> Result<logbook_server::client::Client, String> {
         let mut client =
-            crate::client::Client::connect(&self.addr).map_err(|e| format!("connecting to {}: {e}", self.addr))?;
+            logbook_server::client::Client::connect(&self.addr).map_err(|e| format!("connecting to {}: {e}", self.addr))?;
         if let Some((tenant, token)) = &self.auth {
             client.auth(tenant, token).map_err(|e| e.to_string())?;
         }
@@ -471,7 +471,7 @@ fn daemon_worker(
         lat.push(start.elapsed());
         for reply in replies {
             let value = reply.map_err(|e| format!("server refused a bench command: {e}"))?;
-            if let crate::protocol::Value::Array(items) = &value {
+            if let logbook_protocol::Value::Array(items) = &value {
                 if matches!(mode, BenchMode::Read | BenchMode::Replay) {
                     round_events += items.len() as u64;
                     if mode == BenchMode::Replay {
@@ -515,20 +515,20 @@ fn append_command(pool: &EventPool, i: u64, n: u64) -> Vec<Vec<u8>> {
     vec![b"APPENDMANY".to_vec(), stream.into_bytes(), serde_json::Value::Array(events).to_string().into_bytes()]
 }
 
-type PhaseResult = crate::error::Result<(u64, u64, u64, Vec<Duration>)>;
+type PhaseResult = logbook::Result<(u64, u64, u64, Vec<Duration>)>;
 
 fn fill(
-    store: &crate::store::Store,
+    store: &logbook::Store,
     config: &BenchConfig,
     pool: &EventPool,
     progress: &(dyn Fn(u64, u64) + Sync),
-) -> crate::error::Result<()> {
+) -> logbook::Result<()> {
     let mut i = 0;
     while i < config.events {
         let n = (config.batch.max(1) as u64).min(config.events - i);
         let (stream, _) = pool.event(i);
         let events = (i..i + n).map(|k| pool.event(k).1).collect();
-        store.append(&stream, crate::types::ExpectedVersion::Any, events)?;
+        store.append(&stream, logbook::ExpectedVersion::Any, events)?;
         i += n;
         progress(i, config.events);
     }
@@ -536,7 +536,7 @@ fn fill(
 }
 
 fn append_phase(
-    store: &crate::store::Store,
+    store: &logbook::Store,
     config: &BenchConfig,
     pool: &EventPool,
     progress: &(dyn Fn(u64, u64) + Sync),
@@ -560,7 +560,7 @@ fn append_phase(
                         let size: usize =
                             events.iter().map(|e| e.data.len() + e.metadata.len() + e.event_type.len()).sum();
                         let start = Instant::now();
-                        store.append(&stream, crate::types::ExpectedVersion::Any, events)?;
+                        store.append(&stream, logbook::ExpectedVersion::Any, events)?;
                         lat.push(start.elapsed());
                         ops += 1;
                         evs += n;
@@ -570,12 +570,12 @@ fn append_phase(
                 })
             })
             .collect();
-        handles.into_iter().map(|h| h.join().unwrap_or(Err(crate::error::Error::Shutdown))).collect()
+        handles.into_iter().map(|h| h.join().unwrap_or(Err(logbook::Error::Shutdown))).collect()
     });
     merge(results)
 }
 
-fn read_phase(store: &crate::store::Store, config: &BenchConfig, threads: usize, deadline: Instant) -> PhaseResult {
+fn read_phase(store: &logbook::Store, config: &BenchConfig, threads: usize, deadline: Instant) -> PhaseResult {
     let results: Vec<PhaseResult> = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..threads.max(1))
             .map(|t| {
@@ -586,7 +586,7 @@ fn read_phase(store: &crate::store::Store, config: &BenchConfig, threads: usize,
                         i = i.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
                         let stream = OrderWorkload::stream((i >> 33) as usize % config.streams.max(1));
                         let start = Instant::now();
-                        let events = store.read_stream(&stream, 1, 1000, crate::types::Direction::Forward)?;
+                        let events = store.read_stream(&stream, 1, 1000, logbook::Direction::Forward)?;
                         lat.push(start.elapsed());
                         ops += 1;
                         evs += events.len() as u64;
@@ -596,17 +596,17 @@ fn read_phase(store: &crate::store::Store, config: &BenchConfig, threads: usize,
                 })
             })
             .collect();
-        handles.into_iter().map(|h| h.join().unwrap_or(Err(crate::error::Error::Shutdown))).collect()
+        handles.into_iter().map(|h| h.join().unwrap_or(Err(logbook::Error::Shutdown))).collect()
     });
     merge(results)
 }
 
-fn replay_phase(store: &crate::store::Store) -> PhaseResult {
+fn replay_phase(store: &logbook::Store) -> PhaseResult {
     let (mut evs, mut bytes, mut lat) = (0u64, 0u64, Vec::new());
     let mut next = 1;
     loop {
         let start = Instant::now();
-        let page = store.read_all_page(next, 10_000, &crate::types::Filter::all())?;
+        let page = store.read_all_page(next, 10_000, &logbook::Filter::all())?;
         if page.events.is_empty() {
             return Ok((evs, evs, bytes, lat));
         }
@@ -659,13 +659,13 @@ mod tests {
             streams: 10,
             duration: Duration::from_secs(30),
         };
-        let options = crate::types::Options { segment_bytes: 64 * 1024, ..Default::default() };
+        let options = logbook::Options { segment_bytes: 64 * 1024, ..Default::default() };
         let report = run_embedded(dir.path(), options, &config, &|_, _| {}).unwrap();
         assert_eq!((report.events, report.operations), (200, 50));
         assert!(report.fsyncs >= 1 && report.fsyncs <= 50, "{} fsyncs for 50 appends", report.fsyncs);
         assert!(report.limits.fdatasync_per_sec > 0.0 && report.ops_over_fdatasync > 0.0);
         assert!(report.latency_us_p50 <= report.latency_us_p99 && report.latency_us_p99 <= report.latency_us_p999);
-        let store = crate::store::Store::open(dir.path(), crate::types::Options::default()).unwrap();
+        let store = logbook::Store::open(dir.path(), logbook::Options::default()).unwrap();
         assert_eq!(store.head_position(), 200);
     }
 

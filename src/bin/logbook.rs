@@ -8,8 +8,8 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 
-use logbook::client::{AllFilter, Client, Event};
-use logbook::server::{self, Config, Server};
+use logbook_server::client::{AllFilter, Client, Event};
+use logbook_server::{self as server, Config, Server};
 use logbook::{ExpectedVersion, NewEvent};
 
 #[derive(Parser)]
@@ -83,7 +83,7 @@ struct ServeArgs {
 #[derive(Args)]
 struct ConnectArgs {
     /// Daemon address.
-    #[arg(long, default_value = server::config::DEFAULT_LISTEN)]
+    #[arg(long, default_value = server::DEFAULT_LISTEN)]
     connect: String,
     /// Tenant to authenticate as (with --token, or LOGBOOK_TOKEN).
     #[arg(long)]
@@ -437,7 +437,7 @@ impl From<&str> for Failure {
 /// For verbs that read a store's files without opening it (verify, backup, read --archive):
 /// only `serve`, `demo` and `bench` create a store, so a directory without one is an error.
 fn require_store(data: &std::path::Path) -> Result<(), Failure> {
-    if logbook::datadir::holds_store(data) {
+    if logbook::holds_store(data) {
         Ok(())
     } else {
         Err(Failure::NoStore(data.to_path_buf()))
@@ -458,6 +458,10 @@ fn serve(args: ServeArgs) -> Result<(), Failure> {
     if let Some(metrics) = args.metrics {
         config.metrics = Some(metrics);
     }
+    // The order lifecycle's part of the daemon: its TIMELINE command, and its legal holds
+    // when the config's [retention] names none.
+    config.extensions = logbook_order::server_extensions();
+    config.default_legal_holds = logbook_order::default_legal_holds();
     let auth = config.auth_required();
     server::tune_allocator();
     let server = Server::start(config.clone()).map_err(|e| e.to_string())?;
@@ -559,7 +563,7 @@ fn tail(args: TailArgs) -> Result<(), Failure> {
 
 fn repair(args: RepairArgs) -> Result<(), Failure> {
     require_store(&args.data)?;
-    let report = logbook::repair::repair_dir(&args.data).map_err(|e| e.to_string())?;
+    let report = logbook::repair_dir(&args.data).map_err(|e| e.to_string())?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?);
         return Ok(());
@@ -591,13 +595,13 @@ fn verify(args: VerifyArgs) -> Result<(), Failure> {
     if let Ok(style) = indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} segments eta {eta}") {
         bar.set_style(style);
     }
-    let mut report = logbook::verify::verify_dir_with_progress(&args.data, |done, total| {
+    let mut report = logbook::verify_dir_with_progress(&args.data, |done, total| {
         bar.set_length(total as u64);
         bar.set_position(done as u64);
     })
     .map_err(|e| e.to_string())?;
     bar.finish_and_clear();
-    logbook::archive::verify_data_dir(&args.data, &mut report);
+    logbook_archive::verify_data_dir(&args.data, &mut report);
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?);
     } else {
@@ -609,7 +613,7 @@ fn verify(args: VerifyArgs) -> Result<(), Failure> {
             report.first_position,
             report.last_position
         );
-        if args.data.join(logbook::archive::ARCHIVE_DIR).is_dir() {
+        if args.data.join(logbook::ARCHIVE_DIR).is_dir() {
             println!("archive: {} files, {} rows", report.archive_files, report.archive_events);
         }
         for finding in &report.findings {
@@ -630,7 +634,7 @@ fn verify(args: VerifyArgs) -> Result<(), Failure> {
     }
     if args.snapshots {
         let store = open_store(&args.data)?;
-        let snapshots = logbook::order::verify_snapshots(&store).map_err(|e| e.to_string())?;
+        let snapshots = logbook_order::verify_snapshots(&store).map_err(|e| e.to_string())?;
         println!("snapshots: {} checked, {} mismatched", snapshots.checked, snapshots.mismatches.len());
         for mismatch in &snapshots.mismatches {
             println!("mismatch: {mismatch:?}");
@@ -645,7 +649,7 @@ fn verify(args: VerifyArgs) -> Result<(), Failure> {
 
 fn stats(args: StatsArgs) -> Result<(), Failure> {
     let store = open_store(&args.data)?;
-    let report = logbook::stats::collect(&store).map_err(|e| e.to_string())?;
+    let report = logbook_archive::collect_stats(&store).map_err(|e| e.to_string())?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?);
     } else {
@@ -657,7 +661,7 @@ fn stats(args: StatsArgs) -> Result<(), Failure> {
 /// Opens an existing store; never creates one (that is for `serve`, `demo` and `bench`).
 fn open_store(data: &std::path::Path) -> Result<logbook::Store, Failure> {
     let options = logbook::Options { create_if_missing: false, ..logbook::Options::default() };
-    logbook::Store::open(data, options).map_err(|e| match e {
+    logbook_archive::open_store(data, options).map_err(|e| match e {
         logbook::Error::NoStore(dir) => Failure::NoStore(dir),
         logbook::Error::Locked(_) => format!("{e} (is `logbook serve` running on it? use --connect)").into(),
         e => e.to_string().into(),
@@ -674,10 +678,10 @@ fn order_timeline(args: TimelineArgs) -> Result<(), Failure> {
         let mut client = connect(&conn)?;
         let reply = client.call(&[b"TIMELINE", args.order_id.as_bytes()]).map_err(|e| e.to_string())?;
         let lines: Vec<String> = match reply {
-            logbook::protocol::Value::Array(items) => items
+            logbook_protocol::Value::Array(items) => items
                 .into_iter()
                 .map(|v| match v {
-                    logbook::protocol::Value::BulkString(b) => String::from_utf8_lossy(&b).into_owned(),
+                    logbook_protocol::Value::BulkString(b) => String::from_utf8_lossy(&b).into_owned(),
                     other => format!("{other:?}"),
                 })
                 .collect(),
@@ -692,7 +696,7 @@ fn order_timeline(args: TimelineArgs) -> Result<(), Failure> {
         return Ok(());
     }
     let store = open_store(args.data.as_deref().unwrap_or(std::path::Path::new("./data")))?;
-    let timeline = logbook::order::timeline::timeline(&store, &args.order_id).map_err(|e| e.to_string())?;
+    let timeline = logbook_order::timeline::timeline(&store, &args.order_id).map_err(|e| e.to_string())?;
     if args.json {
         println!("{}", timeline.to_json());
     } else {
@@ -715,7 +719,7 @@ fn parse_period(text: &str) -> Result<i64, String> {
 }
 
 fn order_funnel(args: FunnelArgs) -> Result<(), Failure> {
-    let mut query = logbook::order::analytics::Query::all();
+    let mut query = logbook_order::analytics::Query::all();
     if let Some(since) = &args.since {
         query.since_us = Some(logbook::time::now_us() - parse_period(since)?);
     }
@@ -723,7 +727,7 @@ fn order_funnel(args: FunnelArgs) -> Result<(), Failure> {
         query = query.for_retailer(retailer);
     }
     let store = open_store(&args.data)?;
-    let report = logbook::order::analytics::report(&store, &query).map_err(|e| e.to_string())?;
+    let report = logbook_order::analytics::report(&store, &query).map_err(|e| e.to_string())?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?);
     } else {
@@ -735,9 +739,9 @@ fn order_funnel(args: FunnelArgs) -> Result<(), Failure> {
 fn demo(args: DemoArgs) -> Result<(), Failure> {
     // Demo traffic is not precious: sync once at the end instead of per command.
     let options = logbook::Options { sync: logbook::SyncMode::Never, ..logbook::Options::default() };
-    let store = logbook::Store::open(&args.data, options).map_err(|e| e.to_string())?;
+    let store = logbook_archive::open_store(&args.data, options).map_err(|e| e.to_string())?;
     let started = std::time::Instant::now();
-    let summary = logbook::order::demo::generate(&store, args.orders, args.seed).map_err(|e| e.to_string())?;
+    let summary = logbook_order::demo::generate(&store, args.orders, args.seed).map_err(|e| e.to_string())?;
     store.sync().map_err(|e| e.to_string())?;
     println!(
         "generated {} orders ({} events, {} commands) into {} in {:.2?}",
@@ -750,11 +754,11 @@ fn demo(args: DemoArgs) -> Result<(), Failure> {
     println!("final states: {:?}", summary.by_status);
     for example in [&summary.happy_example, &summary.troubled_example].into_iter().flatten() {
         println!();
-        let timeline = logbook::order::timeline::timeline(&store, example).map_err(|e| e.to_string())?;
+        let timeline = logbook_order::timeline::timeline(&store, example).map_err(|e| e.to_string())?;
         print!("{}", timeline.to_text());
     }
     println!();
-    let report = logbook::order::analytics::report(&store, &logbook::order::analytics::Query::all())
+    let report = logbook_order::analytics::report(&store, &logbook_order::analytics::Query::all())
         .map_err(|e| e.to_string())?;
     print!("{}", report.to_text());
     store.close().map_err(|e| e.to_string())?;
@@ -767,7 +771,7 @@ fn demo(args: DemoArgs) -> Result<(), Failure> {
 }
 
 fn bench(args: BenchArgs) -> Result<(), Failure> {
-    use logbook::bench::{run_embedded, BenchConfig, BenchMode};
+    use logbook_cli::bench::{run_embedded, BenchConfig, BenchMode};
     let sync = args.sync.parse::<logbook::SyncMode>().map_err(|e| format!("--sync {e}"))?;
     let mode = match args.mode {
         BenchModeArg::Append => BenchMode::Append,
@@ -792,8 +796,8 @@ fn bench(args: BenchArgs) -> Result<(), Failure> {
         let report = match &args.connect {
             Some(addr) => {
                 let auth = args.tenant.clone().zip(args.token.clone());
-                let target = logbook::bench::DaemonTarget::new(addr.clone(), auth, args.pipeline);
-                logbook::bench::run_daemon(&target, &temp.path, &config, &progress)?
+                let target = logbook_cli::bench::DaemonTarget::new(addr.clone(), auth, args.pipeline);
+                logbook_cli::bench::run_daemon(&target, &temp.path, &config, &progress)?
             }
             None => {
                 let options = logbook::Options { sync, ..logbook::Options::default() };
@@ -818,10 +822,10 @@ fn bench(args: BenchArgs) -> Result<(), Failure> {
 }
 
 /// Two charts side by side: events/s and p99 latency against the number of writers.
-fn plot_sweep(path: &std::path::Path, reports: &[logbook::bench::BenchReport]) -> Result<(), String> {
+fn plot_sweep(path: &std::path::Path, reports: &[logbook_cli::bench::BenchReport]) -> Result<(), String> {
     use plotters::prelude::*;
     let err = |e: &dyn std::fmt::Display| format!("drawing {}: {e}", path.display());
-    let points = |f: &dyn Fn(&logbook::bench::BenchReport) -> f64| -> Vec<(f64, f64)> {
+    let points = |f: &dyn Fn(&logbook_cli::bench::BenchReport) -> f64| -> Vec<(f64, f64)> {
         reports.iter().map(|r| (r.config.writers as f64, f(r))).collect()
     };
     let throughput = points(&|r| r.events_per_sec);
@@ -880,7 +884,7 @@ fn progress_bar(total: u64, hidden: bool) -> indicatif::ProgressBar {
     bar
 }
 
-fn print_bench(r: &logbook::bench::BenchReport) {
+fn print_bench(r: &logbook_cli::bench::BenchReport) {
     let c = &r.config;
     println!(
         "{:?}: {} writers, batch {}, {} B payloads, {} streams",
@@ -904,8 +908,8 @@ fn print_bench(r: &logbook::bench::BenchReport) {
 /// `read --archive`: the stream's archived events, from the Parquet files, in version order.
 fn read_archive(args: &ReadArgs) -> Result<(), Failure> {
     require_store(&args.data)?;
-    let root = args.data.join(logbook::archive::ARCHIVE_DIR);
-    let archive = logbook::archive::Archive::open(&root, logbook::storage::std_fs()).map_err(|e| e.to_string())?;
+    let root = args.data.join(logbook::ARCHIVE_DIR);
+    let archive = logbook_archive::Archive::open(&root, logbook::std_fs()).map_err(|e| e.to_string())?;
     let mut events = archive.read_stream(&args.stream).map_err(|e| e.to_string())?;
     events.retain(|e| e.version >= args.from.unwrap_or(0));
     if args.rev {
@@ -937,20 +941,32 @@ fn parse_instant(text: &str, flag: &str) -> Result<i64, String> {
         .map_err(|_| format!("{flag} wants an RFC 3339 date or time, or <n>d, <n>h, <n>m; got '{text}'"))
 }
 
+/// The `[retention]` table of a TOML config file (other tables are ignored; without one, the
+/// default policy); the order lifecycle's legal holds apply when it names none.
+fn retention_policy_from_toml(text: &str) -> Result<logbook::RetentionPolicy, String> {
+    #[derive(serde::Deserialize)]
+    struct FileWithRetention {
+        retention: Option<logbook::RetentionConfig>,
+    }
+    let file: FileWithRetention = toml::from_str(text).map_err(|e| format!("retention config: {e}"))?;
+    let table = file.retention.unwrap_or_default();
+    logbook::RetentionPolicy::from_config(&table, &logbook_order::default_legal_holds()).map_err(|e| e.to_string())
+}
+
 fn compact(args: CompactArgs) -> Result<(), Failure> {
     let policy = match &args.config {
         Some(path) => {
             let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-            logbook::retention::RetentionPolicy::from_toml(&text).map_err(|e| format!("{}: {e}", path.display()))?
+            retention_policy_from_toml(&text).map_err(|e| format!("{}: {e}", path.display()))?
         }
-        None => logbook::retention::RetentionPolicy::default(),
+        None => logbook_order::default_retention_policy(),
     };
     let store = open_store(&args.data)?;
     let bar = progress_bar(0, false);
     if let Ok(style) = indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} segment steps eta {eta}") {
         bar.set_style(style);
     }
-    let report = logbook::compact::compact(&store, &policy, store.now_us(), |done, total| {
+    let report = logbook_archive::compact(&store, &policy, store.now_us(), |done, total| {
         bar.set_length(total);
         bar.set_position(done);
     })
@@ -980,7 +996,7 @@ fn compact(args: CompactArgs) -> Result<(), Failure> {
 
 fn backup(args: BackupArgs) -> Result<(), Failure> {
     require_store(&args.data)?;
-    let report = logbook::backup::backup_dir(&args.data, &args.out).map_err(|e| e.to_string())?;
+    let report = logbook_archive::backup_dir(&args.data, &args.out).map_err(|e| e.to_string())?;
     println!(
         "copied {} segments ({} files, {} bytes) to {}{}",
         report.segments,
@@ -1005,7 +1021,7 @@ fn export(args: ExportArgs) -> Result<(), Failure> {
     let until = args.until.as_deref().map(|t| parse_instant(t, "--until")).transpose()?;
     let store = open_store(&args.data)?;
     let bar = progress_bar(store.head_position(), false);
-    let report = logbook::export::export(&store, &args.out, since, until, |done, total| {
+    let report = logbook_archive::export(&store, &args.out, since, until, |done, total| {
         bar.set_length(total);
         bar.set_position(done);
     })

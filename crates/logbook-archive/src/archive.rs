@@ -65,7 +65,7 @@ pub struct ArchivedEvent {
 }
 
 impl ArchivedEvent {
-    /// Copies a hot-tier event out of its memory-mapped segment.
+    /// Copies a hot-tier event out of the buffer it was read into.
     pub fn from_recorded(event: &RecordedEvent) -> Self {
         ArchivedEvent {
             position: event.position(),
@@ -73,7 +73,7 @@ impl ArchivedEvent {
             version: event.version(),
             event_type: event.event_type().to_string(),
             timestamp_us: event.timestamp_us(),
-            id: event.id,
+            id: *event.id().as_bytes(),
             metadata: event.metadata().to_vec(),
             data: event.data().to_vec(),
         }

@@ -1,7 +1,7 @@
 //! Aggregates over the store: decide new events from a command and the current state, load
 //! state from the latest snapshot plus the events after it, and travel back in time.
 //!
-//! This layer sits above [`crate::store`]; the engine knows nothing about it.
+//! This layer sits above the store (`logbook::Store`); the engine knows nothing about it.
 //!
 //! * [`Aggregate`]: `initial()`, a pure and deterministic `apply(&mut self, &event)`, and
 //!   `handle(&self, &command) -> Result<Vec<Event>, Error>`.
@@ -20,10 +20,10 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use uuid::Uuid;
 
-use crate::error::Error;
+use logbook::Error;
 use crate::snapshot::{self, Snapshot, SnapshotError};
-use crate::store::Store;
-use crate::types::{AppendResult, Direction, ExpectedVersion, NewEvent, RecordedEvent};
+use logbook::Store;
+use logbook::{AppendResult, Direction, ExpectedVersion, NewEvent, RecordedEvent};
 use crate::upcast::{self, Upcasters, SCHEMA_KEY};
 
 /// Events read per stream read while loading.

@@ -6,7 +6,7 @@
 //! and the aggregate is replayed in full; nothing is ever lost by deleting `snapshots/`.
 //!
 //! One file per stream under `<data>/snapshots/`, written atomically (temp file, fsync,
-//! rename, directory fsync: [`crate::storage::write_file_atomically`]). The file name is the hex
+//! rename, directory fsync: [`logbook::write_file_atomically`]). The file name is the hex
 //! of the stream name (names up to [`MAX_HEX_NAME_BYTES`] bytes) or `h` + a 128-bit hash of it
 //! (longer names); the stream name is also inside the file and is checked on read, so a hash
 //! collision can only cost a replay, never a wrong state.
@@ -33,8 +33,8 @@ use std::path::{Path, PathBuf};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::error::{Error, Result};
-use crate::record::MAX_STREAM_BYTES;
+use logbook::{Error, Result};
+use logbook::MAX_STREAM_NAME_BYTES as MAX_STREAM_BYTES;
 
 /// Directory (inside the data directory) holding snapshot files.
 pub const SNAPSHOTS_DIR: &str = "snapshots";
@@ -272,7 +272,7 @@ static WRITE_LOCK: parking_lot::Mutex<()> = parking_lot::Mutex::new(());
 
 /// Writes `snapshot` atomically, unless a valid snapshot of the same stream and schema with
 /// a version at least as high is already there. Returns whether it wrote.
-pub fn write(fs: &dyn crate::storage::FileSystem, data_dir: &Path, snapshot: &Snapshot) -> Result<bool> {
+pub fn write(fs: &dyn logbook::FileSystem, data_dir: &Path, snapshot: &Snapshot) -> Result<bool> {
     let bytes = encode(snapshot).map_err(|e| Error::InvalidInput(e.to_string()))?;
     let dir = dir(data_dir);
     let _guard = WRITE_LOCK.lock();
@@ -290,12 +290,12 @@ pub fn write(fs: &dyn crate::storage::FileSystem, data_dir: &Path, snapshot: &Sn
             return Ok(false);
         }
     }
-    crate::storage::write_atomically(fs, &dir.join(file_name(&snapshot.stream)), &bytes)?;
+    logbook::write_atomically(fs, &dir.join(file_name(&snapshot.stream)), &bytes)?;
     Ok(true)
 }
 
 /// Deletes `stream`'s snapshot, if any (and syncs the directory).
-pub fn remove(fs: &dyn crate::storage::FileSystem, data_dir: &Path, stream: &str) -> Result<()> {
+pub fn remove(fs: &dyn logbook::FileSystem, data_dir: &Path, stream: &str) -> Result<()> {
     let path = path_for(data_dir, stream);
     let _guard = WRITE_LOCK.lock();
     match fs.remove_file(&path) {

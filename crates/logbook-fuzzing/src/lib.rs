@@ -14,12 +14,11 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::index::{IndexBytes, SegmentIndex, INDEX_HEADER_BYTES};
-use crate::protocol::command::{self, Command, CommandLimits, ExpectedVersionArg};
-use crate::protocol::resp::{self, Limits, ProtocolVersion, Value};
-use crate::record::{self, BODY_FIXED_BYTES, CRC_MASK, FRAME_HEADER_BYTES, MAX_BODY_BYTES};
-use crate::segment::{self, SegmentHeader, SEGMENT_HEADER_BYTES};
-use crate::{Direction, Error, ExpectedVersion, Filter, NewEvent, Options, RecordedEvent, Store};
+use logbook::index::{IndexBytes, SegmentIndex, INDEX_HEADER_BYTES};
+use logbook::record::{self, BODY_FIXED_BYTES, CRC_MASK, FRAME_HEADER_BYTES, MAX_BODY_BYTES};
+use logbook::segment::{self, SegmentHeader, SEGMENT_HEADER_BYTES};
+use logbook::{Direction, Error, ExpectedVersion, Filter, NewEvent, Options, RecordedEvent, Store};
+use logbook_protocol::{self as protocol, Command, CommandLimits, Limits, ProtocolVersion, Value};
 
 // ---------------------------------------------------------------------------
 // frame_decode
@@ -107,7 +106,7 @@ pub fn segment_recovery(data: &[u8]) {
     };
     let reseal = mode & 1 == 1;
     let dir = FuzzDir::new("segment-recovery");
-    let segments_dir = dir.path().join(crate::datadir::SEGMENTS_DIR);
+    let segments_dir = dir.path().join(logbook::SEGMENTS_DIR);
     std::fs::create_dir_all(&segments_dir).expect("creating the fuzz segments directory");
     let write = |base: u64, bytes: &[u8]| {
         std::fs::write(segments_dir.join(segment::file_name(base)), bytes).expect("writing a fuzz segment");
@@ -177,7 +176,7 @@ fn check_segment_scan(file: &[u8]) {
 
 /// One event as compared across reopen.
 fn event_key(event: &RecordedEvent) -> (u64, String, u64, [u8; 16], Vec<u8>) {
-    (event.position(), event.stream().to_string(), event.version(), event.id, event.data().to_vec())
+    (event.position(), event.stream().to_string(), event.version(), *event.id().as_bytes(), event.data().to_vec())
 }
 
 fn check_store(dir: &Path, first_base: u64) {
@@ -332,7 +331,7 @@ fn check_dense_offsets(index: &SegmentIndex, base: u64, events: u64) {
 // ---------------------------------------------------------------------------
 // resp_parse
 
-/// `resp::parse` with default limits over a pipeline: every frame consumes 1..=len bytes, a
+/// `protocol::parse` with default limits over a pipeline: every frame consumes 1..=len bytes, a
 /// strict prefix of it is incomplete, and re-encoding it parses back to the same value.
 pub fn resp_parse(data: &[u8]) {
     let limits = Limits::default();
@@ -344,7 +343,7 @@ pub fn resp_parse(data: &[u8]) {
 fn for_each_frame(data: &[u8], limits: &Limits, mut on_frame: impl FnMut(&[u8], Value)) {
     let mut rest = data;
     loop {
-        match resp::parse(rest, limits) {
+        match protocol::parse(rest, limits) {
             Ok(Some((value, used))) => {
                 assert!(used > 0 && used <= rest.len(), "parse consumed {used} of {} bytes", rest.len());
                 on_frame(&rest[..used], value);
@@ -358,15 +357,15 @@ fn for_each_frame(data: &[u8], limits: &Limits, mut on_frame: impl FnMut(&[u8], 
 fn check_resp_value(frame: &[u8], value: &Value, limits: &Limits) {
     for cut in [0, frame.len() / 2, frame.len() - 1] {
         // A strict prefix of a whole frame is merely incomplete.
-        match resp::parse(&frame[..cut], limits) {
+        match protocol::parse(&frame[..cut], limits) {
             Ok(None) => {}
             other => panic!("a {cut}-byte prefix of a {}-byte frame parsed as {other:?}", frame.len()),
         }
     }
     let mut resp3 = Vec::new();
-    resp::encode(value, ProtocolVersion::Resp3, &mut resp3);
+    protocol::encode(value, ProtocolVersion::Resp3, &mut resp3);
     if reencodes_exactly(value, limits) {
-        match resp::parse(&resp3, limits) {
+        match protocol::parse(&resp3, limits) {
             Ok(Some((again, used))) => {
                 assert_eq!(used, resp3.len(), "re-encoded frame not consumed whole");
                 assert!(same_value(value, &again), "RESP3 round trip changed {value:?} into {again:?}");
@@ -374,9 +373,9 @@ fn check_resp_value(frame: &[u8], value: &Value, limits: &Limits) {
             other => panic!("re-encoded {value:?} as {:?}, which parses as {other:?}", String::from_utf8_lossy(&resp3)),
         }
         let mut resp2 = Vec::new();
-        resp::encode(value, ProtocolVersion::Resp2, &mut resp2);
+        protocol::encode(value, ProtocolVersion::Resp2, &mut resp2);
         assert!(
-            matches!(resp::parse(&resp2, limits), Ok(Some((_, used))) if used == resp2.len()),
+            matches!(protocol::parse(&resp2, limits), Ok(Some((_, used))) if used == resp2.len()),
             "RESP2 encoding of {value:?} does not parse back whole"
         );
     }
@@ -423,7 +422,7 @@ fn same_value(a: &Value, b: &Value) -> bool {
 pub fn command_parse(data: &[u8]) {
     let limits = CommandLimits::default();
     for_each_frame(data, &Limits::default(), |_, value| {
-        if let Ok(args) = command::args_from_value(value) {
+        if let Ok(args) = protocol::args_from_value(value) {
             if !args.is_empty() {
                 check_command(args, &limits);
             }
@@ -438,9 +437,9 @@ fn check_command(args: Vec<Vec<u8>>, limits: &CommandLimits) {
         Ok(command) => command,
         Err(err) => {
             let mut reply = Vec::new();
-            resp::encode(&err.to_value(), ProtocolVersion::Resp3, &mut reply);
+            protocol::encode(&err.to_value(), ProtocolVersion::Resp3, &mut reply);
             assert!(
-                matches!(resp::parse(&reply, &Limits::default()), Ok(Some((_, used))) if used == reply.len()),
+                matches!(protocol::parse(&reply, &Limits::default()), Ok(Some((_, used))) if used == reply.len()),
                 "error reply {err:?} is not one well-formed frame"
             );
             return;
@@ -448,9 +447,9 @@ fn check_command(args: Vec<Vec<u8>>, limits: &CommandLimits) {
     };
     assert!(command.name().as_bytes().eq_ignore_ascii_case(&name), "{} parsed from {name:?}", command.name());
     let valid_name =
-        |s: &str| !s.is_empty() && s.len() <= command::MAX_STREAM_NAME_BYTES && !s.contains(char::is_control);
-    let valid_type = |s: &str| !s.is_empty() && s.len() <= command::MAX_EVENT_TYPE_BYTES;
-    let valid_expected = |e: &ExpectedVersionArg| *e != ExpectedVersionArg::Exact(0);
+        |s: &str| !s.is_empty() && s.len() <= protocol::MAX_STREAM_NAME_BYTES && !s.contains(char::is_control);
+    let valid_type = |s: &str| !s.is_empty() && s.len() <= protocol::MAX_EVENT_TYPE_BYTES;
+    let valid_expected = |e: &ExpectedVersion| *e != ExpectedVersion::Exact(0);
     let valid_count = |n: u64| (1..=limits.max_count).contains(&n);
     match &command {
         Command::Append { stream, event, expected } => {
@@ -472,7 +471,6 @@ fn check_command(args: Vec<Vec<u8>>, limits: &CommandLimits) {
         Command::Auth(credentials) | Command::Hello { auth: Some(credentials), .. } => {
             assert!(valid_name(&credentials.tenant), "{command:?}");
         }
-        Command::Timeline { order_id } => assert!(valid_name(order_id), "{command:?}"),
         Command::Ping { .. }
         | Command::Hello { .. }
         | Command::Quit
@@ -491,19 +489,19 @@ pub fn snapshot_decode(data: &[u8]) {
     if data.len() >= 4 {
         let mut resealed = data.to_vec();
         let body_end = resealed.len() - 4;
-        let crc = crc32fast::hash(&resealed[..body_end]) ^ crate::snapshot::SNAPSHOT_CRC_MASK;
+        let crc = crc32fast::hash(&resealed[..body_end]) ^ logbook_es::snapshot::SNAPSHOT_CRC_MASK;
         resealed[body_end..].copy_from_slice(&crc.to_le_bytes());
         check_snapshot(&resealed);
     }
 }
 
 fn check_snapshot(bytes: &[u8]) {
-    let Ok(snapshot) = crate::snapshot::decode(bytes) else {
+    let Ok(snapshot) = logbook_es::snapshot::decode(bytes) else {
         return;
     };
     assert!(snapshot.version >= 1 && snapshot.position >= 1, "decoded a snapshot at version or position 0");
     // Every decoded snapshot is one `encode` accepts and writes back byte for byte.
-    let encoded = crate::snapshot::encode(&snapshot).expect("a decoded snapshot re-encodes");
+    let encoded = logbook_es::snapshot::encode(&snapshot).expect("a decoded snapshot re-encodes");
     assert!(encoded == bytes, "re-encoding a decoded snapshot changed its bytes");
-    let _ = crate::snapshot::decode_state::<crate::order::Order>(&snapshot.state);
+    let _ = logbook_es::snapshot::decode_state::<logbook_order::Order>(&snapshot.state);
 }

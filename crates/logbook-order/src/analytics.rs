@@ -16,11 +16,12 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use super::event_types as et;
-use super::{time, CATEGORY};
-use crate::error::Result;
-use crate::store::Store;
-use crate::types::{Filter, RecordedEvent};
+use crate::event_types as et;
+use crate::CATEGORY;
+use logbook::time;
+use logbook::Result;
+use logbook::Store;
+use logbook::{Filter, RecordedEvent};
 
 /// Events read per page of `$all`.
 pub const PAGE_EVENTS: usize = 8192;

@@ -13,10 +13,10 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 use uuid::Uuid;
 
-use super::{repository, stream_name, Money, OrderCommand, OrderMetadata, OrderResult, OrderStatus};
-use crate::aggregate::AggregateError;
-use crate::error::Error;
-use crate::store::Store;
+use crate::{repository, stream_name, Money, OrderCommand, OrderMetadata, OrderResult, OrderStatus};
+use logbook_es::aggregate::AggregateError;
+use logbook::Error;
+use logbook::Store;
 
 /// A demo retailer and its catalogue.
 #[derive(Debug, Clone, Copy)]

@@ -1,5 +1,8 @@
-//! The order lifecycle of seed 000 as an event-sourced aggregate, with its read side:
-//! timelines (the support view), analytics over `$all` (funnels), and a demo generator.
+//! The e-commerce order lifecycle as an event-sourced aggregate (a cart becomes an order, is
+//! paid, shipped, delivered, or cancelled and refunded), with its read side: timelines (the
+//! support view), analytics over `$all` (funnels), a demo generator, the retention defaults
+//! of order data (payments and refunds held 7 years) and, with the `server` feature, the
+//! daemon's `TIMELINE` command.
 //!
 //! ```text
 //! NEW -> CART_CREATED -> CHECKOUT_STARTED -> PAYMENT_CONFIRMED -> ORDER_PLACED -> PROCESSING -> SHIPPED -> DELIVERED
@@ -14,21 +17,23 @@
 //! Order streams are named `order-<order id>` ([`stream_name`]).
 
 pub mod analytics;
+#[cfg(feature = "server")]
+mod command;
 pub mod demo;
 mod model;
-/// UTC calendar arithmetic (shared with the daemon's event times).
-pub use crate::time;
+mod retention;
 pub mod timeline;
 
 use std::collections::BTreeMap;
 
+#[cfg(feature = "server")]
+pub use command::{server_extensions, TimelineCommand};
 pub use model::*;
+pub use retention::{default_legal_holds, default_retention_policy, DEFAULT_HELD_TYPES, DEFAULT_HOLD_YEARS};
 
-use crate::aggregate::{self, AggregateError, Repository, SnapshotReport};
-use crate::error::Error;
-use crate::store::Store;
-use crate::types::{Direction, RecordedEvent};
-use crate::upcast::Upcasters;
+use logbook::{Direction, Error, RecordedEvent, Store};
+use logbook_es::aggregate::{self, AggregateError, Repository, SnapshotReport};
+use logbook_es::upcast::Upcasters;
 
 /// The category of order streams.
 pub const CATEGORY: &str = "order";

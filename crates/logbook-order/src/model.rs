@@ -9,7 +9,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use crate::aggregate::Aggregate;
+use logbook_es::aggregate::Aggregate;
 
 /// Largest quantity of one product in one command.
 pub const MAX_QUANTITY: u32 = 10_000;

@@ -9,11 +9,11 @@
 
 use serde::Serialize;
 
-use super::time;
-use super::{event_types as et, order_id_of, stream_name, Money};
-use crate::error::Result;
-use crate::store::Store;
-use crate::types::{Direction, RecordedEvent};
+use logbook::time;
+use crate::{event_types as et, order_id_of, stream_name, Money};
+use logbook::Result;
+use logbook::Store;
+use logbook::{Direction, RecordedEvent};
 
 /// Most events one timeline shows (the rest is reported as truncated).
 pub const MAX_TIMELINE_EVENTS: usize = 100_000;

@@ -7,10 +7,7 @@ use uuid::Uuid;
 
 use super::resp::{ProtocolVersion, Value};
 
-/// Longest stream name (also PREFIX, tenant and order id), in bytes.
-pub const MAX_STREAM_NAME_BYTES: usize = 1024;
-/// Longest event type, in bytes.
-pub const MAX_EVENT_TYPE_BYTES: usize = 256;
+pub use logbook::{ExpectedVersion, MAX_EVENT_TYPE_BYTES, MAX_STREAM_NAME_BYTES};
 /// COUNT used by READ and READALL when none is given (capped by `max_count`).
 pub const DEFAULT_COUNT: u64 = 1000;
 
@@ -27,19 +24,6 @@ impl Default for CommandLimits {
     fn default() -> Self {
         CommandLimits { max_events_per_append: 10_000, max_count: 100_000 }
     }
-}
-
-/// The `EXPECTED` option of APPEND / APPENDMANY. Absent means `Any`.
-///
-/// `none` and `0` both parse to `NoStream` (versions start at 1, so "at
-/// version 0" means "does not exist"); the parser never yields `Exact(0)`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum ExpectedVersionArg {
-    #[default]
-    Any,
-    NoStream,
-    Exists,
-    Exact(u64),
 }
 
 /// Tenant and token from AUTH or HELLO ... AUTH.
@@ -77,12 +61,12 @@ pub enum Command {
     Append {
         stream: String,
         event: NewEventSpec,
-        expected: ExpectedVersionArg,
+        expected: ExpectedVersion,
     },
     AppendMany {
         stream: String,
         events: Vec<NewEventSpec>,
-        expected: ExpectedVersionArg,
+        expected: ExpectedVersion,
     },
     Read {
         stream: String,
@@ -106,9 +90,6 @@ pub enum Command {
     Info {
         /// Lower-cased.
         section: Option<String>,
-    },
-    Timeline {
-        order_id: String,
     },
     /// `COMMAND [LIST|COUNT|DOCS|INFO] ...`: the grammar's command names (allowed before AUTH;
     /// it reveals nothing but the grammar). Lower-cased subcommand; later arguments ignored.
@@ -260,6 +241,12 @@ fn text(arg: Vec<u8>, what: &str, max: usize, allow_control: bool) -> Result<Str
     check_text(text, what, max, allow_control)
 }
 
+/// An argument of an extension command (one a crate above the daemon adds): non-empty UTF-8
+/// of at most `max` bytes without control characters; the error names `what`.
+pub fn text_argument(arg: Vec<u8>, what: &str, max: usize) -> Result<String, CommandError> {
+    text(arg, what, max, false)
+}
+
 fn check_text(text: String, what: &str, max: usize, allow_control: bool) -> Result<String, CommandError> {
     if text.is_empty() {
         return Err(syntax(format!("{what} must not be empty")));
@@ -302,15 +289,15 @@ fn default_count(limits: &CommandLimits) -> u64 {
     DEFAULT_COUNT.min(limits.max_count)
 }
 
-fn expected_version(arg: &[u8]) -> Result<ExpectedVersionArg, CommandError> {
+fn expected_version(arg: &[u8]) -> Result<ExpectedVersion, CommandError> {
     let lower = arg.to_ascii_lowercase();
     match lower.as_slice() {
-        b"any" => Ok(ExpectedVersionArg::Any),
-        b"none" | b"0" => Ok(ExpectedVersionArg::NoStream),
-        b"exists" => Ok(ExpectedVersionArg::Exists),
+        b"any" => Ok(ExpectedVersion::Any),
+        b"none" | b"0" => Ok(ExpectedVersion::NoStream),
+        b"exists" => Ok(ExpectedVersion::Exists),
         // "00", "000", ... are 0 as well: map them like "0" so `Exact(0)` never escapes.
         _ => number(arg, "EXPECTED")
-            .map(|n| if n == 0 { ExpectedVersionArg::NoStream } else { ExpectedVersionArg::Exact(n) })
+            .map(|n| if n == 0 { ExpectedVersion::NoStream } else { ExpectedVersion::Exact(n) })
             .map_err(|_| syntax(format!("EXPECTED wants any|none|exists|<n>, got '{}'", show(arg)))),
     }
 }
@@ -364,7 +351,6 @@ const COMMANDS: &[(&str, Parser)] = &[
     ("HEAD", head),
     ("INFO", info),
     ("COMMAND", command_info),
-    ("TIMELINE", timeline),
 ];
 
 impl Command {
@@ -395,7 +381,6 @@ impl Command {
             Command::Version { .. } => "VERSION",
             Command::Head => "HEAD",
             Command::Info { .. } => "INFO",
-            Command::Timeline { .. } => "TIMELINE",
             Command::CommandInfo { .. } => "COMMAND",
         }
     }
@@ -470,7 +455,7 @@ fn append(args: &mut Args, _: &CommandLimits) -> Result<Command, CommandError> {
     Ok(Command::Append {
         stream: stream_name(stream)?,
         event: NewEventSpec { event_type: event_type(kind)?, data, id, meta: meta.unwrap_or_default() },
-        expected: expected.unwrap_or_default(),
+        expected: expected.unwrap_or(ExpectedVersion::Any),
     })
 }
 
@@ -488,7 +473,7 @@ fn append_many(args: &mut Args, limits: &CommandLimits) -> Result<Command, Comma
     Ok(Command::AppendMany {
         stream: stream_name(stream)?,
         events: event_specs(&events, limits.max_events_per_append)?,
-        expected: expected.unwrap_or_default(),
+        expected: expected.unwrap_or(ExpectedVersion::Any),
     })
 }
 
@@ -635,12 +620,6 @@ pub fn command_names() -> Vec<&'static str> {
     COMMANDS.iter().map(|(name, _)| *name).collect()
 }
 
-fn timeline(args: &mut Args, _: &CommandLimits) -> Result<Command, CommandError> {
-    let order_id = args.required()?;
-    args.finish()?;
-    Ok(Command::Timeline { order_id: text(order_id, "order id", MAX_STREAM_NAME_BYTES, false)? })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -745,15 +724,15 @@ mod tests {
 
     #[test]
     fn from_wire_to_command() {
-        let limits = crate::protocol::Limits::default();
-        let (value, _) = crate::protocol::parse(b"append s t \"a b\" expected 3\r\n", &limits).unwrap().unwrap();
+        let limits = crate::Limits::default();
+        let (value, _) = crate::parse(b"append s t \"a b\" expected 3\r\n", &limits).unwrap().unwrap();
         let args = args_from_value(value).unwrap();
         assert_eq!(
             Command::parse(args, &CommandLimits::default()),
             Ok(Command::Append {
                 stream: "s".into(),
                 event: event("t", "a b"),
-                expected: ExpectedVersionArg::Exact(3),
+                expected: ExpectedVersion::Exact(3),
             })
         );
     }
@@ -821,7 +800,7 @@ mod tests {
             Command::Append {
                 stream: "orders-1".into(),
                 event: event("OrderPlaced", "{\"total\":5}"),
-                expected: ExpectedVersionArg::Any,
+                expected: ExpectedVersion::Any,
             }
         );
         arity_err(&["APPEND", "s", "t"], "APPEND");
@@ -848,7 +827,7 @@ mod tests {
                 id: Some(uuid_id()),
                 meta: meta.as_bytes().to_vec(),
             },
-            expected: ExpectedVersionArg::Exact(7),
+            expected: ExpectedVersion::Exact(7),
         };
         let orders: [[&str; 6]; 3] = [
             ["EXPECTED", "7", "ID", ID, "META", meta],
@@ -865,14 +844,14 @@ mod tests {
     #[test]
     fn expected_version_forms() {
         let cases = [
-            ("any", ExpectedVersionArg::Any),
-            ("ANY", ExpectedVersionArg::Any),
-            ("none", ExpectedVersionArg::NoStream),
-            ("0", ExpectedVersionArg::NoStream),
-            ("000", ExpectedVersionArg::NoStream),
-            ("Exists", ExpectedVersionArg::Exists),
-            ("1", ExpectedVersionArg::Exact(1)),
-            ("18446744073709551615", ExpectedVersionArg::Exact(u64::MAX)),
+            ("any", ExpectedVersion::Any),
+            ("ANY", ExpectedVersion::Any),
+            ("none", ExpectedVersion::NoStream),
+            ("0", ExpectedVersion::NoStream),
+            ("000", ExpectedVersion::NoStream),
+            ("Exists", ExpectedVersion::Exists),
+            ("1", ExpectedVersion::Exact(1)),
+            ("18446744073709551615", ExpectedVersion::Exact(u64::MAX)),
         ];
         for (arg, want) in cases {
             let Command::Append { expected, .. } = ok(&["APPEND", "s", "t", "d", "EXPECTED", arg]) else {
@@ -966,7 +945,7 @@ mod tests {
             Command::AppendMany {
                 stream: "s".into(),
                 events: vec![event("A", r#"{"x":1}"#)],
-                expected: ExpectedVersionArg::Any,
+                expected: ExpectedVersion::Any,
             }
         );
         arity_err(&["APPENDMANY", "s"], "APPENDMANY");
@@ -1009,7 +988,7 @@ mod tests {
         let Command::AppendMany { expected, .. } = ok(&["appendmany", "s", json, "expected", "exists"]) else {
             panic!("not an appendmany");
         };
-        assert_eq!(expected, ExpectedVersionArg::Exists);
+        assert_eq!(expected, ExpectedVersion::Exists);
         syntax_err(&["APPENDMANY", "s", json, "EXPECTED", "1", "EXPECTED", "2"], "more than once");
         syntax_err(&["APPENDMANY", "s", json, "ID", ID], "unknown APPENDMANY option 'ID'");
         syntax_err(&["APPENDMANY", "s", json, "EXPECTED"], "EXPECTED needs a value");
@@ -1124,7 +1103,7 @@ mod tests {
     // --- the rest --------------------------------------------------------
 
     #[test]
-    fn version_head_info_timeline() {
+    fn version_head_info() {
         assert_eq!(ok(&["VERSION", "s"]), Command::Version { stream: "s".into() });
         arity_err(&["VERSION"], "VERSION");
         arity_err(&["VERSION", "a", "b"], "VERSION");
@@ -1133,10 +1112,7 @@ mod tests {
         assert_eq!(ok(&["INFO"]), Command::Info { section: None });
         assert_eq!(ok(&["info", "Storage"]), Command::Info { section: Some("storage".into()) });
         arity_err(&["INFO", "a", "b"], "INFO");
-        assert_eq!(ok(&["TIMELINE", "order-17"]), Command::Timeline { order_id: "order-17".into() });
-        assert_eq!(ok(&["timeline", "x"]).name(), "TIMELINE");
-        arity_err(&["TIMELINE"], "TIMELINE");
-        arity_err(&["TIMELINE", "a", "b"], "TIMELINE");
-        syntax_err(&["TIMELINE", ""], "order id must not be empty");
+        let unknown = Command::parse(vec![b"TIMELINE".to_vec(), b"x".to_vec()], &CommandLimits::default());
+        assert_eq!(unknown, Err(CommandError::UnknownCommand("TIMELINE".into())), "extensions are not in the grammar");
     }
 }

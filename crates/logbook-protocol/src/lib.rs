@@ -1,5 +1,10 @@
-//! Wire protocol of logbook: the RESP codec ([`resp`]) and the command
-//! grammar ([`command`]). Pure code: no sockets, no storage.
+//! Wire protocol of logbook: the RESP codec (`resp`) and the command grammar (`command`).
+//! Pure code over plain values: no sockets, no storage. The value types the grammar shares
+//! with the engine (`ExpectedVersion`, the limits on names) are the engine's own.
+//!
+//! Commands a crate above the daemon adds (the order lifecycle's `TIMELINE`) are not part of
+//! this grammar: the daemon routes them to their handler before parsing, and the handler
+//! checks its arguments with [`text_argument`].
 //!
 //! # Grammar
 //!
@@ -18,7 +23,6 @@
 //! VERSION <stream>
 //! HEAD
 //! INFO [section]
-//! TIMELINE <order-id>
 //! COMMAND [LIST|COUNT|DOCS|INFO] [...]
 //! ```
 //!
@@ -58,10 +62,11 @@
 //! }
 //! ```
 
-pub mod command;
-pub mod resp;
+mod command;
+mod resp;
 
 pub use command::{
-    args_from_value, command_names, Command, CommandError, CommandLimits, Credentials, ExpectedVersionArg, NewEventSpec,
+    args_from_value, command_names, text_argument, Command, CommandError, CommandLimits, Credentials, ExpectedVersion,
+    NewEventSpec, DEFAULT_COUNT, MAX_EVENT_TYPE_BYTES, MAX_STREAM_NAME_BYTES,
 };
 pub use resp::{encode, parse, Limits, ProtocolVersion, RespError, Value};

@@ -4,18 +4,18 @@
 //! hashes the token and compares digests in constant time; an unknown tenant is compared
 //! against a dummy digest so timing does not reveal which tenant names exist.
 //!
-//! A tenant's stream `order-1` is stored as `<tenant>:order-1`. Tenant names are restricted to
-//! `[A-Za-z0-9_]` (no `:`), so one tenant's namespace can never be a prefix of another's.
+//! A tenant's stream `order-1` is stored as `<tenant>:order-1` (the rule of
+//! `logbook::Namespace`): tenant names are restricted to `[A-Za-z0-9_]` (no `:`), so one
+//! tenant's namespace can never be a prefix of another's.
 //! The admin authenticates as tenant [`ADMIN_NAME`] and uses full stored names.
 
+use logbook::Namespace;
 use sha2::{Digest, Sha256};
 
 use super::config::Config;
 
 /// The tenant name the admin authenticates as.
 pub const ADMIN_NAME: &str = "admin";
-/// Separates a tenant's name from its stream names in the store.
-pub const NAMESPACE_SEPARATOR: char = ':';
 
 /// Who a connection is.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -25,7 +25,7 @@ pub enum Identity {
     /// The admin: full access to full names.
     Admin,
     /// A tenant: its own namespace only.
-    Tenant { name: String, prefix: String },
+    Tenant(Namespace),
 }
 
 impl Identity {
@@ -33,7 +33,7 @@ impl Identity {
     pub fn to_store(&self, stream: &str) -> String {
         match self {
             Identity::Open | Identity::Admin => stream.to_string(),
-            Identity::Tenant { prefix, .. } => format!("{prefix}{stream}"),
+            Identity::Tenant(namespace) => namespace.stored_name(stream),
         }
     }
 
@@ -41,15 +41,15 @@ impl Identity {
     pub fn from_store<'a>(&self, stored: &'a str) -> &'a str {
         match self {
             Identity::Open | Identity::Admin => stored,
-            Identity::Tenant { prefix, .. } => stored.strip_prefix(prefix.as_str()).unwrap_or(stored),
+            Identity::Tenant(namespace) => namespace.local_name(stored).unwrap_or(stored),
         }
     }
 
-    /// The stored-name prefix a READALL must be confined to (`None`: everything).
-    pub fn namespace(&self) -> Option<&str> {
+    /// The namespace the client is confined to (`None`: everything).
+    pub fn namespace(&self) -> Option<&Namespace> {
         match self {
             Identity::Open | Identity::Admin => None,
-            Identity::Tenant { prefix, .. } => Some(prefix),
+            Identity::Tenant(namespace) => Some(namespace),
         }
     }
 
@@ -58,7 +58,7 @@ impl Identity {
         match self {
             Identity::Open => "open",
             Identity::Admin => ADMIN_NAME,
-            Identity::Tenant { name, .. } => name,
+            Identity::Tenant(namespace) => namespace.name(),
         }
     }
 }
@@ -104,10 +104,10 @@ fn constant_time_eq(a: &[u8; 32], b: &[u8; 32]) -> bool {
     std::hint::black_box(diff) == 0
 }
 
-/// Tenant names: 1..=64 of `[A-Za-z0-9_]`, not the admin's name.
+/// Tenant names: a namespace name (1..=64 of `[A-Za-z0-9_]`), not the admin's name.
 pub fn validate_tenant_name(name: &str) -> Result<(), String> {
-    if name.is_empty() || name.len() > 64 || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
-        return Err(format!("tenant name '{name}' must be 1 to 64 characters of A-Z, a-z, 0-9, _"));
+    if let Err(e) = Namespace::new(name) {
+        return Err(format!("tenant name: {e}"));
     }
     if name == ADMIN_NAME {
         return Err(format!("tenant name '{ADMIN_NAME}' is reserved for the admin"));
@@ -162,7 +162,7 @@ impl Auth {
         Ok(if tenant == ADMIN_NAME {
             Identity::Admin
         } else {
-            Identity::Tenant { name: tenant.to_string(), prefix: format!("{tenant}{NAMESPACE_SEPARATOR}") }
+            Identity::Tenant(Namespace::new(tenant).map_err(|_| AuthError::Invalid)?)
         })
     }
 }
@@ -170,7 +170,7 @@ impl Auth {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::server::config::{AdminConfig, TenantConfig};
+    use crate::config::{AdminConfig, TenantConfig};
 
     fn config() -> Config {
         Config {
@@ -197,7 +197,7 @@ mod tests {
         let acme = auth.authenticate("acme", b"a-secret").unwrap();
         assert_eq!(acme.to_store("order-1"), "acme:order-1");
         assert_eq!(acme.from_store("acme:order-1"), "order-1");
-        assert_eq!(acme.namespace(), Some("acme:"));
+        assert_eq!(acme.namespace().map(Namespace::prefix), Some("acme:"));
         assert!(auth.authenticate("globex", b"g-secret").is_ok(), "upper-case hex accepted");
         assert_eq!(auth.authenticate("acme", b"g-secret"), Err(AuthError::Invalid));
         assert_eq!(auth.authenticate("nobody", b"a-secret"), Err(AuthError::Invalid));

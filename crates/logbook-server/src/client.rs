@@ -24,8 +24,8 @@ use std::time::Duration;
 
 use uuid::Uuid;
 
-use crate::protocol::{encode, parse, Limits, ProtocolVersion, Value};
-use crate::{ExpectedVersion, NewEvent};
+use logbook_protocol::{encode, parse, Limits, ProtocolVersion, Value};
+use logbook::{ExpectedVersion, NewEvent};
 
 /// What went wrong talking to the daemon.
 #[derive(Debug, thiserror::Error)]

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::protocol::{CommandLimits, Limits as RespLimits};
+use logbook_protocol::{CommandLimits, Limits as RespLimits};
 
 /// Default address of `logbook serve`.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:7878";
@@ -115,6 +115,7 @@ impl Limits {
         super::connection_core::CoreLimits {
             resp: self.resp(),
             commands: self.commands(),
+            extensions: Vec::new(),
             max_request_bytes: self.max_pipeline_bytes,
             max_pending_reply_bytes: self.max_pending_reply_bytes,
             request_timeout: Duration::from_secs(self.request_timeout_secs),
@@ -190,18 +191,18 @@ pub struct StoreConfig {
 
 impl Default for StoreConfig {
     fn default() -> Self {
-        let defaults = crate::Options::default();
+        let defaults = logbook::Options::default();
         StoreConfig { segment_bytes: defaults.segment_bytes, sync: "always".into(), verify_on_open_always: false }
     }
 }
 
 impl StoreConfig {
     /// The store options these settings describe.
-    pub fn options(&self) -> Result<crate::Options, String> {
-        let sync: crate::SyncMode = self.sync.parse().map_err(|e| format!("store.sync {e}"))?;
+    pub fn options(&self) -> Result<logbook::Options, String> {
+        let sync: logbook::SyncMode = self.sync.parse().map_err(|e| format!("store.sync {e}"))?;
         let verify_on_open =
-            if self.verify_on_open_always { crate::VerifyOnOpen::Always } else { crate::VerifyOnOpen::AfterCrash };
-        Ok(crate::Options { segment_bytes: self.segment_bytes, sync, verify_on_open, ..crate::Options::default() })
+            if self.verify_on_open_always { logbook::VerifyOnOpen::Always } else { logbook::VerifyOnOpen::AfterCrash };
+        Ok(logbook::Options { segment_bytes: self.segment_bytes, sync, verify_on_open, ..logbook::Options::default() })
     }
 }
 
@@ -228,7 +229,15 @@ pub struct Config {
     #[serde(rename = "tenant")]
     pub tenants: Vec<TenantConfig>,
     /// Retention rules, legal holds, archiving and the background compaction interval.
-    pub retention: Option<crate::retention::RetentionConfig>,
+    pub retention: Option<logbook::RetentionConfig>,
+    /// The legal holds that apply when `[retention]` names none (set by the program that
+    /// starts the daemon: the `logbook` binary passes the order lifecycle's; none by default).
+    #[serde(skip)]
+    pub default_legal_holds: Vec<logbook::LegalHold>,
+    /// Commands added by crates above the daemon (set by the program that starts it; the
+    /// `logbook` binary adds the order lifecycle's TIMELINE).
+    #[serde(skip)]
+    pub extensions: crate::Extensions,
 }
 
 impl Default for Config {
@@ -242,6 +251,8 @@ impl Default for Config {
             admin: None,
             tenants: Vec::new(),
             retention: None,
+            default_legal_holds: Vec::new(),
+            extensions: crate::Extensions::default(),
         }
     }
 }
@@ -264,10 +275,12 @@ impl Config {
     }
 
     /// The retention policy of the `[retention]` table (the default policy without one).
-    pub fn retention_policy(&self) -> Result<crate::retention::RetentionPolicy, String> {
+    pub fn retention_policy(&self) -> Result<logbook::RetentionPolicy, String> {
         match &self.retention {
-            Some(table) => crate::retention::RetentionPolicy::from_config(table).map_err(|e| e.to_string()),
-            None => Ok(crate::retention::RetentionPolicy::default()),
+            Some(table) => {
+                logbook::RetentionPolicy::from_config(table, &self.default_legal_holds).map_err(|e| e.to_string())
+            }
+            None => Ok(logbook::RetentionPolicy { legal_holds: self.default_legal_holds.clone(), ..Default::default() }),
         }
     }
 
@@ -309,9 +322,9 @@ mod store_config_tests {
                 .unwrap();
         let options = config.store.options().unwrap();
         assert_eq!(options.segment_bytes, 1_048_576);
-        assert_eq!(options.sync, crate::SyncMode::Every(Duration::from_millis(5)));
-        assert_eq!(options.verify_on_open, crate::VerifyOnOpen::Always);
-        assert_eq!(Config::default().store.options().unwrap().sync, crate::SyncMode::Always);
+        assert_eq!(options.sync, logbook::SyncMode::Every(Duration::from_millis(5)));
+        assert_eq!(options.verify_on_open, logbook::VerifyOnOpen::Always);
+        assert_eq!(Config::default().store.options().unwrap().sync, logbook::SyncMode::Always);
         let bad = Config::from_toml("[store]\nsync = \"sometimes\"\n").unwrap();
         assert!(bad.validate().unwrap_err().contains("store.sync wants always, never or every=<ms>"));
         assert!(Config::from_toml("[store]\nsink = \"always\"\n").is_err(), "unknown keys are refused");
@@ -369,7 +382,7 @@ mod tests {
         let policy = config.retention_policy().unwrap();
         assert_eq!(policy.compact_interval, Some(std::time::Duration::from_secs(1800)));
         assert_eq!(policy.rules.len(), 1);
-        assert_eq!(policy.legal_holds, crate::retention::default_legal_holds());
+        assert_eq!(policy.legal_holds, logbook::default_legal_holds());
         assert!(config.validate().is_ok());
         assert!(Config::default().retention_policy().unwrap().compact_interval.is_none());
         let bad = Config::from_toml("[[retention.rules]]\ncategory = \"order\"\n").unwrap();

@@ -18,7 +18,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use crate::protocol::{Command, ProtocolVersion, Value};
+use logbook_protocol::{Command, ProtocolVersion, Value};
 
 use super::auth::Identity;
 use super::commands::{self, Outcome, Reply};
@@ -83,7 +83,7 @@ pub(crate) fn serve(shared: &Shared, socket: TcpStream, id: u64) {
         auth_failures: 0,
     };
     let mut core =
-        ConnectionCore::new(shared.config.limits.core(), shared.auth.required(), shared.reply_budget(), Instant::now());
+        ConnectionCore::new(shared.core_limits(), shared.auth.required(), shared.reply_budget(), Instant::now());
     let writable = run(shared, &mut session, &mut core, &socket);
     if writable && core.pending_output() > 0 {
         write_pending(&socket, &mut core, Some(Instant::now() + FINAL_WRITE_GRACE));
@@ -186,6 +186,13 @@ fn run_requests(shared: &Shared, session: &mut Session, core: &mut ConnectionCor
                 continue;
             }
             Request::Command(command) => command,
+            Request::Extension(name, args) => {
+                flush_appends(shared, &mut appends, core);
+                let reply = commands::execute_extension(shared, session, name, args);
+                core.touch(Instant::now());
+                push(shared, core, reply.into());
+                continue;
+            }
         };
         if commands::is_append(&command) {
             match commands::prepare_append(session, command) {

@@ -29,7 +29,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::protocol::{
+use logbook_protocol::{
     args_from_value, encode, parse, Command, CommandError, CommandLimits, Limits as RespLimits, ProtocolVersion, Value,
 };
 
@@ -107,6 +107,8 @@ impl Drop for Reservation {
 pub(crate) struct CoreLimits {
     pub resp: RespLimits,
     pub commands: CommandLimits,
+    /// Names of the extension commands (upper-case), routed as [`Request::Extension`].
+    pub extensions: Vec<&'static str>,
     /// Unexecuted request bytes buffered (after AUTH, or without auth).
     pub max_request_bytes: usize,
     /// Replies waiting to be written beyond which no further request is taken.
@@ -120,6 +122,8 @@ pub(crate) struct CoreLimits {
 #[derive(Debug)]
 pub(crate) enum Request {
     Command(Command),
+    /// A command an extension adds: its name and the arguments after it.
+    Extension(&'static str, Vec<Vec<u8>>),
     /// A request that could not be parsed as a command: reply, the connection stays.
     Rejected(Value),
 }
@@ -367,6 +371,9 @@ impl ConnectionCore {
                     "Authentication required: AUTH <tenant> <token>",
                 )));
             }
+            if let Some(&name) = self.limits.extensions.iter().find(|name| args[0].eq_ignore_ascii_case(name.as_bytes())) {
+                return Some(Request::Extension(name, args.into_iter().skip(1).collect()));
+            }
             return Some(match Command::parse(args, &self.limits.commands) {
                 Ok(command) => Request::Command(command),
                 Err(CommandError::Protocol(msg)) => {
@@ -550,6 +557,7 @@ pub fn fuzz_connection_core(data: &[u8]) {
             max_inline_bytes: 8 * 1024,
         },
         commands: CommandLimits { max_events_per_append: 16, max_count: 100 },
+        extensions: vec!["TIMELINE"],
         max_request_bytes: 16 * 1024,
         max_pending_reply_bytes: 512,
         request_timeout: Duration::from_secs(30),
@@ -600,6 +608,10 @@ pub fn fuzz_connection_core(data: &[u8]) {
                     );
                     core.push_reply(&Value::bulk(vec![b'r'; (next() % 200) as usize]));
                 }
+                Request::Extension(name, _) => {
+                    assert!(core.is_authenticated(), "extension {name} routed before AUTH");
+                    core.push_reply(&Value::bulk(vec![b'x'; (next() % 200) as usize]));
+                }
                 Request::Rejected(reply) => core.push_reply(&reply),
             }
             assert!(budget.used() == core.pending_output() + core.held.len());
@@ -636,6 +648,7 @@ mod tests {
         CoreLimits {
             resp: RespLimits { max_bulk_bytes: 1024, max_array_len: 64, max_nesting_depth: 2, max_inline_bytes: 1024 },
             commands: CommandLimits::default(),
+            extensions: Vec::new(),
             max_request_bytes: 2048,
             max_pending_reply_bytes: 100,
             request_timeout: Duration::from_secs(30),

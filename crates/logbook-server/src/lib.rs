@@ -7,12 +7,17 @@
 //! positions in send order. Appends from different connections share group commits through the
 //! store's writer. See docs/protocol.md.
 //!
-//! Layout: [`config`] (settings and limits), [`auth`] (tenants, tokens, namespaces),
-//! `connection` (the per-connection loop), `pipeline` (pipelined appends), `commands`
-//! (one file per command family behind one dispatcher), `metrics` (counters, Prometheus).
+//! Layout: `config` (settings and limits), `auth` (tenants, tokens, namespaces),
+//! `connection` (the per-connection loop), `connection_core` (the same without sockets),
+//! `pipeline` (pipelined appends), `commands` (one file per command family behind one
+//! dispatcher), `extension` (commands crates above this one add, such as the order
+//! lifecycle's TIMELINE), `metrics` (counters, Prometheus), `http` (the metrics endpoint),
+//! `client` (a small blocking client).
 
-pub mod auth;
-pub mod config;
+mod auth;
+pub mod client;
+mod config;
+mod extension;
 
 mod admission;
 mod auth_guard;
@@ -33,10 +38,11 @@ use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex};
 
-use crate::Store;
+use logbook::Store;
 
-pub use auth::{hash_token_hex, Auth, Identity};
-pub use config::{Config, Limits};
+pub use auth::{hash_token_hex, Auth, Identity, ADMIN_NAME};
+pub use config::{require_loopback, AdminConfig, Config, Limits, StoreConfig, TenantConfig, DEFAULT_DATA_DIR, DEFAULT_LISTEN};
+pub use extension::{error_reply, stored_stream_name, CommandExtension, Extensions};
 #[doc(hidden)]
 pub use connection_core::fuzz_connection_core;
 
@@ -46,7 +52,7 @@ pub enum ServerError {
     #[error("configuration: {0}")]
     Config(String),
     #[error("store: {0}")]
-    Store(#[from] crate::Error),
+    Store(#[from] logbook::Error),
     #[error("{context}: {source}")]
     Io {
         context: String,
@@ -108,6 +114,11 @@ impl Shared {
     /// Connection `id` authenticated: false when it must close (`max_connections` reached).
     pub fn authenticated(&self, id: u64) -> bool {
         self.connections.lock().admission.authenticate(id)
+    }
+
+    /// The limits of one connection's core, with the extension commands it routes.
+    pub fn core_limits(&self) -> connection_core::CoreLimits {
+        connection_core::CoreLimits { extensions: self.config.extensions.names(), ..self.config.limits.core() }
     }
 
     pub fn reply_budget(&self) -> Arc<connection_core::ReplyBudget> {
@@ -184,11 +195,12 @@ fn wake_address(addr: SocketAddr) -> SocketAddr {
 }
 
 impl Server {
-    /// Opens the store in `config.data` and starts serving.
+    /// Opens the store in `config.data` (resolving its cold tier's pending jobs) and starts
+    /// serving.
     pub fn start(config: Config) -> Result<Server, ServerError> {
         config.validate().map_err(ServerError::Config)?;
         let options = config.store.options().map_err(ServerError::Config)?;
-        let store = Store::open(&config.data, options)?;
+        let store = logbook_archive::open_store(&config.data, options)?;
         Server::start_with_store(store, config)
     }
 
@@ -328,7 +340,7 @@ fn start_compactor(shared: &Arc<Shared>) -> Result<Option<JoinHandle<()>>, Serve
                     continue;
                 }
                 let now = shared.store.now_us();
-                match crate::compact::compact(&shared.store, &policy, now, |_, _| {}) {
+                match logbook_archive::compact(&shared.store, &policy, now, |_, _| {}) {
                     Ok(report) => tracing::info!(?report, "background compaction finished"),
                     Err(err) => tracing::error!(%err, "background compaction failed"),
                 }

@@ -6,8 +6,8 @@
 //! and appends get positions in send order (a pipelined `EXPECTED n` / `EXPECTED n+1` pair to
 //! one stream works, because the writer checks each against the versions pending before it).
 
-use crate::protocol::Value;
-use crate::{ExpectedVersion, NewEvent, Store};
+use logbook_protocol::Value;
+use logbook::{ExpectedVersion, NewEvent, Store};
 
 use super::commands::append::store_error;
 
@@ -26,7 +26,7 @@ impl PreparedAppend {
         Self::reply(self.many, store.append(&self.stream, self.expected, self.events))
     }
 
-    fn reply(many: bool, result: crate::Result<crate::AppendResult>) -> Value {
+    fn reply(many: bool, result: logbook::Result<logbook::AppendResult>) -> Value {
         match result {
             Ok(r) if many => Value::Array(vec![
                 Value::Integer(as_i64(r.first_version)),
@@ -49,10 +49,10 @@ pub(crate) fn as_i64(n: u64) -> i64 {
 /// Runs a run of consecutive appends: submits all in order, then waits for each; returns
 /// their replies in input order.
 pub(crate) fn run_appends(store: &Store, appends: Vec<PreparedAppend>) -> Vec<Value> {
-    let submitted: Vec<(bool, crate::Result<crate::PendingAppend>)> =
+    let submitted: Vec<(bool, logbook::Result<logbook::PendingAppend>)> =
         appends.into_iter().map(|a| (a.many, store.submit_append(&a.stream, a.expected, a.events))).collect();
     submitted
         .into_iter()
-        .map(|(many, pending)| PreparedAppend::reply(many, pending.and_then(crate::PendingAppend::wait)))
+        .map(|(many, pending)| PreparedAppend::reply(many, pending.and_then(logbook::PendingAppend::wait)))
         .collect()
 }

@@ -1,19 +1,27 @@
 //! UTC calendar arithmetic for event times, timelines and analytics (no time-zone database:
 //! everything is UTC).
 
-/// Microseconds in an hour and a day.
+/// Microseconds in an hour.
 pub const HOUR_US: i64 = 3_600_000_000;
+/// Microseconds in a day.
 pub const DAY_US: i64 = 24 * HOUR_US;
 
 /// A UTC date and time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct UtcTime {
+    /// The year (proleptic Gregorian; `0` is 1 BC, negative years are earlier).
     pub year: i64,
+    /// The month of the year, 1 to 12.
     pub month: u32,
+    /// The day of the month, 1 to 31.
     pub day: u32,
+    /// The hour of the day, 0 to 23.
     pub hour: u32,
+    /// The minute of the hour, 0 to 59.
     pub minute: u32,
+    /// The second of the minute, 0 to 59.
     pub second: u32,
+    /// The microseconds within the second, 0 to 999 999.
     pub micros: u32,
 }
 
@@ -43,7 +51,8 @@ pub fn utc(timestamp_us: i64) -> UtcTime {
     }
 }
 
-/// Microseconds since the epoch of a UTC date at midnight (inverse of [`utc`] for dates).
+/// Days since the Unix epoch (1970-01-01 is day 0) of a UTC date; multiply by [`DAY_US`] for the
+/// microseconds at its midnight (inverse of [`utc`] for dates).
 pub fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
     let y = if month <= 2 { year - 1 } else { year };
     let era = y.div_euclid(400);
@@ -72,10 +81,11 @@ pub fn rfc3339(timestamp_us: i64) -> String {
     format!("{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:06}Z", t.year, t.month, t.day, t.hour, t.minute, t.second, t.micros)
 }
 
-/// The start of the UTC hour / day holding `timestamp_us`.
+/// The start of the UTC hour holding `timestamp_us`, in microseconds since the epoch.
 pub fn hour_start(timestamp_us: i64) -> i64 {
     timestamp_us.div_euclid(HOUR_US) * HOUR_US
 }
+/// The start (midnight) of the UTC day holding `timestamp_us`, in microseconds since the epoch.
 pub fn day_start(timestamp_us: i64) -> i64 {
     timestamp_us.div_euclid(DAY_US) * DAY_US
 }

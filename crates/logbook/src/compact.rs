@@ -64,11 +64,13 @@ pub trait ArchiveSink {
 /// What one compaction did.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct CompactReport {
-    /// Sealed segments before and after.
+    /// Sealed segments before the compaction.
     pub segments_before: usize,
+    /// Sealed segments after the compaction.
     pub segments_after: usize,
-    /// Units rewritten, and how many input segments they replaced.
+    /// Units (runs of adjacent sealed segments) rewritten.
     pub rewritten: usize,
+    /// Input segments the rewritten units replaced.
     pub inputs: usize,
     /// Events removed by a retention rule (archived first when the policy archives).
     pub expired: u64,
@@ -76,11 +78,13 @@ pub struct CompactReport {
     pub purged: u64,
     /// Events a rule or tombstone would remove that a legal hold kept.
     pub held: u64,
-    /// Events written to the archive, and the Parquet files holding them.
+    /// Events written to the archive (the cold tier).
     pub archived: u64,
+    /// Archive (Parquet) files written to hold the archived events.
     pub archive_files: usize,
-    /// Bytes of the sealed segments rewritten, before and after.
+    /// Bytes of the sealed segments rewritten, before the compaction.
     pub bytes_before: u64,
+    /// Bytes of the segments that replaced them.
     pub bytes_after: u64,
 }
 

@@ -9,16 +9,37 @@ use crate::types::ExpectedVersion;
 pub enum Error {
     /// Damage recovery may not repair: names the file and the byte offset.
     #[error("corruption in {file} at byte {offset}: {reason}")]
-    Corruption { file: PathBuf, offset: u64, reason: String },
+    Corruption {
+        /// The damaged file.
+        file: PathBuf,
+        /// Byte offset of the damage in the file.
+        offset: u64,
+        /// What is wrong there.
+        reason: String,
+    },
 
     /// The stream's version was not what the append expected; nothing was written.
     #[error("wrong expected version for stream '{stream}': expected {expected}, actual {actual}")]
-    WrongExpectedVersion { stream: String, expected: ExpectedVersion, actual: u64 },
+    WrongExpectedVersion {
+        /// The stream appended to.
+        stream: String,
+        /// The version the append expected.
+        expected: ExpectedVersion,
+        /// The stream's current version (0 when it has no events).
+        actual: u64,
+    },
 
     /// An event id already in the stream was re-sent with different content, or a batch mixed
     /// already-stored and new ids; nothing was written.
     #[error("event id {id} conflicts with stream '{stream}': {reason}")]
-    IdempotencyConflict { stream: String, id: uuid::Uuid, reason: String },
+    IdempotencyConflict {
+        /// The stream appended to.
+        stream: String,
+        /// The conflicting event id.
+        id: uuid::Uuid,
+        /// What conflicts.
+        reason: String,
+    },
 
     /// The stream was deleted (a tombstone): reads and appends are refused.
     #[error("stream '{0}' is deleted")]
@@ -31,7 +52,9 @@ pub enum Error {
     /// An I/O operation failed.
     #[error("I/O error {context}: {source}")]
     Io {
+        /// What was being done (e.g. `writing <path> atomically`).
         context: String,
+        /// The underlying I/O error.
         #[source]
         source: std::io::Error,
     },

@@ -46,7 +46,9 @@ pub enum VerifyOnOpen {
 pub struct Options {
     /// Preallocated size of a segment; a segment is sealed when the next append does not fit.
     pub segment_bytes: u64,
+    /// When appends are synced to disk (default [`SyncMode::Always`]).
     pub sync: SyncMode,
+    /// How much of the sealed segments `open` checks (default [`VerifyOnOpen::AfterCrash`]).
     pub verify_on_open: VerifyOnOpen,
     /// Most events in one append.
     pub max_batch_events: usize,

@@ -296,8 +296,11 @@ fn describe(rule: &RetentionRule) -> String {
 /// What compaction knows about one event when it decides.
 #[derive(Debug, Clone, Copy)]
 pub struct EventFacts<'a> {
+    /// The event's stream.
     pub stream: &'a str,
+    /// The event's type.
     pub event_type: &'a str,
+    /// When the event was stored, in microseconds since the Unix epoch (UTC).
     pub timestamp_us: i64,
     /// The stream is deleted.
     pub deleted: bool,

@@ -22,12 +22,17 @@ pub struct StatsReport {
     /// Bytes allocated on disk by segment and index files (the active segment's unwritten
     /// preallocation does not count).
     pub bytes: u64,
+    /// Position of the first stored event (0 when there is none).
     pub first_position: u64,
+    /// The head: the last position written (0 for an empty store).
     pub last_position: u64,
-    /// Microseconds since the epoch, UTC, of the oldest and newest stored event.
+    /// Time of the oldest stored event, in microseconds since the Unix epoch (UTC).
     pub oldest_us: Option<i64>,
+    /// Time of the newest stored event, in microseconds since the Unix epoch (UTC).
     pub newest_us: Option<i64>,
+    /// Events per stream category (the part of the stream name before the first `-`).
     pub events_per_category: BTreeMap<String, u64>,
+    /// Events per event type.
     pub events_per_type: BTreeMap<String, u64>,
     /// Events moved to the cold tier (Parquet under `archive/`): filled in by the archive crate
     /// (`logbook_archive::collect_stats`); 0 from this crate alone.

@@ -261,14 +261,14 @@ impl Store {
         rx.recv().unwrap_or(Err(Error::Shutdown))
     }
 
-    /// The data directory this store was opened on (layers above the engine keep their own
-    /// files beside `segments/`, e.g. `snapshots/`).
     /// The file system the store writes through (the real one unless a test injected faults);
     /// layers above the store (snapshots) write through it too.
     pub fn file_system(&self) -> &dyn crate::storage::FileSystem {
         self.inner.options.fs.as_ref()
     }
 
+    /// The data directory this store was opened on (layers above the engine keep their own
+    /// files beside `segments/`, e.g. `snapshots/`).
     pub fn dir(&self) -> &Path {
         self.inner.shared.dir.root()
     }
@@ -375,8 +375,8 @@ impl Store {
     }
 
     /// Reads up to `max` events of `$all` matching `filter`, from position `from` on, in
-    /// position order. Stops early after scanning [`MAX_SCAN_PER_READ`] events; continue from
-    /// the returned last position + 1 (or use [`Store::read_all_page`] to learn where it stopped).
+    /// position order. Stops early after scanning a million events, matching or not; continue
+    /// from the returned last position + 1 (or use [`Store::read_all_page`] to learn where it stopped).
     pub fn read_all(&self, from: u64, max: usize, filter: &Filter) -> Result<Vec<RecordedEvent>> {
         Ok(self.read_all_page(from, max, filter)?.events)
     }
@@ -485,7 +485,8 @@ impl Store {
         &self.inner.shared
     }
 
-    pub(crate) fn options(&self) -> &Options {
+    /// The options the store was opened with (its file system and clock among them).
+    pub fn options(&self) -> &Options {
         &self.inner.options
     }
 
@@ -570,6 +571,7 @@ impl Drop for PendingAppend {
 /// One page of `$all`.
 #[derive(Debug)]
 pub struct AllPage {
+    /// The matching events read, in position order.
     pub events: Vec<RecordedEvent>,
     /// Where the next read should start.
     pub next_position: u64,
@@ -578,10 +580,15 @@ pub struct AllPage {
 /// Counters since the store was opened.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct StoreStats {
+    /// Appends (and stream deletions) committed.
     pub appends: u64,
+    /// Events committed (tombstones included).
     pub events: u64,
+    /// Syncs (`fdatasync`) of the active segment.
     pub fsyncs: u64,
+    /// Group commits: writes to the segment, each holding one or more appends.
     pub groups: u64,
+    /// Bytes written to segment files.
     pub bytes_written: u64,
 }
 

@@ -65,20 +65,28 @@ impl std::str::FromStr for ExpectedVersion {
 /// An event to append. The id makes retries idempotent; one is generated when absent.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewEvent {
+    /// The event's id; `None` to have a random one generated when it is appended.
     pub id: Option<Uuid>,
+    /// The event's type (e.g. `ITEM_ADDED`): not empty, at most [`MAX_EVENT_TYPE_BYTES`].
     pub event_type: String,
+    /// The payload, opaque bytes (often JSON); with the metadata, at most [`MAX_PAYLOAD_BYTES`].
     pub data: Vec<u8>,
+    /// Opaque bytes stored beside the payload (e.g. correlation ids); empty when unused.
     pub metadata: Vec<u8>,
 }
 
 impl NewEvent {
+    /// An event of type `event_type` carrying `data`, with no metadata and no id (one is
+    /// generated when it is appended).
     pub fn new(event_type: impl Into<String>, data: impl Into<Vec<u8>>) -> Self {
         NewEvent { id: None, event_type: event_type.into(), data: data.into(), metadata: Vec::new() }
     }
+    /// Sets the event's id, so that resending the same append does not store it twice.
     pub fn with_id(mut self, id: Uuid) -> Self {
         self.id = Some(id);
         self
     }
+    /// Sets the event's metadata bytes.
     pub fn with_metadata(mut self, metadata: impl Into<Vec<u8>>) -> Self {
         self.metadata = metadata.into();
         self
@@ -88,9 +96,13 @@ impl NewEvent {
 /// Where an append landed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct AppendResult {
+    /// The stream version of the first event written (versions start at 1 in each stream).
     pub first_version: u64,
+    /// The stream version of the last event written: the stream's version after the append.
     pub last_version: u64,
+    /// The `$all` position of the first event written (positions are global and start at 1).
     pub first_position: u64,
+    /// The `$all` position of the last event written.
     pub last_position: u64,
 }
 
@@ -115,20 +127,25 @@ impl RecordedEvent {
     fn slice(&self, range: (u32, u32)) -> &[u8] {
         &self.buf[range.0 as usize..range.1 as usize]
     }
+    /// The event's id (given at append, or generated then).
     pub fn id(&self) -> Uuid {
         Uuid::from_bytes(self.id)
     }
+    /// The name of the stream the event belongs to.
     pub fn stream(&self) -> &str {
         // Validated as UTF-8 when the frame was decoded; `buf` never changes.
         std::str::from_utf8(self.slice(self.stream)).unwrap_or("")
     }
+    /// The event's type.
     pub fn event_type(&self) -> &str {
         // Validated as UTF-8 when the frame was decoded.
         std::str::from_utf8(self.slice(self.event_type)).unwrap_or("")
     }
+    /// The event's version within its stream (from 1).
     pub fn version(&self) -> u64 {
         self.version
     }
+    /// The event's position in `$all`, the global log (from 1).
     pub fn position(&self) -> u64 {
         self.position
     }
@@ -136,9 +153,11 @@ impl RecordedEvent {
     pub fn timestamp_us(&self) -> i64 {
         self.timestamp_us
     }
+    /// The event's payload.
     pub fn data(&self) -> &[u8] {
         self.slice(self.data)
     }
+    /// The event's metadata (empty when none was given).
     pub fn metadata(&self) -> &[u8] {
         self.slice(self.metadata)
     }
@@ -191,22 +210,29 @@ pub struct Filter {
 }
 
 impl Filter {
+    /// Selects every event.
     pub fn all() -> Self {
         Filter::default()
     }
+    /// Selects events of streams whose name starts with `prefix`.
     pub fn stream_prefix(prefix: impl Into<String>) -> Self {
         Filter { stream_prefix: Some(prefix.into()), ..Default::default() }
     }
+    /// Selects events of streams of `category` (the part of the name before the first `-`).
     pub fn category(category: impl Into<String>) -> Self {
         Filter { category: Some(category.into()), ..Default::default() }
     }
+    /// Also requires the event type to be one of `types` (replacing any earlier list; an empty
+    /// list allows every type).
     pub fn with_types<I: IntoIterator<Item = S>, S: Into<String>>(mut self, types: I) -> Self {
         self.event_types = types.into_iter().map(Into::into).collect();
         self
     }
+    /// True when the filter selects every event.
     pub fn is_all(&self) -> bool {
         self.stream_prefix.is_none() && self.category.is_none() && self.event_types.is_empty()
     }
+    /// True when an event of type `event_type` in stream `stream` passes the filter.
     pub fn matches(&self, stream: &str, event_type: &str) -> bool {
         self.stream_prefix.as_deref().is_none_or(|p| stream.starts_with(p))
             && self.category.as_deref().is_none_or(|c| category_of(stream) == c)
@@ -217,7 +243,9 @@ impl Filter {
 /// Which way a stream read goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Direction {
+    /// From lower versions to higher ones.
     Forward,
+    /// From higher versions to lower ones.
     Backward,
 }
 

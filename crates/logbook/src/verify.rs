@@ -25,13 +25,20 @@ pub const MAX_ATTEMPTS: usize = 5;
 /// What `verify` found.
 #[derive(Debug, Default, Clone, serde::Serialize)]
 pub struct VerifyReport {
+    /// Segment files holding data (leftovers of a finished compaction excluded).
     pub segments: usize,
+    /// Events (frames) read in the segments.
     pub events: u64,
+    /// First position the segments cover (the base of the first segment).
     pub first_position: u64,
+    /// Last position written (the head; 0 for an empty store).
     pub last_position: u64,
+    /// Everything found wrong or left to repair, in the order found.
     pub findings: Vec<Finding>,
-    /// Committed files and rows of the cold tier (`archive/`), 0 when there is none.
+    /// Committed files of the cold tier (`archive/`); 0 when there is none, and from this
+    /// crate alone (the logbook-archive crate fills it in).
     pub archive_files: u64,
+    /// Events (rows) in those files; 0 likewise.
     pub archive_events: u64,
     /// Which positions the hot tier holds, to check no archived event is also hot.
     #[serde(skip)]

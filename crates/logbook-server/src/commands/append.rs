@@ -3,28 +3,19 @@
 //! Replies: APPEND `[version, position]`; APPENDMANY `[first_version, last_version,
 //! last_position]`. A version mismatch is `-WRONGVERSION expected <e> actual <a>`.
 
-use crate::protocol::{ExpectedVersionArg, NewEventSpec, Value};
-use crate::server::auth::Identity;
-use crate::server::pipeline::PreparedAppend;
-use crate::{Error, ExpectedVersion, NewEvent};
+use logbook::{Error, ExpectedVersion, NewEvent};
+use logbook_protocol::{NewEventSpec, Value};
 
 use super::store_name;
-
-fn expected_version(arg: ExpectedVersionArg) -> ExpectedVersion {
-    match arg {
-        ExpectedVersionArg::Any => ExpectedVersion::Any,
-        ExpectedVersionArg::NoStream => ExpectedVersion::NoStream,
-        ExpectedVersionArg::Exists => ExpectedVersion::Exists,
-        ExpectedVersionArg::Exact(n) => ExpectedVersion::Exact(n),
-    }
-}
+use crate::auth::Identity;
+use crate::pipeline::PreparedAppend;
 
 /// Maps the stream into the caller's namespace and the specs into engine events.
 pub(super) fn prepare(
     who: &Identity,
     stream: &str,
     specs: Vec<NewEventSpec>,
-    expected: ExpectedVersionArg,
+    expected: ExpectedVersion,
     many: bool,
 ) -> Result<PreparedAppend, Value> {
     let stream = store_name(who, stream)?;
@@ -32,7 +23,7 @@ pub(super) fn prepare(
         .into_iter()
         .map(|spec| NewEvent { id: spec.id, event_type: spec.event_type, data: spec.data, metadata: spec.meta })
         .collect();
-    Ok(PreparedAppend { stream, expected: expected_version(expected), events, many })
+    Ok(PreparedAppend { stream, expected, events, many })
 }
 
 /// The error reply for an engine error. Messages never name stored streams, so a tenant never

@@ -2,11 +2,11 @@
 
 use std::sync::atomic::Ordering;
 
-use crate::protocol::{ProtocolVersion, Value};
-use crate::server::auth::Identity;
-use crate::server::connection::Session;
-use crate::server::pipeline::as_i64;
-use crate::server::Shared;
+use logbook_protocol::{ProtocolVersion, Value};
+use crate::auth::Identity;
+use crate::connection::Session;
+use crate::pipeline::as_i64;
+use crate::Shared;
 
 use super::store_name;
 
@@ -109,5 +109,5 @@ fn section_text(shared: &Shared, session: &Session, name: &str) -> String {
 
 /// Bytes the segment files take on disk (allocated blocks, as `logbook stats` counts them).
 pub(crate) fn segment_bytes(shared: &Shared) -> u64 {
-    crate::datadir::DataDir::new(&shared.config.data).disk_usage().allocated
+    logbook::DataDir::new(&shared.config.data).disk_usage().allocated
 }

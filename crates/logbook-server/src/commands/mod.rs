@@ -7,16 +7,14 @@
 //! | `read.rs` | READ, and how an event is put on the wire |
 //! | `read_all.rs` | READALL (with BLOCK) |
 //! | `info.rs` | INFO, VERSION, HEAD |
-//! | `timeline.rs` | TIMELINE (the order audit trail) |
 
 pub(crate) mod append;
 pub(crate) mod info;
 mod read;
 mod read_all;
 mod session;
-mod timeline;
 
-use crate::protocol::{Command, Value};
+use logbook_protocol::{Command, Value};
 
 use super::auth::Identity;
 use super::connection::Session;
@@ -28,7 +26,7 @@ use super::Shared;
 /// pushed to the connection, where they count as pending output).
 pub(crate) enum Reply {
     Value(Value),
-    Events(Vec<Vec<u8>>, crate::server::connection_core::Reservation),
+    Events(Vec<Vec<u8>>, crate::connection_core::Reservation),
 }
 
 impl From<Value> for Reply {
@@ -72,7 +70,7 @@ pub(crate) fn execute(shared: &Shared, session: &mut Session, command: Command) 
         Command::Hello { protover, auth } => session::hello(shared, session, protover, auth).into(),
         Command::Auth(credentials) => session::auth(shared, session, &credentials).into(),
         Command::Quit => return Outcome::Quit(Value::ok()),
-        Command::CommandInfo { subcommand } => session::command_info(subcommand.as_deref()).into(),
+        Command::CommandInfo { subcommand } => session::command_info(shared, subcommand.as_deref()).into(),
         command => match identity(session) {
             Err(reply) => reply.into(),
             Ok(who) => run_data_command(shared, session, who, command),
@@ -97,7 +95,6 @@ fn run_data_command(shared: &Shared, session: &Session, who: &Identity, command:
         Command::Version { stream } => info::version(shared, who, &stream),
         Command::Head => info::head(shared),
         Command::Info { section } => info::info(shared, session, who, section.as_deref()),
-        Command::Timeline { order_id } => timeline::timeline(shared, who, &order_id),
         Command::Append { .. } | Command::AppendMany { .. } => match prepare_append(session, command) {
             Ok(prepared) => prepared.run(&shared.store),
             Err(reply) => reply,
@@ -115,26 +112,47 @@ fn run_data_command(shared: &Shared, session: &Session, who: &Identity, command:
 /// the name the client sent: a tenant's length limit is the store's less its namespace
 /// prefix, stated without revealing the prefix.
 pub(crate) fn store_name(who: &Identity, stream: &str) -> Result<String, Value> {
-    crate::store::validate_stream_name(stream).map_err(|e| Value::error("ERR", &plain(&e)))?;
-    if let Some(prefix) = who.namespace() {
-        let limit = crate::record::MAX_STREAM_BYTES.saturating_sub(prefix.len());
-        if stream.len() > limit {
-            return Err(Value::error(
-                "ERR",
-                &format!("stream name is {} bytes, limit {limit} for this tenant", stream.len()),
-            ));
+    stored_name(who.namespace(), stream)
+}
+
+/// [`store_name`] for a caller confined to `namespace` (`None`: full names).
+pub(crate) fn stored_name(namespace: Option<&logbook::Namespace>, stream: &str) -> Result<String, Value> {
+    logbook::validate_stream_name(stream).map_err(|e| Value::error("ERR", &plain(&e)))?;
+    let stored = match namespace {
+        Some(namespace) => {
+            let limit = namespace.max_stream_bytes(logbook::MAX_STREAM_NAME_BYTES);
+            if stream.len() > limit {
+                return Err(Value::error(
+                    "ERR",
+                    &format!("stream name is {} bytes, limit {limit} for this tenant", stream.len()),
+                ));
+            }
+            namespace.stored_name(stream)
         }
-    }
-    let stored = who.to_store(stream);
-    crate::store::validate_stream_name(&stored).map_err(|_| Value::error("ERR", "invalid stream name"))?;
+        None => stream.to_string(),
+    };
+    logbook::validate_stream_name(&stored).map_err(|_| Value::error("ERR", "invalid stream name"))?;
     Ok(stored)
+}
+
+/// Runs an extension command (authenticated callers only: the connection core routes none
+/// before AUTH).
+pub(crate) fn execute_extension(shared: &Shared, session: &Session, name: &'static str, args: Vec<Vec<u8>>) -> Value {
+    let who = match identity(session) {
+        Ok(who) => who,
+        Err(reply) => return reply,
+    };
+    match shared.config.extensions.find(name.as_bytes()) {
+        Some(extension) => extension.call(&shared.store, who.namespace(), args),
+        None => Value::error("ERR", &format!("unknown command '{name}'")),
+    }
 }
 
 /// An engine error's message without the "invalid input: " prefix (input errors only; any
 /// other error goes through `append::store_error`, which hides server paths).
-fn plain(err: &crate::Error) -> String {
+fn plain(err: &logbook::Error) -> String {
     match err {
-        crate::Error::InvalidInput(msg) => msg.clone(),
+        logbook::Error::InvalidInput(msg) => msg.clone(),
         other => match append::store_error(other) {
             Value::Error(text) => text,
             _ => "error".to_string(),
@@ -148,8 +166,8 @@ mod tests {
 
     #[test]
     fn a_tenants_name_length_error_counts_its_own_name() {
-        let acme = Identity::Tenant { name: "acme".into(), prefix: "acme:".into() };
-        let limit = crate::record::MAX_STREAM_BYTES - "acme:".len();
+        let acme = Identity::Tenant(logbook::Namespace::new("acme").unwrap());
+        let limit = logbook::MAX_STREAM_NAME_BYTES - "acme:".len();
         assert!(store_name(&acme, &"s".repeat(limit)).is_ok());
         let Err(Value::Error(text)) = store_name(&acme, &"s".repeat(1024)) else { panic!() };
         assert_eq!(text, format!("ERR stream name is 1024 bytes, limit {limit} for this tenant"));

@@ -10,13 +10,13 @@
 //! from that budget when the reply starts (after a READALL BLOCK has found events), so
 //! replies built at the same moment never count on the same free bytes.
 
-use crate::protocol::{encode, ProtocolVersion, Value};
-use crate::server::auth::Identity;
-use crate::server::connection::Session;
-use crate::server::connection_core::Reservation;
-use crate::server::pipeline::as_i64;
-use crate::server::Shared;
-use crate::{Direction, RecordedEvent};
+use logbook_protocol::{encode, ProtocolVersion, Value};
+use crate::auth::Identity;
+use crate::connection::Session;
+use crate::connection_core::Reservation;
+use crate::pipeline::as_i64;
+use crate::Shared;
+use logbook::{Direction, RecordedEvent};
 
 use super::append::store_error;
 use super::{store_name, Reply};
@@ -119,7 +119,7 @@ pub(super) fn event_value(who: &Identity, event: &RecordedEvent) -> Value {
         (Value::bulk("version"), Value::Integer(as_i64(event.version()))),
         (Value::bulk("position"), Value::Integer(as_i64(event.position()))),
         (Value::bulk("type"), Value::bulk(event.event_type())),
-        (Value::bulk("time"), Value::bulk(crate::time::rfc3339(event.timestamp_us()))),
+        (Value::bulk("time"), Value::bulk(logbook::time::rfc3339(event.timestamp_us()))),
         (Value::bulk("data"), Value::bulk(event.data())),
         (Value::bulk("meta"), Value::bulk(event.metadata())),
     ])

@@ -7,11 +7,11 @@
 
 use std::time::{Duration, Instant};
 
-use crate::protocol::Value;
-use crate::server::auth::Identity;
-use crate::server::connection::Session;
-use crate::server::Shared;
-use crate::Filter;
+use logbook_protocol::Value;
+use crate::auth::Identity;
+use crate::connection::Session;
+use crate::Shared;
+use logbook::Filter;
 
 use super::append::store_error;
 use super::read::{EventsReply, READ_PAGE_EVENTS};
@@ -30,8 +30,8 @@ pub(super) struct Request {
 
 pub(super) fn read_all(shared: &Shared, session: &Session, who: &Identity, request: Request) -> Reply {
     let stream_prefix = match (who.namespace(), request.prefix) {
-        (Some(namespace), Some(prefix)) => Some(format!("{namespace}{prefix}")),
-        (Some(namespace), None) => Some(namespace.to_string()),
+        (Some(namespace), Some(prefix)) => Some(namespace.stored_name(&prefix)),
+        (Some(namespace), None) => Some(namespace.prefix().to_string()),
         (None, prefix) => prefix,
     };
     let filter = Filter { stream_prefix, category: None, event_types: request.types };

@@ -1,10 +1,10 @@
 //! PING, HELLO, AUTH, COMMAND (QUIT is answered by the dispatcher): the commands allowed
 //! before AUTH.
 
-use crate::protocol::{Credentials, ProtocolVersion, Value};
-use crate::server::auth::AuthError;
-use crate::server::connection::Session;
-use crate::server::Shared;
+use logbook_protocol::{Credentials, ProtocolVersion, Value};
+use crate::auth::AuthError;
+use crate::connection::Session;
+use crate::Shared;
 
 /// `PING` -> `+PONG`; `PING msg` -> the message as a bulk string.
 pub(super) fn ping(message: Option<Vec<u8>>) -> Value {
@@ -57,7 +57,7 @@ pub(super) fn hello(
         (Value::bulk("server"), Value::bulk("logbook")),
         (Value::bulk("version"), Value::bulk(env!("CARGO_PKG_VERSION"))),
         (Value::bulk("proto"), Value::Integer(proto_number)),
-        (Value::bulk("id"), Value::Integer(crate::server::pipeline::as_i64(session.id))),
+        (Value::bulk("id"), Value::Integer(crate::pipeline::as_i64(session.id))),
         (Value::bulk("mode"), Value::bulk("standalone")),
         (Value::bulk("role"), Value::bulk("master")),
         (Value::bulk("modules"), Value::Array(Vec::new())),
@@ -65,11 +65,12 @@ pub(super) fn hello(
     ])
 }
 
-/// `COMMAND [LIST|COUNT|DOCS|INFO]`: the grammar's command names (LIST, or no subcommand),
+/// `COMMAND [LIST|COUNT|DOCS|INFO]`: the grammar's and the extensions' command names (LIST, or no subcommand),
 /// their number (COUNT), or no documentation (DOCS: an empty map; INFO: an empty array), so
 /// clients such as redis-cli that ask on connect carry on. Nothing but the grammar.
-pub(super) fn command_info(subcommand: Option<&str>) -> Value {
-    let names = crate::protocol::command_names();
+pub(super) fn command_info(shared: &Shared, subcommand: Option<&str>) -> Value {
+    let mut names = logbook_protocol::command_names();
+    names.extend(shared.config.extensions.names());
     match subcommand {
         None | Some("list") => Value::Array(names.iter().map(|name| Value::bulk(name.to_ascii_lowercase())).collect()),
         Some("count") => Value::Integer(names.len() as i64),

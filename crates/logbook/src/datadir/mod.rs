@@ -80,29 +80,37 @@ pub struct DiskUsage {
 }
 
 impl DataDir {
+    /// The data directory at `root` (nothing is read or created).
     pub fn new(root: impl Into<PathBuf>) -> Self {
         let root = root.into();
         let segments = root.join(SEGMENTS_DIR);
         DataDir { root, segments }
     }
+    /// The data directory itself.
     pub fn root(&self) -> &Path {
         &self.root
     }
+    /// `<data>/segments`, holding the segment and index files.
     pub fn segments_dir(&self) -> &Path {
         &self.segments
     }
+    /// The segment file whose first event is at position `base` (`segments/<base:020>.seg`).
     pub fn segment_path(&self, base: u64) -> PathBuf {
         self.segments.join(segment::file_name(base))
     }
+    /// The index file of the segment starting at position `base` (`segments/<base:020>.idx`).
     pub fn index_path(&self, base: u64) -> PathBuf {
         self.segments.join(index::file_name(base))
     }
+    /// The spare segment file kept ready for the next rollover (`segments/next-segment.tmp`).
     pub fn spare_path(&self) -> PathBuf {
         self.segments.join(segment::SPARE_FILE)
     }
+    /// The clean-shutdown record (`<data>/CLEAN`).
     pub fn clean_path(&self) -> PathBuf {
         self.root.join(CLEAN_FILE)
     }
+    /// The segment manifest (`<data>/MANIFEST`).
     pub fn manifest_path(&self) -> PathBuf {
         self.root.join(MANIFEST_FILE)
     }
@@ -133,6 +141,7 @@ impl DataDir {
             .map_err(|e| Error::corruption(&path, e.column() as u64, format!("the archive manifest does not parse: {e}")))?;
         Ok(!manifest.pending.is_empty())
     }
+    /// The file locked while a store is open (`<data>/LOCK`).
     pub fn lock_path(&self) -> PathBuf {
         self.root.join(LOCK_FILE)
     }
@@ -211,6 +220,7 @@ impl DataDir {
         }
     }
 
+    /// Writes the clean-shutdown record atomically (temp file, fsync, rename, directory fsync).
     pub fn write_clean(&self, fsys: &dyn FileSystem, record: &CleanRecord) -> Result<()> {
         let path = self.clean_path();
         crate::storage::write_atomically(fsys, &path, &encode_clean(record))

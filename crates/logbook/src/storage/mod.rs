@@ -15,13 +15,17 @@ use std::sync::Arc;
 
 /// A file opened for writing.
 pub trait StorageFile: Send + Sync + Debug {
+    /// Writes all of `buf` at byte `offset` of the file.
     fn write_at(&self, buf: &[u8], offset: u64) -> io::Result<()>;
+    /// Truncates or extends the file to `len` bytes (the extension reads as zeroes).
     fn set_len(&self, len: u64) -> io::Result<()>;
     /// fdatasync.
     fn sync_data(&self) -> io::Result<()>;
     /// fsync (data and metadata).
     fn sync_all(&self) -> io::Result<()>;
+    /// The file's length in bytes.
     fn len(&self) -> io::Result<u64>;
+    /// True when the file's length is 0.
     fn is_empty(&self) -> io::Result<bool> {
         Ok(self.len()? == 0)
     }
@@ -35,7 +39,9 @@ pub trait FileSystem: Send + Sync + Debug {
     fn open_rw(&self, path: &Path) -> io::Result<Box<dyn StorageFile>>;
     /// Creates or truncates a file, open for writing.
     fn create(&self, path: &Path) -> io::Result<Box<dyn StorageFile>>;
+    /// Renames `from` to `to`, replacing `to` if it exists (durable after [`FileSystem::sync_dir`]).
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()>;
+    /// Removes the file at `path` (durable after [`FileSystem::sync_dir`]).
     fn remove_file(&self, path: &Path) -> io::Result<()>;
     /// fsync of a directory: makes created, renamed and removed entries durable.
     fn sync_dir(&self, dir: &Path) -> io::Result<()>;

@@ -59,9 +59,13 @@ pub enum Severity {
 /// One finding: what, where, why.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Finding {
+    /// How bad it is, and what `open` does about it.
     pub severity: Severity,
+    /// The file concerned.
     pub file: PathBuf,
+    /// Byte offset in the file where the problem is (0 when it concerns the whole file).
     pub offset: u64,
+    /// What is wrong.
     pub reason: String,
 }
 
