@@ -14,9 +14,9 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, Criterion};
-use logbook::aggregate::{Aggregate, Repository};
-use logbook::order::{self, Money, Order, OrderCommand};
-use logbook::snapshot::{self, Snapshot};
+use logbook_es::aggregate::{Aggregate, Repository};
+use logbook_order::{self as order, Money, Order, OrderCommand};
+use logbook_es::snapshot::{self, Snapshot};
 use logbook::{ExpectedVersion, NewEvent, Options, Store, SyncMode};
 
 const EVENTS: u64 = 10_000;

@@ -14,7 +14,7 @@ use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, BatchSize, Criterion, Throughput};
-use logbook::bench::{fdatasync_rate, sequential_write_bandwidth, OrderWorkload};
+use logbook_cli::bench::{fdatasync_rate, sequential_write_bandwidth, OrderWorkload};
 use logbook::{Direction, ExpectedVersion, Filter, NewEvent, Options, Store};
 
 fn bench_dir() -> tempfile::TempDir {

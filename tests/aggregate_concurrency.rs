@@ -3,8 +3,8 @@
 
 use std::sync::{Arc, Barrier};
 
-use logbook::aggregate::{AggregateError, Repository};
-use logbook::order::{self, Money, Order, OrderCommand, OrderMetadata};
+use logbook_es::aggregate::{AggregateError, Repository};
+use logbook_order::{self as order, Money, Order, OrderCommand, OrderMetadata};
 use logbook::{Options, Store, SyncMode};
 
 fn meta() -> OrderMetadata {

@@ -3,8 +3,8 @@
 //! k equals replaying the first k events; commands the state machine refuses are rejected and
 //! write nothing.
 
-use logbook::aggregate::{Aggregate, AggregateError, Repository};
-use logbook::order::{self, Money, Order, OrderCommand, OrderError, OrderMetadata, OrderStatus};
+use logbook_es::aggregate::{Aggregate, AggregateError, Repository};
+use logbook_order::{self as order, Money, Order, OrderCommand, OrderError, OrderMetadata, OrderStatus};
 use logbook::{Direction, Options, Store, SyncMode};
 use proptest::prelude::*;
 

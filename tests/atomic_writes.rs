@@ -15,8 +15,8 @@ mod disk_support;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use logbook::compact::compact;
-use logbook::retention::{RetentionPolicy, RetentionRule};
+use logbook_archive::compact;
+use logbook::{RetentionPolicy, RetentionRule};
 use logbook::storage::{write_file_atomically, FileSystem, Op, OpKind, PowerLoss, SimFileSystem};
 use logbook::{ExpectedVersion, Filter, NewEvent, Options, Store};
 
@@ -70,7 +70,7 @@ fn every_file_the_store_renames_into_place_was_synced_first() {
     let dir = tempfile::tempdir().unwrap();
     let sim = SimFileSystem::new();
     let options = || Options { segment_bytes: 2048, fs: Arc::new(sim.clone()), ..Options::default() };
-    let store = Store::open(dir.path(), options()).unwrap();
+    let store = logbook_archive::open_store(dir.path(), options()).unwrap();
     for i in 0..60u64 {
         let data = format!("{i}:{}", "d".repeat(40 + (i as usize * 7) % 90));
         store.append(&format!("order-{}", i % 4), ExpectedVersion::Any, vec![NewEvent::new("E", data)]).unwrap();
@@ -84,7 +84,7 @@ fn every_file_the_store_renames_into_place_was_synced_first() {
     assert!(report.rewritten > 0 && report.archived > 0, "{report:?}");
     store.close().unwrap();
     // A reopen removes CLEAN; a second close writes it again.
-    let store = Store::open(dir.path(), options()).unwrap();
+    let store = logbook_archive::open_store(dir.path(), options()).unwrap();
     store.append("order-9", ExpectedVersion::Any, vec![NewEvent::new("E", "after")]).unwrap();
     store.close().unwrap();
 
@@ -106,7 +106,7 @@ fn every_file_the_store_renames_into_place_was_synced_first() {
     let expected: Vec<String> = {
         let reference = tempfile::tempdir().unwrap();
         copy_dir(snapshot.path(), reference.path());
-        let store = Store::open(reference.path(), Options::default()).unwrap();
+        let store = logbook_archive::open_store(reference.path(), Options::default()).unwrap();
         let all = store.read_all(1, usize::MAX, &Filter::all()).unwrap();
         let data = all.iter().map(|e| String::from_utf8_lossy(e.data()).into_owned()).collect();
         store.close().unwrap();
@@ -117,7 +117,7 @@ fn every_file_the_store_renames_into_place_was_synced_first() {
         sim.power_off();
         sim.restore_durable(dir.path(), mode, seed as u64).unwrap();
         assert!(dir.path().join("CLEAN").exists(), "{mode:?}: CLEAN was synced before its rename");
-        let store = Store::open(dir.path(), Options::default()).unwrap();
+        let store = logbook_archive::open_store(dir.path(), Options::default()).unwrap();
         let all = store.read_all(1, usize::MAX, &Filter::all()).unwrap();
         let data: Vec<String> = all.iter().map(|e| String::from_utf8_lossy(e.data()).into_owned()).collect();
         assert_eq!(data, expected, "{mode:?}");

@@ -5,8 +5,8 @@
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::Arc;
 
-use logbook::archive::ArchivedEvent;
-use logbook::retention::{RetentionPolicy, RetentionRule};
+use logbook_archive::ArchivedEvent;
+use logbook::{RetentionPolicy, RetentionRule};
 use logbook::time::DAY_US;
 use logbook::{Clock, ExpectedVersion, Filter, NewEvent, Options, Store};
 
@@ -17,7 +17,7 @@ fn a_backup_of_a_live_store_opens_with_every_acknowledged_event_and_the_archive(
     let dir = tempfile::tempdir().unwrap();
     let clock = Arc::new(AtomicI64::new(T0));
     let options = Options { segment_bytes: 4096, clock: Clock::manual(Arc::clone(&clock)), ..Options::default() };
-    let store = Store::open(dir.path(), options.clone()).unwrap();
+    let store = logbook_archive::open_store(dir.path(), options.clone()).unwrap();
     for day in 0..30 {
         clock.store(T0 + day * DAY_US, Ordering::Release);
         for s in 0..4 {
@@ -29,7 +29,7 @@ fn a_backup_of_a_live_store_opens_with_every_acknowledged_event_and_the_archive(
         rules: vec![RetentionRule { category: None, event_type: None, max_age_us: Some(10 * DAY_US), max_count: None }],
         ..RetentionPolicy::default()
     };
-    let report = logbook::compact::compact(&store, &policy, T0 + 30 * DAY_US, |_, _| {}).unwrap();
+    let report = logbook_archive::compact(&store, &policy, T0 + 30 * DAY_US, |_, _| {}).unwrap();
     assert!(report.archived > 0);
     // A writer keeps appending while the backup runs.
     let stop = Arc::new(AtomicBool::new(false));
@@ -51,26 +51,26 @@ fn a_backup_of_a_live_store_opens_with_every_acknowledged_event_and_the_archive(
         store.read_all(1, usize::MAX, &Filter::all()).unwrap().iter().map(ArchivedEvent::from_recorded).collect();
     let out = tempfile::tempdir().unwrap();
     let copy = out.path().join("copy");
-    let backup = logbook::backup::backup_dir(dir.path(), &copy).unwrap();
+    let backup = logbook_archive::backup_dir(dir.path(), &copy).unwrap();
     stop.store(true, Ordering::Release);
     let appended = writer.join().unwrap();
     assert!(appended >= 20 && backup.segments > 2, "{backup:?}");
-    let verify = logbook::verify::verify_dir(&copy).unwrap();
+    let verify = logbook::verify_dir(&copy).unwrap();
     assert!(verify.is_healthy(), "{:#?}", verify.findings);
-    let restored = Store::open(&copy, options).unwrap();
+    let restored = logbook_archive::open_store(&copy, options).unwrap();
     let hot_copy: Vec<ArchivedEvent> =
         restored.read_all(1, usize::MAX, &Filter::all()).unwrap().iter().map(ArchivedEvent::from_recorded).collect();
     assert!(hot_copy.len() >= hot_before.len());
     assert_eq!(hot_copy[..hot_before.len()], hot_before[..], "every event acknowledged before the backup");
     assert_eq!(
-        restored.read_archived_stream("order-1").unwrap(),
-        store.read_archived_stream("order-1").unwrap(),
+        logbook_archive::read_archived_stream(&restored, "order-1").unwrap(),
+        logbook_archive::read_archived_stream(&store, "order-1").unwrap(),
         "the archive came along"
     );
-    assert!(!restored.read_archived_stream("order-1").unwrap().is_empty());
+    assert!(!logbook_archive::read_archived_stream(&restored, "order-1").unwrap().is_empty());
     restored.close().unwrap();
     store.close().unwrap();
     // The target must be new.
-    let err = logbook::backup::backup_dir(dir.path(), &copy).unwrap_err();
+    let err = logbook_archive::backup_dir(dir.path(), &copy).unwrap_err();
     assert!(err.to_string().contains("not empty"), "{err}");
 }

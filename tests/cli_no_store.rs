@@ -185,7 +185,7 @@ fn demo_and_bench_create_a_store_that_the_other_verbs_then_accept() {
     let data_s = data.to_str().unwrap();
     let out = run_in(root.path(), &["demo", "--orders", "5", "--data", data_s]);
     assert!(out.status.success(), "demo: {}", text(&out));
-    assert!(logbook::datadir::holds_store(&data));
+    assert!(logbook::holds_store(&data));
 
     let out_dir = root.path().join("export");
     let backup_dir = root.path().join("backup");
@@ -220,5 +220,5 @@ fn demo_and_bench_create_a_store_that_the_other_verbs_then_accept() {
         &["bench", "append", "--data", bench.to_str().unwrap(), "--events", "20", "--sync", "never", "--json"],
     );
     assert!(out.status.success(), "bench: {}", text(&out));
-    assert!(logbook::datadir::holds_store(&bench));
+    assert!(logbook::holds_store(&bench));
 }

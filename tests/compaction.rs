@@ -9,11 +9,12 @@ use std::path::Path;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 
-use logbook::archive::{Archive, ArchivedEvent, ARCHIVE_DIR};
+use logbook::ARCHIVE_DIR;
+use logbook_archive::{Archive, ArchivedEvent};
 use logbook::compact::{compact, CompactReport};
-use logbook::retention::{RetentionPolicy, RetentionRule};
+use logbook::{RetentionPolicy, RetentionRule};
 use logbook::time::DAY_US;
-use logbook::types::Clock;
+use logbook::Clock;
 use logbook::{Direction, Error, ExpectedVersion, Filter, NewEvent, Options, Store};
 
 /// 2026-01-01T00:00:00Z.
@@ -28,7 +29,7 @@ fn all_hot(store: &Store) -> Vec<ArchivedEvent> {
 }
 
 fn archived(dir: &Path) -> Vec<ArchivedEvent> {
-    Archive::open(&dir.join(ARCHIVE_DIR), logbook::storage::std_fs()).unwrap().read_range(1, u64::MAX).unwrap()
+    Archive::open(&dir.join(ARCHIVE_DIR), logbook::std_fs()).unwrap().read_range(1, u64::MAX).unwrap()
 }
 
 /// Orders over 60 days: each day one event for each of 6 order streams, cycling through types
@@ -132,8 +133,8 @@ fn check_tiers(store: &Store, dir: &Path, before: &[ArchivedEvent], expired: &[A
         assert_eq!(&got, want, "a surviving event changed");
     }
     assert_eq!(archived(dir), expired, "the archive holds exactly the expired events");
-    let mut report = logbook::verify::verify_dir(dir).unwrap();
-    logbook::archive::verify_data_dir(dir, &mut report);
+    let mut report = logbook::verify_dir(dir).unwrap();
+    logbook_archive::verify_data_dir(dir, &mut report);
     assert!(report.findings.is_empty(), "verify: {:#?}", report.findings);
     assert_eq!(report.archive_events, expired.len() as u64);
 }
@@ -157,7 +158,7 @@ fn age_policy() -> RetentionPolicy {
 fn retention_by_age_and_count_archives_then_removes_and_survivors_are_byte_identical() {
     let dir = tempfile::tempdir().unwrap();
     let clock = Arc::new(AtomicI64::new(T0));
-    let store = Store::open(dir.path(), options(&clock)).unwrap();
+    let store = logbook_archive::open_store(dir.path(), options(&clock)).unwrap();
     write_history(&store, &clock);
     let before = all_hot(&store);
     let segments_before = store.segment_count();
@@ -196,10 +197,10 @@ fn retention_by_age_and_count_archives_then_removes_and_survivors_are_byte_ident
         store.read_stream(stream, u64::MAX, 2, Direction::Backward).unwrap().iter().map(|e| e.version()).collect();
     assert_eq!(last_two, vec![want[want.len() - 1], want[want.len() - 2]]);
     // The archive reads a stream back in order.
-    let archive = Archive::open(&dir.path().join(ARCHIVE_DIR), logbook::storage::std_fs()).unwrap();
+    let archive = Archive::open(&dir.path().join(ARCHIVE_DIR), logbook::std_fs()).unwrap();
     let old: Vec<ArchivedEvent> = expired.iter().filter(|e| e.stream == stream).cloned().collect();
     assert_eq!(archive.read_stream(stream).unwrap(), old);
-    assert_eq!(store.read_archived_stream(stream).unwrap(), old);
+    assert_eq!(logbook_archive::read_archived_stream(&store, stream).unwrap(), old);
     // Appends go on with the same versions and positions; a reopen sees the same.
     let head = store.head_position();
     let r = store.append(stream, ExpectedVersion::Exact(60), vec![NewEvent::new("ITEM_ADDED", b"{}".to_vec())]);
@@ -210,19 +211,19 @@ fn retention_by_age_and_count_archives_then_removes_and_survivors_are_byte_ident
     let mut before = before;
     before.push(ArchivedEvent::from_recorded(&store.read_all(head + 1, 1, &Filter::all()).unwrap()[0]));
     store.close().unwrap();
-    let store = Store::open(dir.path(), options(&clock)).unwrap();
+    let store = logbook_archive::open_store(dir.path(), options(&clock)).unwrap();
     check_tiers(&store, dir.path(), &before, &expired, &[]);
     // A second compaction at the same time finds nothing more to remove.
     let again = compact(&store, &policy, now, |_, _| {}).unwrap();
     assert_eq!((again.expired, again.purged, again.rewritten), (0, 0, 0), "{again:?}");
     store.close().unwrap();
     // verify catches an event that is both hot and archived.
-    let mut archive = Archive::open(&dir.path().join(ARCHIVE_DIR), logbook::storage::std_fs()).unwrap();
+    let mut archive = Archive::open(&dir.path().join(ARCHIVE_DIR), logbook::std_fs()).unwrap();
     let job = archive.next_job_id();
     let hot_event = before.iter().find(|e| !expired.iter().any(|x| x.position == e.position)).unwrap().clone();
     archive.write_job(job, None, vec![hot_event.clone()]).unwrap();
-    let mut report = logbook::verify::verify_dir(dir.path()).unwrap();
-    logbook::archive::verify_data_dir(dir.path(), &mut report);
+    let mut report = logbook::verify_dir(dir.path()).unwrap();
+    logbook_archive::verify_data_dir(dir.path(), &mut report);
     assert!(
         report.findings.iter().any(|f| f.reason.contains(&format!("the first {}", hot_event.position))),
         "{:#?}",
@@ -234,7 +235,7 @@ fn retention_by_age_and_count_archives_then_removes_and_survivors_are_byte_ident
 fn tombstones_hide_a_stream_at_once_and_compaction_removes_it_from_disk() {
     let dir = tempfile::tempdir().unwrap();
     let clock = Arc::new(AtomicI64::new(T0));
-    let store = Store::open(dir.path(), options(&clock)).unwrap();
+    let store = logbook_archive::open_store(dir.path(), options(&clock)).unwrap();
     write_history(&store, &clock);
     let victim = "order-1";
     let version = store.stream_version(victim);
@@ -254,7 +255,7 @@ fn tombstones_hide_a_stream_at_once_and_compaction_removes_it_from_disk() {
     assert!(matches!(store.delete_stream(victim, ExpectedVersion::Any), Err(Error::StreamDeleted(_))));
     store.close().unwrap();
     // The tombstone is durable.
-    let store = Store::open(dir.path(), options(&clock)).unwrap();
+    let store = logbook_archive::open_store(dir.path(), options(&clock)).unwrap();
     assert!(store.is_deleted(victim));
     assert!(matches!(store.read_stream(victim, 1, 10, Direction::Forward), Err(Error::StreamDeleted(_))));
     // Compaction with no rules removes the deleted stream's events, except held ones.
@@ -278,11 +279,11 @@ fn tombstones_hide_a_stream_at_once_and_compaction_removes_it_from_disk() {
     let visible: Vec<ArchivedEvent> = before.iter().filter(|e| e.stream != victim).cloned().collect();
     assert_eq!(all_hot(&store).into_iter().filter(|e| !e.stream.starts_with('$')).collect::<Vec<_>>(), visible);
     // Eight years on, the hold has ended and the rest goes too.
-    let later = T0 + 8 * logbook::retention::YEAR_US;
+    let later = T0 + 8 * logbook::YEAR_US;
     compact(&store, &policy, later, |_, _| {}).unwrap();
     assert!(frames_on_disk(dir.path()).iter().all(|(_, s)| s != victim));
     store.close().unwrap();
-    let report = logbook::verify::verify_dir(dir.path()).unwrap();
+    let report = logbook::verify_dir(dir.path()).unwrap();
     assert!(report.findings.is_empty(), "{:#?}", report.findings);
 }
 
@@ -309,7 +310,7 @@ fn frames_on_disk(dir: &Path) -> Vec<(u64, String)> {
 fn compaction_keeps_subscriptions_and_all_reads_in_order_across_gaps() {
     let dir = tempfile::tempdir().unwrap();
     let clock = Arc::new(AtomicI64::new(T0));
-    let store = Store::open(dir.path(), options(&clock)).unwrap();
+    let store = logbook_archive::open_store(dir.path(), options(&clock)).unwrap();
     write_history(&store, &clock);
     let policy = age_policy();
     let now = T0 + 60 * DAY_US;
@@ -346,7 +347,7 @@ fn compaction_keeps_subscriptions_and_all_reads_in_order_across_gaps() {
 fn compact_report_and_policy_errors_are_clear() {
     let dir = tempfile::tempdir().unwrap();
     let clock = Arc::new(AtomicI64::new(T0));
-    let store = Store::open(dir.path(), options(&clock)).unwrap();
+    let store = logbook_archive::open_store(dir.path(), options(&clock)).unwrap();
     let bad = RetentionPolicy {
         rules: vec![RetentionRule { category: None, event_type: None, max_age_us: None, max_count: Some(0) }],
         ..RetentionPolicy::default()

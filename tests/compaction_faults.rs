@@ -18,12 +18,13 @@ use std::path::Path;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 
-use logbook::archive::{Archive, ArchivedEvent, ARCHIVE_DIR};
-use logbook::compact::compact;
-use logbook::retention::{RetentionPolicy, RetentionRule};
+use logbook::ARCHIVE_DIR;
+use logbook_archive::{Archive, ArchivedEvent};
+use logbook_archive::compact;
+use logbook::{RetentionPolicy, RetentionRule};
 use logbook::storage::{Fault, OpKind, PowerLoss, SimFileSystem};
 use logbook::time::DAY_US;
-use logbook::verify::Severity;
+use logbook::Severity;
 use logbook::{Clock, ExpectedVersion, Filter, NewEvent, Options, Store};
 
 const T0: i64 = 1_767_225_600_000_000;
@@ -45,7 +46,7 @@ fn policy() -> RetentionPolicy {
 
 /// A store of 20 days of events in 5 streams (two tenants), one deleted stream, small segments.
 fn build(dir: &Path, clock: &Arc<AtomicI64>) {
-    let store = Store::open(dir, options(clock, None)).unwrap();
+    let store = logbook_archive::open_store(dir, options(clock, None)).unwrap();
     for day in 0..20i64 {
         clock.store(T0 + day * DAY_US, Ordering::Release);
         for s in 0..5 {
@@ -72,7 +73,7 @@ fn scratch() -> tempfile::TempDir {
 
 /// Every event, hot or archived, by position; fails on a position in both tiers.
 fn both_tiers(dir: &Path, clock: &Arc<AtomicI64>, context: &str) -> BTreeMap<u64, ArchivedEvent> {
-    let store = Store::open(dir, options(clock, None)).unwrap_or_else(|e| panic!("{context}: reopen failed: {e}"));
+    let store = logbook_archive::open_store(dir, options(clock, None)).unwrap_or_else(|e| panic!("{context}: reopen failed: {e}"));
     let mut all: BTreeMap<u64, ArchivedEvent> = store
         .read_all(1, usize::MAX, &Filter::all())
         .unwrap()
@@ -80,12 +81,12 @@ fn both_tiers(dir: &Path, clock: &Arc<AtomicI64>, context: &str) -> BTreeMap<u64
         .map(|e| (e.position(), ArchivedEvent::from_recorded(e)))
         .collect();
     store.close().unwrap();
-    let archive = Archive::open(&dir.join(ARCHIVE_DIR), logbook::storage::std_fs()).unwrap();
+    let archive = Archive::open(&dir.join(ARCHIVE_DIR), logbook::std_fs()).unwrap();
     for event in archive.read_range(1, u64::MAX).unwrap() {
         let position = event.position;
         assert!(all.insert(position, event).is_none(), "{context}: position {position} is both hot and archived");
     }
-    let report = logbook::verify::verify_dir(dir).unwrap();
+    let report = logbook::verify_dir(dir).unwrap();
     let damage: Vec<_> = report.findings.iter().filter(|f| f.severity == Severity::Corruption).collect();
     assert!(damage.is_empty(), "{context}: verify found {damage:#?}");
     let (findings, _) = archive.verify();
@@ -112,7 +113,7 @@ fn compaction_interrupted_at_every_operation_loses_and_duplicates_nothing() {
     disk_support::copy_tree(base.path(), reference.path());
     let before = visible(both_tiers(reference.path(), &clock, "before"));
     let sim = SimFileSystem::new();
-    let store = Store::open(reference.path(), options(&clock, Some(&sim))).unwrap();
+    let store = logbook_archive::open_store(reference.path(), options(&clock, Some(&sim))).unwrap();
     let counts_before = [OpKind::Write, OpKind::Sync, OpKind::Metadata].map(|k| sim.count(k));
     let report = compact(&store, &policy(), now, |_, _| {}).unwrap();
     let counts_after = [OpKind::Write, OpKind::Sync, OpKind::Metadata].map(|k| sim.count(k));
@@ -133,7 +134,7 @@ fn compaction_interrupted_at_every_operation_loses_and_duplicates_nothing() {
                 let dir = scratch();
                 disk_support::copy_tree(base.path(), dir.path());
                 let sim = SimFileSystem::new();
-                let store = Store::open(dir.path(), options(&clock, Some(&sim))).unwrap();
+                let store = logbook_archive::open_store(dir.path(), options(&clock, Some(&sim))).unwrap();
                 sim.fail(Fault { kind, nth: sim.count(kind) + nth, torn_at: None });
                 let outcome = compact(&store, &policy(), now, |_, _| {});
                 // The sweep covers this step only if its fault fired (during the compaction).
@@ -147,7 +148,7 @@ fn compaction_interrupted_at_every_operation_loses_and_duplicates_nothing() {
                 let after = both_tiers(dir.path(), &clock, &context);
                 assert_eq!(visible(after), before, "{context}: an event was lost, changed or duplicated");
                 // Compacting again finishes the job: the same end state as without the fault.
-                let store = Store::open(dir.path(), options(&clock, None)).unwrap();
+                let store = logbook_archive::open_store(dir.path(), options(&clock, None)).unwrap();
                 compact(&store, &policy(), now, |_, _| {}).unwrap_or_else(|e| panic!("{context}: second run: {e}"));
                 store.close().unwrap();
                 assert_eq!(both_tiers(dir.path(), &clock, &context), done, "{context}: second run");
@@ -163,7 +164,7 @@ fn export_interrupted_at_every_operation_then_rerun_exports_each_event_once() {
     let base = scratch();
     let clock = Arc::new(AtomicI64::new(T0));
     build(base.path(), &clock);
-    let store = Store::open(base.path(), options(&clock, None)).unwrap();
+    let store = logbook_archive::open_store(base.path(), options(&clock, None)).unwrap();
     let expected: Vec<ArchivedEvent> = store
         .read_all(1, usize::MAX, &Filter::all())
         .unwrap()
@@ -175,7 +176,7 @@ fn export_interrupted_at_every_operation_then_rerun_exports_each_event_once() {
     let reference = scratch();
     let sim = SimFileSystem::new();
     let counts = |sim: &SimFileSystem| [OpKind::Write, OpKind::Sync, OpKind::Metadata].map(|k| sim.count(k));
-    logbook::export::export_with_fs(&store, reference.path(), Arc::new(sim.clone()), None, None, |_, _| {}).unwrap();
+    logbook_archive::export_with_fs(&store, reference.path(), Arc::new(sim.clone()), None, None, |_, _| {}).unwrap();
     let total = counts(&sim);
     let mut runs = 0;
     for (k, kind) in [OpKind::Write, OpKind::Sync, OpKind::Metadata].into_iter().enumerate() {
@@ -185,18 +186,18 @@ fn export_interrupted_at_every_operation_then_rerun_exports_each_event_once() {
             let sim = SimFileSystem::new();
             sim.fail(Fault { kind, nth, torn_at: None });
             let fs: Arc<dyn logbook::storage::FileSystem> = Arc::new(sim.clone());
-            let outcome = logbook::export::export_with_fs(&store, out.path(), Arc::clone(&fs), None, None, |_, _| {});
+            let outcome = logbook_archive::export_with_fs(&store, out.path(), Arc::clone(&fs), None, None, |_, _| {});
             assert_eq!(sim.injected(), 1, "{context}: the fault never fired");
             assert!(outcome.is_err(), "{context}: the export succeeded despite its failed operation");
             sim.power_off();
             sim.restore_durable(out.path(), PowerLoss::DropUnsynced, nth).unwrap();
             // Nothing half-visible: the committed archive is empty or complete.
-            let archive = Archive::open(out.path(), logbook::storage::std_fs()).unwrap();
+            let archive = Archive::open(out.path(), logbook::std_fs()).unwrap();
             let visible = archive.read_range(1, u64::MAX).unwrap();
             assert!(visible.is_empty() || visible == expected, "{context}: {} events visible", visible.len());
             // Running the export again finishes it: every event exactly once.
-            logbook::export::export(&store, out.path(), None, None, |_, _| {}).unwrap();
-            let archive = Archive::open(out.path(), logbook::storage::std_fs()).unwrap();
+            logbook_archive::export(&store, out.path(), None, None, |_, _| {}).unwrap();
+            let archive = Archive::open(out.path(), logbook::std_fs()).unwrap();
             assert_eq!(archive.read_range(1, u64::MAX).unwrap(), expected, "{context}: after a rerun");
             runs += 1;
         }

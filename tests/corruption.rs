@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 use disk_support::segment_files;
 use logbook::segment::{self, SEGMENT_HEADER_BYTES};
-use logbook::verify::{self, Severity};
+use logbook::{self, Severity};
 use logbook::{Error, ExpectedVersion, Filter, NewEvent, Options, Store, VerifyOnOpen};
 
 fn options() -> Options {
@@ -88,7 +88,7 @@ fn flipped_byte_anywhere_in_a_sealed_segment_fails_open_with_file_and_offset() {
             }
             other => panic!("flip at {at}: {:?}", other.map(|_| ())),
         }
-        let report = verify::verify_dir(work.path()).unwrap();
+        let report = logbook::verify_dir(work.path()).unwrap();
         assert!(!report.is_healthy(), "verify missed the flip at {at}");
         assert!(report.findings.iter().any(|f| f.file == file && f.severity == Severity::Corruption));
     }
@@ -122,7 +122,7 @@ fn damage_in_the_middle_of_the_last_segment_is_corruption_not_a_tail() {
     let offsets = frame_offsets(&last);
     assert!(offsets.len() >= 3, "last segment needs several frames");
     flip(&last, offsets[1] + 20);
-    let report = verify::verify_dir(dir.path()).unwrap();
+    let report = logbook::verify_dir(dir.path()).unwrap();
     assert!(!report.is_healthy());
     expect_corruption(Store::open(dir.path(), options()), &last, offsets[1]);
     // Nothing was truncated by the failed open.
@@ -153,7 +153,7 @@ fn misdirected_frame_is_detected() {
     damaged[offsets[3] as usize..offsets[3] as usize + size].copy_from_slice(&other_bytes[from..from + size]);
     fs::write(&victim, &damaged).unwrap();
     expect_corruption(Store::open(original.path(), strict()), &victim, offsets[3]);
-    assert!(!verify::verify_dir(original.path()).unwrap().is_healthy());
+    assert!(!logbook::verify_dir(original.path()).unwrap().is_healthy());
 }
 
 #[test]
@@ -169,7 +169,7 @@ fn damaged_or_missing_index_files_are_rebuilt() {
     fs::remove_file(&indexes[0]).unwrap();
     flip(&indexes[1], 100);
     fs::write(&indexes[2], b"short").unwrap();
-    let report = verify::verify_dir(dir.path()).unwrap();
+    let report = logbook::verify_dir(dir.path()).unwrap();
     assert!(report.is_healthy());
     assert_eq!(report.findings.iter().filter(|f| f.severity == Severity::IndexRebuild).count(), 3);
     let store = Store::open(dir.path(), options()).unwrap();
@@ -181,13 +181,13 @@ fn damaged_or_missing_index_files_are_rebuilt() {
         assert_eq!(store.read_stream(&stream, 1, 100, logbook::Direction::Forward).unwrap().len(), 12);
     }
     drop(store);
-    assert!(verify::verify_dir(dir.path()).unwrap().findings.is_empty());
+    assert!(logbook::verify_dir(dir.path()).unwrap().findings.is_empty());
 }
 
 #[test]
 fn verify_of_a_healthy_store_finds_nothing() {
     let dir = build();
-    let report = verify::verify_dir(dir.path()).unwrap();
+    let report = logbook::verify_dir(dir.path()).unwrap();
     assert!(report.findings.is_empty(), "{:?}", report.findings);
     assert_eq!((report.events, report.first_position, report.last_position), (120, 1, 120));
 }

@@ -14,7 +14,7 @@ use std::path::Path;
 use std::process::Command;
 
 use disk_support::{copy_tree, segment_files};
-use logbook::verify::{verify_dir, Severity};
+use logbook::{verify_dir, Severity};
 use logbook::{Error, ExpectedVersion, Filter, NewEvent, Options, Store};
 
 fn options(segment_bytes: u64) -> Options {

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 
-use logbook::verify::Severity;
+use logbook::Severity;
 use logbook::{Clock, Direction, Error, ExpectedVersion, Filter, NewEvent, Options, RecordedEvent, Store, SyncMode};
 use serde_json::{json, Value};
 use uuid::Uuid;
@@ -171,13 +171,13 @@ fn check_fixture(name: &str) {
     assert!(!fixture.join("LOCK").exists(), "{name}: a committed fixture holds no LOCK");
     let clean = expected["clean"].as_bool().expect("expected.json: 'clean'");
     assert_eq!(fixture.join("CLEAN").exists(), clean, "{name}: CLEAN present iff expected.json says clean");
-    assert!(logbook::datadir::holds_store(&fixture), "{name}: holds a store");
+    assert!(logbook::holds_store(&fixture), "{name}: holds a store");
 
     // verify reads a fresh copy (it never writes, but nothing here opens the committed files).
     let temp = tempfile::tempdir().unwrap();
     let verify_copy = temp.path().join("verify");
     copy_store(&fixture, &verify_copy);
-    let report = logbook::verify::verify_dir(&verify_copy).expect("verify_dir");
+    let report = logbook::verify_dir(&verify_copy).expect("verify_dir");
     // An index of an older index version is derived data that open rebuilds: the only finding
     // an old fixture may have. (None of today's have any.)
     let unexpected: Vec<_> = report.findings.iter().filter(|f| f.severity != Severity::IndexRebuild).collect();
@@ -222,7 +222,7 @@ fn check_fixture(name: &str) {
     let store = open(&data, &now);
     check_reads(&store, &expected, &format!("{name}, after an append and a reopen"));
     store.close().expect("close");
-    let report = logbook::verify::verify_dir(&data).expect("verify_dir");
+    let report = logbook::verify_dir(&data).expect("verify_dir");
     assert!(report.findings.is_empty(), "{name}: verify after a reopen: {:?}", report.findings);
 }
 

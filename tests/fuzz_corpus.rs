@@ -1,6 +1,6 @@
 //! The fuzz corpora as ordinary tests (reliability.md, test 12): every file in
 //! `fuzz/corpus/<target>/` (and `fuzz/artifacts/<target>/`, where cargo-fuzz leaves crashes) is
-//! fed to the same `logbook::fuzzing::<target>` function the cargo-fuzz target calls, so CI
+//! fed to the same `logbook_fuzzing::<target>` function the cargo-fuzz target calls, so CI
 //! replays every seed and every minimised crash without a nightly toolchain.
 //!
 //! `cargo test --test fuzz_corpus -- --ignored generate_seed_corpus` rewrites the generated seeds
@@ -11,7 +11,7 @@ use std::fs;
 use std::panic::{self, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 
-use logbook::fuzzing;
+use logbook_fuzzing as fuzzing;
 use logbook::index::{IndexBuilder, IndexedEvent};
 use logbook::record::{self, FrameRef};
 use logbook::segment::{self, SegmentHeader};
@@ -257,9 +257,9 @@ fn index_seeds() -> Vec<(&'static str, Vec<u8>)> {
 }
 
 fn snapshot_seeds() -> Vec<(&'static str, Vec<u8>)> {
-    use logbook::aggregate::Aggregate;
-    use logbook::snapshot::{encode, encode_state, Snapshot};
-    let state = encode_state(&logbook::order::Order::initial()).unwrap();
+    use logbook_es::aggregate::Aggregate;
+    use logbook_es::snapshot::{encode, encode_state, Snapshot};
+    let state = encode_state(&logbook_order::Order::initial()).unwrap();
     let snapshot =
         Snapshot { stream: "order-6f1c".into(), version: 100, position: 4711, schema_version: 1, state: state.clone() };
     let good = encode(&snapshot).unwrap();

@@ -1,8 +1,9 @@
 //! Funnel numbers on a small dataset whose answer is known by hand.
 
-use logbook::aggregate::Repository;
-use logbook::order::analytics::{self, Bucket, Query};
-use logbook::order::{self, time, Money, Order, OrderCommand, OrderMetadata};
+use logbook_es::aggregate::Repository;
+use logbook_order::analytics::{self, Bucket, Query};
+use logbook::time;
+use logbook_order::{self as order, Money, Order, OrderCommand, OrderMetadata};
 use logbook::{ExpectedVersion, NewEvent, Options, Store, SyncMode};
 
 /// How far an order goes.
@@ -92,7 +93,7 @@ fn funnel_stages_and_drop_off() {
     let (_dir, store) = dataset();
     let funnel = analytics::funnel(&store, &Query::all()).unwrap();
     type Row<'a> = (&'a str, u64, Option<f64>, u64, Option<f64>);
-    let got: Vec<Row> = funnel
+    let got: Vec<Row<'_>> = funnel
         .stages
         .iter()
         .map(|s| (s.stage.as_str(), s.orders, s.pct_of_carts, s.drop_off, s.drop_off_pct))

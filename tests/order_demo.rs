@@ -3,7 +3,7 @@
 
 use std::collections::BTreeSet;
 
-use logbook::order::{self, analytics, demo, timeline, Catalogue};
+use logbook_order::{self as order, analytics, demo, timeline, Catalogue};
 use logbook::{Filter, Options, Store, SyncMode};
 
 fn open(dir: &std::path::Path) -> Store {

@@ -1,8 +1,9 @@
 //! The timeline reproduces seed 000's audit trail, line for line in shape:
 //! `10:04:18 — PAYMENT_CONFIRMED { gateway: "stripe", txn: "pi_xxx" } (system)`.
 
-use logbook::order::timeline::{self, entry};
-use logbook::order::{self, time, Money, OrderCommand, OrderMetadata};
+use logbook_order::timeline::{self, entry};
+use logbook::time;
+use logbook_order::{self as order, Money, OrderCommand, OrderMetadata};
 use logbook::{ExpectedVersion, NewEvent, Options, Store, SyncMode};
 
 /// 2025-11-01 at h:m:s UTC, in microseconds.

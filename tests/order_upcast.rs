@@ -1,8 +1,8 @@
 //! Upcasting: ITEM_ADDED v1 (seed 000's `{product_id, quantity}`, no price) is read as v2 with
 //! the catalogue price, and the stored event is never rewritten.
 
-use logbook::aggregate::AggregateError;
-use logbook::order::{self, Catalogue, Money, OrderCommand, OrderMetadata};
+use logbook_es::aggregate::AggregateError;
+use logbook_order::{self as order, Catalogue, Money, OrderCommand, OrderMetadata};
 use logbook::{Direction, ExpectedVersion, NewEvent, Options, Store, SyncMode};
 
 fn open(dir: &std::path::Path) -> Store {
@@ -71,7 +71,7 @@ fn missing_upcasters_unknown_products_and_future_schemas_are_errors() {
     legacy_order(&store, "order-old", "sku-unknown", b"{}");
     legacy_order(&store, "order-future", "sku-shirt", br#"{"schema":3}"#);
 
-    let bare = logbook::aggregate::Repository::<order::Order>::new(&store);
+    let bare = logbook_es::aggregate::Repository::<order::Order>::new(&store);
     let err = bare.load("order-old").unwrap_err();
     assert!(matches!(&err, AggregateError::Decode { version: 2, .. }), "{err}");
     assert!(err.to_string().contains("no upcaster for ITEM_ADDED from schema 1 to 2"), "{err}");

@@ -18,8 +18,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use disk_support::segment_files;
-use logbook::server::Config;
-use logbook::verify::{verify_dir, Severity};
+use logbook_server::Config;
+use logbook::{verify_dir, Severity};
 use logbook::{Error, ExpectedVersion, Filter, NewEvent, Options, Store};
 use server_support::{code_of, events, TestServer};
 

@@ -9,7 +9,7 @@ use std::fs;
 use std::process::Command;
 
 use disk_support::segment_files;
-use logbook::repair::repair_dir;
+use logbook::repair_dir;
 use logbook::{Error, ExpectedVersion, Filter, NewEvent, Options, Store};
 
 #[test]
@@ -71,7 +71,7 @@ fn repair_cuts_at_damage_in_a_sealed_segment_and_moves_later_segments_away() {
     assert!(head > 0 && head < 60, "cut inside the second segment: head {head}");
     let all = store.read_all(1, usize::MAX, &Filter::all()).unwrap();
     assert_eq!(all.len() as u64, head, "positions 1..=head, nothing after the cut");
-    assert!(logbook::verify::verify_dir(dir.path()).unwrap().is_healthy());
+    assert!(logbook::verify_dir(dir.path()).unwrap().is_healthy());
     // Every later segment was moved, not deleted.
     let kept: Vec<_> = fs::read_dir(dir.path())
         .unwrap()
@@ -131,7 +131,7 @@ fn a_damaged_first_header_gives_up_everything_and_says_so_and_keeps_the_records(
     for name in ["CLEAN", "MANIFEST", "00000000000000000001.seg"] {
         assert!(kept.join(name).exists(), "{name} kept");
     }
-    assert!(logbook::verify::verify_dir(dir.path()).unwrap().is_healthy());
+    assert!(logbook::verify_dir(dir.path()).unwrap().is_healthy());
     let store = Store::open(dir.path(), Options::default()).unwrap();
     assert_eq!(store.head_position(), 0);
 }
@@ -148,7 +148,7 @@ fn a_damaged_manifest_is_reported_and_kept_and_nothing_else_is_lost() {
     assert_eq!(report.damage[0].0, manifest, "{report:?}");
     assert_eq!((report.gave_up, report.head), (None, 60));
     assert_eq!(fs::read(kept_dir(dir.path()).join("MANIFEST")).unwrap(), bytes, "the damaged record is kept");
-    assert!(logbook::verify::verify_dir(dir.path()).unwrap().is_healthy());
+    assert!(logbook::verify_dir(dir.path()).unwrap().is_healthy());
     assert_eq!(Store::open(dir.path(), Options::default()).unwrap().head_position(), 60);
 }
 
@@ -167,5 +167,5 @@ fn a_stray_segment_file_is_moved_aside_alone() {
     assert_eq!(report.damage[0].0, stray, "{report:?}");
     assert_eq!((report.gave_up, report.head), (None, 60), "nothing of this store is given up");
     assert!(kept_dir(dir.path()).join(stray.file_name().unwrap()).exists());
-    assert!(logbook::verify::verify_dir(dir.path()).unwrap().is_healthy());
+    assert!(logbook::verify_dir(dir.path()).unwrap().is_healthy());
 }

@@ -185,7 +185,7 @@ fn bad_input_closes_only_the_bad_connection() {
 
 #[test]
 fn pipeline_buffer_limit_is_enforced() {
-    let mut config = logbook::server::Config::default();
+    let mut config = logbook_server::Config::default();
     config.limits.max_bulk_bytes = 1024;
     config.limits.max_pipeline_bytes = 1024 + 64 * 1024;
     let server = TestServer::start_with(config);
@@ -207,8 +207,8 @@ fn pipeline_buffer_limit_is_enforced() {
 
 #[test]
 fn a_request_trickled_past_its_deadline_closes_the_connection() {
-    let limits = logbook::server::config::Limits { request_timeout_secs: 1, ..Default::default() };
-    let server = TestServer::start_with(logbook::server::Config { limits, ..logbook::server::Config::default() });
+    let limits = logbook_server::Limits { request_timeout_secs: 1, ..Default::default() };
+    let server = TestServer::start_with(logbook_server::Config { limits, ..logbook_server::Config::default() });
     let mut slow = server.raw();
     slow.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     let started = Instant::now();

@@ -174,7 +174,7 @@ fn idempotent_append_with_id() {
 
 #[test]
 fn append_many_shape_atomicity_and_limits() {
-    let mut config = logbook::server::Config::default();
+    let mut config = logbook_server::Config::default();
     config.limits.max_events_per_append = 3;
     let server = TestServer::start_with(config);
     let mut con = server.redis();
@@ -330,7 +330,7 @@ fn pipelined_appends_to_one_stream_with_exact_versions_share_fsyncs() {
 
 #[test]
 fn max_connections_turns_extra_connections_away() {
-    let mut config = logbook::server::Config::default();
+    let mut config = logbook_server::Config::default();
     config.limits.max_connections = 2;
     let server = TestServer::start_with(config);
     let mut a = server.redis();
@@ -357,7 +357,7 @@ fn max_connections_turns_extra_connections_away() {
 
 #[test]
 fn quit_and_idle_timeout_close_the_connection() {
-    let mut config = logbook::server::Config::default();
+    let mut config = logbook_server::Config::default();
     config.limits.idle_timeout_secs = 1;
     let server = TestServer::start_with(config);
     let mut raw = server.raw();
@@ -372,7 +372,7 @@ fn quit_and_idle_timeout_close_the_connection() {
 
 #[test]
 fn metrics_endpoint_serves_prometheus_text() {
-    let config = logbook::server::Config { metrics: Some("127.0.0.1:0".into()), ..Default::default() };
+    let config = logbook_server::Config { metrics: Some("127.0.0.1:0".into()), ..Default::default() };
     let server = TestServer::start_with(config);
     let mut con = server.redis();
     append(&mut con, "m-1", "T", "{}");
@@ -426,7 +426,7 @@ fn shutdown_finishes_and_closes_the_store_cleanly() {
 
 #[test]
 fn rust_client_round_trip_and_tail() {
-    use logbook::client::{AllFilter, Client};
+    use logbook_server::client::{AllFilter, Client};
     use logbook::{ExpectedVersion, NewEvent};
     let server = TestServer::start();
     let mut client = Client::connect(server.addr).unwrap();

@@ -1,6 +1,6 @@
 //! Replays `fuzz/corpus/connection_core/` (and `fuzz/artifacts/connection_core/`, where
 //! cargo-fuzz leaves crashes) through the connection core's fuzz property
-//! (`logbook::server::fuzz_connection_core`), plus seeded random streams built from RESP
+//! (`logbook_server::fuzz_connection_core`), plus seeded random streams built from RESP
 //! pieces. `LOGBOOK_CORE_FUZZ_CASES` scales the random part (default 300).
 
 use std::path::PathBuf;
@@ -21,7 +21,7 @@ fn connection_core_corpus() {
     files.sort();
     for file in files {
         let bytes = std::fs::read(&file).unwrap();
-        if std::panic::catch_unwind(|| logbook::server::fuzz_connection_core(&bytes)).is_err() {
+        if std::panic::catch_unwind(|| logbook_server::fuzz_connection_core(&bytes)).is_err() {
             panic!("{} fails the connection core's properties", file.display());
         }
     }
@@ -57,6 +57,6 @@ fn connection_core_random_streams() {
                 data.truncate(data.len() - 1); // a cut piece
             }
         }
-        logbook::server::fuzz_connection_core(&data);
+        logbook_server::fuzz_connection_core(&data);
     }
 }

@@ -14,8 +14,8 @@ mod server_support;
 use std::io::{Read, Write};
 use std::time::{Duration, Instant};
 
-use logbook::server::config::Limits;
-use logbook::server::{config::AdminConfig, config::TenantConfig, hash_token_hex, Config};
+use logbook_server::Limits;
+use logbook_server::{AdminConfig, TenantConfig, hash_token_hex, Config};
 use server_support::daemon::Daemon;
 use server_support::*;
 

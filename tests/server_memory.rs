@@ -43,7 +43,7 @@ fn peak_rss_kib(daemon: &Daemon, duration: Duration, limit_kib: u64) -> u64 {
 fn tenants_toml() -> String {
     format!(
         "[[tenant]]\nname = \"acme\"\ntoken_sha256 = \"{}\"\n",
-        logbook::server::hash_token_hex(ACME_TOKEN.as_bytes())
+        logbook_server::hash_token_hex(ACME_TOKEN.as_bytes())
     )
 }
 

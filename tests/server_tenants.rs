@@ -127,8 +127,8 @@ fn read_all_block_for_a_tenant_ignores_other_tenants() {
 
 #[test]
 fn non_loopback_listen_needs_tenants() {
-    let config = logbook::server::Config { listen: "0.0.0.0:0".into(), ..Default::default() };
-    let err = logbook::server::Server::start(config).err().expect("refused");
+    let config = logbook_server::Config { listen: "0.0.0.0:0".into(), ..Default::default() };
+    let err = logbook_server::Server::start(config).err().expect("refused");
     assert!(err.to_string().contains("refusing"), "{err}");
 }
 

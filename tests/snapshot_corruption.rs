@@ -4,9 +4,9 @@
 
 use std::path::{Path, PathBuf};
 
-use logbook::aggregate::{Aggregate, Repository, SnapshotProblem};
-use logbook::order::{self, Money, Order, OrderCommand, OrderMetadata};
-use logbook::snapshot::{self, Snapshot};
+use logbook_es::aggregate::{Aggregate, Repository, SnapshotProblem};
+use logbook_order::{self as order, Money, Order, OrderCommand, OrderMetadata};
+use logbook_es::snapshot::{self, Snapshot};
 use logbook::{Options, Store, SyncMode};
 
 fn open(dir: &Path) -> Store {

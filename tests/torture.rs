@@ -144,7 +144,7 @@ fn check_invariants(dir: &Path) -> u64 {
     // The durable records hold: no CLEAN after a kill, and the manifest names every segment
     // that exists; verify (the same walker as open, reporting) finds no corruption.
     assert!(!dir.join("CLEAN").exists(), "a killed store left a clean-shutdown record");
-    let report = logbook::verify::verify_dir(dir).unwrap();
+    let report = logbook::verify_dir(dir).unwrap();
     assert!(report.is_healthy(), "verify after SIGKILL: {:?}", report.findings);
     let store = Store::open(dir, options()).unwrap_or_else(|e| panic!("reopen after SIGKILL failed: {e}"));
     assert!(dir.join("MANIFEST").exists(), "open records the segments it found");

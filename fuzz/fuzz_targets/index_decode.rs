@@ -1,7 +1,7 @@
 //! Fuzz target `index_decode`: the logic (and the properties it checks) lives in
-//! `logbook::fuzzing::index_decode`, which `tests/fuzz_corpus.rs` also replays over the corpus.
+//! `logbook_fuzzing::index_decode`, which `tests/fuzz_corpus.rs` also replays over the corpus.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 
-fuzz_target!(|data: &[u8]| logbook::fuzzing::index_decode(data));
+fuzz_target!(|data: &[u8]| logbook_fuzzing::index_decode(data));

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 pub mod daemon;
 
-use logbook::server::{config::AdminConfig, config::TenantConfig, hash_token_hex, Config, Server};
+use logbook_server::{AdminConfig, TenantConfig, hash_token_hex, Config, Server};
 
 pub const ADMIN_TOKEN: &str = "admin-secret";
 pub const ACME_TOKEN: &str = "acme-secret";
@@ -41,6 +41,9 @@ impl TestServer {
         let dir = tempfile::tempdir().expect("tempdir");
         config.data = dir.path().to_path_buf();
         config.listen = "127.0.0.1:0".into();
+        // Wired as the logbook binary wires it: the order lifecycle's TIMELINE and legal holds.
+        config.extensions = logbook_order::server_extensions();
+        config.default_legal_holds = logbook_order::default_legal_holds();
         let server = Server::start(config).expect("server starts");
         let addr = server.local_addr();
         TestServer { server: Some(server), addr, dir }

@@ -129,7 +129,7 @@ fn write_chunk(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::types::{ExpectedVersion, NewEvent, Options};
+    use logbook::{ExpectedVersion, NewEvent, Options};
 
     #[test]
     fn exports_user_streams_in_window_incrementally() {

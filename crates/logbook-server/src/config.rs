@@ -379,10 +379,12 @@ mod tests {
             "[retention]\ncompact_interval = \"30m\"\n[[retention.rules]]\ncategory = \"order\"\nmax_age = \"90d\"\n",
         )
         .unwrap();
+        let hold = logbook::LegalHold { event_type: "PAYMENT_CONFIRMED".into(), hold_us: logbook::YEAR_US };
+        let config = Config { default_legal_holds: vec![hold.clone()], ..config };
         let policy = config.retention_policy().unwrap();
         assert_eq!(policy.compact_interval, Some(std::time::Duration::from_secs(1800)));
         assert_eq!(policy.rules.len(), 1);
-        assert_eq!(policy.legal_holds, logbook::default_legal_holds());
+        assert_eq!(policy.legal_holds, [hold], "the holds of the program that starts the daemon");
         assert!(config.validate().is_ok());
         assert!(Config::default().retention_policy().unwrap().compact_interval.is_none());
         let bad = Config::from_toml("[[retention.rules]]\ncategory = \"order\"\n").unwrap();

@@ -667,6 +667,7 @@ mod tests {
         match core.next_request(now) {
             Some(Request::Command(c)) => Some(c),
             Some(Request::Rejected(v)) => panic!("rejected: {v:?}"),
+            Some(Request::Extension(name, _)) => panic!("extension {name}"),
             None => None,
         }
     }

@@ -10,9 +10,10 @@ use std::sync::Arc;
 use arrow_array::{Array, Int64Array, StringArray, TimestampMicrosecondArray};
 use arrow_schema::{DataType, TimeUnit};
 use base64::Engine as _;
-use logbook::archive::{self, Archive, ArchivedEvent, Manifest, MANIFEST_FILE};
+use logbook::ARCHIVE_MANIFEST_FILE as MANIFEST_FILE;
+use logbook_archive::{self as archive, Archive, ArchivedEvent, Manifest};
 use logbook::storage::{std_fs, Fault, OpKind, PowerLoss, SimFileSystem};
-use logbook::verify::Severity;
+use logbook::Severity;
 use logbook::Error;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
@@ -259,7 +260,7 @@ fn write_sample(root: &Path) -> Archive {
     archive
 }
 
-fn corruption_for(findings: &[logbook::verify::Finding], file: &Path) -> bool {
+fn corruption_for(findings: &[logbook::Finding], file: &Path) -> bool {
     findings.iter().any(|f| f.severity == Severity::Corruption && f.file == file)
 }
 
