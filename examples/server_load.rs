@@ -14,8 +14,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use logbook::client::Client;
-use logbook::server::{Config, Server};
+use logbook_server::client::Client;
+use logbook_server::{Config, Server};
 use logbook::ExpectedVersion;
 
 fn main() {

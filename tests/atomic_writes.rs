@@ -18,7 +18,7 @@ use std::sync::Arc;
 use logbook_archive::compact;
 use logbook::{RetentionPolicy, RetentionRule};
 use logbook::storage::{write_file_atomically, FileSystem, Op, OpKind, PowerLoss, SimFileSystem};
-use logbook::{ExpectedVersion, Filter, NewEvent, Options, Store};
+use logbook::{ExpectedVersion, Filter, NewEvent, Options};
 
 const MODES: [PowerLoss; 4] =
     [PowerLoss::DropUnsynced, PowerLoss::CutUnsynced, PowerLoss::GarbageUnsynced, PowerLoss::RandomPages];

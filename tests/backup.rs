@@ -8,7 +8,7 @@ use std::sync::Arc;
 use logbook_archive::ArchivedEvent;
 use logbook::{RetentionPolicy, RetentionRule};
 use logbook::time::DAY_US;
-use logbook::{Clock, ExpectedVersion, Filter, NewEvent, Options, Store};
+use logbook::{Clock, ExpectedVersion, Filter, NewEvent, Options};
 
 const T0: i64 = 1_767_225_600_000_000;
 

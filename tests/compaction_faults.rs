@@ -25,7 +25,7 @@ use logbook::{RetentionPolicy, RetentionRule};
 use logbook::storage::{Fault, OpKind, PowerLoss, SimFileSystem};
 use logbook::time::DAY_US;
 use logbook::Severity;
-use logbook::{Clock, ExpectedVersion, Filter, NewEvent, Options, Store};
+use logbook::{Clock, ExpectedVersion, Filter, NewEvent, Options};
 
 const T0: i64 = 1_767_225_600_000_000;
 
