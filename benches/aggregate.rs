@@ -14,10 +14,10 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, Criterion};
-use logbook_es::aggregate::{Aggregate, Repository};
-use logbook_order::{self as order, Money, Order, OrderCommand};
-use logbook_es::snapshot::{self, Snapshot};
 use logbook::{ExpectedVersion, NewEvent, Options, Store, SyncMode};
+use logbook_es::aggregate::{Aggregate, Repository};
+use logbook_es::snapshot::{self, Snapshot};
+use logbook_order::{self as order, Money, Order, OrderCommand};
 
 const EVENTS: u64 = 10_000;
 

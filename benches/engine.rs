@@ -14,8 +14,8 @@ use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, BatchSize, Criterion, Throughput};
-use logbook_cli::bench::{fdatasync_rate, sequential_write_bandwidth, OrderWorkload};
 use logbook::{Direction, ExpectedVersion, Filter, NewEvent, Options, Store};
+use logbook_cli::bench::{fdatasync_rate, sequential_write_bandwidth, OrderWorkload};
 
 fn bench_dir() -> tempfile::TempDir {
     let base = std::env::var_os("LOGBOOK_BENCH_DIR").map(PathBuf::from).unwrap_or_else(std::env::temp_dir);

@@ -14,9 +14,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use logbook::ExpectedVersion;
 use logbook_server::client::Client;
 use logbook_server::{Config, Server};
-use logbook::ExpectedVersion;
 
 fn main() {
     let mut args = std::env::args().skip(1);

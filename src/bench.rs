@@ -339,8 +339,8 @@ impl DaemonTarget {
     }
 
     fn connect(&self) -> Result<logbook_server::client::Client, String> {
-        let mut client =
-            logbook_server::client::Client::connect(&self.addr).map_err(|e| format!("connecting to {}: {e}", self.addr))?;
+        let mut client = logbook_server::client::Client::connect(&self.addr)
+            .map_err(|e| format!("connecting to {}: {e}", self.addr))?;
         if let Some((tenant, token)) = &self.auth {
             client.auth(tenant, token).map_err(|e| e.to_string())?;
         }

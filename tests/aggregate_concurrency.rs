@@ -3,9 +3,9 @@
 
 use std::sync::{Arc, Barrier};
 
+use logbook::{Options, Store, SyncMode};
 use logbook_es::aggregate::{AggregateError, Repository};
 use logbook_order::{self as order, Money, Order, OrderCommand, OrderMetadata};
-use logbook::{Options, Store, SyncMode};
 
 fn meta() -> OrderMetadata {
     OrderMetadata::customer("retailer_1", "cust_1")

@@ -3,9 +3,9 @@
 //! k equals replaying the first k events; commands the state machine refuses are rejected and
 //! write nothing.
 
+use logbook::{Direction, Options, Store, SyncMode};
 use logbook_es::aggregate::{Aggregate, AggregateError, Repository};
 use logbook_order::{self as order, Money, Order, OrderCommand, OrderError, OrderMetadata, OrderStatus};
-use logbook::{Direction, Options, Store, SyncMode};
 use proptest::prelude::*;
 
 const PRODUCTS: [(&str, u64); 4] = [("p-socks", 1299), ("p-jacket", 8999), ("p-hat", 1999), ("p-boots", 14999)];

@@ -15,10 +15,10 @@ mod disk_support;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use logbook_archive::compact;
-use logbook::{RetentionPolicy, RetentionRule};
 use logbook::storage::{write_file_atomically, FileSystem, Op, OpKind, PowerLoss, SimFileSystem};
 use logbook::{ExpectedVersion, Filter, NewEvent, Options};
+use logbook::{RetentionPolicy, RetentionRule};
+use logbook_archive::compact;
 
 const MODES: [PowerLoss; 4] =
     [PowerLoss::DropUnsynced, PowerLoss::CutUnsynced, PowerLoss::GarbageUnsynced, PowerLoss::RandomPages];
@@ -78,7 +78,7 @@ fn every_file_the_store_renames_into_place_was_synced_first() {
     // Compaction: its segment and index under temporary names, and the archive's files.
     let policy = RetentionPolicy {
         rules: vec![RetentionRule { category: None, event_type: None, max_age_us: None, max_count: Some(3) }],
-        ..RetentionPolicy::default()
+        ..logbook_order::default_retention_policy()
     };
     let report = compact(&store, &policy, store.now_us(), |_, _| {}).unwrap();
     assert!(report.rewritten > 0 && report.archived > 0, "{report:?}");

@@ -5,10 +5,10 @@
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::Arc;
 
-use logbook_archive::ArchivedEvent;
-use logbook::{RetentionPolicy, RetentionRule};
 use logbook::time::DAY_US;
 use logbook::{Clock, ExpectedVersion, Filter, NewEvent, Options};
+use logbook::{RetentionPolicy, RetentionRule};
+use logbook_archive::ArchivedEvent;
 
 const T0: i64 = 1_767_225_600_000_000;
 
@@ -27,7 +27,7 @@ fn a_backup_of_a_live_store_opens_with_every_acknowledged_event_and_the_archive(
     }
     let policy = RetentionPolicy {
         rules: vec![RetentionRule { category: None, event_type: None, max_age_us: Some(10 * DAY_US), max_count: None }],
-        ..RetentionPolicy::default()
+        ..logbook_order::default_retention_policy()
     };
     let report = logbook_archive::compact(&store, &policy, T0 + 30 * DAY_US, |_, _| {}).unwrap();
     assert!(report.archived > 0);

@@ -9,13 +9,14 @@ use std::path::Path;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 
-use logbook::ARCHIVE_DIR;
-use logbook_archive::{Archive, ArchivedEvent};
-use logbook::compact::{compact, CompactReport};
-use logbook::{RetentionPolicy, RetentionRule};
 use logbook::time::DAY_US;
 use logbook::Clock;
+use logbook::CompactReport;
+use logbook::ARCHIVE_DIR;
 use logbook::{Direction, Error, ExpectedVersion, Filter, NewEvent, Options, Store};
+use logbook::{RetentionPolicy, RetentionRule};
+use logbook_archive::compact;
+use logbook_archive::{Archive, ArchivedEvent};
 
 /// 2026-01-01T00:00:00Z.
 const T0: i64 = 1_767_225_600_000_000;
@@ -150,7 +151,7 @@ fn age_policy() -> RetentionPolicy {
                 max_count: Some(4),
             },
         ],
-        ..RetentionPolicy::default()
+        ..logbook_order::default_retention_policy()
     }
 }
 
@@ -259,7 +260,7 @@ fn tombstones_hide_a_stream_at_once_and_compaction_removes_it_from_disk() {
     assert!(store.is_deleted(victim));
     assert!(matches!(store.read_stream(victim, 1, 10, Direction::Forward), Err(Error::StreamDeleted(_))));
     // Compaction with no rules removes the deleted stream's events, except held ones.
-    let policy = RetentionPolicy::default();
+    let policy = logbook_order::default_retention_policy();
     let now = T0 + 61 * DAY_US;
     let (expired, purged) = model_removes(&before, &policy, &[victim], now, active_base(dir.path()));
     assert!(before.iter().filter(|e| e.stream == victim).all(|e| e.position < active_base(dir.path())));
@@ -350,12 +351,12 @@ fn compact_report_and_policy_errors_are_clear() {
     let store = logbook_archive::open_store(dir.path(), options(&clock)).unwrap();
     let bad = RetentionPolicy {
         rules: vec![RetentionRule { category: None, event_type: None, max_age_us: None, max_count: Some(0) }],
-        ..RetentionPolicy::default()
+        ..logbook_order::default_retention_policy()
     };
     let err = compact(&store, &bad, T0, |_, _| {}).unwrap_err();
     assert!(err.to_string().contains("max_count must be at least 1"), "{err}");
     // An empty store compacts to nothing.
-    let report = compact(&store, &RetentionPolicy::default(), T0, |_, _| {}).unwrap();
+    let report = compact(&store, &logbook_order::default_retention_policy(), T0, |_, _| {}).unwrap();
     assert_eq!(report, CompactReport::default());
     store.close().unwrap();
 }

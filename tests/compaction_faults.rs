@@ -18,14 +18,14 @@ use std::path::Path;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 
-use logbook::ARCHIVE_DIR;
-use logbook_archive::{Archive, ArchivedEvent};
-use logbook_archive::compact;
-use logbook::{RetentionPolicy, RetentionRule};
 use logbook::storage::{Fault, OpKind, PowerLoss, SimFileSystem};
 use logbook::time::DAY_US;
 use logbook::Severity;
+use logbook::ARCHIVE_DIR;
 use logbook::{Clock, ExpectedVersion, Filter, NewEvent, Options};
+use logbook::{RetentionPolicy, RetentionRule};
+use logbook_archive::compact;
+use logbook_archive::{Archive, ArchivedEvent};
 
 const T0: i64 = 1_767_225_600_000_000;
 
@@ -40,7 +40,7 @@ fn options(clock: &Arc<AtomicI64>, fs: Option<&SimFileSystem>) -> Options {
 fn policy() -> RetentionPolicy {
     RetentionPolicy {
         rules: vec![RetentionRule { category: None, event_type: None, max_age_us: Some(10 * DAY_US), max_count: None }],
-        ..RetentionPolicy::default()
+        ..logbook_order::default_retention_policy()
     }
 }
 
@@ -73,7 +73,8 @@ fn scratch() -> tempfile::TempDir {
 
 /// Every event, hot or archived, by position; fails on a position in both tiers.
 fn both_tiers(dir: &Path, clock: &Arc<AtomicI64>, context: &str) -> BTreeMap<u64, ArchivedEvent> {
-    let store = logbook_archive::open_store(dir, options(clock, None)).unwrap_or_else(|e| panic!("{context}: reopen failed: {e}"));
+    let store = logbook_archive::open_store(dir, options(clock, None))
+        .unwrap_or_else(|e| panic!("{context}: reopen failed: {e}"));
     let mut all: BTreeMap<u64, ArchivedEvent> = store
         .read_all(1, usize::MAX, &Filter::all())
         .unwrap()

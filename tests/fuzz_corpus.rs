@@ -11,10 +11,10 @@ use std::fs;
 use std::panic::{self, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 
-use logbook_fuzzing as fuzzing;
 use logbook::index::{IndexBuilder, IndexedEvent};
 use logbook::record::{self, FrameRef};
 use logbook::segment::{self, SegmentHeader};
+use logbook_fuzzing as fuzzing;
 
 fn fuzz_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz")

@@ -1,10 +1,10 @@
 //! Funnel numbers on a small dataset whose answer is known by hand.
 
+use logbook::time;
+use logbook::{ExpectedVersion, NewEvent, Options, Store, SyncMode};
 use logbook_es::aggregate::Repository;
 use logbook_order::analytics::{self, Bucket, Query};
-use logbook::time;
 use logbook_order::{self as order, Money, Order, OrderCommand, OrderMetadata};
-use logbook::{ExpectedVersion, NewEvent, Options, Store, SyncMode};
 
 /// How far an order goes.
 #[derive(Clone, Copy)]

@@ -3,8 +3,8 @@
 
 use std::collections::BTreeSet;
 
-use logbook_order::{self as order, analytics, demo, timeline, Catalogue};
 use logbook::{Filter, Options, Store, SyncMode};
+use logbook_order::{self as order, analytics, demo, timeline, Catalogue};
 
 fn open(dir: &std::path::Path) -> Store {
     Store::open(dir, Options { sync: SyncMode::Never, ..Options::default() }).unwrap()

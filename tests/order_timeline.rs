@@ -1,10 +1,10 @@
 //! The timeline reproduces seed 000's audit trail, line for line in shape:
 //! `10:04:18 — PAYMENT_CONFIRMED { gateway: "stripe", txn: "pi_xxx" } (system)`.
 
-use logbook_order::timeline::{self, entry};
 use logbook::time;
-use logbook_order::{self as order, Money, OrderCommand, OrderMetadata};
 use logbook::{ExpectedVersion, NewEvent, Options, Store, SyncMode};
+use logbook_order::timeline::{self, entry};
+use logbook_order::{self as order, Money, OrderCommand, OrderMetadata};
 
 /// 2025-11-01 at h:m:s UTC, in microseconds.
 fn at(h: i64, m: i64, s: i64) -> i64 {

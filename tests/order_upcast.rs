@@ -1,9 +1,9 @@
 //! Upcasting: ITEM_ADDED v1 (seed 000's `{product_id, quantity}`, no price) is read as v2 with
 //! the catalogue price, and the stored event is never rewritten.
 
+use logbook::{Direction, ExpectedVersion, NewEvent, Options, Store, SyncMode};
 use logbook_es::aggregate::AggregateError;
 use logbook_order::{self as order, Catalogue, Money, OrderCommand, OrderMetadata};
-use logbook::{Direction, ExpectedVersion, NewEvent, Options, Store, SyncMode};
 
 fn open(dir: &std::path::Path) -> Store {
     Store::open(dir, Options { sync: SyncMode::Never, ..Options::default() }).unwrap()

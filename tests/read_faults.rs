@@ -18,9 +18,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use disk_support::segment_files;
-use logbook_server::Config;
 use logbook::{verify_dir, Severity};
 use logbook::{Error, ExpectedVersion, Filter, NewEvent, Options, Store};
+use logbook_server::Config;
 use server_support::{code_of, events, TestServer};
 
 #[test]

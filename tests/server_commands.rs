@@ -426,8 +426,8 @@ fn shutdown_finishes_and_closes_the_store_cleanly() {
 
 #[test]
 fn rust_client_round_trip_and_tail() {
-    use logbook_server::client::{AllFilter, Client};
     use logbook::{ExpectedVersion, NewEvent};
+    use logbook_server::client::{AllFilter, Client};
     let server = TestServer::start();
     let mut client = Client::connect(server.addr).unwrap();
     client.ping().unwrap();

@@ -15,7 +15,7 @@ use std::io::{Read, Write};
 use std::time::{Duration, Instant};
 
 use logbook_server::Limits;
-use logbook_server::{AdminConfig, TenantConfig, hash_token_hex, Config};
+use logbook_server::{hash_token_hex, AdminConfig, Config, TenantConfig};
 use server_support::daemon::Daemon;
 use server_support::*;
 

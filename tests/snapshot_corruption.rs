@@ -4,10 +4,10 @@
 
 use std::path::{Path, PathBuf};
 
-use logbook_es::aggregate::{Aggregate, Repository, SnapshotProblem};
-use logbook_order::{self as order, Money, Order, OrderCommand, OrderMetadata};
-use logbook_es::snapshot::{self, Snapshot};
 use logbook::{Options, Store, SyncMode};
+use logbook_es::aggregate::{Aggregate, Repository, SnapshotProblem};
+use logbook_es::snapshot::{self, Snapshot};
+use logbook_order::{self as order, Money, Order, OrderCommand, OrderMetadata};
 
 fn open(dir: &Path) -> Store {
     Store::open(dir, Options { segment_bytes: 1 << 20, sync: SyncMode::Never, ..Options::default() }).unwrap()

@@ -8,9 +8,9 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 
+use logbook::{ExpectedVersion, NewEvent};
 use logbook_server::client::{AllFilter, Client, Event};
 use logbook_server::{self as server, Config, Server};
-use logbook::{ExpectedVersion, NewEvent};
 
 #[derive(Parser)]
 #[command(name = "logbook", version, about = "An append-only event store: embedded library, daemon and CLI")]
@@ -758,8 +758,8 @@ fn demo(args: DemoArgs) -> Result<(), Failure> {
         print!("{}", timeline.to_text());
     }
     println!();
-    let report = logbook_order::analytics::report(&store, &logbook_order::analytics::Query::all())
-        .map_err(|e| e.to_string())?;
+    let report =
+        logbook_order::analytics::report(&store, &logbook_order::analytics::Query::all()).map_err(|e| e.to_string())?;
     print!("{}", report.to_text());
     store.close().map_err(|e| e.to_string())?;
     println!();

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 pub mod daemon;
 
-use logbook_server::{AdminConfig, TenantConfig, hash_token_hex, Config, Server};
+use logbook_server::{hash_token_hex, AdminConfig, Config, Server, TenantConfig};
 
 pub const ADMIN_TOKEN: &str = "admin-secret";
 pub const ACME_TOKEN: &str = "acme-secret";

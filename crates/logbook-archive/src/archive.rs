@@ -37,7 +37,8 @@ use serde::{Deserialize, Serialize};
 
 use logbook::{
     is_valid_namespace_name, owner_of, read_bounded, Error, FileSystem, Finding, RecordedEvent, Result, Severity,
-    ARCHIVE_DIR, ARCHIVE_MANIFEST_FILE as MANIFEST_FILE, DEFAULT_NAMESPACE, MAX_ARCHIVE_MANIFEST_BYTES as MAX_MANIFEST_BYTES,
+    ARCHIVE_DIR, ARCHIVE_MANIFEST_FILE as MANIFEST_FILE, DEFAULT_NAMESPACE,
+    MAX_ARCHIVE_MANIFEST_BYTES as MAX_MANIFEST_BYTES,
 };
 
 /// The manifest format this code writes and reads.

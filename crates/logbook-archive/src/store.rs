@@ -21,6 +21,10 @@ use logbook::{
 use crate::archive::{Archive, ArchivedEvent};
 
 impl ArchiveSink for Archive {
+    fn resolve_pending_jobs(&mut self, segments_dir: &Path) -> Result<()> {
+        resolve_pending_jobs(self, segments_dir)
+    }
+
     fn write_pending_job(&mut self, segment_base: u64, events: Vec<RecordedEvent>) -> Result<(u64, usize)> {
         let job = self.next_job_id();
         let rows = events.iter().map(ArchivedEvent::from_recorded).collect();
@@ -62,7 +66,8 @@ pub fn resolve_pending_jobs(archive: &mut Archive, segments_dir: &Path) -> Resul
 }
 
 /// Compacts `store` under `policy` as of `now_us`, expired events going to the store's cold
-/// tier (`<data>/archive`) first when the policy archives. Resolves pending jobs first.
+/// tier (`<data>/archive`) first when the policy archives (pending jobs are resolved first,
+/// once the compaction holds the store's compaction guard).
 /// `progress(done, total)` as in [`logbook::compact`].
 pub fn compact(
     store: &Store,
@@ -72,7 +77,6 @@ pub fn compact(
 ) -> Result<CompactReport> {
     let data = DataDir::new(store.dir());
     let mut archive = Archive::open(&data.archive_dir(), Arc::clone(&store.options().fs))?;
-    resolve_pending_jobs(&mut archive, data.segments_dir())?;
     compact_with_archive(store, policy, now_us, &mut archive, progress)
 }
 

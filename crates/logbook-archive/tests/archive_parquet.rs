@@ -10,11 +10,11 @@ use std::sync::Arc;
 use arrow_array::{Array, Int64Array, StringArray, TimestampMicrosecondArray};
 use arrow_schema::{DataType, TimeUnit};
 use base64::Engine as _;
+use logbook::storage::{std_fs, Fault, OpKind, PowerLoss, SimFileSystem};
+use logbook::Error;
+use logbook::Severity;
 use logbook::ARCHIVE_MANIFEST_FILE as MANIFEST_FILE;
 use logbook_archive::{self as archive, Archive, ArchivedEvent, Manifest};
-use logbook::storage::{std_fs, Fault, OpKind, PowerLoss, SimFileSystem};
-use logbook::Severity;
-use logbook::Error;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
 const DAY: i64 = 86_400_000_000;

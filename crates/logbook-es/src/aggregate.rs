@@ -20,11 +20,11 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use uuid::Uuid;
 
-use logbook::Error;
 use crate::snapshot::{self, Snapshot, SnapshotError};
+use crate::upcast::{self, Upcasters, SCHEMA_KEY};
+use logbook::Error;
 use logbook::Store;
 use logbook::{AppendResult, Direction, ExpectedVersion, NewEvent, RecordedEvent};
-use crate::upcast::{self, Upcasters, SCHEMA_KEY};
 
 /// Events read per stream read while loading.
 pub const LOAD_PAGE_EVENTS: usize = 1024;

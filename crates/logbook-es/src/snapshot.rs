@@ -33,8 +33,8 @@ use std::path::{Path, PathBuf};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use logbook::{Error, Result};
 use logbook::MAX_STREAM_NAME_BYTES as MAX_STREAM_BYTES;
+use logbook::{Error, Result};
 
 /// Directory (inside the data directory) holding snapshot files.
 pub const SNAPSHOTS_DIR: &str = "snapshots";

@@ -14,9 +14,9 @@ use serde::Serialize;
 use uuid::Uuid;
 
 use crate::{repository, stream_name, Money, OrderCommand, OrderMetadata, OrderResult, OrderStatus};
-use logbook_es::aggregate::AggregateError;
 use logbook::Error;
 use logbook::Store;
+use logbook_es::aggregate::AggregateError;
 
 /// A demo retailer and its catalogue.
 #[derive(Debug, Clone, Copy)]

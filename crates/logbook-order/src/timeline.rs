@@ -9,8 +9,8 @@
 
 use serde::Serialize;
 
-use logbook::time;
 use crate::{event_types as et, order_id_of, stream_name, Money};
+use logbook::time;
 use logbook::Result;
 use logbook::Store;
 use logbook::{Direction, RecordedEvent};

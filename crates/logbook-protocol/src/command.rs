@@ -729,11 +729,7 @@ mod tests {
         let args = args_from_value(value).unwrap();
         assert_eq!(
             Command::parse(args, &CommandLimits::default()),
-            Ok(Command::Append {
-                stream: "s".into(),
-                event: event("t", "a b"),
-                expected: ExpectedVersion::Exact(3),
-            })
+            Ok(Command::Append { stream: "s".into(), event: event("t", "a b"), expected: ExpectedVersion::Exact(3) })
         );
     }
 

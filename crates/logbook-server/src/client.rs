@@ -2,7 +2,7 @@
 //! speaks (it uses RESP3 after `HELLO 3`).
 //!
 //! ```no_run
-//! use logbook::client::{Client, AllFilter};
+//! use logbook_server::client::{Client, AllFilter};
 //! use logbook::ExpectedVersion;
 //!
 //! let mut client = Client::connect("127.0.0.1:7878")?;
@@ -15,7 +15,7 @@
 //!     println!("{} {}", event.position, event.event_type);
 //! #   break;
 //! }
-//! # Ok::<(), logbook::client::ClientError>(())
+//! # Ok::<(), logbook_server::client::ClientError>(())
 //! ```
 
 use std::io::{Read, Write};
@@ -24,8 +24,8 @@ use std::time::Duration;
 
 use uuid::Uuid;
 
-use logbook_protocol::{encode, parse, Limits, ProtocolVersion, Value};
 use logbook::{ExpectedVersion, NewEvent};
+use logbook_protocol::{encode, parse, Limits, ProtocolVersion, Value};
 
 /// What went wrong talking to the daemon.
 #[derive(Debug, thiserror::Error)]

@@ -280,7 +280,9 @@ impl Config {
             Some(table) => {
                 logbook::RetentionPolicy::from_config(table, &self.default_legal_holds).map_err(|e| e.to_string())
             }
-            None => Ok(logbook::RetentionPolicy { legal_holds: self.default_legal_holds.clone(), ..Default::default() }),
+            None => {
+                Ok(logbook::RetentionPolicy { legal_holds: self.default_legal_holds.clone(), ..Default::default() })
+            }
         }
     }
 

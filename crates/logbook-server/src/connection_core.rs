@@ -371,7 +371,9 @@ impl ConnectionCore {
                     "Authentication required: AUTH <tenant> <token>",
                 )));
             }
-            if let Some(&name) = self.limits.extensions.iter().find(|name| args[0].eq_ignore_ascii_case(name.as_bytes())) {
+            if let Some(&name) =
+                self.limits.extensions.iter().find(|name| args[0].eq_ignore_ascii_case(name.as_bytes()))
+            {
                 return Some(Request::Extension(name, args.into_iter().skip(1).collect()));
             }
             return Some(match Command::parse(args, &self.limits.commands) {

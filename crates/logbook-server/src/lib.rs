@@ -41,10 +41,12 @@ use parking_lot::{Condvar, Mutex};
 use logbook::Store;
 
 pub use auth::{hash_token_hex, Auth, Identity, ADMIN_NAME};
-pub use config::{require_loopback, AdminConfig, Config, Limits, StoreConfig, TenantConfig, DEFAULT_DATA_DIR, DEFAULT_LISTEN};
-pub use extension::{error_reply, stored_stream_name, CommandExtension, Extensions};
+pub use config::{
+    require_loopback, AdminConfig, Config, Limits, StoreConfig, TenantConfig, DEFAULT_DATA_DIR, DEFAULT_LISTEN,
+};
 #[doc(hidden)]
 pub use connection_core::fuzz_connection_core;
+pub use extension::{error_reply, stored_stream_name, CommandExtension, Extensions};
 
 /// Why the server could not start or stop cleanly.
 #[derive(Debug, thiserror::Error)]

@@ -6,8 +6,8 @@
 //! and appends get positions in send order (a pipelined `EXPECTED n` / `EXPECTED n+1` pair to
 //! one stream works, because the writer checks each against the versions pending before it).
 
-use logbook_protocol::Value;
 use logbook::{ExpectedVersion, NewEvent, Store};
+use logbook_protocol::Value;
 
 use super::commands::append::store_error;
 

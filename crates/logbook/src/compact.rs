@@ -53,6 +53,10 @@ use crate::wal::{self, SealedSegment};
 /// Where compaction sends the events retention expires, when the policy archives them. The
 /// logbook-archive crate implements it (Parquet files under `<data>/archive`).
 pub trait ArchiveSink {
+    /// Commits or rolls back the jobs an interrupted compaction left pending (see
+    /// [`committed_job_of`]). Called under the compaction guard, before planning: never while
+    /// another compaction runs, nor after one failed (its store must be reopened first).
+    fn resolve_pending_jobs(&mut self, segments_dir: &Path) -> Result<()>;
     /// Durably writes `events` (expired from the unit whose first segment starts at
     /// `segment_base`) as a pending job, invisible to readers until committed. Returns the job
     /// id (never 0) and the number of files written.
@@ -115,7 +119,7 @@ pub fn compact(store: &Store, policy: &RetentionPolicy, now_us: i64, progress: i
 }
 
 /// Compacts `store` under `policy` as of `now_us`, sending expired events to `archive` when the
-/// policy archives them. The caller resolves the archive's pending jobs first.
+/// policy archives them (its pending jobs are resolved first, under the compaction guard).
 pub fn compact_with_archive(
     store: &Store,
     policy: &RetentionPolicy,
@@ -152,6 +156,9 @@ fn run(
 ) -> Result<CompactReport> {
     let fs = Arc::clone(&store.options().fs);
     let segments_dir = store.dir().join(SEGMENTS_DIR);
+    if let Some(archive) = archive.as_deref_mut() {
+        archive.resolve_pending_jobs(&segments_dir)?;
+    }
     let shared = store.shared();
     let (sealed, tombstones, head) = {
         let state = shared.state.read();

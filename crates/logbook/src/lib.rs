@@ -60,9 +60,13 @@ internal! {
     wal,
 }
 
-pub use backup::{backup_dir, backup_dir_with, copy_synced, sync_dir, BackupReport, MAX_ATTEMPTS as MAX_BACKUP_ATTEMPTS};
+pub use backup::{
+    backup_dir, backup_dir_with, copy_synced, sync_dir, BackupReport, MAX_ATTEMPTS as MAX_BACKUP_ATTEMPTS,
+};
 pub use compact::{committed_job_of, compact, compact_with_archive, ArchiveSink, CompactReport};
-pub use datadir::{holds_store, DataDir, DiskUsage, ARCHIVE_DIR, ARCHIVE_MANIFEST_FILE, MAX_ARCHIVE_MANIFEST_BYTES, SEGMENTS_DIR};
+pub use datadir::{
+    holds_store, DataDir, DiskUsage, ARCHIVE_DIR, ARCHIVE_MANIFEST_FILE, MAX_ARCHIVE_MANIFEST_BYTES, SEGMENTS_DIR,
+};
 pub use error::{Error, Result};
 pub use namespace::{
     is_valid_name as is_valid_namespace_name, owner_of, InvalidNamespace, Namespace, DEFAULT_NAMESPACE,

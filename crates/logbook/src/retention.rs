@@ -344,7 +344,10 @@ mod tests {
     }
 
     fn payment_hold() -> Vec<LegalHold> {
-        vec![LegalHold { event_type: "PAYMENT_CONFIRMED".into(), hold_us: 7 * YEAR_US }]
+        ["PAYMENT_CONFIRMED", "REFUND_ISSUED"]
+            .into_iter()
+            .map(|t| LegalHold { event_type: t.into(), hold_us: 7 * YEAR_US })
+            .collect()
     }
 
     /// A `[retention]` table, written as JSON (the same serde shape a TOML file takes).

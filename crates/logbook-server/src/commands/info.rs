@@ -2,11 +2,11 @@
 
 use std::sync::atomic::Ordering;
 
-use logbook_protocol::{ProtocolVersion, Value};
 use crate::auth::Identity;
 use crate::connection::Session;
 use crate::pipeline::as_i64;
 use crate::Shared;
+use logbook_protocol::{ProtocolVersion, Value};
 
 use super::store_name;
 

@@ -10,13 +10,13 @@
 //! from that budget when the reply starts (after a READALL BLOCK has found events), so
 //! replies built at the same moment never count on the same free bytes.
 
-use logbook_protocol::{encode, ProtocolVersion, Value};
 use crate::auth::Identity;
 use crate::connection::Session;
 use crate::connection_core::Reservation;
 use crate::pipeline::as_i64;
 use crate::Shared;
 use logbook::{Direction, RecordedEvent};
+use logbook_protocol::{encode, ProtocolVersion, Value};
 
 use super::append::store_error;
 use super::{store_name, Reply};

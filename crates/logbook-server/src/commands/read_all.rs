@@ -7,11 +7,11 @@
 
 use std::time::{Duration, Instant};
 
-use logbook_protocol::Value;
 use crate::auth::Identity;
 use crate::connection::Session;
 use crate::Shared;
 use logbook::Filter;
+use logbook_protocol::Value;
 
 use super::append::store_error;
 use super::read::{EventsReply, READ_PAGE_EVENTS};

@@ -1,10 +1,10 @@
 //! PING, HELLO, AUTH, COMMAND (QUIT is answered by the dispatcher): the commands allowed
 //! before AUTH.
 
-use logbook_protocol::{Credentials, ProtocolVersion, Value};
 use crate::auth::AuthError;
 use crate::connection::Session;
 use crate::Shared;
+use logbook_protocol::{Credentials, ProtocolVersion, Value};
 
 /// `PING` -> `+PONG`; `PING msg` -> the message as a bulk string.
 pub(super) fn ping(message: Option<Vec<u8>>) -> Value {
