@@ -80,15 +80,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     assert!(status.success(), "open probe failed");
     let store = Store::open(&dir, Options::default())?;
     let start = Instant::now();
-    let mut next = 1;
     let mut replayed = 0usize;
-    loop {
-        let page = store.read_all_page(next, 10_000, &Filter::all())?;
-        if page.events.is_empty() {
-            break;
-        }
-        replayed += page.events.len();
-        next = page.next_position;
+    for event in store.scan_all(1, Filter::all()) {
+        event?;
+        replayed += 1;
     }
     let replay = start.elapsed();
     println!(

@@ -52,7 +52,7 @@ pub fn sequential_write_bandwidth(dir: &Path, bytes: u64) -> std::io::Result<f64
     Ok(rate)
 }
 
-/// Event types of one order's life, in the order seed 000 draws them.
+/// Event types of one order's life, in the order they happen (cart, checkout, payment, fulfilment).
 const LIFECYCLE: [&str; 8] = [
     "CART_CREATED",
     "ITEM_ADDED",

@@ -193,13 +193,13 @@ proptest! {
     }
 }
 
-/// The bug that opens seed 000: an order marked DELIVERED before it was SHIPPED.
+/// The bug the order lifecycle exists to prevent: an order marked DELIVERED before it was SHIPPED.
 #[test]
 fn delivered_before_shipped_is_impossible() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(dir.path());
     let repo = order::repository(&store);
-    let stream = "order-seed000";
+    let stream = "order-delivered-early";
     let m = meta();
     for command in [
         OrderCommand::CreateCart {

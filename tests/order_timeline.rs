@@ -1,4 +1,4 @@
-//! The timeline reproduces seed 000's audit trail, line for line in shape:
+//! The timeline reads like a support desk's audit trail, line for line in shape:
 //! `10:04:18 — PAYMENT_CONFIRMED { gateway: "stripe", txn: "pi_xxx" } (system)`.
 
 use logbook::time;

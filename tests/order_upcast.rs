@@ -1,4 +1,4 @@
-//! Upcasting: ITEM_ADDED v1 (seed 000's `{product_id, quantity}`, no price) is read as v2 with
+//! Upcasting: ITEM_ADDED v1 (the first shape, `{product_id, quantity}`, no price) is read as v2 with
 //! the catalogue price, and the stored event is never rewritten.
 
 use logbook::{Direction, ExpectedVersion, NewEvent, Options, Store, SyncMode};

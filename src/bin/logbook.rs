@@ -48,7 +48,7 @@ enum Command {
     Backup(BackupArgs),
     /// Delete a stream (a tombstone): hidden from reads at once, removed by the next compaction.
     DeleteStream(DeleteStreamArgs),
-    /// The order lifecycle of seed 000: an order's timeline, the funnel.
+    /// The e-commerce order lifecycle: an order's timeline, the cart-to-order funnel.
     #[command(subcommand)]
     Order(OrderCommand),
     /// Generate realistic order traffic into a data directory, then show two timelines and the funnel.

@@ -12,8 +12,6 @@ use logbook::{DataDir, Error, FileSystem, Filter, Result, Store};
 
 use crate::archive::{Archive, ArchivedEvent};
 
-/// Events read from the store per page.
-const PAGE_EVENTS: usize = 10_000;
 /// Events held in memory before they are written out as one chunk of the job.
 const CHUNK_EVENTS: usize = 100_000;
 /// The segment base recorded for an export's pending job (an export belongs to no segment).
@@ -69,26 +67,21 @@ pub fn export_with_fs(
     let mut report = ExportReport::default();
     let mut chunk: Vec<ArchivedEvent> = Vec::new();
     let mut wrote = false;
-    let mut next = start;
     progress(start.saturating_sub(1).min(total), total);
-    loop {
-        let page = store.read_all_page(next, PAGE_EVENTS, &Filter::all())?;
-        if page.events.is_empty() && page.next_position == next {
-            break;
+    let mut scan = store.scan_all(start, Filter::all());
+    while let Some(event) = scan.next() {
+        let event = event?;
+        let t = event.timestamp_us();
+        let in_window = since_us.is_none_or(|s| t >= s) && until_us.is_none_or(|u| t < u);
+        if in_window && !event.stream().starts_with('$') {
+            chunk.push(ArchivedEvent::from_recorded(&event));
         }
-        for event in &page.events {
-            let t = event.timestamp_us();
-            let in_window = since_us.is_none_or(|s| t >= s) && until_us.is_none_or(|u| t < u);
-            if in_window && !event.stream().starts_with('$') {
-                chunk.push(ArchivedEvent::from_recorded(event));
-            }
-        }
-        next = page.next_position;
         if chunk.len() >= CHUNK_EVENTS {
             wrote |= write_chunk(&mut archive, job, &mut chunk, &mut report)?;
+            progress(scan.next_position().saturating_sub(1).min(total), total);
         }
-        progress(next.saturating_sub(1).min(total), total);
     }
+    progress(total, total);
     wrote |= write_chunk(&mut archive, job, &mut chunk, &mut report)?;
     if wrote {
         archive.commit_job(job)?;

@@ -1,9 +1,9 @@
-//! Analytics over the order events of `$all`: seed 000's cart-to-order conversion per
+//! Analytics over the order events of `$all`: the cart-to-order conversion per
 //! retailer, drop-off per funnel stage, the most common event types, and events per hour and
 //! per day.
 //!
 //! Each function is one sequential pass over `$all` (category `order`) through
-//! [`Store::read_all_page`], a page at a time: memory is bounded by the number of retailers,
+//! [`Store::scan_all`], a page at a time: memory is bounded by the number of retailers,
 //! event types, and hours/days in the data, never by the number of events or orders. Each
 //! order has at most one event of each funnel stage (the state machine guarantees it), so
 //! counting stage events counts orders, like the seed's `COUNT(DISTINCT order_id)`.
@@ -23,8 +23,6 @@ use logbook::Result;
 use logbook::Store;
 use logbook::{Filter, RecordedEvent};
 
-/// Events read per page of `$all`.
-pub const PAGE_EVENTS: usize = 8192;
 /// The retailer shown for events whose metadata names none.
 pub const UNKNOWN_RETAILER: &str = "(unknown)";
 
@@ -223,20 +221,10 @@ impl Totals {
 
 /// One pass over the order events of `$all`.
 fn scan(store: &Store, query: &Query) -> Result<Totals> {
-    let filter = Filter::category(CATEGORY);
     let mut totals = Totals::default();
     // The pass covers the log as it was when it started; later appends are left out.
-    let head = store.head_position();
-    let mut next = 1u64;
-    while next <= head {
-        let page = store.read_all_page(next, PAGE_EVENTS, &filter)?;
-        for event in page.events.iter().filter(|e| e.position() <= head) {
-            totals.add(query, event);
-        }
-        if page.next_position <= next {
-            break;
-        }
-        next = page.next_position;
+    for event in store.scan_all(1, Filter::category(CATEGORY)) {
+        totals.add(query, &event?);
     }
     Ok(totals)
 }
@@ -311,7 +299,7 @@ impl Totals {
     }
 }
 
-/// Cart-to-order conversion per retailer (seed 000's query), lowest conversion first.
+/// Cart-to-order conversion per retailer, lowest conversion first.
 pub fn conversion(store: &Store, query: &Query) -> Result<Vec<Conversion>> {
     Ok(scan(store, query)?.conversion())
 }

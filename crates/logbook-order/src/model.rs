@@ -158,7 +158,7 @@ impl OrderMetadata {
     }
 }
 
-/// The states of seed 000's diagram, plus `NEW` (no events yet) and `CANCELLED`.
+/// The states of the order lifecycle, plus `NEW` (no events yet) and `CANCELLED`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum OrderStatus {
     New,
@@ -292,7 +292,7 @@ pub struct ItemCancelled {
     pub reason: String,
 }
 
-/// The only status STATUS_UPDATED moves to in seed 000's diagram.
+/// The only status STATUS_UPDATED moves to in the order lifecycle.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum UpdatedStatus {
@@ -373,7 +373,7 @@ impl OrderEvent {
     }
 
     /// Parses an event of `event_type` from its JSON data (current schema). Unknown fields are
-    /// allowed (the payload is loose by design, as in seed 000); missing ones are errors.
+    /// allowed (order payloads are loose by design: shops add their own fields); missing ones are errors.
     pub fn from_json(event_type: &str, data: &[u8]) -> Result<OrderEvent, String> {
         fn parse<T: serde::de::DeserializeOwned>(data: &[u8]) -> Result<T, String> {
             serde_json::from_slice(data).map_err(|e| e.to_string())

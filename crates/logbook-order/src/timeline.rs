@@ -1,4 +1,5 @@
-//! The support view of seed 000: one readable line per event of an order.
+//! The support view of an order: one readable line per event, what a support agent answering
+//! "where is my order?" reads.
 //!
 //! ```text
 //! 10:04:18 — PAYMENT_CONFIRMED { gateway: "stripe", txn: "pi_xxx", amount: "39.98 EUR" } (system)

@@ -227,16 +227,13 @@ impl StreamFacts {
         }
         // The rest of the log up to the head seen at the start: the active segment, and any
         // segment sealed since (only newer events, which can only make ours older).
-        let mut next = sealed.last().map_or(1, |s| s.end_position() + 1);
-        while next <= head {
-            let page = store.read_all_page(next, 4096, &Filter::all())?;
-            for event in &page.events {
-                note(event.stream(), event.event_type(), event.version());
-            }
-            if page.next_position == next {
+        let from = sealed.last().map_or(1, |s| s.end_position() + 1);
+        for event in store.scan_all(from, Filter::all()) {
+            let event = event?;
+            if event.position() > head {
                 break;
             }
-            next = page.next_position;
+            note(event.stream(), event.event_type(), event.version());
         }
         Ok(facts)
     }

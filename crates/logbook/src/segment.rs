@@ -296,7 +296,8 @@ impl SegmentWriter {
 }
 
 /// Name of the spare segment file a background thread keeps ready, zero-filled and synced.
-/// It ends in `.tmp`, so recovery removes a leftover one.
+/// Unlike other `.tmp` files, recovery keeps a leftover one: the next run reuses it (it only
+/// ever holds zeroes, or a header being stamped when the process stopped, which is rewritten).
 pub const SPARE_FILE: &str = "next-segment.tmp";
 
 /// Writes a zero-filled file of `capacity` bytes at `path` and syncs it: a spare segment.

@@ -6,8 +6,6 @@ use crate::error::Result;
 use crate::store::Store;
 use crate::types::Filter;
 
-/// Events read per page while counting.
-const PAGE_EVENTS: usize = 10_000;
 
 /// What a store holds. Serialized as `logbook stats --json` (integer keys `events`, `streams`,
 /// `segments`, `bytes` among others).
@@ -78,24 +76,17 @@ pub fn collect(store: &Store) -> Result<StatsReport> {
         last_position: store.head_position(),
         ..StatsReport::default()
     };
-    let mut next = 1;
-    loop {
-        let page = store.read_all_page(next, PAGE_EVENTS, &Filter::all())?;
-        if page.events.is_empty() && page.next_position == next {
-            break;
+    for event in store.scan_all(1, Filter::all()) {
+        let event = event?;
+        if report.first_position == 0 {
+            report.first_position = event.position();
         }
-        for event in &page.events {
-            if report.first_position == 0 {
-                report.first_position = event.position();
-            }
-            report.events += 1;
-            let t = event.timestamp_us();
-            report.oldest_us = Some(report.oldest_us.map_or(t, |o| o.min(t)));
-            report.newest_us = Some(report.newest_us.map_or(t, |n| n.max(t)));
-            *report.events_per_category.entry(event.category().to_string()).or_insert(0) += 1;
-            *report.events_per_type.entry(event.event_type().to_string()).or_insert(0) += 1;
-        }
-        next = page.next_position;
+        report.events += 1;
+        let t = event.timestamp_us();
+        report.oldest_us = Some(report.oldest_us.map_or(t, |o| o.min(t)));
+        report.newest_us = Some(report.newest_us.map_or(t, |n| n.max(t)));
+        *report.events_per_category.entry(event.category().to_string()).or_insert(0) += 1;
+        *report.events_per_type.entry(event.event_type().to_string()).or_insert(0) += 1;
     }
     Ok(report)
 }

@@ -381,6 +381,21 @@ impl Store {
         Ok(self.read_all_page(from, max, filter)?.events)
     }
 
+    /// Every event of `$all` matching `filter`, in position order, from position `from` up to
+    /// the head as it was when the scan began (later appends are left out, so a pass has an
+    /// end). Reads a page at a time: memory is bounded by one page, whatever the log's size.
+    /// An error is yielded once and ends the scan.
+    pub fn scan_all(&self, from: u64, filter: Filter) -> ScanAll<'_> {
+        ScanAll {
+            store: self,
+            filter,
+            next: from.max(1),
+            end: self.head_position(),
+            page: Vec::new().into_iter(),
+            failed: false,
+        }
+    }
+
     /// Like [`Store::read_all`], also returning the next position to read from.
     ///
     /// Positions compaction removed are skipped: `$all` may have gaps, never reordering.
@@ -575,6 +590,70 @@ pub struct AllPage {
     pub events: Vec<RecordedEvent>,
     /// Where the next read should start.
     pub next_position: u64,
+}
+
+/// Events of `$all` read by one pass ([`Store::scan_all`]).
+pub struct ScanAll<'a> {
+    store: &'a Store,
+    filter: Filter,
+    /// The position the next page starts at.
+    next: u64,
+    /// The head when the scan began: the last position it returns.
+    end: u64,
+    page: std::vec::IntoIter<RecordedEvent>,
+    failed: bool,
+}
+
+/// Events per page of a [`ScanAll`].
+const SCAN_PAGE_EVENTS: usize = 4096;
+
+impl ScanAll<'_> {
+    /// The position the scan has read up to, plus one (for progress: it reaches
+    /// [`ScanAll::end_position`] + 1 when the scan is done).
+    pub fn next_position(&self) -> u64 {
+        self.next
+    }
+
+    /// The last position the scan covers: the head when it began.
+    pub fn end_position(&self) -> u64 {
+        self.end
+    }
+}
+
+impl Iterator for ScanAll<'_> {
+    type Item = Result<RecordedEvent>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            if let Some(event) = self.page.next() {
+                if event.position() <= self.end {
+                    return Some(Ok(event));
+                }
+                // Past the head the scan began at: appended since, not part of this pass.
+                self.page = Vec::new().into_iter();
+                self.next = self.end + 1;
+                return None;
+            }
+            if self.failed || self.next > self.end {
+                return None;
+            }
+            match self.store.read_all_page(self.next, SCAN_PAGE_EVENTS, &self.filter) {
+                Ok(page) => {
+                    if page.events.is_empty() && page.next_position <= self.next {
+                        // Nothing more stored up to the head.
+                        self.next = self.end + 1;
+                        return None;
+                    }
+                    self.next = page.next_position.min(self.end + 1);
+                    self.page = page.events.into_iter();
+                }
+                Err(err) => {
+                    self.failed = true;
+                    return Some(Err(err));
+                }
+            }
+        }
+    }
 }
 
 /// Counters since the store was opened.
