@@ -360,3 +360,93 @@ fn compact_report_and_policy_errors_are_clear() {
     assert_eq!(report, CompactReport::default());
     store.close().unwrap();
 }
+
+/// Every file under `dir` with its bytes: what "nothing was written" is checked against.
+fn snapshot_files(dir: &Path) -> std::collections::BTreeMap<std::path::PathBuf, Vec<u8>> {
+    let mut out = std::collections::BTreeMap::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if path.file_name().is_some_and(|n| n != "LOCK") {
+                out.insert(path.clone(), std::fs::read(&path).unwrap());
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn the_core_alone_refuses_to_archive_and_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(AtomicI64::new(T0));
+    let store = Store::open(dir.path(), options(&clock)).unwrap();
+    write_history(&store, &clock);
+    let now = T0 + 60 * DAY_US;
+    clock.store(now, Ordering::Release);
+    store.sync().unwrap();
+    let files = snapshot_files(dir.path());
+    let before = all_hot(&store);
+    // Without a cold tier, events the policy would archive cannot go anywhere.
+    let err = logbook::compact(&store, &age_policy(), now, |_, _| {}).unwrap_err();
+    assert!(matches!(err, Error::InvalidInput(ref m) if m.contains("no cold tier")), "{err}");
+    assert_eq!(snapshot_files(dir.path()), files, "a refused compaction wrote something");
+    assert_eq!(all_hot(&store), before);
+    // With archive = false the core deletes them itself.
+    let purge = RetentionPolicy { archive: false, ..age_policy() };
+    let report = logbook::compact(&store, &purge, now, |_, _| {}).unwrap();
+    assert!(report.expired > 0 && report.archived == 0, "{report:?}");
+    assert!(!dir.path().join(ARCHIVE_DIR).exists(), "the core alone never creates the cold tier");
+    store.close().unwrap();
+}
+
+#[test]
+fn the_core_alone_refuses_a_store_whose_cold_tier_has_a_pending_job_or_to_back_it_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(AtomicI64::new(T0));
+    let store = logbook_archive::open_store(dir.path(), options(&clock)).unwrap();
+    write_history(&store, &clock);
+    let now = T0 + 60 * DAY_US;
+    clock.store(now, Ordering::Release);
+    compact(&store, &age_policy(), now, |_, _| {}).unwrap();
+    // A job an interrupted compaction left pending (written, never committed).
+    let mut archive = Archive::open(&dir.path().join(ARCHIVE_DIR), logbook::std_fs()).unwrap();
+    let job = archive.next_job_id();
+    let event = archived(dir.path()).remove(0);
+    archive.write_job(job, Some(1), vec![event]).unwrap();
+    let purge = RetentionPolicy { archive: false, ..age_policy() };
+    let err = logbook::compact(&store, &purge, now, |_, _| {}).unwrap_err();
+    assert!(matches!(err, Error::InvalidInput(ref m) if m.contains("pending")), "{err}");
+    store.close().unwrap();
+    // A backup by the core alone would leave the cold tier behind: refused.
+    let out = tempfile::tempdir().unwrap();
+    let err = logbook::backup_dir(dir.path(), &out.path().join("copy")).unwrap_err();
+    assert!(matches!(err, Error::InvalidInput(ref m) if m.contains("cold tier")), "{err}");
+    // Opening through the archive crate resolves the job (its segment never carried it).
+    let store = logbook_archive::open_store(dir.path(), options(&clock)).unwrap();
+    assert!(Archive::open(&dir.path().join(ARCHIVE_DIR), logbook::std_fs()).unwrap().pending_jobs().is_empty());
+    logbook::compact(&store, &purge, now, |_, _| {}).unwrap();
+    store.close().unwrap();
+}
+
+#[test]
+fn scan_all_reads_every_event_up_to_the_head_it_began_at() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(AtomicI64::new(T0));
+    let store = Store::open(dir.path(), options(&clock)).unwrap();
+    write_history(&store, &clock);
+    let head = store.head_position();
+    let mut scan = store.scan_all(1, Filter::all());
+    let first = scan.next().unwrap().unwrap();
+    assert_eq!(first.position(), 1);
+    // Appended after the scan began: not part of this pass.
+    store.append("late", ExpectedVersion::Any, vec![NewEvent::new("X", b"{}".to_vec())]).unwrap();
+    let rest: Vec<u64> = scan.map(|e| e.unwrap().position()).collect();
+    assert_eq!(rest, (2..=head).collect::<Vec<_>>());
+    let orders: Vec<_> = store.scan_all(1, Filter::category("order")).map(|e| e.unwrap()).collect();
+    assert_eq!(orders.len(), 60 * 3, "the order-<n> streams, not acme's");
+    assert!(store.scan_all(store.head_position() + 1, Filter::all()).next().is_none());
+    store.close().unwrap();
+}

@@ -139,9 +139,11 @@ fn guarded(
 ) -> Result<CompactReport> {
     policy.validate()?;
     let guard = store.compaction_guard()?;
-    let result = run(store, policy, now_us, archive, &mut progress);
-    if result.is_err() {
-        // Files are in a state recovery resolves; the in-memory view may not match them.
+    let mut wrote = false;
+    let result = run(store, policy, now_us, archive, &mut progress, &mut wrote);
+    if result.is_err() && wrote {
+        // Files are in a state recovery resolves; the in-memory view may not match them. (A
+        // refusal before the first write leaves nothing to resolve: the store compacts again.)
         guard.poison();
     }
     result
@@ -153,10 +155,12 @@ fn run(
     now_us: i64,
     mut archive: Option<&mut dyn ArchiveSink>,
     progress: &mut impl FnMut(u64, u64),
+    wrote: &mut bool,
 ) -> Result<CompactReport> {
     let fs = Arc::clone(&store.options().fs);
     let segments_dir = store.dir().join(SEGMENTS_DIR);
     if let Some(archive) = archive.as_deref_mut() {
+        *wrote = true;
         archive.resolve_pending_jobs(&segments_dir)?;
     }
     let shared = store.shared();
@@ -190,6 +194,7 @@ fn run(
             progress(done, total);
             continue;
         }
+        *wrote = true;
         rewrite_unit(store, fs.as_ref(), &segments_dir, &mut archive, policy, planned, &mut report)?;
         progress(done, total);
     }
