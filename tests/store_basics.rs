@@ -259,6 +259,8 @@ fn a_sigkilled_store_reopens_with_every_acknowledged_event() {
     let pid = child.id() as libc::pid_t;
     let watchdog = std::thread::spawn(move || {
         if watchdog.recv_timeout(std::time::Duration::from_secs(60)).is_err() {
+            // SAFETY: kill(2) takes plain integers and touches no memory of ours; `pid` is our
+            // child, not yet waited for, so the id cannot have been reused.
             unsafe { libc::kill(pid, libc::SIGKILL) };
         }
     });
