@@ -12,6 +12,8 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use logbook::NewEvent;
+use rand_core::{Rng as _, SeedableRng};
+use rand_xoshiro::SplitMix64;
 
 /// Small writes followed by fdatasync, in a fresh file in `dir`, for about `duration`.
 /// Returns syncs per second.
@@ -95,13 +97,10 @@ impl OrderWorkload {
 
     /// The events of order `i`: the lifecycle with 1..=3 ITEM_ADDED.
     pub fn order_events(&self, i: usize) -> Vec<NewEvent> {
-        let mut rng = self.seed ^ (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        let mut next = || {
-            rng ^= rng << 13;
-            rng ^= rng >> 7;
-            rng ^= rng << 17;
-            rng
-        };
+        // One generator per order, so any order's events can be made alone. Adjacent seeds are
+        // fine: SplitMix64's output mixes them apart.
+        let mut rng = SplitMix64::seed_from_u64(self.seed.wrapping_add(i as u64));
+        let mut next = || rng.next_u64();
         let items = 1 + (next() % 3) as usize;
         let mut events = Vec::with_capacity(LIFECYCLE.len() + items);
         for (step, kind) in LIFECYCLE.iter().enumerate() {
@@ -581,10 +580,9 @@ fn read_phase(store: &logbook::Store, config: &BenchConfig, threads: usize, dead
             .map(|t| {
                 scope.spawn(move || {
                     let (mut ops, mut evs, mut bytes, mut lat) = (0u64, 0u64, 0u64, Vec::new());
-                    let mut i = t as u64 * 7919;
+                    let mut rng = SplitMix64::seed_from_u64(t as u64);
                     while Instant::now() < deadline {
-                        i = i.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-                        let stream = OrderWorkload::stream((i >> 33) as usize % config.streams.max(1));
+                        let stream = OrderWorkload::stream((rng.next_u64() % config.streams.max(1) as u64) as usize);
                         let start = Instant::now();
                         let events = store.read_stream(&stream, 1, 1000, logbook::Direction::Forward)?;
                         lat.push(start.elapsed());

@@ -11,6 +11,8 @@ use std::path::{Path, PathBuf};
 
 use logbook::segment;
 use logbook::{ExpectedVersion, Filter, NewEvent, Options, Store};
+use rand_core::{Rng as _, SeedableRng};
+use rand_xoshiro::SplitMix64;
 
 fn options() -> Options {
     // fsync is not what these tests check (the files are damaged by hand), and thousands of
@@ -79,13 +81,9 @@ fn damage(path: &Path, cut: u64, kind: Damage, seed: u64) {
         Damage::Truncate => {}
         Damage::Zeroes => bytes.resize(len, 0),
         Damage::Garbage => {
-            let mut x = seed | 1;
-            while bytes.len() < len {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                bytes.push(x as u8);
-            }
+            let mut garbage = vec![0; len - bytes.len()];
+            SplitMix64::seed_from_u64(seed).fill_bytes(&mut garbage);
+            bytes.extend_from_slice(&garbage);
         }
     }
     fs::write(path, bytes).unwrap();

@@ -52,7 +52,7 @@ fn fixtures_dir() -> PathBuf {
 fn bytes_json(bytes: &[u8]) -> Value {
     match std::str::from_utf8(bytes) {
         Ok(text) => Value::String(text.to_string()),
-        Err(_) => json!({ "hex": bytes.iter().map(|b| format!("{b:02x}")).collect::<String>() }),
+        Err(_) => json!({ "hex": hex::encode(bytes) }),
     }
 }
 

@@ -11,6 +11,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use rand_core::{Rng as _, SeedableRng};
+use rand_xoshiro::SplitMix64;
 use server_support::*;
 
 /// Resident memory of this process (the server runs in it), in KiB.
@@ -23,17 +25,11 @@ fn rss_kib() -> u64 {
         .unwrap_or(0)
 }
 
-/// Deterministic pseudo-random bytes (xorshift64*), so a failure replays exactly.
+/// Deterministic pseudo-random bytes (seeded SplitMix64), so a failure replays exactly.
 fn random_bytes(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x >> 12;
-            x ^= x << 25;
-            x ^= x >> 27;
-            (x.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 56) as u8
-        })
-        .collect()
+    let mut bytes = vec![0; len];
+    SplitMix64::seed_from_u64(seed).fill_bytes(&mut bytes);
+    bytes
 }
 
 /// A client that appends and pings in a loop until told to stop; counts answers.

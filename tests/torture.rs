@@ -21,6 +21,8 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use logbook::{Error, ExpectedVersion, Filter, NewEvent, Options, Store};
+use rand_core::{Rng as _, SeedableRng};
+use rand_xoshiro::SplitMix64;
 
 const CHILD_ENV: &str = "LOGBOOK_TORTURE_CHILD_DIR";
 const THREADS: u64 = 4;
@@ -34,17 +36,9 @@ fn rounds() -> usize {
     std::env::var("LOGBOOK_TORTURE_ITERS").ok().and_then(|v| v.parse().ok()).unwrap_or(25)
 }
 
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
+/// Uniform enough in `0..n` for picking streams and sizes.
+fn below(rng: &mut SplitMix64, n: u64) -> u64 {
+    rng.next_u64() % n
 }
 
 /// The data of event `j` of `n` in attempt `tag`: self-describing, so the checker can tell
@@ -69,15 +63,13 @@ fn torture_child() {
             std::thread::spawn(move || {
                 let mut attempts = OpenOptions::new().create(true).append(true).open(attempts).unwrap();
                 let mut acks = OpenOptions::new().create(true).append(true).open(acks).unwrap();
-                // Wrapping: from round 2 on the product overflows u64 (which, checked, killed every
-                // child at once, unnoticed while its stderr was discarded).
-                let mut rng = Rng(((round << 32) | t).wrapping_mul(0x9E37_79B9) | 1);
+                let mut rng = SplitMix64::seed_from_u64((round << 32) | t);
                 for seq in 0.. {
-                    let stream = format!("order-{}", rng.below(STREAMS));
-                    let n = 1 + rng.below(6);
+                    let stream = format!("order-{}", below(&mut rng, STREAMS));
+                    let n = 1 + below(&mut rng, 6);
                     let tag = format!("r{round}t{t}s{seq}");
-                    let pad = rng.below(200);
-                    let expected = match rng.below(4) {
+                    let pad = below(&mut rng, 200);
+                    let expected = match below(&mut rng, 4) {
                         0 => ExpectedVersion::Exact(store.stream_version(&stream)),
                         1 => ExpectedVersion::Exists,
                         _ => ExpectedVersion::Any,
@@ -200,7 +192,7 @@ fn sigkill_torture() {
     let dir = tempfile::tempdir().unwrap();
     let logs = tempfile::tempdir().unwrap();
     let exe = std::env::current_exe().unwrap();
-    let mut rng = Rng(0xC0FFEE ^ std::process::id() as u64);
+    let mut rng = SplitMix64::seed_from_u64(0xC0FFEE ^ std::process::id() as u64);
     let (mut acked, mut rounds_with_acks) = (0, 0);
     for round in 0..rounds() {
         let stderr_path = logs.path().join(format!("child-{round}.stderr"));
@@ -212,7 +204,7 @@ fn sigkill_torture() {
             .stderr(fs::File::create(&stderr_path).unwrap())
             .spawn()
             .unwrap();
-        std::thread::sleep(Duration::from_millis(80 + rng.below(250)));
+        std::thread::sleep(Duration::from_millis(80 + below(&mut rng, 250)));
         let stderr = || fs::read_to_string(&stderr_path).unwrap_or_default();
         if let Some(status) = child.try_wait().unwrap() {
             panic!("round {round}: the child ended on its own before the kill ({status}); its stderr:\n{}", stderr());

@@ -706,6 +706,11 @@ fn order_timeline(args: TimelineArgs) -> Result<(), Failure> {
 }
 
 /// `30d`, `12h`, `90m` as microseconds.
+///
+/// Not `humantime::parse_duration`: a period may be negative (`--until=-1d` is a day ahead of
+/// now), which humantime rejects, and humantime would accept units (`y` of 365.25 days, months,
+/// `s`, `ms`, sums like `1d 2h`) that these flags never took. Nor `logbook::parse_duration`:
+/// that one takes `s`, `w` and 366-day `y`, and `--since` says it wants `<n>d`, `<n>h` or `<n>m`.
 fn parse_period(text: &str) -> Result<i64, String> {
     let (number, unit) = text.split_at(text.len().saturating_sub(1));
     let n: i64 = number.parse().map_err(|_| format!("--since wants <n>d, <n>h or <n>m, got '{text}'"))?;

@@ -218,11 +218,7 @@ fn fnv1a(bytes: &[u8], basis: u64) -> u64 {
 pub fn file_name(stream: &str) -> String {
     let bytes = stream.as_bytes();
     if bytes.len() <= MAX_HEX_NAME_BYTES {
-        let mut name = String::with_capacity(bytes.len() * 2 + 5);
-        for b in bytes {
-            name.push_str(&format!("{b:02x}"));
-        }
-        format!("{name}.{SNAPSHOT_EXTENSION}")
+        format!("{}.{SNAPSHOT_EXTENSION}", hex::encode(bytes))
     } else {
         // 'h' is not a hex digit, so hashed names never collide with hex ones.
         let (a, b) = (fnv1a(bytes, 0xCBF2_9CE4_8422_2325), fnv1a(bytes, 0x6C62_272E_07BB_0142));

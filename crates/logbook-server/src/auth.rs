@@ -11,6 +11,7 @@
 
 use logbook::Namespace;
 use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
 
 use super::config::Config;
 
@@ -81,27 +82,16 @@ pub enum AuthError {
 
 /// SHA-256 of `token`, as lower-case hex (what the config file stores).
 pub fn hash_token_hex(token: &[u8]) -> String {
-    Sha256::digest(token).iter().map(|b| format!("{b:02x}")).collect()
+    hex::encode(Sha256::digest(token))
 }
 
-fn parse_digest(hex: &str, what: &str) -> Result<[u8; 32], String> {
-    let hex = hex.trim();
-    if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return Err(format!("{what}: token_sha256 must be 64 hex digits (the SHA-256 of the token)"));
-    }
+/// 64 hex digits (either case, surrounding blanks ignored) to the 32 bytes of a digest.
+fn parse_digest(text: &str, what: &str) -> Result<[u8; 32], String> {
     let mut out = [0u8; 32];
-    for (i, byte) in out.iter_mut().enumerate() {
-        // Checked above: 64 ASCII hex digits, so every pair parses.
-        *byte = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).map_err(|e| format!("{what}: {e}"))?;
-    }
+    // hex fails on a wrong length, an odd length or a non-hex character: one message for all.
+    hex::decode_to_slice(text.trim(), &mut out)
+        .map_err(|_| format!("{what}: token_sha256 must be 64 hex digits (the SHA-256 of the token)"))?;
     Ok(out)
-}
-
-/// Compares two digests without an early exit.
-fn constant_time_eq(a: &[u8; 32], b: &[u8; 32]) -> bool {
-    let diff = a.iter().zip(b.iter()).fold(0u8, |acc, (x, y)| acc | (x ^ y));
-    // black_box keeps the optimizer from turning the fold back into a short-circuit compare.
-    std::hint::black_box(diff) == 0
 }
 
 /// Tenant names: a namespace name (1..=64 of `[A-Za-z0-9_]`), not the admin's name.
@@ -154,8 +144,10 @@ impl Auth {
         } else {
             self.tenants.iter().find(|(name, _)| name == tenant).map(|(_, digest)| *digest)
         };
-        // Compare against a dummy when the name is unknown, so both paths cost the same.
-        let matched = constant_time_eq(&presented, &expected.unwrap_or([0xA5; 32])) && expected.is_some();
+        // Compare against a dummy when the name is unknown, so both paths cost the same; the
+        // comparison itself has no early exit (subtle's constant-time equality).
+        let compared = expected.unwrap_or([0xA5; 32]);
+        let matched = bool::from(presented[..].ct_eq(&compared[..])) && expected.is_some();
         if !matched {
             return Err(AuthError::Invalid);
         }
@@ -226,5 +218,25 @@ mod tests {
         let mut c = config();
         c.tenants[0].token_sha256 = "abc".into();
         assert!(Auth::from_config(&c).is_err());
+    }
+
+    #[test]
+    fn digests_are_64_hex_digits() {
+        let digest = hash_token_hex(b"abc");
+        let parsed = parse_digest(&format!("  {}\n", digest.to_uppercase()), "t").unwrap();
+        assert_eq!(parsed[..4], [0xba, 0x78, 0x16, 0xbf]);
+        assert_eq!(parsed[28..], [0xf2, 0x00, 0x15, 0xad]);
+        let message = "t: token_sha256 must be 64 hex digits (the SHA-256 of the token)";
+        for bad in [
+            String::new(),
+            "abc".into(),
+            format!("{digest}0"),
+            format!("{digest}00"),
+            format!("{}zz", &digest[..62]),
+            format!("+{}", &digest[..63]),
+            format!("é{}", &digest[..62]),
+        ] {
+            assert_eq!(parse_digest(&bad, "t"), Err(message.to_string()), "{bad:?}");
+        }
     }
 }

@@ -550,6 +550,9 @@ impl Drop for ConnectionCore {
 /// Byte 0 picks auth (bit 0) and the read sizes' seed; the rest is the client's byte stream.
 #[doc(hidden)]
 pub fn fuzz_connection_core(data: &[u8]) {
+    use rand_core::{Rng as _, SeedableRng};
+    use rand_xoshiro::SplitMix64;
+
     let Some((&mode, stream)) = data.split_first() else { return };
     let limits = CoreLimits {
         resp: RespLimits {
@@ -571,13 +574,8 @@ pub fn fuzz_connection_core(data: &[u8]) {
     let start = Instant::now();
     let mut now = start;
     let mut core = ConnectionCore::new(limits.clone(), auth_required, Arc::clone(&budget), now);
-    let mut rng = u64::from(mode) | 0x9e37_79b9_7f4a_7c15;
-    let mut next = || {
-        rng ^= rng << 13;
-        rng ^= rng >> 7;
-        rng ^= rng << 17;
-        rng
-    };
+    let mut rng = SplitMix64::seed_from_u64(u64::from(mode));
+    let mut next = || rng.next_u64();
     let mut at = 0;
     while at < stream.len() && !core.is_closing() {
         let size = (1 + next() % 300) as usize;

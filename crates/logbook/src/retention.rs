@@ -101,6 +101,12 @@ impl Default for RetentionPolicy {
 pub const YEAR_US: i64 = 366 * DAY_US;
 
 /// Parses `90d`, `12h`, `30m`, `45s`, `2w`, `7y` into microseconds.
+///
+/// Hand-written on purpose, not `humantime::parse_duration`: humantime's year is 365.25 days
+/// (ours is [`YEAR_US`], 366, so a legal hold never ends early), it also accepts months, `ms`,
+/// spelled-out units and sums like `1h 30m` that retention configs never documented, and its
+/// errors are not the messages operators see today. Sharing no semantics, it would be a new
+/// dependency of the core crate that replaces nothing.
 pub fn parse_duration(text: &str) -> Result<i64> {
     let text = text.trim();
     let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());

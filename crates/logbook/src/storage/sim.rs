@@ -21,6 +21,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use parking_lot::Mutex;
+use rand_core::{Rng as _, SeedableRng};
+use rand_xoshiro::SplitMix64;
 
 use super::{FileSystem, StorageFile};
 
@@ -258,13 +260,8 @@ impl SimFileSystem {
     pub fn restore_durable(&self, dir: &Path, mode: PowerLoss, seed: u64) -> io::Result<()> {
         let mut state = self.state.lock();
         let (mut lost, mut kept) = (0, 0);
-        let mut rng = seed | 1;
-        let mut next = move || {
-            rng ^= rng << 13;
-            rng ^= rng >> 7;
-            rng ^= rng << 17;
-            rng
-        };
+        let mut rng = SplitMix64::seed_from_u64(seed);
+        let mut next = move || rng.next_u64();
         let mut durable = state.durable.clone();
         // Renames never made durable: the file is back under its old name with its durable
         // contents (tmp files are derived data); an old target, if any, keeps its own.
