@@ -651,6 +651,23 @@ impl SegmentReader {
         Ok(())
     }
 
+    /// Reads `len` bytes at `offset` (clamped to the readable end) for a `$all` scan. A chunk
+    /// of at least half [`SCAN_CHUNK_BYTES`] goes into a buffer from [`SCAN_POOL`], which
+    /// returns there when the last event sharing it is dropped: a replay then neither zeroes
+    /// nor faults in fresh memory for each chunk. Smaller reads get a buffer of their own
+    /// length, so a few events kept from a short read do not hold a whole pooled buffer.
+    pub fn read_scan_chunk(&self, offset: u64, len: usize) -> io::Result<bytes::Bytes> {
+        let end = self.readable();
+        let len = (len as u64).min(end.saturating_sub(offset)) as usize;
+        if !(SCAN_CHUNK_BYTES / 2..=SCAN_CHUNK_BYTES).contains(&len) {
+            return self.read_range(offset, len);
+        }
+        let pooled = SCAN_POOL.lock().ok().and_then(|mut pool| pool.pop());
+        let mut buf = pooled.unwrap_or_else(|| vec![0u8; SCAN_CHUNK_BYTES].into_boxed_slice());
+        std::os::unix::fs::FileExt::read_exact_at(&self.file, &mut buf[..len], offset)?;
+        Ok(bytes::Bytes::from_owner(ScanChunk { buf, len }))
+    }
+
     /// Reads the frame at `offset` through the block cache (a frame inside one cached block
     /// costs no system call and no copy). The frame's length is bounded by
     /// [`record::MAX_BODY_BYTES`] and by the readable end before anything is allocated; a
@@ -755,6 +772,40 @@ impl SegmentReader {
             .map_err(ReadError::Io)?;
         whole.extend_from_slice(&rest);
         Ok(bytes::Bytes::from(whole))
+    }
+}
+
+/// Largest chunk a `$all` scan reads at once, and the size of a pooled scan buffer.
+pub const SCAN_CHUNK_BYTES: usize = 256 * 1024;
+
+/// Pooled scan buffers kept at most: [`SCAN_POOL`] holds at most 8 MiB. (A buffer still shared
+/// by events the caller keeps is the caller's memory, as any event's bytes are.)
+pub const SCAN_POOL_BUFFERS: usize = 32;
+
+/// Scan buffers no event uses any more, for the next chunk (process-wide, bounded by
+/// [`SCAN_POOL_BUFFERS`]).
+static SCAN_POOL: std::sync::Mutex<Vec<Box<[u8]>>> = std::sync::Mutex::new(Vec::new());
+
+/// A pooled scan buffer holding `len` bytes read from a segment; back to the pool on drop.
+struct ScanChunk {
+    buf: Box<[u8]>,
+    len: usize,
+}
+
+impl AsRef<[u8]> for ScanChunk {
+    fn as_ref(&self) -> &[u8] {
+        &self.buf[..self.len]
+    }
+}
+
+impl Drop for ScanChunk {
+    fn drop(&mut self) {
+        let buf = std::mem::take(&mut self.buf);
+        if let Ok(mut pool) = SCAN_POOL.lock() {
+            if pool.len() < SCAN_POOL_BUFFERS {
+                pool.push(buf);
+            }
+        }
     }
 }
 
@@ -987,6 +1038,38 @@ mod tests {
         // One flipped byte in the same place, valid frames after it: corruption.
         bytes[2 * PAGE_BYTES as usize + 100] ^= 0x20;
         assert!(matches!(judge(&bytes), TailVerdict::Corrupt { .. }));
+    }
+
+    #[test]
+    fn pooled_scan_chunks_hold_their_bytes_until_dropped_and_stay_bounded() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(file_name(1));
+        let bytes: Vec<u8> = (0..SCAN_CHUNK_BYTES * 2).map(|i| (i % 251) as u8).collect();
+        std::fs::write(&path, &bytes).unwrap();
+        let cache = std::sync::Arc::new(BlockCache::new(0));
+        let reader = SegmentReader::open(&path, 1, bytes.len() as u64 - 100, &cache).unwrap();
+        // Kept chunks keep their bytes while others reuse pooled buffers.
+        let kept: Vec<_> = (0..3u64)
+            .map(|i| {
+                let at = i * 1000;
+                drop(reader.read_scan_chunk(at + 7, SCAN_CHUNK_BYTES).unwrap());
+                (at, reader.read_scan_chunk(at, SCAN_CHUNK_BYTES).unwrap())
+            })
+            .collect();
+        for (at, chunk) in &kept {
+            assert_eq!(&chunk[..], &bytes[*at as usize..*at as usize + SCAN_CHUNK_BYTES]);
+        }
+        // Bounded by the readable end, and short reads are their own buffers.
+        let tail = reader.read_scan_chunk(SCAN_CHUNK_BYTES as u64 + 50, SCAN_CHUNK_BYTES).unwrap();
+        assert_eq!(tail.len(), SCAN_CHUNK_BYTES - 150);
+        assert_eq!(&tail[..], &bytes[SCAN_CHUNK_BYTES + 50..bytes.len() - 100]);
+        assert_eq!(reader.read_scan_chunk(10, 100).unwrap()[..], bytes[10..110]);
+        drop((kept, tail));
+        assert!(SCAN_POOL.lock().unwrap().len() <= SCAN_POOL_BUFFERS);
+        // A file shorter than its readable end is an error, never short bytes.
+        let short = SegmentReader::open(&path, 1, bytes.len() as u64 + SCAN_CHUNK_BYTES as u64, &cache).unwrap();
+        let err = short.read_scan_chunk(bytes.len() as u64 - 1000, SCAN_CHUNK_BYTES).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::UnexpectedEof);
     }
 
     #[test]
