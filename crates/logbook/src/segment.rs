@@ -631,17 +631,44 @@ impl SegmentReader {
         crate::storage::read_exact_at(&self.file, offset, len).map(bytes::Bytes::from)
     }
 
-    /// Block `block` as far as it is readable: from the cache when the cached copy covers the
-    /// readable end (the active segment's last block grows), else read and cached.
-    fn block(&self, block: u64, end: u64) -> io::Result<bytes::Bytes> {
+    /// Appends bytes `from..to` of block `block` (offsets inside the block, `to` at most its
+    /// readable length below `end`) to `out`: copied from the cache when the cached copy covers
+    /// the readable end (the active segment's last block grows), else the block is read from
+    /// the file and cached.
+    fn copy_from_block(&self, block: u64, end: u64, from: usize, to: usize, out: &mut Vec<u8>) -> io::Result<()> {
         let start = block * BLOCK_BYTES;
         let want = (start + BLOCK_BYTES).min(end).saturating_sub(start) as usize;
-        if let Some(bytes) = self.cache.get(self.id, block).filter(|b| b.len() >= want) {
-            return Ok(bytes);
+        debug_assert!(from <= to && to <= want);
+        let copied = self.cache.with(self.id, block, |b| {
+            let covers = b.len() >= want;
+            if covers {
+                out.extend_from_slice(&b[from..to]);
+            }
+            covers
+        });
+        if copied != Some(true) {
+            let bytes = crate::storage::read_exact_at(&self.file, start, want)?;
+            self.cache.insert(self.id, block, &bytes);
+            out.extend_from_slice(&bytes[from..to]);
         }
-        let bytes = self.read_range(start, want)?;
-        self.cache.insert(self.id, block, bytes.clone());
-        Ok(bytes)
+        Ok(())
+    }
+
+    /// Reads `len` bytes at `offset` (clamped to the readable end) for a `$all` scan. A chunk
+    /// of at least half [`SCAN_CHUNK_BYTES`] goes into a buffer from [`SCAN_POOL`], which
+    /// returns there when the last event sharing it is dropped: a replay then neither zeroes
+    /// nor faults in fresh memory for each chunk. Smaller reads get a buffer of their own
+    /// length, so a few events kept from a short read do not hold a whole pooled buffer.
+    pub fn read_scan_chunk(&self, offset: u64, len: usize) -> io::Result<bytes::Bytes> {
+        let end = self.readable();
+        let len = (len as u64).min(end.saturating_sub(offset)) as usize;
+        if !(SCAN_CHUNK_BYTES / 2..=SCAN_CHUNK_BYTES).contains(&len) {
+            return self.read_range(offset, len);
+        }
+        let pooled = SCAN_POOL.lock().ok().and_then(|mut pool| pool.pop());
+        let mut buf = pooled.unwrap_or_else(|| vec![0u8; SCAN_CHUNK_BYTES].into_boxed_slice());
+        std::os::unix::fs::FileExt::read_exact_at(&self.file, &mut buf[..len], offset)?;
+        Ok(bytes::Bytes::from_owner(ScanChunk { buf, len }))
     }
 
     /// Reads the frame at `offset` through the block cache (a frame inside one cached block
@@ -651,6 +678,13 @@ impl SegmentReader {
     /// exactly the frame.
     pub fn read_frame(&self, offset: u64) -> Result<bytes::Bytes, ReadError> {
         self.read_frame_with(offset, bytes::Bytes::copy_from_slice)
+    }
+
+    /// Starts loading the first [`PREFETCH_BYTES`] of the frame at `offset` into the CPU's
+    /// cache if its block is cached (see [`BlockCache::prefetch`]); reads nothing.
+    pub fn prefetch_frame(&self, offset: u64) {
+        let block = offset / BLOCK_BYTES;
+        self.cache.prefetch(self.id, block, (offset - block * BLOCK_BYTES) as usize, PREFETCH_BYTES);
     }
 
     /// Appends the frame at `offset` to `out` and returns where it starts: the frames of one
@@ -691,37 +725,30 @@ impl SegmentReader {
         self.read_frame_uncached(offset, end, first, rel).map(|frame| take(&frame))
     }
 
-    /// The frame at `offset` when it is not wholly in a cached block: its blocks are read (and
-    /// cached), or for a long frame the file is read directly.
+    /// The frame at `offset` when it is not wholly in a cached block: its blocks are copied
+    /// from the cache or read (and cached), or for a long frame the file is read directly.
     fn read_frame_uncached(&self, offset: u64, end: u64, first: u64, rel: usize) -> Result<bytes::Bytes, ReadError> {
         let short = |needed: usize| {
             ReadError::Frame(DecodeError::Truncated { needed, available: end.saturating_sub(offset) as usize })
         };
-        let block = self.block(first, end).map_err(ReadError::Io)?;
-        let rest = block.get(rel..).unwrap_or(&[]);
-        if rest.len() < FRAME_HEADER_BYTES {
+        let block_len = ((first + 1) * BLOCK_BYTES).min(end) - first * BLOCK_BYTES;
+        let mut whole = Vec::new();
+        self.copy_from_block(first, end, rel, block_len as usize, &mut whole).map_err(ReadError::Io)?;
+        if whole.len() < FRAME_HEADER_BYTES {
             return self.read_frame_direct(offset, end);
         }
-        let total = FRAME_HEADER_BYTES + record::peek_body_len(rest).map_err(ReadError::Frame)?;
+        let total = FRAME_HEADER_BYTES + record::peek_body_len(&whole).map_err(ReadError::Frame)?;
         if offset + total as u64 > end {
             return Err(short(total));
-        }
-        if rest.len() >= total {
-            return Ok(block.slice(rel..rel + total));
         }
         if total > MAX_CACHED_FRAME_BYTES {
             return self.read_frame_direct(offset, end);
         }
-        let mut whole = Vec::with_capacity(total);
-        whole.extend_from_slice(rest);
+        whole.truncate(total);
         let mut next = first + 1;
         while whole.len() < total {
-            let block = self.block(next, end).map_err(ReadError::Io)?;
-            if block.is_empty() {
-                return Err(short(total));
-            }
-            let take = (total - whole.len()).min(block.len());
-            whole.extend_from_slice(&block[..take]);
+            let part = (total - whole.len()).min(BLOCK_BYTES as usize);
+            self.copy_from_block(next, end, 0, part, &mut whole).map_err(ReadError::Io)?;
             next += 1;
         }
         Ok(bytes::Bytes::from(whole))
@@ -750,6 +777,44 @@ impl SegmentReader {
         Ok(bytes::Bytes::from(whole))
     }
 }
+
+/// Largest chunk a `$all` scan reads at once, and the size of a pooled scan buffer.
+pub const SCAN_CHUNK_BYTES: usize = 256 * 1024;
+
+/// Pooled scan buffers kept at most: [`SCAN_POOL`] holds at most 8 MiB. (A buffer still shared
+/// by events the caller keeps is the caller's memory, as any event's bytes are.)
+pub const SCAN_POOL_BUFFERS: usize = 32;
+
+/// Scan buffers no event uses any more, for the next chunk (process-wide, bounded by
+/// [`SCAN_POOL_BUFFERS`]).
+static SCAN_POOL: std::sync::Mutex<Vec<Box<[u8]>>> = std::sync::Mutex::new(Vec::new());
+
+/// A pooled scan buffer holding `len` bytes read from a segment; back to the pool on drop.
+struct ScanChunk {
+    buf: Box<[u8]>,
+    len: usize,
+}
+
+impl AsRef<[u8]> for ScanChunk {
+    fn as_ref(&self) -> &[u8] {
+        &self.buf[..self.len]
+    }
+}
+
+impl Drop for ScanChunk {
+    fn drop(&mut self) {
+        let buf = std::mem::take(&mut self.buf);
+        if let Ok(mut pool) = SCAN_POOL.lock() {
+            if pool.len() < SCAN_POOL_BUFFERS {
+                pool.push(buf);
+            }
+        }
+    }
+}
+
+/// Bytes of a frame [`SegmentReader::prefetch_frame`] asks for: most events (the order
+/// workload's are ~650 bytes); the CPU's own prefetcher follows longer ones.
+pub const PREFETCH_BYTES: usize = 1024;
 
 /// Frames longer than this are read around the cache (a 16 MiB event must not evict 4,096
 /// blocks of small ones).
@@ -976,6 +1041,38 @@ mod tests {
         // One flipped byte in the same place, valid frames after it: corruption.
         bytes[2 * PAGE_BYTES as usize + 100] ^= 0x20;
         assert!(matches!(judge(&bytes), TailVerdict::Corrupt { .. }));
+    }
+
+    #[test]
+    fn pooled_scan_chunks_hold_their_bytes_until_dropped_and_stay_bounded() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(file_name(1));
+        let bytes: Vec<u8> = (0..SCAN_CHUNK_BYTES * 2).map(|i| (i % 251) as u8).collect();
+        std::fs::write(&path, &bytes).unwrap();
+        let cache = std::sync::Arc::new(BlockCache::new(0));
+        let reader = SegmentReader::open(&path, 1, bytes.len() as u64 - 100, &cache).unwrap();
+        // Kept chunks keep their bytes while others reuse pooled buffers.
+        let kept: Vec<_> = (0..3u64)
+            .map(|i| {
+                let at = i * 1000;
+                drop(reader.read_scan_chunk(at + 7, SCAN_CHUNK_BYTES).unwrap());
+                (at, reader.read_scan_chunk(at, SCAN_CHUNK_BYTES).unwrap())
+            })
+            .collect();
+        for (at, chunk) in &kept {
+            assert_eq!(&chunk[..], &bytes[*at as usize..*at as usize + SCAN_CHUNK_BYTES]);
+        }
+        // Bounded by the readable end, and short reads are their own buffers.
+        let tail = reader.read_scan_chunk(SCAN_CHUNK_BYTES as u64 + 50, SCAN_CHUNK_BYTES).unwrap();
+        assert_eq!(tail.len(), SCAN_CHUNK_BYTES - 150);
+        assert_eq!(&tail[..], &bytes[SCAN_CHUNK_BYTES + 50..bytes.len() - 100]);
+        assert_eq!(reader.read_scan_chunk(10, 100).unwrap()[..], bytes[10..110]);
+        drop((kept, tail));
+        assert!(SCAN_POOL.lock().unwrap().len() <= SCAN_POOL_BUFFERS);
+        // A file shorter than its readable end is an error, never short bytes.
+        let short = SegmentReader::open(&path, 1, bytes.len() as u64 + SCAN_CHUNK_BYTES as u64, &cache).unwrap();
+        let err = short.read_scan_chunk(bytes.len() as u64 - 1000, SCAN_CHUNK_BYTES).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::UnexpectedEof);
     }
 
     #[test]

@@ -49,7 +49,7 @@ pub const MAX_SCAN_PER_READ: usize = 1_000_000;
 /// A `$all` scan reads this many bytes per event it still wants, at once...
 const SCAN_BYTES_PER_EVENT: usize = 1024;
 /// ...but never more than this in one `pread` (a chunk stays alive while an event from it does).
-const MAX_SCAN_CHUNK_BYTES: usize = 256 * 1024;
+const MAX_SCAN_CHUNK_BYTES: usize = segment::SCAN_CHUNK_BYTES;
 
 /// An open event store. Cheap to clone; every clone is the same store. The store closes
 /// (cleanly, with a final sync) when [`Store::close`] is called or the last clone is dropped.
@@ -430,7 +430,7 @@ impl Store {
                         .clamp(segment::READ_GUESS_BYTES, MAX_SCAN_CHUNK_BYTES)
                         .max(frame_len.unwrap_or(0));
                     chunk = reader
-                        .read_range(offset, wanted)
+                        .read_scan_chunk(offset, wanted)
                         .map_err(|e| wal::read_error(&reader, offset, ReadError::Io(e)))?;
                     chunk_at = offset;
                 }
