@@ -122,7 +122,9 @@ struct Tmpfs(PathBuf);
 impl Tmpfs {
     fn mount(size: &str) -> Option<Tmpfs> {
         // SAFETY: geteuid has no preconditions.
-        if unsafe { libc::geteuid() } != 0 {
+        #[allow(unsafe_code)]
+        let euid = unsafe { libc::geteuid() };
+        if euid != 0 {
             eprintln!("skipped: mounting a tmpfs needs root");
             return None;
         }

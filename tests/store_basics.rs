@@ -261,7 +261,10 @@ fn a_sigkilled_store_reopens_with_every_acknowledged_event() {
         if watchdog.recv_timeout(std::time::Duration::from_secs(60)).is_err() {
             // SAFETY: kill(2) touches no memory of ours; `pid` is our own child, which is not
             // reaped before `done` is sent, so the signal cannot reach another process.
-            unsafe { libc::kill(pid, libc::SIGKILL) };
+            #[allow(unsafe_code)]
+            unsafe {
+                libc::kill(pid, libc::SIGKILL)
+            };
         }
     });
     let ready = stdout.lines().map_while(Result::ok).any(|line| line.ends_with("acknowledged 120"));

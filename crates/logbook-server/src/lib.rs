@@ -426,8 +426,9 @@ fn admit(shared: &Arc<Shared>, mut stream: TcpStream) {
 /// memory ceiling in docs/protocol.md.
 pub fn tune_allocator() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: mallopt only changes allocator parameters; it is called before the server starts
-    // its threads.
+    // SAFETY: mallopt only changes the allocator's tuning parameters and takes glibc's arena
+    // lock to do so, so any thread may call it at any time; no memory of ours is touched.
+    #[allow(unsafe_code)]
     unsafe {
         libc::mallopt(libc::M_MMAP_THRESHOLD, 256 * 1024);
         libc::mallopt(libc::M_ARENA_MAX, 4);

@@ -167,6 +167,7 @@ fn prefetch_line(byte: &u8) {
     // function; SSE is part of every x86_64 target (the baseline). A prefetch is a hint: it
     // never faults, never changes memory and never makes a later read return other bytes, and
     // the pointer here comes from a live reference anyway.
+    #[allow(unsafe_code)]
     unsafe {
         std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>((byte as *const u8).cast::<i8>());
     }
