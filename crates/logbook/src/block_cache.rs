@@ -29,6 +29,7 @@ const MAX_READER_ID: u64 = 1 << (64 - BLOCK_BITS - 1);
 /// The cache, shared by every segment reader of a store.
 #[derive(Debug)]
 pub struct BlockCache {
+    #[cfg_attr(not(any(test, feature = "testing")), allow(dead_code))]
     capacity: usize,
     sets: Box<[Mutex<Set>]>,
 }

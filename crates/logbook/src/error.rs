@@ -41,6 +41,17 @@ pub enum Error {
         reason: String,
     },
 
+    /// One part of an atomic multi-stream append ([`crate::Store::append_batch`]) was refused,
+    /// so nothing of the batch was written: `part` is its index (from 0), `source` why.
+    #[error("part {part} of the batch: {source}")]
+    BatchPart {
+        /// The refused part, counted from 0.
+        part: usize,
+        /// Why it was refused (a wrong expected version, a deleted stream, an idempotency
+        /// conflict, invalid input).
+        source: Box<Error>,
+    },
+
     /// The stream was deleted (a tombstone): reads and appends are refused.
     #[error("stream '{0}' is deleted")]
     StreamDeleted(String),

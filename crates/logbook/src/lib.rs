@@ -83,7 +83,7 @@ pub use storage::{
     create_dir_durably, read_bounded, std_fs, write_atomically, write_file_atomically, FileSystem, StdFileSystem,
     StorageFile,
 };
-pub use store::{validate_stream_name, AllPage, PendingAppend, ScanAll, Store, StoreStats, Subscription};
+pub use store::{validate_stream_name, AllPage, AppendPart, PendingAppend, ScanAll, Store, StoreStats, Subscription};
 pub use types::{
     category_of, AppendResult, Direction, ExpectedVersion, Filter, NewEvent, RecordedEvent, MAX_EVENT_TYPE_BYTES,
     MAX_PAYLOAD_BYTES, MAX_STREAM_NAME_BYTES,

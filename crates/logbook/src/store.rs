@@ -175,6 +175,60 @@ impl Store {
         self.submit_append(stream, expected, events)?.wait()
     }
 
+    /// Appends several parts, each `(stream, expected version, events)`, atomically: all of
+    /// them or none, as one batch (one run of batch markers on disk, so a crash keeps all the
+    /// parts or none; KurrentDB calls this a multi-stream append). An order and its stock
+    /// reservation, or an import, commit together.
+    ///
+    /// Parts are applied in order: two parts may name the same stream, and the second's
+    /// expected version sees the first's events. Limits (`max_batch_events`,
+    /// `max_batch_bytes`) count the whole batch. Event ids are idempotent as for single
+    /// appends: when every part is already stored with the same ids and content, the original
+    /// results come back and nothing is written; some parts stored and others not is an
+    /// idempotency conflict for the whole batch.
+    ///
+    /// Returns one [`AppendResult`] per part, in order, once the batch is durable (per the sync
+    /// mode). A refused part fails the whole batch with [`Error::BatchPart`], naming the part
+    /// (from 0) and why (for example a [`Error::WrongExpectedVersion`]); nothing is written.
+    pub fn append_batch(&self, parts: Vec<AppendPart>) -> Result<Vec<AppendResult>> {
+        if parts.is_empty() {
+            return Err(Error::InvalidInput("a batch needs at least one part".into()));
+        }
+        let limits = &self.inner.options;
+        let events: usize = parts.iter().map(|p| p.events.len()).sum();
+        if events > limits.max_batch_events {
+            return Err(Error::InvalidInput(format!(
+                "{events} events in one batch, limit {}",
+                limits.max_batch_events
+            )));
+        }
+        let mut requests = Vec::with_capacity(parts.len());
+        for (i, part) in parts.into_iter().enumerate() {
+            let request = self.prepare(&part.stream, part.expected, part.events).map_err(|e| match e {
+                Error::InvalidInput(msg) => Error::InvalidInput(format!("part {i}: {msg}")),
+                other => other,
+            })?;
+            requests.push(request);
+        }
+        let ids: Vec<[u8; 16]> = requests.iter().flat_map(|r| r.ids.iter().copied()).collect();
+        if let Some(id) = first_duplicate(&ids) {
+            return Err(Error::InvalidInput(format!(
+                "event id {} appears twice in one batch",
+                uuid::Uuid::from_bytes(id)
+            )));
+        }
+        let bytes: usize = requests.iter().map(|r| r.encoded_bytes).sum();
+        if bytes > limits.max_batch_bytes {
+            return Err(Error::InvalidInput(format!(
+                "batch encodes to {bytes} bytes, limit {}",
+                limits.max_batch_bytes
+            )));
+        }
+        let (tx, rx) = bounded(1);
+        self.inner.requests.send(Request::AppendBatch(requests, tx)).map_err(|_| Error::Shutdown)?;
+        rx.recv().unwrap_or_else(|_| Err(Error::WriterFailed("the writer thread stopped".into())))
+    }
+
     /// Queues an append for the writer and returns at once; [`PendingAppend::wait`] gives its
     /// result. Appends are applied in the order they are submitted (so they get positions in
     /// that order), and appends submitted before waiting share group commits: this is how a
@@ -580,6 +634,24 @@ impl PendingAppend {
 impl Drop for PendingAppend {
     fn drop(&mut self) {
         self.acks.in_flight.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// One part of an atomic multi-stream append ([`Store::append_batch`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppendPart {
+    /// The stream the part appends to.
+    pub stream: String,
+    /// What the stream's version must be when the part is applied (after earlier parts).
+    pub expected: ExpectedVersion,
+    /// The part's events, at least one.
+    pub events: Vec<NewEvent>,
+}
+
+impl AppendPart {
+    /// A part appending `events` to `stream` if its version satisfies `expected`.
+    pub fn new(stream: impl Into<String>, expected: ExpectedVersion, events: Vec<NewEvent>) -> Self {
+        AppendPart { stream: stream.into(), expected, events }
     }
 }
 

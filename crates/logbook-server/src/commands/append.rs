@@ -40,6 +40,20 @@ pub(crate) fn store_error(err: &Error) -> Value {
         }
         Error::InvalidInput(msg) => Value::error("ERR", msg),
         Error::StreamDeleted(_) => Value::error("STREAMDELETED", "the stream is deleted"),
+        // APPENDBATCH: `-WRONGVERSION <part> expected <e> actual <a>`; other refusals name the
+        // part after their code.
+        Error::BatchPart { part, source } => match source.as_ref() {
+            Error::WrongExpectedVersion { expected, actual, .. } => {
+                Value::error("WRONGVERSION", &format!("{part} expected {expected} actual {actual}"))
+            }
+            inner => match store_error(inner) {
+                Value::Error(text) => match text.split_once(' ') {
+                    Some((code, msg)) => Value::error(code, &format!("part {part}: {msg}")),
+                    None => Value::error(&text, &format!("part {part}")),
+                },
+                other => other,
+            },
+        },
         Error::Shutdown => Value::error("ERR", "the server is shutting down"),
         Error::WriterFailed(_) | Error::Io { .. } | Error::Corruption { .. } | Error::Locked(_) | Error::NoStore(_) => {
             let error_id = new_error_id();

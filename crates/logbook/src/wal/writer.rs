@@ -53,6 +53,9 @@ pub struct AppendRequest {
 
 pub enum Request {
     Append(AppendRequest, Sender<Result<AppendResult>>),
+    /// Several appends (parts) applied all or none, as one batch: one countdown of batch
+    /// markers across every part's frames, in one group, in one segment.
+    AppendBatch(Vec<AppendRequest>, Sender<Result<Vec<AppendResult>>>),
     /// Delete a stream: write a tombstone if its version satisfies the expected version.
     Delete {
         stream: String,
@@ -97,7 +100,17 @@ struct PendingAppend {
     frames: Vec<(u32, [u8; 16])>,
     /// The stream this append's tombstone deletes.
     deletes: Option<String>,
-    reply: Sender<Result<AppendResult>>,
+    ack: Ack,
+}
+
+/// Who hears about a pending append once its group is committed (or fails).
+enum Ack {
+    /// A single append's caller.
+    One(Sender<Result<AppendResult>>),
+    /// A part of a batch that is not its last: the last part answers for all.
+    Part,
+    /// The last part of a batch: the caller, answered with the results of every part.
+    Batch(Sender<Result<Vec<AppendResult>>>),
 }
 
 impl Writer {
@@ -197,6 +210,7 @@ impl Writer {
         for request in group {
             match request {
                 Request::Append(append, reply) => self.stage(append, reply, None),
+                Request::AppendBatch(parts, reply) => self.stage_batch(parts, reply),
                 Request::Delete { stream, expected, reply } => self.stage_delete(stream, expected, reply),
                 Request::Sync(reply) => {
                     self.commit();
@@ -348,16 +362,112 @@ impl Writer {
         if let Some(stream) = &deletes {
             self.pending_tombstones.insert(stream.clone());
         }
-        self.encode(append, actual, reply, deletes);
+        self.encode(append, actual, 0, Ack::One(reply), deletes);
     }
 
-    fn encode(
-        &mut self,
-        append: AppendRequest,
-        actual: u64,
-        reply: Sender<Result<AppendResult>>,
-        deletes: Option<String>,
-    ) {
+    /// Checks a batch as a whole (nothing of it is written unless every part passes) and
+    /// encodes its parts, in order, as one batch. Errors name the part (0-based).
+    fn stage_batch(&mut self, parts: Vec<AppendRequest>, reply: Sender<Result<Vec<AppendResult>>>) {
+        let refuse = |part: usize, source: Error| Err(Error::BatchPart { part, source: Box::new(source) });
+        if let Some(reason) = &self.failed {
+            let _ = reply.send(Err(Error::WriterFailed(reason.clone())));
+            return;
+        }
+        if let Some((i, part)) = parts.iter().enumerate().find(|(_, p)| self.is_deleted(&p.stream)) {
+            let _ = reply.send(refuse(i, Error::StreamDeleted(part.stream.clone())));
+            return;
+        }
+        // Ids pending in this group: commit it first, so the check below sees them as stored.
+        if parts.iter().any(|p| p.client_ids && p.ids.iter().any(|id| self.pending_ids.contains(id))) {
+            self.commit();
+        }
+        // Idempotency: every part already stored (the same content) returns the original
+        // results; some parts stored and others not is a conflict for the whole batch.
+        let mut stored = Vec::new();
+        let mut first_new = None;
+        {
+            let state = self.shared.state.read();
+            for (i, part) in parts.iter().enumerate() {
+                match if part.client_ids { find_existing(&state, part) } else { Ok(None) } {
+                    Ok(Some(original)) => stored.push(original),
+                    Ok(None) => {
+                        first_new.get_or_insert(i);
+                    }
+                    Err(err) => {
+                        let _ = reply.send(refuse(i, err));
+                        return;
+                    }
+                }
+            }
+        }
+        match first_new {
+            None => {
+                let _ = reply.send(Ok(stored));
+                return;
+            }
+            Some(i) if !stored.is_empty() => {
+                let part = &parts[i];
+                let conflict = Error::IdempotencyConflict {
+                    stream: part.stream.clone(),
+                    id: uuid::Uuid::from_bytes(part.ids[0]),
+                    reason: "other parts of this batch are already stored and this one is not".into(),
+                };
+                let _ = reply.send(refuse(i, conflict));
+                return;
+            }
+            Some(_) => {}
+        }
+        // Expected versions, in order: a later part naming the same stream sees the earlier
+        // part's events.
+        let mut actuals = Vec::with_capacity(parts.len());
+        {
+            let mut versions: HashMap<&str, u64> = HashMap::new();
+            for (i, part) in parts.iter().enumerate() {
+                let actual = match versions.get(part.stream.as_str()) {
+                    Some(&v) => v,
+                    None => self.current_version(&part.stream),
+                };
+                if !part.expected.accepts(actual) {
+                    let wrong =
+                        Error::WrongExpectedVersion { stream: part.stream.clone(), expected: part.expected, actual };
+                    let _ = reply.send(refuse(i, wrong));
+                    return;
+                }
+                versions.insert(&part.stream, actual + part.events.len() as u64);
+                actuals.push(actual);
+            }
+        }
+        // The whole batch in one segment and one group.
+        let total: usize = parts.iter().map(|p| p.encoded_bytes).sum();
+        let needed = (self.buf.len() + total) as u64;
+        if needed > self.segment.remaining() && !(self.buf.is_empty() && self.segment.is_empty()) {
+            self.commit();
+            if let Err(err) = self.roll_over() {
+                let _ = reply.send(Err(err));
+                return;
+            }
+        } else if self.buf.len() + total > MAX_GROUP_BYTES {
+            self.commit();
+        }
+        if let Some(reason) = &self.failed {
+            let _ = reply.send(Err(Error::WriterFailed(reason.clone())));
+            return;
+        }
+        let mut after: u64 = parts.iter().map(|p| p.events.len() as u64).sum();
+        let last = parts.len() - 1;
+        let mut reply = Some(reply);
+        for (i, (part, actual)) in parts.into_iter().zip(actuals).enumerate() {
+            after -= part.events.len() as u64;
+            let ack = if i == last { Ack::Batch(reply.take().expect("only the last part answers")) } else { Ack::Part };
+            self.encode(part, actual, after, ack, None);
+        }
+        debug_assert_eq!(after, 0, "every event of the batch counted down");
+    }
+
+    /// Encodes one append into the group buffer. `batch_after` is the number of events that
+    /// follow it in the same batch (0 for a single append, or a batch's last part): its batch
+    /// markers count down to that, so recovery keeps the batch only when its last frame is there.
+    fn encode(&mut self, append: AppendRequest, actual: u64, batch_after: u64, ack: Ack, deletes: Option<String>) {
         let count = append.events.len() as u64;
         let timestamp_us = self.options.clock.now_us();
         let result = AppendResult {
@@ -378,7 +488,8 @@ impl Writer {
                     version: result.first_version + i as u64,
                     timestamp_us,
                     id: *id,
-                    batch_remaining: (count - 1 - i as u64) as u32,
+                    batch_remaining: u32::try_from(count - 1 - i as u64 + batch_after)
+                        .expect("a batch holds fewer than 2^32 events (max_batch_events)"),
                     stream: &append.stream,
                     event_type: &event.event_type,
                     metadata: &event.metadata,
@@ -393,7 +504,7 @@ impl Writer {
         }
         self.next_position += count;
         self.pending_versions.insert(append.stream.clone(), result.last_version);
-        self.pending.push(PendingAppend { stream: append.stream, result, frames, deletes, reply });
+        self.pending.push(PendingAppend { stream: append.stream, result, frames, deletes, ack });
     }
 
     /// Writes the group, syncs it (per the sync mode), publishes it and acknowledges it.
@@ -410,15 +521,35 @@ impl Writer {
             Ok(()) => {
                 self.last_frame_crc = self.pending_last_crc;
                 self.publish(&pending);
+                let mut batch = Vec::new();
                 for append in pending {
-                    let _ = append.reply.send(Ok(append.result));
+                    match append.ack {
+                        Ack::One(reply) => {
+                            let _ = reply.send(Ok(append.result));
+                        }
+                        Ack::Part => batch.push(append.result),
+                        Ack::Batch(reply) => {
+                            batch.push(append.result);
+                            let _ = reply.send(Ok(std::mem::take(&mut batch)));
+                        }
+                    }
                 }
+                assert!(batch.is_empty(), "a batch's parts are committed with its last part");
                 self.spare.maybe_start(self.segment.write_offset(), self.segment.capacity());
             }
             Err(err) => {
                 self.next_position = self.shared.head() + 1;
                 for append in pending {
-                    let _ = append.reply.send(Err(Error::WriterFailed(err.to_string())));
+                    let failed = || Error::WriterFailed(err.to_string());
+                    match append.ack {
+                        Ack::One(reply) => {
+                            let _ = reply.send(Err(failed()));
+                        }
+                        Ack::Batch(reply) => {
+                            let _ = reply.send(Err(failed()));
+                        }
+                        Ack::Part => {}
+                    }
                 }
             }
         }
