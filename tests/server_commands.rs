@@ -463,3 +463,31 @@ fn rust_client_round_trip_and_tail() {
     client.append("order-3", "Z", b"{}", ExpectedVersion::Any).unwrap();
     assert_eq!(tailer.join().unwrap(), [1, 2, 3, 5, 6]);
 }
+
+#[test]
+fn appendbatch_commits_every_part_or_none_and_names_the_refused_part() {
+    let server = TestServer::start();
+    let mut con = server.redis();
+    append(&mut con, "stock-p9", "STOCK_RECEIVED", "{}");
+    let batch = r#"[{"stream": "order-1", "expected": "none", "events": [{"type": "CART_CREATED", "data": {}}, {"type": "ITEM_ADDED", "data": {"sku": "p9"}}]},
+                    {"stream": "stock-p9", "expected": 1, "events": [{"type": "STOCK_RESERVED", "data": {"qty": 1}}]}]"#;
+    let reply: Vec<Vec<i64>> = redis::cmd("APPENDBATCH").arg(batch).query(&mut con).unwrap();
+    assert_eq!(reply, vec![vec![1, 2, 3], vec![2, 2, 4]], "[first_version, last_version, last_position] per part");
+    // A stale part: WRONGVERSION names it (0-based) and nothing of the batch is written.
+    let stale = r#"[{"stream": "order-2", "events": [{"type": "CART_CREATED", "data": {}}]},
+                    {"stream": "stock-p9", "expected": 1, "events": [{"type": "STOCK_RESERVED", "data": {}}]}]"#;
+    assert_eq!(
+        error_text(redis::cmd("APPENDBATCH").arg(stale).query::<R>(&mut con)),
+        "WRONGVERSION 1 expected 1 actual 2"
+    );
+    let head: i64 = redis::cmd("HEAD").query(&mut con).unwrap();
+    assert_eq!(head, 4, "the refused batch wrote nothing");
+    assert_eq!(code_of(redis::cmd("APPENDBATCH").arg("[]").query::<R>(&mut con)), "ERR");
+    assert_eq!(
+        error_text(redis::cmd("APPENDBATCH").arg(r#"[{"stream":"s","events":[{"type":"A"}]}]"#).query::<R>(&mut con)),
+        r#"ERR parts[0]: events[0]: "data" is required"#
+    );
+    // COMMAND lists it.
+    let names: Vec<String> = redis::cmd("COMMAND").arg("LIST").query(&mut con).unwrap();
+    assert!(names.contains(&"appendbatch".to_string()) && names.contains(&"timeline".to_string()), "{names:?}");
+}

@@ -154,3 +154,27 @@ fn timeline_reads_the_tenants_own_order_only() {
     let theirs: Vec<String> = redis::cmd("TIMELINE").arg("abc").query(&mut globex).unwrap();
     assert!(theirs.is_empty(), "{theirs:?}");
 }
+
+#[test]
+fn appendbatch_stays_in_the_tenants_namespace() {
+    let server = TestServer::with_tenants();
+    let mut acme = redis::Client::open(server.url_auth("acme", ACME_TOKEN, false)).unwrap().get_connection().unwrap();
+    let mut globex =
+        redis::Client::open(server.url_auth("globex", GLOBEX_TOKEN, false)).unwrap().get_connection().unwrap();
+    let batch = r#"[{"stream":"order-1","events":[{"type":"A","data":1}]},{"stream":"stock-1","events":[{"type":"B","data":2}]}]"#;
+    let reply: Vec<Vec<i64>> = redis::cmd("APPENDBATCH").arg(batch).query(&mut acme).unwrap();
+    assert_eq!(reply.len(), 2);
+    // The other tenant sees none of it, and its own batch to the same names starts at version 1.
+    let theirs: Vec<Vec<i64>> = redis::cmd("APPENDBATCH").arg(batch).query(&mut globex).unwrap();
+    assert_eq!(theirs[0][..2], [1, 1]);
+    let version: i64 = redis::cmd("VERSION").arg("order-1").query(&mut acme).unwrap();
+    assert_eq!(version, 1);
+    // A part whose name does not fit the tenant's namespace is refused, naming the part.
+    let long = format!(
+        r#"[{{"stream":"ok","events":[{{"type":"A","data":1}}]}},{{"stream":"{}","events":[{{"type":"A","data":1}}]}}]"#,
+        "s".repeat(1024)
+    );
+    let err = redis::cmd("APPENDBATCH").arg(long).query::<R>(&mut acme).unwrap_err();
+    let text = format!("{err:?}");
+    assert!(text.contains("part 1") && !text.contains("acme:"), "{text}");
+}

@@ -462,6 +462,17 @@ fn check_command(args: Vec<Vec<u8>>, limits: &CommandLimits) {
             assert!(events.iter().all(|e| valid_type(&e.event_type)), "APPENDMANY accepted an event type");
             assert!(valid_expected(expected), "APPENDMANY yielded Exact(0), documented never to happen");
         }
+        Command::AppendBatch { parts } => {
+            assert!(!parts.is_empty(), "APPENDBATCH accepted no parts");
+            let events: usize = parts.iter().map(|p| p.events.len()).sum();
+            assert!(events <= limits.max_events_per_append, "APPENDBATCH event count {events}");
+            for part in parts {
+                assert!(valid_name(&part.stream), "APPENDBATCH accepted stream {:?}", part.stream);
+                assert!(!part.events.is_empty(), "APPENDBATCH accepted a part without events");
+                assert!(part.events.iter().all(|e| valid_type(&e.event_type)), "APPENDBATCH accepted an event type");
+                assert!(valid_expected(&part.expected), "APPENDBATCH yielded Exact(0)");
+            }
+        }
         Command::Read { stream, count, .. } => assert!(valid_name(stream) && valid_count(*count), "{command:?}"),
         Command::ReadAll { count, prefix, types, .. } => {
             assert!(valid_count(*count) && prefix.as_deref().is_none_or(valid_name), "{command:?}");

@@ -26,6 +26,15 @@ impl Default for CommandLimits {
     }
 }
 
+/// One part of an APPENDBATCH: `{"stream": s, "expected": "any"|"none"|"exists"|n, "events": [...]}`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BatchPartSpec {
+    pub stream: String,
+    /// Absent means `any`.
+    pub expected: ExpectedVersion,
+    pub events: Vec<NewEventSpec>,
+}
+
 /// Tenant and token from AUTH or HELLO ... AUTH.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Credentials {
@@ -67,6 +76,10 @@ pub enum Command {
         stream: String,
         events: Vec<NewEventSpec>,
         expected: ExpectedVersion,
+    },
+    /// `APPENDBATCH <json>`: parts appended atomically, all or none, in order.
+    AppendBatch {
+        parts: Vec<BatchPartSpec>,
     },
     Read {
         stream: String,
@@ -345,6 +358,7 @@ const COMMANDS: &[(&str, Parser)] = &[
     ("QUIT", quit),
     ("APPEND", append),
     ("APPENDMANY", append_many),
+    ("APPENDBATCH", append_batch),
     ("READ", read),
     ("READALL", read_all),
     ("VERSION", version),
@@ -376,6 +390,7 @@ impl Command {
             Command::Quit => "QUIT",
             Command::Append { .. } => "APPEND",
             Command::AppendMany { .. } => "APPENDMANY",
+            Command::AppendBatch { .. } => "APPENDBATCH",
             Command::Read { .. } => "READ",
             Command::ReadAll { .. } => "READALL",
             Command::Version { .. } => "VERSION",
@@ -475,6 +490,69 @@ fn append_many(args: &mut Args, limits: &CommandLimits) -> Result<Command, Comma
         events: event_specs(&events, limits.max_events_per_append)?,
         expected: expected.unwrap_or(ExpectedVersion::Any),
     })
+}
+
+fn append_batch(args: &mut Args, limits: &CommandLimits) -> Result<Command, CommandError> {
+    let raw = args.required()?;
+    args.finish()?;
+    Ok(Command::AppendBatch { parts: batch_parts(&raw, limits.max_events_per_append)? })
+}
+
+/// Parses the APPENDBATCH parts array; `max_events` counts the events of every part together.
+fn batch_parts(raw: &[u8], max_events: usize) -> Result<Vec<BatchPartSpec>, CommandError> {
+    let items = match serde_json::from_slice::<Json>(raw) {
+        Ok(Json::Array(items)) => items,
+        Ok(other) => return Err(syntax(format!("parts must be a JSON array of objects, got {}", json_kind(&other)))),
+        Err(e) => return Err(syntax(format!("parts must be a JSON array: {e}"))),
+    };
+    if items.is_empty() {
+        return Err(syntax("parts array must not be empty"));
+    }
+    let total: usize = items.iter().map(|p| p.get("events").and_then(Json::as_array).map_or(0, Vec::len)).sum();
+    if total > max_events {
+        return Err(CommandError::TooBig(format!("{total} events exceed the limit of {max_events} per append")));
+    }
+    let mut parts = Vec::with_capacity(items.len());
+    for (index, item) in items.into_iter().enumerate() {
+        let at = |msg: &str| syntax(format!("parts[{index}]: {msg}"));
+        let Json::Object(mut fields) = item else {
+            return Err(at("must be a JSON object"));
+        };
+        let stream = match fields.remove("stream") {
+            Some(Json::String(s)) => {
+                check_text(s, "stream name", MAX_STREAM_NAME_BYTES, false).map_err(|e| at(&e.to_string()))?
+            }
+            _ => return Err(at("\"stream\" must be a string")),
+        };
+        let expected = match fields.remove("expected") {
+            None | Some(Json::Null) => ExpectedVersion::Any,
+            Some(Json::String(s)) => expected_version(s.as_bytes()).map_err(|e| at(&e.to_string()))?,
+            Some(Json::Number(n)) => match n.as_u64() {
+                Some(0) => ExpectedVersion::NoStream,
+                Some(v) => ExpectedVersion::Exact(v),
+                None => return Err(at("\"expected\" must be any, none, exists or a version")),
+            },
+            Some(_) => return Err(at("\"expected\" must be any, none, exists or a version")),
+        };
+        let events = match fields.remove("events") {
+            Some(Json::Array(events)) if !events.is_empty() => events,
+            Some(Json::Array(_)) => return Err(at("\"events\" must not be empty")),
+            _ => return Err(at("\"events\" must be a JSON array")),
+        };
+        if let Some(unknown) = fields.keys().next() {
+            return Err(at(&format!(
+                "unknown field '{}' (expected stream, expected, events)",
+                show(unknown.as_bytes())
+            )));
+        }
+        let events = events
+            .into_iter()
+            .enumerate()
+            .map(|(i, e)| event_spec(i, e).map_err(|err| at(&err.to_string())))
+            .collect::<Result<Vec<_>, _>>()?;
+        parts.push(BatchPartSpec { stream, expected, events });
+    }
+    Ok(parts)
 }
 
 /// Parses the APPENDMANY events array. The whole document is bounded by the
@@ -1021,6 +1099,70 @@ mod tests {
         // The default limit, at its edge.
         assert!(matches!(many(&events(10_000)), Ok(v) if v.len() == 10_000));
         assert!(matches!(many(&events(10_001)), Err(CommandError::TooBig(_))));
+    }
+
+    // --- APPENDBATCH -----------------------------------------------------
+
+    #[test]
+    fn append_batch_parts() {
+        let json = format!(
+            r#"[{{"stream": "order-1", "expected": "none", "events": [{{"type": "A", "data": {{"x": 1}}, "id": "{ID}"}}]}},
+                {{"stream": "stock-9", "expected": 4, "events": [{{"type": "B", "data": 2}}, {{"type": "C", "data": 3}}]}},
+                {{"stream": "log", "events": [{{"type": "D", "data": null}}]}},
+                {{"stream": "x", "expected": 0, "events": [{{"type": "E", "data": 1}}]}},
+                {{"stream": "y", "expected": "EXISTS", "events": [{{"type": "F", "data": 1}}]}}]"#
+        );
+        let Command::AppendBatch { parts } = ok(&["appendbatch", &json]) else { panic!("not a batch") };
+        let expected: Vec<ExpectedVersion> = parts.iter().map(|p| p.expected).collect();
+        assert_eq!(
+            expected,
+            [
+                ExpectedVersion::NoStream,
+                ExpectedVersion::Exact(4),
+                ExpectedVersion::Any,
+                ExpectedVersion::NoStream,
+                ExpectedVersion::Exists
+            ]
+        );
+        assert_eq!(parts[0].stream, "order-1");
+        assert_eq!(parts[0].events[0].id, Some(uuid_id()));
+        assert_eq!(parts[1].events, vec![event("B", "2"), event("C", "3")]);
+        assert_eq!(ok(&["APPENDBATCH", &json]).name(), "APPENDBATCH");
+        arity_err(&["APPENDBATCH"], "APPENDBATCH");
+        arity_err(&["APPENDBATCH", &json, "EXPECTED"], "APPENDBATCH");
+    }
+
+    #[test]
+    fn append_batch_errors_name_the_part() {
+        let bad = |json: &str, needle: &str| syntax_err(&["APPENDBATCH", json], needle);
+        bad("[]", "parts array must not be empty");
+        bad(r#"{"stream":"s"}"#, "got an object");
+        bad("nope", "parts must be a JSON array");
+        bad("[1]", "parts[0]: must be a JSON object");
+        bad(r#"[{"events":[{"type":"A","data":1}]}]"#, r#"parts[0]: "stream" must be a string"#);
+        bad(r#"[{"stream":"","events":[{"type":"A","data":1}]}]"#, "parts[0]: stream name must not be empty");
+        bad(r#"[{"stream":"s","events":[]}]"#, r#"parts[0]: "events" must not be empty"#);
+        bad(r#"[{"stream":"s"}]"#, r#"parts[0]: "events" must be a JSON array"#);
+        bad(r#"[{"stream":"s","expected":"soon","events":[{"type":"A","data":1}]}]"#, "parts[0]: ");
+        bad(r#"[{"stream":"s","expected":-1,"events":[{"type":"A","data":1}]}]"#, r#"parts[0]: "expected" must be"#);
+        bad(r#"[{"stream":"s","events":[{"type":"A","data":1}],"extra":1}]"#, "parts[0]: unknown field 'extra'");
+        bad(
+            r#"[{"stream":"s","events":[{"type":"A","data":1}]},{"stream":"t","events":[{"type":"A"}]}]"#,
+            r#"parts[1]: events[0]: "data" is required"#,
+        );
+    }
+
+    #[test]
+    fn append_batch_limit_counts_every_part() {
+        let limits = CommandLimits { max_events_per_append: 3, ..CommandLimits::default() };
+        let part =
+            |n: usize| format!(r#"{{"stream":"s","events":[{}]}}"#, vec![r#"{"type":"A","data":0}"#; n].join(","));
+        let run = |parts: &[usize]| {
+            let json = format!("[{}]", parts.iter().map(|&n| part(n)).collect::<Vec<_>>().join(","));
+            parse_with(&["APPENDBATCH", &json], &limits)
+        };
+        assert!(matches!(run(&[1, 2]), Ok(Command::AppendBatch { parts }) if parts.len() == 2));
+        assert_eq!(run(&[2, 2]).unwrap_err(), CommandError::TooBig("4 events exceed the limit of 3 per append".into()));
     }
 
     // --- READ ------------------------------------------------------------

@@ -18,6 +18,7 @@
 //! QUIT
 //! APPEND <stream> <type> <data> [EXPECTED any|none|exists|<n>] [ID <uuid>] [META <json>]
 //! APPENDMANY <stream> <events-json> [EXPECTED any|none|exists|<n>]
+//! APPENDBATCH <parts-json>
 //! READ <stream> [FROM <version>] [COUNT <n>] [REV]
 //! READALL [FROM <position>] [COUNT <n>] [BLOCK <ms>] [PREFIX <stream-prefix>] [TYPE <type>]...
 //! VERSION <stream>
@@ -33,6 +34,9 @@
 //!   at most `CommandLimits::max_events_per_append` of them (more is a
 //!   `TOOBIG` error). Each becomes a `NewEventSpec` whose `data` and `meta`
 //!   are the compact JSON text of those values (`meta` empty if absent).
+//! - `<parts-json>` (APPENDBATCH) is a JSON array of parts
+//!   `{"stream": str, "expected"?: "any"|"none"|"exists"|n, "events": [events as above]}`,
+//!   appended atomically in order; `max_events_per_append` counts every part's events.
 //! - `EXPECTED` defaults to `any`; `none` and `0` both mean "no stream".
 //! - `READ`: `FROM` defaults to version 1 forwards, or the last version with
 //!   `REV`. `COUNT` defaults to 1000 and must be in `1..=max_count`.
@@ -66,7 +70,7 @@ mod command;
 mod resp;
 
 pub use command::{
-    args_from_value, command_names, text_argument, Command, CommandError, CommandLimits, Credentials, ExpectedVersion,
-    NewEventSpec, DEFAULT_COUNT, MAX_EVENT_TYPE_BYTES, MAX_STREAM_NAME_BYTES,
+    args_from_value, command_names, text_argument, BatchPartSpec, Command, CommandError, CommandLimits, Credentials,
+    ExpectedVersion, NewEventSpec, DEFAULT_COUNT, MAX_EVENT_TYPE_BYTES, MAX_STREAM_NAME_BYTES,
 };
 pub use resp::{encode, parse, Limits, ProtocolVersion, RespError, Value};

@@ -3,12 +3,52 @@
 //! Replies: APPEND `[version, position]`; APPENDMANY `[first_version, last_version,
 //! last_position]`. A version mismatch is `-WRONGVERSION expected <e> actual <a>`.
 
-use logbook::{Error, ExpectedVersion, NewEvent};
-use logbook_protocol::{NewEventSpec, Value};
+use logbook::{AppendPart, Error, ExpectedVersion, NewEvent};
+use logbook_protocol::{BatchPartSpec, NewEventSpec, Value};
 
 use super::store_name;
 use crate::auth::Identity;
 use crate::pipeline::PreparedAppend;
+
+fn new_events(specs: Vec<NewEventSpec>) -> Vec<NewEvent> {
+    specs
+        .into_iter()
+        .map(|spec| NewEvent { id: spec.id, event_type: spec.event_type, data: spec.data, metadata: spec.meta })
+        .collect()
+}
+
+/// APPENDBATCH: every part's stream mapped into the caller's namespace, appended all or
+/// none; replies `[first_version, last_version, last_position]` per part, or
+/// `-WRONGVERSION <part> expected <e> actual <a>` with nothing written.
+pub(super) fn append_batch(shared: &crate::Shared, who: &Identity, specs: Vec<BatchPartSpec>) -> Value {
+    let mut parts = Vec::with_capacity(specs.len());
+    for (i, spec) in specs.into_iter().enumerate() {
+        let stream = match store_name(who, &spec.stream) {
+            Ok(stream) => stream,
+            Err(Value::Error(text)) => {
+                let (code, msg) = text.split_once(' ').unwrap_or(("ERR", text.as_str()));
+                return Value::error(code, &format!("part {i}: {msg}"));
+            }
+            Err(other) => return other,
+        };
+        parts.push(AppendPart::new(stream, spec.expected, new_events(spec.events)));
+    }
+    match shared.store.append_batch(parts) {
+        Ok(results) => Value::Array(
+            results
+                .iter()
+                .map(|r| {
+                    Value::Array(vec![
+                        Value::Integer(crate::pipeline::as_i64(r.first_version)),
+                        Value::Integer(crate::pipeline::as_i64(r.last_version)),
+                        Value::Integer(crate::pipeline::as_i64(r.last_position)),
+                    ])
+                })
+                .collect(),
+        ),
+        Err(err) => store_error(&err),
+    }
+}
 
 /// Maps the stream into the caller's namespace and the specs into engine events.
 pub(super) fn prepare(
@@ -19,11 +59,7 @@ pub(super) fn prepare(
     many: bool,
 ) -> Result<PreparedAppend, Value> {
     let stream = store_name(who, stream)?;
-    let events = specs
-        .into_iter()
-        .map(|spec| NewEvent { id: spec.id, event_type: spec.event_type, data: spec.data, metadata: spec.meta })
-        .collect();
-    Ok(PreparedAppend { stream, expected, events, many })
+    Ok(PreparedAppend { stream, expected, events: new_events(specs), many })
 }
 
 /// The error reply for an engine error. Messages never name stored streams, so a tenant never

@@ -3,7 +3,7 @@
 //! | file | commands |
 //! |---|---|
 //! | `session.rs` | PING, HELLO, AUTH, QUIT, COMMAND |
-//! | `append.rs` | APPEND, APPENDMANY (run through the pipeline, see `server::pipeline`) |
+//! | `append.rs` | APPEND, APPENDMANY (run through the pipeline, see `server::pipeline`), APPENDBATCH |
 //! | `read.rs` | READ, and how an event is put on the wire |
 //! | `read_all.rs` | READALL (with BLOCK) |
 //! | `info.rs` | INFO, VERSION, HEAD |
@@ -92,6 +92,7 @@ fn run_data_command(shared: &Shared, session: &Session, who: &Identity, command:
                 read_all::Request { from, count, block_ms, prefix, types },
             );
         }
+        Command::AppendBatch { parts } => append::append_batch(shared, who, parts),
         Command::Version { stream } => info::version(shared, who, &stream),
         Command::Head => info::head(shared),
         Command::Info { section } => info::info(shared, session, who, section.as_deref()),
