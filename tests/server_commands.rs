@@ -462,6 +462,16 @@ fn rust_client_round_trip_and_tail() {
     client.append("order-2", "Y", b"{}", ExpectedVersion::Any).unwrap();
     client.append("order-3", "Z", b"{}", ExpectedVersion::Any).unwrap();
     assert_eq!(tailer.join().unwrap(), [1, 2, 3, 5, 6]);
+    let reserve = [NewEvent::new("STOCK_RESERVED", b"{\"qty\":1}".to_vec())];
+    let cart = [NewEvent::new("CART_CREATED", b"{}".to_vec())];
+    let both = client
+        .append_batch(&[("stock-1", ExpectedVersion::NoStream, &reserve), ("order-9", ExpectedVersion::Any, &cart)])
+        .unwrap();
+    assert_eq!((both[0].0, both[0].1, both[1].0, both[1].1), (1, 1, 1, 1));
+    assert_eq!(both[1].2, both[0].2 + 1, "one batch, consecutive positions");
+    let stale = client
+        .append_batch(&[("order-9", ExpectedVersion::Any, &cart), ("stock-1", ExpectedVersion::NoStream, &reserve)]);
+    assert_eq!(stale.unwrap_err().code(), Some("WRONGVERSION"));
 }
 
 #[test]

@@ -334,6 +334,25 @@ impl Client {
         Ok((v[0], v[1], v[2]))
     }
 
+    /// `APPENDBATCH`: appends to several streams atomically, all parts or none, in order; each
+    /// part is `(stream, expected version, events)` (data and metadata must be JSON, as for
+    /// [`Client::append_many`]). Returns `(first_version, last_version, last_position)` per part.
+    pub fn append_batch(&mut self, parts: &[(&str, ExpectedVersion, &[NewEvent])]) -> Result<Vec<(u64, u64, u64)>> {
+        let mut items = Vec::with_capacity(parts.len());
+        for (stream, expected, events) in parts {
+            let events: serde_json::Value =
+                serde_json::from_slice(&events_json(events)?).map_err(|e| ClientError::Invalid(e.to_string()))?;
+            items.push(serde_json::json!({ "stream": stream, "expected": expected_arg(*expected), "events": events }));
+        }
+        let json = serde_json::to_vec(&items).map_err(|e| ClientError::Invalid(e.to_string()))?;
+        match self.call(&[b"APPENDBATCH".as_slice(), &json])? {
+            Value::Array(results) if results.len() == parts.len() => {
+                results.into_iter().map(|r| integers(r, 3).map(|v| (v[0], v[1], v[2]))).collect()
+            }
+            other => Err(ClientError::Protocol(format!("expected one result per part, got {other:?}"))),
+        }
+    }
+
     /// `READ`: up to `count` events of `stream` from version `from` (default 1, or the last
     /// with `reverse`).
     pub fn read(&mut self, stream: &str, from: Option<u64>, count: Option<u64>, reverse: bool) -> Result<Vec<Event>> {
