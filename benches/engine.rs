@@ -4,6 +4,11 @@
 //! the benchmark's directory first, then:
 //! - `append_durable/{1,16,256}`: one writer, N events (471 B order events) per durable append;
 //! - `append_concurrent/{16,64}x1`: 16 or 64 threads, one event per durable append (group commit);
+//! - `append_batch/64_events_{8,64}_streams`: one writer, one durable `append_batch` of 64 events
+//!   spread over 8 streams (8 parts of 8) or 64 streams (64 parts of 1), all or nothing;
+//!   `append_batch/64_singles_submitted_together`: the same 64 events over 64 streams as 64
+//!   `submit_append`s queued before waiting on any (they share group commits, but are not atomic);
+//!   `append_batch/256_events_16_streams`: 16 parts of 16;
 //! - `replay_all`: `$all` from position 1, warm page cache;
 //! - `read_stream`: one whole order stream (~9 events) among 2,000 orders.
 //!
@@ -14,7 +19,7 @@ use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, BatchSize, Criterion, Throughput};
-use logbook::{Direction, ExpectedVersion, Filter, NewEvent, Options, Store};
+use logbook::{AppendPart, Direction, ExpectedVersion, Filter, NewEvent, Options, Store};
 use logbook_cli::bench::{fdatasync_rate, sequential_write_bandwidth, OrderWorkload};
 
 fn bench_dir() -> tempfile::TempDir {
@@ -83,6 +88,60 @@ fn append_concurrent(c: &mut Criterion) {
             b.iter_custom(|iters| concurrent_round(&store, writers, iters as usize))
         });
     }
+    group.finish();
+    store.close().unwrap();
+}
+
+/// Order events with fresh ids, `per_stream` to each of `streams` streams starting at order
+/// `first`: the parts of one multi-stream batch.
+fn batch_parts(first: usize, streams: usize, per_stream: usize) -> Vec<AppendPart> {
+    (0..streams)
+        .map(|s| {
+            let events =
+                (0..per_stream).map(|i| order_event(s * per_stream + i).with_id(uuid::Uuid::new_v4())).collect();
+            AppendPart::new(OrderWorkload::stream((first + s) % 20_000), ExpectedVersion::Any, events)
+        })
+        .collect()
+}
+
+fn append_batch(c: &mut Criterion) {
+    let mut group = c.benchmark_group("append_batch");
+    group.sample_size(10).measurement_time(Duration::from_secs(5));
+    let dir = bench_dir();
+    let store = Store::open(dir.path(), Options::default()).unwrap();
+    let mut next = 0usize;
+    for (events, streams) in [(64usize, 8usize), (64, 64), (256, 16)] {
+        let name = format!("{events}_events_{streams}_streams");
+        print_fsync_rate_beside(&format!("append_batch/{name}"));
+        group.throughput(Throughput::Elements(events as u64));
+        group.bench_function(name, |b| {
+            b.iter_batched(
+                || {
+                    next += streams;
+                    batch_parts(next, streams, events / streams)
+                },
+                |parts| store.append_batch(parts).unwrap(),
+                BatchSize::SmallInput,
+            )
+        });
+    }
+    // The same 64 events over 64 streams without a batch: queued together, then waited on.
+    print_fsync_rate_beside("append_batch/64_singles_submitted_together");
+    group.throughput(Throughput::Elements(64));
+    group.bench_function("64_singles_submitted_together", |b| {
+        b.iter_batched(
+            || {
+                next += 64;
+                batch_parts(next, 64, 1)
+            },
+            |parts| {
+                let pending: Vec<_> =
+                    parts.into_iter().map(|p| store.submit_append(&p.stream, p.expected, p.events).unwrap()).collect();
+                pending.into_iter().map(|p| p.wait().unwrap().last_position).max()
+            },
+            BatchSize::SmallInput,
+        )
+    });
     group.finish();
     store.close().unwrap();
 }
@@ -164,7 +223,7 @@ fn read_stream(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, append_durable, append_concurrent, replay_all, read_stream);
+criterion_group!(benches, append_durable, append_concurrent, append_batch, replay_all, read_stream);
 
 fn main() {
     print_limits();

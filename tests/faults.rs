@@ -7,15 +7,21 @@
 //! (a drop closes cleanly), and every planned fault is asserted to have fired when the run
 //! reached it. After each fault the store is reopened on the real file system from the
 //! simulated post-fault disk and the invariants of reliability.md are checked.
+//!
+//! The workloads mix single appends with atomic multi-stream appends (`Store::append_batch`,
+//! two or three parts, sometimes naming one stream twice). After every crash each
+//! acknowledged batch has all its parts, where its results said, and an unacknowledged batch
+//! has all its parts or none, never some; `a_batch_cut_by_power_loss_between_its_parts_is_dropped_whole`
+//! cuts the unsynced tail at seeded bytes until some cuts fall between a batch's parts.
 //! `LOGBOOK_POWER_LOSS_SEEDS` scales the power-loss runs, `PROPTEST_CASES` the property test.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use logbook::storage::{Fault, Op, OpKind, PowerLoss, SimFileSystem};
-use logbook::{Error, ExpectedVersion, Filter, NewEvent, Options, Store};
+use logbook::{AppendPart, Error, ExpectedVersion, Filter, NewEvent, Options, Store};
 
 fn sim_options(sim: &SimFileSystem) -> Options {
     Options { segment_bytes: 2048, fs: Arc::new(sim.clone()), ..Options::default() }
@@ -25,31 +31,90 @@ fn real_options() -> Options {
     Options { segment_bytes: 2048, ..Options::default() }
 }
 
-/// What the client side knows: every attempted append's tag, and the acknowledged ones.
+/// What the client side knows: every attempted append's tag with its parts (one for a single
+/// append, several for a batch), and the acknowledged ones with where each part landed.
 #[derive(Default)]
 struct Ledger {
-    attempted: HashSet<String>,
-    acked: HashMap<String, (String, u64, u64, u64)>, // tag -> (stream, first_version, first_position, n)
+    attempted: HashMap<String, Vec<(String, u64)>>, // tag -> [(stream, events)] per part
+    acked: HashMap<String, Vec<(String, u64, u64, u64)>>, // tag -> [(stream, first_version, first_position, n)]
 }
 
-/// The data of event `j` of `n` in attempt `tag`. A tag ending in `+<bytes>` pads each event
+/// What a check found of the attempts with more than one part (multi-stream batches).
+#[derive(Debug, Default, Clone, Copy)]
+struct BatchesSeen {
+    /// Acknowledged, every part found where its result said.
+    acked: u64,
+    /// Not acknowledged (the crash came first) and kept whole.
+    unacked_kept: u64,
+    /// Not acknowledged and gone whole.
+    unacked_dropped: u64,
+}
+
+impl BatchesSeen {
+    fn add(&mut self, other: BatchesSeen) {
+        self.acked += other.acked;
+        self.unacked_kept += other.unacked_kept;
+        self.unacked_dropped += other.unacked_dropped;
+    }
+}
+
+/// The data of event `j` of `n` in attempt `tag` (counted across a batch's parts). A tag ending in `+<bytes>` pads each event
 /// with that many bytes (big appends that span several 4 KiB pages).
 fn payload(tag: &str, j: u64, n: u64) -> Vec<u8> {
     let pad = tag.rsplit_once('+').and_then(|(_, p)| p.parse().ok()).unwrap_or(0);
     format!("{tag}|{j}|{n}|{}", "p".repeat(pad)).into_bytes()
 }
 
-/// Appends a batch, recording the attempt first and the acknowledgement after.
+/// Appends `n` events to one stream, recording the attempt first and the acknowledgement after.
 fn append(store: &Store, ledger: &Mutex<Ledger>, tag: &str, stream: &str, n: u64) -> Result<(), Error> {
-    ledger.lock().unwrap().attempted.insert(tag.to_string());
+    ledger.lock().unwrap().attempted.insert(tag.to_string(), vec![(stream.to_string(), n)]);
     let events = (0..n).map(|j| NewEvent::new("T", payload(tag, j, n))).collect();
     let r = store.append(stream, ExpectedVersion::Any, events)?;
-    ledger.lock().unwrap().acked.insert(tag.to_string(), (stream.to_string(), r.first_version, r.first_position, n));
+    ledger
+        .lock()
+        .unwrap()
+        .acked
+        .insert(tag.to_string(), vec![(stream.to_string(), r.first_version, r.first_position, n)]);
     Ok(())
 }
 
-/// Reopens on the real file system and checks the six invariants against the ledger.
-fn check_invariants(dir: &Path, ledger: &Ledger, context: &str) {
+/// Appends `parts` (stream, events) atomically with `append_batch`, recording the attempt
+/// first and every part's result after the acknowledgement. Events are numbered across the
+/// parts, so a stored batch reads as one run `tag|0|n` .. `tag|n-1|n` in `$all`.
+fn append_batch(store: &Store, ledger: &Mutex<Ledger>, tag: &str, parts: &[(String, u64)]) -> Result<(), Error> {
+    ledger.lock().unwrap().attempted.insert(tag.to_string(), parts.to_vec());
+    let total: u64 = parts.iter().map(|(_, n)| n).sum();
+    let mut j = 0;
+    let request = parts
+        .iter()
+        .map(|(stream, n)| {
+            let events = (j..j + n).map(|k| NewEvent::new("T", payload(tag, k, total))).collect();
+            j += n;
+            AppendPart::new(stream.as_str(), ExpectedVersion::Any, events)
+        })
+        .collect();
+    let results = store.append_batch(request)?;
+    assert_eq!(results.len(), parts.len(), "one result per part");
+    let acked =
+        parts.iter().zip(results).map(|((s, n), r)| (s.clone(), r.first_version, r.first_position, *n)).collect();
+    ledger.lock().unwrap().acked.insert(tag.to_string(), acked);
+    Ok(())
+}
+
+/// Two or three parts over the `streams` streams `order-*`, sometimes naming one stream twice.
+fn batch_parts(i: u64, streams: u64) -> Vec<(String, u64)> {
+    let stream = |k: u64| format!("order-{}", k % streams);
+    let mut parts = vec![(stream(i), 1 + i % 3), (stream(i + 1), 1 + (i / 3) % 2)];
+    if i.is_multiple_of(2) {
+        parts.push((stream(i + 2 * (i % 4 / 2)), 1)); // the first stream again, or a third
+    }
+    parts
+}
+
+/// Reopens on the real file system and checks the six invariants against the ledger: every
+/// stored attempt (single append or batch) is whole, each part in its own stream, and every
+/// acknowledged one is where its results said, every part of it.
+fn check_invariants(dir: &Path, ledger: &Ledger, context: &str) -> BatchesSeen {
     let store = Store::open(dir, real_options()).unwrap_or_else(|e| panic!("{context}: reopen failed: {e}"));
     let all = store.read_all(1, usize::MAX, &Filter::all()).unwrap();
     let head = store.head_position();
@@ -61,31 +126,63 @@ fn check_invariants(dir: &Path, ledger: &Ledger, context: &str) {
         let text = String::from_utf8(all[i].data().to_vec()).unwrap();
         let parts: Vec<&str> = text.split('|').collect();
         let (tag, j, n): (&str, u64, u64) = (parts[0], parts[1].parse().unwrap(), parts[2].parse().unwrap());
-        assert!(ledger.attempted.contains(tag), "{context}: phantom event {tag}");
+        let plan = ledger.attempted.get(tag).unwrap_or_else(|| panic!("{context}: phantom event {tag}"));
         assert_eq!(j, 0, "{context}: batch {tag} starts whole");
-        for k in 0..n {
-            let e = all.get(i + k as usize).unwrap_or_else(|| panic!("{context}: batch {tag} cut"));
-            assert_eq!(e.data(), payload(tag, k, n).as_slice(), "{context}: batch {tag} whole");
-            assert_eq!(e.position(), (i + k as usize) as u64 + 1);
-            let v = versions.entry(e.stream().to_string()).or_insert(0);
-            *v += 1;
-            assert_eq!(e.version(), *v, "{context}: versions contiguous");
+        assert_eq!(plan.iter().map(|(_, n)| n).sum::<u64>(), n, "{context}: {tag} has the events attempted");
+        let mut k = 0;
+        let mut landed = Vec::with_capacity(plan.len());
+        for (p, (stream, count)) in plan.iter().enumerate() {
+            let first = all.get(i + k as usize).map(|e| (e.version(), e.position()));
+            for _ in 0..*count {
+                let e = all
+                    .get(i + k as usize)
+                    .unwrap_or_else(|| panic!("{context}: batch {tag} cut in part {p} of {}", plan.len()));
+                assert_eq!(
+                    e.data(),
+                    payload(tag, k, n).as_slice(),
+                    "{context}: batch {tag} whole (part {p} of {}, event {k} of {n})",
+                    plan.len()
+                );
+                assert_eq!(e.stream(), stream, "{context}: part {p} of {tag} in its stream");
+                assert_eq!(e.position(), (i + k as usize) as u64 + 1);
+                let v = versions.entry(e.stream().to_string()).or_insert(0);
+                *v += 1;
+                assert_eq!(e.version(), *v, "{context}: versions contiguous");
+                k += 1;
+            }
+            let (version, position) = first.unwrap();
+            landed.push((stream.clone(), version, position, *count));
         }
-        found.insert(tag.to_string(), (all[i].stream().to_string(), all[i].version(), all[i].position(), n));
+        found.insert(tag.to_string(), landed);
         i += n as usize;
     }
+    let mut seen = BatchesSeen::default();
     for (tag, ack) in &ledger.acked {
-        assert_eq!(found.get(tag), Some(ack), "{context}: acknowledged {tag} lost or moved");
+        assert_eq!(found.get(tag), Some(ack), "{context}: acknowledged {tag} lost or moved (a part missing?)");
+        seen.acked += u64::from(ack.len() > 1);
+    }
+    for (tag, plan) in &ledger.attempted {
+        if plan.len() > 1 && !ledger.acked.contains_key(tag) {
+            match found.contains_key(tag) {
+                true => seen.unacked_kept += 1,
+                false => seen.unacked_dropped += 1,
+            }
+        }
     }
     let r = store.append("live-check", ExpectedVersion::Any, vec![NewEvent::new("L", b"x".to_vec())]).unwrap();
     assert_eq!(r.first_position, head + 1, "{context}: liveness");
     drop(store);
+    seen
 }
 
 /// A workload with several rollovers (segment creation, sealing, index files) and a close.
 fn workload(store: &Store, ledger: &Mutex<Ledger>, prefix: &str) -> Result<(), Error> {
     for i in 0..24u64 {
-        append(store, ledger, &format!("{prefix}{i}"), &format!("order-{}", i % 5), 1 + i % 4)?;
+        let tag = format!("{prefix}{i}");
+        match i % 3 {
+            2 => append_batch(store, ledger, &tag, &batch_parts(i, 5))?,
+            _ => append(store, ledger, &tag, &format!("order-{}", i % 5), 1 + i % 4)?,
+        }
     }
     Ok(())
 }
@@ -135,6 +232,7 @@ fn enospc_torn_write_fails_clearly_and_the_store_recovers_on_reopen() {
 #[test]
 fn io_error_sweep_over_every_operation() {
     let (mut total, mut crashed_at_once) = (0, 0);
+    let mut batches = BatchesSeen::default();
     for kind in [OpKind::Write, OpKind::Sync, OpKind::Metadata] {
         for nth in 1.. {
             // Two runs per operation: the store carries on after the error and closes (the
@@ -164,7 +262,7 @@ fn io_error_sweep_over_every_operation() {
                 sim.power_off();
                 sim.restore_durable(dir.path(), PowerLoss::DropUnsynced, nth).unwrap();
                 let context = format!("{kind:?} #{nth} failed, {}", ["closed, then crashed", "crashed"][run]);
-                check_invariants(dir.path(), &ledger.lock().unwrap(), &context);
+                batches.add(check_invariants(dir.path(), &ledger.lock().unwrap(), &context));
             }
             if !fired[0] {
                 assert!(!fired[1], "{kind:?} #{nth}: the run without a close has more operations");
@@ -176,24 +274,28 @@ fn io_error_sweep_over_every_operation() {
     }
     assert!(total > 60, "the sweep must cover many operations, covered {total}");
     assert!(crashed_at_once * 10 > total * 7, "most faults also crash at once: {crashed_at_once} of {total}");
+    // Batches were acknowledged before faults, and faults hit batches in flight.
+    assert!(batches.acked > 0, "{batches:?}");
+    assert!(batches.unacked_kept + batches.unacked_dropped > 0, "no fault hit a batch in flight: {batches:?}");
 }
 
-fn power_loss_run(seed: u64) {
+fn power_loss_run(seed: u64) -> BatchesSeen {
     let mode = [PowerLoss::DropUnsynced, PowerLoss::CutUnsynced, PowerLoss::GarbageUnsynced][(seed % 3) as usize];
-    power_loss_run_with(seed, mode, sim_options, |_, _| 0, None);
+    power_loss_run_with(seed, mode, sim_options, |_, _| 0, None).2
 }
 
-/// Three writers append until the power goes off at a seeded moment (before the
-/// `syncs_after_open`-th sync, or after a seeded number of milliseconds); the disk then loses its unsynced data per
-/// `mode`, and the invariants are checked. `pad(seed, i)` sizes the events. Returns how many
-/// unsynced pages the power loss reverted and kept (for `RandomPages`).
+/// Three writers append (every third attempt an atomic batch of two or three parts) until the
+/// power goes off at a seeded moment (before the `syncs_after_open`-th sync, or after a seeded
+/// number of milliseconds); the disk then loses its unsynced data per `mode`, and the
+/// invariants are checked. `pad(seed, i)` sizes the events. Returns how many unsynced pages
+/// the power loss reverted and kept (for `RandomPages`), and what became of the batches.
 fn power_loss_run_with(
     seed: u64,
     mode: PowerLoss,
     options: fn(&SimFileSystem) -> Options,
     pad: fn(u64, u64) -> u64,
     syncs_after_open: Option<u64>,
-) -> (u64, u64) {
+) -> (u64, u64, BatchesSeen) {
     let dir = tempfile::tempdir().unwrap();
     let sim = SimFileSystem::new();
     let ledger = Arc::new(Mutex::new(Ledger::default()));
@@ -210,7 +312,11 @@ fn power_loss_run_with(
                         0 => format!("s{seed}t{t}i{i}"),
                         bytes => format!("s{seed}t{t}i{i}+{bytes}"),
                     };
-                    if append(&store, &ledger, &tag, &format!("order-{}", (i + t) % 4), 1 + (i + seed) % 3).is_err() {
+                    let appended = match i % 3 {
+                        1 => append_batch(&store, &ledger, &tag, &batch_parts(i + t + seed, 4)),
+                        _ => append(&store, &ledger, &tag, &format!("order-{}", (i + t) % 4), 1 + (i + seed) % 3),
+                    };
+                    if appended.is_err() {
                         return;
                     }
                 }
@@ -233,8 +339,9 @@ fn power_loss_run_with(
     // acknowledged.
     let early = syncs_after_open.map_or(seed % 40 < 10, |n| n <= 1);
     assert!(!ledger.acked.is_empty() || early, "seed {seed}: nothing acknowledged before power off");
-    check_invariants(dir.path(), &ledger, &format!("power loss seed {seed} ({mode:?})"));
-    sim.pages_lost_and_kept()
+    let batches = check_invariants(dir.path(), &ledger, &format!("power loss seed {seed} ({mode:?})"));
+    let (lost, kept) = sim.pages_lost_and_kept();
+    (lost, kept, batches)
 }
 
 fn power_loss_seeds() -> u64 {
@@ -243,9 +350,13 @@ fn power_loss_seeds() -> u64 {
 
 #[test]
 fn simulated_power_loss_keeps_every_acknowledged_append() {
+    let mut batches = BatchesSeen::default();
     for seed in 0..power_loss_seeds() {
-        power_loss_run(seed);
+        batches.add(power_loss_run(seed));
     }
+    eprintln!("batches over {} power losses: {batches:?}", power_loss_seeds());
+    assert!(batches.acked > 0, "no batch acknowledged before a power loss: {batches:?}");
+    assert!(batches.unacked_kept + batches.unacked_dropped > 0, "no power loss hit a batch in flight: {batches:?}");
 }
 
 /// Segments of 64 KiB, events of up to 3 KB, and a 1 ms fsync (appends pile up into big
@@ -262,18 +373,92 @@ fn page_options(sim: &SimFileSystem) -> Options {
 #[test]
 fn power_loss_with_random_unsynced_pages_keeps_every_acknowledged_append() {
     let (mut lost, mut mixed) = (0, 0);
+    let mut batches = BatchesSeen::default();
     for seed in 0..power_loss_seeds() {
         let pad = |seed: u64, i: u64| 200 + (seed * 7919 + i * 104_729) % 2800;
         let syncs = 1 + (seed * 7907) % 100;
-        let (l, k) = power_loss_run_with(seed, PowerLoss::RandomPages, page_options, pad, Some(syncs));
+        let (l, k, b) = power_loss_run_with(seed, PowerLoss::RandomPages, page_options, pad, Some(syncs));
         lost += u64::from(l > 0);
         mixed += u64::from(l > 0 && k > 0);
+        batches.add(b);
     }
     eprintln!("{lost} of {} runs lost unsynced pages, {mixed} lost some and kept others", power_loss_seeds());
+    eprintln!("batches: {batches:?}");
+    assert!(batches.acked > 0, "no batch acknowledged before a power loss: {batches:?}");
     // About a third of the runs lose a page (the power must go off before a group's fsync,
     // and each of its pages is lost with even odds); one in twelve is the bar.
     assert!(lost * 12 >= power_loss_seeds(), "only {lost} runs lost a page");
     assert!(mixed > 0, "no run lost some pages and kept others");
+}
+
+/// The power goes off right before the fsync of a group holding one three-part batch (order,
+/// stock, the order again; ~3.3 KB), and the unsynced tail survives up to a seeded byte (then,
+/// every other seed, garbage). Whenever the cut falls after the batch's first part but before
+/// its end, the batch is gone whole: its parts share one countdown of batch markers, so the
+/// first part alone is not a whole batch. (Were each part its own batch, recovery would keep
+/// the first part there.) Cuts past the end keep it whole.
+#[test]
+fn a_batch_cut_by_power_loss_between_its_parts_is_dropped_whole() {
+    let seeds = power_loss_seeds() * 2;
+    let (mut reached, mut between, mut kept, mut before) = (0, 0, 0, 0);
+    for seed in 0..seeds {
+        let context = format!("batch cut, seed {seed}");
+        let dir = tempfile::tempdir().unwrap();
+        let sim = SimFileSystem::new();
+        let options = Options { segment_bytes: 8192, fs: Arc::new(sim.clone()), ..Options::default() };
+        let ledger = Mutex::new(Ledger::default());
+        let store = Store::open(dir.path(), options).unwrap();
+        append(&store, &ledger, "first+2000", "order-0", 1).unwrap();
+        sim.power_off_before(OpKind::Sync, sim.count(OpKind::Sync) + 1);
+        let parts = [("order-a".to_string(), 2), ("stock-b".to_string(), 2), ("order-a".to_string(), 1)];
+        let result = append_batch(&store, &ledger, &format!("cut{seed}+600"), &parts);
+        assert!(result.is_err(), "{context}: the batch must not be acknowledged without its fsync");
+        assert!(sim.is_powered_off(), "{context}: the power loss fired");
+        drop(store);
+        // Where the batch's parts lie in the live (pre-power-loss) segment.
+        let segments: Vec<_> = std::fs::read_dir(dir.path().join("segments"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|x| x == "seg"))
+            .collect();
+        let mut layout = None;
+        for path in &segments {
+            let live = std::fs::read(path).unwrap();
+            let Ok(header) = logbook::segment::decode_header(&live) else { continue };
+            let mut starts = Vec::new();
+            let outcome = logbook::segment::scan_with(&live, logbook::segment::Positions::of(&header), |f, at| {
+                starts.push((f.position, at))
+            });
+            if starts.len() == 6 {
+                // Positions 2..=6: part 0 (2, 3), part 1 (4, 5), part 2 (6).
+                layout = Some((path.clone(), live, starts[3].1, outcome.valid_len));
+            }
+        }
+        let mode = if seed.is_multiple_of(2) { PowerLoss::CutUnsynced } else { PowerLoss::GarbageUnsynced };
+        sim.restore_durable(dir.path(), mode, seed).unwrap();
+        // How much of the live file survived the power loss (read before the reopen repairs it).
+        let cut = layout.as_ref().map(|(path, live, ..)| {
+            let after = std::fs::read(path).unwrap();
+            after.iter().zip(live).take_while(|(a, b)| a == b).count() as u64
+        });
+        let seen = check_invariants(dir.path(), &ledger.lock().unwrap(), &format!("{context} ({mode:?})"));
+        let (Some((_, _, part0_end, batch_end)), Some(cut)) = (layout, cut) else { continue }; // never written
+        reached += 1;
+        if cut >= batch_end {
+            assert_eq!(seen.unacked_kept, 1, "{context}: the whole batch reached the disk and is kept");
+            kept += 1;
+        } else {
+            assert_eq!(seen.unacked_dropped, 1, "{context}: cut at byte {cut} (batch ends at {batch_end}): dropped");
+            if cut >= part0_end {
+                between += 1;
+            } else {
+                before += 1;
+            }
+        }
+    }
+    eprintln!("{reached} of {seeds} batches written before the power loss: cut between parts {between}, inside the first part or before {before}, kept whole {kept}");
+    assert!(reached * 4 >= seeds * 3, "the batch reached the live file in only {reached} of {seeds} runs");
+    assert!(between * 6 >= seeds, "only {between} of {seeds} cuts fell between the batch's parts");
 }
 
 #[test]
@@ -325,13 +510,18 @@ mod random_faults {
             stream: u8,
             size: u8,
         },
+        /// An atomic batch: parts (stream, size), possibly naming one stream twice.
+        Batch {
+            parts: Vec<(u8, u8)>,
+        },
         /// Close and reopen through the same simulated file system.
         Reopen,
     }
 
     fn step() -> impl Strategy<Value = Step> {
         prop_oneof![
-            8 => (0u8..4, 1u8..5).prop_map(|(stream, size)| Step::Append { stream, size }),
+            6 => (0u8..4, 1u8..5).prop_map(|(stream, size)| Step::Append { stream, size }),
+            3 => proptest::collection::vec((0u8..4, 1u8..4), 1..5).prop_map(|parts| Step::Batch { parts }),
             1 => Just(Step::Reopen),
         ]
     }
@@ -378,6 +568,7 @@ mod random_faults {
     pub(super) struct Outcome {
         pub fault_fired: bool,
         pub power_lost_mid_run: bool,
+        pub batches: BatchesSeen,
     }
 
     /// Runs the steps with `fault` planned and the power going off after `power_at` operations
@@ -397,6 +588,13 @@ mod random_faults {
                 Step::Append { stream, size } => {
                     if let Some(s) = &store {
                         let _ = append(s, &ledger, &format!("p{i}"), &format!("order-{stream}"), u64::from(*size));
+                    }
+                }
+                Step::Batch { parts } => {
+                    if let Some(s) = &store {
+                        let parts: Vec<(String, u64)> =
+                            parts.iter().map(|(stream, size)| (format!("order-{stream}"), u64::from(*size))).collect();
+                        let _ = append_batch(s, &ledger, &format!("p{i}"), &parts);
                     }
                 }
                 Step::Reopen => {
@@ -427,8 +625,8 @@ mod random_faults {
             fault.kind
         );
         sim.restore_durable(dir.path(), loss, seed).unwrap();
-        check_invariants(dir.path(), &ledger.lock().unwrap(), &context);
-        Outcome { fault_fired: reached, power_lost_mid_run }
+        let batches = check_invariants(dir.path(), &ledger.lock().unwrap(), &context);
+        Outcome { fault_fired: reached, power_lost_mid_run, batches }
     }
 
     /// The cases the property test draws are not vacuous: sampled from the same strategies
@@ -439,14 +637,19 @@ mod random_faults {
         let strategy = (steps(), fault(), power_at(), power_loss(), any::<u64>());
         let n = 24;
         let (mut fired, mut mid_run) = (0, 0);
+        let mut batches = BatchesSeen::default();
         for _ in 0..n {
             let (steps, fault, power_at, loss, seed) = strategy.new_tree(&mut runner).unwrap().current();
             let outcome = run_case(&steps, fault, power_at, loss, seed);
             fired += usize::from(outcome.fault_fired);
             mid_run += usize::from(outcome.power_lost_mid_run);
+            batches.add(outcome.batches);
         }
         assert!(fired * 3 >= n, "only {fired} of {n} cases fired their fault");
         assert!(mid_run * 3 >= n, "only {mid_run} of {n} cases lost power in the middle of the run");
+        // Multi-part batches were acknowledged before crashes, and crashes hit some in flight.
+        assert!(batches.acked > 0, "{batches:?}");
+        assert!(batches.unacked_kept + batches.unacked_dropped > 0, "{batches:?}");
     }
 
     proptest! {

@@ -9,6 +9,9 @@
 //!   loaded version as the exact expected version (`NoStream` for a new stream), retries on a
 //!   version conflict with fresh state (bounded), and writes a snapshot each time the stream's
 //!   version crosses a multiple of [`Aggregate::snapshot_every`].
+//!   [`Repository::execute_two`] / [`Repository::execute_many`] run commands on several
+//!   streams and save all their events atomically (`Store::append_batch`), each stream with
+//!   its loaded version as the expected version, retrying all of them on a conflict.
 //! * [`verify_snapshots`]: rebuilds every snapshotted aggregate by full replay and lists every
 //!   snapshot that disagrees.
 
@@ -24,7 +27,7 @@ use crate::snapshot::{self, Snapshot, SnapshotError};
 use crate::upcast::{self, Upcasters, SCHEMA_KEY};
 use logbook::Error;
 use logbook::Store;
-use logbook::{AppendResult, Direction, ExpectedVersion, NewEvent, RecordedEvent};
+use logbook::{AppendPart, AppendResult, Direction, ExpectedVersion, NewEvent, RecordedEvent};
 
 /// Events read per stream read while loading.
 pub const LOAD_PAGE_EVENTS: usize = 1024;
@@ -145,6 +148,9 @@ impl<A: Aggregate> Clone for Repository<A> {
 }
 
 type Res<T, A> = Result<T, AggregateError<<A as Aggregate>::Error>>;
+/// One command of an atomic save of several streams: the stream, the state the caller holds
+/// (if any), the command.
+type ManyCommand<'a, A> = (&'a str, Option<Loaded<A>>, &'a <A as Aggregate>::Command);
 
 impl<A: Aggregate> Repository<A> {
     /// A repository with no upcasters, `A::snapshot_every()` and [`DEFAULT_MAX_ATTEMPTS`].
@@ -383,6 +389,158 @@ impl<A: Aggregate> Repository<A> {
             }
         }
         Err(AggregateError::Conflict { stream: stream.to_string(), attempts: self.max_attempts })
+    }
+
+    /// Runs two commands, each on its own stream, and saves the events of both atomically:
+    /// both or neither (one `Store::append_batch`). See [`Repository::execute_many`].
+    pub fn execute_two<M: Serialize>(
+        &self,
+        first: (&str, &A::Command),
+        second: (&str, &A::Command),
+        metadata: &M,
+    ) -> Res<(Executed<A>, Executed<A>), A> {
+        let mut executed = self.execute_many(&[first, second], metadata)?;
+        let second = executed.pop().expect("one result per command");
+        let first = executed.pop().expect("one result per command");
+        Ok((first, second))
+    }
+
+    /// Runs each `(stream, command)` on the current state of its stream and saves every
+    /// command's events atomically, as one `Store::append_batch`: all of them or none. Each
+    /// stream is appended with the version it was loaded at as the exact expected version
+    /// (`NoStream` for a new stream), so a change to **any** of the streams between load and
+    /// append refuses the whole batch; then every stream is reloaded and every command re-run
+    /// on the fresh state, up to the configured attempts, as [`Repository::execute`] does for
+    /// one stream ([`AggregateError::Conflict`] names the stream that changed last; nothing
+    /// was written). A command refused by its aggregate refuses them all
+    /// ([`AggregateError::Domain`]), nothing written. A command that decides no events writes
+    /// nothing for its stream (and its stream's version is then not checked). The streams
+    /// must differ (a stream named twice is invalid input: run one command that does both).
+    /// Snapshots follow each stream's interval as for `execute`. Returns one [`Executed`] per
+    /// command, in order, all with the same `attempts`.
+    pub fn execute_many<M: Serialize>(
+        &self,
+        commands: &[(&str, &A::Command)],
+        metadata: &M,
+    ) -> Res<Vec<Executed<A>>, A> {
+        let given = commands.iter().map(|(stream, command)| (*stream, None, *command)).collect();
+        self.execute_many_inner(given, metadata)
+    }
+
+    /// Like [`Repository::execute_many`], starting from states the caller already holds
+    /// (e.g. a cache); if any is stale the whole batch conflicts, and every stream is reloaded
+    /// and every command re-run.
+    pub fn execute_many_from<M: Serialize>(
+        &self,
+        commands: Vec<(&str, Loaded<A>, &A::Command)>,
+        metadata: &M,
+    ) -> Res<Vec<Executed<A>>, A> {
+        let given = commands.into_iter().map(|(stream, loaded, command)| (stream, Some(loaded), command)).collect();
+        self.execute_many_inner(given, metadata)
+    }
+
+    fn execute_many_inner<M: Serialize>(
+        &self,
+        mut commands: Vec<ManyCommand<'_, A>>,
+        metadata: &M,
+    ) -> Res<Vec<Executed<A>>, A> {
+        for (i, (stream, ..)) in commands.iter().enumerate() {
+            if commands[..i].iter().any(|(s, ..)| s == stream) {
+                return Err(Error::InvalidInput(format!(
+                    "stream '{stream}' is named twice in one atomic save; run one command that does both"
+                ))
+                .into());
+            }
+        }
+        let base_metadata = metadata_object::<A, M>(metadata)?;
+        let mut conflicted = commands.first().map_or_else(String::new, |(stream, ..)| stream.to_string());
+        for attempt in 1..=self.max_attempts {
+            // Load (or take what the caller gave), decide, encode: nothing is written unless
+            // every command is accepted.
+            let mut decided = Vec::with_capacity(commands.len());
+            for (stream, given, command) in &mut commands {
+                let loaded = match given.take() {
+                    Some(loaded) => loaded,
+                    None => self.load(stream)?,
+                };
+                let events = loaded.state.handle(command).map_err(AggregateError::Domain)?;
+                if events.len() > MAX_EVENTS_PER_COMMAND {
+                    return Err(AggregateError::Encode(format!(
+                        "a command produced {} events, limit {MAX_EVENTS_PER_COMMAND}",
+                        events.len()
+                    )));
+                }
+                let mut new_events = Vec::with_capacity(events.len());
+                let mut ids = Vec::with_capacity(events.len());
+                for event in &events {
+                    let id = Uuid::new_v4();
+                    new_events.push(encode_new_event::<A>(event, id, &base_metadata)?);
+                    ids.push(id);
+                }
+                decided.push((*stream, loaded, events, ids, new_events));
+            }
+            let mut parts = Vec::with_capacity(decided.len());
+            for (stream, loaded, _, _, new_events) in &mut decided {
+                if !new_events.is_empty() {
+                    let expected = if loaded.version == 0 {
+                        ExpectedVersion::NoStream
+                    } else {
+                        ExpectedVersion::Exact(loaded.version)
+                    };
+                    parts.push(AppendPart::new(*stream, expected, std::mem::take(new_events)));
+                }
+            }
+            let mut results = if parts.is_empty() {
+                Vec::new()
+            } else {
+                match self.store.append_batch(parts) {
+                    Ok(results) => results,
+                    Err(Error::BatchPart { part, source }) if matches!(*source, Error::WrongExpectedVersion { .. }) => {
+                        // Which stream moved: the `part`-th of those that had events.
+                        let (stream, loaded, ..) =
+                            decided.iter().filter(|d| !d.2.is_empty()).nth(part).expect("a part per stream with events");
+                        tracing::debug!(stream, attempt, loaded = loaded.version, error = %source, "version conflict in an atomic save; retrying all");
+                        conflicted = stream.to_string();
+                        std::thread::yield_now();
+                        continue;
+                    }
+                    Err(err) => return Err(err.into()),
+                }
+            }
+            .into_iter();
+            let executed = decided
+                .into_iter()
+                .map(|(stream, loaded, events, ids, _)| {
+                    let before = loaded.version;
+                    let mut state = loaded.state;
+                    if events.is_empty() {
+                        return Executed {
+                            state,
+                            version: before,
+                            events: Vec::new(),
+                            append: None,
+                            attempts: attempt,
+                            snapshot_written: false,
+                        };
+                    }
+                    let result = results.next().expect("one result per part");
+                    for event in &events {
+                        state.apply(event);
+                    }
+                    let snapshot_written = self.maybe_snapshot(stream, before, &state, &result);
+                    Executed {
+                        state,
+                        version: result.last_version,
+                        events: ids.into_iter().zip(events).collect(),
+                        append: Some(result),
+                        attempts: attempt,
+                        snapshot_written,
+                    }
+                })
+                .collect();
+            return Ok(executed);
+        }
+        Err(AggregateError::Conflict { stream: conflicted, attempts: self.max_attempts })
     }
 
     /// Writes a snapshot if the append took the stream across a multiple of the interval.
