@@ -429,6 +429,20 @@ fn the_core_alone_refuses_a_store_whose_cold_tier_has_a_pending_job_or_to_back_i
     assert!(Archive::open(&dir.path().join(ARCHIVE_DIR), logbook::std_fs()).unwrap().pending_jobs().is_empty());
     logbook::compact(&store, &purge, now, |_, _| {}).unwrap();
     store.close().unwrap();
+    // The core's verify says it did not read the cold tier; the archive crate's check does.
+    let mut report = logbook::verify_dir(dir.path()).unwrap();
+    assert!(report.is_healthy());
+    assert!(report.findings.iter().any(|f| f.severity == logbook::Severity::Unchecked), "{:?}", report.findings);
+    logbook_archive::verify_data_dir(dir.path(), &mut report);
+    assert!(report.findings.is_empty(), "{:?}", report.findings);
+    // A lost cold tier is lost data: segments say events went there.
+    std::fs::remove_dir_all(dir.path().join(ARCHIVE_DIR)).unwrap();
+    let report = logbook::verify_dir(dir.path()).unwrap();
+    assert!(!report.is_healthy(), "{:?}", report.findings);
+    assert!(report.findings.iter().any(|f| f.reason.contains("no archive manifest")), "{:?}", report.findings);
+    let out = tempfile::tempdir().unwrap();
+    let err = logbook::backup_dir(dir.path(), &out.path().join("copy")).unwrap_err();
+    assert!(err.to_string().contains("cold tier"), "segments that moved events out refuse a core backup: {err}");
 }
 
 #[test]
@@ -449,4 +463,58 @@ fn scan_all_reads_every_event_up_to_the_head_it_began_at() {
     assert_eq!(orders.len(), 60 * 3, "the order-<n> streams, not acme's");
     assert!(store.scan_all(store.head_position() + 1, Filter::all()).next().is_none());
     store.close().unwrap();
+}
+
+#[test]
+fn a_core_backup_racing_the_first_archiving_compaction_never_leaves_archived_events_behind() {
+    // The core's backup cannot copy the cold tier. A compaction that creates it while the
+    // backup runs must make the backup fail, never finish without the archived events.
+    for round in 0..4u64 {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = Arc::new(AtomicI64::new(T0));
+        let options = Options {
+            segment_bytes: 64 * 1024,
+            sync: logbook::SyncMode::Never,
+            clock: Clock::manual(Arc::clone(&clock)),
+            ..Options::default()
+        };
+        let store = logbook_archive::open_store(dir.path(), options.clone()).unwrap();
+        for i in 0..6_000i64 {
+            clock.store(T0 + i * 60_000_000, Ordering::Release);
+            let data = format!(r#"{{"n":{i},"pad":"{}"}}"#, "x".repeat(80)).into_bytes();
+            store.append(&format!("order-{}", i % 50), ExpectedVersion::Any, vec![NewEvent::new("A", data)]).unwrap();
+        }
+        store.sync().unwrap();
+        let total = store.head_position();
+        let now = T0 + 6_000 * 60_000_000;
+        let policy = RetentionPolicy {
+            rules: vec![RetentionRule {
+                category: None,
+                event_type: None,
+                max_age_us: Some(2 * DAY_US),
+                max_count: None,
+            }],
+            ..RetentionPolicy::default()
+        };
+        let out = tempfile::tempdir().unwrap();
+        let copy = out.path().join("copy");
+        let backup = {
+            let (data, copy) = (dir.path().to_path_buf(), copy.clone());
+            std::thread::spawn(move || logbook::backup_dir(&data, &copy))
+        };
+        std::thread::sleep(std::time::Duration::from_millis(round * 2));
+        let report = compact(&store, &policy, now + 5 * DAY_US, |_, _| {}).unwrap();
+        assert!(report.archived > 0, "round {round}: the compaction archived: {report:?}");
+        store.close().unwrap();
+        match backup.join().unwrap() {
+            Err(err) => assert!(err.to_string().contains("cold tier"), "round {round}: {err}"),
+            Ok(_) => {
+                // Finished before the cold tier existed: the copy holds every event, hot.
+                let copied = Store::open(&copy, options.clone()).unwrap();
+                let hot = copied.scan_all(1, Filter::all()).count() as u64;
+                assert_eq!(hot, total, "round {round}: the copy lost events");
+                copied.close().unwrap();
+            }
+        }
+    }
 }

@@ -230,8 +230,10 @@ pub struct Config {
     pub tenants: Vec<TenantConfig>,
     /// Retention rules, legal holds, archiving and the background compaction interval.
     pub retention: Option<logbook::RetentionConfig>,
-    /// The legal holds that apply when `[retention]` names none (set by the program that
-    /// starts the daemon: the `logbook` binary passes the order lifecycle's; none by default).
+    /// The legal holds that apply when `[retention]` names none. Set by the program that
+    /// starts the daemon: the `logbook` binary passes the order lifecycle's
+    /// (`logbook_order::default_legal_holds()`, payments and refunds for 7 years). None by
+    /// default: a daemon started from this crate alone holds nothing unless told.
     #[serde(skip)]
     pub default_legal_holds: Vec<logbook::LegalHold>,
     /// Commands added by crates above the daemon (set by the program that starts it; the

@@ -60,13 +60,30 @@ fn sealed_list(data: &DataDir) -> Result<(SealedList, Option<u64>)> {
 /// a cold tier (`archive/`), whose files only the archive crate knows: back such a store up
 /// with `logbook_archive::backup_dir` (as `logbook backup` does), or the copy would lack them.
 pub fn backup_dir(data: &Path, out: &Path) -> Result<BackupReport> {
-    if DataDir::new(data).archive_dir().exists() {
-        return Err(Error::InvalidInput(format!(
+    let refuse = || {
+        Error::InvalidInput(format!(
             "{} has a cold tier (archive/); back it up through logbook-archive so the copy holds it",
             data.display()
-        )));
+        ))
+    };
+    if DataDir::new(data).archive_dir().exists() {
+        return Err(refuse());
     }
-    backup_dir_with(data, out, |_, _, _| Ok(()))
+    // Checked again inside every attempt, after the segments are copied: a compaction of a live
+    // store may create the cold tier meanwhile (it then also replaces a segment, so an attempt
+    // that passed this check before the archive appeared is taken again, and refused).
+    backup_dir_with(data, out, |from, to, _| {
+        let archived_into = |dir: &DataDir| -> Result<bool> {
+            let listing = dir.list().map_err(|e| Error::io(format!("listing {}", dir.segments_dir().display()), e))?;
+            Ok(listing.segments.iter().any(|&base| {
+                segment::read_header(&dir.segment_path(base)).and_then(|h| h.compacted).is_some_and(|c| c.job != 0)
+            }))
+        };
+        if from.archive_dir().exists() || archived_into(to)? {
+            return Err(refuse());
+        }
+        Ok(())
+    })
 }
 
 /// Copies the store in `data` to `out` like [`backup_dir`], and calls `extra(from, to, report)`

@@ -17,7 +17,7 @@
 //! 3. Both are renamed over the first input's files; the directory is synced. This rename is the
 //!    commit point of the hot tier.
 //! 4. Readers switch to the new segment under the state lock. Readers holding the old one keep
-//!    their mapping until they drop it (an unlinked file stays readable while mapped).
+//!    its open file until they drop it (an unlinked file stays readable while open).
 //! 5. The other inputs are deleted; the directory is synced.
 //! 6. The archive job is marked committed (through the sink).
 //!

@@ -1,5 +1,6 @@
 //! Stream name -> version -> log position, for sealed segments (a sorted index file per
-//! segment, mmapped) and for the active segment (in memory), plus the per-stream directory.
+//! segment, read into memory at open) and for the active segment (in memory), plus the
+//! per-stream directory.
 //!
 //! Index file `<base:020>.idx`, written once when its segment is sealed, all integers
 //! little-endian; N = events in the segment, S = distinct streams in it:

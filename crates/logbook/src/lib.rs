@@ -63,7 +63,10 @@ internal! {
 pub use backup::{
     backup_dir, backup_dir_with, copy_synced, sync_dir, BackupReport, MAX_ATTEMPTS as MAX_BACKUP_ATTEMPTS,
 };
-pub use compact::{committed_job_of, compact, compact_with_archive, ArchiveSink, CompactReport};
+/// For the logbook-archive crate (resolving pending jobs); not for embedders.
+#[doc(hidden)]
+pub use compact::committed_job_of;
+pub use compact::{compact, compact_with_archive, ArchiveSink, CompactReport};
 pub use datadir::{
     holds_store, DataDir, DiskUsage, ARCHIVE_DIR, ARCHIVE_MANIFEST_FILE, MAX_ARCHIVE_MANIFEST_BYTES, SEGMENTS_DIR,
 };

@@ -147,7 +147,7 @@ impl DataDir {
     }
 
     /// Lists `segments/`. A missing directory lists as empty.
-    pub fn list(&self) -> io::Result<Listing> {
+    pub(crate) fn list(&self) -> io::Result<Listing> {
         let mut listing = Listing::default();
         let entries = match fs::read_dir(&self.segments) {
             Ok(entries) => entries,
@@ -180,14 +180,14 @@ impl DataDir {
     }
 
     /// Creates the directory and `segments/` (durably) if missing, then takes the LOCK.
-    pub fn create_and_lock(&self, fsys: &dyn FileSystem) -> Result<File> {
+    pub(crate) fn create_and_lock(&self, fsys: &dyn FileSystem) -> Result<File> {
         crate::storage::create_dir_durably(fsys, &self.segments)
             .map_err(|e| Error::io(format!("creating {}", self.segments.display()), e))?;
         self.lock()
     }
 
     /// Takes the OS lock on `LOCK`: a second open, from any process, fails at once.
-    pub fn lock(&self) -> Result<File> {
+    pub(crate) fn lock(&self) -> Result<File> {
         let path = self.lock_path();
         let file = fs::OpenOptions::new()
             .create(true)
@@ -210,7 +210,7 @@ impl DataDir {
     }
 
     /// The clean-shutdown record, if there is one. A record that does not decode is corruption.
-    pub fn read_clean(&self) -> Result<Option<CleanRecord>> {
+    pub(crate) fn read_clean(&self) -> Result<Option<CleanRecord>> {
         let path = self.clean_path();
         match crate::storage::read_bounded(&path, CLEAN_BYTES as u64) {
             Ok(bytes) => decode_clean(&bytes).map(Some).map_err(|reason| Error::corruption(&path, 0, reason)),
@@ -221,19 +221,19 @@ impl DataDir {
     }
 
     /// Writes the clean-shutdown record atomically (temp file, fsync, rename, directory fsync).
-    pub fn write_clean(&self, fsys: &dyn FileSystem, record: &CleanRecord) -> Result<()> {
+    pub(crate) fn write_clean(&self, fsys: &dyn FileSystem, record: &CleanRecord) -> Result<()> {
         let path = self.clean_path();
         crate::storage::write_atomically(fsys, &path, &encode_clean(record))
     }
 
     /// Removes `CLEAN` durably, so a crash from now on is seen as a crash.
-    pub fn remove_clean(&self, fsys: &dyn FileSystem) -> Result<()> {
+    pub(crate) fn remove_clean(&self, fsys: &dyn FileSystem) -> Result<()> {
         fsys.remove_file(&self.clean_path()).map_err(|e| Error::io("removing the clean-shutdown record", e))?;
         fsys.sync_dir(&self.root).map_err(|e| Error::io("syncing the data directory", e))
     }
 
     /// The segment manifest, if there is one. One that does not decode is corruption.
-    pub fn read_manifest(&self) -> Result<Option<Manifest>> {
+    pub(crate) fn read_manifest(&self) -> Result<Option<Manifest>> {
         let path = self.manifest_path();
         match crate::storage::read_bounded(&path, MAX_MANIFEST_BYTES) {
             Ok(bytes) => decode_manifest(&bytes).map(Some).map_err(|reason| Error::corruption(&path, 0, reason)),
@@ -244,7 +244,7 @@ impl DataDir {
     }
 
     /// Replaces the manifest atomically (temp file, fsync, rename, directory fsync).
-    pub fn write_manifest(&self, fsys: &dyn FileSystem, manifest: &Manifest) -> Result<()> {
+    pub(crate) fn write_manifest(&self, fsys: &dyn FileSystem, manifest: &Manifest) -> Result<()> {
         let path = self.manifest_path();
         crate::storage::write_atomically(fsys, &path, &encode_manifest(manifest))
     }

@@ -54,6 +54,10 @@ pub enum Severity {
     /// A file in the archive that its manifest does not list: the leftover of an interrupted
     /// export or compaction. No data depends on it; it may be deleted.
     Orphan,
+    /// The store has a cold tier (`archive/`) this check did not read: the core crate alone
+    /// cannot. `logbook verify` (the archive crate's `verify_data_dir`) checks it and drops
+    /// this finding.
+    Unchecked,
 }
 
 /// One finding: what, where, why.
