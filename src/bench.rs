@@ -186,6 +186,47 @@ pub struct BenchConfig {
     pub streams: usize,
     /// Stop after this long even if `events` are not done.
     pub duration: Duration,
+    /// Threads spinning in a busy loop beside the whole run (its limits included), to measure
+    /// how waiting copes with cores taken by someone else. 0: a quiet run.
+    pub busy_cores: usize,
+}
+
+/// `n` threads spinning in a busy loop until dropped (stopped and joined then).
+pub struct BusyCores {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    threads: Vec<std::thread::JoinHandle<u64>>,
+}
+
+impl BusyCores {
+    pub fn start(n: usize) -> std::io::Result<Self> {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let mut busy = BusyCores { stop: std::sync::Arc::clone(&stop), threads: Vec::with_capacity(n) };
+        for i in 0..n {
+            let stop = std::sync::Arc::clone(&stop);
+            let thread = std::thread::Builder::new().name(format!("busy-{i}")).spawn(move || {
+                // Pure computation, no syscalls and no pause hint: a CPU-bound neighbour.
+                let mut x = 0x9E37_79B9_7F4A_7C15u64 ^ i as u64;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    for _ in 0..1024 {
+                        x = x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+                    }
+                    x = std::hint::black_box(x);
+                }
+                x
+            })?;
+            busy.threads.push(thread);
+        }
+        Ok(busy)
+    }
+}
+
+impl Drop for BusyCores {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        for thread in self.threads.drain(..) {
+            let _ = thread.join();
+        }
+    }
 }
 
 /// This machine's limits, measured in the data directory in the same run.
@@ -287,6 +328,7 @@ pub fn run_embedded(
     progress: &(dyn Fn(u64, u64) + Sync),
 ) -> logbook::Result<BenchReport> {
     use logbook::Store;
+    let _busy = BusyCores::start(config.busy_cores).map_err(|e| logbook::Error::io("starting busy threads", e))?;
     let limits = measure_limits(dir).map_err(|e| logbook::Error::io("measuring the machine's limits", e))?;
     let store = Store::open(dir, options)?;
     let pool = EventPool::new(config);
@@ -356,6 +398,7 @@ pub fn run_daemon(
     config: &BenchConfig,
     progress: &(dyn Fn(u64, u64) + Sync),
 ) -> Result<BenchReport, String> {
+    let _busy = BusyCores::start(config.busy_cores).map_err(|e| format!("starting busy threads: {e}"))?;
     let limits = measure_limits(limits_dir).map_err(|e| format!("measuring the machine's limits: {e}"))?;
     let pool = EventPool::new(config);
     let fsyncs_before = daemon_fsyncs(target)?;
@@ -656,6 +699,7 @@ mod tests {
             writers: 2,
             streams: 10,
             duration: Duration::from_secs(30),
+            busy_cores: 1,
         };
         let options = logbook::Options { segment_bytes: 64 * 1024, ..Default::default() };
         let report = run_embedded(dir.path(), options, &config, &|_, _| {}).unwrap();

@@ -358,6 +358,9 @@ struct BenchArgs {
     /// With --connect: the tenant's token.
     #[arg(long, env = "LOGBOOK_TOKEN", hide_env_values = true)]
     token: Option<String>,
+    /// Run the measurement beside this many threads spinning in a busy loop (a loaded machine).
+    #[arg(long, default_value_t = 0)]
+    busy_cores: usize,
     /// Draw throughput and p99 latency against writers (for a --writers sweep) into this SVG.
     #[arg(long)]
     plot: Option<PathBuf>,
@@ -795,6 +798,7 @@ fn bench(args: BenchArgs) -> Result<(), Failure> {
             writers: writers.max(1),
             streams: args.streams.max(1),
             duration: std::time::Duration::from_secs(args.duration),
+            busy_cores: args.busy_cores,
         };
         let bar = progress_bar(args.events, args.json);
         let progress = |done: u64, _total: u64| bar.set_position(done.max(bar.position()));
@@ -892,8 +896,8 @@ fn progress_bar(total: u64, hidden: bool) -> indicatif::ProgressBar {
 fn print_bench(r: &logbook_cli::bench::BenchReport) {
     let c = &r.config;
     println!(
-        "{:?}: {} writers, batch {}, {} B payloads, {} streams",
-        c.mode, c.writers, c.batch, c.payload_bytes, c.streams
+        "{:?}: {} writers, batch {}, {} B payloads, {} streams, {} busy cores",
+        c.mode, c.writers, c.batch, c.payload_bytes, c.streams, c.busy_cores
     );
     println!(
         "  machine: fdatasync {:.0}/s, sequential write {:.0} MB/s (measured in this run)",

@@ -57,6 +57,7 @@ internal! {
     store,
     types,
     verify,
+    wait,
     wal,
 }
 

@@ -582,7 +582,7 @@ impl CompactionGuard<'_> {
     }
 }
 
-/// How long the one polling waiter polls for its acknowledgement before parking.
+/// Longest the one polling waiter polls for its acknowledgement before parking.
 pub const ACK_SPIN: Duration = Duration::from_micros(400);
 
 /// An append queued by [`Store::submit_append`].
@@ -599,6 +599,8 @@ struct AckState {
     in_flight: std::sync::atomic::AtomicUsize,
     /// At most one waiter polls for its acknowledgement at a time.
     spinner: std::sync::atomic::AtomicBool,
+    /// When that polling pays (see `wait`).
+    poller: crate::wait::Poller,
 }
 
 impl PendingAppend {
@@ -607,23 +609,17 @@ impl PendingAppend {
         // One waiter at a time may poll instead of parking: a lone appender then needs no
         // wake-up from an idle CPU after the fdatasync (tens of µs on a VM, comparable to the
         // sync itself). Concurrent appenders park, since they share group commits anyway and
-        // spinning threads would take the CPU from the writer.
+        // spinning threads would take the CPU from the writer. The polling yields the CPU
+        // between polls and stops (for a while) once it stops paying: see `crate::wait`.
         let alone = self.acks.in_flight.load(Ordering::Acquire) == 1;
         if alone && self.acks.spinner.compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed).is_ok() {
-            let deadline = std::time::Instant::now() + ACK_SPIN;
-            let mut polled = None;
-            while std::time::Instant::now() < deadline {
-                match self.reply.try_recv() {
-                    Ok(result) => {
-                        polled = Some(result);
-                        break;
-                    }
-                    Err(crossbeam_channel::TryRecvError::Empty) => std::hint::spin_loop(),
-                    Err(crossbeam_channel::TryRecvError::Disconnected) => break,
-                }
-            }
+            let polled = self.acks.poller.poll(ACK_SPIN, || match self.reply.try_recv() {
+                Ok(result) => Some(Some(result)),
+                Err(crossbeam_channel::TryRecvError::Empty) => None,
+                Err(crossbeam_channel::TryRecvError::Disconnected) => Some(None),
+            });
             self.acks.spinner.store(false, Ordering::Release);
-            if let Some(result) = polled {
+            if let Some(Some(result)) = polled {
                 return result;
             }
         }
