@@ -180,6 +180,9 @@ pub struct BenchConfig {
     pub payload_bytes: usize,
     /// Events per append.
     pub batch: usize,
+    /// Each append's events keep their own order streams: one atomic multi-stream append
+    /// (`Store::append_batch`, a part per stream) instead of `batch` events on one stream.
+    pub multi_stream: bool,
     /// Appending threads (append, mixed) or reading threads (read).
     pub writers: usize,
     /// Streams the events are spread over (orders).
@@ -597,16 +600,31 @@ fn append_phase(
                             return Ok((ops, evs, bytes, lat));
                         }
                         let n = batch.min(config.events - i);
-                        let (stream, _) = pool.event(i);
-                        let events: Vec<NewEvent> = (i..i + n).map(|k| pool.event(k).1).collect();
-                        let size: usize =
-                            events.iter().map(|e| e.data.len() + e.metadata.len() + e.event_type.len()).sum();
-                        let start = Instant::now();
-                        store.append(&stream, logbook::ExpectedVersion::Any, events)?;
+                        let (size, start) = if config.multi_stream {
+                            let parts = multi_stream_parts(pool, i, n);
+                            let size: usize = parts
+                                .iter()
+                                .flat_map(|p| p.events.iter().map(move |e| (p.stream.len(), e)))
+                                .map(|(s, e)| s + e.data.len() + e.metadata.len() + e.event_type.len() + 16)
+                                .sum();
+                            let start = Instant::now();
+                            store.append_batch(parts)?;
+                            (size, start)
+                        } else {
+                            let (stream, _) = pool.event(i);
+                            let events: Vec<NewEvent> = (i..i + n).map(|k| pool.event(k).1).collect();
+                            let size: usize = events
+                                .iter()
+                                .map(|e| stream.len() + e.data.len() + e.metadata.len() + e.event_type.len() + 16)
+                                .sum();
+                            let start = Instant::now();
+                            store.append(&stream, logbook::ExpectedVersion::Any, events)?;
+                            (size, start)
+                        };
                         lat.push(start.elapsed());
                         ops += 1;
                         evs += n;
-                        bytes += (size + stream.len() * n as usize + 16 * n as usize) as u64;
+                        bytes += size as u64;
                         progress(i + n, config.events);
                     }
                 })
@@ -615,6 +633,20 @@ fn append_phase(
         handles.into_iter().map(|h| h.join().unwrap_or(Err(logbook::Error::Shutdown))).collect()
     });
     merge(results)
+}
+
+/// Events `i..i + n` of the workload as batch parts: consecutive events of one stream share
+/// a part, so every event keeps its own order stream (the order workload interleaves them).
+fn multi_stream_parts(pool: &EventPool, i: u64, n: u64) -> Vec<logbook::AppendPart> {
+    let mut parts: Vec<logbook::AppendPart> = Vec::new();
+    for k in i..i + n {
+        let (stream, event) = pool.event(k);
+        match parts.last_mut() {
+            Some(part) if part.stream == stream => part.events.push(event),
+            _ => parts.push(logbook::AppendPart::new(stream, logbook::ExpectedVersion::Any, vec![event])),
+        }
+    }
+    parts
 }
 
 fn read_phase(store: &logbook::Store, config: &BenchConfig, threads: usize, deadline: Instant) -> PhaseResult {
@@ -696,6 +728,7 @@ mod tests {
             events: 200,
             payload_bytes: 100,
             batch: 4,
+            multi_stream: true,
             writers: 2,
             streams: 10,
             duration: Duration::from_secs(30),

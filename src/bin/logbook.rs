@@ -358,6 +358,10 @@ struct BenchArgs {
     /// With --connect: the tenant's token.
     #[arg(long, env = "LOGBOOK_TOKEN", hide_env_values = true)]
     token: Option<String>,
+    /// Append each batch's events to their own order streams, as one atomic multi-stream
+    /// append (`Store::append_batch`), instead of all to one stream. Embedded runs only.
+    #[arg(long)]
+    multi_stream: bool,
     /// Run the measurement beside this many threads spinning in a busy loop (a loaded machine).
     #[arg(long, default_value_t = 0)]
     busy_cores: usize,
@@ -795,6 +799,7 @@ fn bench(args: BenchArgs) -> Result<(), Failure> {
             events: args.events,
             payload_bytes: args.payload_bytes,
             batch: args.batch.max(1),
+            multi_stream: args.multi_stream,
             writers: writers.max(1),
             streams: args.streams.max(1),
             duration: std::time::Duration::from_secs(args.duration),
@@ -803,6 +808,9 @@ fn bench(args: BenchArgs) -> Result<(), Failure> {
         let bar = progress_bar(args.events, args.json);
         let progress = |done: u64, _total: u64| bar.set_position(done.max(bar.position()));
         let report = match &args.connect {
+            Some(_) if args.multi_stream => {
+                return Err("--multi-stream measures the embedded store; drop --connect".to_string().into());
+            }
             Some(addr) => {
                 let auth = args.tenant.clone().zip(args.token.clone());
                 let target = logbook_cli::bench::DaemonTarget::new(addr.clone(), auth, args.pipeline);
