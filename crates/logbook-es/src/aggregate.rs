@@ -350,21 +350,8 @@ impl<A: Aggregate> Repository<A> {
                     snapshot_written: false,
                 });
             }
-            if events.len() > MAX_EVENTS_PER_COMMAND {
-                return Err(AggregateError::Encode(format!(
-                    "a command produced {} events, limit {MAX_EVENTS_PER_COMMAND}",
-                    events.len()
-                )));
-            }
-            let mut new_events = Vec::with_capacity(events.len());
-            let mut ids = Vec::with_capacity(events.len());
-            for event in &events {
-                let id = Uuid::new_v4();
-                new_events.push(encode_new_event::<A>(event, id, &base_metadata)?);
-                ids.push(id);
-            }
-            let expected =
-                if loaded.version == 0 { ExpectedVersion::NoStream } else { ExpectedVersion::Exact(loaded.version) };
+            let (new_events, ids) = encode_decided::<A>(&events, &base_metadata)?;
+            let expected = expected_after_load(loaded.version);
             match self.store.append(stream, expected, new_events) {
                 Ok(result) => {
                     let mut state = loaded.state;
@@ -464,30 +451,17 @@ impl<A: Aggregate> Repository<A> {
                     None => self.load(stream)?,
                 };
                 let events = loaded.state.handle(command).map_err(AggregateError::Domain)?;
-                if events.len() > MAX_EVENTS_PER_COMMAND {
-                    return Err(AggregateError::Encode(format!(
-                        "a command produced {} events, limit {MAX_EVENTS_PER_COMMAND}",
-                        events.len()
-                    )));
-                }
-                let mut new_events = Vec::with_capacity(events.len());
-                let mut ids = Vec::with_capacity(events.len());
-                for event in &events {
-                    let id = Uuid::new_v4();
-                    new_events.push(encode_new_event::<A>(event, id, &base_metadata)?);
-                    ids.push(id);
-                }
+                let (new_events, ids) = encode_decided::<A>(&events, &base_metadata)?;
                 decided.push((*stream, loaded, events, ids, new_events));
             }
             let mut parts = Vec::with_capacity(decided.len());
             for (stream, loaded, _, _, new_events) in &mut decided {
                 if !new_events.is_empty() {
-                    let expected = if loaded.version == 0 {
-                        ExpectedVersion::NoStream
-                    } else {
-                        ExpectedVersion::Exact(loaded.version)
-                    };
-                    parts.push(AppendPart::new(*stream, expected, std::mem::take(new_events)));
+                    parts.push(AppendPart::new(
+                        *stream,
+                        expected_after_load(loaded.version),
+                        std::mem::take(new_events),
+                    ));
                 }
             }
             let mut results = if parts.is_empty() {
@@ -604,6 +578,37 @@ fn metadata_object<A: Aggregate, M: Serialize>(metadata: &M) -> Res<serde_json::
         serde_json::Value::Object(map) => Ok(map),
         serde_json::Value::Null => Ok(serde_json::Map::new()),
         other => Err(AggregateError::Encode(format!("metadata must be a JSON object, not {other}"))),
+    }
+}
+
+/// The events a command decided, encoded with fresh ids (bounded by
+/// `MAX_EVENTS_PER_COMMAND`), and those ids.
+fn encode_decided<A: Aggregate>(
+    events: &[A::Event],
+    base_metadata: &serde_json::Map<String, serde_json::Value>,
+) -> Res<(Vec<NewEvent>, Vec<Uuid>), A> {
+    if events.len() > MAX_EVENTS_PER_COMMAND {
+        return Err(AggregateError::Encode(format!(
+            "a command produced {} events, limit {MAX_EVENTS_PER_COMMAND}",
+            events.len()
+        )));
+    }
+    let mut new_events = Vec::with_capacity(events.len());
+    let mut ids = Vec::with_capacity(events.len());
+    for event in events {
+        let id = Uuid::new_v4();
+        new_events.push(encode_new_event::<A>(event, id, base_metadata)?);
+        ids.push(id);
+    }
+    Ok((new_events, ids))
+}
+
+/// What a stream loaded at `version` must still be when its new events are appended.
+fn expected_after_load(version: u64) -> ExpectedVersion {
+    if version == 0 {
+        ExpectedVersion::NoStream
+    } else {
+        ExpectedVersion::Exact(version)
     }
 }
 

@@ -500,14 +500,7 @@ fn append_batch(args: &mut Args, limits: &CommandLimits) -> Result<Command, Comm
 
 /// Parses the APPENDBATCH parts array; `max_events` counts the events of every part together.
 fn batch_parts(raw: &[u8], max_events: usize) -> Result<Vec<BatchPartSpec>, CommandError> {
-    let items = match serde_json::from_slice::<Json>(raw) {
-        Ok(Json::Array(items)) => items,
-        Ok(other) => return Err(syntax(format!("parts must be a JSON array of objects, got {}", json_kind(&other)))),
-        Err(e) => return Err(syntax(format!("parts must be a JSON array: {e}"))),
-    };
-    if items.is_empty() {
-        return Err(syntax("parts array must not be empty"));
-    }
+    let items = json_array(raw, "parts")?;
     let total: usize = items.iter().map(|p| p.get("events").and_then(Json::as_array).map_or(0, Vec::len)).sum();
     if total > max_events {
         return Err(CommandError::TooBig(format!("{total} events exceed the limit of {max_events} per append")));
@@ -559,14 +552,7 @@ fn batch_parts(raw: &[u8], max_events: usize) -> Result<Vec<BatchPartSpec>, Comm
 /// RESP bulk limit before it gets here, so parsing it fully and then
 /// counting is safe.
 fn event_specs(raw: &[u8], max_events: usize) -> Result<Vec<NewEventSpec>, CommandError> {
-    let items = match serde_json::from_slice::<Json>(raw) {
-        Ok(Json::Array(items)) => items,
-        Ok(other) => return Err(syntax(format!("events must be a JSON array of objects, got {}", json_kind(&other)))),
-        Err(e) => return Err(syntax(format!("events must be a JSON array: {e}"))),
-    };
-    if items.is_empty() {
-        return Err(syntax("events array must not be empty"));
-    }
+    let items = json_array(raw, "events")?;
     if items.len() > max_events {
         return Err(CommandError::TooBig(format!(
             "{} events exceed the limit of {max_events} per append",
@@ -574,6 +560,19 @@ fn event_specs(raw: &[u8], max_events: usize) -> Result<Vec<NewEventSpec>, Comma
         )));
     }
     items.into_iter().enumerate().map(|(i, item)| event_spec(i, item)).collect()
+}
+
+/// A non-empty JSON array (of `what`: events, parts), its items still to be checked.
+fn json_array(raw: &[u8], what: &str) -> Result<Vec<Json>, CommandError> {
+    let items = match serde_json::from_slice::<Json>(raw) {
+        Ok(Json::Array(items)) => items,
+        Ok(other) => return Err(syntax(format!("{what} must be a JSON array of objects, got {}", json_kind(&other)))),
+        Err(e) => return Err(syntax(format!("{what} must be a JSON array: {e}"))),
+    };
+    if items.is_empty() {
+        return Err(syntax(format!("{what} array must not be empty")));
+    }
+    Ok(items)
 }
 
 fn compact(value: &Json) -> Result<Vec<u8>, CommandError> {

@@ -340,8 +340,7 @@ impl Client {
     pub fn append_batch(&mut self, parts: &[(&str, ExpectedVersion, &[NewEvent])]) -> Result<Vec<(u64, u64, u64)>> {
         let mut items = Vec::with_capacity(parts.len());
         for (stream, expected, events) in parts {
-            let events: serde_json::Value =
-                serde_json::from_slice(&events_json(events)?).map_err(|e| ClientError::Invalid(e.to_string()))?;
+            let events = event_values(events)?;
             items.push(serde_json::json!({ "stream": stream, "expected": expected_arg(*expected), "events": events }));
         }
         let json = serde_json::to_vec(&items).map_err(|e| ClientError::Invalid(e.to_string()))?;
@@ -435,6 +434,11 @@ impl Client {
 
 /// The JSON array APPENDMANY takes.
 fn events_json(events: &[NewEvent]) -> Result<Vec<u8>> {
+    serde_json::to_vec(&event_values(events)?).map_err(|e| ClientError::Invalid(e.to_string()))
+}
+
+/// The APPENDMANY / APPENDBATCH objects of `events`.
+fn event_values(events: &[NewEvent]) -> Result<Vec<serde_json::Value>> {
     let mut items = Vec::with_capacity(events.len());
     for (i, event) in events.iter().enumerate() {
         let data: serde_json::Value = serde_json::from_slice(&event.data)
@@ -449,7 +453,7 @@ fn events_json(events: &[NewEvent]) -> Result<Vec<u8>> {
         }
         items.push(item);
     }
-    serde_json::to_vec(&items).map_err(|e| ClientError::Invalid(e.to_string()))
+    Ok(items)
 }
 
 /// Events per READALL while tailing.

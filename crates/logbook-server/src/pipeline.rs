@@ -28,17 +28,23 @@ impl PreparedAppend {
 
     fn reply(many: bool, result: logbook::Result<logbook::AppendResult>) -> Value {
         match result {
-            Ok(r) if many => Value::Array(vec![
-                Value::Integer(as_i64(r.first_version)),
-                Value::Integer(as_i64(r.last_version)),
-                Value::Integer(as_i64(r.last_position)),
-            ]),
+            Ok(r) if many => range_reply(&r),
             Ok(r) => {
                 Value::Array(vec![Value::Integer(as_i64(r.last_version)), Value::Integer(as_i64(r.last_position))])
             }
             Err(err) => store_error(&err),
         }
     }
+}
+
+/// `[first_version, last_version, last_position]`: the reply of APPENDMANY, and of each part
+/// of an APPENDBATCH.
+pub(crate) fn range_reply(r: &logbook::AppendResult) -> Value {
+    Value::Array(vec![
+        Value::Integer(as_i64(r.first_version)),
+        Value::Integer(as_i64(r.last_version)),
+        Value::Integer(as_i64(r.last_position)),
+    ])
 }
 
 /// Versions and positions are far below i64::MAX in practice; saturate rather than wrap.

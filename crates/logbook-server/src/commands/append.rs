@@ -25,28 +25,24 @@ pub(super) fn append_batch(shared: &crate::Shared, who: &Identity, specs: Vec<Ba
     for (i, spec) in specs.into_iter().enumerate() {
         let stream = match store_name(who, &spec.stream) {
             Ok(stream) => stream,
-            Err(Value::Error(text)) => {
-                let (code, msg) = text.split_once(' ').unwrap_or(("ERR", text.as_str()));
-                return Value::error(code, &format!("part {i}: {msg}"));
-            }
-            Err(other) => return other,
+            Err(reply) => return of_part(reply, i),
         };
         parts.push(AppendPart::new(stream, spec.expected, new_events(spec.events)));
     }
     match shared.store.append_batch(parts) {
-        Ok(results) => Value::Array(
-            results
-                .iter()
-                .map(|r| {
-                    Value::Array(vec![
-                        Value::Integer(crate::pipeline::as_i64(r.first_version)),
-                        Value::Integer(crate::pipeline::as_i64(r.last_version)),
-                        Value::Integer(crate::pipeline::as_i64(r.last_position)),
-                    ])
-                })
-                .collect(),
-        ),
+        Ok(results) => Value::Array(results.iter().map(crate::pipeline::range_reply).collect()),
         Err(err) => store_error(&err),
+    }
+}
+
+/// An error reply about one part of an APPENDBATCH: `-CODE part <i>: message`.
+fn of_part(reply: Value, part: usize) -> Value {
+    match reply {
+        Value::Error(text) => match text.split_once(' ') {
+            Some((code, msg)) => Value::error(code, &format!("part {part}: {msg}")),
+            None => Value::error(&text, &format!("part {part}")),
+        },
+        other => other,
     }
 }
 
@@ -82,13 +78,7 @@ pub(crate) fn store_error(err: &Error) -> Value {
             Error::WrongExpectedVersion { expected, actual, .. } => {
                 Value::error("WRONGVERSION", &format!("{part} expected {expected} actual {actual}"))
             }
-            inner => match store_error(inner) {
-                Value::Error(text) => match text.split_once(' ') {
-                    Some((code, msg)) => Value::error(code, &format!("part {part}: {msg}")),
-                    None => Value::error(&text, &format!("part {part}")),
-                },
-                other => other,
-            },
+            inner => of_part(store_error(inner), *part),
         },
         Error::Shutdown => Value::error("ERR", "the server is shutting down"),
         Error::WriterFailed(_) | Error::Io { .. } | Error::Corruption { .. } | Error::Locked(_) | Error::NoStore(_) => {

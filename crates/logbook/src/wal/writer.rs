@@ -343,24 +343,32 @@ impl Writer {
             }));
             return;
         }
-        let needed = (self.buf.len() + append.encoded_bytes) as u64;
-        if needed > self.segment.remaining() && !(self.buf.is_empty() && self.segment.is_empty()) {
-            self.commit();
-            if let Err(err) = self.roll_over() {
-                let _ = reply.send(Err(err));
-                return;
-            }
-        } else if self.buf.len() + append.encoded_bytes > MAX_GROUP_BYTES {
-            self.commit();
-        }
-        if let Some(reason) = &self.failed {
-            let _ = reply.send(Err(Error::WriterFailed(reason.clone())));
+        if let Err(err) = self.make_room(append.encoded_bytes) {
+            let _ = reply.send(Err(err));
             return;
         }
         if let Some(stream) = &deletes {
             self.pending_tombstones.insert(stream.clone());
         }
         self.encode(append, actual, 0, Ack::One(reply), deletes);
+    }
+
+    /// Makes room in the group for `bytes` more encoded bytes that must stay in one segment:
+    /// commits and rolls over when the segment cannot hold them (unless nothing is in it yet:
+    /// an oversized append goes into an empty segment, which grows past its preallocation), or
+    /// commits when the group would grow too big. Fails when the writer has failed.
+    fn make_room(&mut self, bytes: usize) -> Result<()> {
+        let needed = (self.buf.len() + bytes) as u64;
+        if needed > self.segment.remaining() && !(self.buf.is_empty() && self.segment.is_empty()) {
+            self.commit();
+            self.roll_over()?;
+        } else if self.buf.len() + bytes > MAX_GROUP_BYTES {
+            self.commit();
+        }
+        match &self.failed {
+            Some(reason) => Err(Error::WriterFailed(reason.clone())),
+            None => Ok(()),
+        }
     }
 
     /// Checks a batch as a whole (nothing of it is written unless every part passes) and
@@ -436,19 +444,8 @@ impl Writer {
             }
         }
         // The whole batch in one segment and one group.
-        let total: usize = parts.iter().map(|p| p.encoded_bytes).sum();
-        let needed = (self.buf.len() + total) as u64;
-        if needed > self.segment.remaining() && !(self.buf.is_empty() && self.segment.is_empty()) {
-            self.commit();
-            if let Err(err) = self.roll_over() {
-                let _ = reply.send(Err(err));
-                return;
-            }
-        } else if self.buf.len() + total > MAX_GROUP_BYTES {
-            self.commit();
-        }
-        if let Some(reason) = &self.failed {
-            let _ = reply.send(Err(Error::WriterFailed(reason.clone())));
+        if let Err(err) = self.make_room(parts.iter().map(|p| p.encoded_bytes).sum()) {
+            let _ = reply.send(Err(err));
             return;
         }
         let mut after: u64 = parts.iter().map(|p| p.events.len() as u64).sum();
