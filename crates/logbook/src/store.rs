@@ -34,6 +34,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use crossbeam_channel::{bounded, Sender};
+
+use crate::wal::{reply_channel, ReplyReceiver};
 use parking_lot::Mutex;
 
 use crate::error::{Error, Result};
@@ -80,7 +82,7 @@ fn shutdown(requests: &Sender<Request>, writer: &Mutex<Option<JoinHandle<()>>>) 
     let Some(handle) = writer.lock().take() else {
         return Ok(());
     };
-    let (tx, rx) = bounded(1);
+    let (tx, rx) = reply_channel();
     let result = match requests.send(Request::Shutdown(tx)) {
         Ok(()) => rx.recv().unwrap_or(Err(Error::Shutdown)),
         Err(_) => Err(Error::Shutdown),
@@ -224,9 +226,10 @@ impl Store {
                 limits.max_batch_bytes
             )));
         }
-        let (tx, rx) = bounded(1);
+        let (tx, rx) = reply_channel();
+        let pending = Pending::new(rx, &self.inner.acks);
         self.inner.requests.send(Request::AppendBatch(requests, tx)).map_err(|_| Error::Shutdown)?;
-        rx.recv().unwrap_or_else(|_| Err(Error::WriterFailed("the writer thread stopped".into())))
+        pending.wait()
     }
 
     /// Queues an append for the writer and returns at once; [`PendingAppend::wait`] gives its
@@ -240,9 +243,8 @@ impl Store {
         events: Vec<NewEvent>,
     ) -> Result<PendingAppend> {
         let request = self.prepare(stream, expected, events)?;
-        let (tx, rx) = bounded(1);
-        self.inner.acks.in_flight.fetch_add(1, Ordering::AcqRel);
-        let pending = PendingAppend { reply: rx, acks: Arc::clone(&self.inner.acks) };
+        let (tx, rx) = reply_channel();
+        let pending = PendingAppend(Pending::new(rx, &self.inner.acks));
         self.inner.requests.send(Request::Append(request, tx)).map_err(|_| Error::Shutdown)?;
         Ok(pending)
     }
@@ -296,10 +298,10 @@ impl Store {
     /// under a legal hold, until it ends). Returns where the tombstone was written.
     pub fn delete_stream(&self, stream: &str, expected: ExpectedVersion) -> Result<AppendResult> {
         validate_stream_name(stream)?;
-        let (tx, rx) = bounded(1);
+        let (tx, rx) = reply_channel();
         let request = Request::Delete { stream: stream.to_string(), expected, reply: tx };
         self.inner.requests.send(request).map_err(|_| Error::Shutdown)?;
-        rx.recv().unwrap_or_else(|_| Err(Error::WriterFailed("the writer thread stopped".into())))
+        rx.recv().unwrap_or_else(|| Err(Error::WriterFailed("the writer thread stopped".into())))
     }
 
 
@@ -310,7 +312,7 @@ impl Store {
 
     /// Makes every append acknowledged so far durable (useful with `SyncMode::Never`).
     pub fn sync(&self) -> Result<()> {
-        let (tx, rx) = bounded(1);
+        let (tx, rx) = reply_channel();
         self.inner.requests.send(Request::Sync(tx)).map_err(|_| Error::Shutdown)?;
         rx.recv().unwrap_or(Err(Error::Shutdown))
     }
@@ -587,8 +589,19 @@ pub const ACK_SPIN: Duration = Duration::from_micros(400);
 
 /// An append queued by [`Store::submit_append`].
 #[derive(Debug)]
-pub struct PendingAppend {
-    reply: crossbeam_channel::Receiver<Result<AppendResult>>,
+pub struct PendingAppend(Pending<AppendResult>);
+
+impl PendingAppend {
+    /// Waits until the append is durable (per the sync mode) or refused.
+    pub fn wait(self) -> Result<AppendResult> {
+        self.0.wait()
+    }
+}
+
+/// A reply the caller waits for, counted as in flight until it is dropped.
+#[derive(Debug)]
+struct Pending<T> {
+    reply: ReplyReceiver<Result<T>>,
     acks: Arc<AckState>,
 }
 
@@ -603,31 +616,34 @@ struct AckState {
     poller: crate::wait::Poller,
 }
 
-impl PendingAppend {
-    /// Waits until the append is durable (per the sync mode) or refused.
-    pub fn wait(self) -> Result<AppendResult> {
+impl<T> Pending<T> {
+    fn new(reply: ReplyReceiver<Result<T>>, acks: &Arc<AckState>) -> Self {
+        acks.in_flight.fetch_add(1, Ordering::AcqRel);
+        Pending { reply, acks: Arc::clone(acks) }
+    }
+
+    fn wait(self) -> Result<T> {
         // One waiter at a time may poll instead of parking: a lone appender then needs no
         // wake-up from an idle CPU after the fdatasync (tens of µs on a VM, comparable to the
-        // sync itself). Concurrent appenders park, since they share group commits anyway and
-        // spinning threads would take the CPU from the writer. The polling yields the CPU
-        // between polls and stops (for a while) once it stops paying: see `crate::wait`.
+        // sync itself). Concurrent appenders park at once (no spinning: see `wal::reply`),
+        // since they share group commits anyway and spinning threads would take the CPU from
+        // the writer. The polling yields the CPU between polls and stops (for a while) once it
+        // stops paying: see `crate::wait`.
         let alone = self.acks.in_flight.load(Ordering::Acquire) == 1;
         if alone && self.acks.spinner.compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed).is_ok() {
-            let polled = self.acks.poller.poll(ACK_SPIN, || match self.reply.try_recv() {
-                Ok(result) => Some(Some(result)),
-                Err(crossbeam_channel::TryRecvError::Empty) => None,
-                Err(crossbeam_channel::TryRecvError::Disconnected) => Some(None),
-            });
+            let polled = self.acks.poller.poll(ACK_SPIN, || self.reply.try_take());
             self.acks.spinner.store(false, Ordering::Release);
-            if let Some(Some(result)) = polled {
-                return result;
+            match polled {
+                Some(Some(result)) => return result,
+                Some(None) => return Err(Error::WriterFailed("the writer thread stopped".into())),
+                None => {}
             }
         }
-        self.reply.recv().unwrap_or_else(|_| Err(Error::WriterFailed("the writer thread stopped".into())))
+        self.reply.recv().unwrap_or_else(|| Err(Error::WriterFailed("the writer thread stopped".into())))
     }
 }
 
-impl Drop for PendingAppend {
+impl<T> Drop for Pending<T> {
     fn drop(&mut self) {
         self.acks.in_flight.fetch_sub(1, Ordering::AcqRel);
     }

@@ -8,6 +8,7 @@
 
 mod idempotency;
 mod recovery;
+mod reply;
 mod spare;
 mod state;
 mod tombstones;
@@ -17,5 +18,6 @@ pub use recovery::{
     manifest_of_segments, recover, walk, walk_with_progress, walk_without_records, Finding, HotPositions, RecoveryMode,
     Severity,
 };
+pub use reply::{reply_channel, ReplyReceiver};
 pub use state::{event_from_frame, read_error, read_events, SealedSegment, Shared};
 pub use writer::{AppendRequest, Request, Writer};

@@ -17,7 +17,9 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+use crossbeam_channel::{Receiver, RecvTimeoutError};
+
+use super::reply::{Courier, ReplySender};
 
 use super::idempotency::find_existing;
 use super::spare::Spare;
@@ -25,7 +27,7 @@ use super::state::{ActiveSegment, SealedSegment, Shared};
 use super::tombstones::{Tombstone, TOMBSTONE_STREAM, TOMBSTONE_TYPE};
 use crate::datadir::{CleanRecord, LastSegment};
 use crate::error::{Error, Result};
-use crate::index::{self, ActiveIndex, IndexedEvent, SegmentIndex};
+use crate::index::{self, ActiveIndex, SegmentIndex};
 use crate::record::{self, FrameRef};
 use crate::segment::{self, SegmentReader, SegmentWriter};
 use crate::options::{Options, SyncMode};
@@ -52,20 +54,20 @@ pub struct AppendRequest {
 }
 
 pub enum Request {
-    Append(AppendRequest, Sender<Result<AppendResult>>),
+    Append(AppendRequest, ReplySender<Result<AppendResult>>),
     /// Several appends (parts) applied all or none, as one batch: one countdown of batch
     /// markers across every part's frames, in one group, in one segment.
-    AppendBatch(Vec<AppendRequest>, Sender<Result<Vec<AppendResult>>>),
+    AppendBatch(Vec<AppendRequest>, ReplySender<Result<Vec<AppendResult>>>),
     /// Delete a stream: write a tombstone if its version satisfies the expected version.
     Delete {
         stream: String,
         expected: ExpectedVersion,
-        reply: Sender<Result<AppendResult>>,
+        reply: ReplySender<Result<AppendResult>>,
     },
     /// Make everything written so far durable (for `SyncMode::Never`/`Every`).
-    Sync(Sender<Result<()>>),
+    Sync(ReplySender<Result<()>>),
     /// Commit, sync, mark the shutdown clean and stop.
-    Shutdown(Sender<Result<()>>),
+    Shutdown(ReplySender<Result<()>>),
 }
 
 /// The writer thread's state.
@@ -82,6 +84,11 @@ pub struct Writer {
     pending_ids: HashSet<[u8; 16]>,
     /// Streams deleted by the pending group.
     pending_tombstones: HashSet<String>,
+    /// Delivers the replies of groups with several waiters (started by `run`).
+    courier: Option<Courier<Delivery>>,
+    /// The pending group's events, already encoded into `buf`: freed after the group's
+    /// acknowledgements are sent, so the frees are not on their path.
+    encoded_events: Vec<Vec<NewEvent>>,
     failed: Option<String>,
     unsynced: bool,
     last_sync: Instant,
@@ -106,12 +113,32 @@ struct PendingAppend {
 /// Who hears about a pending append once its group is committed (or fails).
 enum Ack {
     /// A single append's caller.
-    One(Sender<Result<AppendResult>>),
+    One(ReplySender<Result<AppendResult>>),
     /// A part of a batch that is not its last: the last part answers for all.
     Part,
     /// The last part of a batch: the caller, answered with the results of every part.
-    Batch(Sender<Result<Vec<AppendResult>>>),
+    Batch(ReplySender<Result<Vec<AppendResult>>>),
 }
+
+/// A reply ready to be sent, after its group was committed.
+enum Delivery {
+    One(ReplySender<Result<AppendResult>>, AppendResult),
+    Batch(ReplySender<Result<Vec<AppendResult>>>, Vec<AppendResult>),
+}
+
+impl Delivery {
+    fn deliver(self) {
+        match self {
+            Delivery::One(reply, result) => reply.send(Ok(result)),
+            Delivery::Batch(reply, results) => reply.send(Ok(results)),
+        }
+    }
+}
+
+/// Groups with more replies than this hand them to the courier; fewer are sent by the writer
+/// itself (a lone appender polls for its reply, so sending it costs no wake-up, and handing
+/// over would cost one).
+const DELIVER_DIRECTLY_AT_MOST: usize = 2;
 
 impl Writer {
     /// A writer continuing after the last frame recovery found (whose stored checksum is
@@ -129,6 +156,8 @@ impl Writer {
             pending_versions: HashMap::new(),
             pending_ids: HashSet::new(),
             pending_tombstones: HashSet::new(),
+            encoded_events: Vec::new(),
+            courier: None,
             failed: None,
             unsynced: false,
             last_sync: Instant::now(),
@@ -157,6 +186,10 @@ impl Writer {
 
     /// The writer thread's loop: runs until a shutdown request or until every sender is gone.
     pub fn run(mut self, requests: Receiver<Request>) {
+        match Courier::start("logbook-replies", Delivery::deliver) {
+            Ok(courier) => self.courier = Some(courier),
+            Err(err) => tracing::warn!(%err, "no reply thread; the writer sends every reply itself"),
+        }
         loop {
             let first = match self.next_request(&requests) {
                 Some(request) => request,
@@ -212,10 +245,10 @@ impl Writer {
                 Request::Delete { stream, expected, reply } => self.stage_delete(stream, expected, reply),
                 Request::Sync(reply) => {
                     self.commit();
-                    let _ = reply.send(self.sync_now());
+                    reply.send(self.sync_now());
                 }
                 Request::Shutdown(reply) => {
-                    let _ = reply.send(self.shutdown());
+                    reply.send(self.shutdown());
                     return true;
                 }
             }
@@ -226,6 +259,10 @@ impl Writer {
 
     fn shutdown(&mut self) -> Result<()> {
         self.commit();
+        // Every reply handed over is delivered before the shutdown is answered.
+        if let Some(courier) = &mut self.courier {
+            courier.finish();
+        }
         self.spare.finish();
         let result = self.sync_now().and_then(|()| {
             if self.failed.is_some() {
@@ -281,14 +318,14 @@ impl Writer {
     }
 
     /// Checks a deletion and stages its tombstone: one event on the `$deleted` stream.
-    fn stage_delete(&mut self, stream: String, expected: ExpectedVersion, reply: Sender<Result<AppendResult>>) {
+    fn stage_delete(&mut self, stream: String, expected: ExpectedVersion, reply: ReplySender<Result<AppendResult>>) {
         if self.is_deleted(&stream) {
-            let _ = reply.send(Err(Error::StreamDeleted(stream)));
+            reply.send(Err(Error::StreamDeleted(stream)));
             return;
         }
         let actual = self.current_version(&stream);
         if !expected.accepts(actual) {
-            let _ = reply.send(Err(Error::WrongExpectedVersion { stream, expected, actual }));
+            reply.send(Err(Error::WrongExpectedVersion { stream, expected, actual }));
             return;
         }
         let tombstone = Tombstone { stream: stream.clone(), version: actual };
@@ -308,13 +345,13 @@ impl Writer {
     }
 
     /// Checks and encodes one append into the group buffer (or answers it at once).
-    fn stage(&mut self, append: AppendRequest, reply: Sender<Result<AppendResult>>, deletes: Option<String>) {
+    fn stage(&mut self, append: AppendRequest, reply: ReplySender<Result<AppendResult>>, deletes: Option<String>) {
         if let Some(reason) = &self.failed {
-            let _ = reply.send(Err(Error::WriterFailed(reason.clone())));
+            reply.send(Err(Error::WriterFailed(reason.clone())));
             return;
         }
         if deletes.is_none() && self.is_deleted(&append.stream) {
-            let _ = reply.send(Err(Error::StreamDeleted(append.stream)));
+            reply.send(Err(Error::StreamDeleted(append.stream)));
             return;
         }
         // An id already pending in this group: commit the group first so the check below
@@ -325,18 +362,18 @@ impl Writer {
         let existing = if append.client_ids { find_existing(&self.shared.state.read(), &append) } else { Ok(None) };
         match existing {
             Ok(Some(original)) => {
-                let _ = reply.send(Ok(original));
+                reply.send(Ok(original));
                 return;
             }
             Ok(None) => {}
             Err(err) => {
-                let _ = reply.send(Err(err));
+                reply.send(Err(err));
                 return;
             }
         }
         let actual = self.current_version(&append.stream);
         if !append.expected.accepts(actual) {
-            let _ = reply.send(Err(Error::WrongExpectedVersion {
+            reply.send(Err(Error::WrongExpectedVersion {
                 stream: append.stream,
                 expected: append.expected,
                 actual,
@@ -344,7 +381,7 @@ impl Writer {
             return;
         }
         if let Err(err) = self.make_room(append.encoded_bytes) {
-            let _ = reply.send(Err(err));
+            reply.send(Err(err));
             return;
         }
         if let Some(stream) = &deletes {
@@ -373,14 +410,14 @@ impl Writer {
 
     /// Checks a batch as a whole (nothing of it is written unless every part passes) and
     /// encodes its parts, in order, as one batch. Errors name the part (0-based).
-    fn stage_batch(&mut self, parts: Vec<AppendRequest>, reply: Sender<Result<Vec<AppendResult>>>) {
+    fn stage_batch(&mut self, parts: Vec<AppendRequest>, reply: ReplySender<Result<Vec<AppendResult>>>) {
         let refuse = |part: usize, source: Error| Err(Error::BatchPart { part, source: Box::new(source) });
         if let Some(reason) = &self.failed {
-            let _ = reply.send(Err(Error::WriterFailed(reason.clone())));
+            reply.send(Err(Error::WriterFailed(reason.clone())));
             return;
         }
         if let Some((i, part)) = parts.iter().enumerate().find(|(_, p)| self.is_deleted(&p.stream)) {
-            let _ = reply.send(refuse(i, Error::StreamDeleted(part.stream.clone())));
+            reply.send(refuse(i, Error::StreamDeleted(part.stream.clone())));
             return;
         }
         // Ids pending in this group: commit it first, so the check below sees them as stored.
@@ -400,7 +437,7 @@ impl Writer {
                         first_new.get_or_insert(i);
                     }
                     Err(err) => {
-                        let _ = reply.send(refuse(i, err));
+                        reply.send(refuse(i, err));
                         return;
                     }
                 }
@@ -408,7 +445,7 @@ impl Writer {
         }
         match first_new {
             None => {
-                let _ = reply.send(Ok(stored));
+                reply.send(Ok(stored));
                 return;
             }
             Some(i) if !stored.is_empty() => {
@@ -418,7 +455,7 @@ impl Writer {
                     id: uuid::Uuid::from_bytes(part.ids[0]),
                     reason: "other parts of this batch are already stored and this one is not".into(),
                 };
-                let _ = reply.send(refuse(i, conflict));
+                reply.send(refuse(i, conflict));
                 return;
             }
             Some(_) => {}
@@ -436,7 +473,7 @@ impl Writer {
                 if !part.expected.accepts(actual) {
                     let wrong =
                         Error::WrongExpectedVersion { stream: part.stream.clone(), expected: part.expected, actual };
-                    let _ = reply.send(refuse(i, wrong));
+                    reply.send(refuse(i, wrong));
                     return;
                 }
                 versions.insert(&part.stream, actual + part.events.len() as u64);
@@ -445,7 +482,7 @@ impl Writer {
         }
         // The whole batch in one segment and one group.
         if let Err(err) = self.make_room(parts.iter().map(|p| p.encoded_bytes).sum()) {
-            let _ = reply.send(Err(err));
+            reply.send(Err(err));
             return;
         }
         let mut after: u64 = parts.iter().map(|p| p.events.len() as u64).sum();
@@ -500,6 +537,7 @@ impl Writer {
         self.next_position += count;
         self.pending_versions.insert(append.stream.clone(), result.last_version);
         self.pending.push(PendingAppend { stream: append.stream, result, frames, deletes, ack });
+        self.encoded_events.push(append.events);
     }
 
     /// Writes the group, syncs it (per the sync mode), publishes it and acknowledges it.
@@ -517,31 +555,36 @@ impl Writer {
                 self.last_frame_crc = self.pending_last_crc;
                 self.publish(&pending);
                 let mut batch = Vec::new();
+                let mut deliveries = Vec::new();
                 for append in pending {
                     match append.ack {
-                        Ack::One(reply) => {
-                            let _ = reply.send(Ok(append.result));
-                        }
+                        Ack::One(reply) => deliveries.push(Delivery::One(reply, append.result)),
                         Ack::Part => batch.push(append.result),
                         Ack::Batch(reply) => {
                             batch.push(append.result);
-                            let _ = reply.send(Ok(std::mem::take(&mut batch)));
+                            deliveries.push(Delivery::Batch(reply, std::mem::take(&mut batch)));
                         }
                     }
                 }
+                match &self.courier {
+                    Some(courier) if deliveries.len() > DELIVER_DIRECTLY_AT_MOST => courier.hand_over(deliveries),
+                    _ => deliveries.into_iter().for_each(Delivery::deliver),
+                }
                 assert!(batch.is_empty(), "a batch's parts are committed with its last part");
+                self.encoded_events.clear();
                 self.spare.maybe_start(self.segment.write_offset(), self.segment.capacity());
             }
             Err(err) => {
                 self.next_position = self.shared.head() + 1;
+                self.encoded_events.clear();
                 for append in pending {
                     let failed = || Error::WriterFailed(err.to_string());
                     match append.ack {
                         Ack::One(reply) => {
-                            let _ = reply.send(Err(failed()));
+                            reply.send(Err(failed()));
                         }
                         Ack::Batch(reply) => {
-                            let _ = reply.send(Err(failed()));
+                            reply.send(Err(failed()));
                         }
                         Ack::Part => {}
                     }
@@ -581,15 +624,12 @@ impl Writer {
             // its preallocation for an oversized batch: reads are bounded by this, not by it).
             state.active.reader.set_readable(self.segment.write_offset());
             for append in pending {
-                for (i, (offset, id)) in append.frames.iter().enumerate() {
-                    state.active.index.add(&IndexedEvent {
-                        stream: &append.stream,
-                        version: append.result.first_version + i as u64,
-                        position: append.result.first_position + i as u64,
-                        id: *id,
-                        offset: *offset,
-                    });
-                }
+                state.active.index.add_run(
+                    &append.stream,
+                    append.result.first_version,
+                    append.result.first_position,
+                    append.frames.iter().copied(),
+                );
                 state.streams.set_version(&append.stream, append.result.last_version);
                 if let Some(deleted) = &append.deletes {
                     let mut tombstones = (*state.tombstones).clone();
