@@ -7,9 +7,7 @@
 //! `crate::wait`), and the writer's send makes a wake-up call only when someone is parked.
 
 use std::sync::Arc;
-use std::thread::JoinHandle;
 
-use crossbeam_channel::Sender;
 use parking_lot::{Condvar, Mutex};
 
 /// The writer's end: sends one value, or (when dropped unsent) tells the waiter that no value
@@ -99,59 +97,6 @@ impl<T> ReplyReceiver<T> {
     }
 }
 
-/// A thread that delivers replies for the writer: waking a parked thread costs the waker a
-/// system call (on these VMs several µs, `perf`: with sixteen appenders the writer spent 0.7×
-/// its fdatasync time in wake-ups), so the writer hands a group's replies over in one message
-/// and goes on with the next group while they are delivered.
-#[derive(Debug)]
-pub struct Courier<T: Send + 'static> {
-    queue: Option<Sender<Vec<T>>>,
-    thread: Option<JoinHandle<()>>,
-    deliver: fn(T),
-}
-
-impl<T: Send + 'static> Courier<T> {
-    /// Starts the thread; `deliver` is called for every item, in the order they were handed over.
-    pub fn start(name: &str, deliver: fn(T)) -> std::io::Result<Self> {
-        // Unbounded, yet bounded in practice: one message per group commit (at most
-        // `MAX_GROUP_APPENDS` replies), and delivering a group's replies (wake-ups) takes far
-        // less time than committing the next group (a write and an fdatasync).
-        let (queue, items) = crossbeam_channel::unbounded::<Vec<T>>();
-        let thread = std::thread::Builder::new().name(name.into()).spawn(move || {
-            for batch in items {
-                batch.into_iter().for_each(deliver);
-            }
-        })?;
-        Ok(Courier { queue: Some(queue), thread: Some(thread), deliver })
-    }
-
-    /// Hands `items` over; delivers them here once the thread is gone.
-    pub fn hand_over(&self, items: Vec<T>) {
-        let unsent = match &self.queue {
-            Some(queue) => match queue.send(items) {
-                Ok(()) => return,
-                Err(unsent) => unsent.0,
-            },
-            None => items,
-        };
-        unsent.into_iter().for_each(self.deliver);
-    }
-
-    /// Delivers everything handed over so far, then stops the thread.
-    pub fn finish(&mut self) {
-        self.queue = None;
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
-}
-
-impl<T: Send + 'static> Drop for Courier<T> {
-    fn drop(&mut self) {
-        self.finish();
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -190,37 +135,5 @@ mod tests {
         let (tx, rx) = reply_channel::<u8>();
         drop(tx);
         assert_eq!(rx.try_take(), Some(None));
-    }
-
-    #[test]
-    fn the_courier_delivers_everything_handed_over_in_order_before_it_finishes() {
-        static DELIVERED: Mutex<Vec<u32>> = Mutex::new(Vec::new());
-        let mut courier = Courier::start("test-courier", |n: u32| DELIVERED.lock().push(n)).unwrap();
-        for chunk in (0..1000u32).collect::<Vec<_>>().chunks(7) {
-            courier.hand_over(chunk.to_vec());
-        }
-        courier.finish();
-        assert_eq!(*DELIVERED.lock(), (0..1000).collect::<Vec<_>>());
-        // Once finished, whatever is handed over is delivered by the caller.
-        courier.hand_over(vec![1000]);
-        assert_eq!(DELIVERED.lock().len(), 1001);
-    }
-
-    #[test]
-    fn replies_handed_to_the_courier_wake_their_parked_waiters() {
-        let mut courier =
-            Courier::start("test-courier", |(tx, n): (ReplySender<u32>, u32)| tx.send(n)).unwrap();
-        let (senders, waiters): (Vec<_>, Vec<_>) = (0..16u32)
-            .map(|n| {
-                let (tx, rx) = reply_channel();
-                ((tx, n), std::thread::spawn(move || rx.recv()))
-            })
-            .unzip();
-        std::thread::sleep(std::time::Duration::from_millis(20));
-        courier.hand_over(senders);
-        for (n, waiter) in waiters.into_iter().enumerate() {
-            assert_eq!(waiter.join().unwrap(), Some(n as u32));
-        }
-        courier.finish();
     }
 }
