@@ -501,3 +501,41 @@ fn appendbatch_commits_every_part_or_none_and_names_the_refused_part() {
     let names: Vec<String> = redis::cmd("COMMAND").arg("LIST").query(&mut con).unwrap();
     assert!(names.contains(&"appendbatch".to_string()) && names.contains(&"timeline".to_string()), "{names:?}");
 }
+
+/// redis-cli asks COMMAND DOCS when it connects and builds `help <command>` and its typing
+/// hints from the reply: logbook's grammar must come back, not an empty map (which made
+/// `help APPEND` print nothing) and not Redis's APPEND.
+#[test]
+fn command_docs_describe_logbooks_own_grammar() {
+    let server = TestServer::start();
+    let mut con = server.redis();
+    let docs: std::collections::HashMap<String, R> = redis::cmd("COMMAND").arg("DOCS").query(&mut con).unwrap();
+    let names: Vec<String> = redis::cmd("COMMAND").arg("LIST").query(&mut con).unwrap();
+    for name in &names {
+        assert!(docs.contains_key(name), "COMMAND DOCS lacks {name}");
+    }
+    let append = fields(&docs["append"]);
+    let summary = append.iter().find(|(k, _)| k == "summary").map(|(_, v)| v.clone());
+    assert_eq!(
+        summary,
+        Some(R::BulkString(b"Appends one event to a stream; replies [version, position] once it is durable".to_vec()))
+    );
+    // Asking for some commands (any case) describes only those.
+    let some: std::collections::HashMap<String, R> =
+        redis::cmd("COMMAND").arg("DOCS").arg("READ").arg("timeline").arg("GET").query(&mut con).unwrap();
+    let mut keys: Vec<&String> = some.keys().collect();
+    keys.sort();
+    assert_eq!(keys, ["read", "timeline"]);
+
+    // And redis-cli itself, when installed, shows logbook's APPEND.
+    let Ok(out) = std::process::Command::new("redis-cli")
+        .args(["-p", &server.addr.port().to_string(), "--no-raw", "help", "APPEND"])
+        .output()
+    else {
+        eprintln!("redis-cli not installed: its part of this test is skipped");
+        return;
+    };
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("Appends one event to a stream"), "redis-cli help APPEND printed: {text}");
+    assert!(text.contains("[EXPECTED any|none|exists|version]"), "redis-cli help APPEND printed: {text}");
+}

@@ -8,7 +8,7 @@
 use std::sync::Arc;
 
 use logbook::{Namespace, Store, MAX_STREAM_NAME_BYTES};
-use logbook_protocol::{text_argument, CommandError, Value};
+use logbook_protocol::{text_argument, ArgDoc, ArgKind, CommandDoc, CommandError, Value};
 use logbook_server::{error_reply, stored_stream_name, CommandExtension, Extensions};
 
 use crate::{order_id_of, stream_name, timeline};
@@ -20,6 +20,17 @@ pub struct TimelineCommand;
 impl CommandExtension for TimelineCommand {
     fn name(&self) -> &'static str {
         "TIMELINE"
+    }
+
+    fn doc(&self) -> CommandDoc {
+        const ARGUMENTS: &[ArgDoc] = &[ArgDoc::new("order-id", ArgKind::String)];
+        CommandDoc {
+            name: "TIMELINE",
+            summary: "Replies an order's events as readable lines, oldest first",
+            group: "order",
+            since: "0.1.0",
+            arguments: ARGUMENTS,
+        }
     }
 
     fn call(&self, store: &Store, namespace: Option<&Namespace>, args: Vec<Vec<u8>>) -> Value {

@@ -5,6 +5,7 @@ use serde_json::Value as Json;
 use thiserror::Error;
 use uuid::Uuid;
 
+use super::docs::{ArgDoc, ArgKind, CommandDoc};
 use super::resp::{ProtocolVersion, Value};
 
 pub use logbook::{ExpectedVersion, MAX_EVENT_TYPE_BYTES, MAX_STREAM_NAME_BYTES};
@@ -108,6 +109,8 @@ pub enum Command {
     /// it reveals nothing but the grammar). Lower-cased subcommand; later arguments ignored.
     CommandInfo {
         subcommand: Option<String>,
+        /// The command names after the subcommand (DOCS and INFO describe only those).
+        names: Vec<String>,
     },
 }
 
@@ -351,20 +354,193 @@ fn is_keyword(arg: &[u8], keyword: &str) -> bool {
 
 type Parser = fn(&mut Args, &CommandLimits) -> Result<Command, CommandError>;
 
-const COMMANDS: &[(&str, Parser)] = &[
-    ("PING", ping),
-    ("HELLO", hello),
-    ("AUTH", auth),
-    ("QUIT", quit),
-    ("APPEND", append),
-    ("APPENDMANY", append_many),
-    ("APPENDBATCH", append_batch),
-    ("READ", read),
-    ("READALL", read_all),
-    ("VERSION", version),
-    ("HEAD", head),
-    ("INFO", info),
-    ("COMMAND", command_info),
+const STREAM: ArgDoc = ArgDoc::new("stream", ArgKind::Key);
+const EXPECTED: ArgDoc = ArgDoc::option(
+    "EXPECTED",
+    "expected",
+    ArgKind::OneOf(&[
+        ArgDoc::keyword("any"),
+        ArgDoc::keyword("none"),
+        ArgDoc::keyword("exists"),
+        ArgDoc::new("version", ArgKind::Integer),
+    ]),
+);
+const SINCE: &str = "0.1.0";
+
+/// The grammar: each command's documentation (`COMMAND DOCS`, see `docs`) and its parser.
+const COMMANDS: &[(CommandDoc, Parser)] = &[
+    (
+        CommandDoc {
+            name: "PING",
+            summary: "Replies PONG, or the message: checks the connection",
+            group: "connection",
+            since: SINCE,
+            arguments: &[ArgDoc::new("message", ArgKind::String).optional()],
+        },
+        ping,
+    ),
+    (
+        CommandDoc {
+            name: "HELLO",
+            summary: "Chooses RESP2 or RESP3 and, optionally, authenticates; replies the server's details",
+            group: "connection",
+            since: SINCE,
+            arguments: &[
+                ArgDoc::new("protover", ArgKind::Integer).optional(),
+                ArgDoc {
+                    name: "auth",
+                    kind: ArgKind::Block(&[
+                        ArgDoc::new("tenant", ArgKind::String),
+                        ArgDoc::new("token", ArgKind::String),
+                    ]),
+                    token: Some("AUTH"),
+                    optional: true,
+                    multiple: false,
+                },
+            ],
+        },
+        hello,
+    ),
+    (
+        CommandDoc {
+            name: "AUTH",
+            summary: "Authenticates the connection as a tenant (or the admin)",
+            group: "connection",
+            since: SINCE,
+            arguments: &[ArgDoc::new("tenant", ArgKind::String), ArgDoc::new("token", ArgKind::String)],
+        },
+        auth,
+    ),
+    (
+        CommandDoc {
+            name: "QUIT",
+            summary: "Closes the connection after the reply",
+            group: "connection",
+            since: SINCE,
+            arguments: &[],
+        },
+        quit,
+    ),
+    (
+        CommandDoc {
+            name: "APPEND",
+            summary: "Appends one event to a stream; replies [version, position] once it is durable",
+            group: "stream",
+            since: SINCE,
+            arguments: &[
+                STREAM,
+                ArgDoc::new("type", ArgKind::String),
+                ArgDoc::new("data", ArgKind::String),
+                EXPECTED,
+                ArgDoc::option("ID", "uuid", ArgKind::String),
+                ArgDoc::option("META", "json-object", ArgKind::String),
+            ],
+        },
+        append,
+    ),
+    (
+        CommandDoc {
+            name: "APPENDMANY",
+            summary: "Appends a JSON array of events to a stream, all or none; replies [first_version, last_version, last_position]",
+            group: "stream",
+            since: SINCE,
+            arguments: &[STREAM, ArgDoc::new("events-json", ArgKind::String), EXPECTED],
+        },
+        append_many,
+    ),
+    (
+        CommandDoc {
+            name: "APPENDBATCH",
+            summary: "Appends to several streams at once, all parts or none; replies [first_version, last_version, last_position] per part",
+            group: "stream",
+            since: SINCE,
+            arguments: &[ArgDoc::new("parts-json", ArgKind::String)],
+        },
+        append_batch,
+    ),
+    (
+        CommandDoc {
+            name: "READ",
+            summary: "Reads a stream's events from a version, forwards or backwards (REV)",
+            group: "stream",
+            since: SINCE,
+            arguments: &[
+                STREAM,
+                ArgDoc::option("FROM", "version", ArgKind::Integer),
+                ArgDoc::option("COUNT", "count", ArgKind::Integer),
+                ArgDoc::flag("REV"),
+            ],
+        },
+        read,
+    ),
+    (
+        CommandDoc {
+            name: "READALL",
+            summary: "Reads the global log from a position, optionally filtered and waiting for new events (BLOCK)",
+            group: "stream",
+            since: SINCE,
+            arguments: &[
+                ArgDoc::option("FROM", "position", ArgKind::Integer),
+                ArgDoc::option("COUNT", "count", ArgKind::Integer),
+                ArgDoc::option("BLOCK", "milliseconds", ArgKind::Integer),
+                ArgDoc::option("PREFIX", "stream-prefix", ArgKind::String),
+                ArgDoc::option("TYPE", "type", ArgKind::String).multiple(),
+            ],
+        },
+        read_all,
+    ),
+    (
+        CommandDoc {
+            name: "VERSION",
+            summary: "Replies a stream's current version (0: no such stream)",
+            group: "stream",
+            since: SINCE,
+            arguments: &[STREAM],
+        },
+        version,
+    ),
+    (
+        CommandDoc {
+            name: "HEAD",
+            summary: "Replies the global log's last position",
+            group: "stream",
+            since: SINCE,
+            arguments: &[],
+        },
+        head,
+    ),
+    (
+        CommandDoc {
+            name: "INFO",
+            summary: "Replies the server's and the store's figures, as Redis's INFO does",
+            group: "server",
+            since: SINCE,
+            arguments: &[ArgDoc::new("section", ArgKind::String).optional()],
+        },
+        info,
+    ),
+    (
+        CommandDoc {
+            name: "COMMAND",
+            summary: "Replies the command names (LIST), their number (COUNT) or their documentation (DOCS)",
+            group: "server",
+            since: SINCE,
+            arguments: &[
+                ArgDoc::new(
+                    "subcommand",
+                    ArgKind::OneOf(&[
+                        ArgDoc::keyword("LIST"),
+                        ArgDoc::keyword("COUNT"),
+                        ArgDoc::keyword("DOCS"),
+                        ArgDoc::keyword("INFO"),
+                    ]),
+                )
+                .optional(),
+                ArgDoc::new("command-name", ArgKind::String).optional().multiple(),
+            ],
+        },
+        command_info,
+    ),
 ];
 
 impl Command {
@@ -375,10 +551,10 @@ impl Command {
         let Some(name) = rest.next() else {
             return Err(CommandError::Protocol("empty request".to_owned()));
         };
-        let Some(&(command, parser)) = COMMANDS.iter().find(|(n, _)| is_keyword(&name, n)) else {
+        let Some((doc, parser)) = COMMANDS.iter().find(|(doc, _)| is_keyword(&name, doc.name)) else {
             return Err(CommandError::UnknownCommand(show(&name)));
         };
-        parser(&mut Args { command, rest }, limits)
+        parser(&mut Args { command: doc.name, rest }, limits)
     }
 
     /// The upper-case command name, for logs and metrics.
@@ -688,13 +864,23 @@ fn command_info(args: &mut Args, _: &CommandLimits) -> Result<Command, CommandEr
         Some(s) => Some(text(s, "COMMAND subcommand", 64, false)?.to_ascii_lowercase()),
         None => None,
     };
-    while args.next().is_some() {} // command names for DOCS / INFO: the reply does not depend on them
-    Ok(Command::CommandInfo { subcommand })
+    // Command names for DOCS and INFO; how many a request may carry is bounded by the RESP
+    // limits on arguments.
+    let mut names = Vec::new();
+    while let Some(name) = args.next() {
+        names.push(text(name, "command name", 64, false)?);
+    }
+    Ok(Command::CommandInfo { subcommand, names })
 }
 
 /// The names of the grammar's commands, upper-case, in the grammar's order.
 pub fn command_names() -> Vec<&'static str> {
-    COMMANDS.iter().map(|(name, _)| *name).collect()
+    COMMANDS.iter().map(|(doc, _)| doc.name).collect()
+}
+
+/// The documentation of the grammar's commands, in the grammar's order.
+pub fn command_docs() -> impl Iterator<Item = &'static CommandDoc> {
+    COMMANDS.iter().map(|(doc, _)| doc)
 }
 
 #[cfg(test)]
@@ -706,10 +892,10 @@ mod tests {
         let parse = |args: &[&str]| {
             Command::parse(args.iter().map(|a| a.as_bytes().to_vec()).collect(), &CommandLimits::default())
         };
-        assert_eq!(parse(&["command"]).unwrap(), Command::CommandInfo { subcommand: None });
+        assert_eq!(parse(&["command"]).unwrap(), Command::CommandInfo { subcommand: None, names: vec![] });
         assert_eq!(
             parse(&["COMMAND", "Docs", "get", "set"]).unwrap(),
-            Command::CommandInfo { subcommand: Some("docs".into()) }
+            Command::CommandInfo { subcommand: Some("docs".into()), names: vec!["get".into(), "set".into()] }
         );
         assert!(command_names().contains(&"READALL"));
     }

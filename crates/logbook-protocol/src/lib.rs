@@ -1,4 +1,5 @@
-//! Wire protocol of logbook: the RESP codec (`resp`) and the command grammar (`command`).
+//! Wire protocol of logbook: the RESP codec (`resp`), the command grammar (`command`) and its
+//! documentation (`docs`, for `COMMAND DOCS`).
 //! Pure code over plain values: no sockets, no storage. The value types the grammar shares
 //! with the engine (`ExpectedVersion`, the limits on names) are the engine's own.
 //!
@@ -24,7 +25,7 @@
 //! VERSION <stream>
 //! HEAD
 //! INFO [section]
-//! COMMAND [LIST|COUNT|DOCS|INFO] [...]
+//! COMMAND [LIST|COUNT|DOCS|INFO] [<command-name> ...]    DOCS: each command's documentation (`docs`)
 //! ```
 //!
 //! - `<data>` (APPEND) is raw bytes. `META` must be a JSON object; its bytes
@@ -67,10 +68,12 @@
 //! ```
 
 mod command;
+mod docs;
 mod resp;
 
 pub use command::{
-    args_from_value, command_names, text_argument, BatchPartSpec, Command, CommandError, CommandLimits, Credentials,
-    ExpectedVersion, NewEventSpec, DEFAULT_COUNT, MAX_EVENT_TYPE_BYTES, MAX_STREAM_NAME_BYTES,
+    args_from_value, command_docs, command_names, text_argument, BatchPartSpec, Command, CommandError, CommandLimits,
+    Credentials, ExpectedVersion, NewEventSpec, DEFAULT_COUNT, MAX_EVENT_TYPE_BYTES, MAX_STREAM_NAME_BYTES,
 };
+pub use docs::{docs_reply, ArgDoc, ArgKind, CommandDoc};
 pub use resp::{encode, parse, Limits, ProtocolVersion, RespError, Value};

@@ -775,7 +775,10 @@ mod tests {
         }
         assert_eq!(command(&mut core, now), Some(Command::Ping { message: None }));
         core.receive(b"COMMAND DOCS\r\nREAD s\r\n", now);
-        assert_eq!(command(&mut core, now), Some(Command::CommandInfo { subcommand: Some("docs".into()) }));
+        assert_eq!(
+            command(&mut core, now),
+            Some(Command::CommandInfo { subcommand: Some("docs".into()), names: vec![] })
+        );
         assert!(matches!(core.next_request(now), Some(Request::Rejected(_))), "READ before AUTH");
         // A bulk of more than 4 KiB is refused from its header.
         let mut limits = limits();

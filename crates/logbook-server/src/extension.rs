@@ -12,12 +12,15 @@ use std::fmt;
 use std::sync::Arc;
 
 use logbook::{Namespace, Store};
-use logbook_protocol::Value;
+use logbook_protocol::{CommandDoc, Value};
 
 /// A command added to the daemon by a crate above it.
 pub trait CommandExtension: Send + Sync + 'static {
     /// The command's name, upper-case; it must not be one of the grammar's own commands.
     fn name(&self) -> &'static str;
+
+    /// The command's documentation for `COMMAND DOCS` (its `name` is [`CommandExtension::name`]).
+    fn doc(&self) -> CommandDoc;
 
     /// Runs the command with `args` (the arguments after its name) for a caller confined to
     /// `namespace` (`None`: the admin, or a daemon without auth, sees every stream).
@@ -49,6 +52,11 @@ impl Extensions {
     /// The extension named `name` (any case).
     pub fn find(&self, name: &[u8]) -> Option<&Arc<dyn CommandExtension>> {
         self.0.iter().find(|e| name.eq_ignore_ascii_case(e.name().as_bytes()))
+    }
+
+    /// The extensions' documentation, in the order they were added.
+    pub fn docs(&self) -> Vec<CommandDoc> {
+        self.0.iter().map(|e| e.doc()).collect()
     }
 
     /// The extensions' names, in the order they were added.

@@ -70,7 +70,9 @@ pub(crate) fn execute(shared: &Shared, session: &mut Session, command: Command) 
         Command::Hello { protover, auth } => session::hello(shared, session, protover, auth).into(),
         Command::Auth(credentials) => session::auth(shared, session, &credentials).into(),
         Command::Quit => return Outcome::Quit(Value::ok()),
-        Command::CommandInfo { subcommand } => session::command_info(shared, subcommand.as_deref()).into(),
+        Command::CommandInfo { subcommand, names } => {
+            session::command_info(shared, subcommand.as_deref(), &names).into()
+        }
         command => match identity(session) {
             Err(reply) => reply.into(),
             Ok(who) => run_data_command(shared, session, who, command),

@@ -65,16 +65,22 @@ pub(super) fn hello(
     ])
 }
 
-/// `COMMAND [LIST|COUNT|DOCS|INFO]`: the grammar's and the extensions' command names (LIST, or no subcommand),
-/// their number (COUNT), or no documentation (DOCS: an empty map; INFO: an empty array), so
-/// clients such as redis-cli that ask on connect carry on. Nothing but the grammar.
-pub(super) fn command_info(shared: &Shared, subcommand: Option<&str>) -> Value {
-    let mut names = logbook_protocol::command_names();
-    names.extend(shared.config.extensions.names());
+/// `COMMAND [LIST|COUNT|DOCS|INFO]`: the grammar's and the extensions' command names (LIST, or
+/// no subcommand), their number (COUNT), their documentation (DOCS, in Redis's shape, so
+/// redis-cli's `help` and typing hints show logbook's commands), or no command details (INFO:
+/// an empty array, which clients such as redis-cli accept). Nothing but the grammar.
+pub(super) fn command_info(shared: &Shared, subcommand: Option<&str>, names: &[String]) -> Value {
+    let mut all = logbook_protocol::command_names();
+    all.extend(shared.config.extensions.names());
     match subcommand {
-        None | Some("list") => Value::Array(names.iter().map(|name| Value::bulk(name.to_ascii_lowercase())).collect()),
-        Some("count") => Value::Integer(names.len() as i64),
-        Some("docs") => Value::Map(Vec::new()),
+        None | Some("list") => Value::Array(all.iter().map(|name| Value::bulk(name.to_ascii_lowercase())).collect()),
+        Some("count") => Value::Integer(all.len() as i64),
+        Some("docs") => {
+            let extension_docs = shared.config.extensions.docs();
+            let mut docs: Vec<&logbook_protocol::CommandDoc> = logbook_protocol::command_docs().collect();
+            docs.extend(&extension_docs);
+            logbook_protocol::docs_reply(docs, names)
+        }
         Some("info") => Value::Array(Vec::new()),
         Some(_) => Value::error("ERR", "unknown COMMAND subcommand; try LIST, COUNT, DOCS or INFO"),
     }
