@@ -70,7 +70,8 @@ fn append_read_tail_through_the_cli() {
     let addr = free_addr();
     let (server, banner, _dir) = serve(&["--listen", &addr]);
     assert!(banner[0].contains(&format!("listening on {addr}")), "{banner:?}");
-    assert!(banner[1].contains("redis-cli -h 127.0.0.1 -p"), "{banner:?}");
+    let port = addr.rsplit(':').next().unwrap();
+    assert!(banner[1].contains(&format!("try: redis-cli -p {port} -3 APPEND")), "{banner:?}");
 
     let out = stdout(&run(&[
         "append",
@@ -175,4 +176,31 @@ fn serve_refuses_a_public_address_without_tenants() {
         .expect("run");
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("refusing"), "{out:?}");
+}
+
+/// The demo's closing hint is literally runnable: the binary's own path when it was run
+/// directly (on the PATH: `logbook`), `cargo run --release --` when cargo ran it; and redis-cli
+/// with the daemon's port (a bare `redis-cli` reaches Redis on 6379).
+#[test]
+fn the_demo_hint_names_the_way_the_program_was_run() {
+    for (under_cargo, expected) in [
+        (false, format!("next: {BIN} serve --data ")),
+        (true, "next: cargo run --release -- serve --data ".to_string()),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        let mut command = Command::new(BIN);
+        command.args(["demo", "--orders", "20", "--data", data.to_str().unwrap()]);
+        if under_cargo {
+            command.env("CARGO", "/usr/bin/cargo");
+        } else {
+            command.env_remove("CARGO");
+        }
+        let out = command.output().expect("demo runs");
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let text = String::from_utf8_lossy(&out.stdout);
+        let hint = text.lines().find(|l| l.starts_with("next:")).unwrap_or_else(|| panic!("no hint in {text}"));
+        assert!(hint.starts_with(&expected), "{hint}");
+        assert!(hint.contains("redis-cli -p 7878 -3 TIMELINE <order-id>"), "{hint}");
+    }
 }

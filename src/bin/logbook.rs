@@ -3,6 +3,7 @@
 //! every other verb opens one with `open_store` (or checks with `require_store`), which fails
 //! with `Failure::NoStore` (exit 3) on a directory holding none.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -479,10 +480,9 @@ fn serve(args: ServeArgs) -> Result<(), Failure> {
     }
     let auth_hint = if auth { " AUTH <tenant> <token>" } else { "" };
     println!(
-        "try: redis-cli -h {} -p {}{} APPEND order-1 CART_CREATED '{{\"customer\":\"c-1\"}}'",
-        addr.ip(),
-        addr.port(),
-        if auth { " # after" } else { "" }
+        "try: {} APPEND order-1 CART_CREATED '{{\"customer\":\"c-1\"}}'{}",
+        redis_cli(addr),
+        if auth { " # after AUTH" } else { "" }
     );
     if auth {
         println!("     (tenants are configured: send{auth_hint} first)");
@@ -776,10 +776,30 @@ fn demo(args: DemoArgs) -> Result<(), Failure> {
     store.close().map_err(|e| e.to_string())?;
     println!();
     println!(
-        "next: cargo run --release -- serve --data {}   (then: redis-cli TIMELINE <order-id>)",
-        args.data.display()
+        "next: {} serve --data {}   (then: {} TIMELINE <order-id>)",
+        invocation(),
+        args.data.display(),
+        redis_cli(SocketAddr::from(([127, 0, 0, 1], 7878)))
     );
     Ok(())
+}
+
+/// How this program was started, for hints: `cargo run --release --` under cargo, else the
+/// path it was run by (`logbook` when it is on the PATH).
+fn invocation() -> String {
+    if std::env::var_os("CARGO").is_some() {
+        return "cargo run --release --".into();
+    }
+    std::env::args().next().unwrap_or_else(|| "logbook".into())
+}
+
+/// The redis-cli command line that reaches the daemon at `addr`, in RESP3 (events print as maps).
+fn redis_cli(addr: SocketAddr) -> String {
+    if addr.ip().is_loopback() {
+        format!("redis-cli -p {} -3", addr.port())
+    } else {
+        format!("redis-cli -h {} -p {} -3", addr.ip(), addr.port())
+    }
 }
 
 fn bench(args: BenchArgs) -> Result<(), Failure> {
