@@ -204,3 +204,20 @@ fn the_demo_hint_names_the_way_the_program_was_run() {
         assert!(hint.contains("redis-cli -p 7878 -3 TIMELINE <order-id>"), "{hint}");
     }
 }
+
+/// The README's compaction line works as written: `packaging/logbook.toml` exists and
+/// `compact --config` accepts it.
+#[test]
+fn the_readme_compact_line_runs_with_the_sample_config() {
+    let readme = include_str!("../README.md");
+    let line = readme.lines().find(|l| l.contains("logbook compact --data")).expect("README shows compact");
+    assert!(line.contains("--config packaging/logbook.toml"), "{line}");
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let demo = Command::new(BIN).args(["demo", "--orders", "20", "--data", data.to_str().unwrap()]).output().unwrap();
+    assert!(demo.status.success(), "{}", String::from_utf8_lossy(&demo.stderr));
+    let config = concat!(env!("CARGO_MANIFEST_DIR"), "/packaging/logbook.toml");
+    let out =
+        Command::new(BIN).args(["compact", "--data", data.to_str().unwrap(), "--config", config]).output().unwrap();
+    assert!(out.status.success(), "compact --config packaging/logbook.toml: {}", String::from_utf8_lossy(&out.stderr));
+}

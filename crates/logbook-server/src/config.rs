@@ -7,7 +7,7 @@ use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use logbook_protocol::{CommandLimits, Limits as RespLimits};
 
@@ -17,7 +17,7 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:7878";
 pub const DEFAULT_DATA_DIR: &str = "./data";
 
 /// Bounds on what one connection (and all of them together) may use.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Limits {
     /// Largest bulk string a client may send (APPEND data, APPENDMANY JSON).
@@ -178,7 +178,7 @@ pub struct TenantConfig {
 }
 
 /// Store settings (`[store]` in the file).
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct StoreConfig {
     /// Preallocated size of a segment, bytes.
@@ -400,5 +400,28 @@ mod tests {
     fn pipeline_must_fit_a_bulk() {
         let limits = Limits { max_pipeline_bytes: 4 * 1024 * 1024, ..Limits::default() };
         assert!(limits.validate().is_err());
+    }
+
+    /// The commented sample config in `packaging/` (the one the README uses) parses, passes
+    /// validation, states the defaults it claims to, and names every limit and store setting:
+    /// a setting added without its line in the sample fails here.
+    #[test]
+    fn the_sample_config_names_every_setting_with_its_default() {
+        let text = include_str!("../../../packaging/logbook.toml");
+        let config = Config::from_toml(text).expect("the sample parses");
+        config.validate().expect("the sample is valid");
+        assert_eq!(config.limits, Limits::default());
+        assert_eq!(config.store, StoreConfig::default());
+        assert_eq!((config.data.to_str(), config.listen.as_str()), (Some(DEFAULT_DATA_DIR), DEFAULT_LISTEN));
+        let sample: toml::Table = toml::from_str(text).unwrap();
+        for (table, defaults) in [
+            ("limits", toml::Table::try_from(Limits::default()).unwrap()),
+            ("store", toml::Table::try_from(StoreConfig::default()).unwrap()),
+        ] {
+            let written = sample[table].as_table().unwrap();
+            let missing: Vec<&String> = defaults.keys().filter(|k| !written.contains_key(*k)).collect();
+            assert!(missing.is_empty(), "packaging/logbook.toml lacks [{table}] {missing:?}");
+        }
+        assert!(config.retention_policy().unwrap().rules.len() == 2, "the sample's retention rules apply");
     }
 }
