@@ -221,3 +221,34 @@ fn the_readme_compact_line_runs_with_the_sample_config() {
         Command::new(BIN).args(["compact", "--data", data.to_str().unwrap(), "--config", config]).output().unwrap();
     assert!(out.status.success(), "compact --config packaging/logbook.toml: {}", String::from_utf8_lossy(&out.stderr));
 }
+
+/// `logbook completions <shell>` and `logbook man` come from the same clap definition as the
+/// verbs: every verb is in them, and bash accepts the script.
+#[test]
+fn completions_and_man_page_cover_every_verb() {
+    let verbs = ["serve", "append", "read", "tail", "verify", "export", "compact", "order", "demo", "bench"];
+    for (shell, marker) in [("bash", "_logbook()"), ("zsh", "#compdef logbook"), ("fish", "complete -c logbook")] {
+        let out = Command::new(BIN).args(["completions", shell]).output().unwrap();
+        assert!(out.status.success(), "completions {shell}");
+        let script = String::from_utf8(out.stdout).unwrap();
+        assert!(script.contains(marker), "{shell}: no {marker}");
+        for verb in verbs {
+            assert!(script.contains(verb), "{shell} completion lacks {verb}");
+        }
+        if shell == "bash" {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("logbook.bash");
+            std::fs::write(&path, &script).unwrap();
+            if let Ok(check) = Command::new("bash").arg("-n").arg(&path).output() {
+                assert!(check.status.success(), "bash -n: {}", String::from_utf8_lossy(&check.stderr));
+            }
+        }
+    }
+    let man = Command::new(BIN).arg("man").output().unwrap();
+    assert!(man.status.success());
+    let page = String::from_utf8(man.stdout).unwrap();
+    assert!(page.contains(".TH logbook 1"), "not a man page: {}", &page[..page.len().min(200)]);
+    for verb in verbs {
+        assert!(page.contains(verb), "man page lacks {verb}");
+    }
+}

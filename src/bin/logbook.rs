@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, Parser, Subcommand};
 
 use logbook::{ExpectedVersion, NewEvent};
 use logbook_server::client::{AllFilter, Client, Event};
@@ -62,6 +62,17 @@ enum Command {
         /// The token to hash.
         token: String,
     },
+    /// Print a shell completion script.
+    #[command(
+        after_help = "Example:\n  logbook completions bash > ~/.local/share/bash-completion/completions/logbook"
+    )]
+    Completions {
+        /// The shell to complete in.
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff).
+    #[command(after_help = "Example:\n  logbook man > logbook.1 && man ./logbook.1")]
+    Man,
 }
 
 #[derive(Args)]
@@ -396,6 +407,13 @@ fn main() -> ExitCode {
         Command::Order(OrderCommand::Funnel(args)) => order_funnel(args),
         Command::Demo(args) => demo(args),
         Command::Bench(args) => bench(args),
+        Command::Completions { shell } => {
+            clap_complete::generate(shell, &mut Cli::command(), "logbook", &mut std::io::stdout());
+            Ok(())
+        }
+        Command::Man => clap_mangen::Man::new(Cli::command())
+            .render(&mut std::io::stdout())
+            .map_err(|e| Failure::from(format!("writing the man page: {e}"))),
         Command::HashToken { token } => {
             println!("{}", server::hash_token_hex(token.as_bytes()));
             Ok(())
