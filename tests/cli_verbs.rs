@@ -13,7 +13,8 @@ fn free_addr() -> String {
     listener.local_addr().expect("addr").to_string()
 }
 
-/// Starts `logbook serve` and returns it with the first two lines it printed.
+/// Starts `logbook serve` and returns it with its log lines (standard error) up to and
+/// including the startup line ("logbook listening").
 fn serve(extra: &[&str]) -> (Child, Vec<String>, tempfile::TempDir) {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut child = Command::new(BIN)
@@ -21,18 +22,26 @@ fn serve(extra: &[&str]) -> (Child, Vec<String>, tempfile::TempDir) {
         .arg("--data")
         .arg(dir.path().join("data"))
         .args(extra)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
         .spawn()
         .expect("spawn serve");
-    let stdout = child.stdout.take().expect("stdout");
-    let mut lines = BufReader::new(stdout).lines();
-    let banner: Vec<String> = (0..2).map_while(|_| lines.next()?.ok()).collect();
-    assert_eq!(banner.len(), 2, "serve printed {banner:?}");
-    // Keep draining stdout so the server never blocks on a full pipe.
+    let stderr = child.stderr.take().expect("stderr");
+    let mut lines = BufReader::new(stderr).lines();
+    let mut log = Vec::new();
+    for line in lines.by_ref() {
+        let line = line.expect("a log line");
+        let started = line.contains("logbook listening");
+        log.push(line);
+        if started {
+            break;
+        }
+    }
+    assert!(log.last().is_some_and(|l| l.contains("logbook listening")), "serve logged {log:?}");
+    // Keep draining the log so the server never blocks on a full pipe.
     std::thread::spawn(move || for _ in lines {});
-    (child, banner, dir)
+    (child, log, dir)
 }
 
 fn run(args: &[&str]) -> Output {
@@ -69,9 +78,9 @@ fn stop(mut child: Child) {
 fn append_read_tail_through_the_cli() {
     let addr = free_addr();
     let (server, banner, _dir) = serve(&["--listen", &addr]);
-    assert!(banner[0].contains(&format!("listening on {addr}")), "{banner:?}");
-    let port = addr.rsplit(':').next().unwrap();
-    assert!(banner[1].contains(&format!("try: redis-cli -p {port} -3 APPEND")), "{banner:?}");
+    let started = banner.last().unwrap();
+    assert!(started.contains(&format!("listen={addr}")), "{banner:?}");
+    assert!(!started.contains('\u{1b}'), "no colour codes when the log is not a terminal: {started}");
 
     let out = stdout(&run(&[
         "append",
@@ -143,7 +152,7 @@ fn serve_with_a_tenant_config() {
     )
     .unwrap();
     let (server, banner, _data) = serve(&["--listen", &addr, "--config", config.to_str().unwrap()]);
-    assert!(banner[0].contains("listening"), "{banner:?}");
+    assert!(banner.last().unwrap().contains(r#"auth="tenants""#), "{banner:?}");
     let denied = run(&["append", "--connect", &addr, "order-1", "CREATED", "{}"]);
     assert!(String::from_utf8_lossy(&denied.stderr).contains("NOAUTH"), "{denied:?}");
     let out = stdout(&run(&[
@@ -251,4 +260,40 @@ fn completions_and_man_page_cover_every_verb() {
     for verb in verbs {
         assert!(page.contains(verb), "man page lacks {verb}");
     }
+}
+
+/// `--log-format json`: the startup and the clean stop are log events a collector can parse
+/// (one JSON object per line), not bare printed lines.
+#[test]
+fn serve_logs_its_start_and_clean_stop_as_json_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    let addr = free_addr();
+    let child = Command::new(BIN)
+        .args(["serve", "--log-format", "json", "--listen", &addr, "--data"])
+        .arg(dir.path().join("data"))
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(&addr).is_err() {
+        assert!(Instant::now() < deadline, "serve did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let pid = child.id().to_string();
+    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "exit on SIGTERM: {:?}", out.status);
+    let events: Vec<serde_json::Value> = String::from_utf8(out.stderr)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not a JSON log line ({e}): {l}")))
+        .collect();
+    let message = |e: &serde_json::Value| e["fields"]["message"].as_str().unwrap_or_default().to_string();
+    let started = events.iter().find(|e| message(e) == "logbook listening").expect("a startup event");
+    assert_eq!(started["fields"]["listen"], serde_json::json!(addr));
+    assert_eq!(started["level"], "INFO");
+    assert!(started["timestamp"].is_string(), "{started}");
+    assert!(events.iter().any(|e| message(e) == "logbook stopped cleanly"), "{events:?}");
 }

@@ -3,6 +3,7 @@
 //! every other verb opens one with `open_store` (or checks with `require_store`), which fails
 //! with `Failure::NoStore` (exit 3) on a directory holding none.
 
+use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -16,8 +17,30 @@ use logbook_server::{self as server, Config, Server};
 #[derive(Parser)]
 #[command(name = "logbook", version, about = "An append-only event store: embedded library, daemon and CLI")]
 struct Cli {
+    /// How log lines (on standard error) are written: `text` (colours only on a terminal) or
+    /// `json` (one object per line, for a log collector). RUST_LOG sets the level (default info).
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Logs go to standard error: as text, coloured only when it is a terminal (a file or a
+/// journal gets no escape codes), or as JSON lines.
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.with_ansi(std::io::stderr().is_terminal()).init(),
+        LogFormat::Json => builder.json().with_current_span(false).init(),
+    }
 }
 
 #[derive(Subcommand)]
@@ -383,14 +406,8 @@ struct BenchArgs {
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
     let cli = Cli::parse();
+    init_logging(cli.log_format);
     let result = match cli.command {
         Command::Serve(args) => serve(args),
         Command::Append(args) => append(args),
@@ -492,22 +509,23 @@ fn serve(args: ServeArgs) -> Result<(), Failure> {
     server::tune_allocator();
     let server = Server::start(config.clone()).map_err(|e| e.to_string())?;
     let addr = server.local_addr();
-    println!("logbook {} listening on {addr} (data: {})", env!("CARGO_PKG_VERSION"), config.data.display());
-    if let Some(metrics) = server.metrics_addr() {
-        println!("metrics: http://{metrics}/metrics");
-    }
-    let auth_hint = if auth { " AUTH <tenant> <token>" } else { "" };
-    println!(
-        "try: {} APPEND order-1 CART_CREATED '{{\"customer\":\"c-1\"}}'{}",
-        redis_cli(addr),
-        if auth { " # after AUTH" } else { "" }
+    let metrics = server.metrics_addr().map(|m| format!("http://{m}/metrics"));
+    tracing::info!(
+        version = env!("CARGO_PKG_VERSION"),
+        listen = %addr,
+        data = %config.data.display(),
+        metrics = metrics.as_deref().unwrap_or("off"),
+        auth = if auth { "tenants" } else { "open (loopback only)" },
+        "logbook listening"
     );
-    if auth {
-        println!("     (tenants are configured: send{auth_hint} first)");
+    // A hint for a person at a terminal; logs (above) are for everyone else.
+    if std::io::stdout().is_terminal() {
+        let after_auth = if auth { "   # after AUTH <tenant> <token>" } else { "" };
+        println!("try: {} APPEND order-1 CART_CREATED '{{\"customer\":\"c-1\"}}'{after_auth}", redis_cli(addr));
     }
     server::shutdown_on_signals(server.shutdown_handle()).map_err(|e| e.to_string())?;
     server.wait().map_err(|e| e.to_string())?;
-    println!("logbook: stopped cleanly");
+    tracing::info!("logbook stopped cleanly");
     Ok(())
 }
 
