@@ -386,6 +386,30 @@ fn metrics_endpoint_serves_prometheus_text() {
     assert!(body.contains("logbook_appends_total 1"), "{body}");
     assert!(body.contains("# TYPE logbook_fsyncs_total counter"));
     assert!(body.contains("logbook_connections 1"));
+    // Build info, and the fsync and group-commit histograms (one append: one fsync of one event).
+    assert!(body.contains(&format!("logbook_build_info{{version=\"{}\"", env!("CARGO_PKG_VERSION"))), "{body}");
+    assert!(body.contains("# TYPE logbook_fsync_duration_seconds histogram"), "{body}");
+    let fsyncs = metric(&body, "logbook_fsyncs_total");
+    assert!(fsyncs >= 1.0);
+    assert_eq!(metric(&body, "logbook_fsync_duration_seconds_count"), fsyncs, "every fsync is in the histogram");
+    assert_eq!(metric(&body, r#"logbook_fsync_duration_seconds_bucket{le="+Inf"}"#), fsyncs);
+    assert!(metric(&body, "logbook_fsync_duration_seconds_sum") > 0.0);
+    assert_eq!(metric(&body, r#"logbook_group_commit_events_bucket{le="1"}"#), 1.0, "one group of one event: {body}");
+    assert_eq!(metric(&body, "logbook_group_commit_events_sum"), 1.0);
+    // Buckets are cumulative.
+    let buckets: Vec<f64> = body
+        .lines()
+        .filter(|l| l.starts_with("logbook_fsync_duration_seconds_bucket"))
+        .map(|l| l.rsplit(' ').next().unwrap().parse().unwrap())
+        .collect();
+    assert!(buckets.windows(2).all(|w| w[0] <= w[1]), "{buckets:?}");
+}
+
+/// The value of the metric line that starts with `name ` (name including labels).
+fn metric(body: &str, name: &str) -> f64 {
+    let line = body.lines().find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '));
+    let line = line.unwrap_or_else(|| panic!("no {name} in {body}"));
+    line.rsplit(' ').next().unwrap().parse().unwrap()
 }
 
 #[test]

@@ -57,8 +57,46 @@ pub(crate) fn render(shared: &Shared) -> String {
         ),
     ];
     let mut out = String::new();
+    out.push_str(&format!(
+        "# HELP logbook_build_info The running build (always 1).\n# TYPE logbook_build_info gauge\n\
+         logbook_build_info{{version=\"{}\",profile=\"{}\"}} 1\n",
+        env!("CARGO_PKG_VERSION"),
+        if cfg!(debug_assertions) { "debug" } else { "release" }
+    ));
     for (name, kind, help, value) in metrics {
         out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n"));
     }
+    histogram(
+        &mut out,
+        "logbook_fsync_duration_seconds",
+        "How long each fdatasync of the active segment took.",
+        &stats.fsync_micros,
+        1e-6,
+    );
+    histogram(
+        &mut out,
+        "logbook_group_commit_events",
+        "Events written by each group commit.",
+        &stats.group_events,
+        1.0,
+    );
     out
+}
+
+/// Writes `counts` (the core's power-of-two buckets) as a Prometheus histogram, each bucket's
+/// bound multiplied by `unit` (1e-6 turns µs into seconds). Buckets above the last non-empty
+/// one are left out; `+Inf` is always there.
+fn histogram(out: &mut String, name: &str, help: &str, counts: &logbook::Log2Histogram, unit: f64) {
+    out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} histogram\n"));
+    let used = counts.counts.iter().rposition(|&c| c > 0).map_or(0, |i| i + 1);
+    let mut cumulative = 0;
+    // The last bucket also holds everything larger: only +Inf may stand for it.
+    for (i, count) in counts.counts.iter().enumerate().take(used.min(logbook::LOG2_BUCKETS - 1)) {
+        cumulative += count;
+        let bound = logbook::Log2Histogram::upper_bound(i) as f64 * unit;
+        out.push_str(&format!("{name}_bucket{{le=\"{bound}\"}} {cumulative}\n"));
+    }
+    let total = counts.count();
+    out.push_str(&format!("{name}_bucket{{le=\"+Inf\"}} {total}\n"));
+    out.push_str(&format!("{name}_sum {}\n{name}_count {total}\n", counts.sum as f64 * unit));
 }

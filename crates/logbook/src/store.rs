@@ -42,7 +42,7 @@ use crate::error::{Error, Result};
 use crate::record::{self, FRAME_HEADER_BYTES, MAX_STREAM_BYTES};
 use crate::segment::{self, ReadError, SegmentReader};
 use crate::options::Options;
-use crate::types::{AppendResult, Direction, ExpectedVersion, Filter, NewEvent, RecordedEvent};
+use crate::types::{AppendResult, Direction, ExpectedVersion, Filter, Log2Histogram, NewEvent, RecordedEvent};
 use crate::wal::{self, AppendRequest, Request, Shared, Writer};
 
 /// Most events one `read_all` call scans past without a match before returning what it has,
@@ -369,6 +369,8 @@ impl Store {
             fsyncs: s.fsyncs.load(Ordering::Relaxed),
             groups: s.groups.load(Ordering::Relaxed),
             bytes_written: s.bytes_written.load(Ordering::Relaxed),
+            fsync_micros: s.fsync_micros.snapshot(),
+            group_events: s.group_events.snapshot(),
         }
     }
 
@@ -753,6 +755,10 @@ pub struct StoreStats {
     pub groups: u64,
     /// Bytes written to segment files.
     pub bytes_written: u64,
+    /// How long each fdatasync of the active segment took, in µs.
+    pub fsync_micros: Log2Histogram,
+    /// How many events each group commit wrote.
+    pub group_events: Log2Histogram,
 }
 
 enum Target {

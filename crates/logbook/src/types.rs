@@ -2,6 +2,7 @@
 //! versions, filters and the limits on names.
 
 use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use uuid::Uuid;
 
@@ -263,5 +264,89 @@ mod tests {
         assert_eq!("0".parse::<ExpectedVersion>(), Ok(ExpectedVersion::NoStream));
         assert_eq!("EXISTS".parse::<ExpectedVersion>(), Ok(ExpectedVersion::Exists));
         assert!("-1".parse::<ExpectedVersion>().unwrap_err().contains("any|none|exists|<n>"));
+    }
+}
+
+/// Buckets of a [`Log2Histogram`]: the last one (30) holds everything from 2^29 on (in µs, nine
+/// minutes).
+pub const LOG2_BUCKETS: usize = 31;
+
+/// Observations counted by their power of two (a histogram's buckets, without its arithmetic):
+/// `counts[i]` is how many had `i` bits, that is `0` for `i = 0`, else `2^(i-1) ..= 2^i - 1`;
+/// the last bucket also holds everything larger. `sum` is the sum of every observation.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Log2Histogram {
+    /// Observations per bucket.
+    pub counts: [u64; LOG2_BUCKETS],
+    /// The sum of every observation.
+    pub sum: u64,
+}
+
+impl Log2Histogram {
+    /// The largest value bucket `i` holds (`2^i - 1`; the last bucket holds more).
+    pub fn upper_bound(i: usize) -> u64 {
+        1u64.checked_shl(i as u32).map_or(u64::MAX, |b| b - 1)
+    }
+
+    /// How many observations there were.
+    pub fn count(&self) -> u64 {
+        self.counts.iter().sum()
+    }
+}
+
+/// Observations counted by their power of two: plain counters, one per bucket, that a layer
+/// above turns into a histogram (the daemon's `/metrics`). Bucket `i` counts values of `i`
+/// bits: 0 in bucket 0, then `2^(i-1) ..= 2^i - 1`; the last bucket everything larger.
+#[derive(Debug)]
+pub struct Log2Counts {
+    // One counter per bucket of `Log2Histogram`.
+    counts: [AtomicU64; LOG2_BUCKETS],
+    sum: AtomicU64,
+}
+
+impl Default for Log2Counts {
+    fn default() -> Self {
+        Log2Counts { counts: std::array::from_fn(|_| AtomicU64::new(0)), sum: AtomicU64::new(0) }
+    }
+}
+
+impl Log2Counts {
+    /// Counts `value`.
+    pub fn record(&self, value: u64) {
+        let bucket = ((u64::BITS - value.leading_zeros()) as usize).min(LOG2_BUCKETS - 1);
+        self.counts[bucket].fetch_add(1, Ordering::Relaxed);
+        self.sum.fetch_add(value, Ordering::Relaxed);
+    }
+
+    /// The counts so far.
+    pub fn snapshot(&self) -> Log2Histogram {
+        Log2Histogram {
+            counts: std::array::from_fn(|i| self.counts[i].load(Ordering::Relaxed)),
+            sum: self.sum.load(Ordering::Relaxed),
+        }
+    }
+}
+
+#[cfg(test)]
+mod log2_tests {
+    use super::*;
+
+    #[test]
+    fn values_land_in_the_bucket_of_their_bit_length() {
+        let counts = Log2Counts::default();
+        for value in [0, 1, 2, 3, 4, 127, 128, u64::MAX] {
+            counts.record(value);
+        }
+        let h = counts.snapshot();
+        assert_eq!(&h.counts[..9], &[1, 1, 2, 1, 0, 0, 0, 1, 1]);
+        assert_eq!(h.counts[LOG2_BUCKETS - 1], 1, "everything larger goes to the last bucket");
+        assert_eq!(h.count(), 8);
+        assert_eq!(h.sum, 0u64.wrapping_add(1 + 2 + 3 + 4 + 127 + 128).wrapping_add(u64::MAX));
+        assert_eq!((Log2Histogram::upper_bound(0), Log2Histogram::upper_bound(7)), (0, 127));
+        // Every value counted in bucket i is at most its upper bound.
+        for value in [5u64, 64, 1000, 1 << 20] {
+            let i = (u64::BITS - value.leading_zeros()) as usize;
+            assert!(value <= Log2Histogram::upper_bound(i) && value > Log2Histogram::upper_bound(i - 1));
+        }
     }
 }

@@ -259,7 +259,7 @@ pub struct Shared {
     pub cache: Arc<BlockCache>,
 }
 
-/// Counters for INFO and benchmarks.
+/// Counters for INFO, metrics and benchmarks.
 #[derive(Debug, Default)]
 pub struct Stats {
     pub appends: AtomicU64,
@@ -267,6 +267,10 @@ pub struct Stats {
     pub fsyncs: AtomicU64,
     pub groups: AtomicU64,
     pub bytes_written: AtomicU64,
+    /// How long each fdatasync of the active segment took, µs.
+    pub fsync_micros: crate::types::Log2Counts,
+    /// How many events each group commit wrote.
+    pub group_events: crate::types::Log2Counts,
 }
 
 impl Shared {

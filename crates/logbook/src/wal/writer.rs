@@ -256,10 +256,13 @@ impl Writer {
             return Err(Error::WriterFailed(reason.clone()));
         }
         if self.unsynced {
+            let started = Instant::now();
             if let Err(err) = self.segment.sync() {
                 return Err(self.fail(format!("fdatasync of {} failed: {err}", self.segment.path().display())));
             }
-            self.shared.stats.fsyncs.fetch_add(1, Ordering::Relaxed);
+            let stats = &self.shared.stats;
+            stats.fsync_micros.record(u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX));
+            stats.fsyncs.fetch_add(1, Ordering::Relaxed);
             self.unsynced = false;
             self.last_sync = Instant::now();
         }
@@ -575,6 +578,7 @@ impl Writer {
         let stats = &self.shared.stats;
         stats.bytes_written.fetch_add(bytes, Ordering::Relaxed);
         stats.groups.fetch_add(1, Ordering::Relaxed);
+        stats.group_events.record(self.pending.iter().map(|p| p.frames.len() as u64).sum());
         match self.options.sync {
             SyncMode::Always => self.sync_now(),
             SyncMode::Every(interval) if self.last_sync.elapsed() >= interval => self.sync_now(),
