@@ -110,7 +110,7 @@ fn append_read_tail_through_the_cli() {
     let out = stdout(&run(&["read", "--connect", &addr, "order-1", "--rev", "--count", "1"]));
     assert!(out.contains("order-1@2 PAID"), "{out}");
 
-    let out = stdout(&run(&["tail", "--connect", &addr, "--from", "1", "--limit", "2", "--json"]));
+    let out = stdout(&run(&["tail", "--connect", &addr, "--from-position", "1", "--count", "2", "--json"]));
     let positions: Vec<u64> = out
         .lines()
         .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["position"].as_u64().unwrap())
@@ -120,7 +120,7 @@ fn append_read_tail_through_the_cli() {
     // tail without --from follows new events only: append until it has printed one
     // (it may connect after the first append).
     let mut tail = Command::new(BIN)
-        .args(["tail", "--connect", &addr, "--limit", "1", "--json"])
+        .args(["tail", "--connect", &addr, "--count", "1", "--json"])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -135,6 +135,11 @@ fn append_read_tail_through_the_cli() {
     let line: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one json line");
     assert!(line["position"].as_u64().unwrap() >= 3, "{line}");
     assert_eq!(line["stream"], "cart-1");
+
+    // stats --connect: the daemon's INFO, as JSON with integer figures.
+    let info: serde_json::Value =
+        serde_json::from_str(&stdout(&run(&["stats", "--connect", &addr, "--json"]))).unwrap();
+    assert!(info["events"].as_u64().unwrap() >= 3, "{info}");
 
     stop(server);
 }
@@ -296,4 +301,86 @@ fn serve_logs_its_start_and_clean_stop_as_json_lines() {
     assert_eq!(started["level"], "INFO");
     assert!(started["timestamp"].is_string(), "{started}");
     assert!(events.iter().any(|e| message(e) == "logbook stopped cleanly"), "{events:?}");
+}
+
+/// One vocabulary across verbs: an example in every verb's help, `--json` on the verbs that
+/// print, `--connect` on the verbs a daemon answers, `--data` on the verbs that open a store,
+/// `--count` for "how many" and `--from-version` / `--from-position` for where to start.
+#[test]
+fn every_verb_has_an_example_and_the_same_flags_for_the_same_things() {
+    let help = |verb: &[&str]| {
+        let mut args = verb.to_vec();
+        args.push("--help");
+        stdout(&run(&args))
+    };
+    let verbs: &[&[&str]] = &[
+        &["serve"],
+        &["append"],
+        &["read"],
+        &["tail"],
+        &["verify"],
+        &["repair"],
+        &["stats"],
+        &["export"],
+        &["compact"],
+        &["backup"],
+        &["delete-stream"],
+        &["order"],
+        &["order", "timeline"],
+        &["order", "funnel"],
+        &["demo"],
+        &["bench"],
+        &["hash-token"],
+        &["completions"],
+        &["man"],
+    ];
+    for verb in verbs {
+        assert!(help(verb).contains("Example"), "logbook {} --help has no example", verb.join(" "));
+    }
+    let prints_json: &[&[&str]] = &[
+        &["append"],
+        &["read"],
+        &["tail"],
+        &["verify"],
+        &["repair"],
+        &["stats"],
+        &["export"],
+        &["compact"],
+        &["backup"],
+        &["delete-stream"],
+        &["order", "timeline"],
+        &["order", "funnel"],
+        &["bench"],
+        &["hash-token"],
+    ];
+    for verb in prints_json {
+        assert!(help(verb).contains("--json"), "logbook {} has no --json", verb.join(" "));
+    }
+    for verb in [&["append"][..], &["read"], &["tail"], &["order", "timeline"], &["stats"]] {
+        assert!(help(verb).contains("--connect"), "logbook {} has no --connect", verb.join(" "));
+    }
+    for verb in [&["verify"][..], &["repair"], &["stats"], &["export"], &["compact"], &["backup"], &["order", "funnel"]]
+    {
+        assert!(help(verb).contains("--data"), "logbook {} has no --data", verb.join(" "));
+    }
+    assert!(help(&["read"]).contains("--from-version") && help(&["read"]).contains("--count"));
+    let tail = help(&["tail"]);
+    assert!(tail.contains("--from-position") && tail.contains("--count") && !tail.contains("--limit"), "{tail}");
+}
+
+/// `--since` takes a date or a period on every verb that has it; a bad one names the flag.
+#[test]
+fn since_takes_dates_and_periods_alike() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let data = data.to_str().unwrap();
+    let demo = run(&["demo", "--orders", "20", "--data", data]);
+    assert!(demo.status.success(), "{}", String::from_utf8_lossy(&demo.stderr));
+    for since in ["30d", "2020-01-01", "2020-01-01T00:00:00Z"] {
+        let funnel = run(&["order", "funnel", "--since", since, "--data", data, "--json"]);
+        assert!(funnel.status.success(), "funnel --since {since}: {}", String::from_utf8_lossy(&funnel.stderr));
+    }
+    let bad = run(&["order", "funnel", "--since", "last tuesday", "--data", data]);
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("--since wants an RFC 3339 date"), "{bad:?}");
 }

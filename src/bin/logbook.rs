@@ -46,44 +46,81 @@ fn init_logging(format: LogFormat) {
 #[derive(Subcommand)]
 enum Command {
     /// Run the daemon: the store over TCP, speaking RESP3 (any Redis client works).
+    #[command(
+        after_help = "Examples:\n  logbook serve\n  logbook serve --data /var/lib/logbook --config packaging/logbook.toml --metrics 127.0.0.1:9187\n  logbook serve --log-format json 2>>logbook.log"
+    )]
     Serve(ServeArgs),
     /// Append one event through a running daemon.
+    #[command(
+        after_help = "Examples:\n  logbook append order-6f1c CART_CREATED '{\"customer_id\":\"c-17\"}' --expected none\n  logbook append order-6f1c ITEM_ADDED '{\"sku\":\"p-9\"}' --expected 1 --json\n  logbook append --connect 10.0.0.5:7878 --tenant shop --token \"$TOKEN\" order-1 CART_CREATED '{}'"
+    )]
     Append(AppendArgs),
     /// Read a stream's events through a running daemon.
+    #[command(
+        after_help = "Examples:\n  logbook read order-6f1c\n  logbook read order-6f1c --from-version 3 --count 10 --json\n  logbook read order-6f1c --rev --count 1\n  logbook read order-6f1c --archive --data ./data"
+    )]
     Read(ReadArgs),
     /// Follow the global log through a running daemon, printing events as they arrive.
+    #[command(
+        after_help = "Examples:\n  logbook tail\n  logbook tail --from-position 1 --prefix order- --type PAYMENT_CONFIRMED --json\n  logbook tail --count 100"
+    )]
     Tail(TailArgs),
     /// Check every frame of every segment and every index file; exit non-zero on corruption.
+    #[command(
+        after_help = "Examples:\n  logbook verify --data ./data\n  logbook verify --data ./data --snapshots --json"
+    )]
     Verify(VerifyArgs),
     /// Cut a damaged store back to its last good event before the first damage, when `open`
     /// refuses it and there is no backup: says which positions it gives up and keeps a copy of
     /// everything it cuts in <data>/repair-<time>/. The daemon must be stopped.
+    #[command(after_help = "Examples:\n  logbook repair --data ./data")]
     Repair(RepairArgs),
     /// What a store holds: events, streams, segments, bytes, per category and type, oldest/newest.
+    #[command(
+        after_help = "Examples:\n  logbook stats --data ./data\n  logbook stats --connect 127.0.0.1:7878 --json"
+    )]
     Stats(StatsArgs),
     /// Copy events into Parquet files (the cold tier's format) for DuckDB, pandas or Spark;
     /// deletes nothing.
+    #[command(
+        after_help = "Examples:\n  logbook export --data ./data --since 30d --out ./export\n  logbook export --since 2026-11-01 --until 2026-11-15T12:00:00Z --json"
+    )]
     Export(ExportArgs),
     /// Apply the retention policy now: archive expired events to <data>/archive (Parquet),
     /// drop deleted streams' events, rewrite and merge sealed segments.
+    #[command(
+        after_help = "Examples:\n  logbook compact --data ./data --config packaging/logbook.toml\n  logbook compact --data ./data --json"
+    )]
     Compact(CompactArgs),
     /// Copy a store, live or not, to a new directory (a consistent backup; restore = move it
     /// into place while the store is stopped).
+    #[command(after_help = "Examples:\n  logbook backup --data ./data --out ./backup-2026-11-26")]
     Backup(BackupArgs),
     /// Delete a stream (a tombstone): hidden from reads at once, removed by the next compaction.
+    #[command(
+        after_help = "Examples:\n  logbook delete-stream cart-17 --data ./data\n  logbook delete-stream cart-17 --expected 4 --json"
+    )]
     DeleteStream(DeleteStreamArgs),
     /// The e-commerce order lifecycle: an order's timeline, the cart-to-order funnel.
-    #[command(subcommand)]
+    #[command(subcommand, after_help = "Examples:\n  logbook order timeline 6f1c\n  logbook order funnel --since 30d")]
     Order(OrderCommand),
     /// Generate realistic order traffic into a data directory, then show two timelines and the funnel.
+    #[command(after_help = "Examples:\n  logbook demo\n  logbook demo --orders 2000 --seed 7 --data ./demo-data")]
     Demo(DemoArgs),
     /// Measure append, read or replay throughput beside this machine's fdatasync rate and
     /// write bandwidth, measured in the same run.
+    #[command(
+        after_help = "Examples:\n  logbook bench append --writers 1,16,64\n  logbook bench append --batch 64 --multi-stream --writers 1 --duration 10\n  logbook bench read --connect 127.0.0.1:7878 --json"
+    )]
     Bench(BenchArgs),
     /// Print the SHA-256 hex of a token, for the `token_sha256` fields of the config file.
+    #[command(after_help = "Example:\n  logbook hash-token \"$(openssl rand -hex 32)\"")]
     HashToken {
         /// The token to hash.
         token: String,
+        /// Print `{"token_sha256": ...}`.
+        #[arg(long)]
+        json: bool,
     },
     /// Print a shell completion script.
     #[command(
@@ -158,8 +195,8 @@ struct ReadArgs {
     conn: ConnectArgs,
     /// Stream name.
     stream: String,
-    /// First version to read.
-    #[arg(long)]
+    /// First version to read (default: 1, or the last with --rev).
+    #[arg(long = "from-version", alias = "from", value_name = "VERSION")]
     from: Option<u64>,
     /// Most events to read.
     #[arg(long)]
@@ -218,6 +255,9 @@ struct BackupArgs {
     /// Where to put the copy (must not exist, or be empty).
     #[arg(long)]
     out: PathBuf,
+    /// Print the report as JSON.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Args)]
@@ -230,14 +270,17 @@ struct DeleteStreamArgs {
     /// Only if the stream is at this version: any, none, exists or a number.
     #[arg(long, default_value = "any")]
     expected: String,
+    /// Print the result as JSON.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Args)]
 struct TailArgs {
     #[command(flatten)]
     conn: ConnectArgs,
-    /// First position to print (default: only events appended from now on).
-    #[arg(long)]
+    /// First global position to print (default: only events appended from now on).
+    #[arg(long = "from-position", alias = "from", value_name = "POSITION")]
     from: Option<u64>,
     /// Only streams whose name starts with this.
     #[arg(long)]
@@ -246,8 +289,8 @@ struct TailArgs {
     #[arg(long = "type")]
     types: Vec<String>,
     /// Stop after this many events.
-    #[arg(long)]
-    limit: Option<u64>,
+    #[arg(long, alias = "limit")]
+    count: Option<u64>,
 }
 
 #[derive(Args)]
@@ -279,6 +322,14 @@ struct StatsArgs {
     /// Data directory (the store must not be open elsewhere).
     #[arg(long, default_value = "./data")]
     data: PathBuf,
+    /// Ask a running daemon instead (its INFO: the store's and the server's figures).
+    #[arg(long)]
+    connect: Option<String>,
+    /// Tenant to authenticate as, with --connect (and --token or LOGBOOK_TOKEN).
+    #[arg(long, requires = "connect")]
+    tenant: Option<String>,
+    #[arg(long, env = "LOGBOOK_TOKEN", hide_env_values = true)]
+    token: Option<String>,
     /// Print JSON (integer keys events, streams, segments, bytes, ...).
     #[arg(long)]
     json: bool,
@@ -287,8 +338,14 @@ struct StatsArgs {
 #[derive(Subcommand)]
 enum OrderCommand {
     /// The readable audit trail of one order, oldest first (times in UTC).
+    #[command(
+        after_help = "Examples:\n  logbook order timeline 6f1c\n  logbook order timeline order-6f1c --json\n  logbook order timeline 6f1c --connect 127.0.0.1:7878"
+    )]
     Timeline(TimelineArgs),
     /// Cart-to-order conversion per retailer, drop-off per funnel stage, event types, activity.
+    #[command(
+        after_help = "Examples:\n  logbook order funnel --since 30d\n  logbook order funnel --since 2026-11-01 --retailer acme --json"
+    )]
     Funnel(FunnelArgs),
 }
 
@@ -317,7 +374,8 @@ struct FunnelArgs {
     /// Data directory (the store must not be open elsewhere).
     #[arg(long, default_value = "./data")]
     data: PathBuf,
-    /// Only events of the last period: 30d, 12h, 90m.
+    /// Only events at or after this instant: an RFC 3339 date or time, or a period back from
+    /// now (30d, 12h, 90m).
     #[arg(long)]
     since: Option<String>,
     /// Only this retailer.
@@ -431,8 +489,13 @@ fn main() -> ExitCode {
         Command::Man => clap_mangen::Man::new(Cli::command())
             .render(&mut std::io::stdout())
             .map_err(|e| Failure::from(format!("writing the man page: {e}"))),
-        Command::HashToken { token } => {
-            println!("{}", server::hash_token_hex(token.as_bytes()));
+        Command::HashToken { token, json } => {
+            let hex = server::hash_token_hex(token.as_bytes());
+            if json {
+                println!("{}", serde_json::json!({ "token_sha256": hex }));
+            } else {
+                println!("{hex}");
+            }
             Ok(())
         }
     };
@@ -591,7 +654,7 @@ fn tail(args: TailArgs) -> Result<(), Failure> {
         None => client.head().map_err(|e| e.to_string())? + 1,
     };
     let filter = AllFilter { prefix: args.prefix, types: args.types };
-    let limit = args.limit.unwrap_or(u64::MAX);
+    let limit = args.count.unwrap_or(u64::MAX);
     if limit == 0 {
         return Ok(());
     }
@@ -691,6 +754,26 @@ fn verify(args: VerifyArgs) -> Result<(), Failure> {
 }
 
 fn stats(args: StatsArgs) -> Result<(), Failure> {
+    if let Some(addr) = args.connect {
+        let conn = ConnectArgs { connect: addr, tenant: args.tenant, token: args.token, json: args.json };
+        let info = connect(&conn)?.info().map_err(|e| e.to_string())?;
+        if args.json {
+            // INFO's `key:value` lines as one object; integers stay integers.
+            let fields: serde_json::Map<String, serde_json::Value> = info
+                .lines()
+                .filter_map(|line| line.trim_end().split_once(':'))
+                .map(|(key, value)| {
+                    let value =
+                        value.parse::<i64>().map_or_else(|_| serde_json::json!(value), |n| serde_json::json!(n));
+                    (key.to_string(), value)
+                })
+                .collect();
+            println!("{}", serde_json::Value::Object(fields));
+        } else {
+            print!("{info}");
+        }
+        return Ok(());
+    }
     let store = open_store(&args.data)?;
     let report = logbook_archive::collect_stats(&store).map_err(|e| e.to_string())?;
     if args.json {
@@ -706,7 +789,11 @@ fn open_store(data: &std::path::Path) -> Result<logbook::Store, Failure> {
     let options = logbook::Options { create_if_missing: false, ..logbook::Options::default() };
     logbook_archive::open_store(data, options).map_err(|e| match e {
         logbook::Error::NoStore(dir) => Failure::NoStore(dir),
-        logbook::Error::Locked(_) => format!("{e} (is `logbook serve` running on it? use --connect)").into(),
+        logbook::Error::Locked(_) => format!(
+            "{e} (is `logbook serve` running on it? Stop it first, or ask it: append, read, tail, \
+             order timeline and stats take --connect)"
+        )
+        .into(),
         e => e.to_string().into(),
     })
 }
@@ -769,7 +856,7 @@ fn parse_period(text: &str) -> Result<i64, String> {
 fn order_funnel(args: FunnelArgs) -> Result<(), Failure> {
     let mut query = logbook_order::analytics::Query::all();
     if let Some(since) = &args.since {
-        query.since_us = Some(logbook::time::now_us() - parse_period(since)?);
+        query.since_us = Some(parse_instant(since, "--since")?);
     }
     if let Some(retailer) = &args.retailer {
         query = query.for_retailer(retailer);
@@ -1070,6 +1157,14 @@ fn compact(args: CompactArgs) -> Result<(), Failure> {
 fn backup(args: BackupArgs) -> Result<(), Failure> {
     require_store(&args.data)?;
     let report = logbook_archive::backup_dir(&args.data, &args.out).map_err(|e| e.to_string())?;
+    if args.json {
+        let json = serde_json::json!({
+            "out": args.out, "segments": report.segments, "files": report.files,
+            "bytes": report.bytes, "retries": report.retries,
+        });
+        println!("{json}");
+        return Ok(());
+    }
     println!(
         "copied {} segments ({} files, {} bytes) to {}{}",
         report.segments,
@@ -1085,7 +1180,11 @@ fn delete_stream(args: DeleteStreamArgs) -> Result<(), Failure> {
     let expected: logbook::ExpectedVersion = args.expected.parse().map_err(|e| format!("--expected: {e}"))?;
     let store = open_store(&args.data)?;
     let result = store.delete_stream(&args.stream, expected).map_err(|e| e.to_string())?;
-    println!("deleted {} (tombstone at position {})", args.stream, result.first_position);
+    if args.json {
+        println!("{}", serde_json::json!({ "stream": args.stream, "tombstone_position": result.first_position }));
+    } else {
+        println!("deleted {} (tombstone at position {})", args.stream, result.first_position);
+    }
     close_store(store)
 }
 
