@@ -694,16 +694,22 @@ fn order_timeline(args: TimelineArgs) -> Result<(), Failure> {
                 .collect(),
             other => return Err(format!("unexpected TIMELINE reply: {other:?}").into()),
         };
+        // The daemon replies the lines of the text form: heading, status, dates and events.
         if args.json {
             println!("{}", serde_json::json!({ "order_id": args.order_id, "lines": lines }));
         } else {
-            println!("order {} ({} events, times in UTC)", args.order_id, lines.len());
             lines.iter().for_each(|l| println!("{l}"));
         }
         return Ok(());
     }
     let store = open_store(args.data.as_deref().unwrap_or(std::path::Path::new("./data")))?;
-    let timeline = logbook_order::timeline::timeline(&store, &args.order_id).map_err(|e| e.to_string())?;
+    let timeline = match logbook_order::timeline::timeline(&store, &args.order_id) {
+        Ok(timeline) => timeline,
+        Err(err) => {
+            close_store(store)?;
+            return Err(err.to_string().into());
+        }
+    };
     if args.json {
         println!("{}", timeline.to_json());
     } else {
@@ -749,11 +755,14 @@ fn order_funnel(args: FunnelArgs) -> Result<(), Failure> {
 }
 
 fn demo(args: DemoArgs) -> Result<(), Failure> {
+    // A month of traffic up to now: the generator moves the store's clock to each command's time.
+    let clock = logbook_order::demo::DemoClock::ending_at(logbook::time::now_us());
     // Demo traffic is not precious: sync once at the end instead of per command.
-    let options = logbook::Options { sync: logbook::SyncMode::Never, ..logbook::Options::default() };
+    let options =
+        logbook::Options { sync: logbook::SyncMode::Never, clock: clock.clock(), ..logbook::Options::default() };
     let store = logbook_archive::open_store(&args.data, options).map_err(|e| e.to_string())?;
     let started = std::time::Instant::now();
-    let summary = logbook_order::demo::generate(&store, args.orders, args.seed).map_err(|e| e.to_string())?;
+    let summary = logbook_order::demo::generate(&store, args.orders, args.seed, &clock).map_err(|e| e.to_string())?;
     store.sync().map_err(|e| e.to_string())?;
     println!(
         "generated {} orders ({} events, {} commands) into {} in {:.2?}",

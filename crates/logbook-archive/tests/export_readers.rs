@@ -44,11 +44,15 @@ fn export_files_repeat_no_partition_key_type_payloads_as_json_and_null_absent_me
     let exported = Archive::open(&out, logbook::std_fs()).unwrap();
     let mut rows = 0;
     for file in &exported.manifest().files {
-        let builder = ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(out.join(&file.path)).unwrap())
-            .unwrap();
+        let builder =
+            ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(out.join(&file.path)).unwrap()).unwrap();
         let names: Vec<String> = builder.schema().fields().iter().map(|f| f.name().clone()).collect();
         for key in ["tenant", "date"] {
-            assert!(!names.contains(&key.to_string()), "{}: column {key} repeats a partition key: {names:?}", file.path);
+            assert!(
+                !names.contains(&key.to_string()),
+                "{}: column {key} repeats a partition key: {names:?}",
+                file.path
+            );
         }
         let parquet_schema = builder.metadata().file_metadata().schema_descr_ptr();
         for column in ["data", "meta"] {
