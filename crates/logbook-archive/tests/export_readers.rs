@@ -148,3 +148,34 @@ fn files_of_the_old_layout_still_read() {
     let bytes = old_layout_file(&events);
     assert_eq!(archive::decode_parquet(&bytes, Path::new("old.parquet")).unwrap(), events);
 }
+
+/// Writes an export that mixes what the readers must merge (three tenants over three days,
+/// JSON and non-JSON payloads, events with and without metadata) into `$LOGBOOK_INTEROP_OUT`,
+/// for `tests/interop/read_export.py`; prints its row count. Run by `.ci/run`
+/// (`-- --ignored`), not by `cargo test`.
+#[test]
+#[ignore = "writes the interop fixture for .ci/run"]
+fn write_interop_export() {
+    let out = std::path::PathBuf::from(std::env::var("LOGBOOK_INTEROP_OUT").expect("LOGBOOK_INTEROP_OUT"));
+    let dir = tempfile::tempdir().unwrap();
+    let now = Arc::new(std::sync::atomic::AtomicI64::new(1_767_312_000_000_000)); // 2026-01-02
+    let options = Options { clock: logbook::Clock::manual(Arc::clone(&now)), ..Options::default() };
+    let store = Store::open(dir.path().join("data"), options).unwrap();
+    let mut rows = 0;
+    for i in 0..60u64 {
+        let stream = ["acme:order-1", "globex:order-2", "order-3"][(i % 3) as usize];
+        let event = match i % 4 {
+            0 => NewEvent::new("PAYMENT_CONFIRMED", format!(r#"{{"amount":{{"amount":{},"currency":"EUR"}}}}"#, 100 + i))
+                .with_metadata(br#"{"actor":"system"}"#.to_vec()),
+            1 => NewEvent::new("NOTE", b"\x00\xff binary".to_vec()),
+            2 => NewEvent::new("NOTE", b"plain text".to_vec()).with_metadata(b"not json".to_vec()),
+            _ => NewEvent::new("PAYMENT_CONFIRMED", format!(r#"{{"amount":{{"amount":{i},"currency":"EUR"}}}}"#)),
+        };
+        store.append(stream, ExpectedVersion::Any, vec![event]).unwrap();
+        now.fetch_add(3_600_000_000, std::sync::atomic::Ordering::AcqRel);
+        rows += 1;
+    }
+    assert_eq!(archive::export(&store, &out, None, None, |_, _| {}).unwrap().events, rows);
+    println!("rows {rows}");
+    store.close().unwrap();
+}
