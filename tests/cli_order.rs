@@ -77,6 +77,7 @@ fn demo_traffic_spans_a_month_and_timelines_say_where_the_order_is() {
         .find_map(|l| l.strip_prefix("order ").and_then(|rest| rest.split_whitespace().next()))
         .expect("a timeline heading")
         .to_string();
+    assert!(out.contains("funnel by day (UTC)\nday "), "{out}");
 
     // A month of traffic: events on most of the last 30 days, none in the future.
     let funnel: serde_json::Value =

@@ -15,8 +15,11 @@ fn open(dir: &std::path::Path, clock: &DemoClock) -> Store {
     Store::open(dir, Options { sync: SyncMode::Never, clock: clock.clock(), ..Options::default() }).unwrap()
 }
 
-/// (stream, type, data, metadata, timestamp) of every event, in log order.
-fn contents(store: &Store) -> Vec<(String, String, Vec<u8>, Vec<u8>, i64)> {
+/// (stream, type, data, metadata, timestamp) of one event.
+type Row = (String, String, Vec<u8>, Vec<u8>, i64);
+
+/// Every event, in log order.
+fn contents(store: &Store) -> Vec<Row> {
     let mut out = Vec::new();
     let mut next = 1;
     loop {
@@ -107,8 +110,11 @@ fn demo_traffic_is_a_month_in_time_order_with_the_gaps_of_real_orders() {
     let days: BTreeSet<i64> = times.iter().map(|t| t.div_euclid(DAY_US)).collect();
     assert!(days.len() >= 29, "events on {} days", days.len());
     // Every day of the month has new carts (a funnel by day, not one bucket).
-    let per_day = analytics::report(&store, &analytics::Query::all()).unwrap().per_day;
-    assert!(per_day.len() >= 29, "{per_day:?}");
+    let by_day = analytics::report(&store, &analytics::Query::all()).unwrap().funnel_by_day;
+    assert!(by_day.len() >= 29, "{by_day:?}");
+    assert_eq!(by_day.iter().map(|d| d.carts).sum::<u64>(), 300);
+    assert!(by_day.iter().filter(|d| d.carts > 0).count() >= 28, "{by_day:?}");
+    assert!(by_day.iter().filter(|d| d.delivered > 0).count() >= 20, "{by_day:?}");
 
     // Per order: cart to checkout in minutes, payment to shipping a day or two, delivery days
     // after shipping; and the newest orders are still under way.

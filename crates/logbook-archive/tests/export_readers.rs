@@ -165,8 +165,10 @@ fn write_interop_export() {
     for i in 0..60u64 {
         let stream = ["acme:order-1", "globex:order-2", "order-3"][(i % 3) as usize];
         let event = match i % 4 {
-            0 => NewEvent::new("PAYMENT_CONFIRMED", format!(r#"{{"amount":{{"amount":{},"currency":"EUR"}}}}"#, 100 + i))
-                .with_metadata(br#"{"actor":"system"}"#.to_vec()),
+            0 => {
+                NewEvent::new("PAYMENT_CONFIRMED", format!(r#"{{"amount":{{"amount":{},"currency":"EUR"}}}}"#, 100 + i))
+                    .with_metadata(br#"{"actor":"system"}"#.to_vec())
+            }
             1 => NewEvent::new("NOTE", b"\x00\xff binary".to_vec()),
             2 => NewEvent::new("NOTE", b"plain text".to_vec()).with_metadata(b"not json".to_vec()),
             _ => NewEvent::new("PAYMENT_CONFIRMED", format!(r#"{{"amount":{{"amount":{i},"currency":"EUR"}}}}"#)),
