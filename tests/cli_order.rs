@@ -77,7 +77,6 @@ fn demo_traffic_spans_a_month_and_timelines_say_where_the_order_is() {
         .find_map(|l| l.strip_prefix("order ").and_then(|rest| rest.split_whitespace().next()))
         .expect("a timeline heading")
         .to_string();
-    assert!(out.contains("funnel by day (UTC)\nday "), "{out}");
 
     // A month of traffic: events on most of the last 30 days, none in the future.
     let funnel: serde_json::Value =
@@ -88,6 +87,7 @@ fn demo_traffic_spans_a_month_and_timelines_say_where_the_order_is() {
         let start = day["start_us"].as_i64().unwrap();
         assert!(start >= before - 31 * DAY && start <= logbook::time::now_us(), "{day}");
     }
+    assert!(out.contains("funnel by day (UTC)\nday "), "{out}");
 
     // The gaps a real order has: checkout minutes after the cart, shipping a day or two after
     // the payment, delivery days after shipping.
@@ -110,10 +110,22 @@ fn demo_traffic_spans_a_month_and_timelines_say_where_the_order_is() {
     }
     let date_lines = text.lines().filter(|l| l.len() == 10 && l.as_bytes()[4] == b'-').count();
     assert!(date_lines >= 2, "shipping and delivery are on different days:\n{text}");
+}
 
-    // A unique prefix of the id is enough; an unknown id is an error.
+#[test]
+fn a_unique_id_prefix_finds_the_order_and_an_unknown_id_is_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let data = data.to_str().unwrap();
+    let out = stdout(&run(&["demo", "--orders", "40", "--data", data, "--seed", "12"]));
+    let happy = out
+        .lines()
+        .find_map(|l| l.strip_prefix("order ").and_then(|rest| rest.split_whitespace().next()))
+        .expect("a timeline heading")
+        .to_string();
+    let text = stdout(&run(&["order", "timeline", &happy, "--data", data]));
     let short = stdout(&run(&["order", "timeline", &happy[..8], "--data", data]));
-    assert_eq!(short, text);
+    assert_eq!(short, text, "8 characters of the id are enough among 40 orders");
     for unknown in ["nope-no-such-order", "order-ffffffff-0000"] {
         let out = run(&["order", "timeline", unknown, "--data", data]);
         let stderr = String::from_utf8_lossy(&out.stderr);
