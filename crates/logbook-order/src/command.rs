@@ -44,8 +44,9 @@ impl CommandExtension for TimelineCommand {
             Err(TimelineError::Store(err)) => return error_reply(&err),
             Err(other) => return Value::error("ERR", &other.to_string()),
         };
-        // The whole id of the order found (the stored name ends with it).
-        let full_id = order_id_of(&stored).or_else(|| stored.rsplit_once(":order-").map(|(_, id)| id)).unwrap_or(id);
+        // The whole id of the order found, as the caller names it (outside its namespace).
+        let local = namespace.map_or(Some(stored.as_str()), |ns| ns.local_name(&stored));
+        let full_id = local.and_then(order_id_of).unwrap_or(id);
         match timeline::timeline_of_stream(store, full_id, &stored) {
             Ok(timeline) => Value::Array(timeline.lines().into_iter().map(Value::bulk).collect()),
             Err(err) => error_reply(&err),
