@@ -51,7 +51,8 @@ enum Command {
     /// The e-commerce order lifecycle: an order's timeline, the cart-to-order funnel.
     #[command(subcommand)]
     Order(OrderCommand),
-    /// Generate realistic order traffic into a data directory, then show two timelines and the funnel.
+    /// Generate a month of realistic order traffic (timestamps over the last 30 days) into a
+    /// data directory, then show two timelines, the funnel and the funnel by day.
     Demo(DemoArgs),
     /// Measure append, read or replay throughput beside this machine's fdatasync rate and
     /// write bandwidth, measured in the same run.
@@ -259,7 +260,7 @@ enum OrderCommand {
 
 #[derive(Args)]
 struct TimelineArgs {
-    /// Order id (or its stream name, order-<id>).
+    /// Order id, its stream name (order-<id>), or a prefix of the id that only one order has.
     order_id: String,
     /// Data directory of a store that is not open elsewhere (default ./data).
     #[arg(long, conflicts_with = "connect")]
@@ -301,7 +302,8 @@ struct DemoArgs {
     /// Data directory (the one `logbook serve` uses by default).
     #[arg(long, default_value = "./data")]
     data: PathBuf,
-    /// Seed of the generator: the same seed gives the same orders.
+    /// Seed of the generator: the same seed gives the same orders (at the same times of day
+    /// relative to now).
     #[arg(long, default_value_t = 2026)]
     seed: u64,
 }

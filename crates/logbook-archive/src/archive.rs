@@ -684,6 +684,16 @@ impl Archive {
         Ok(events)
     }
 
+    /// True when the first listed file is of the first layout (it has a `tenant` column):
+    /// readers that merge partitions refuse such files, and refuse a directory that mixes them
+    /// with current ones. False when the archive is empty or the file cannot be read.
+    pub fn holds_first_layout(&self) -> bool {
+        let Some(entry) = self.manifest.files.first() else { return false };
+        let Ok(bytes) = read_bounded(&self.root.join(&entry.path), MAX_FILE_BYTES) else { return false };
+        ParquetRecordBatchReaderBuilder::try_new(bytes::Bytes::from(bytes))
+            .is_ok_and(|builder| builder.schema().field_with_name(OLD_TENANT_COLUMN).is_ok())
+    }
+
     /// Committed events of `stream`, in version order.
     pub fn read_stream(&self, stream: &str) -> Result<Vec<ArchivedEvent>> {
         let tenant = owner_of(stream);

@@ -147,6 +147,15 @@ fn files_of_the_old_layout_still_read() {
     let events = vec![event(1, br#"{"a":1}"#, b""), event(2, b"\xff", br#"{"actor":"system"}"#)];
     let bytes = old_layout_file(&events);
     assert_eq!(archive::decode_parquet(&bytes, Path::new("old.parquet")).unwrap(), events);
+
+    // An archive whose files are of the first layout says so (export warns before adding to it).
+    let dir = tempfile::tempdir().unwrap();
+    let mut current = Archive::open(dir.path(), logbook::std_fs()).unwrap();
+    assert!(!current.holds_first_layout(), "empty");
+    let written = current.write_job(1, None, events.clone()).unwrap();
+    assert!(!current.holds_first_layout(), "written now");
+    std::fs::write(dir.path().join(&written[0].path), &bytes).unwrap();
+    assert!(current.holds_first_layout());
 }
 
 /// Writes an export that mixes what the readers must merge (three tenants over three days,
