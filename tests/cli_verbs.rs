@@ -339,7 +339,7 @@ fn every_verb_has_an_example_and_the_same_flags_for_the_same_things() {
     }
     // What these print is not a report: logs (serve: --log-format json), a group of verbs, a
     // script or a man page.
-    let without_json: &[&[&str]] = &[&["serve"], &["order"], &["completions"], &["man"], &["demo"]];
+    let without_json: &[&[&str]] = &[&["serve"], &["order"], &["completions"], &["man"]];
     for verb in verbs.iter().filter(|v| !without_json.contains(v)) {
         assert!(help(verb).contains("--json"), "logbook {} has no --json", verb.join(" "));
     }
@@ -361,8 +361,11 @@ fn since_takes_dates_and_periods_alike() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let data = data.to_str().unwrap();
-    let demo = run(&["demo", "--orders", "20", "--data", data]);
-    assert!(demo.status.success(), "{}", String::from_utf8_lossy(&demo.stderr));
+    let demo: serde_json::Value =
+        serde_json::from_str(&stdout(&run(&["demo", "--orders", "20", "--data", data, "--json"])))
+            .expect("demo --json prints one JSON object");
+    assert_eq!(demo["summary"]["orders"], 20, "{demo}");
+    assert!(!demo["timelines"].as_array().unwrap().is_empty(), "{demo}");
     for since in ["30d", "2020-01-01", "2020-01-01T00:00:00Z"] {
         let funnel = run(&["order", "funnel", "--since", since, "--data", data, "--json"]);
         assert!(funnel.status.success(), "funnel --since {since}: {}", String::from_utf8_lossy(&funnel.stderr));

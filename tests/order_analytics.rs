@@ -155,6 +155,21 @@ fn event_types_activity_and_windows() {
     assert_eq!(report.conversion, analytics::conversion(&store, &Query::all()).unwrap());
     let text = report.to_text();
     assert!(text.starts_with("42 order events"), "{text}");
+    // The funnel by day: one row per day with events, the stage counts adding up to the funnel's.
+    assert_eq!(report.funnel_by_day.len(), per_day.len());
+    assert_eq!(report.funnel_by_day.iter().map(|d| d.events).sum::<u64>(), 42);
+    assert_eq!(report.funnel_by_day.iter().map(|d| d.carts).sum::<u64>(), 9);
+    assert_eq!(report.funnel_by_day.iter().map(|d| d.paid).sum::<u64>(), 4);
+    assert_eq!(
+        report.funnel_by_day.iter().map(|d| (d.delivered, d.failed, d.cancelled)).fold((0, 0, 0), |a, b| (
+            a.0 + b.0,
+            a.1 + b.1,
+            a.2 + b.2
+        )),
+        (2, 1, 1)
+    );
+    assert!(text.contains("funnel by day (UTC)\nday "), "{text}");
+    assert!(report.funnel_by_day.iter().all(|d| text.contains(&format!("\n{}  ", d.date))), "{text}");
     let json = serde_json::to_value(&report).unwrap();
     assert_eq!(json["conversion"][0]["retailer_id"], "r-b");
     assert_eq!(json["funnel"]["stages"][0]["orders"], 9);

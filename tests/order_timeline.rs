@@ -151,7 +151,15 @@ fn an_order_timeline_from_the_store_in_text_and_json() {
     }
     let text = tl.to_text();
     assert!(text.starts_with("order 6f1c (8 events, times in UTC)\n"), "{text}");
-    assert_eq!(text.lines().count(), 1 + 1 + 8, "heading, one date line, eight events:\n{text}");
+    assert_eq!(text.lines().count(), 1 + 1 + 1 + 8, "heading, status, one date line, eight events:\n{text}");
+    let last = tl.entries[7].timestamp_us;
+    let status = format!(
+        "status: DELIVERED · 2 items · paid 39.98 EUR · tracking BD1234567IN · last change {} {} UTC",
+        time::date(last),
+        time::hms(last)
+    );
+    assert_eq!(text.lines().nth(1), Some(status.as_str()), "{text}");
+    assert_eq!(text.lines().collect::<Vec<_>>(), tl.lines());
 
     let json: serde_json::Value = serde_json::from_str(&tl.to_json()).unwrap();
     let first = &json["entries"][0];
@@ -169,8 +177,24 @@ fn an_order_timeline_from_the_store_in_text_and_json() {
     assert_eq!(tl.entries.len(), 9);
     assert!(tl.entries[8].line().ends_with(r#"SHIPPED { tracking: "late" }"#));
 
-    // An unknown order: an empty timeline.
-    let none = timeline::timeline(&store, "nope").unwrap();
-    assert!(none.entries.is_empty());
+    // A unique prefix is enough; an unknown or ambiguous one is an error that says so.
+    assert_eq!(timeline::timeline(&store, "6f").unwrap(), tl);
+    assert_eq!(timeline::timeline(&store, "order-6f").unwrap(), tl);
+    let err = timeline::timeline(&store, "nope").unwrap_err();
+    assert!(matches!(err, timeline::TimelineError::NoSuchOrder(ref id) if id == "nope"), "{err}");
+    assert_eq!(err.to_string(), "no such order 'nope'");
+    assert!(matches!(timeline::timeline(&store, ""), Err(timeline::TimelineError::EmptyId)));
+    store
+        .append(
+            &order::stream_name("6f2a"),
+            ExpectedVersion::NoStream,
+            vec![NewEvent::new("CART_CREATED", b"{}".to_vec())],
+        )
+        .unwrap();
+    let err = timeline::timeline(&store, "6f").unwrap_err().to_string();
+    assert!(err.contains("'6f' is ambiguous") && err.contains("6f1c, 6f2a"), "{err}");
+    // A stream with no events read directly is an empty timeline without a status.
+    let none = timeline::timeline_of_stream(&store, "nope", "order-nope").unwrap();
+    assert!(none.entries.is_empty() && none.status.is_none());
     assert!(none.to_text().contains("no events"));
 }

@@ -144,15 +144,23 @@ fn timeline_reads_the_tenants_own_order_only() {
             redis::cmd("APPEND").arg("order-abc").arg(ty).arg(data).arg("META").arg(meta).query(&mut acme).unwrap();
     }
     let lines: Vec<String> = redis::cmd("TIMELINE").arg("abc").query(&mut acme).unwrap();
-    assert_eq!(lines.len(), 2);
-    assert!(lines[0].contains("— CART_CREATED") && lines[0].ends_with("(customer)"), "{lines:?}");
-    assert!(lines[1].contains("— CHECKOUT_STARTED"), "{lines:?}");
-    // The stream name form works too.
+    // Heading, status, the day's date line, the two events.
+    assert_eq!(lines.len(), 5, "{lines:?}");
+    assert_eq!(lines[0], "order abc (2 events, times in UTC)");
+    assert!(lines[1].starts_with("status: CHECKOUT_STARTED | 0 items | not paid | not shipped"), "{lines:?}");
+    assert!(lines[2].len() == 10 && lines[2].as_bytes()[4] == b'-', "a date line: {lines:?}");
+    assert!(lines[3].contains(" - CART_CREATED") && lines[3].ends_with("(customer)"), "{lines:?}");
+    assert!(lines[4].contains(" - CHECKOUT_STARTED"), "{lines:?}");
+    // The stream name form works too, and so does a unique prefix of the id.
     let same: Vec<String> = redis::cmd("TIMELINE").arg("order-abc").query(&mut acme).unwrap();
     assert_eq!(same, lines);
-    // Another tenant's namespace has no such order.
-    let theirs: Vec<String> = redis::cmd("TIMELINE").arg("abc").query(&mut globex).unwrap();
-    assert!(theirs.is_empty(), "{theirs:?}");
+    let prefix: Vec<String> = redis::cmd("TIMELINE").arg("ab").query(&mut acme).unwrap();
+    assert_eq!(prefix, lines);
+    // Another tenant's namespace has no such order, not even by prefix.
+    for id in ["abc", "ab"] {
+        let theirs = redis::cmd("TIMELINE").arg(id).query::<Vec<String>>(&mut globex).unwrap_err();
+        assert!(theirs.to_string().contains(&format!("no such order '{id}'")), "{theirs}");
+    }
 }
 
 #[test]

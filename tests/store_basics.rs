@@ -189,6 +189,24 @@ fn filters_select_by_prefix_category_and_type() {
 }
 
 #[test]
+fn streams_with_prefix_lists_live_streams_sorted_and_bounded() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), small_segments()).unwrap();
+    for stream in ["order-6f1c", "order-6f2a", "order-77aa", "cart-6f1c", "acme:order-6f9b", "order-6f00"] {
+        store.append(stream, ExpectedVersion::Any, vec![ev("A", "{}")]).unwrap();
+    }
+    assert_eq!(store.streams_with_prefix("order-6f", 10), ["order-6f00", "order-6f1c", "order-6f2a"]);
+    assert_eq!(store.streams_with_prefix("order-6f", 2), ["order-6f00", "order-6f1c"]);
+    assert_eq!(store.streams_with_prefix("order-6f1c", 10), ["order-6f1c"]);
+    assert!(store.streams_with_prefix("order-9", 10).is_empty());
+    assert_eq!(store.streams_with_prefix("acme:", 10), ["acme:order-6f9b"]);
+    assert_eq!(store.streams_with_prefix("", 100).len(), 6);
+    // A deleted stream is no longer listed.
+    store.delete_stream("order-6f00", ExpectedVersion::Any).unwrap();
+    assert_eq!(store.streams_with_prefix("order-6f", 10), ["order-6f1c", "order-6f2a"]);
+}
+
+#[test]
 fn a_second_open_of_the_same_directory_fails_at_once() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path(), Options::default()).unwrap();

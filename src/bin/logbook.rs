@@ -104,7 +104,8 @@ enum Command {
     /// The e-commerce order lifecycle: an order's timeline, the cart-to-order funnel.
     #[command(subcommand, after_help = "Examples:\n  logbook order timeline 6f1c\n  logbook order funnel --since 30d")]
     Order(OrderCommand),
-    /// Generate realistic order traffic into a data directory, then show two timelines and the funnel.
+    /// Generate a month of realistic order traffic (timestamps over the last 30 days) into a
+    /// data directory, then show two timelines, the funnel and the funnel by day.
     #[command(after_help = "Examples:\n  logbook demo\n  logbook demo --orders 2000 --seed 7 --data ./demo-data")]
     Demo(DemoArgs),
     /// Measure append, read or replay throughput beside this machine's fdatasync rate and
@@ -351,7 +352,7 @@ enum OrderCommand {
 
 #[derive(Args)]
 struct TimelineArgs {
-    /// Order id (or its stream name, order-<id>).
+    /// Order id, its stream name (order-<id>), or a prefix of the id that only one order has.
     order_id: String,
     /// Data directory of a store that is not open elsewhere (default ./data).
     #[arg(long, conflicts_with = "connect")]
@@ -394,9 +395,13 @@ struct DemoArgs {
     /// Data directory (the one `logbook serve` uses by default).
     #[arg(long, default_value = "./data")]
     data: PathBuf,
-    /// Seed of the generator: the same seed gives the same orders.
+    /// Seed of the generator: the same seed gives the same orders (at the same times of day
+    /// relative to now).
     #[arg(long, default_value_t = 2026)]
     seed: u64,
+    /// Print one JSON object: the summary, the two timelines and the report.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -817,16 +822,22 @@ fn order_timeline(args: TimelineArgs) -> Result<(), Failure> {
                 .collect(),
             other => return Err(format!("unexpected TIMELINE reply: {other:?}").into()),
         };
+        // The daemon replies the lines of the text form: heading, status, dates and events.
         if args.json {
             println!("{}", serde_json::json!({ "order_id": args.order_id, "lines": lines }));
         } else {
-            println!("order {} ({} events, times in UTC)", args.order_id, lines.len());
             lines.iter().for_each(|l| println!("{l}"));
         }
         return Ok(());
     }
     let store = open_store(args.data.as_deref().unwrap_or(std::path::Path::new("./data")))?;
-    let timeline = logbook_order::timeline::timeline(&store, &args.order_id).map_err(|e| e.to_string())?;
+    let timeline = match logbook_order::timeline::timeline(&store, &args.order_id) {
+        Ok(timeline) => timeline,
+        Err(err) => {
+            close_store(store)?;
+            return Err(err.to_string().into());
+        }
+    };
     if args.json {
         println!("{}", timeline.to_json());
     } else {
@@ -872,12 +883,28 @@ fn order_funnel(args: FunnelArgs) -> Result<(), Failure> {
 }
 
 fn demo(args: DemoArgs) -> Result<(), Failure> {
+    // A month of traffic up to now: the generator moves the store's clock to each command's time.
+    let clock = logbook_order::demo::DemoClock::ending_at(logbook::time::now_us());
     // Demo traffic is not precious: sync once at the end instead of per command.
-    let options = logbook::Options { sync: logbook::SyncMode::Never, ..logbook::Options::default() };
+    let options =
+        logbook::Options { sync: logbook::SyncMode::Never, clock: clock.clock(), ..logbook::Options::default() };
     let store = logbook_archive::open_store(&args.data, options).map_err(|e| e.to_string())?;
     let started = std::time::Instant::now();
-    let summary = logbook_order::demo::generate(&store, args.orders, args.seed).map_err(|e| e.to_string())?;
+    let summary = logbook_order::demo::generate(&store, args.orders, args.seed, &clock).map_err(|e| e.to_string())?;
     store.sync().map_err(|e| e.to_string())?;
+    if args.json {
+        let mut timelines = Vec::new();
+        for example in [&summary.happy_example, &summary.troubled_example].into_iter().flatten() {
+            let timeline = logbook_order::timeline::timeline(&store, example).map_err(|e| e.to_string())?;
+            timelines.push(serde_json::from_str::<serde_json::Value>(&timeline.to_json()).map_err(|e| e.to_string())?);
+        }
+        let report = logbook_order::analytics::report(&store, &logbook_order::analytics::Query::all())
+            .map_err(|e| e.to_string())?;
+        store.close().map_err(|e| e.to_string())?;
+        let json = serde_json::json!({ "summary": summary, "timelines": timelines, "report": report });
+        println!("{json}");
+        return Ok(());
+    }
     println!(
         "generated {} orders ({} events, {} commands) into {} in {:.2?}",
         summary.orders,

@@ -3,11 +3,13 @@
 //! manifest saying what each file holds.
 //!
 //! Parquet, because the archive is meant to be read by other tools as it is (DuckDB,
-//! pandas/pyarrow, Spark): the schema uses only widely supported types (Int64, Utf8, a UTC
-//! microsecond timestamp) and Snappy compression. Payloads are bytes in the hot tier; here
-//! they are "JSON strings": the text itself when the bytes are JSON, else a JSON string literal
-//! of their base64, with a sibling `*_encoding` column saying which, so the original bytes
-//! always come back exactly.
+//! pandas/pyarrow, Polars, Spark) with no flags: the schema uses only widely supported types
+//! (Int64, Utf8, a UTC microsecond timestamp, Parquet's JSON logical type), Snappy compression,
+//! and no column that repeats a partition key. Payloads are bytes in the hot tier; here they
+//! are JSON texts: the text itself when the bytes are JSON, else a JSON string literal of
+//! their base64, with a sibling `*_encoding` column saying which, so the original bytes always
+//! come back exactly. An event without metadata has NULL `meta`. Files of the first layout (a
+//! `tenant` column, plain strings, `""` for no metadata) are still read.
 //!
 //! Durability follows the hot tier's rules: every mutation goes through [`FileSystem`] (so
 //! fault-injection tests can fail any step), each Parquet file is written under a `.tmp` name,
@@ -27,6 +29,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use arrow_array::{Array, ArrayRef, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray};
+use arrow_schema::extension::Json;
 use arrow_schema::{DataType, Field, Schema, TimeUnit};
 use base64::Engine as _;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
@@ -131,25 +134,35 @@ pub fn decode_payload(text: &str, encoding: &str) -> std::result::Result<Vec<u8>
 // ---------------------------------------------------------------------------------------------
 // Parquet
 
-/// Column names, in file order.
-pub const COLUMNS: [&str; 11] =
-    ["position", "stream", "version", "type", "time", "id", "data", "meta", "tenant", "data_encoding", "meta_encoding"];
+/// Column names, in file order. No column repeats a partition key (`tenant`, `date`: the
+/// directories say them), so readers that merge hive partitions into the schema (pyarrow,
+/// pandas, Polars, DuckDB) open an archive with no flags.
+pub const COLUMNS: [&str; 10] =
+    ["position", "stream", "version", "type", "time", "id", "data", "meta", "data_encoding", "meta_encoding"];
 
-/// The Arrow schema of every archive file. Every column is non-null: each event has them all.
+/// The column the first layout also wrote (the stream's tenant, which its `tenant=` directory
+/// already says); still read and checked when present.
+const OLD_TENANT_COLUMN: &str = "tenant";
+
+/// The Arrow schema of every archive file. `data` and `meta` are Utf8 with the canonical
+/// `arrow.json` extension type, which the parquet crate writes as Parquet's JSON logical type,
+/// in every file whatever the payloads (a type that differed between files would break the
+/// readers' schema merge). `meta` and `meta_encoding` are NULL for an event without metadata;
+/// every other column is non-null.
 pub fn schema() -> Arc<Schema> {
-    let utf8 = |name: &str| Field::new(name, DataType::Utf8, false);
+    let utf8 = |name: &str, nullable: bool| Field::new(name, DataType::Utf8, nullable);
+    let json = |name: &str, nullable: bool| utf8(name, nullable).with_extension_type(Json::default());
     Arc::new(Schema::new(vec![
         Field::new("position", DataType::Int64, false),
-        utf8("stream"),
+        utf8("stream", false),
         Field::new("version", DataType::Int64, false),
-        utf8("type"),
+        utf8("type", false),
         Field::new("time", DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())), false),
-        utf8("id"),
-        utf8("data"),
-        utf8("meta"),
-        utf8("tenant"),
-        utf8("data_encoding"),
-        utf8("meta_encoding"),
+        utf8("id", false),
+        json("data", false),
+        json("meta", true),
+        utf8("data_encoding", false),
+        utf8("meta_encoding", true),
     ]))
 }
 
@@ -171,9 +184,14 @@ pub fn encode_parquet(events: &[ArchivedEvent]) -> Result<Vec<u8>> {
         let (text, encoding) = encode_payload(&event.data);
         data.push(text);
         data_encodings.push(encoding);
-        let (text, encoding) = encode_payload(&event.metadata);
-        metas.push(text);
-        meta_encodings.push(encoding);
+        if event.metadata.is_empty() {
+            metas.push(None);
+            meta_encodings.push(None);
+        } else {
+            let (text, encoding) = encode_payload(&event.metadata);
+            metas.push(Some(text));
+            meta_encodings.push(Some(encoding));
+        }
     }
     let strings = |f: &dyn Fn(&ArchivedEvent) -> String| -> ArrayRef {
         Arc::new(StringArray::from_iter_values(events.iter().map(f)))
@@ -189,7 +207,6 @@ pub fn encode_parquet(events: &[ArchivedEvent]) -> Result<Vec<u8>> {
         strings(&|e| uuid::Uuid::from_bytes(e.id).hyphenated().to_string()),
         Arc::new(StringArray::from(data)),
         Arc::new(StringArray::from(metas)),
-        strings(&|e| owner_of(&e.stream).to_string()),
         Arc::new(StringArray::from(data_encodings)),
         Arc::new(StringArray::from(meta_encodings)),
     ];
@@ -201,12 +218,19 @@ pub fn encode_parquet(events: &[ArchivedEvent]) -> Result<Vec<u8>> {
     writer.into_inner().map_err(|e| internal(&e))
 }
 
-fn column<'a, T: 'static>(batch: &'a RecordBatch, name: &str) -> std::result::Result<&'a T, String> {
-    let array = batch.column_by_name(name).ok_or_else(|| format!("no column '{name}'"))?;
+fn column<'a, T: Array + 'static>(batch: &'a RecordBatch, name: &str) -> std::result::Result<&'a T, String> {
+    let array = nullable_column::<T>(batch, name)?.ok_or_else(|| format!("no column '{name}'"))?;
     if array.null_count() > 0 {
         return Err(format!("column '{name}' holds nulls"));
     }
-    array.as_any().downcast_ref::<T>().ok_or_else(|| format!("column '{name}' has type {}", array.data_type()))
+    Ok(array)
+}
+
+/// A column that may hold nulls, or `None` when the file has no such column.
+fn nullable_column<'a, T: 'static>(batch: &'a RecordBatch, name: &str) -> std::result::Result<Option<&'a T>, String> {
+    let Some(array) = batch.column_by_name(name) else { return Ok(None) };
+    let typed = array.as_any().downcast_ref::<T>();
+    typed.map(Some).ok_or_else(|| format!("column '{name}' has type {}", array.data_type()))
 }
 
 fn non_negative(value: i64, what: &str) -> std::result::Result<u64, String> {
@@ -256,17 +280,29 @@ fn decode_batch(batch: &RecordBatch, out: &mut Vec<ArchivedEvent>) -> std::resul
     let times = column::<TimestampMicrosecondArray>(batch, "time")?;
     let ids = column::<StringArray>(batch, "id")?;
     let data = column::<StringArray>(batch, "data")?;
-    let metas = column::<StringArray>(batch, "meta")?;
-    let tenants = column::<StringArray>(batch, "tenant")?;
+    let metas = nullable_column::<StringArray>(batch, "meta")?.ok_or("no column 'meta'")?;
+    // Only files of the first layout have it (the `tenant=` directory says it).
+    let tenants = match batch.column_by_name(OLD_TENANT_COLUMN) {
+        Some(_) => Some(column::<StringArray>(batch, OLD_TENANT_COLUMN)?),
+        None => None,
+    };
     let data_encodings = column::<StringArray>(batch, "data_encoding")?;
-    let meta_encodings = column::<StringArray>(batch, "meta_encoding")?;
+    let meta_encodings = nullable_column::<StringArray>(batch, "meta_encoding")?.ok_or("no column 'meta_encoding'")?;
     for row in 0..batch.num_rows() {
         let position = non_negative(positions.value(row), "position")?;
         let at = |reason: String| format!("row {row} (position {position}): {reason}");
         let stream = streams.value(row);
-        if tenants.value(row) != owner_of(stream) {
-            return Err(at(format!("tenant '{}' is not the tenant of stream '{stream}'", tenants.value(row))));
+        if let Some(tenant) = tenants.map(|t| t.value(row)).filter(|&t| t != owner_of(stream)) {
+            return Err(at(format!("tenant '{tenant}' is not the tenant of stream '{stream}'")));
         }
+        // NULL is an event without metadata (the first layout wrote `""`, encoding base64).
+        let metadata = match (metas.is_null(row), meta_encodings.is_null(row)) {
+            (true, true) => Vec::new(),
+            (false, false) => {
+                decode_payload(metas.value(row), meta_encodings.value(row)).map_err(|e| at(format!("meta: {e}")))?
+            }
+            _ => return Err(at("meta and meta_encoding must be both NULL or both set".into())),
+        };
         let id = uuid::Uuid::parse_str(ids.value(row)).map_err(|e| at(format!("bad id: {e}")))?;
         out.push(ArchivedEvent {
             position,
@@ -276,8 +312,7 @@ fn decode_batch(batch: &RecordBatch, out: &mut Vec<ArchivedEvent>) -> std::resul
             timestamp_us: times.value(row),
             id: id.into_bytes(),
             data: decode_payload(data.value(row), data_encodings.value(row)).map_err(|e| at(format!("data: {e}")))?,
-            metadata: decode_payload(metas.value(row), meta_encodings.value(row))
-                .map_err(|e| at(format!("meta: {e}")))?,
+            metadata,
         });
     }
     Ok(())
@@ -647,6 +682,16 @@ impl Archive {
             return Err(Error::corruption(&path, 0, reason));
         }
         Ok(events)
+    }
+
+    /// True when the first listed file is of the first layout (it has a `tenant` column):
+    /// readers that merge partitions refuse such files, and refuse a directory that mixes them
+    /// with current ones. False when the archive is empty or the file cannot be read.
+    pub fn holds_first_layout(&self) -> bool {
+        let Some(entry) = self.manifest.files.first() else { return false };
+        let Ok(bytes) = read_bounded(&self.root.join(&entry.path), MAX_FILE_BYTES) else { return false };
+        ParquetRecordBatchReaderBuilder::try_new(bytes::Bytes::from(bytes))
+            .is_ok_and(|builder| builder.schema().field_with_name(OLD_TENANT_COLUMN).is_ok())
     }
 
     /// Committed events of `stream`, in version order.

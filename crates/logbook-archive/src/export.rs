@@ -61,6 +61,13 @@ pub fn export_with_fs(
         tracing::warn!(job, dir = %out.display(), "rolling back an interrupted export");
         archive.rollback_job(job)?;
     }
+    if archive.holds_first_layout() {
+        tracing::warn!(
+            dir = %out.display(),
+            "this export directory holds files of the first layout (a tenant column); pandas, pyarrow and \
+             Polars refuse the mix with new files: export into a new directory"
+        );
+    }
     let start = archive.manifest().files.iter().map(|f| f.last_position).max().map_or(1, |last| last + 1);
     let total = store.head_position();
     let job = archive.next_job_id();

@@ -112,25 +112,13 @@ fn files_read_back_with_the_parquet_crate_match_every_row() {
         let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
         assert_eq!(
             names,
-            [
-                "position",
-                "stream",
-                "version",
-                "type",
-                "time",
-                "id",
-                "data",
-                "meta",
-                "tenant",
-                "data_encoding",
-                "meta_encoding"
-            ]
+            ["position", "stream", "version", "type", "time", "id", "data", "meta", "data_encoding", "meta_encoding"]
         );
         assert_eq!(schema.field(0).data_type(), &DataType::Int64);
         assert!(!schema.field(0).is_nullable());
         assert_eq!(schema.field(2).data_type(), &DataType::Int64);
         assert_eq!(schema.field(4).data_type(), &DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())));
-        for i in [1, 3, 5, 6, 7, 8, 9, 10] {
+        for i in [1, 3, 5, 6, 7, 8, 9] {
             assert_eq!(schema.field(i).data_type(), &DataType::Utf8, "{}", schema.field(i).name());
         }
         let mut positions_in_file = Vec::new();
@@ -153,12 +141,13 @@ fn files_read_back_with_the_parquet_crate_match_every_row() {
                     (strings(&batch, "data").value(row), strings(&batch, "data_encoding").value(row)),
                     (data.as_str(), data_enc)
                 );
-                let (meta, meta_enc) = expected_column(&e.metadata);
-                assert_eq!(
-                    (strings(&batch, "meta").value(row), strings(&batch, "meta_encoding").value(row)),
-                    (meta.as_str(), meta_enc)
-                );
-                assert_eq!(strings(&batch, "tenant").value(row), file.tenant);
+                let (meta, meta_enc) = (strings(&batch, "meta"), strings(&batch, "meta_encoding"));
+                if e.metadata.is_empty() {
+                    assert!(meta.is_null(row) && meta_enc.is_null(row), "no metadata is NULL");
+                } else {
+                    let (expected, expected_enc) = expected_column(&e.metadata);
+                    assert_eq!((meta.value(row), meta_enc.value(row)), (expected.as_str(), expected_enc));
+                }
                 assert_eq!(archive::date_of(e.timestamp_us), file.date);
                 seen += 1;
             }

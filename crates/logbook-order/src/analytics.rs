@@ -1,6 +1,6 @@
 //! Analytics over the order events of `$all`: the cart-to-order conversion per
-//! retailer, drop-off per funnel stage, the most common event types, and events per hour and
-//! per day.
+//! retailer, drop-off per funnel stage, the most common event types, events per hour and per
+//! day, and the funnel by day (what each day of traffic did at each stage).
 //!
 //! Each function is one sequential pass over `$all` (category `order`) through
 //! [`Store::scan_all`], a page at a time: memory is bounded by the number of retailers,
@@ -137,6 +137,26 @@ pub struct BucketCount {
     pub events: u64,
 }
 
+/// One UTC day of the funnel: the events of each stage and exit stored that day (an order's
+/// cart and its delivery are counted on their own days).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DayFunnel {
+    /// `2026-11-03`.
+    pub date: String,
+    pub start_us: i64,
+    /// Order events that day.
+    pub events: u64,
+    pub carts: u64,
+    pub checkouts: u64,
+    pub paid: u64,
+    pub shipped: u64,
+    pub delivered: u64,
+    /// PAYMENT_FAILED and DELIVERY_FAILED.
+    pub failed: u64,
+    pub cancelled: u64,
+    pub refunds: u64,
+}
+
 /// Everything, from one pass.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Report {
@@ -153,6 +173,8 @@ pub struct Report {
     pub event_types: Vec<TypeCount>,
     pub per_hour: Vec<BucketCount>,
     pub per_day: Vec<BucketCount>,
+    /// In time order (only days with events).
+    pub funnel_by_day: Vec<DayFunnel>,
 }
 
 /// The running totals of one pass: bounded by retailers, types, hours and days.
@@ -164,6 +186,7 @@ struct Totals {
     types: BTreeMap<String, u64>,
     hours: BTreeMap<i64, u64>,
     days: BTreeMap<i64, u64>,
+    day_stages: BTreeMap<i64, StageCounts>,
 }
 
 #[derive(serde::Deserialize)]
@@ -208,6 +231,7 @@ impl Totals {
         *self.days.entry(time::day_start(ts)).or_insert(0) += 1;
         if let (true, Some(retailer)) = (counted, retailer) {
             self.all.add(event_type);
+            self.day_stages.entry(time::day_start(ts)).or_default().add(event_type);
             if let Some(counts) = self.retailers.get_mut(retailer.as_ref()) {
                 counts.add(event_type);
             } else {
@@ -285,6 +309,31 @@ impl Totals {
         rows
     }
 
+    fn funnel_by_day(&self) -> Vec<DayFunnel> {
+        let stage = |name: &str| STAGES.iter().position(|(s, _)| *s == name).unwrap_or(0);
+        let exit = |event_type: &str| EXITS.iter().position(|t| *t == event_type).unwrap_or(0);
+        let none = StageCounts::default();
+        self.days
+            .iter()
+            .map(|(&start_us, &events)| {
+                let c = self.day_stages.get(&start_us).unwrap_or(&none);
+                DayFunnel {
+                    date: time::date(start_us),
+                    start_us,
+                    events,
+                    carts: c.stages[stage("cart")],
+                    checkouts: c.stages[stage("checkout")],
+                    paid: c.stages[stage("paid")],
+                    shipped: c.stages[stage("shipped")],
+                    delivered: c.stages[stage("delivered")],
+                    failed: c.exits[exit(et::PAYMENT_FAILED)] + c.exits[exit(et::DELIVERY_FAILED)],
+                    cancelled: c.exits[exit(et::ORDER_CANCELLED)],
+                    refunds: c.exits[exit(et::REFUND_ISSUED)],
+                }
+            })
+            .collect()
+    }
+
     fn report(self, query: &Query) -> Report {
         Report {
             query: query.clone(),
@@ -295,6 +344,7 @@ impl Totals {
             event_types: self.event_types(),
             per_hour: buckets(&self.hours),
             per_day: buckets(&self.days),
+            funnel_by_day: self.funnel_by_day(),
         }
     }
 }
@@ -413,6 +463,21 @@ pub fn event_types_text(rows: &[TypeCount]) -> String {
     table(&["event_type", "events"], &rows, 1)
 }
 
+/// The funnel-by-day table.
+pub fn funnel_by_day_text(rows: &[DayFunnel]) -> String {
+    let rows: Vec<Vec<String>> = rows
+        .iter()
+        .map(|d| {
+            let counts =
+                [d.events, d.carts, d.checkouts, d.paid, d.shipped, d.delivered, d.failed, d.cancelled, d.refunds];
+            std::iter::once(d.date.clone()).chain(counts.iter().map(u64::to_string)).collect()
+        })
+        .collect();
+    let header =
+        ["day", "events", "carts", "checkouts", "paid", "shipped", "delivered", "failed", "cancelled", "refunds"];
+    table(&header, &rows, 1)
+}
+
 /// Buckets table.
 pub fn activity_text(rows: &[BucketCount]) -> String {
     let rows: Vec<Vec<String>> = rows.iter().map(|r| vec![r.start.clone(), r.events.to_string()]).collect();
@@ -423,12 +488,12 @@ impl Report {
     /// All sections as text tables.
     pub fn to_text(&self) -> String {
         format!(
-            "{} order events\n\ncart-to-order conversion by retailer\n{}\n{}\nmost common event types\n{}\nevents per day\n{}",
+            "{} order events\n\ncart-to-order conversion by retailer\n{}\n{}\nmost common event types\n{}\nfunnel by day (UTC)\n{}",
             self.events,
             conversion_text(&self.conversion),
             funnel_text(&self.funnel),
             event_types_text(&self.event_types),
-            activity_text(&self.per_day),
+            funnel_by_day_text(&self.funnel_by_day),
         )
     }
 }

@@ -3,12 +3,22 @@
 //! cancellations and refunds, interleaved like real traffic, all through the command path
 //! ([`crate::aggregate::Repository`]), so every order obeys the state machine.
 //!
-//! Deterministic from the seed: the same seed gives the same orders, commands, event types,
-//! data and metadata (order ids, customers, correlation and causation ids included). Event ids
-//! and timestamps are not from the seed: the repository draws event ids and the store stamps
-//! each event with the wall clock when it is written.
+//! The traffic is a month of it: orders arrive over the 30 days before the [`DemoClock`]'s end,
+//! and each step of an order comes after the previous one with the gap real orders have (items
+//! added seconds apart, checkout minutes after the cart, payment a minute later, shipping a day
+//! or two after the payment, delivery days after shipping, failures, cancellations and refunds
+//! at their own pace). Orders whose next step would come after the end are still under way,
+//! as the newest orders of a real shop are. The times reach the events through the store's
+//! settable clock ([`logbook::Clock::manual`]), which the generator moves to each command's time,
+//! so commands run in time order and the log's order is the time order.
+//!
+//! Deterministic from the seed and the end: the same pair gives the same orders, commands,
+//! event types, data, metadata (order ids, customers, correlation and causation ids included)
+//! and timestamps. Event ids are not from the seed: the repository draws them.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
 
 use rand_core::{Rng as _, SeedableRng};
 use rand_xoshiro::SplitMix64;
@@ -16,8 +26,8 @@ use serde::Serialize;
 use uuid::Uuid;
 
 use crate::{repository, stream_name, Money, OrderCommand, OrderMetadata, OrderResult, OrderStatus};
-use logbook::Error;
 use logbook::Store;
+use logbook::{Clock, Error};
 use logbook_es::aggregate::AggregateError;
 
 /// A demo retailer and its catalogue.
@@ -64,8 +74,43 @@ pub const RETAILERS: [RetailerSpec; 4] = [
     },
 ];
 
-/// Orders in flight at once (their commands interleave).
-pub const CONCURRENT_ORDERS: usize = 32;
+/// The span of the demo's traffic: orders arrive over the last 30 days before the end.
+pub const SPAN_DAYS: i64 = 30;
+
+const SECOND: i64 = 1_000_000;
+const MINUTE: i64 = 60 * SECOND;
+const HOUR: i64 = 60 * MINUTE;
+const DAY: i64 = 24 * HOUR;
+
+/// The clock of a demo store: open the store with [`DemoClock::clock`] and [`generate`] moves
+/// it to each command's time, so the events carry the times of a month of traffic ending at
+/// [`DemoClock::end_us`].
+#[derive(Debug, Clone)]
+pub struct DemoClock {
+    now: Arc<AtomicI64>,
+    end_us: i64,
+}
+
+impl DemoClock {
+    /// A clock for traffic that ends at `end_us` (microseconds since the epoch; usually now).
+    pub fn ending_at(end_us: i64) -> Self {
+        DemoClock { now: Arc::new(AtomicI64::new(end_us)), end_us }
+    }
+
+    /// When the traffic ends: no event is later.
+    pub fn end_us(&self) -> i64 {
+        self.end_us
+    }
+
+    /// The store clock to open the demo's store with (`Options::clock`).
+    pub fn clock(&self) -> Clock {
+        Clock::manual(Arc::clone(&self.now))
+    }
+
+    fn set(&self, at_us: i64) {
+        self.now.store(at_us, Ordering::Release);
+    }
+}
 
 /// The demo's draws, from `rand_xoshiro`'s SplitMix64 (small, fast, the same on every
 /// platform; the algorithm this module hand-wrote before, so a seed gives the orders it always
@@ -86,6 +131,10 @@ impl Rng {
     }
     fn percent(&mut self, p: u64) -> bool {
         self.below(100) < p
+    }
+    /// Uniform in `lo..hi` microseconds (lo < hi).
+    fn between(&mut self, lo: i64, hi: i64) -> i64 {
+        lo + self.below(hi.saturating_sub(lo).max(1) as u64) as i64
     }
     /// One of `items`. Callers pass constant arrays or an order's lines (never empty: every
     /// planned order has at least one line), so the index is always in bounds.
@@ -110,6 +159,13 @@ enum Who {
     Courier,
 }
 
+/// One step of an order: the command, who sends it, and how long after the previous step.
+struct Step {
+    command: OrderCommand,
+    who: Who,
+    after_us: i64,
+}
+
 /// One order's remaining commands and its fixed context.
 struct Plan {
     order_id: String,
@@ -118,7 +174,13 @@ struct Plan {
     ip: String,
     user_agent: &'static str,
     correlation_id: String,
-    steps: std::collections::VecDeque<(OrderCommand, Who)>,
+    steps: std::collections::VecDeque<Step>,
+}
+
+impl Plan {
+    fn then(&mut self, after_us: i64, command: OrderCommand, who: Who) {
+        self.steps.push_back(Step { command, who, after_us });
+    }
 }
 
 const USER_AGENTS: [&str; 3] = [
@@ -154,14 +216,12 @@ fn plan(rng: &mut Rng) -> Plan {
         correlation_id: rng.uuid().to_string(),
         steps: Default::default(),
     };
-    p.steps.push_back((
-        OrderCommand::CreateCart {
-            retailer_id: retailer.id.into(),
-            customer_id: p.customer_id.clone(),
-            currency: retailer.currency.into(),
-        },
-        Who::Customer,
-    ));
+    let create = OrderCommand::CreateCart {
+        retailer_id: retailer.id.into(),
+        customer_id: p.customer_id.clone(),
+        currency: retailer.currency.into(),
+    };
+    p.then(0, create, Who::Customer);
     plan_cart(rng, &mut p);
     p
 }
@@ -178,27 +238,29 @@ fn plan_cart(rng: &mut Rng, p: &mut Plan) {
         let (product, price) = r.products[i];
         let quantity = 1 + rng.below(3) as u32;
         chosen.push((product, price, quantity));
-        p.steps.push_back((
-            OrderCommand::AddItem { product_id: product.into(), quantity, unit_price: money(r, price) },
-            Who::Customer,
-        ));
+        let add = OrderCommand::AddItem { product_id: product.into(), quantity, unit_price: money(r, price) };
+        let after = rng.between(15 * SECOND, 3 * MINUTE);
+        p.then(after, add, Who::Customer);
     }
     if lines < order.len() && rng.percent(10) {
         // Added, then thought better of it.
         let (product, price) = r.products[order[lines]];
-        p.steps.push_back((
-            OrderCommand::AddItem { product_id: product.into(), quantity: 1, unit_price: money(r, price) },
-            Who::Customer,
-        ));
-        p.steps.push_back((OrderCommand::RemoveItem { product_id: product.into(), quantity: 1 }, Who::Customer));
+        let add = OrderCommand::AddItem { product_id: product.into(), quantity: 1, unit_price: money(r, price) };
+        let after = rng.between(15 * SECOND, 2 * MINUTE);
+        p.then(after, add, Who::Customer);
+        let after = rng.between(10 * SECOND, 2 * MINUTE);
+        p.then(after, OrderCommand::RemoveItem { product_id: product.into(), quantity: 1 }, Who::Customer);
     }
     if rng.percent(20) {
         if rng.percent(15) {
-            p.steps.push_back((OrderCommand::Cancel { reason: "cart abandoned".into() }, Who::System));
+            // The shop gives up on the cart a day or three later.
+            let after = rng.between(DAY, 3 * DAY);
+            p.then(after, OrderCommand::Cancel { reason: "cart abandoned".into() }, Who::System);
         }
         return;
     }
-    p.steps.push_back((OrderCommand::StartCheckout, Who::Customer));
+    let after = rng.between(2 * MINUTE, 20 * MINUTE);
+    p.then(after, OrderCommand::StartCheckout, Who::Customer);
     if rng.percent(6) {
         return; // left at checkout
     }
@@ -210,34 +272,39 @@ fn plan_payment(rng: &mut Rng, p: &mut Plan, lines: Vec<(&'static str, u64, u32)
     let total: u64 = lines.iter().map(|(_, price, qty)| price * u64::from(*qty)).sum();
     if rng.percent(8) {
         let reason = *rng.pick(&["card_declined", "insufficient_funds", "3ds_timeout"]);
-        p.steps.push_back((OrderCommand::FailPayment { reason: reason.into() }, Who::System));
+        let after = rng.between(20 * SECOND, 3 * MINUTE);
+        p.then(after, OrderCommand::FailPayment { reason: reason.into() }, Who::System);
         if rng.percent(50) {
-            p.steps.push_back((OrderCommand::Cancel { reason: "payment not completed".into() }, Who::System));
+            let after = rng.between(HOUR, 12 * HOUR);
+            p.then(after, OrderCommand::Cancel { reason: "payment not completed".into() }, Who::System);
         }
         return;
     }
-    p.steps.push_back((
-        OrderCommand::ConfirmPayment {
-            transaction_id: format!("pi_{:024x}", u128::from(rng.next_u64()) << 32 | u128::from(rng.next_u64() >> 32)),
-            gateway: r.gateway.into(),
-            amount: money(r, total),
-        },
-        Who::System,
-    ));
-    p.steps.push_back((OrderCommand::PlaceOrder, Who::System));
+    let confirm = OrderCommand::ConfirmPayment {
+        transaction_id: format!("pi_{:024x}", u128::from(rng.next_u64()) << 32 | u128::from(rng.next_u64() >> 32)),
+        gateway: r.gateway.into(),
+        amount: money(r, total),
+    };
+    let after = rng.between(20 * SECOND, 3 * MINUTE);
+    p.then(after, confirm, Who::System);
+    let after = rng.between(SECOND, 5 * SECOND);
+    p.then(after, OrderCommand::PlaceOrder, Who::System);
     let mut balance = total;
     if lines.len() >= 2 && rng.percent(10) {
+        // The warehouse finds a line out of stock within hours; the refund follows.
         let (product, price, qty) = *rng.pick(&lines);
-        p.steps.push_back((
-            OrderCommand::CancelItem { product_id: product.into(), reason: "out of stock".into() },
-            Who::System,
-        ));
-        p.steps.push_back((OrderCommand::IssueRefund { amount: money(r, price * u64::from(qty)) }, Who::System));
+        let cancel = OrderCommand::CancelItem { product_id: product.into(), reason: "out of stock".into() };
+        let after = rng.between(HOUR, 8 * HOUR);
+        p.then(after, cancel, Who::System);
+        let after = rng.between(5 * MINUTE, HOUR);
+        p.then(after, OrderCommand::IssueRefund { amount: money(r, price * u64::from(qty)) }, Who::System);
         balance -= price * u64::from(qty);
     }
     if rng.percent(3) {
-        p.steps.push_back((OrderCommand::Cancel { reason: "customer request".into() }, Who::Agent));
-        p.steps.push_back((OrderCommand::IssueRefund { amount: money(r, balance) }, Who::Agent));
+        let after = rng.between(2 * HOUR, 20 * HOUR);
+        p.then(after, OrderCommand::Cancel { reason: "customer request".into() }, Who::Agent);
+        let after = rng.between(10 * MINUTE, 2 * HOUR);
+        p.then(after, OrderCommand::IssueRefund { amount: money(r, balance) }, Who::Agent);
         return;
     }
     plan_delivery(rng, p, balance, &lines);
@@ -245,25 +312,33 @@ fn plan_payment(rng: &mut Rng, p: &mut Plan, lines: Vec<(&'static str, u64, u32)
 
 fn plan_delivery(rng: &mut Rng, p: &mut Plan, balance: u64, lines: &[(&'static str, u64, u32)]) {
     let r = p.retailer;
-    p.steps.push_back((OrderCommand::StartProcessing, Who::System));
+    // Picking starts within hours; the parcel leaves a day or two after the payment.
+    let after = rng.between(HOUR, 6 * HOUR);
+    p.then(after, OrderCommand::StartProcessing, Who::System);
     let tracking = format!("BD{:07}IN", rng.below(10_000_000));
-    p.steps.push_back((OrderCommand::Ship { tracking }, Who::Admin));
+    let after = rng.between(18 * HOUR, 40 * HOUR);
+    p.then(after, OrderCommand::Ship { tracking }, Who::Admin);
     if rng.percent(5) {
         let reason = *rng.pick(&["address not found", "recipient unavailable"]);
-        p.steps.push_back((OrderCommand::FailDelivery { reason: reason.into() }, Who::Courier));
+        let after = rng.between(2 * DAY, 5 * DAY);
+        p.then(after, OrderCommand::FailDelivery { reason: reason.into() }, Who::Courier);
         if rng.percent(60) {
-            p.steps.push_back((OrderCommand::Cancel { reason: "returned to sender".into() }, Who::Admin));
-            p.steps.push_back((OrderCommand::IssueRefund { amount: money(r, balance) }, Who::Admin));
+            let after = rng.between(3 * DAY, 7 * DAY);
+            p.then(after, OrderCommand::Cancel { reason: "returned to sender".into() }, Who::Admin);
+            let after = rng.between(HOUR, DAY);
+            p.then(after, OrderCommand::IssueRefund { amount: money(r, balance) }, Who::Admin);
         }
         return;
     }
-    p.steps.push_back((OrderCommand::Deliver, Who::Courier));
+    let after = rng.between(DAY + 2 * HOUR, 6 * DAY);
+    p.then(after, OrderCommand::Deliver, Who::Courier);
     if rng.percent(4) {
         // A return of one unit of some line (the refund never exceeds the balance: a line of
-        // an order that was never partially cancelled is fully paid).
+        // an order that was never partially cancelled is fully paid), a week or so later.
         let (_, price, _) = *rng.pick(lines);
         if price <= balance {
-            p.steps.push_back((OrderCommand::IssueRefund { amount: money(r, price) }, Who::Agent));
+            let after = rng.between(3 * DAY, 10 * DAY);
+            p.then(after, OrderCommand::IssueRefund { amount: money(r, price) }, Who::Agent);
         }
     }
 }
@@ -301,20 +376,36 @@ pub struct DemoSummary {
 }
 
 /// Generates `orders` orders into `store` through the order repository, deterministically from
-/// `seed`. Fails if an order of this seed already exists (run it again with another seed),
-/// or if the store fails; a rejected command would be a bug and is returned as an error.
-pub fn generate(store: &Store, orders: usize, seed: u64) -> OrderResult<DemoSummary> {
+/// `seed` and the clock's end: orders arrive spread over the [`SPAN_DAYS`] days before
+/// `clock.end_us()`, and every command runs at its time on the store's clock, which must be
+/// `clock.clock()` (open the store with it). Fails if an order of this seed already exists
+/// (run it again with another seed), if the store runs on another clock, or if the store
+/// fails; a rejected command would be a bug and is returned as an error.
+pub fn generate(store: &Store, orders: usize, seed: u64, clock: &DemoClock) -> OrderResult<DemoSummary> {
     let repo = repository(store);
     let mut rng = Rng::new(seed);
     let mut summary = DemoSummary { seed, orders, ..DemoSummary::default() };
-    let mut pool: Vec<Plan> = Vec::with_capacity(CONCURRENT_ORDERS);
+    let end = clock.end_us();
+    let span = SPAN_DAYS * DAY;
+    // Order i arrives in the i-th of `orders` equal slices of the span, somewhere in it.
+    let slice = |i: usize| -> (i64, i64) {
+        let n = orders.max(1) as i128;
+        let from = |i: usize| (end - span) + (i as i128 * i128::from(span) / n) as i64;
+        (from(i), from(i + 1))
+    };
+    let mut next_arrival = {
+        let (lo, hi) = slice(0);
+        rng.between(lo, hi)
+    };
+    // Orders under way, by the time of their next step (then by arrival: a total order).
+    let mut due: BTreeMap<(i64, usize), Plan> = BTreeMap::new();
     let mut created = 0usize;
     // Order id -> how much its story shows (2: out-of-stock partial cancellation and refund).
     let mut troubled: BTreeMap<String, u8> = BTreeMap::new();
     let mut troubled_rank = 0u8;
-    while created < orders || !pool.is_empty() {
-        let start_new = created < orders && (pool.is_empty() || (pool.len() < CONCURRENT_ORDERS && rng.percent(35)));
-        let index = if start_new {
+    loop {
+        let arrives_first = created < orders && due.first_key_value().is_none_or(|(&(at, _), _)| next_arrival <= at);
+        if arrives_first {
             let plan = plan(&mut rng);
             let stream = stream_name(&plan.order_id);
             if store.stream_version(&stream) > 0 {
@@ -323,18 +414,21 @@ pub fn generate(store: &Store, orders: usize, seed: u64) -> OrderResult<DemoSumm
                 ))));
             }
             *summary.by_retailer.entry(plan.retailer.id.to_string()).or_insert(0) += 1;
+            due.insert((next_arrival, created), plan);
             created += 1;
-            pool.push(plan);
-            pool.len() - 1
-        } else {
-            rng.below(pool.len() as u64) as usize
-        };
-        let command_id = rng.uuid().to_string();
-        let plan = &mut pool[index];
-        let Some((command, who)) = plan.steps.pop_front() else {
-            pool.swap_remove(index);
+            let (lo, hi) = slice(created);
+            next_arrival = rng.between(lo, hi);
             continue;
-        };
+        }
+        let Some(((at, key), mut plan)) = due.pop_first() else { break };
+        let Some(Step { command, who, .. }) = plan.steps.pop_front() else { continue };
+        clock.set(at);
+        if store.now_us() != at {
+            return Err(AggregateError::Store(Error::InvalidInput(
+                "the demo's store must run on the demo's clock: open it with DemoClock::clock()".into(),
+            )));
+        }
+        let command_id = rng.uuid().to_string();
         let rank = match command {
             OrderCommand::CancelItem { .. } => 2,
             OrderCommand::FailPayment { .. } | OrderCommand::FailDelivery { .. } => 1,
@@ -344,21 +438,27 @@ pub fn generate(store: &Store, orders: usize, seed: u64) -> OrderResult<DemoSumm
             let entry = troubled.entry(plan.order_id.clone()).or_insert(0);
             *entry = (*entry).max(rank);
         }
-        let executed = repo.execute(&stream_name(&plan.order_id), &command, &metadata(plan, who, &command_id))?;
+        let executed = repo.execute(&stream_name(&plan.order_id), &command, &metadata(&plan, who, &command_id))?;
         summary.commands += 1;
         summary.events += executed.events.len() as u64;
-        if plan.steps.is_empty() {
-            let status = executed.state.status;
-            *summary.by_status.entry(status.to_string()).or_insert(0) += 1;
-            let rank = troubled.remove(&plan.order_id).unwrap_or(0);
-            if status == OrderStatus::Delivered && rank == 0 && executed.state.refunded == 0 {
-                summary.happy_example.get_or_insert_with(|| plan.order_id.clone());
+        match plan.steps.front().map(|next| at + next.after_us) {
+            // The next step is still in the past of the end: the order goes on.
+            Some(next) if next <= end => {
+                due.insert((next, key), plan);
             }
-            if rank > troubled_rank {
-                summary.troubled_example = Some(plan.order_id.clone());
-                troubled_rank = rank;
+            // Done, or still under way at the end (the newest orders of a real shop are).
+            _ => {
+                let status = executed.state.status;
+                *summary.by_status.entry(status.to_string()).or_insert(0) += 1;
+                let rank = troubled.remove(&plan.order_id).unwrap_or(0);
+                if status == OrderStatus::Delivered && rank == 0 && executed.state.refunded == 0 {
+                    summary.happy_example.get_or_insert_with(|| plan.order_id.clone());
+                }
+                if rank > troubled_rank {
+                    summary.troubled_example = Some(plan.order_id.clone());
+                    troubled_rank = rank;
+                }
             }
-            pool.swap_remove(index);
         }
     }
     Ok(summary)

@@ -5,16 +5,43 @@
 //! 10:04:18 — PAYMENT_CONFIRMED { gateway: "stripe", txn: "pi_xxx", amount: "39.98 EUR" } (system)
 //! ```
 //!
-//! Times are UTC. The timeline shows events exactly as stored (no upcasting: it is an audit
-//! trail), so it works on any order stream, including events the state machine would refuse.
+//! Times are UTC. The text opens with a status line (where the order is now: its state, items,
+//! amount paid, tracking number and last change) and puts a date line before the first event
+//! of each day. The lines show events exactly as stored (no upcasting: it is an audit trail),
+//! so it works on any order stream, including events the state machine would refuse; only the
+//! status line replays them through the order's state.
+//!
+//! An order is named by its id, its stream name (`order-<id>`) or a prefix of its id that only
+//! one order has; an order with no events is [`TimelineError::NoSuchOrder`].
 
 use serde::Serialize;
 
-use crate::{event_types as et, order_id_of, stream_name, Money};
+use crate::{event_types as et, order_id_of, stream_name, Catalogue, Money, Order};
 use logbook::time;
 use logbook::Result;
 use logbook::Store;
 use logbook::{Direction, RecordedEvent};
+use logbook_es::aggregate::{self, Aggregate as _};
+
+/// Orders an ambiguous id prefix names, at most, in its error.
+pub const MAX_AMBIGUOUS_SHOWN: usize = 5;
+
+/// Why a timeline could not be shown.
+#[derive(Debug, thiserror::Error)]
+pub enum TimelineError {
+    /// The order id (or stream name) was empty.
+    #[error("the order id must not be empty")]
+    EmptyId,
+    /// No order has this id, nor an id that starts with it.
+    #[error("no such order '{0}'")]
+    NoSuchOrder(String),
+    /// Several orders have ids that start with this prefix (some of them listed).
+    #[error("order id '{prefix}' is ambiguous: it starts {} (give more of the id)", matches.join(", "))]
+    Ambiguous { prefix: String, matches: Vec<String> },
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] logbook::Error),
+}
 
 /// Most events one timeline shows (the rest is reported as truncated).
 pub const MAX_TIMELINE_EVENTS: usize = 100_000;
@@ -59,36 +86,82 @@ impl TimelineEntry {
     }
 }
 
+/// Where an order is now, from replaying its events through the order's state (events that
+/// do not decode are skipped).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct OrderSummary {
+    /// `DELIVERED`, `PAID`, ...
+    pub state: String,
+    /// Units in the active lines.
+    pub items: u64,
+    /// Amount captured (`39.98 EUR`); `None` before a payment.
+    pub paid: Option<String>,
+    /// Amount refunded so far; `None` when nothing was.
+    pub refunded: Option<String>,
+    /// The parcel's tracking number once shipped.
+    pub tracking: Option<String>,
+    /// When the last event was stored, RFC 3339 UTC.
+    pub last_change: String,
+    pub last_change_us: i64,
+}
+
+impl OrderSummary {
+    /// `status: DELIVERED · 3 items · paid 39.98 EUR · tracking BD1234567IN · last change 2025-11-03 15:30:00 UTC`.
+    pub fn line(&self) -> String {
+        let items = if self.items == 1 { "1 item".to_string() } else { format!("{} items", self.items) };
+        let paid = match (&self.paid, &self.refunded) {
+            (Some(paid), Some(refunded)) => format!("paid {paid} (refunded {refunded})"),
+            (Some(paid), None) => format!("paid {paid}"),
+            (None, _) => "not paid".to_string(),
+        };
+        let tracking = self.tracking.as_ref().map_or_else(|| "not shipped".to_string(), |t| format!("tracking {t}"));
+        let last = format!("{} {} UTC", time::date(self.last_change_us), time::hms(self.last_change_us));
+        format!("status: {} · {items} · {paid} · {} · last change {last}", self.state, clean(&tracking))
+    }
+}
+
 /// An order's timeline.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Timeline {
     pub order_id: String,
     pub stream: String,
+    /// Where the order is now (`None` when it has no events).
+    pub status: Option<OrderSummary>,
     pub entries: Vec<TimelineEntry>,
     /// True when the stream has more than [`MAX_TIMELINE_EVENTS`] events (only the first are shown).
     pub truncated: bool,
 }
 
 impl Timeline {
-    /// The text form: a heading, then one line per event, with a date line whenever the UTC
-    /// day changes.
+    /// The text form: a heading, the status line, then one line per event, with a date line
+    /// (`2025-11-01`) before the first event of each UTC day.
     pub fn to_text(&self) -> String {
-        let mut out = format!("order {} ({} events, times in UTC)\n", self.order_id, self.entries.len());
-        if self.entries.is_empty() {
-            out.push_str("no events\n");
+        let mut out = String::new();
+        for line in self.lines() {
+            out.push_str(&line);
+            out.push('\n');
+        }
+        out
+    }
+
+    /// The lines of [`Timeline::to_text`] (what the daemon's TIMELINE replies).
+    pub fn lines(&self) -> Vec<String> {
+        let mut out = vec![format!("order {} ({} events, times in UTC)", self.order_id, self.entries.len())];
+        match &self.status {
+            Some(status) => out.push(status.line()),
+            None => out.push("no events".to_string()),
         }
         let mut day = String::new();
         for entry in &self.entries {
             let entry_day = time::date(entry.timestamp_us);
             if entry_day != day {
-                out.push_str(&format!("{entry_day}\n"));
+                out.push(entry_day.clone());
                 day = entry_day;
             }
-            out.push_str(&entry.line());
-            out.push('\n');
+            out.push(entry.line());
         }
         if self.truncated {
-            out.push_str(&format!("… truncated after {MAX_TIMELINE_EVENTS} events\n"));
+            out.push(format!("… truncated after {MAX_TIMELINE_EVENTS} events"));
         }
         out
     }
@@ -100,22 +173,50 @@ impl Timeline {
     }
 }
 
-/// The timeline of an order. `order` is an order id (`6f1c…`) or an order stream name
-/// (`order-6f1c…`). An order with no events gives an empty timeline.
-pub fn timeline(store: &Store, order: &str) -> Result<Timeline> {
-    let (order_id, stream) = match order_id_of(order) {
-        Some(id) => (id.to_string(), order.to_string()),
-        None => (order.to_string(), stream_name(order)),
-    };
-    timeline_of_stream(store, &order_id, &stream)
+/// The timeline of an order. `order` is an order id (`6f1c…`), an order stream name
+/// (`order-6f1c…`) or a prefix of an id that only one order has.
+pub fn timeline(store: &Store, order: &str) -> std::result::Result<Timeline, TimelineError> {
+    let id = order_id_of(order).unwrap_or(order);
+    let stream = find_order(store, id, &stream_name(id))?;
+    let full_id = order_id_of(&stream).unwrap_or(&stream).to_string();
+    Ok(timeline_of_stream(store, &full_id, &stream)?)
+}
+
+/// The stream of the order whose id is `id` or starts with it: `stored` is the stream name of
+/// `order-<id>` as the store holds it (for a tenant, in its namespace). The stream itself when
+/// it has events, else the one stream that starts with `stored`; returns the stored name.
+pub fn find_order(store: &Store, id: &str, stored: &str) -> std::result::Result<String, TimelineError> {
+    if id.is_empty() {
+        return Err(TimelineError::EmptyId);
+    }
+    if store.stream_version(stored) > 0 {
+        return Ok(stored.to_string());
+    }
+    let mut matches = store.streams_with_prefix(stored, MAX_AMBIGUOUS_SHOWN + 1);
+    match matches.len() {
+        0 => Err(TimelineError::NoSuchOrder(id.to_string())),
+        1 => Ok(matches.remove(0)),
+        _ => {
+            let shown = |m: &String| format!("{id}{}", &m[stored.len()..]);
+            let mut shown: Vec<String> = matches.iter().take(MAX_AMBIGUOUS_SHOWN).map(shown).collect();
+            if matches.len() > MAX_AMBIGUOUS_SHOWN {
+                shown.push("…".into());
+            }
+            Err(TimelineError::Ambiguous { prefix: id.to_string(), matches: shown })
+        }
+    }
 }
 
 /// The timeline of the order `order_id` stored in `stream` (for callers that store orders
-/// under another name, such as a tenant's namespace in the daemon).
+/// under another name, such as a tenant's namespace in the daemon). A stream with no events
+/// gives an empty timeline.
 pub fn timeline_of_stream(store: &Store, order_id: &str, stream: &str) -> Result<Timeline> {
     let (order_id, stream) = (order_id.to_string(), stream.to_string());
     let mut entries = Vec::new();
     let mut truncated = false;
+    let upcasters = crate::upcasters(Catalogue::demo());
+    let mut state = Order::initial();
+    let mut last_change_us = None;
     loop {
         let page = store.read_stream(&stream, entries.len() as u64 + 1, 1024, Direction::Forward)?;
         if page.is_empty() {
@@ -126,13 +227,31 @@ pub fn timeline_of_stream(store: &Store, order_id: &str, stream: &str) -> Result
                 truncated = true;
                 break;
             }
+            if let Ok(decoded) = aggregate::decode_recorded::<Order>(&upcasters, event) {
+                state.apply(&decoded);
+            }
+            last_change_us = Some(event.timestamp_us());
             entries.push(entry_of(event));
         }
         if truncated {
             break;
         }
     }
-    Ok(Timeline { order_id, stream, entries, truncated })
+    let status = last_change_us.map(|at| summary_of(&state, at));
+    Ok(Timeline { order_id, stream, status, entries, truncated })
+}
+
+fn summary_of(order: &Order, last_change_us: i64) -> OrderSummary {
+    let money = |amount: u64| Money::new(amount, &order.currency).to_string();
+    OrderSummary {
+        state: order.status.to_string(),
+        items: order.items.values().map(|line| u64::from(line.quantity)).sum(),
+        paid: (order.paid > 0).then(|| money(order.paid)),
+        refunded: (order.refunded > 0).then(|| money(order.refunded)),
+        tracking: order.tracking.clone(),
+        last_change: time::rfc3339(last_change_us),
+        last_change_us,
+    }
 }
 
 /// The timeline entry of one stored event.

@@ -681,7 +681,6 @@ impl StreamDirectory {
             }
         }
     }
-    #[cfg(any(test, feature = "testing"))]
     pub fn iter(&self) -> impl Iterator<Item = (&str, &StreamEntry)> {
         self.streams.iter().map(|(k, v)| (k.as_ref(), v))
     }

@@ -355,6 +355,24 @@ impl Store {
         self.inner.shared.state.read().streams.len()
     }
 
+    /// Names of the streams that start with `prefix` and have events (deleted streams are left
+    /// out), sorted, at most `max` of them: what a tool needs to complete a shortened name
+    /// (`logbook order timeline 6f1c` finds `order-6f1c…`). One pass over the in-memory stream
+    /// directory under its read lock: linear in the number of streams, so not for hot paths.
+    pub fn streams_with_prefix(&self, prefix: &str, max: usize) -> Vec<String> {
+        let state = self.inner.shared.state.read();
+        let mut names: Vec<String> = state
+            .streams
+            .iter()
+            .filter(|(name, entry)| entry.version > 0 && name.starts_with(prefix) && !state.is_deleted(name))
+            .map(|(name, _)| name.to_string())
+            .collect();
+        drop(state);
+        names.sort_unstable();
+        names.truncate(max);
+        names
+    }
+
     /// Number of segment files (sealed and active).
     pub fn segment_count(&self) -> usize {
         self.inner.shared.state.read().sealed.len() + 1

@@ -1,0 +1,192 @@
+//! What makes an export (and the cold tier, the same format) open in pandas, pyarrow, Polars and
+//! DuckDB with no flags, checked on the Parquet files themselves (the readers themselves run in
+//! `.ci/run`, `tests/interop/read_export.py`):
+//!
+//! - no column repeats a partition key (`tenant=`, `date=` directories): pyarrow's schema merge
+//!   refuses a file column that a hive directory defines again;
+//! - `data` and `meta` carry Parquet's JSON logical type in every file, whatever the payload (a
+//!   type that differs between files breaks the merge again);
+//! - an event without metadata has a NULL `meta` (and `meta_encoding`), not `""`;
+//! - files of the old layout (a `tenant` column, plain strings, `""` for no metadata) still read.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use arrow_array::{Array, ArrayRef, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray};
+use arrow_schema::{DataType, Field, Schema, TimeUnit};
+use logbook::{ExpectedVersion, NewEvent, Options, Store};
+use logbook_archive::{self as archive, Archive, ArchivedEvent};
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::arrow::ArrowWriter;
+use parquet::basic::LogicalType;
+
+fn strings<'a>(batch: &'a RecordBatch, name: &str) -> &'a StringArray {
+    batch.column_by_name(name).unwrap_or_else(|| panic!("no column {name}")).as_any().downcast_ref().unwrap()
+}
+
+#[test]
+fn export_files_repeat_no_partition_key_type_payloads_as_json_and_null_absent_metadata() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path().join("data"), Options::default()).unwrap();
+    let events = [
+        ("acme:order-1", &br#"{"amount":1299}"#[..], &br#"{"actor":"customer"}"#[..]),
+        ("acme:order-1", b"\x00\x01 not json", b""),
+        ("order-2", br#"{"amount":5}"#, b""),
+        ("order-2", b"plain text", b"also not json"),
+    ];
+    for (stream, data, meta) in events {
+        let event = NewEvent::new("T", data.to_vec());
+        let event = if meta.is_empty() { event } else { event.with_metadata(meta.to_vec()) };
+        store.append(stream, ExpectedVersion::Any, vec![event]).unwrap();
+    }
+    let out = dir.path().join("export");
+    assert_eq!(archive::export(&store, &out, None, None, |_, _| {}).unwrap().events, 4);
+    let exported = Archive::open(&out, logbook::std_fs()).unwrap();
+    let mut rows = 0;
+    for file in &exported.manifest().files {
+        let builder =
+            ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(out.join(&file.path)).unwrap()).unwrap();
+        let names: Vec<String> = builder.schema().fields().iter().map(|f| f.name().clone()).collect();
+        for key in ["tenant", "date"] {
+            assert!(
+                !names.contains(&key.to_string()),
+                "{}: column {key} repeats a partition key: {names:?}",
+                file.path
+            );
+        }
+        let parquet_schema = builder.metadata().file_metadata().schema_descr_ptr();
+        for column in ["data", "meta"] {
+            let descr = parquet_schema.columns().iter().find(|c| c.name() == column).unwrap();
+            assert_eq!(descr.logical_type_ref(), Some(&LogicalType::Json), "{}: {column}", file.path);
+        }
+        for batch in builder.build().unwrap() {
+            let batch = batch.unwrap();
+            let (data, data_enc) = (strings(&batch, "data"), strings(&batch, "data_encoding"));
+            let (meta, meta_enc) = (strings(&batch, "meta"), strings(&batch, "meta_encoding"));
+            for row in 0..batch.num_rows() {
+                rows += 1;
+                assert!(serde_json::from_str::<serde_json::Value>(data.value(row)).is_ok(), "data is JSON");
+                if data.value(row).starts_with('{') {
+                    assert_eq!(data_enc.value(row), "json");
+                } else {
+                    assert_eq!(data_enc.value(row), "base64", "{}", data.value(row));
+                }
+                let absent = file.tenant == "acme" && data_enc.value(row) == "base64"
+                    || file.tenant == "default" && data_enc.value(row) == "json";
+                if absent {
+                    assert!(meta.is_null(row), "no metadata is NULL, not {:?}", meta.value(row));
+                    assert!(meta_enc.is_null(row), "and so is its encoding");
+                } else {
+                    assert!(!meta.is_null(row) && !meta_enc.is_null(row));
+                }
+            }
+        }
+    }
+    assert_eq!(rows, 4);
+    // And the bytes come back exactly, metadata-less events with empty metadata.
+    let back = exported.read_stream("acme:order-1").unwrap();
+    assert_eq!((back[0].metadata.as_slice(), back[1].metadata.as_slice()), (&br#"{"actor":"customer"}"#[..], &b""[..]));
+    assert_eq!(back[1].data, b"\x00\x01 not json");
+    store.close().unwrap();
+}
+
+/// A file as the cold tier wrote it before: a `tenant` column, `data`/`meta` plain strings,
+/// empty metadata as `""` with encoding `base64`.
+fn old_layout_file(events: &[ArchivedEvent]) -> Vec<u8> {
+    let utf8 = |name: &str| Field::new(name, DataType::Utf8, false);
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("position", DataType::Int64, false),
+        utf8("stream"),
+        Field::new("version", DataType::Int64, false),
+        utf8("type"),
+        Field::new("time", DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())), false),
+        utf8("id"),
+        utf8("data"),
+        utf8("meta"),
+        utf8("tenant"),
+        utf8("data_encoding"),
+        utf8("meta_encoding"),
+    ]));
+    let text = |f: &dyn Fn(&ArchivedEvent) -> String| -> ArrayRef {
+        Arc::new(StringArray::from_iter_values(events.iter().map(f)))
+    };
+    let payload = |bytes: &[u8]| archive::encode_payload(bytes);
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(Int64Array::from_iter_values(events.iter().map(|e| e.position as i64))),
+        text(&|e| e.stream.clone()),
+        Arc::new(Int64Array::from_iter_values(events.iter().map(|e| e.version as i64))),
+        text(&|e| e.event_type.clone()),
+        Arc::new(
+            TimestampMicrosecondArray::from_iter_values(events.iter().map(|e| e.timestamp_us)).with_timezone("UTC"),
+        ),
+        text(&|e| uuid::Uuid::from_bytes(e.id).to_string()),
+        text(&|e| payload(&e.data).0),
+        text(&|e| payload(&e.metadata).0),
+        text(&|e| logbook::owner_of(&e.stream).to_string()),
+        text(&|e| payload(&e.data).1.to_string()),
+        text(&|e| payload(&e.metadata).1.to_string()),
+    ];
+    let batch = RecordBatch::try_new(Arc::clone(&schema), columns).unwrap();
+    let mut writer = ArrowWriter::try_new(Vec::new(), schema, None).unwrap();
+    writer.write(&batch).unwrap();
+    writer.into_inner().unwrap()
+}
+
+#[test]
+fn files_of_the_old_layout_still_read() {
+    let event = |position: u64, data: &[u8], metadata: &[u8]| ArchivedEvent {
+        position,
+        stream: "acme:order-1".into(),
+        version: position,
+        event_type: "T".into(),
+        timestamp_us: 1_767_312_000_000_000,
+        id: [position as u8; 16],
+        metadata: metadata.to_vec(),
+        data: data.to_vec(),
+    };
+    let events = vec![event(1, br#"{"a":1}"#, b""), event(2, b"\xff", br#"{"actor":"system"}"#)];
+    let bytes = old_layout_file(&events);
+    assert_eq!(archive::decode_parquet(&bytes, Path::new("old.parquet")).unwrap(), events);
+
+    // An archive whose files are of the first layout says so (export warns before adding to it).
+    let dir = tempfile::tempdir().unwrap();
+    let mut current = Archive::open(dir.path(), logbook::std_fs()).unwrap();
+    assert!(!current.holds_first_layout(), "empty");
+    let written = current.write_job(1, None, events.clone()).unwrap();
+    assert!(!current.holds_first_layout(), "written now");
+    std::fs::write(dir.path().join(&written[0].path), &bytes).unwrap();
+    assert!(current.holds_first_layout());
+}
+
+/// Writes an export that mixes what the readers must merge (three tenants over three days,
+/// JSON and non-JSON payloads, events with and without metadata) into `$LOGBOOK_INTEROP_OUT`,
+/// for `tests/interop/read_export.py`; prints its row count. Run by `.ci/run`
+/// (`-- --ignored`), not by `cargo test`.
+#[test]
+#[ignore = "writes the interop fixture for .ci/run"]
+fn write_interop_export() {
+    let out = std::path::PathBuf::from(std::env::var("LOGBOOK_INTEROP_OUT").expect("LOGBOOK_INTEROP_OUT"));
+    let dir = tempfile::tempdir().unwrap();
+    let now = Arc::new(std::sync::atomic::AtomicI64::new(1_767_312_000_000_000)); // 2026-01-02
+    let options = Options { clock: logbook::Clock::manual(Arc::clone(&now)), ..Options::default() };
+    let store = Store::open(dir.path().join("data"), options).unwrap();
+    let mut rows = 0;
+    for i in 0..60u64 {
+        let stream = ["acme:order-1", "globex:order-2", "order-3"][(i % 3) as usize];
+        let event = match i % 4 {
+            0 => {
+                NewEvent::new("PAYMENT_CONFIRMED", format!(r#"{{"amount":{{"amount":{},"currency":"EUR"}}}}"#, 100 + i))
+                    .with_metadata(br#"{"actor":"system"}"#.to_vec())
+            }
+            1 => NewEvent::new("NOTE", b"\x00\xff binary".to_vec()),
+            2 => NewEvent::new("NOTE", b"plain text".to_vec()).with_metadata(b"not json".to_vec()),
+            _ => NewEvent::new("PAYMENT_CONFIRMED", format!(r#"{{"amount":{{"amount":{i},"currency":"EUR"}}}}"#)),
+        };
+        store.append(stream, ExpectedVersion::Any, vec![event]).unwrap();
+        now.fetch_add(3_600_000_000, std::sync::atomic::Ordering::AcqRel);
+        rows += 1;
+    }
+    assert_eq!(archive::export(&store, &out, None, None, |_, _| {}).unwrap().events, rows);
+    println!("rows {rows}");
+    store.close().unwrap();
+}
