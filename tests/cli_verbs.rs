@@ -374,3 +374,30 @@ fn since_takes_dates_and_periods_alike() {
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("--since wants an RFC 3339 date"), "{bad:?}");
 }
+
+/// Every redis-cli command line the README and docs show names logbook's port: a bare
+/// `redis-cli` reaches Redis on 6379 (a new user's first failure).
+#[test]
+fn every_redis_cli_line_in_the_docs_names_the_port() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/docs");
+    let mut files = vec![(String::from("README.md"), include_str!("../README.md").to_string())];
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "md") {
+            files.push((path.display().to_string(), std::fs::read_to_string(&path).unwrap()));
+        }
+    }
+    for (file, text) in files {
+        for line in text.lines() {
+            // A command: `redis-cli` followed by an argument (flag or command name).
+            for (at, _) in line.match_indices("redis-cli ") {
+                let rest = &line[at + "redis-cli ".len()..];
+                let is_command = rest.starts_with('-') || rest.starts_with(|c: char| c.is_ascii_uppercase());
+                if is_command {
+                    assert!(rest.starts_with("-p ") || rest.starts_with("-h "), "{file}: bare redis-cli: {line}");
+                }
+            }
+        }
+    }
+    assert!(include_str!("../README.md").contains("redis-cli -p 7878 -3"), "the README shows RESP3 mode");
+}
