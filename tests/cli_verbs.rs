@@ -401,3 +401,41 @@ fn every_redis_cli_line_in_the_docs_names_the_port() {
     }
     assert!(include_str!("../README.md").contains("redis-cli -p 7878 -3"), "the README shows RESP3 mode");
 }
+
+/// At debug level the daemon logs connections (accepted, closed) and every error reply it
+/// sends, so an operator can see who got refused and why.
+#[test]
+fn debug_logs_show_connections_and_error_replies() {
+    let dir = tempfile::tempdir().unwrap();
+    let addr = free_addr();
+    let child = Command::new(BIN)
+        .args(["serve", "--listen", &addr, "--data"])
+        .arg(dir.path().join("data"))
+        .env("RUST_LOG", "info,logbook_server=debug")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut socket = loop {
+        if let Ok(socket) = std::net::TcpStream::connect(&addr) {
+            break socket;
+        }
+        assert!(Instant::now() < deadline, "serve did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    use std::io::{Read, Write};
+    socket.write_all(b"FROBNICATE\r\nQUIT\r\n").unwrap();
+    let mut reply = Vec::new();
+    socket.read_to_end(&mut reply).unwrap();
+    assert!(String::from_utf8_lossy(&reply).starts_with("-ERR unknown command"), "{reply:?}");
+    drop(socket);
+    std::thread::sleep(Duration::from_millis(200));
+    let pid = child.id().to_string();
+    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    let out = child.wait_with_output().unwrap();
+    let log = String::from_utf8_lossy(&out.stderr);
+    for needle in ["connection accepted", "error reply", "unknown command 'FROBNICATE'", "connection closed"] {
+        assert!(log.contains(needle), "no '{needle}' in the debug log:\n{log}");
+    }
+}

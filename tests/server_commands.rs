@@ -396,6 +396,8 @@ fn metrics_endpoint_serves_prometheus_text() {
     assert!(metric(&body, "logbook_fsync_duration_seconds_sum") > 0.0);
     assert_eq!(metric(&body, r#"logbook_group_commit_events_bucket{le="1"}"#), 1.0, "one group of one event: {body}");
     assert_eq!(metric(&body, "logbook_group_commit_events_sum"), 1.0);
+    assert_eq!(metric(&body, "logbook_append_duration_seconds_count"), 1.0, "the one append is timed");
+    assert!(metric(&body, "logbook_append_duration_seconds_sum") > 0.0);
     // Buckets are cumulative.
     let buckets: Vec<f64> = body
         .lines()

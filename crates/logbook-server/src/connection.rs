@@ -158,8 +158,9 @@ fn write_pending(socket: &TcpStream, core: &mut ConnectionCore, deadline: Option
 fn push(shared: &Shared, core: &mut ConnectionCore, reply: Reply) {
     match reply {
         Reply::Value(value) => {
-            if matches!(value, Value::Error(_)) {
+            if let Value::Error(text) = &value {
                 shared.stats.error_replies.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(reply = %text, "error reply");
             }
             core.push_reply(&value);
         }
@@ -288,7 +289,7 @@ fn flush_appends(shared: &Shared, appends: &mut Vec<PreparedAppend>, core: &mut 
     if appends.is_empty() {
         return;
     }
-    for reply in super::pipeline::run_appends(&shared.store, std::mem::take(appends)) {
+    for reply in super::pipeline::run_appends(shared, std::mem::take(appends)) {
         push(shared, core, reply.into());
     }
 }

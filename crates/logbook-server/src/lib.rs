@@ -82,6 +82,9 @@ pub(crate) struct ServerStats {
     pub unauthenticated_evicted: AtomicU64,
     pub commands: AtomicU64,
     pub error_replies: AtomicU64,
+    /// How long each append (APPEND, APPENDMANY, APPENDBATCH) took from being handed to the
+    /// store to its result, µs.
+    pub append_micros: logbook::Log2Counts,
     pub protocol_errors: AtomicU64,
 }
 
@@ -146,6 +149,7 @@ struct Registration {
 
 impl Drop for Registration {
     fn drop(&mut self) {
+        tracing::debug!(connection = self.id, "connection closed");
         let mut registry = self.shared.connections.lock();
         registry.sockets.remove(&self.id);
         registry.admission.remove(self.id);
@@ -397,6 +401,7 @@ fn admit(shared: &Arc<Shared>, mut stream: TcpStream) {
         }
     };
     if !registered {
+        tracing::debug!(peer = ?stream.peer_addr().ok(), "connection refused: max_connections reached");
         shared.stats.connections_rejected.fetch_add(1, Ordering::Relaxed);
         let _ = stream.set_write_timeout(Some(Duration::from_millis(200)));
         let _ = stream.write_all(b"-ERR max connections reached, try again later\r\n");
@@ -404,6 +409,7 @@ fn admit(shared: &Arc<Shared>, mut stream: TcpStream) {
         return;
     }
     shared.stats.connections_total.fetch_add(1, Ordering::Relaxed);
+    tracing::debug!(connection = id, peer = ?stream.peer_addr().ok(), "connection accepted");
     let registration = Registration { shared: Arc::clone(shared), id };
     let spawned = std::thread::Builder::new()
         .name(format!("logbook-conn-{id}"))

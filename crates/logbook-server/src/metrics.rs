@@ -75,6 +75,13 @@ pub(crate) fn render(shared: &Shared) -> String {
     );
     histogram(
         &mut out,
+        "logbook_append_duration_seconds",
+        "How long each append took, from being handed to the store to its result.",
+        &s.append_micros.snapshot(),
+        1e-6,
+    );
+    histogram(
+        &mut out,
         "logbook_group_commit_events",
         "Events written by each group commit.",
         &stats.group_events,

@@ -6,10 +6,13 @@
 //! and appends get positions in send order (a pipelined `EXPECTED n` / `EXPECTED n+1` pair to
 //! one stream works, because the writer checks each against the versions pending before it).
 
-use logbook::{ExpectedVersion, NewEvent, Store};
+use std::time::Instant;
+
+use logbook::{ExpectedVersion, NewEvent};
 use logbook_protocol::Value;
 
 use super::commands::append::store_error;
+use super::Shared;
 
 /// One append, ready for the store (stream name already in the store's namespace).
 pub(crate) struct PreparedAppend {
@@ -22,8 +25,11 @@ pub(crate) struct PreparedAppend {
 
 impl PreparedAppend {
     /// Appends on its own and waits for the result.
-    pub fn run(self, store: &Store) -> Value {
-        Self::reply(self.many, store.append(&self.stream, self.expected, self.events))
+    pub fn run(self, shared: &Shared) -> Value {
+        let started = Instant::now();
+        let result = shared.store.append(&self.stream, self.expected, self.events);
+        record_latency(shared, started);
+        Self::reply(self.many, result)
     }
 
     fn reply(many: bool, result: logbook::Result<logbook::AppendResult>) -> Value {
@@ -54,11 +60,23 @@ pub(crate) fn as_i64(n: u64) -> i64 {
 
 /// Runs a run of consecutive appends: submits all in order, then waits for each; returns
 /// their replies in input order.
-pub(crate) fn run_appends(store: &Store, appends: Vec<PreparedAppend>) -> Vec<Value> {
+pub(crate) fn run_appends(shared: &Shared, appends: Vec<PreparedAppend>) -> Vec<Value> {
+    let started = Instant::now();
+    let store = &shared.store;
     let submitted: Vec<(bool, logbook::Result<logbook::PendingAppend>)> =
         appends.into_iter().map(|a| (a.many, store.submit_append(&a.stream, a.expected, a.events))).collect();
     submitted
         .into_iter()
-        .map(|(many, pending)| PreparedAppend::reply(many, pending.and_then(logbook::PendingAppend::wait)))
+        .map(|(many, pending)| {
+            let result = pending.and_then(logbook::PendingAppend::wait);
+            record_latency(shared, started);
+            PreparedAppend::reply(many, result)
+        })
         .collect()
+}
+
+/// Counts an append that was handed to the store at `started` and has its result now, in the
+/// append-latency histogram of `/metrics`.
+pub(crate) fn record_latency(shared: &Shared, started: Instant) {
+    shared.stats.append_micros.record(u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX));
 }

@@ -29,7 +29,10 @@ pub(super) fn append_batch(shared: &crate::Shared, who: &Identity, specs: Vec<Ba
         };
         parts.push(AppendPart::new(stream, spec.expected, new_events(spec.events)));
     }
-    match shared.store.append_batch(parts) {
+    let started = std::time::Instant::now();
+    let result = shared.store.append_batch(parts);
+    crate::pipeline::record_latency(shared, started);
+    match result {
         Ok(results) => Value::Array(results.iter().map(crate::pipeline::range_reply).collect()),
         Err(err) => store_error(&err),
     }

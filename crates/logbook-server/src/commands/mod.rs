@@ -99,7 +99,7 @@ fn run_data_command(shared: &Shared, session: &Session, who: &Identity, command:
         Command::Head => info::head(shared),
         Command::Info { section } => info::info(shared, session, who, section.as_deref()),
         Command::Append { .. } | Command::AppendMany { .. } => match prepare_append(session, command) {
-            Ok(prepared) => prepared.run(&shared.store),
+            Ok(prepared) => prepared.run(shared),
             Err(reply) => reply,
         },
         Command::Ping { .. }
