@@ -312,6 +312,19 @@ enum BenchModeArg {
     Read,
     Replay,
     Mixed,
+    /// Bytes on disk after loading the realistic order workload (`--events`, `--streams`,
+    /// `--batch` events per atomic multi-stream append); with `--compress`, a second store's
+    /// sealed segments are compressed and read and replay are compared (`--rounds`, `--duration`
+    /// seconds of stream reads per round and store).
+    Disk,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum WorkloadArg {
+    /// Lifecycle event types with JSON data padded to --payload-bytes (the earlier figures).
+    Filler,
+    /// design.md's order events: varied JSON payloads (107–173 B) and metadata (~110 B).
+    Orders,
 }
 
 #[derive(Args)]
@@ -368,6 +381,18 @@ struct BenchArgs {
     /// Draw throughput and p99 latency against writers (for a --writers sweep) into this SVG.
     #[arg(long)]
     plot: Option<PathBuf>,
+    /// Which events to append (disk always uses orders).
+    #[arg(long, value_enum, default_value = "filler")]
+    workload: WorkloadArg,
+    /// Segment size of the store.
+    #[arg(long, default_value_t = logbook::Options::default().segment_bytes)]
+    segment_bytes: u64,
+    /// disk: compress the sealed segments of a second store and compare.
+    #[arg(long)]
+    compress: bool,
+    /// disk, with --compress: rounds of read and replay, alternating between the stores.
+    #[arg(long, default_value_t = 3)]
+    rounds: usize,
 }
 
 fn main() -> ExitCode {
@@ -790,6 +815,7 @@ fn bench(args: BenchArgs) -> Result<(), Failure> {
         BenchModeArg::Read => BenchMode::Read,
         BenchModeArg::Replay => BenchMode::Replay,
         BenchModeArg::Mixed => BenchMode::Mixed,
+        BenchModeArg::Disk => return bench_disk(&args),
     };
     let mut reports = Vec::new();
     for writers in args.writers.iter().copied() {
@@ -804,6 +830,10 @@ fn bench(args: BenchArgs) -> Result<(), Failure> {
             streams: args.streams.max(1),
             duration: std::time::Duration::from_secs(args.duration),
             busy_cores: args.busy_cores,
+            workload: match args.workload {
+                WorkloadArg::Filler => logbook_cli::bench::Workload::Filler,
+                WorkloadArg::Orders => logbook_cli::bench::Workload::Orders,
+            },
         };
         let bar = progress_bar(args.events, args.json);
         let progress = |done: u64, _total: u64| bar.set_position(done.max(bar.position()));
@@ -817,7 +847,8 @@ fn bench(args: BenchArgs) -> Result<(), Failure> {
                 logbook_cli::bench::run_daemon(&target, &temp.path, &config, &progress)?
             }
             None => {
-                let options = logbook::Options { sync, ..logbook::Options::default() };
+                let options =
+                    logbook::Options { sync, segment_bytes: args.segment_bytes, ..logbook::Options::default() };
                 run_embedded(&temp.path, options, &config, &progress).map_err(|e| e.to_string())?
             }
         };
@@ -834,6 +865,28 @@ fn bench(args: BenchArgs) -> Result<(), Failure> {
         if !args.json {
             println!("plot: {}", path.display());
         }
+    }
+    Ok(())
+}
+
+/// `bench disk`: two stores in fresh directories (under --data when given, kept there).
+fn bench_disk(args: &BenchArgs) -> Result<(), Failure> {
+    let root = tempfile_dir(args.data.as_deref())?;
+    let (plain, compressed) = (root.path.join("plain"), root.path.join("compressed"));
+    let config = logbook_cli::disk::DiskConfig {
+        streams: args.streams.max(1),
+        events: args.events,
+        batch: args.batch.max(1),
+        segment_bytes: args.segment_bytes,
+        read_seconds: args.duration as f64,
+        rounds: args.rounds,
+        compress: args.compress,
+    };
+    let report = logbook_cli::disk::run_disk(&plain, &compressed, &config)?;
+    if args.json {
+        println!("{}", serde_json::to_string(&report).map_err(|e| e.to_string())?);
+    } else {
+        logbook_cli::disk::print_disk(&report);
     }
     Ok(())
 }
