@@ -67,6 +67,9 @@ pub const FLAG_COMPACTED: u32 = 1;
 /// when such a segment exists and the manifest does not, the manifest was lost, and the store
 /// is not taken for one written before manifests existed.
 pub const FLAG_MANIFESTED: u32 = 2;
+/// Header flag: the file is the compressed form of a sealed segment ([`crate::compressed`]);
+/// bytes 36..40 and 56..60 then hold the checksum and length of the plain file it replaced.
+pub const FLAG_COMPRESSED: u32 = 4;
 
 /// The decoded segment header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -77,6 +80,19 @@ pub struct SegmentHeader {
     pub compacted: Option<Compacted>,
     /// Written by a store that keeps a manifest ([`FLAG_MANIFESTED`]).
     pub manifested: bool,
+    /// `Some` for a compressed segment file ([`FLAG_COMPRESSED`]).
+    pub compressed: Option<CompressedFrom>,
+}
+
+/// What a compressed segment's header says of the plain sealed segment it replaced, so that
+/// recovery recognises it where the manifest still lists that one (a compression interrupted
+/// between its rename and the manifest update).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CompressedFrom {
+    /// The plain file's header checksum (its bytes 60..64).
+    pub source_crc: u32,
+    /// The plain file's length (a sealed segment is below 4 GiB).
+    pub source_len: u32,
 }
 
 /// What a compacted segment's header adds.
@@ -91,7 +107,7 @@ pub struct Compacted {
 impl SegmentHeader {
     /// A header for a segment the log writes (no gaps).
     pub fn new(base_position: u64, created_us: i64) -> Self {
-        SegmentHeader { base_position, created_us, compacted: None, manifested: true }
+        SegmentHeader { base_position, created_us, compacted: None, manifested: true, compressed: None }
     }
 }
 
@@ -107,6 +123,11 @@ pub fn encode_header(header: &SegmentHeader) -> [u8; SEGMENT_HEADER_BYTES] {
         flags |= FLAG_COMPACTED;
         out[40..48].copy_from_slice(&compacted.end_position.to_le_bytes());
         out[48..56].copy_from_slice(&compacted.job.to_le_bytes());
+    }
+    if let Some(from) = header.compressed {
+        flags |= FLAG_COMPRESSED;
+        out[36..40].copy_from_slice(&from.source_crc.to_le_bytes());
+        out[56..60].copy_from_slice(&from.source_len.to_le_bytes());
     }
     out[32..36].copy_from_slice(&flags.to_le_bytes());
     let crc = crc32fast::hash(&out[0..60]) ^ CRC_MASK;
@@ -139,7 +160,7 @@ pub fn decode_header(bytes: &[u8]) -> Result<SegmentHeader, String> {
         return Err("base position 0 (positions start at 1)".into());
     }
     let flags = u32::from_le_bytes([bytes[32], bytes[33], bytes[34], bytes[35]]);
-    if flags & !(FLAG_COMPACTED | FLAG_MANIFESTED) != 0 {
+    if flags & !(FLAG_COMPACTED | FLAG_MANIFESTED | FLAG_COMPRESSED) != 0 {
         return Err(format!("unsupported segment flags {flags:#x}"));
     }
     let compacted = match flags & FLAG_COMPACTED {
@@ -155,7 +176,11 @@ pub fn decode_header(bytes: &[u8]) -> Result<SegmentHeader, String> {
             Some(Compacted { end_position, job })
         }
     };
-    Ok(SegmentHeader { base_position, created_us, compacted, manifested: flags & FLAG_MANIFESTED != 0 })
+    let compressed = (flags & FLAG_COMPRESSED != 0).then(|| CompressedFrom {
+        source_crc: u32::from_le_bytes([bytes[36], bytes[37], bytes[38], bytes[39]]),
+        source_len: u32::from_le_bytes([bytes[56], bytes[57], bytes[58], bytes[59]]),
+    });
+    Ok(SegmentHeader { base_position, created_us, compacted, manifested: flags & FLAG_MANIFESTED != 0, compressed })
 }
 
 /// Owns the active segment's file handle: the writer thread is its only user.
@@ -351,6 +376,7 @@ impl SegmentWriter {
     }
 
     /// End of the zero-filled range (see [`SegmentWriter::grow_preallocation`]).
+    #[cfg(test)]
     pub fn filled(&self) -> u64 {
         self.filled
     }
@@ -663,6 +689,37 @@ pub struct SegmentReader {
     /// Key of this file's blocks in the cache.
     id: u64,
     cache: std::sync::Arc<BlockCache>,
+    /// A compressed segment's block table (offsets readers use are logical: the index's).
+    compressed: Option<CompressedBlocks>,
+}
+
+/// How a reader finds the logical bytes of a compressed segment: its table, and the block it
+/// decompressed last (a `$all` scan reads chunks that share blocks at their edges).
+struct CompressedBlocks {
+    table: crate::compressed::Table,
+    last: parking_lot::Mutex<Option<(usize, std::sync::Arc<Vec<u8>>)>>,
+}
+
+/// An I/O error that stands for damage in a compressed segment (see
+/// [`corruption_in`]): the reader's `io::Result`s carry it as `InvalidData`.
+fn corrupt_io(c: crate::compressed::Corrupt) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, c)
+}
+
+/// The damage an I/O error from a [`SegmentReader`] stands for, if it stands for one: the
+/// offset in the file and the reason (a compressed block that fails its checks).
+pub fn corruption_in(e: &io::Error) -> Option<&crate::compressed::Corrupt> {
+    e.get_ref().and_then(|inner| inner.downcast_ref::<crate::compressed::Corrupt>())
+}
+
+/// Reads and checks the block table of the compressed segment `file` (`len` bytes): every
+/// length is bounded by the file before it is read.
+pub fn read_compressed_table(file: &File, len: u64) -> io::Result<crate::compressed::Table> {
+    use crate::compressed::{decode_table, table_bytes, TABLE_OFFSET};
+    let head = crate::storage::read_exact_at(file, 0, (len.min(TABLE_OFFSET as u64)) as usize)?;
+    let table = table_bytes(&head, len).map_err(corrupt_io)?;
+    let head = crate::storage::read_exact_at(file, 0, TABLE_OFFSET + table)?;
+    decode_table(&head, len).map_err(corrupt_io)
 }
 
 impl SegmentReader {
@@ -675,6 +732,17 @@ impl SegmentReader {
         cache: &std::sync::Arc<BlockCache>,
     ) -> io::Result<Self> {
         let file = File::open(path)?;
+        // A compressed segment says so in its header; its readable end is its logical length.
+        let len = file.metadata()?.len();
+        let head = crate::storage::read_exact_at(&file, 0, len.min(SEGMENT_HEADER_BYTES as u64) as usize)?;
+        let compressed = match decode_header(&head) {
+            Ok(header) if header.compressed.is_some() => {
+                let table = read_compressed_table(&file, len)?;
+                Some(CompressedBlocks { table, last: parking_lot::Mutex::new(None) })
+            }
+            _ => None,
+        };
+        let readable = compressed.as_ref().map_or(readable, |c| c.table.logical_len);
         Ok(SegmentReader {
             path: path.to_path_buf(),
             base_position,
@@ -682,7 +750,60 @@ impl SegmentReader {
             readable: std::sync::atomic::AtomicU64::new(readable),
             id: crate::block_cache::next_reader_id(),
             cache: std::sync::Arc::clone(cache),
+            compressed,
         })
+    }
+
+    /// Logical block `i` of a compressed segment, decompressed (or the one decompressed last).
+    fn logical_block(&self, c: &CompressedBlocks, i: usize) -> io::Result<std::sync::Arc<Vec<u8>>> {
+        if let Some((last, bytes)) = c.last.lock().as_ref() {
+            if *last == i {
+                return Ok(std::sync::Arc::clone(bytes));
+            }
+        }
+        let block = c.table.blocks.get(i).ok_or_else(|| {
+            corrupt_io(crate::compressed::Corrupt { offset: 0, reason: format!("no block {i} in the table") })
+        })?;
+        // Bounded: the table's lengths were checked against LZ4's bound and the file.
+        let raw = crate::storage::read_exact_at(&self.file, block.offset, block.len as usize)?;
+        let mut out = Vec::new();
+        crate::compressed::decode_block(&c.table, i, &raw, &mut out).map_err(corrupt_io)?;
+        let out = std::sync::Arc::new(out);
+        *c.last.lock() = Some((i, std::sync::Arc::clone(&out)));
+        Ok(out)
+    }
+
+    /// Logical bytes `offset..offset + len` of a compressed segment (clamped by the caller).
+    fn read_logical(&self, c: &CompressedBlocks, offset: u64, len: usize) -> io::Result<Vec<u8>> {
+        let mut out = Vec::with_capacity(len);
+        let end = offset + len as u64;
+        let mut at = offset;
+        while at < end {
+            let i = c.table.block_of(at);
+            let range = c.table.logical_range(i);
+            let block = self.logical_block(c, i)?;
+            let to = end.min(range.end);
+            out.extend_from_slice(&block[(at - range.start) as usize..(to - range.start) as usize]);
+            at = to;
+        }
+        Ok(out)
+    }
+
+    /// Cache block `block` of a compressed segment: its logical block is decompressed and every
+    /// cache block in it cached (the neighbours of a frame are usually read next).
+    fn cache_logical(&self, c: &CompressedBlocks, block: u64, want: usize) -> io::Result<Vec<u8>> {
+        let start = block * BLOCK_BYTES;
+        let i = c.table.block_of(start);
+        let range = c.table.logical_range(i);
+        let bytes = self.logical_block(c, i)?;
+        let mut at = range.start;
+        while at < range.end {
+            let to = (at + BLOCK_BYTES).min(range.end);
+            self.cache.insert(self.id, at / BLOCK_BYTES, &bytes[(at - range.start) as usize..(to - range.start) as usize]);
+            at = to;
+        }
+        let from = (start - range.start) as usize;
+        Ok(bytes[from..from + want].to_vec())
     }
     pub fn path(&self) -> &Path {
         &self.path
@@ -704,6 +825,9 @@ impl SegmentReader {
     pub fn read_range(&self, offset: u64, len: usize) -> io::Result<bytes::Bytes> {
         let end = self.readable();
         let len = (len as u64).min(end.saturating_sub(offset)) as usize;
+        if let Some(c) = &self.compressed {
+            return self.read_logical(c, offset, len).map(bytes::Bytes::from);
+        }
         crate::storage::read_exact_at(&self.file, offset, len).map(bytes::Bytes::from)
     }
 
@@ -723,8 +847,14 @@ impl SegmentReader {
             covers
         });
         if copied != Some(true) {
-            let bytes = crate::storage::read_exact_at(&self.file, start, want)?;
-            self.cache.insert(self.id, block, &bytes);
+            let bytes = match &self.compressed {
+                Some(c) => self.cache_logical(c, block, want)?,
+                None => {
+                    let bytes = crate::storage::read_exact_at(&self.file, start, want)?;
+                    self.cache.insert(self.id, block, &bytes);
+                    bytes
+                }
+            };
             out.extend_from_slice(&bytes[from..to]);
         }
         Ok(())
@@ -738,7 +868,7 @@ impl SegmentReader {
     pub fn read_scan_chunk(&self, offset: u64, len: usize) -> io::Result<bytes::Bytes> {
         let end = self.readable();
         let len = (len as u64).min(end.saturating_sub(offset)) as usize;
-        if !(SCAN_CHUNK_BYTES / 2..=SCAN_CHUNK_BYTES).contains(&len) {
+        if !(SCAN_CHUNK_BYTES / 2..=SCAN_CHUNK_BYTES).contains(&len) || self.compressed.is_some() {
             return self.read_range(offset, len);
         }
         let pooled = SCAN_POOL.lock().ok().and_then(|mut pool| pool.pop());
@@ -986,6 +1116,10 @@ mod tests {
         let header = SegmentHeader::new(42, 7);
         let bytes = encode_header(&header);
         assert_eq!(decode_header(&bytes), Ok(header));
+        let compressed =
+            SegmentHeader { compressed: Some(CompressedFrom { source_crc: 0xDEAD_BEEF, source_len: 12345 }), ..header };
+        assert_eq!(decode_header(&encode_header(&compressed)), Ok(compressed));
+        assert_eq!(encode_header(&compressed)[32] & 4, 4);
         for i in 0..SEGMENT_HEADER_BYTES {
             let mut damaged = bytes;
             damaged[i] ^= 0x10;
@@ -1032,6 +1166,7 @@ mod tests {
             created_us: 0,
             compacted: Some(Compacted { end_position: 20, job: 3 }),
             manifested: true,
+            compressed: None,
         };
         let encoded = encode_header(&header);
         assert_eq!(decode_header(&encoded), Ok(header));
@@ -1053,7 +1188,7 @@ mod tests {
         assert_eq!(with(&[21]).1, Some(StopKind::Invariant), "past the end");
         // An unknown flag, and an end before the base, are refused.
         let mut bad = encoded;
-        bad[32] = 4;
+        bad[32] = 8;
         let crc = crc32fast::hash(&bad[0..60]) ^ CRC_MASK;
         bad[60..64].copy_from_slice(&crc.to_le_bytes());
         assert!(decode_header(&bad).is_err());
