@@ -240,3 +240,25 @@ fn compression_interrupted_at_every_operation_loses_nothing() {
     }
     assert!(runs > 20, "{runs} runs");
 }
+
+/// `logbook compress` on a stopped store, then `logbook verify`: the same events, smaller.
+#[test]
+fn the_compress_verb_compresses_and_verify_accepts_it() {
+    let dir = scratch();
+    build(dir.path());
+    let before = read_back(dir.path(), options());
+    let data = dir.path().to_str().unwrap();
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_logbook")).args(args).output().unwrap();
+        assert!(out.status.success(), "logbook {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let printed = run(&["compress", "--data", data, "--json"]);
+    let report: serde_json::Value = serde_json::from_str(printed.trim()).unwrap();
+    assert!(report["segments"].as_u64().unwrap() >= 5, "{report}");
+    assert!(report["compressed_bytes"].as_u64().unwrap() * 2 < report["uncompressed_bytes"].as_u64().unwrap());
+    let printed = run(&["compress", "--data", data]);
+    assert!(printed.contains("compressed 0 sealed segment(s)"), "{printed}");
+    run(&["verify", "--data", data]);
+    assert_eq!(read_back(dir.path(), options()), before);
+}

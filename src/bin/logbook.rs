@@ -43,6 +43,10 @@ enum Command {
     /// Apply the retention policy now: archive expired events to <data>/archive (Parquet),
     /// drop deleted streams' events, rewrite and merge sealed segments.
     Compact(CompactArgs),
+    /// Compress the sealed segments (LZ4 in 64 KiB blocks, random access kept through the
+    /// index): they take about 0.4x the events' own bytes on order traffic; reads decompress a
+    /// block through the block cache. The active segment is compressed once sealed, by a later run.
+    Compress(CompressArgs),
     /// Copy a store, live or not, to a new directory (a consistent backup; restore = move it
     /// into place while the store is stopped).
     Backup(BackupArgs),
@@ -170,6 +174,19 @@ struct CompactArgs {
     /// policy applies: no rules, the default legal holds, so only deleted streams are removed.
     #[arg(long)]
     config: Option<PathBuf>,
+    /// Print the report as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+struct CompressArgs {
+    /// Data directory (the store must not be open elsewhere: stop the daemon first).
+    #[arg(long, default_value = "./data")]
+    data: PathBuf,
+    /// The codec: lz4 (none refuses: nothing to do).
+    #[arg(long, default_value = "lz4")]
+    codec: logbook::Compression,
     /// Print the report as JSON.
     #[arg(long)]
     json: bool,
@@ -413,6 +430,7 @@ fn main() -> ExitCode {
         Command::Repair(args) => repair(args),
         Command::Stats(args) => stats(args),
         Command::Compact(args) => compact(args),
+        Command::Compress(args) => compress(args),
         Command::DeleteStream(args) => delete_stream(args),
         Command::Backup(args) => backup(args),
         Command::Export(args) => export(args),
@@ -1021,6 +1039,39 @@ fn retention_policy_from_toml(text: &str) -> Result<logbook::RetentionPolicy, St
     let file: FileWithRetention = toml::from_str(text).map_err(|e| format!("retention config: {e}"))?;
     let table = file.retention.unwrap_or_default();
     logbook::RetentionPolicy::from_config(&table, &logbook_order::default_legal_holds()).map_err(|e| e.to_string())
+}
+
+fn compress(args: CompressArgs) -> Result<(), Failure> {
+    require_store(&args.data)?;
+    let options = logbook::Options { create_if_missing: false, compression: args.codec, ..logbook::Options::default() };
+    let store = logbook_archive::open_store(&args.data, options).map_err(|e| match e {
+        logbook::Error::NoStore(dir) => Failure::NoStore(dir),
+        logbook::Error::Locked(_) => format!("{e} (is `logbook serve` running on it? stop it first)").into(),
+        e => Failure::Other(e.to_string()),
+    })?;
+    let report = logbook::compress_sealed(&store).map_err(|e| e.to_string())?;
+    close_store(store)?;
+    if args.json {
+        let value = serde_json::json!({
+            "segments": report.segments,
+            "already_compressed": report.already,
+            "events": report.events,
+            "uncompressed_bytes": report.uncompressed_bytes,
+            "compressed_bytes": report.compressed_bytes,
+        });
+        println!("{value}");
+    } else {
+        println!(
+            "compressed {} sealed segment(s), {} events: {} -> {} bytes ({:.2}x); {} already compressed",
+            report.segments,
+            report.events,
+            report.uncompressed_bytes,
+            report.compressed_bytes,
+            report.compressed_bytes as f64 / report.uncompressed_bytes.max(1) as f64,
+            report.already
+        );
+    }
+    Ok(())
 }
 
 fn compact(args: CompactArgs) -> Result<(), Failure> {

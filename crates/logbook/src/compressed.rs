@@ -203,6 +203,14 @@ pub fn decode_table(head: &[u8], file_len: u64) -> Result<Table, Corrupt> {
 /// Checks block `i`'s compressed bytes against its checksum and decompresses them into `out`
 /// (cleared first), which then holds exactly the block's logical bytes.
 pub fn decode_block(table: &Table, i: usize, compressed: &[u8], out: &mut Vec<u8>) -> Result<(), Corrupt> {
+    let range = table.logical_range(i);
+    out.clear();
+    out.resize(range.end.saturating_sub(range.start) as usize, 0);
+    decode_block_into(table, i, compressed, out)
+}
+
+/// [`decode_block`] into `out`, which must be exactly the block's logical length.
+pub fn decode_block_into(table: &Table, i: usize, compressed: &[u8], out: &mut [u8]) -> Result<(), Corrupt> {
     let block = table.blocks.get(i).ok_or_else(|| corrupt(TABLE_OFFSET, format!("no block {i}")))?;
     let at = block.offset as usize;
     if compressed.len() != block.len as usize {
@@ -214,8 +222,9 @@ pub fn decode_block(table: &Table, i: usize, compressed: &[u8], out: &mut Vec<u8
     }
     let range = table.logical_range(i);
     let want = (range.end - range.start) as usize;
-    out.clear();
-    out.resize(want, 0);
+    if out.len() != want {
+        return Err(corrupt(at, format!("block {i}: {want} logical bytes, {} expected", out.len())));
+    }
     match lz4_flex::block::decompress_into(compressed, out) {
         Ok(n) if n == want => Ok(()),
         Ok(n) => Err(corrupt(at, format!("block {i}: decompresses to {n} bytes, {want} expected"))),

@@ -781,6 +781,17 @@ impl SegmentReader {
         while at < end {
             let i = c.table.block_of(at);
             let range = c.table.logical_range(i);
+            let memo = c.last.lock().as_ref().is_some_and(|(last, _)| *last == i);
+            if at == range.start && range.end <= end && !memo {
+                // A whole block: decompressed straight into place (a scan's middle blocks).
+                let block = c.table.blocks[i];
+                let raw = crate::storage::read_exact_at(&self.file, block.offset, block.len as usize)?;
+                let from = out.len();
+                out.resize(from + (range.end - range.start) as usize, 0);
+                crate::compressed::decode_block_into(&c.table, i, &raw, &mut out[from..]).map_err(corrupt_io)?;
+                at = range.end;
+                continue;
+            }
             let block = self.logical_block(c, i)?;
             let to = end.min(range.end);
             out.extend_from_slice(&block[(at - range.start) as usize..(to - range.start) as usize]);
