@@ -262,3 +262,34 @@ fn the_compress_verb_compresses_and_verify_accepts_it() {
     run(&["verify", "--data", data]);
     assert_eq!(read_back(dir.path(), options()), before);
 }
+
+/// A poor man's fuzzing run in every `cargo test` (cargo-fuzz needs nightly): random byte
+/// flips, cuts and splices of a compressed segment through the fuzz target's checks.
+#[test]
+fn random_damage_to_a_compressed_segment_never_panics() {
+    use rand_core::{Rng as _, SeedableRng};
+    let dir = scratch();
+    build(dir.path());
+    let store = Store::open(dir.path(), options()).unwrap();
+    compress_sealed(&store).unwrap();
+    store.close().unwrap();
+    let file = std::fs::read(&seg_files(dir.path())[0]).unwrap();
+    let mut rng = rand_xoshiro::SplitMix64::seed_from_u64(14);
+    for round in 0..3_000 {
+        let mut bytes = file.clone();
+        for _ in 0..1 + rng.next_u64() % 4 {
+            let at = (rng.next_u64() % bytes.len() as u64) as usize;
+            match rng.next_u64() % 3 {
+                0 => bytes[at] ^= 1 << (rng.next_u64() % 8),
+                1 => bytes.truncate(at.max(1)),
+                _ => bytes[at] = rng.next_u64() as u8,
+            }
+        }
+        // Small blocks of the table region are where lengths live: damage them more often.
+        if round % 2 == 0 && bytes.len() > 200 {
+            let at = 64 + (rng.next_u64() % 136) as usize;
+            bytes[at] = rng.next_u64() as u8;
+        }
+        logbook_fuzzing::compressed_decode(&bytes);
+    }
+}
