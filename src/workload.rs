@@ -143,7 +143,7 @@ impl RealisticOrders {
             cart: format!("cart_{}", rng.alnum(12)),
             correlation: rng.uuid(),
             causation: String::new(),
-            channel: *rng.pick(&CHANNELS),
+            channel: CHANNELS[rng.below(CHANNELS.len() as u64) as usize],
             now_us: 1_764_547_200_000_000 + (rng.below(90 * 86_400) as i64) * 1_000_000,
             lines: Vec::new(),
         };
