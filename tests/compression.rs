@@ -293,3 +293,37 @@ fn random_damage_to_a_compressed_segment_never_panics() {
         logbook_fuzzing::compressed_decode(&bytes);
     }
 }
+
+/// `logbook repair` on a compressed segment with a damaged block: cut back to the events of
+/// the blocks before it (written back plain), later segments set aside, the rest intact.
+#[test]
+fn repair_cuts_a_compressed_segment_at_its_damaged_block() {
+    let dir = scratch();
+    build(dir.path());
+    let before = read_back(dir.path(), options());
+    let store = Store::open(dir.path(), options()).unwrap();
+    compress_sealed(&store).unwrap();
+    store.close().unwrap();
+    let files = seg_files(dir.path());
+    let victim = files[2].clone();
+    let base: u64 = victim.file_stem().unwrap().to_str().unwrap().parse().unwrap();
+    let mut bytes = std::fs::read(&victim).unwrap();
+    let at = bytes.len() - 100; // in the last block: the blocks before it survive
+    bytes[at] ^= 0x08;
+    std::fs::write(&victim, &bytes).unwrap();
+    std::fs::remove_file(dir.path().join("CLEAN")).unwrap();
+    assert!(matches!(Store::open(dir.path(), options()), Err(Error::Corruption { file, .. }) if file == victim));
+    let report = logbook::repair_dir(dir.path()).unwrap();
+    let (first, _) = report.gave_up.expect("positions given up");
+    assert!(first > base, "kept the segment's good blocks: gave up from {first}, segment base {base}");
+    let store = Store::open(dir.path(), Options { verify_on_open: VerifyOnOpen::Always, ..options() }).unwrap();
+    let head = store.head_position();
+    assert_eq!(head, first - 1);
+    let kept = store.read_all(1, usize::MAX, &Filter::all()).unwrap();
+    assert_eq!(kept.len() as u64, head);
+    store.close().unwrap();
+    // Every event kept is the one that was there, byte for byte.
+    let after = read_back(dir.path(), options());
+    assert_eq!(after.0[..], before.0[..head as usize]);
+    healthy(dir.path(), "after repair");
+}
