@@ -205,13 +205,19 @@ fn compression_interrupted_at_every_operation_loses_nothing() {
     let counts_after = kinds.map(|k| sim.count(k));
     store.close().unwrap();
     assert!(report.segments >= 5);
+    // `LOGBOOK_COMPRESSION_FAULT_MODES=all`: every power-loss mode, not only dropped writes.
+    let modes: &[PowerLoss] = if std::env::var("LOGBOOK_COMPRESSION_FAULT_MODES").is_ok_and(|v| v == "all") {
+        &[PowerLoss::DropUnsynced, PowerLoss::CutUnsynced, PowerLoss::GarbageUnsynced, PowerLoss::RandomPages]
+    } else {
+        &[PowerLoss::DropUnsynced]
+    };
     let mut runs = 0;
     for (k, kind) in kinds.into_iter().enumerate() {
         // Every operation of the first two segments' compressions, and a sample of the rest.
         let total = counts_after[k] - counts_before[k];
         let steps: Vec<u64> = (1..=total).filter(|n| *n <= 12 || n % 7 == 0 || *n == total).collect();
-        for nth in steps {
-            let context = format!("{kind:?} #{nth} of the compression failing, then power loss");
+        for (nth, &mode) in steps.into_iter().flat_map(|n| modes.iter().map(move |m| (n, m))) {
+            let context = format!("{kind:?} #{nth} of the compression failing, then {mode:?}");
             let dir = scratch();
             disk_support::copy_tree(base.path(), dir.path());
             let sim = SimFileSystem::new();
@@ -223,7 +229,7 @@ fn compression_interrupted_at_every_operation_loses_nothing() {
             assert!(compress_sealed(&store).is_err(), "{context}: a failed compression runs again before a reopen");
             sim.power_off();
             drop(store);
-            sim.restore_durable(dir.path(), PowerLoss::DropUnsynced, nth).unwrap();
+            sim.restore_durable(dir.path(), mode, nth).unwrap();
             assert_eq!(read_back(dir.path(), options()), before, "{context}: events changed");
             healthy(dir.path(), &context);
             // A second run finishes the job.
