@@ -265,6 +265,15 @@ fn the_compress_verb_compresses_and_verify_accepts_it() {
     assert!(report["compressed_bytes"].as_u64().unwrap() * 2 < report["uncompressed_bytes"].as_u64().unwrap());
     let printed = run(&["compress", "--data", data]);
     assert!(printed.contains("compressed 0 sealed segment(s)"), "{printed}");
+    // `compact --compress`: compaction (which here merges the small compressed segments into
+    // one plain segment of the default size), then compression of what it wrote.
+    let printed = run(&["compact", "--data", data, "--compress", "--json"]);
+    let lines: Vec<serde_json::Value> = printed.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines.len(), 2, "{printed}");
+    assert!(lines[0]["rewritten"].as_u64().unwrap() >= 1, "{printed}");
+    assert_eq!(lines[1]["segments"], lines[0]["rewritten"], "what compaction wrote is compressed: {printed}");
+    let printed = run(&["compress", "--data", data]);
+    assert!(printed.contains("compressed 0 sealed segment(s)"), "{printed}");
     run(&["verify", "--data", data]);
     assert_eq!(read_back(dir.path(), options()), before);
 }

@@ -174,6 +174,9 @@ struct CompactArgs {
     /// policy applies: no rules, the default legal holds, so only deleted streams are removed.
     #[arg(long)]
     config: Option<PathBuf>,
+    /// Then compress the sealed segments (as `logbook compress`): compaction writes plain ones.
+    #[arg(long)]
+    compress: bool,
     /// Print the report as JSON.
     #[arg(long)]
     json: bool,
@@ -1041,17 +1044,27 @@ fn retention_policy_from_toml(text: &str) -> Result<logbook::RetentionPolicy, St
     logbook::RetentionPolicy::from_config(&table, &logbook_order::default_legal_holds()).map_err(|e| e.to_string())
 }
 
-fn compress(args: CompressArgs) -> Result<(), Failure> {
-    require_store(&args.data)?;
-    let options = logbook::Options { create_if_missing: false, compression: args.codec, ..logbook::Options::default() };
-    let store = logbook_archive::open_store(&args.data, options).map_err(|e| match e {
+/// Opens an existing store whose `compress_sealed` uses `codec`.
+fn open_compressing(data: &std::path::Path, codec: logbook::Compression) -> Result<logbook::Store, Failure> {
+    require_store(data)?;
+    let options = logbook::Options { create_if_missing: false, compression: codec, ..logbook::Options::default() };
+    logbook_archive::open_store(data, options).map_err(|e| match e {
         logbook::Error::NoStore(dir) => Failure::NoStore(dir),
         logbook::Error::Locked(_) => format!("{e} (is `logbook serve` running on it? stop it first)").into(),
         e => Failure::Other(e.to_string()),
-    })?;
+    })
+}
+
+fn compress(args: CompressArgs) -> Result<(), Failure> {
+    let store = open_compressing(&args.data, args.codec)?;
     let report = logbook::compress_sealed(&store).map_err(|e| e.to_string())?;
     close_store(store)?;
-    if args.json {
+    print_compressed(&report, args.json);
+    Ok(())
+}
+
+fn print_compressed(report: &logbook::CompressReport, json: bool) {
+    if json {
         let value = serde_json::json!({
             "segments": report.segments,
             "already_compressed": report.already,
@@ -1071,7 +1084,6 @@ fn compress(args: CompressArgs) -> Result<(), Failure> {
             report.already
         );
     }
-    Ok(())
 }
 
 fn compact(args: CompactArgs) -> Result<(), Failure> {
@@ -1082,7 +1094,10 @@ fn compact(args: CompactArgs) -> Result<(), Failure> {
         }
         None => logbook_order::default_retention_policy(),
     };
-    let store = open_store(&args.data)?;
+    let store = match args.compress {
+        true => open_compressing(&args.data, logbook::Compression::Lz4)?,
+        false => open_store(&args.data)?,
+    };
     let bar = progress_bar(0, false);
     if let Ok(style) = indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} segment steps eta {eta}") {
         bar.set_style(style);
@@ -1111,6 +1126,10 @@ fn compact(args: CompactArgs) -> Result<(), Failure> {
             report.bytes_before,
             report.bytes_after
         );
+    }
+    if args.compress {
+        let compressed = logbook::compress_sealed(&store).map_err(|e| e.to_string())?;
+        print_compressed(&compressed, args.json);
     }
     close_store(store)
 }
