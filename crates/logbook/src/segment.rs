@@ -775,29 +775,35 @@ impl SegmentReader {
 
     /// Logical bytes `offset..offset + len` of a compressed segment (clamped by the caller).
     fn read_logical(&self, c: &CompressedBlocks, offset: u64, len: usize) -> io::Result<Vec<u8>> {
-        let mut out = Vec::with_capacity(len);
-        let end = offset + len as u64;
+        let mut out = vec![0u8; len];
+        self.read_logical_into(c, offset, &mut out)?;
+        Ok(out)
+    }
+
+    /// Fills `out` with the logical bytes from `offset` of a compressed segment (clamped by the
+    /// caller). Whole blocks are decompressed straight into place (a scan's middle blocks).
+    fn read_logical_into(&self, c: &CompressedBlocks, offset: u64, out: &mut [u8]) -> io::Result<()> {
+        let end = offset + out.len() as u64;
         let mut at = offset;
         while at < end {
             let i = c.table.block_of(at);
             let range = c.table.logical_range(i);
+            let into = &mut out[(at - offset) as usize..];
             let memo = c.last.lock().as_ref().is_some_and(|(last, _)| *last == i);
             if at == range.start && range.end <= end && !memo {
-                // A whole block: decompressed straight into place (a scan's middle blocks).
                 let block = c.table.blocks[i];
                 let raw = crate::storage::read_exact_at(&self.file, block.offset, block.len as usize)?;
-                let from = out.len();
-                out.resize(from + (range.end - range.start) as usize, 0);
-                crate::compressed::decode_block_into(&c.table, i, &raw, &mut out[from..]).map_err(corrupt_io)?;
+                let n = (range.end - range.start) as usize;
+                crate::compressed::decode_block_into(&c.table, i, &raw, &mut into[..n]).map_err(corrupt_io)?;
                 at = range.end;
                 continue;
             }
             let block = self.logical_block(c, i)?;
             let to = end.min(range.end);
-            out.extend_from_slice(&block[(at - range.start) as usize..(to - range.start) as usize]);
+            into[..(to - at) as usize].copy_from_slice(&block[(at - range.start) as usize..(to - range.start) as usize]);
             at = to;
         }
-        Ok(out)
+        Ok(())
     }
 
     /// Cache block `block` of a compressed segment: its logical block is decompressed and every
@@ -879,12 +885,15 @@ impl SegmentReader {
     pub fn read_scan_chunk(&self, offset: u64, len: usize) -> io::Result<bytes::Bytes> {
         let end = self.readable();
         let len = (len as u64).min(end.saturating_sub(offset)) as usize;
-        if !(SCAN_CHUNK_BYTES / 2..=SCAN_CHUNK_BYTES).contains(&len) || self.compressed.is_some() {
+        if !(SCAN_CHUNK_BYTES / 2..=SCAN_CHUNK_BYTES).contains(&len) {
             return self.read_range(offset, len);
         }
         let pooled = SCAN_POOL.lock().ok().and_then(|mut pool| pool.pop());
         let mut buf = pooled.unwrap_or_else(|| vec![0u8; SCAN_CHUNK_BYTES].into_boxed_slice());
-        std::os::unix::fs::FileExt::read_exact_at(&self.file, &mut buf[..len], offset)?;
+        match &self.compressed {
+            Some(c) => self.read_logical_into(c, offset, &mut buf[..len])?,
+            None => std::os::unix::fs::FileExt::read_exact_at(&self.file, &mut buf[..len], offset)?,
+        }
         Ok(bytes::Bytes::from_owner(ScanChunk { buf, len }))
     }
 
