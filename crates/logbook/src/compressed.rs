@@ -241,7 +241,9 @@ pub fn decode_file(file: &[u8]) -> Result<Vec<u8>, Corrupt> {
     if table.logical_len > (file.len() as u64).saturating_mul(256) {
         return Err(corrupt(LOGICAL_LEN_AT, "logical length beyond what the blocks can hold"));
     }
-    let mut logical = Vec::with_capacity(table.logical_len as usize);
+    // Grown as blocks decode (each to exactly its logical size), not reserved from the header:
+    // memory follows what the blocks really hold.
+    let mut logical = Vec::new();
     let mut block = Vec::new();
     for (i, b) in table.blocks.iter().enumerate() {
         decode_block(&table, i, &file[b.offset as usize..(b.offset + u64::from(b.len)) as usize], &mut block)?;
