@@ -192,6 +192,19 @@ pub struct BenchConfig {
     /// Threads spinning in a busy loop beside the whole run (its limits included), to measure
     /// how waiting copes with cores taken by someone else. 0: a quiet run.
     pub busy_cores: usize,
+    /// Which events: the filler workload or the realistic orders.
+    pub workload: Workload,
+}
+
+/// The events a run appends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub enum Workload {
+    /// [`OrderWorkload`]: lifecycle event types, JSON data padded to `payload_bytes` with a
+    /// repeated alphabet (what the earlier figures ran; it compresses to nothing).
+    Filler,
+    /// [`crate::workload::RealisticOrders`]: design.md's order events, varied JSON payloads
+    /// (107–173 B) and metadata (~110 B), 64 orders interleaved; `payload_bytes` is ignored.
+    Orders,
 }
 
 /// `n` threads spinning in a busy loop until dropped (stopped and joined then).
@@ -302,23 +315,46 @@ pub fn measure_limits(dir: &Path) -> std::io::Result<MachineLimits> {
 }
 
 /// Pre-generated order events, so generating payloads is not part of what is timed.
-struct EventPool {
-    orders: Vec<Vec<NewEvent>>,
-    streams: usize,
+enum EventPool {
+    Filler {
+        orders: Vec<Vec<NewEvent>>,
+        streams: usize,
+    },
+    /// The realistic orders of every stream, in the order the peers' load appended them.
+    Orders(Vec<WorkloadEvent>),
 }
 
 impl EventPool {
     fn new(config: &BenchConfig) -> Self {
-        let workload = OrderWorkload { payload_bytes: config.payload_bytes, ..OrderWorkload::default() };
-        let distinct = config.streams.clamp(1, 4096);
-        EventPool { orders: (0..distinct).map(|i| workload.order_events(i)).collect(), streams: config.streams.max(1) }
+        match config.workload {
+            Workload::Filler => {
+                let workload = OrderWorkload { payload_bytes: config.payload_bytes, ..OrderWorkload::default() };
+                let distinct = config.streams.clamp(1, 4096);
+                EventPool::Filler {
+                    orders: (0..distinct).map(|i| workload.order_events(i)).collect(),
+                    streams: config.streams.max(1),
+                }
+            }
+            Workload::Orders => {
+                EventPool::Orders(crate::workload::RealisticOrders::default().events(config.streams.max(1), 64))
+            }
+        }
     }
 
-    /// Event `i` of the run: orders take turns, each through its lifecycle.
+    /// Event `i` of the run. Filler: orders take turns, each through its lifecycle. Orders:
+    /// the interleaved lifecycles, from the start again once all are used.
     fn event(&self, i: u64) -> (String, NewEvent) {
-        let order = (i as usize) % self.streams;
-        let events = &self.orders[order % self.orders.len()];
-        (OrderWorkload::stream(order), events[(i as usize / self.streams) % events.len()].clone())
+        match self {
+            EventPool::Filler { orders, streams } => {
+                let order = (i as usize) % streams;
+                let events = &orders[order % orders.len()];
+                (OrderWorkload::stream(order), events[(i as usize / streams) % events.len()].clone())
+            }
+            EventPool::Orders(events) => {
+                let e = &events[(i as usize) % events.len()];
+                (e.stream.clone(), e.event.clone())
+            }
+        }
     }
 }
 
@@ -733,6 +769,7 @@ mod tests {
             streams: 10,
             duration: Duration::from_secs(30),
             busy_cores: 1,
+            workload: Workload::Filler,
         };
         let options = logbook::Options { segment_bytes: 64 * 1024, ..Default::default() };
         let report = run_embedded(dir.path(), options, &config, &|_, _| {}).unwrap();

@@ -4,3 +4,5 @@
 #![doc = include_str!("../README.md")]
 
 pub mod bench;
+pub mod disk;
+pub mod workload;

@@ -323,6 +323,7 @@ fn every_verb_has_an_example_and_the_same_flags_for_the_same_things() {
         &["stats"],
         &["export"],
         &["compact"],
+        &["compress"],
         &["backup"],
         &["delete-stream"],
         &["order"],

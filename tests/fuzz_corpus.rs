@@ -63,6 +63,11 @@ fn index_decode_corpus() {
 }
 
 #[test]
+fn compressed_decode_corpus() {
+    replay("compressed_decode", fuzzing::compressed_decode);
+}
+
+#[test]
 fn resp_parse_corpus() {
     replay("resp_parse", fuzzing::resp_parse);
 }
@@ -218,6 +223,32 @@ fn segment_seeds() -> Vec<(&'static str, Vec<u8>)> {
     ]
 }
 
+/// Compressed segments: a small one in 4 KiB blocks, one whose last block is short, damaged ones.
+fn compressed_seeds() -> Vec<(&'static str, Vec<u8>)> {
+    let logical = |batches: &[usize]| {
+        let (bytes, _) = frames(1, batches);
+        let header = SegmentHeader {
+            compressed: Some(segment::CompressedFrom { source_crc: 0x5EED, source_len: 64 + bytes.len() as u32 }),
+            ..SegmentHeader::new(1, 0)
+        };
+        let mut out = segment::encode_header(&header).to_vec();
+        out.extend_from_slice(&bytes);
+        out
+    };
+    let small = logbook::compressed::encode(&logical(&[1, 3, 2]), 12);
+    let long = logbook::compressed::encode(&logical(&[4; 40]), 12);
+    let mut flipped = long.clone();
+    let at = flipped.len() - 10;
+    flipped[at] ^= 0x21;
+    vec![
+        ("six_events.bin", small.clone()),
+        ("many_blocks.bin", long.clone()),
+        ("flipped_block_byte.bin", flipped),
+        ("cut.bin", long[..long.len() / 2].to_vec()),
+        ("header_only.bin", small[..96].to_vec()),
+    ]
+}
+
 fn index_seeds() -> Vec<(&'static str, Vec<u8>)> {
     let build = |batches: &[usize], base: u64| {
         let (bytes, _) = frames(base, batches);
@@ -362,6 +393,7 @@ fn generate_seed_corpus() {
         ("frame_decode", frame_seeds()),
         ("segment_recovery", segment_seeds()),
         ("index_decode", index_seeds()),
+        ("compressed_decode", compressed_seeds()),
         ("resp_parse", resp_seeds()),
         ("command_parse", command_seeds()),
         ("snapshot_decode", snapshot_seeds()),

@@ -329,6 +329,81 @@ fn check_dense_offsets(index: &SegmentIndex, base: u64, events: u64) {
 }
 
 // ---------------------------------------------------------------------------
+// compressed_decode
+
+/// `compressed::decode_file` (what recovery, verify and compaction read) and
+/// `decode_table` + `decode_block` (what a `SegmentReader` reads) on `data` as is and with every
+/// checksum resealed: they agree, never panic, report damage inside the file, and a file that
+/// decodes has exactly its logical length, starting with its own header.
+pub fn compressed_decode(data: &[u8]) {
+    check_compressed(data);
+    let mut resealed = data.to_vec();
+    reseal_compressed(&mut resealed);
+    check_compressed(&resealed);
+}
+
+fn reseal_compressed(bytes: &mut [u8]) {
+    use logbook::compressed::{BLOCKS_AT, BLOCK_HEADER_OFFSET, TABLE_CRC_AT, TABLE_ENTRY_BYTES, TABLE_OFFSET};
+    if bytes.len() < TABLE_OFFSET {
+        return;
+    }
+    let n = u32::from_le_bytes(bytes[BLOCKS_AT..BLOCKS_AT + 4].try_into().unwrap()) as usize;
+    let Some(table_end) = n.checked_mul(TABLE_ENTRY_BYTES).map(|t| TABLE_OFFSET + t).filter(|e| *e <= bytes.len())
+    else {
+        return;
+    };
+    let mut at = table_end;
+    for i in 0..n {
+        let entry = TABLE_OFFSET + i * TABLE_ENTRY_BYTES;
+        let len = u32::from_le_bytes(bytes[entry..entry + 4].try_into().unwrap()) as usize;
+        let Some(end) = at.checked_add(len).filter(|e| *e <= bytes.len()) else { break };
+        let crc = crc32fast::hash(&bytes[at..end]) ^ CRC_MASK;
+        bytes[entry + 4..entry + 8].copy_from_slice(&crc.to_le_bytes());
+        at = end;
+    }
+    let mut hasher = crc32fast::Hasher::new();
+    hasher.update(&bytes[BLOCK_HEADER_OFFSET..TABLE_CRC_AT]);
+    hasher.update(&bytes[TABLE_OFFSET..table_end]);
+    let crc = hasher.finalize() ^ CRC_MASK;
+    bytes[TABLE_CRC_AT..TABLE_CRC_AT + 4].copy_from_slice(&crc.to_le_bytes());
+}
+
+fn check_compressed(bytes: &[u8]) {
+    use logbook::compressed;
+    let whole = compressed::decode_file(bytes);
+    if let Err(c) = &whole {
+        assert!(c.offset <= bytes.len() as u64, "damage reported at {} in a {}-byte file", c.offset, bytes.len());
+    }
+    let Ok(table) = compressed::decode_table(bytes, bytes.len() as u64) else {
+        assert!(whole.is_err(), "decode_file accepted a file whose table does not decode");
+        return;
+    };
+    let mut logical = Vec::new();
+    let mut block = Vec::new();
+    for (i, b) in table.blocks.iter().enumerate() {
+        let raw = &bytes[b.offset as usize..(b.offset + u64::from(b.len)) as usize];
+        if compressed::decode_block(&table, i, raw, &mut block).is_err() {
+            assert!(whole.is_err(), "decode_file accepted a file with a bad block {i}");
+            return;
+        }
+        let range = table.logical_range(i);
+        assert_eq!(block.len() as u64, range.end - range.start, "block {i} has the wrong length");
+        logical.extend_from_slice(&block);
+    }
+    match whole {
+        Ok(decoded) => {
+            assert_eq!(decoded.len() as u64, table.logical_len);
+            assert_eq!(decoded, logical, "decode_file and the blocks one by one disagree");
+            assert_eq!(decoded[..SEGMENT_HEADER_BYTES], bytes[..SEGMENT_HEADER_BYTES]);
+        }
+        // Every block decodes: only the logical header may differ from the file's.
+        Err(_) => assert!(
+            logical.len() < SEGMENT_HEADER_BYTES || logical[..SEGMENT_HEADER_BYTES] != bytes[..SEGMENT_HEADER_BYTES]
+        ),
+    }
+}
+
+// ---------------------------------------------------------------------------
 // resp_parse
 
 /// `protocol::parse` with default limits over a pipeline: every frame consumes 1..=len bytes, a

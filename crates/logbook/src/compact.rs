@@ -375,6 +375,7 @@ fn rewrite_unit(
         created_us: store.options().clock.now_us(),
         compacted: Some(Compacted { end_position, job }),
         manifested: true,
+        compressed: None,
     };
     let (bytes, builder) = encode_survivors(&header, unit)?;
     let header_crc = u32::from_le_bytes([bytes[60], bytes[61], bytes[62], bytes[63]]);
@@ -461,6 +462,12 @@ fn read_sealed(segment: &SealedSegment) -> Result<Bytes> {
     if bytes.len() as u64 != segment.len {
         let reason = format!("the file is {} bytes, it was sealed at {}", bytes.len(), segment.len);
         return Err(Error::corruption(path, segment.len.min(bytes.len() as u64), reason));
+    }
+    // A compressed segment is compacted as the plain segment it stands for (its output is plain).
+    if segment.header.compressed.is_some() {
+        let logical = crate::compressed::decode_file(&bytes)
+            .map_err(|c| Error::corruption(path, c.offset, format!("compressed segment: {}", c.reason)))?;
+        return Ok(Bytes::from(logical));
     }
     Ok(Bytes::from(bytes))
 }

@@ -43,6 +43,8 @@ internal! {
     block_cache,
     calendar,
     compact,
+    compress,
+    compressed,
     datadir,
     error,
     index,
@@ -68,6 +70,7 @@ pub use backup::{
 #[doc(hidden)]
 pub use compact::committed_job_of;
 pub use compact::{compact, compact_with_archive, ArchiveSink, CompactReport};
+pub use compress::{compress_sealed, CompressReport};
 pub use datadir::{
     holds_store, DataDir, DiskUsage, ARCHIVE_DIR, ARCHIVE_MANIFEST_FILE, MAX_ARCHIVE_MANIFEST_BYTES, SEGMENTS_DIR,
 };
@@ -76,7 +79,7 @@ pub use namespace::{
     is_valid_name as is_valid_namespace_name, owner_of, InvalidNamespace, Namespace, DEFAULT_NAMESPACE,
     MAX_NAMESPACE_NAME_BYTES, NAMESPACE_SEPARATOR,
 };
-pub use options::{Clock, Options, SyncMode, VerifyOnOpen};
+pub use options::{Clock, Compression, Options, SyncMode, VerifyOnOpen};
 pub use repair::{repair_dir, RepairReport};
 pub use retention::{
     parse_duration, Decision, EventFacts, HoldConfig, LegalHold, RetentionConfig, RetentionPolicy, RetentionRule,

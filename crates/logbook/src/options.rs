@@ -68,6 +68,30 @@ pub struct Options {
     /// lookups); 0 turns the cache off. Filled only by what is read, so an idle store holds
     /// none of it. `$all` scans do not use it.
     pub read_cache_bytes: usize,
+    /// How [`crate::compress_sealed`] stores sealed segments (default [`Compression::None`]:
+    /// compression is off and that call refuses). Reads of compressed segments need no option.
+    pub compression: Compression,
+}
+
+/// The codec of compressed sealed segments (docs/format.md, "Compressed segments").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Compression {
+    /// Sealed segments stay plain.
+    #[default]
+    None,
+    /// LZ4 block format in 64 KiB blocks.
+    Lz4,
+}
+
+impl std::str::FromStr for Compression {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "none" => Ok(Compression::None),
+            "lz4" => Ok(Compression::Lz4),
+            other => Err(format!("unknown compression {other:?}: none or lz4")),
+        }
+    }
 }
 
 /// The clock that stamps events: the system's, or one a test sets by hand.
@@ -114,6 +138,7 @@ impl Default for Options {
             clock: Clock::system(),
             create_if_missing: true,
             read_cache_bytes: 256 * 1024 * 1024,
+            compression: Compression::None,
         }
     }
 }

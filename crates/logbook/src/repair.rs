@@ -169,6 +169,9 @@ fn segment_base(file: &Path) -> Option<u64> {
 fn shorten(path: &Path, offset: u64, kept_in: &Path) -> Result<()> {
     let bytes = segment::read_whole(path).map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
     let header = segment::decode_header(&bytes).ok().filter(|h| h.compacted.is_none());
+    if let Some(header) = header.filter(|h| h.compressed.is_some()) {
+        return shorten_compressed(path, &bytes, header, kept_in);
+    }
     let Some(header) = header.filter(|_| offset > SEGMENT_HEADER_BYTES as u64) else {
         return move_into(path, kept_in);
     };
@@ -180,6 +183,38 @@ fn shorten(path: &Path, offset: u64, kept_in: &Path) -> Result<()> {
     file.set_len(valid_len)
         .and_then(|()| file.sync_all())
         .map_err(|e| Error::io(format!("cutting {}", path.display()), e))
+}
+
+/// A compressed segment is cut back to the last whole batch of the blocks that decode before
+/// the first that does not (and before any bad frame in them), and written back plain: the
+/// events it keeps are byte for byte the same, at the same (logical) offsets.
+fn shorten_compressed(path: &Path, bytes: &[u8], header: segment::SegmentHeader, kept_in: &Path) -> Result<()> {
+    let Ok(table) = crate::compressed::decode_table(bytes, bytes.len() as u64) else {
+        return move_into(path, kept_in);
+    };
+    let mut logical = Vec::new();
+    let mut block = Vec::new();
+    for (i, b) in table.blocks.iter().enumerate() {
+        let raw = &bytes[b.offset as usize..(b.offset + u64::from(b.len)) as usize];
+        if crate::compressed::decode_block(&table, i, raw, &mut block).is_err() {
+            break;
+        }
+        logical.extend_from_slice(&block);
+    }
+    if logical.len() <= SEGMENT_HEADER_BYTES {
+        return move_into(path, kept_in);
+    }
+    let plain = segment::SegmentHeader { compressed: None, ..header };
+    logical[..SEGMENT_HEADER_BYTES].copy_from_slice(&segment::encode_header(&plain));
+    let valid_len = segment::scan_with(&logical, Positions::of(&plain), |_, _| {}).valid_len as usize;
+    let name = path.file_name().unwrap_or_default();
+    fs::copy(path, kept_in.join(name)).map_err(|e| Error::io(format!("copying {}", path.display()), e))?;
+    let tmp = path.with_extension("seg.repair.tmp");
+    fs::write(&tmp, &logical[..valid_len])
+        .and_then(|()| fs::File::open(&tmp)?.sync_all())
+        .and_then(|()| fs::rename(&tmp, path))
+        .map_err(|e| Error::io(format!("cutting {}", path.display()), e))?;
+    sync_dir(path.parent().unwrap_or(Path::new(".")))
 }
 
 fn move_into(path: &Path, dir: &Path) -> Result<()> {

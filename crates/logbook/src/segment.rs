@@ -67,6 +67,9 @@ pub const FLAG_COMPACTED: u32 = 1;
 /// when such a segment exists and the manifest does not, the manifest was lost, and the store
 /// is not taken for one written before manifests existed.
 pub const FLAG_MANIFESTED: u32 = 2;
+/// Header flag: the file is the compressed form of a sealed segment ([`crate::compressed`]);
+/// bytes 36..40 and 56..60 then hold the checksum and length of the plain file it replaced.
+pub const FLAG_COMPRESSED: u32 = 4;
 
 /// The decoded segment header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -77,6 +80,19 @@ pub struct SegmentHeader {
     pub compacted: Option<Compacted>,
     /// Written by a store that keeps a manifest ([`FLAG_MANIFESTED`]).
     pub manifested: bool,
+    /// `Some` for a compressed segment file ([`FLAG_COMPRESSED`]).
+    pub compressed: Option<CompressedFrom>,
+}
+
+/// What a compressed segment's header says of the plain sealed segment it replaced, so that
+/// recovery recognises it where the manifest still lists that one (a compression interrupted
+/// between its rename and the manifest update).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CompressedFrom {
+    /// The plain file's header checksum (its bytes 60..64).
+    pub source_crc: u32,
+    /// The plain file's length (a sealed segment is below 4 GiB).
+    pub source_len: u32,
 }
 
 /// What a compacted segment's header adds.
@@ -91,7 +107,7 @@ pub struct Compacted {
 impl SegmentHeader {
     /// A header for a segment the log writes (no gaps).
     pub fn new(base_position: u64, created_us: i64) -> Self {
-        SegmentHeader { base_position, created_us, compacted: None, manifested: true }
+        SegmentHeader { base_position, created_us, compacted: None, manifested: true, compressed: None }
     }
 }
 
@@ -107,6 +123,11 @@ pub fn encode_header(header: &SegmentHeader) -> [u8; SEGMENT_HEADER_BYTES] {
         flags |= FLAG_COMPACTED;
         out[40..48].copy_from_slice(&compacted.end_position.to_le_bytes());
         out[48..56].copy_from_slice(&compacted.job.to_le_bytes());
+    }
+    if let Some(from) = header.compressed {
+        flags |= FLAG_COMPRESSED;
+        out[36..40].copy_from_slice(&from.source_crc.to_le_bytes());
+        out[56..60].copy_from_slice(&from.source_len.to_le_bytes());
     }
     out[32..36].copy_from_slice(&flags.to_le_bytes());
     let crc = crc32fast::hash(&out[0..60]) ^ CRC_MASK;
@@ -139,7 +160,7 @@ pub fn decode_header(bytes: &[u8]) -> Result<SegmentHeader, String> {
         return Err("base position 0 (positions start at 1)".into());
     }
     let flags = u32::from_le_bytes([bytes[32], bytes[33], bytes[34], bytes[35]]);
-    if flags & !(FLAG_COMPACTED | FLAG_MANIFESTED) != 0 {
+    if flags & !(FLAG_COMPACTED | FLAG_MANIFESTED | FLAG_COMPRESSED) != 0 {
         return Err(format!("unsupported segment flags {flags:#x}"));
     }
     let compacted = match flags & FLAG_COMPACTED {
@@ -155,7 +176,11 @@ pub fn decode_header(bytes: &[u8]) -> Result<SegmentHeader, String> {
             Some(Compacted { end_position, job })
         }
     };
-    Ok(SegmentHeader { base_position, created_us, compacted, manifested: flags & FLAG_MANIFESTED != 0 })
+    let compressed = (flags & FLAG_COMPRESSED != 0).then(|| CompressedFrom {
+        source_crc: u32::from_le_bytes([bytes[36], bytes[37], bytes[38], bytes[39]]),
+        source_len: u32::from_le_bytes([bytes[56], bytes[57], bytes[58], bytes[59]]),
+    });
+    Ok(SegmentHeader { base_position, created_us, compacted, manifested: flags & FLAG_MANIFESTED != 0, compressed })
 }
 
 /// Owns the active segment's file handle: the writer thread is its only user.
@@ -168,6 +193,41 @@ pub struct SegmentWriter {
     write_offset: u64,
     /// Preallocated file length.
     capacity: u64,
+    /// End of the zero-filled (written, so allocated) range past the frames: appends below it
+    /// land in blocks the file system has already allocated. Grown by need
+    /// ([`SegmentWriter::grow_preallocation`], steps from [`FIRST_FILL_BYTES`] doubling up to
+    /// [`MAX_FILL_BYTES`]); past it the file is sparse up to `capacity`.
+    filled: u64,
+    /// The next zero-fill step.
+    fill_step: u64,
+}
+
+/// First zero-fill step of an active segment, and the size of a spare segment (both at most
+/// the segment size).
+pub const FIRST_FILL_BYTES: u64 = 1 << 20;
+/// Largest zero-fill step: an active segment holds at most about 1.5 steps of zeroes beyond
+/// its frames (the bound on what preallocation adds to a store's allocated bytes).
+pub const MAX_FILL_BYTES: u64 = 4 << 20;
+/// Zero-fill ranges start and end on this boundary (except at the file's end).
+pub const FILL_ALIGN: u64 = 4096;
+const _: () = assert!(FIRST_FILL_BYTES <= MAX_FILL_BYTES && MAX_FILL_BYTES.is_multiple_of(FILL_ALIGN));
+const _: () = assert!(FIRST_FILL_BYTES.is_multiple_of(FILL_ALIGN) && SEGMENT_HEADER_BYTES as u64 <= FILL_ALIGN);
+
+/// Size of the spare segment a store with `segment_bytes` segments prepares: the first fill step.
+pub fn spare_bytes(segment_bytes: u64) -> u64 {
+    segment_bytes.clamp(SEGMENT_HEADER_BYTES as u64, FIRST_FILL_BYTES)
+}
+
+/// The range to zero-fill next in an active segment, if any: when less than half a `step` of
+/// zero-filled space is left ahead of `write_offset`, the next `step` (aligned, starting past
+/// the page holding the last frame, never past `capacity`). Pure.
+pub fn next_fill(write_offset: u64, filled: u64, step: u64, capacity: u64) -> Option<(u64, u64)> {
+    if filled >= capacity || filled > write_offset + step / 2 {
+        return None;
+    }
+    let start = filled.max(write_offset.next_multiple_of(FILL_ALIGN));
+    let end = (start + step).next_multiple_of(FILL_ALIGN).min(capacity);
+    (start < end).then_some((start, end))
 }
 
 impl SegmentWriter {
@@ -188,35 +248,54 @@ impl SegmentWriter {
         file.set_len(capacity)?;
         file.sync_all()?;
         fs.sync_dir(dir)?;
-        Ok(SegmentWriter { file, path, base_position, write_offset: SEGMENT_HEADER_BYTES as u64, capacity })
+        let header = SEGMENT_HEADER_BYTES as u64;
+        Ok(SegmentWriter::new(file, path, base_position, header, capacity, header))
+    }
+
+    fn new(
+        file: Box<dyn StorageFile>,
+        path: PathBuf,
+        base_position: u64,
+        write_offset: u64,
+        capacity: u64,
+        filled: u64,
+    ) -> Self {
+        SegmentWriter { file, path, base_position, write_offset, capacity, filled, fill_step: FIRST_FILL_BYTES }
     }
 
     /// Turns a zero-filled, synced spare file (see [`prepare_spare`]) into the segment based at
-    /// `base_position`: header written and synced, then renamed into place, directory synced.
-    /// Appending to written-out blocks makes each fdatasync cheaper than on a sparse file
-    /// (no block allocation to journal): measured here, about 1.8x the syncs/s for 40 KB appends.
+    /// `base_position`: header written, extended (sparse) to `capacity` when shorter, synced,
+    /// then renamed into place, directory synced. Appending to written-out blocks makes each
+    /// fdatasync cheaper than on a sparse file (no block allocation to journal): measured here,
+    /// about 1.8x the syncs/s for 40 KB appends. The spare's zeroes are the segment's first
+    /// zero-filled range; [`SegmentWriter::grow_preallocation`] extends it by need.
     pub fn create_from_spare(
         fs: &dyn FileSystem,
         dir: &Path,
         spare: &Path,
         base_position: u64,
+        capacity: u64,
         created_us: i64,
     ) -> io::Result<Self> {
         let path = dir.join(file_name(base_position));
         let file = fs.open_rw(spare)?;
-        let capacity = file.len()?;
-        if capacity < SEGMENT_HEADER_BYTES as u64 {
-            return Err(io::Error::other(format!("spare segment {} is only {capacity} bytes", spare.display())));
+        let filled = file.len()?;
+        if filled < SEGMENT_HEADER_BYTES as u64 {
+            return Err(io::Error::other(format!("spare segment {} is only {filled} bytes", spare.display())));
         }
         let header = encode_header(&SegmentHeader::new(base_position, created_us));
         file.write_at(&header, 0)?;
+        let capacity = capacity.max(filled);
+        if capacity > filled {
+            file.set_len(capacity)?;
+        }
         file.sync_all()?;
         drop(file);
         fs.rename(spare, &path)?;
         fs.sync_dir(dir)?;
         // Reopened under its final name, so every later operation names the segment.
         let file = fs.open_rw(&path)?;
-        Ok(SegmentWriter { file, path, base_position, write_offset: SEGMENT_HEADER_BYTES as u64, capacity })
+        Ok(SegmentWriter::new(file, path, base_position, SEGMENT_HEADER_BYTES as u64, capacity, filled))
     }
 
     /// Reopens the last segment for appending after recovery found its valid end.
@@ -238,13 +317,8 @@ impl SegmentWriter {
             file.set_len(capacity.max(valid_len))?;
             file.sync_all()?;
         }
-        Ok(SegmentWriter {
-            file,
-            path: path.to_path_buf(),
-            base_position,
-            write_offset: valid_len,
-            capacity: capacity.max(valid_len),
-        })
+        // Past `valid_len` the file is sparse now (or was never filled): filling starts again.
+        Ok(SegmentWriter::new(file, path.to_path_buf(), base_position, valid_len, capacity.max(valid_len), valid_len))
     }
 
     pub fn path(&self) -> &Path {
@@ -272,11 +346,39 @@ impl SegmentWriter {
     pub fn append(&mut self, frames: &[u8]) -> io::Result<()> {
         self.file.write_at(frames, self.write_offset)?;
         self.write_offset += frames.len() as u64;
+        self.filled = self.filled.max(self.write_offset);
         if self.write_offset > self.capacity {
             // An oversized batch grew the file past its preallocation.
             self.capacity = self.write_offset;
         }
         Ok(())
+    }
+
+    /// Zero-fills the next range ahead of the frames when little zero-filled space is left
+    /// ([`next_fill`]), so later appends land in allocated blocks, and doubles the step (up to
+    /// [`MAX_FILL_BYTES`]). Not synced here: the next fdatasync carries it (once), and a lost
+    /// zero page reads as the zeroes a sparse file holds anyway. Never writes at or below the
+    /// write offset's page. Returns the bytes written.
+    pub fn grow_preallocation(&mut self) -> io::Result<u64> {
+        static ZEROES: [u8; FIRST_FILL_BYTES as usize] = [0; FIRST_FILL_BYTES as usize];
+        let Some((start, end)) = next_fill(self.write_offset, self.filled, self.fill_step, self.capacity) else {
+            return Ok(0);
+        };
+        let mut offset = start;
+        while offset < end {
+            let n = (end - offset).min(ZEROES.len() as u64) as usize;
+            self.file.write_at(&ZEROES[..n], offset)?;
+            offset += n as u64;
+        }
+        self.filled = end;
+        self.fill_step = (self.fill_step * 2).min(MAX_FILL_BYTES);
+        Ok(end - start)
+    }
+
+    /// End of the zero-filled range (see [`SegmentWriter::grow_preallocation`]).
+    #[cfg(test)]
+    pub fn filled(&self) -> u64 {
+        self.filled
     }
 
     /// fdatasync: makes every appended frame durable.
@@ -587,6 +689,37 @@ pub struct SegmentReader {
     /// Key of this file's blocks in the cache.
     id: u64,
     cache: std::sync::Arc<BlockCache>,
+    /// A compressed segment's block table (offsets readers use are logical: the index's).
+    compressed: Option<CompressedBlocks>,
+}
+
+/// How a reader finds the logical bytes of a compressed segment: its table, and the block it
+/// decompressed last (a `$all` scan reads chunks that share blocks at their edges).
+struct CompressedBlocks {
+    table: crate::compressed::Table,
+    last: parking_lot::Mutex<Option<(usize, std::sync::Arc<Vec<u8>>)>>,
+}
+
+/// An I/O error that stands for damage in a compressed segment (see
+/// [`corruption_in`]): the reader's `io::Result`s carry it as `InvalidData`.
+fn corrupt_io(c: crate::compressed::Corrupt) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, c)
+}
+
+/// The damage an I/O error from a [`SegmentReader`] stands for, if it stands for one: the
+/// offset in the file and the reason (a compressed block that fails its checks).
+pub fn corruption_in(e: &io::Error) -> Option<&crate::compressed::Corrupt> {
+    e.get_ref().and_then(|inner| inner.downcast_ref::<crate::compressed::Corrupt>())
+}
+
+/// Reads and checks the block table of the compressed segment `file` (`len` bytes): every
+/// length is bounded by the file before it is read.
+pub fn read_compressed_table(file: &File, len: u64) -> io::Result<crate::compressed::Table> {
+    use crate::compressed::{decode_table, table_bytes, TABLE_OFFSET};
+    let head = crate::storage::read_exact_at(file, 0, (len.min(TABLE_OFFSET as u64)) as usize)?;
+    let table = table_bytes(&head, len).map_err(corrupt_io)?;
+    let head = crate::storage::read_exact_at(file, 0, TABLE_OFFSET + table)?;
+    decode_table(&head, len).map_err(corrupt_io)
 }
 
 impl SegmentReader {
@@ -599,6 +732,17 @@ impl SegmentReader {
         cache: &std::sync::Arc<BlockCache>,
     ) -> io::Result<Self> {
         let file = File::open(path)?;
+        // A compressed segment says so in its header; its readable end is its logical length.
+        let len = file.metadata()?.len();
+        let head = crate::storage::read_exact_at(&file, 0, len.min(SEGMENT_HEADER_BYTES as u64) as usize)?;
+        let compressed = match decode_header(&head) {
+            Ok(header) if header.compressed.is_some() => {
+                let table = read_compressed_table(&file, len)?;
+                Some(CompressedBlocks { table, last: parking_lot::Mutex::new(None) })
+            }
+            _ => None,
+        };
+        let readable = compressed.as_ref().map_or(readable, |c| c.table.logical_len);
         Ok(SegmentReader {
             path: path.to_path_buf(),
             base_position,
@@ -606,7 +750,77 @@ impl SegmentReader {
             readable: std::sync::atomic::AtomicU64::new(readable),
             id: crate::block_cache::next_reader_id(),
             cache: std::sync::Arc::clone(cache),
+            compressed,
         })
+    }
+
+    /// Logical block `i` of a compressed segment, decompressed (or the one decompressed last).
+    fn logical_block(&self, c: &CompressedBlocks, i: usize) -> io::Result<std::sync::Arc<Vec<u8>>> {
+        if let Some((last, bytes)) = c.last.lock().as_ref() {
+            if *last == i {
+                return Ok(std::sync::Arc::clone(bytes));
+            }
+        }
+        let block = c.table.blocks.get(i).ok_or_else(|| {
+            corrupt_io(crate::compressed::Corrupt { offset: 0, reason: format!("no block {i} in the table") })
+        })?;
+        // Bounded: the table's lengths were checked against LZ4's bound and the file.
+        let raw = crate::storage::read_exact_at(&self.file, block.offset, block.len as usize)?;
+        let mut out = Vec::new();
+        crate::compressed::decode_block(&c.table, i, &raw, &mut out).map_err(corrupt_io)?;
+        let out = std::sync::Arc::new(out);
+        *c.last.lock() = Some((i, std::sync::Arc::clone(&out)));
+        Ok(out)
+    }
+
+    /// Logical bytes `offset..offset + len` of a compressed segment (clamped by the caller).
+    fn read_logical(&self, c: &CompressedBlocks, offset: u64, len: usize) -> io::Result<Vec<u8>> {
+        let mut out = vec![0u8; len];
+        self.read_logical_into(c, offset, &mut out)?;
+        Ok(out)
+    }
+
+    /// Fills `out` with the logical bytes from `offset` of a compressed segment (clamped by the
+    /// caller). Whole blocks are decompressed straight into place (a scan's middle blocks).
+    fn read_logical_into(&self, c: &CompressedBlocks, offset: u64, out: &mut [u8]) -> io::Result<()> {
+        let end = offset + out.len() as u64;
+        let mut at = offset;
+        while at < end {
+            let i = c.table.block_of(at);
+            let range = c.table.logical_range(i);
+            let into = &mut out[(at - offset) as usize..];
+            let memo = c.last.lock().as_ref().is_some_and(|(last, _)| *last == i);
+            if at == range.start && range.end <= end && !memo {
+                let block = c.table.blocks[i];
+                let raw = crate::storage::read_exact_at(&self.file, block.offset, block.len as usize)?;
+                let n = (range.end - range.start) as usize;
+                crate::compressed::decode_block_into(&c.table, i, &raw, &mut into[..n]).map_err(corrupt_io)?;
+                at = range.end;
+                continue;
+            }
+            let block = self.logical_block(c, i)?;
+            let to = end.min(range.end);
+            into[..(to - at) as usize].copy_from_slice(&block[(at - range.start) as usize..(to - range.start) as usize]);
+            at = to;
+        }
+        Ok(())
+    }
+
+    /// Cache block `block` of a compressed segment: its logical block is decompressed and every
+    /// cache block in it cached (the neighbours of a frame are usually read next).
+    fn cache_logical(&self, c: &CompressedBlocks, block: u64, want: usize) -> io::Result<Vec<u8>> {
+        let start = block * BLOCK_BYTES;
+        let i = c.table.block_of(start);
+        let range = c.table.logical_range(i);
+        let bytes = self.logical_block(c, i)?;
+        let mut at = range.start;
+        while at < range.end {
+            let to = (at + BLOCK_BYTES).min(range.end);
+            self.cache.insert(self.id, at / BLOCK_BYTES, &bytes[(at - range.start) as usize..(to - range.start) as usize]);
+            at = to;
+        }
+        let from = (start - range.start) as usize;
+        Ok(bytes[from..from + want].to_vec())
     }
     pub fn path(&self) -> &Path {
         &self.path
@@ -628,6 +842,9 @@ impl SegmentReader {
     pub fn read_range(&self, offset: u64, len: usize) -> io::Result<bytes::Bytes> {
         let end = self.readable();
         let len = (len as u64).min(end.saturating_sub(offset)) as usize;
+        if let Some(c) = &self.compressed {
+            return self.read_logical(c, offset, len).map(bytes::Bytes::from);
+        }
         crate::storage::read_exact_at(&self.file, offset, len).map(bytes::Bytes::from)
     }
 
@@ -647,8 +864,14 @@ impl SegmentReader {
             covers
         });
         if copied != Some(true) {
-            let bytes = crate::storage::read_exact_at(&self.file, start, want)?;
-            self.cache.insert(self.id, block, &bytes);
+            let bytes = match &self.compressed {
+                Some(c) => self.cache_logical(c, block, want)?,
+                None => {
+                    let bytes = crate::storage::read_exact_at(&self.file, start, want)?;
+                    self.cache.insert(self.id, block, &bytes);
+                    bytes
+                }
+            };
             out.extend_from_slice(&bytes[from..to]);
         }
         Ok(())
@@ -667,7 +890,10 @@ impl SegmentReader {
         }
         let pooled = SCAN_POOL.lock().ok().and_then(|mut pool| pool.pop());
         let mut buf = pooled.unwrap_or_else(|| vec![0u8; SCAN_CHUNK_BYTES].into_boxed_slice());
-        std::os::unix::fs::FileExt::read_exact_at(&self.file, &mut buf[..len], offset)?;
+        match &self.compressed {
+            Some(c) => self.read_logical_into(c, offset, &mut buf[..len])?,
+            None => std::os::unix::fs::FileExt::read_exact_at(&self.file, &mut buf[..len], offset)?,
+        }
         Ok(bytes::Bytes::from_owner(ScanChunk { buf, len }))
     }
 
@@ -910,6 +1136,10 @@ mod tests {
         let header = SegmentHeader::new(42, 7);
         let bytes = encode_header(&header);
         assert_eq!(decode_header(&bytes), Ok(header));
+        let compressed =
+            SegmentHeader { compressed: Some(CompressedFrom { source_crc: 0xDEAD_BEEF, source_len: 12345 }), ..header };
+        assert_eq!(decode_header(&encode_header(&compressed)), Ok(compressed));
+        assert_eq!(encode_header(&compressed)[32] & 4, 4);
         for i in 0..SEGMENT_HEADER_BYTES {
             let mut damaged = bytes;
             damaged[i] ^= 0x10;
@@ -956,6 +1186,7 @@ mod tests {
             created_us: 0,
             compacted: Some(Compacted { end_position: 20, job: 3 }),
             manifested: true,
+            compressed: None,
         };
         let encoded = encode_header(&header);
         assert_eq!(decode_header(&encoded), Ok(header));
@@ -977,7 +1208,7 @@ mod tests {
         assert_eq!(with(&[21]).1, Some(StopKind::Invariant), "past the end");
         // An unknown flag, and an end before the base, are refused.
         let mut bad = encoded;
-        bad[32] = 4;
+        bad[32] = 8;
         let crc = crc32fast::hash(&bad[0..60]) ^ CRC_MASK;
         bad[60..64].copy_from_slice(&crc.to_le_bytes());
         assert!(decode_header(&bad).is_err());
@@ -1084,5 +1315,45 @@ mod tests {
         let stop = outcome.stop.expect("stops at damage");
         assert_eq!(stop.offset, second as u64);
         assert!(find_valid_frame_after(&bytes, stop.offset, outcome.last_position).is_some());
+    }
+
+    #[test]
+    fn zero_fill_grows_by_need_in_doubling_steps() {
+        const MIB: u64 = 1 << 20;
+        // Plenty ahead: nothing to do.
+        assert_eq!(next_fill(64, MIB, MIB, 64 * MIB), None);
+        // Less than half a step ahead: the next step, past the page holding the last frame.
+        assert_eq!(next_fill(64, 64, MIB, 64 * MIB), Some((4096, 4096 + MIB)));
+        assert_eq!(next_fill(MIB - 10, MIB, 2 * MIB, 64 * MIB), Some((MIB, 3 * MIB)));
+        // Never past the capacity; nothing once it is reached.
+        assert_eq!(next_fill(63 * MIB, 63 * MIB + 4096, 4 * MIB, 64 * MIB), Some((63 * MIB + 4096, 64 * MIB)));
+        assert_eq!(next_fill(63 * MIB, 64 * MIB, 4 * MIB, 64 * MIB), None);
+        // Frames written past the filled end (an oversized group): the fill starts after them.
+        assert_eq!(next_fill(5000, 64, MIB, 64 * MIB), Some((8192, 8192 + MIB)));
+        assert_eq!(spare_bytes(64 * MIB), FIRST_FILL_BYTES);
+        assert_eq!(spare_bytes(4096), 4096);
+
+        let dir = tempfile::tempdir().unwrap();
+        let fs = crate::storage::std_fs();
+        let mut writer = SegmentWriter::create(fs.as_ref(), dir.path(), 1, 64 * MIB, 0).unwrap();
+        let mut frame = Vec::new();
+        frame_bytes(1, 0, &mut frame);
+        writer.append(&frame).unwrap();
+        let mut steps = Vec::new();
+        for _ in 0..6 {
+            steps.push(writer.grow_preallocation().unwrap());
+            // Pretend the frames caught up with the filled end.
+            writer.write_offset = writer.filled() - 10;
+        }
+        assert_eq!(steps, [MIB, 2 * MIB, 4 * MIB, 4 * MIB, 4 * MIB, 4 * MIB]);
+        // The frame is intact and the file still has its capacity; what was filled is zeroes.
+        let bytes = std::fs::read(writer.path()).unwrap();
+        assert_eq!(bytes.len() as u64, 64 * MIB);
+        assert_eq!(&bytes[64..64 + frame.len()], &frame[..]);
+        assert!(bytes[64 + frame.len()..].iter().all(|&b| b == 0));
+        // Allocated: the filled range, not the capacity.
+        use std::os::unix::fs::MetadataExt;
+        let allocated = std::fs::metadata(writer.path()).unwrap().blocks() * 512;
+        assert!((19 * MIB..24 * MIB).contains(&allocated), "{allocated} bytes allocated");
     }
 }

@@ -390,6 +390,9 @@ impl Walker<'_> {
                     covered_to = end;
                     continue;
                 }
+                if replaced_by_compression(head, entry) {
+                    continue; // compressed, renamed into place, the manifest not yet updated
+                }
                 let reason = format!(
                     "replaced: its header checksum is {:#010x}, the manifest records {:#010x}",
                     head.crc, entry.header_crc
@@ -462,6 +465,19 @@ impl Walker<'_> {
             return Ok(None);
         }
         self.gaps |= header.compacted.is_some();
+        if header.compressed.is_some() && !self.check_frames() {
+            // Reads go through the block table: check it even where the index stands for the
+            // frames (every block is checked when frames are, and by every read).
+            let table = std::fs::File::open(&path).and_then(|file| segment::read_compressed_table(&file, head.len));
+            if let Err(e) = table {
+                let (offset, reason) = match segment::corruption_in(&e) {
+                    Some(c) => (c.offset, format!("compressed segment: {}", c.reason)),
+                    None => (0, format!("cannot read: {e}")),
+                };
+                self.corrupt(&path, offset, reason)?;
+                return Ok(None);
+            }
+        }
         let index_path = self.dir.index_path(base);
         let index = SegmentIndex::open(&index_path).ok().filter(|index| {
             index.base_position == base
@@ -530,6 +546,18 @@ impl Walker<'_> {
                 self.corrupt(path, 0, format!("cannot read: {e}"))?;
                 return Ok(None);
             }
+        };
+        // A compressed segment is walked as the plain segment it stands for (offsets logical,
+        // as its index's); damage in its table or blocks is reported at its byte in the file.
+        let bytes = match header.compressed {
+            None => bytes,
+            Some(_) => match crate::compressed::decode_file(&bytes) {
+                Ok(logical) => logical,
+                Err(c) => {
+                    self.corrupt(path, c.offset, format!("compressed segment: {}", c.reason))?;
+                    return Ok(None);
+                }
+            },
         };
         let Some(scanned) = self.scan_sealed(path, &bytes, &header)? else { return Ok(None) };
         let verdict = match &index {
@@ -669,6 +697,10 @@ impl Walker<'_> {
             // Compaction only rewrites sealed segments; the newest file is always the log's own.
             return self.corrupt(&path, 32, "the last segment is marked compacted".to_string());
         }
+        if header.compressed.is_some() {
+            // Only sealed segments are compressed; the newest file is always the log's own.
+            return self.corrupt(&path, 32, "the last segment is marked compressed".to_string());
+        }
         if !self.check_base(&path, base, &header, expected_base)? {
             return Ok(());
         }
@@ -777,6 +809,13 @@ fn replaced_by_compaction(head: &FileHead, first: &ManifestEntry, entries: &[Man
         return None;
     }
     entries.iter().take_while(|e| !e.active).find(|e| e.end == compacted.end_position).map(|e| e.end)
+}
+
+/// A compressed segment standing where the manifest lists the plain sealed segment it was
+/// made from (its header names that file's checksum and length).
+fn replaced_by_compression(head: &FileHead, entry: &ManifestEntry) -> bool {
+    let Some(from) = head.header.as_ref().ok().and_then(|h| h.compressed) else { return false };
+    !entry.active && from.source_crc == entry.header_crc && u64::from(from.source_len) == entry.len
 }
 
 /// Why an index disagrees with the frames of its segment, if it does.
@@ -914,8 +953,10 @@ pub fn recover(dir: &Path, options: &Options) -> Result<Recovered> {
             Some(index) => index,
             None => return Err(Error::corruption(data.index_path(segment.base), 0, "index was not rebuilt")),
         };
-        let reader = SegmentReader::open(&path, segment.base, segment.len, &cache)
-            .map_err(|e| Error::io(format!("opening {}", path.display()), e))?;
+        let reader = SegmentReader::open(&path, segment.base, segment.len, &cache).map_err(|e| match segment::corruption_in(&e) {
+            Some(c) => Error::corruption(&path, c.offset, format!("compressed segment: {}", c.reason)),
+            None => Error::io(format!("opening {}", path.display()), e),
+        })?;
         sealed.push(Arc::new(SealedSegment {
             header: segment.header,
             reader: Arc::new(reader),

@@ -1,5 +1,9 @@
-//! The spare segment: the next segment file, zero-filled and synced by a background thread
-//! once the active one is half full, so appends never pay for block allocation in fdatasync.
+//! The spare segment: the start of the next segment file ([`segment::spare_bytes`], at most
+//! [`segment::FIRST_FILL_BYTES`]), zero-filled and synced by a background thread once the
+//! active segment is three quarters full, so the first appends after a rollover do not pay for
+//! block allocation in fdatasync. The segment's zero-filled range then grows by need on the
+//! writer ([`crate::segment::SegmentWriter::grow_preallocation`]): a small store allocates
+//! little more than its frames.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -27,16 +31,17 @@ enum SpareState {
 impl Spare {
     /// A spare left by an earlier run is reused: it only ever holds zeroes (and perhaps a
     /// header that was being stamped when the process stopped, which is overwritten).
-    pub(super) fn new(path: PathBuf, capacity: u64, fs: Arc<dyn FileSystem>) -> Self {
+    pub(super) fn new(path: PathBuf, segment_bytes: u64, fs: Arc<dyn FileSystem>) -> Self {
+        let capacity = segment::spare_bytes(segment_bytes);
         let ready = std::fs::metadata(&path).is_ok_and(|m| m.len() == capacity);
         let state = if ready { SpareState::Ready } else { SpareState::Absent };
         Spare { state, path, capacity, fs }
     }
 
-    /// Starts preparing the spare in the background once the active segment is half full
-    /// (so short-lived stores never pay for it); the writer never waits for it.
+    /// Starts preparing the spare in the background once the active segment is three quarters
+    /// full (so small stores never pay for it); the writer never waits for it.
     pub(super) fn maybe_start(&mut self, write_offset: u64, active_capacity: u64) {
-        if !matches!(self.state, SpareState::Absent) || write_offset * 2 < active_capacity {
+        if !matches!(self.state, SpareState::Absent) || write_offset * 4 < active_capacity * 3 {
             return;
         }
         let (fs, path, capacity) = (Arc::clone(&self.fs), self.path.clone(), self.capacity);

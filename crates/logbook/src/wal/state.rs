@@ -181,6 +181,12 @@ pub fn read_events(located: &[(Arc<SegmentReader>, u32, u64)]) -> Result<Vec<Rec
 /// A failed read as the engine's error: I/O stays I/O (the file may come back), a frame that
 /// does not decode or a file shorter than the index says is corruption.
 pub fn read_error(reader: &SegmentReader, offset: u64, err: ReadError) -> Error {
+    if let ReadError::Io(e) = &err {
+        if let Some(c) = crate::segment::corruption_in(e) {
+            // A compressed block that fails its checks: its offset in the file.
+            return Error::corruption(reader.path(), c.offset, format!("{} (reading logical byte {offset})", c.reason));
+        }
+    }
     match err {
         ReadError::Io(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
             Error::corruption(reader.path(), offset, format!("segment file is shorter than its index says: {e}"))

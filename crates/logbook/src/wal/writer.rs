@@ -150,7 +150,8 @@ impl Writer {
         let segments_dir = self.shared.dir.segments_dir();
         if let Some(spare) = self.spare.take_ready() {
             let now = self.options.clock.now_us();
-            match SegmentWriter::create_from_spare(fsys, segments_dir, &spare, self.next_position, now) {
+            let capacity = self.options.segment_bytes;
+            match SegmentWriter::create_from_spare(fsys, segments_dir, &spare, self.next_position, capacity, now) {
                 Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
                     tracing::warn!("the prepared next segment disappeared; creating it sparse");
                 }
@@ -544,6 +545,15 @@ impl Writer {
                 assert!(batch.is_empty(), "a batch's parts are committed with its last part");
                 self.encoded_events.clear();
                 self.spare.maybe_start(self.segment.write_offset(), self.segment.capacity());
+                // Preallocation by need, after the acknowledgements (the next fdatasync, or the
+                // one at close, carries it).
+                match self.segment.grow_preallocation() {
+                    Ok(0) => {}
+                    Ok(_) => self.unsynced = true,
+                    Err(err) => {
+                        let _ = self.fail(format!("zero-filling {} failed: {err}", self.segment.path().display()));
+                    }
+                }
             }
             Err(err) => {
                 self.next_position = self.shared.head() + 1;
