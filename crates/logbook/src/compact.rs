@@ -320,11 +320,6 @@ fn group_units(plans: &[SegmentPlan], target: u64) -> Vec<std::ops::Range<usize>
     units
 }
 
-/// Temporary names of a unit's new segment and index, removed by recovery if left behind.
-fn tmp_names(base: u64) -> (String, String) {
-    (format!("{}.compacting.tmp", segment::file_name(base)), format!("{}.compacting.tmp", index::file_name(base)))
-}
-
 #[allow(clippy::too_many_arguments)]
 fn rewrite_unit(
     store: &Store,
@@ -380,26 +375,12 @@ fn rewrite_unit(
     let (bytes, builder) = encode_survivors(&header, unit)?;
     let header_crc = u32::from_le_bytes([bytes[60], bytes[61], bytes[62], bytes[63]]);
     let index_bytes = builder.encode(base, bytes.len() as u64, header_crc);
-    let (seg_tmp, idx_tmp) = tmp_names(base);
-    let (seg_tmp, idx_tmp) = (segments_dir.join(seg_tmp), segments_dir.join(idx_tmp));
-    write_synced(fs, &seg_tmp, &bytes)?;
-    write_synced(fs, &idx_tmp, &index_bytes)?;
-    // 3. The commit point: rename over the first input, sync the directory.
-    let seg_path = segments_dir.join(segment::file_name(base));
-    let idx_path = segments_dir.join(index::file_name(base));
-    fs.rename(&seg_tmp, &seg_path).map_err(|e| Error::io(format!("renaming {}", seg_tmp.display()), e))?;
-    fs.rename(&idx_tmp, &idx_path).map_err(|e| Error::io(format!("renaming {}", idx_tmp.display()), e))?;
-    fs.sync_dir(segments_dir).map_err(|e| Error::io("syncing the segments directory", e))?;
-    // 4. Readers switch over.
-    let len = bytes.len() as u64;
-    let reader = SegmentReader::open(&seg_path, base, len, &store.shared().cache)
-        .map_err(|e| Error::io(format!("opening {}", seg_path.display()), e))?;
-    let index = SegmentIndex::open(&idx_path).map_err(|reason| Error::corruption(&idx_path, 0, reason))?;
-    let replacement = Arc::new(SealedSegment { header, reader: Arc::new(reader), index, len, header_crc });
     let inputs: Vec<u64> = unit.iter().map(|p| p.segment.base_position()).collect();
-    // The manifest records the new segment before the inputs go, so a crash in between
-    // leaves files the manifest explains (recovery removes inputs a compacted segment covers).
-    store.shared().update_and_record(fs, |state| state.replace_sealed(&inputs, Arc::clone(&replacement)))?;
+    // 2–4. The replacement in place of the first input, recorded in the manifest before the
+    // other inputs go, so a crash in between leaves files the manifest explains (recovery
+    // removes inputs a compacted segment covers).
+    let files = Rewritten { tmp_tag: "compacting", segment: &bytes, index: &index_bytes, header, header_crc };
+    let replacement = install_sealed(store, fs, segments_dir, &inputs, files)?;
     // 5. The other inputs go.
     for &input in &inputs[1..] {
         for path in [segments_dir.join(segment::file_name(input)), segments_dir.join(index::file_name(input))] {
@@ -486,6 +467,49 @@ fn scan_sealed(segment: &SealedSegment, mut on_frame: impl FnMut(&Bytes, &FrameR
         return Err(Error::corruption(path, segment::SEGMENT_HEADER_BYTES as u64, "sealed segment holds no frames"));
     }
     Ok(outcome.frames)
+}
+
+/// A sealed segment's new bytes and index, ready to replace the segment(s) they were made from.
+pub(crate) struct Rewritten<'a> {
+    /// Names the temporary files `<file>.<tmp_tag>.tmp` (open removes any `.tmp` left behind).
+    pub tmp_tag: &'a str,
+    pub segment: &'a [u8],
+    pub index: &'a [u8],
+    pub header: SegmentHeader,
+    pub header_crc: u32,
+}
+
+/// Puts `files` in place of the sealed segments `inputs` (adjacent, in order), crash-safely:
+/// both files written under temporary names and synced; renamed over the first input's names
+/// (the commit point) and the directory synced; readers switched over and the manifest
+/// updated. The other inputs' files are the caller's to remove. One copy of this sequence
+/// serves compaction and compression.
+pub(crate) fn install_sealed(
+    store: &Store,
+    fs: &dyn FileSystem,
+    segments_dir: &Path,
+    inputs: &[u64],
+    files: Rewritten<'_>,
+) -> Result<Arc<SealedSegment>> {
+    let base = inputs[0];
+    let tmp = |name: String| segments_dir.join(format!("{name}.{}.tmp", files.tmp_tag));
+    let (seg_tmp, idx_tmp) = (tmp(segment::file_name(base)), tmp(index::file_name(base)));
+    write_synced(fs, &seg_tmp, files.segment)?;
+    write_synced(fs, &idx_tmp, files.index)?;
+    let seg_path = segments_dir.join(segment::file_name(base));
+    let idx_path = segments_dir.join(index::file_name(base));
+    fs.rename(&seg_tmp, &seg_path).map_err(|e| Error::io(format!("renaming {}", seg_tmp.display()), e))?;
+    fs.rename(&idx_tmp, &idx_path).map_err(|e| Error::io(format!("renaming {}", idx_tmp.display()), e))?;
+    fs.sync_dir(segments_dir).map_err(|e| Error::io("syncing the segments directory", e))?;
+    let len = files.segment.len() as u64;
+    let reader = SegmentReader::open(&seg_path, base, len, &store.shared().cache)
+        .map_err(|e| Error::io(format!("opening {}", seg_path.display()), e))?;
+    let index = SegmentIndex::open(&idx_path).map_err(|reason| Error::corruption(&idx_path, 0, reason))?;
+    let header_crc = files.header_crc;
+    let replacement =
+        Arc::new(SealedSegment { header: files.header, reader: Arc::new(reader), index, len, header_crc });
+    store.shared().update_and_record(fs, |state| state.replace_sealed(inputs, Arc::clone(&replacement)))?;
+    Ok(replacement)
 }
 
 fn write_synced(fs: &dyn FileSystem, path: &Path, bytes: &[u8]) -> Result<()> {

@@ -17,12 +17,13 @@
 use std::path::Path;
 use std::sync::Arc;
 
+use crate::compact;
 use crate::compressed;
 use crate::datadir::SEGMENTS_DIR;
 use crate::error::{Error, Result};
-use crate::index::{self, IndexBuilder, IndexedEvent, SegmentIndex};
+use crate::index::{IndexBuilder, IndexedEvent};
 use crate::options::Compression;
-use crate::segment::{self, CompressedFrom, Positions, SegmentHeader, SegmentReader};
+use crate::segment::{self, CompressedFrom, Positions, SegmentHeader};
 use crate::storage::FileSystem;
 use crate::store::Store;
 use crate::wal::SealedSegment;
@@ -113,24 +114,10 @@ fn compress_one(
     }
     let header_crc = segment::header_crc(&file);
     let index_bytes = builder.encode(base, file.len() as u64, header_crc);
-    // 2. Both files under temporary names, synced.
-    let seg_tmp = segments_dir.join(format!("{}.compressing.tmp", segment::file_name(base)));
-    let idx_tmp = segments_dir.join(format!("{}.compressing.tmp", index::file_name(base)));
-    write_synced(fs, &seg_tmp, &file)?;
-    write_synced(fs, &idx_tmp, &index_bytes)?;
-    // 3. The commit point.
-    let seg_path = segments_dir.join(segment::file_name(base));
-    let idx_path = segments_dir.join(index::file_name(base));
-    fs.rename(&seg_tmp, &seg_path).map_err(|e| Error::io(format!("renaming {}", seg_tmp.display()), e))?;
-    fs.rename(&idx_tmp, &idx_path).map_err(|e| Error::io(format!("renaming {}", idx_tmp.display()), e))?;
-    fs.sync_dir(segments_dir).map_err(|e| Error::io("syncing the segments directory", e))?;
-    // 4. Readers switch over; the manifest records the new file.
-    let len = file.len() as u64;
-    let reader = SegmentReader::open(&seg_path, base, len, &store.shared().cache)
-        .map_err(|e| Error::io(format!("opening {}", seg_path.display()), e))?;
-    let index = SegmentIndex::open(&idx_path).map_err(|reason| Error::corruption(&idx_path, 0, reason))?;
-    let replacement = Arc::new(SealedSegment { header, reader: Arc::new(reader), index, len, header_crc });
-    store.shared().update_and_record(fs, |state| state.replace_sealed(&[base], replacement))?;
+    // 2–4. In place of the plain segment, crash-safely; the manifest records the new file.
+    let files = compact::Rewritten { tmp_tag: "compressing", segment: &file, index: &index_bytes, header, header_crc };
+    let replacement = compact::install_sealed(store, fs, segments_dir, &[base], files)?;
+    let len = replacement.len;
     report.segments += 1;
     report.events += outcome.frames;
     report.uncompressed_bytes += segment.len;
@@ -138,9 +125,3 @@ fn compress_one(
     Ok(())
 }
 
-fn write_synced(fs: &dyn FileSystem, path: &Path, bytes: &[u8]) -> Result<()> {
-    let context = |what: &str| format!("{what} {}", path.display());
-    let file = fs.create(path).map_err(|e| Error::io(context("creating"), e))?;
-    file.write_at(bytes, 0).map_err(|e| Error::io(context("writing"), e))?;
-    file.sync_all().map_err(|e| Error::io(context("syncing"), e))
-}
