@@ -28,6 +28,7 @@
 
 use crate::record::CRC_MASK;
 use crate::segment::{MAX_SEGMENT_FILE_BYTES, SEGMENT_HEADER_BYTES};
+use crate::le::{u32_at, u64_at};
 
 /// Where the block header starts: right after the segment header.
 pub const BLOCK_HEADER_OFFSET: usize = SEGMENT_HEADER_BYTES;
@@ -113,15 +114,7 @@ impl Table {
     }
 }
 
-fn u32_at(b: &[u8], at: usize) -> u32 {
-    u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
-}
 
-fn u64_at(b: &[u8], at: usize) -> u64 {
-    let mut w = [0u8; 8];
-    w.copy_from_slice(&b[at..at + 8]);
-    u64::from_le_bytes(w)
-}
 
 /// LZ4's bound on the compressed size of `n` input bytes.
 pub fn max_compressed(n: usize) -> usize {

@@ -40,6 +40,7 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use crate::record::{stream_hash, CRC_MASK};
+use crate::le::{u32_at, u64_at};
 
 pub const INDEX_MAGIC: [u8; 8] = *b"LGBKIDX\0";
 pub const INDEX_FORMAT_VERSION: u32 = 2;
@@ -186,14 +187,6 @@ fn put_u64s(out: &mut Vec<u8>, values: &[u64]) {
     }
 }
 
-fn u32_at(b: &[u8], at: usize) -> u32 {
-    u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
-}
-fn u64_at(b: &[u8], at: usize) -> u64 {
-    let mut v = [0u8; 8];
-    v.copy_from_slice(&b[at..at + 8]);
-    u64::from_le_bytes(v)
-}
 
 /// Largest index file read: beyond it the file is refused before anything is allocated.
 pub const MAX_INDEX_FILE_BYTES: u64 = 8 << 30;

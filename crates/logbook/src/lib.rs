@@ -48,6 +48,7 @@ internal! {
     datadir,
     error,
     index,
+    le,
     namespace,
     options,
     record,

@@ -32,6 +32,7 @@
 //! is rejected outright, and crc32 of a zero body XOR the mask is never zero.
 
 use thiserror::Error;
+use crate::le::{u16_at, u32_at, u64_at};
 
 /// Bytes before the body: `body_len` and `crc`.
 pub const FRAME_HEADER_BYTES: usize = 8;
@@ -150,23 +151,12 @@ pub fn checksum(body: &[u8]) -> u32 {
     crc32fast::hash(body) ^ CRC_MASK
 }
 
-fn u16_at(b: &[u8], at: usize) -> u16 {
-    u16::from_le_bytes([b[at], b[at + 1]])
-}
 /// The checksum stored in the frame that starts `frame` (its bytes 4..8), as written: what the
 /// clean-shutdown record keeps of the log's last frame.
 pub fn stored_crc(frame: &[u8]) -> u32 {
     u32_at(frame, 4)
 }
 
-fn u32_at(b: &[u8], at: usize) -> u32 {
-    u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
-}
-fn u64_at(b: &[u8], at: usize) -> u64 {
-    let mut v = [0u8; 8];
-    v.copy_from_slice(&b[at..at + 8]);
-    u64::from_le_bytes(v)
-}
 
 /// Reads only the declared body length of the frame at the start of `buf`, bounded.
 /// Used by scanners to skip ahead without decoding.

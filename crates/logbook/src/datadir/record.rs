@@ -33,6 +33,7 @@
 //! ```
 
 use crate::record::CRC_MASK;
+use crate::le::{u32_at, u64_at};
 
 pub const CLEAN_MAGIC: [u8; 8] = *b"LGBKCLN\0";
 pub const CLEAN_VERSION: u32 = 2;
@@ -91,14 +92,6 @@ pub struct LastSegment {
     pub last_frame_crc: u32,
 }
 
-fn u32_at(b: &[u8], at: usize) -> u32 {
-    u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
-}
-fn u64_at(b: &[u8], at: usize) -> u64 {
-    let mut w = [0u8; 8];
-    w.copy_from_slice(&b[at..at + 8]);
-    u64::from_le_bytes(w)
-}
 fn masked_crc(bytes: &[u8]) -> u32 {
     crc32fast::hash(bytes) ^ CRC_MASK
 }
