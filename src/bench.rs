@@ -131,22 +131,31 @@ impl OrderWorkload {
     /// All events in commit order: `interleave` orders progress together, one event each
     /// in turn, then the next group of orders starts.
     pub fn events(&self) -> Vec<WorkloadEvent> {
-        let mut out = Vec::new();
-        for group_start in (0..self.orders).step_by(self.interleave.max(1)) {
-            let group: Vec<(String, Vec<NewEvent>)> = (group_start..(group_start + self.interleave).min(self.orders))
-                .map(|i| (Self::stream(i), self.order_events(i)))
-                .collect();
-            let longest = group.iter().map(|(_, e)| e.len()).max().unwrap_or(0);
-            for step in 0..longest {
-                for (stream, events) in &group {
-                    if let Some(event) = events.get(step) {
-                        out.push(WorkloadEvent { stream: stream.clone(), event: event.clone() });
-                    }
+        interleaved(self.orders, self.interleave, |i| (Self::stream(i), self.order_events(i)))
+    }
+}
+
+/// The events of orders `0..orders`, `interleave` orders at a time, each order of a group taking
+/// one step in turn (as the peers' load ran them); `order(i)` gives order `i`'s stream and events.
+pub fn interleaved(
+    orders: usize,
+    interleave: usize,
+    order: impl Fn(usize) -> (String, Vec<NewEvent>),
+) -> Vec<WorkloadEvent> {
+    let mut out = Vec::new();
+    for group_start in (0..orders).step_by(interleave.max(1)) {
+        let group: Vec<(String, Vec<NewEvent>)> =
+            (group_start..(group_start + interleave).min(orders)).map(&order).collect();
+        let longest = group.iter().map(|(_, e)| e.len()).max().unwrap_or(0);
+        for step in 0..longest {
+            for (stream, events) in &group {
+                if let Some(event) = events.get(step) {
+                    out.push(WorkloadEvent { stream: stream.clone(), event: event.clone() });
                 }
             }
         }
-        out
     }
+    out
 }
 
 /// Percentile (0.0..=1.0) of sorted latencies.

@@ -286,21 +286,7 @@ impl RealisticOrders {
     /// Orders `0..orders` interleaved `interleave` at a time, as the peers' load ran them: each
     /// order of a group takes one step in turn.
     pub fn events(&self, orders: usize, interleave: usize) -> Vec<crate::bench::WorkloadEvent> {
-        let mut out = Vec::new();
-        for group_start in (0..orders).step_by(interleave.max(1)) {
-            let group: Vec<(String, Vec<NewEvent>)> = (group_start..(group_start + interleave).min(orders))
-                .map(|i| (Self::stream(i), self.order_events(i)))
-                .collect();
-            let longest = group.iter().map(|(_, e)| e.len()).max().unwrap_or(0);
-            for step in 0..longest {
-                for (stream, events) in &group {
-                    if let Some(event) = events.get(step) {
-                        out.push(crate::bench::WorkloadEvent { stream: stream.clone(), event: event.clone() });
-                    }
-                }
-            }
-        }
-        out
+        crate::bench::interleaved(orders, interleave, |i| (Self::stream(i), self.order_events(i)))
     }
 }
 
