@@ -312,6 +312,23 @@ fn metadata(rng: &mut Rng, order: &mut Order, system: bool) -> String {
     meta
 }
 
+/// Appends `events` to `store` as atomic multi-stream batches of `per_batch` events, one part
+/// per event (the shape `bench append --multi-stream` commits).
+pub fn append_in_batches(
+    store: &logbook::Store,
+    events: &[crate::bench::WorkloadEvent],
+    per_batch: usize,
+) -> logbook::Result<()> {
+    for chunk in events.chunks(per_batch.max(1)) {
+        let parts = chunk
+            .iter()
+            .map(|e| logbook::AppendPart::new(e.stream.clone(), logbook::ExpectedVersion::Any, vec![e.event.clone()]))
+            .collect();
+        store.append_batch(parts)?;
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -10,10 +10,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use logbook::storage::{Fault, OpKind, PowerLoss, SimFileSystem};
-use logbook::{
-    compress_sealed, AppendPart, Compression, Error, ExpectedVersion, Filter, Options, RecordedEvent, Severity, Store,
-    VerifyOnOpen,
-};
+use logbook::{compress_sealed, Compression, Error, Filter, Options, RecordedEvent, Severity, Store, VerifyOnOpen};
 use logbook_cli::workload::RealisticOrders;
 
 const ORDERS: usize = 300;
@@ -33,13 +30,7 @@ fn scratch() -> tempfile::TempDir {
 fn build(dir: &Path) {
     let store = Store::open(dir, options()).unwrap();
     let events = RealisticOrders::default().events(ORDERS, 64);
-    for chunk in events.chunks(16) {
-        let parts = chunk
-            .iter()
-            .map(|e| AppendPart::new(e.stream.clone(), ExpectedVersion::Any, vec![e.event.clone()]))
-            .collect();
-        store.append_batch(parts).unwrap();
-    }
+    logbook_cli::workload::append_in_batches(&store, &events, 16).unwrap();
     store.close().unwrap();
 }
 

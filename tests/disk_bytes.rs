@@ -4,7 +4,7 @@
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
-use logbook::{AppendPart, ExpectedVersion, Options, Store, SyncMode};
+use logbook::{Options, Store, SyncMode};
 use logbook_cli::workload::RealisticOrders;
 
 fn allocated(path: &Path) -> u64 {
@@ -14,13 +14,7 @@ fn allocated(path: &Path) -> u64 {
 fn load(dir: &Path, options: &Options, orders: usize) -> u64 {
     let store = Store::open(dir, options.clone()).unwrap();
     let events = RealisticOrders::default().events(orders, 64);
-    for chunk in events.chunks(64) {
-        let parts = chunk
-            .iter()
-            .map(|e| AppendPart::new(e.stream.clone(), ExpectedVersion::Any, vec![e.event.clone()]))
-            .collect();
-        store.append_batch(parts).unwrap();
-    }
+    logbook_cli::workload::append_in_batches(&store, &events, 64).unwrap();
     store.close().unwrap();
     events.len() as u64
 }
