@@ -198,3 +198,58 @@ fn an_order_timeline_from_the_store_in_text_and_json() {
     assert!(none.entries.is_empty() && none.status.is_none());
     assert!(none.to_text().contains("no events"));
 }
+
+/// After retention removed an order's first events from the hot store, the timeline shows
+/// each remaining event once (it paged by count read, so every event after the gap came back
+/// again) and says that earlier events are no longer stored.
+#[test]
+fn a_timeline_after_retention_shows_each_event_once_and_says_what_is_gone() {
+    use std::sync::atomic::{AtomicI64, Ordering};
+    use std::sync::Arc;
+    let dir = tempfile::tempdir().unwrap();
+    let now = Arc::new(AtomicI64::new(at(9, 0, 0)));
+    let options = Options {
+        sync: SyncMode::Never,
+        segment_bytes: 4096,
+        clock: logbook::Clock::manual(Arc::clone(&now)),
+        ..Options::default()
+    };
+    let store = Store::open(dir.path(), options).unwrap();
+    let event = |ty: &str, data: &str| vec![NewEvent::new(ty, data.as_bytes().to_vec())];
+    // 60 old events of the order (they fill sealed segments), then 3 recent ones.
+    for i in 0..60 {
+        store.append("order-ab12", ExpectedVersion::Any, event("ITEM_ADDED", &format!(r#"{{"n":{i}}}"#))).unwrap();
+    }
+    now.fetch_add(40 * time::DAY_US, Ordering::AcqRel);
+    for ty in ["PAYMENT_CONFIRMED", "ORDER_PLACED", "SHIPPED"] {
+        store.append("order-ab12", ExpectedVersion::Any, event(ty, "{}")).unwrap();
+    }
+    // Something else after them, so the order's recent events sit in a sealed segment too.
+    for i in 0..40 {
+        store.append(&format!("cart-{i}"), ExpectedVersion::Any, event("CART_VIEWED", "{}")).unwrap();
+    }
+    let policy = logbook::RetentionPolicy {
+        rules: vec![logbook::RetentionRule {
+            category: Some("order".into()),
+            event_type: None,
+            max_age_us: Some(30 * time::DAY_US),
+            max_count: None,
+        }],
+        archive: false,
+        ..logbook::RetentionPolicy::default()
+    };
+    let report = logbook::compact(&store, &policy, now.load(Ordering::Acquire), |_, _| {}).unwrap();
+    let remaining = store.read_stream("order-ab12", 1, 1000, logbook::Direction::Forward).unwrap();
+    assert!(remaining.len() < 63 && report.rewritten > 0, "the rule removed old events: {report:?}");
+
+    let timeline = timeline::timeline(&store, "ab12").unwrap();
+    let versions: Vec<u64> = timeline.entries.iter().map(|e| e.version).collect();
+    let stored: Vec<u64> = remaining.iter().map(|e| e.version()).collect();
+    assert_eq!(versions, stored, "each stored event once, in order");
+    assert_eq!(timeline.not_stored, 63 - stored.len() as u64);
+    let text = timeline.to_text();
+    assert!(
+        text.contains(&format!("{} earlier events are no longer in the hot store", 63 - stored.len())),
+        "{text}"
+    );
+}

@@ -158,9 +158,11 @@ pub fn validate_order(
     order_id: &str,
 ) -> Result<Result<Order, HistoryViolation>, Error> {
     let stream = stream_name(order_id);
-    let mut events = Vec::new();
+    let mut events: Vec<logbook::RecordedEvent> = Vec::new();
     loop {
-        let page = store.read_stream(&stream, events.len() as u64 + 1, 1024, Direction::Forward)?;
+        // After the last version read: compaction may have removed versions before it.
+        let next = events.last().map_or(1, |e| e.version() + 1);
+        let page = store.read_stream(&stream, next, 1024, Direction::Forward)?;
         if page.is_empty() {
             break;
         }

@@ -130,6 +130,9 @@ pub struct Timeline {
     pub entries: Vec<TimelineEntry>,
     /// True when the stream has more than [`MAX_TIMELINE_EVENTS`] events (only the first are shown).
     pub truncated: bool,
+    /// Events of the stream's versions that the hot store no longer holds (archived to the cold
+    /// tier or removed by retention): the timeline and its status cover only the rest.
+    pub not_stored: u64,
 }
 
 impl Timeline {
@@ -150,6 +153,14 @@ impl Timeline {
         match &self.status {
             Some(status) => out.push(status.line()),
             None => out.push("no events".to_string()),
+        }
+        if self.not_stored > 0 {
+            out.push(format!(
+                "{} earlier events are no longer in the hot store (archived or removed by retention): \
+                 the status and the lines below cover only the {} still stored",
+                self.not_stored,
+                self.entries.len()
+            ));
         }
         let mut day = String::new();
         for entry in &self.entries {
@@ -217,11 +228,16 @@ pub fn timeline_of_stream(store: &Store, order_id: &str, stream: &str) -> Result
     let upcasters = crate::upcasters(Catalogue::demo());
     let mut state = Order::initial();
     let mut last_change_us = None;
+    // Versions compaction removed are skipped by the read, so the next page starts after the
+    // last version read, never at the count read so far (that re-read events after a gap).
+    let mut next_version = 1;
+    let mut last_version = 0;
     loop {
-        let page = store.read_stream(&stream, entries.len() as u64 + 1, 1024, Direction::Forward)?;
+        let page = store.read_stream(&stream, next_version, 1024, Direction::Forward)?;
         if page.is_empty() {
             break;
         }
+        next_version = page[page.len() - 1].version() + 1;
         for event in &page {
             if entries.len() == MAX_TIMELINE_EVENTS {
                 truncated = true;
@@ -231,6 +247,7 @@ pub fn timeline_of_stream(store: &Store, order_id: &str, stream: &str) -> Result
                 state.apply(&decoded);
             }
             last_change_us = Some(event.timestamp_us());
+            last_version = event.version();
             entries.push(entry_of(event));
         }
         if truncated {
@@ -238,7 +255,8 @@ pub fn timeline_of_stream(store: &Store, order_id: &str, stream: &str) -> Result
         }
     }
     let status = last_change_us.map(|at| summary_of(&state, at));
-    Ok(Timeline { order_id, stream, status, entries, truncated })
+    let not_stored = last_version.saturating_sub(entries.len() as u64);
+    Ok(Timeline { order_id, stream, status, entries, truncated, not_stored })
 }
 
 fn summary_of(order: &Order, last_change_us: i64) -> OrderSummary {
