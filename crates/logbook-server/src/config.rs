@@ -422,6 +422,19 @@ mod tests {
             let missing: Vec<&String> = defaults.keys().filter(|k| !written.contains_key(*k)).collect();
             assert!(missing.is_empty(), "packaging/logbook.toml lacks [{table}] {missing:?}");
         }
-        assert!(config.retention_policy().unwrap().rules.len() == 2, "the sample's retention rules apply");
+        assert!(config.retention_policy().unwrap().rules.is_empty(), "the sample expires nothing by default");
+        // Its commented examples are valid once uncommented.
+        let uncommented: String = text
+            .lines()
+            .map(|line| match line.strip_prefix("# ") {
+                Some(rest) if rest.starts_with('[') || rest.contains(" = ") => rest,
+                _ => line,
+            })
+            .collect::<Vec<_>>()
+            .join("\n");
+        let example = Config::from_toml(&uncommented).expect("the uncommented sample parses");
+        example.validate().expect("the uncommented sample is valid");
+        assert_eq!(example.tenants[0].name, "shop_berlin");
+        assert_eq!(example.retention_policy().unwrap().rules.len(), 2);
     }
 }
