@@ -440,3 +440,22 @@ fn debug_logs_show_connections_and_error_replies() {
         assert!(log.contains(needle), "no '{needle}' in the debug log:\n{log}");
     }
 }
+
+/// A reader that stops reading (`| head`) ends the program quietly with status 141, as
+/// SIGPIPE would: no panic and no backtrace on standard error.
+#[test]
+fn a_closed_pipe_ends_the_program_quietly() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    // More than a pipe holds (64 KiB), so the write cannot finish before the reader is gone.
+    let mut child = Command::new(BIN)
+        .args(["demo", "--orders", "2000", "--json", "--data", data.to_str().unwrap()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take()); // the reader goes away before reading anything
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(141), "{out:?}");
+    assert!(out.stderr.is_empty(), "{}", String::from_utf8_lossy(&out.stderr));
+}

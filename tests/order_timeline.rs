@@ -248,8 +248,5 @@ fn a_timeline_after_retention_shows_each_event_once_and_says_what_is_gone() {
     assert_eq!(versions, stored, "each stored event once, in order");
     assert_eq!(timeline.not_stored, 63 - stored.len() as u64);
     let text = timeline.to_text();
-    assert!(
-        text.contains(&format!("{} earlier events are no longer in the hot store", 63 - stored.len())),
-        "{text}"
-    );
+    assert!(text.contains(&format!("{} earlier events are no longer in the hot store", 63 - stored.len())), "{text}");
 }

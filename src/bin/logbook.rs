@@ -516,7 +516,30 @@ struct BenchArgs {
     rounds: usize,
 }
 
+/// A reader that stops reading our output (`logbook read … | head`) ends the program quietly,
+/// with the exit status a shell gives a process ended by SIGPIPE (128 + 13), as with other
+/// command-line tools. Rust ignores SIGPIPE, so `println!` panics on the broken pipe instead;
+/// restoring the signal would take `unsafe`, so the panic hook recognises it.
+fn exit_quietly_on_broken_pipe() {
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let message = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| info.payload().downcast_ref::<&str>().copied())
+            .unwrap_or_default();
+        // `println!`'s panic says "failed printing to stdout: Broken pipe"; clap_complete's
+        // names the error kind, BrokenPipe.
+        if message.contains("Broken pipe") || message.contains("BrokenPipe") {
+            std::process::exit(141);
+        }
+        default_hook(info);
+    }));
+}
+
 fn main() -> ExitCode {
+    exit_quietly_on_broken_pipe();
     let cli = Cli::parse();
     init_logging(cli.log_format);
     let result = match cli.command {
