@@ -14,7 +14,7 @@ use logbook::{Namespace, Store, MAX_STREAM_NAME_BYTES};
 use logbook_protocol::{text_argument, ArgDoc, ArgKind, CommandDoc, CommandError, Value};
 use logbook_server::{error_reply, stored_stream_name, CommandExtension, Extensions};
 
-use crate::timeline::{self, TimelineError};
+use crate::timeline::{self, Separators, TimelineError};
 use crate::{order_id_of, stream_name};
 
 /// The TIMELINE command.
@@ -59,17 +59,10 @@ impl CommandExtension for TimelineCommand {
         let local = namespace.map_or(Some(stored.as_str()), |ns| ns.local_name(&stored));
         let full_id = local.and_then(order_id_of).unwrap_or(id);
         match timeline::timeline_of_stream(store, full_id, &stored) {
-            Ok(timeline) => Value::Array(timeline.lines().iter().map(|line| Value::bulk(plain_ascii(line))).collect()),
+            Ok(timeline) => Value::Array(timeline.lines_with(Separators::ASCII).into_iter().map(Value::bulk).collect()),
             Err(err) => error_reply(&err),
         }
     }
-}
-
-/// A timeline line with its typographic separators (` — `, ` · `) in ASCII: redis-cli prints
-/// any other byte of a reply as `\xe2\x80\x94`, which made every line of TIMELINE hard to read.
-/// The order's own data is left as it is.
-fn plain_ascii(line: &str) -> String {
-    line.replace(" \u{2014} ", " - ").replace(" \u{b7} ", " | ")
 }
 
 /// The daemon commands of the order lifecycle: TIMELINE.
@@ -130,6 +123,16 @@ mod tests {
         // ASCII separators: redis-cli would show `\xe2\x80\x94` for an em dash.
         assert!(lines.iter().all(|l| l.is_ascii()), "{lines:#?}");
         assert!(lines.iter().any(|l| l.ends_with(" - CART_CREATED")), "{lines:#?}");
+        // Only the separators: the order's own data is sent as stored.
+        let event =
+            logbook::NewEvent::new("ITEM_ADDED", r#"{"product_id":"a · b — c","quantity":1}"#.as_bytes().to_vec());
+        store.append("order-6f1c", logbook::ExpectedVersion::Any, vec![event]).unwrap();
+        let Value::Array(lines) = reply("6f1c") else { panic!("not an array") };
+        let last = match lines.last() {
+            Some(Value::BulkString(b)) => String::from_utf8(b.clone()).unwrap(),
+            other => panic!("{other:?}"),
+        };
+        assert!(last.contains(" - ITEM_ADDED") && last.contains("a · b — c"), "{last}");
         assert_eq!(reply("6f"), reply("6f1c"), "a unique prefix is enough");
         let Value::Error(text) = reply("77aa") else { panic!("an unknown order is an error") };
         assert!(text.contains("no such order"), "{text}");

@@ -71,10 +71,33 @@ pub struct TimelineEntry {
     pub metadata: serde_json::Value,
 }
 
+/// The separators of the text form: typographic for a terminal, ASCII over the wire (redis-cli
+/// prints any non-ASCII byte of a reply escaped, `\xe2\x80\x94`). Only the separators change:
+/// the order's own data is shown as stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Separators {
+    /// Between an event's time and its type.
+    pub dash: &'static str,
+    /// Between the fields of the status line.
+    pub dot: &'static str,
+}
+
+impl Separators {
+    /// ` — ` and ` · `.
+    pub const TEXT: Separators = Separators { dash: " \u{2014} ", dot: " \u{b7} " };
+    /// ` - ` and ` | `.
+    pub const ASCII: Separators = Separators { dash: " - ", dot: " | " };
+}
+
 impl TimelineEntry {
     /// The seed's line: `10:04:18 — PAYMENT_CONFIRMED { gateway: "stripe", txn: "pi_xxx" } (system)`.
     pub fn line(&self) -> String {
-        let mut line = format!("{} — {}", self.time, self.event_type);
+        self.line_with(Separators::TEXT)
+    }
+
+    /// [`TimelineEntry::line`] with the given separators.
+    pub fn line_with(&self, separators: Separators) -> String {
+        let mut line = format!("{}{}{}", self.time, separators.dash, self.event_type);
         if !self.summary.is_empty() {
             line.push(' ');
             line.push_str(&self.summary);
@@ -108,6 +131,11 @@ pub struct OrderSummary {
 impl OrderSummary {
     /// `status: DELIVERED · 3 items · paid 39.98 EUR · tracking BD1234567IN · last change 2025-11-03 15:30:00 UTC`.
     pub fn line(&self) -> String {
+        self.line_with(Separators::TEXT)
+    }
+
+    /// [`OrderSummary::line`] with the given separators.
+    pub fn line_with(&self, separators: Separators) -> String {
         let items = if self.items == 1 { "1 item".to_string() } else { format!("{} items", self.items) };
         let paid = match (&self.paid, &self.refunded) {
             (Some(paid), Some(refunded)) => format!("paid {paid} (refunded {refunded})"),
@@ -116,7 +144,8 @@ impl OrderSummary {
         };
         let tracking = self.tracking.as_ref().map_or_else(|| "not shipped".to_string(), |t| format!("tracking {t}"));
         let last = format!("{} {} UTC", time::date(self.last_change_us), time::hms(self.last_change_us));
-        format!("status: {} · {items} · {paid} · {} · last change {last}", self.state, clean(&tracking))
+        let dot = separators.dot;
+        format!("status: {}{dot}{items}{dot}{paid}{dot}{}{dot}last change {last}", self.state, clean(&tracking))
     }
 }
 
@@ -147,11 +176,17 @@ impl Timeline {
         out
     }
 
-    /// The lines of [`Timeline::to_text`] (what the daemon's TIMELINE replies).
+    /// The lines of [`Timeline::to_text`].
     pub fn lines(&self) -> Vec<String> {
+        self.lines_with(Separators::TEXT)
+    }
+
+    /// [`Timeline::lines`] with the given separators (the daemon's TIMELINE replies them with
+    /// [`Separators::ASCII`]).
+    pub fn lines_with(&self, separators: Separators) -> Vec<String> {
         let mut out = vec![format!("order {} ({} events, times in UTC)", self.order_id, self.entries.len())];
         match &self.status {
-            Some(status) => out.push(status.line()),
+            Some(status) => out.push(status.line_with(separators)),
             None => out.push("no events".to_string()),
         }
         if self.not_stored > 0 {
@@ -169,7 +204,7 @@ impl Timeline {
                 out.push(entry_day.clone());
                 day = entry_day;
             }
-            out.push(entry.line());
+            out.push(entry.line_with(separators));
         }
         if self.truncated {
             out.push(format!("… truncated after {MAX_TIMELINE_EVENTS} events"));
