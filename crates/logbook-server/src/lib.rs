@@ -401,7 +401,7 @@ fn admit(shared: &Arc<Shared>, mut stream: TcpStream) {
         }
     };
     if !registered {
-        tracing::debug!(peer = ?stream.peer_addr().ok(), "connection refused: max_connections reached");
+        tracing::debug!(peer = %peer_of(&stream), "connection refused: max_connections reached");
         shared.stats.connections_rejected.fetch_add(1, Ordering::Relaxed);
         let _ = stream.set_write_timeout(Some(Duration::from_millis(200)));
         let _ = stream.write_all(b"-ERR max connections reached, try again later\r\n");
@@ -409,7 +409,7 @@ fn admit(shared: &Arc<Shared>, mut stream: TcpStream) {
         return;
     }
     shared.stats.connections_total.fetch_add(1, Ordering::Relaxed);
-    tracing::debug!(connection = id, peer = ?stream.peer_addr().ok(), "connection accepted");
+    tracing::debug!(connection = id, peer = %peer_of(&stream), "connection accepted");
     let registration = Registration { shared: Arc::clone(shared), id };
     let spawned = std::thread::Builder::new()
         .name(format!("logbook-conn-{id}"))
@@ -423,6 +423,11 @@ fn admit(shared: &Arc<Shared>, mut stream: TcpStream) {
         // The closure (and the registration in it) was dropped, which unregistered it.
         tracing::warn!(%err, "cannot start a connection thread");
     }
+}
+
+/// The client's address for a log line (`unknown` when the socket no longer knows it).
+fn peer_of(stream: &TcpStream) -> String {
+    stream.peer_addr().map_or_else(|_| "unknown".to_string(), |addr| addr.to_string())
 }
 
 /// Makes glibc's allocator give large buffers (replies, request buffers) back to the OS when

@@ -71,39 +71,58 @@ pub(crate) fn render(shared: &Shared) -> String {
         "logbook_fsync_duration_seconds",
         "How long each fdatasync of the active segment took.",
         &stats.fsync_micros,
-        1e-6,
+        6,
     );
     histogram(
         &mut out,
         "logbook_append_duration_seconds",
         "How long each append took, from being handed to the store to its result.",
         &s.append_micros.snapshot(),
-        1e-6,
+        6,
     );
-    histogram(
-        &mut out,
-        "logbook_group_commit_events",
-        "Events written by each group commit.",
-        &stats.group_events,
-        1.0,
-    );
+    histogram(&mut out, "logbook_group_commit_events", "Events written by each group commit.", &stats.group_events, 0);
     out
 }
 
 /// Writes `counts` (the core's power-of-two buckets) as a Prometheus histogram, each bucket's
-/// bound multiplied by `unit` (1e-6 turns µs into seconds). Buckets above the last non-empty
-/// one are left out; `+Inf` is always there.
-fn histogram(out: &mut String, name: &str, help: &str, counts: &logbook::Log2Histogram, unit: f64) {
+/// bound divided by 10^`unit_decimals` (6 turns µs into seconds). Every bucket is written, empty
+/// or not, so the set of series never changes (Prometheus's quantiles need that).
+fn histogram(out: &mut String, name: &str, help: &str, counts: &logbook::Log2Histogram, unit_decimals: u32) {
     out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} histogram\n"));
-    let used = counts.counts.iter().rposition(|&c| c > 0).map_or(0, |i| i + 1);
     let mut cumulative = 0;
     // The last bucket also holds everything larger: only +Inf may stand for it.
-    for (i, count) in counts.counts.iter().enumerate().take(used.min(logbook::LOG2_BUCKETS - 1)) {
+    for (i, count) in counts.counts.iter().enumerate().take(logbook::LOG2_BUCKETS - 1) {
         cumulative += count;
-        let bound = logbook::Log2Histogram::upper_bound(i) as f64 * unit;
+        let bound = scaled(logbook::Log2Histogram::upper_bound(i), unit_decimals);
         out.push_str(&format!("{name}_bucket{{le=\"{bound}\"}} {cumulative}\n"));
     }
     let total = counts.count();
     out.push_str(&format!("{name}_bucket{{le=\"+Inf\"}} {total}\n"));
-    out.push_str(&format!("{name}_sum {}\n{name}_count {total}\n", counts.sum as f64 * unit));
+    out.push_str(&format!("{name}_sum {}\n{name}_count {total}\n", scaled(counts.sum, unit_decimals)));
+}
+
+/// `value` divided by 10^`decimals`, written exactly (`14` µs with 6 decimals is `0.000014`;
+/// floating point would write `0.000014999999999999999` for 15 × 1e-6).
+fn scaled(value: u64, decimals: u32) -> String {
+    let divisor = 10u64.pow(decimals);
+    let (whole, fraction) = (value / divisor, value % divisor);
+    if fraction == 0 {
+        return whole.to_string();
+    }
+    let digits = format!("{fraction:0width$}", width = decimals as usize);
+    format!("{whole}.{}", digits.trim_end_matches('0'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::scaled;
+
+    #[test]
+    fn bounds_and_sums_are_written_exactly() {
+        assert_eq!(scaled(15, 6), "0.000015");
+        assert_eq!(scaled(2_500_000, 6), "2.5");
+        assert_eq!(scaled(3_000_000, 6), "3");
+        assert_eq!(scaled(127, 0), "127");
+        assert_eq!(scaled(0, 6), "0");
+    }
 }
