@@ -104,6 +104,8 @@ enum Command {
     #[command(after_help = "Examples:\n  logbook backup --data ./data --out ./backup-2026-11-26")]
     Backup(BackupArgs),
     /// Delete a stream (a tombstone): hidden from reads at once, removed by the next compaction.
+    /// Deletion is permanent, as a KurrentDB tombstone: the name can never be appended to again,
+    /// even when it had no events yet (`--expected exists` refuses a stream that does not exist).
     #[command(
         after_help = "Examples:\n  logbook delete-stream cart-17 --data ./data\n  logbook delete-stream cart-17 --expected 4 --json"
     )]
@@ -122,7 +124,9 @@ enum Command {
     )]
     Bench(BenchArgs),
     /// Print the SHA-256 hex of a token, for the `token_sha256` fields of the config file.
-    #[command(after_help = "Example:\n  logbook hash-token \"$(openssl rand -hex 32)\"")]
+    #[command(
+        after_help = "Example (keep the token for the client, put the hash in the config):\n  TOKEN=$(openssl rand -hex 32); echo \"$TOKEN\"; logbook hash-token \"$TOKEN\""
+    )]
     HashToken {
         /// The token to hash.
         token: String,
