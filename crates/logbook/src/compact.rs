@@ -130,6 +130,15 @@ pub fn compact_with_archive(
     guarded(store, policy, now_us, Some(archive), progress)
 }
 
+/// Runs `work`, a change to the cold tier alone (e.g. logbook-archive rewriting files of its
+/// first layout on demand), under the compaction guard: it waits for a running compaction, and
+/// is refused after one failed (the store must be reopened first, which resolves its files).
+/// The hot tier is not touched, so a failure of `work` does not poison the guard.
+pub fn with_compaction_guard<T>(store: &Store, work: impl FnOnce() -> Result<T>) -> Result<T> {
+    let _guard = store.compaction_guard()?;
+    work()
+}
+
 fn guarded(
     store: &Store,
     policy: &RetentionPolicy,
