@@ -236,6 +236,76 @@ pub fn encode_parquet(events: &[ArchivedEvent]) -> Result<Vec<u8>> {
     writer.into_inner().map_err(|e| internal(&e))
 }
 
+/// One Parquet file of the *first* layout holding `events`: a `tenant` column after `meta`,
+/// `data`/`meta` plain Utf8 (no JSON logical type), no metadata as `""` with encoding base64.
+/// The archive never writes it any more; tests and the interop fixture use it to build a cold
+/// tier as the old code left it.
+#[doc(hidden)]
+pub fn encode_parquet_first_layout(events: &[ArchivedEvent]) -> Result<Vec<u8>> {
+    let utf8 = |name: &str| Field::new(name, DataType::Utf8, false);
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("position", DataType::Int64, false),
+        utf8("stream"),
+        Field::new("version", DataType::Int64, false),
+        utf8("type"),
+        Field::new("time", DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())), false),
+        utf8("id"),
+        utf8("data"),
+        utf8("meta"),
+        utf8(OLD_TENANT_COLUMN),
+        utf8("data_encoding"),
+        utf8("meta_encoding"),
+    ]));
+    let mut positions = Vec::with_capacity(events.len());
+    let mut versions = Vec::with_capacity(events.len());
+    for event in events {
+        positions.push(to_i64(event.position, "position")?);
+        versions.push(to_i64(event.version, "version")?);
+    }
+    let strings = |f: &dyn Fn(&ArchivedEvent) -> String| -> ArrayRef {
+        Arc::new(StringArray::from_iter_values(events.iter().map(f)))
+    };
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(Int64Array::from(positions)),
+        strings(&|e| e.stream.clone()),
+        Arc::new(Int64Array::from(versions)),
+        strings(&|e| e.event_type.clone()),
+        Arc::new(
+            TimestampMicrosecondArray::from_iter_values(events.iter().map(|e| e.timestamp_us)).with_timezone("UTC"),
+        ),
+        strings(&|e| uuid::Uuid::from_bytes(e.id).hyphenated().to_string()),
+        strings(&|e| encode_payload(&e.data).0),
+        strings(&|e| encode_payload(&e.metadata).0),
+        strings(&|e| owner_of(&e.stream).to_string()),
+        strings(&|e| encode_payload(&e.data).1.to_string()),
+        strings(&|e| encode_payload(&e.metadata).1.to_string()),
+    ];
+    let internal = |e: &dyn std::fmt::Display| Error::InvalidInput(format!("encoding Parquet: {e}"));
+    let batch = RecordBatch::try_new(Arc::clone(&schema), columns).map_err(|e| internal(&e))?;
+    let props = WriterProperties::builder().set_compression(Compression::SNAPPY).build();
+    let mut writer = ArrowWriter::try_new(Vec::new(), schema, Some(props)).map_err(|e| internal(&e))?;
+    writer.write(&batch).map_err(|e| internal(&e))?;
+    writer.into_inner().map_err(|e| internal(&e))
+}
+
+/// Replaces every listed file of the archive at `root` with a first-layout file holding the
+/// same rows and rewrites the manifest's lengths and crc32s to match (not crash-safe): a cold
+/// tier as the old code left it, for tests and the interop fixture.
+#[doc(hidden)]
+pub fn downgrade_to_first_layout(root: &Path) -> Result<()> {
+    let mut archive = Archive::open(root, logbook::std_fs())?;
+    let mut next = archive.manifest.clone();
+    for entry in &mut next.files {
+        let rows = archive.read_file(entry)?;
+        let bytes = encode_parquet_first_layout(&rows)?;
+        let path = root.join(&entry.path);
+        fs::write(&path, &bytes).map_err(|e| Error::io(format!("writing {}", path.display()), e))?;
+        entry.bytes = bytes.len() as u64;
+        entry.crc32 = crc32fast::hash(&bytes);
+    }
+    archive.store_manifest(next)
+}
+
 fn column<'a, T: Array + 'static>(batch: &'a RecordBatch, name: &str) -> std::result::Result<&'a T, String> {
     let array = nullable_column::<T>(batch, name)?.ok_or_else(|| format!("no column '{name}'"))?;
     if array.null_count() > 0 {

@@ -138,10 +138,12 @@ fn first_layout_archive(root: &Path) {
     make_first_layout(root);
 }
 
-#[test]
-fn compaction_rewrites_a_first_layout_cold_tier_before_writing_next_to_it() {
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
+/// A store in `data` whose first compaction fills the cold tier, which is then turned into the
+/// first layout (as the old code left it); then more events and a second compaction, which
+/// archives next to the old files. Returns the archived rows before the second compaction and
+/// the number it archived. The events mix tenants, days, JSON and non-JSON payloads, and
+/// events with and without metadata (what tests/interop/read_export.py checks).
+fn compact_over_a_first_layout_tier(data: &Path) -> (Vec<ArchivedEvent>, u64) {
     let root = data.join(logbook::ARCHIVE_DIR);
     let clock = Arc::new(AtomicI64::new(JAN_2));
     let options = Options { segment_bytes: 1024, clock: Clock::manual(Arc::clone(&clock)), ..Options::default() };
@@ -153,36 +155,64 @@ fn compaction_rewrites_a_first_layout_cold_tier_before_writing_next_to_it() {
         for i in from..to {
             clock.fetch_add(DAY / 8, Ordering::AcqRel);
             let stream = ["acme:order-1", "globex:order-2", "order-3"][(i % 3) as usize];
+            let paid = format!(r#"{{"amount":{{"amount":{},"currency":"EUR"}}}}"#, 100 + i);
             let event = match i % 4 {
-                0 => NewEvent::new("PAID", format!(r#"{{"amount":{i}}}"#)).with_metadata(br#"{"by":"a"}"#.to_vec()),
+                0 => NewEvent::new("PAYMENT_CONFIRMED", paid).with_metadata(br#"{"actor":"system"}"#.to_vec()),
                 1 => NewEvent::new("NOTE", b"\x00\xff binary".to_vec()),
-                2 => NewEvent::new("NOTE", b"plain".to_vec()).with_metadata(b"not json".to_vec()),
-                _ => NewEvent::new("PAID", format!(r#"{{"amount":{i}}}"#)),
+                2 => NewEvent::new("NOTE", b"plain text".to_vec()).with_metadata(b"not json".to_vec()),
+                _ => NewEvent::new("PAYMENT_CONFIRMED", paid),
             };
             store.append(stream, ExpectedVersion::Any, vec![event]).unwrap();
         }
     };
-    // A first compaction fills the cold tier, which is then made of the first layout.
-    let store = archive::open_store(&data, options.clone()).unwrap();
+    let store = archive::open_store(data, options.clone()).unwrap();
     append(&store, 0, 80);
     let report = archive::compact(&store, &policy, JAN_2 + 40 * DAY, |_, _| {}).unwrap();
     assert!(report.archived > 10, "{report:?}");
     store.close().unwrap();
-    make_first_layout(&root);
+    archive::downgrade_to_first_layout(&root).unwrap();
+    assert!(layouts(&root).iter().all(|&first| first));
     let before = all_rows(&root);
     assert_eq!(before.len() as u64, report.archived);
 
-    // More events, a later compaction: it archives next to the old files.
-    let store = archive::open_store(&data, options).unwrap();
+    let store = archive::open_store(data, options).unwrap();
     append(&store, 80, 160);
     let report = archive::compact(&store, &policy, JAN_2 + 80 * DAY, |_, _| {}).unwrap();
     assert!(report.archived > 10, "{report:?}");
     store.close().unwrap();
+    (before, report.archived)
+}
+
+#[test]
+fn the_test_helper_writes_the_first_layout_as_the_old_code_did() {
+    // The crate's downgrade helper (used by the CLI test and the interop fixture) and this
+    // file's independent copy of the old writer agree on the layout and read back the same rows.
+    let rows = sample();
+    let ours = archive::encode_parquet_first_layout(&rows).unwrap();
+    let theirs = old_layout_file(&rows);
+    for bytes in [&ours, &theirs] {
+        let builder = ParquetRecordBatchReaderBuilder::try_new(bytes::Bytes::from(bytes.clone())).unwrap();
+        let names: Vec<String> = builder.schema().fields().iter().map(|f| f.name().clone()).collect();
+        assert!(names.contains(&"tenant".to_string()));
+        assert_eq!(archive::decode_parquet(bytes, Path::new("x.parquet")).unwrap(), rows);
+    }
+    let schema = |b: &Vec<u8>| {
+        ParquetRecordBatchReaderBuilder::try_new(bytes::Bytes::from(b.clone())).unwrap().schema().as_ref().clone()
+    };
+    assert_eq!(schema(&ours).fields(), schema(&theirs).fields());
+}
+
+#[test]
+fn compaction_rewrites_a_first_layout_cold_tier_before_writing_next_to_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let root = data.join(logbook::ARCHIVE_DIR);
+    let (before, archived) = compact_over_a_first_layout_tier(&data);
 
     let found = layouts(&root);
     assert!(found.iter().all(|&first| !first), "a mixed cold tier after compaction: {found:?}");
     let after = all_rows(&root);
-    assert_eq!(after.len() as u64, before.len() as u64 + report.archived);
+    assert_eq!(after.len() as u64, before.len() as u64 + archived);
     assert_eq!(&after[..before.len()], &before[..], "every migrated row exactly");
     let mut verify = logbook::verify_dir(&data).unwrap();
     archive::verify_data_dir(&data, &mut verify);
@@ -193,6 +223,17 @@ fn compaction_rewrites_a_first_layout_cold_tier_before_writing_next_to_it() {
         verify.findings
     );
     assert_eq!(verify.archive_events, after.len() as u64);
+}
+
+/// Writes a store whose cold tier was migrated by compaction into `$LOGBOOK_INTEROP_OUT` (its
+/// cold tier is `$LOGBOOK_INTEROP_OUT/archive`), for tests/interop/read_export.py; prints the
+/// tier's row count. Run by `.ci/run` (`-- --ignored`), not by `cargo test`.
+#[test]
+#[ignore = "writes the interop fixture for .ci/run"]
+fn write_interop_migrated_cold_tier() {
+    let data = std::path::PathBuf::from(std::env::var("LOGBOOK_INTEROP_OUT").expect("LOGBOOK_INTEROP_OUT"));
+    let (before, archived) = compact_over_a_first_layout_tier(&data);
+    println!("rows {}", before.len() as u64 + archived);
 }
 
 #[test]
