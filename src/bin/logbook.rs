@@ -1274,8 +1274,8 @@ fn compact(args: CompactArgs) -> Result<(), Failure> {
         } else {
             println!(
                 "rewrote {} cold-tier file(s) of the first layout ({} rows) into the current layout; {} damaged \
-                 file(s) left as they are (see logbook verify)",
-                report.files, report.rows, report.skipped
+                 file(s) left as they are (see logbook verify); {} leftover file(s) of an interrupted rewrite removed",
+                report.files, report.rows, report.skipped, report.orphans_removed
             );
         }
         return Ok(());

@@ -100,6 +100,8 @@ pub struct RewriteReport {
     /// Files of the first layout left as they are because they failed their checks (length,
     /// crc32, rows, positions): `verify` reports them; their rows stay readable as before.
     pub skipped: u64,
+    /// Unlisted files of the first layout deleted (leftovers of an interrupted rewrite).
+    pub orphans_removed: u64,
 }
 
 /// "yyyy-mm-dd" in UTC.
@@ -794,7 +796,11 @@ impl Archive {
     /// A crash before 2 leaves the new files unlisted (orphans, rewritten under the same names
     /// by the next run); after it, the old ones (orphans, which `verify` reports). Refused while
     /// a job is pending (resolve it first). A first-layout file that fails its checks is left
-    /// alone and counted in [`RewriteReport::skipped`]. Decides each file's layout from its
+    /// alone and counted in [`RewriteReport::skipped`]. Last, unlisted `.parquet` files of the
+    /// first layout are deleted: this code never writes one, so such a file is the leftover of
+    /// a rewrite interrupted after its manifest update (its rows are in a listed file) or of an
+    /// old compaction's rolled-back job, and plain readers (which do not consult the manifest)
+    /// would see it as duplicate rows in the layout they refuse. Decides each file's layout from its
     /// Parquet footer alone, so a cold tier already in the current layout costs one footer read
     /// per file.
     pub fn rewrite_first_layout(&mut self) -> Result<RewriteReport> {
@@ -873,7 +879,36 @@ impl Archive {
                 self.fs.sync_dir(&dir).map_err(|e| Error::io(format!("syncing {}", dir.display()), e))?;
             }
         }
+        report.orphans_removed = self.remove_first_layout_orphans()?;
         Ok(report)
+    }
+
+    /// Deletes the unlisted `.parquet` files of the first layout under the root (see
+    /// [`Archive::rewrite_first_layout`]) and syncs their directories; returns how many.
+    fn remove_first_layout_orphans(&self) -> Result<u64> {
+        let listed: HashSet<PathBuf> = self.manifest.files.iter().map(|f| self.root.join(&f.path)).collect();
+        let mut stray = Vec::new();
+        collect_stray(&self.root, &listed, &mut stray, 0);
+        let mut dirs = BTreeSet::new();
+        let mut removed = 0;
+        for path in stray {
+            let parquet = path.extension().is_some_and(|e| e == "parquet");
+            if !parquet || is_first_layout(&path) != Some(true) {
+                continue;
+            }
+            match self.fs.remove_file(&path) {
+                Ok(()) => removed += 1,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(Error::io(format!("removing {}", path.display()), e)),
+            }
+            if let Some(dir) = path.parent() {
+                dirs.insert(dir.to_path_buf());
+            }
+        }
+        for dir in dirs {
+            self.fs.sync_dir(&dir).map_err(|e| Error::io(format!("syncing {}", dir.display()), e))?;
+        }
+        Ok(removed)
     }
 
     /// Reads a just-written file back and compares it with the rows it must hold.

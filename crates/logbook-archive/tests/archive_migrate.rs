@@ -82,16 +82,29 @@ fn make_first_layout(root: &Path) {
 /// The layout of each listed file: true for the first (a `tenant` column).
 fn layouts(root: &Path) -> Vec<bool> {
     let archive = Archive::open(root, std_fs()).unwrap();
-    archive
-        .manifest()
-        .files
-        .iter()
-        .map(|f| {
-            let file = std::fs::File::open(root.join(&f.path)).unwrap();
-            let builder = ParquetRecordBatchReaderBuilder::try_new(file).unwrap();
-            builder.schema().field_with_name("tenant").is_ok()
-        })
-        .collect()
+    archive.manifest().files.iter().map(|f| is_first_layout(&root.join(&f.path))).collect()
+}
+
+/// Every `.parquet` file under `root`, listed or not.
+fn parquet_files(root: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    let mut dirs = vec![root.to_path_buf()];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else if path.extension().is_some_and(|e| e == "parquet") {
+                out.push(path);
+            }
+        }
+    }
+    out
+}
+
+fn is_first_layout(path: &Path) -> bool {
+    let builder = ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(path).unwrap()).unwrap();
+    builder.schema().field_with_name("tenant").is_ok()
 }
 
 fn all_rows(root: &Path) -> Vec<ArchivedEvent> {
@@ -250,8 +263,12 @@ fn migrate_cold_tier_on_demand_rewrites_only_first_layout_files() {
     assert_eq!(layouts(&root), vec![true, true, true, true, true, false]);
     let before = all_rows(&root);
     let store = archive::open_store(&data, Options::default()).unwrap();
+    // An unlisted first-layout file (as a rewrite interrupted after its manifest update leaves).
+    let orphan = root.join("tenant=acme/date=2026-01-02/job-000000-00000000000000000099.parquet");
+    std::fs::write(&orphan, old_layout_file(&[event(99, "acme:order-1", JAN_2, b"{}", b"")])).unwrap();
     let report = archive::migrate_cold_tier(&store).unwrap();
-    assert_eq!((report.files, report.rows, report.skipped), (5, 6, 0), "{report:?}");
+    assert_eq!((report.files, report.rows, report.skipped, report.orphans_removed), (5, 6, 0, 1), "{report:?}");
+    assert!(!orphan.exists());
     assert_eq!(layouts(&root), vec![false; 6]);
     assert_eq!(all_rows(&root), before);
     // Again: nothing left to do.
@@ -311,6 +328,13 @@ fn a_fault_or_power_loss_at_any_step_of_the_rewrite_keeps_every_row_once_and_a_r
                 archive.rewrite_first_layout().unwrap_or_else(|e| panic!("{context}: rerun: {e}"));
                 check_rows(&root, &expected, &format!("{context}: rerun"));
                 assert!(layouts(&root).iter().all(|&first| !first), "{context}: rerun left first-layout files");
+                // Not even unlisted ones, which plain readers would see: the rerun overwrites
+                // the new files an interrupted run left (same job id, same names) and deletes
+                // its first-layout leftovers, so nothing but the manifest's files remains.
+                let first_layout_on_disk = parquet_files(&root).into_iter().filter(|p| is_first_layout(p)).count();
+                assert_eq!(first_layout_on_disk, 0, "{context}: rerun left first-layout orphans");
+                let (findings, _) = Archive::open(&root, std_fs()).unwrap().verify();
+                assert!(findings.is_empty(), "{context}: after the rerun: {findings:?}");
                 runs += 1;
             }
         }
