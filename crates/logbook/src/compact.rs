@@ -55,7 +55,9 @@ use crate::wal::{self, SealedSegment};
 pub trait ArchiveSink {
     /// Commits or rolls back the jobs an interrupted compaction left pending (see
     /// [`committed_job_of`]). Called under the compaction guard, before planning: never while
-    /// another compaction runs, nor after one failed (its store must be reopened first).
+    /// another compaction runs, nor after one failed (its store must be reopened first). The
+    /// sink may also bring its files up to date here (logbook-archive rewrites files of its
+    /// first layout), since nothing else writes to it meanwhile.
     fn resolve_pending_jobs(&mut self, segments_dir: &Path) -> Result<()>;
     /// Durably writes `events` (expired from the unit whose first segment starts at
     /// `segment_base`) as a pending job, invisible to readers until committed. Returns the job
