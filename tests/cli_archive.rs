@@ -113,3 +113,47 @@ fn delete_stream_compact_backup_and_read_archive_through_the_binary() {
     let out = run(&["verify", "--data", copy.to_str().unwrap()]);
     assert!(out.status.success(), "{}", text(&out));
 }
+
+#[test]
+fn compact_migrate_archive_rewrites_a_first_layout_cold_tier_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let clock = std::sync::Arc::new(std::sync::atomic::AtomicI64::new(1_700_000_000_000_000));
+    let options = Options {
+        segment_bytes: 1024,
+        clock: logbook::Clock::manual(std::sync::Arc::clone(&clock)),
+        ..Options::default()
+    };
+    let store = Store::open(&data, options).unwrap();
+    for i in 0..40u64 {
+        let body = if i % 3 == 0 { format!("{{\"i\":{i}}}").into_bytes() } else { vec![0, 1, i as u8] };
+        store.append("acme:order-1", ExpectedVersion::Any, vec![NewEvent::new("T", body)]).unwrap();
+    }
+    store.close().unwrap();
+    let data_s = data.to_str().unwrap();
+    let config = dir.path().join("retention.toml");
+    std::fs::write(&config, "[retention]\n[[retention.rules]]\nmax_age = \"30d\"\n").unwrap();
+    let out = run(&["compact", "--data", data_s, "--config", config.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out));
+    let root = data.join("archive");
+    logbook_archive::downgrade_to_first_layout(&root).unwrap();
+    let archive = logbook_archive::Archive::open(&root, logbook::std_fs()).unwrap();
+    let (rows, files) = (archive.read_range(0, u64::MAX).unwrap(), archive.file_count());
+    assert!(archive.holds_first_layout() && files > 0);
+    let segments = std::fs::read_dir(data.join("segments")).unwrap().count();
+
+    let out = run(&["compact", "--data", data_s, "--migrate-archive", "--config", config.to_str().unwrap()]);
+    assert!(!out.status.success(), "the hot tier is not compacted by --migrate-archive: {}", text(&out));
+    let out = run(&["compact", "--data", data_s, "--migrate-archive", "--json"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!((report["files"].as_u64(), report["rows"].as_u64()), (Some(files), Some(rows.len() as u64)), "{report}");
+    let archive = logbook_archive::Archive::open(&root, logbook::std_fs()).unwrap();
+    assert!(!archive.holds_first_layout());
+    assert_eq!(archive.read_range(0, u64::MAX).unwrap(), rows);
+    assert_eq!(std::fs::read_dir(data.join("segments")).unwrap().count(), segments, "hot tier untouched");
+    let out = run(&["compact", "--data", data_s, "--migrate-archive"]);
+    assert!(out.status.success() && text(&out).contains("rewrote 0 cold-tier file(s)"), "{}", text(&out));
+    let out = run(&["verify", "--data", data_s]);
+    assert!(out.status.success(), "{}", text(&out));
+}

@@ -87,9 +87,10 @@ enum Command {
     )]
     Export(ExportArgs),
     /// Apply the retention policy now: archive expired events to <data>/archive (Parquet),
-    /// drop deleted streams' events, rewrite and merge sealed segments.
+    /// drop deleted streams' events, rewrite and merge sealed segments. Cold-tier files of the
+    /// first layout are rewritten into the current one first (--migrate-archive: only that).
     #[command(
-        after_help = "Examples:\n  logbook compact --data ./data --config packaging/logbook.toml\n  logbook compact --data ./data --json"
+        after_help = "Examples:\n  logbook compact --data ./data --config packaging/logbook.toml\n  logbook compact --data ./data --json\n  logbook compact --data ./data --migrate-archive"
     )]
     Compact(CompactArgs),
     /// Compress the sealed segments (LZ4 in 64 KiB blocks, random access kept through the
@@ -257,6 +258,10 @@ struct CompactArgs {
     /// Then compress the sealed segments (as `logbook compress`): compaction writes plain ones.
     #[arg(long)]
     compress: bool,
+    /// Only rewrite the cold tier's files of the first layout (a `tenant` column) into the
+    /// current one, which every compaction also does first; the hot tier is left as it is.
+    #[arg(long, conflicts_with_all = ["config", "compress"])]
+    migrate_archive: bool,
     /// Print the report as JSON.
     #[arg(long)]
     json: bool,
@@ -1287,6 +1292,21 @@ fn print_compressed(report: &logbook::CompressReport, json: bool) {
 }
 
 fn compact(args: CompactArgs) -> Result<(), Failure> {
+    if args.migrate_archive {
+        let store = open_store(&args.data)?;
+        let report = logbook_archive::migrate_cold_tier(&store).map_err(|e| e.to_string())?;
+        store.close().map_err(|e| e.to_string())?;
+        if args.json {
+            println!("{}", serde_json::to_string(&report).map_err(|e| e.to_string())?);
+        } else {
+            println!(
+                "rewrote {} cold-tier file(s) of the first layout ({} rows) into the current layout; {} damaged \
+                 file(s) left as they are (see logbook verify); {} leftover file(s) of an interrupted rewrite removed",
+                report.files, report.rows, report.skipped, report.orphans_removed
+            );
+        }
+        return Ok(());
+    }
     let policy = match &args.config {
         Some(path) => {
             let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;

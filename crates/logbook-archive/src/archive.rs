@@ -9,7 +9,10 @@
 //! are JSON texts: the text itself when the bytes are JSON, else a JSON string literal of
 //! their base64, with a sibling `*_encoding` column saying which, so the original bytes always
 //! come back exactly. An event without metadata has NULL `meta`. Files of the first layout (a
-//! `tenant` column, plain strings, `""` for no metadata) are still read.
+//! `tenant` column, plain strings, `""` for no metadata) are still read, and
+//! [`Archive::rewrite_first_layout`] rewrites them into the current layout (compaction does it
+//! before it writes into a cold tier that holds any, so a cold tier never mixes the two, which
+//! the readers' schema merge refuses).
 //!
 //! Durability follows the hot tier's rules: every mutation goes through [`FileSystem`] (so
 //! fault-injection tests can fail any step), each Parquet file is written under a `.tmp` name,
@@ -54,6 +57,9 @@ const MAX_PATH_BYTES: usize = 512;
 /// uncompressed bytes per column chunk.
 const MAX_ROWS_PER_FILE: i64 = 100_000_000;
 const MAX_CHUNK_UNCOMPRESSED: i64 = 1 << 30;
+/// Files of the first layout rewritten per manifest update (bounds both the work a crash can
+/// waste and the number of manifest rewrites on a large cold tier).
+const REWRITE_BATCH_FILES: usize = 64;
 
 /// One archived event, owned.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -82,6 +88,20 @@ impl ArchivedEvent {
             data: event.data().to_vec(),
         }
     }
+}
+
+/// What [`Archive::rewrite_first_layout`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RewriteReport {
+    /// Files of the first layout replaced by files of the current one.
+    pub files: u64,
+    /// Rows those files hold (each rewritten exactly).
+    pub rows: u64,
+    /// Files of the first layout left as they are because they failed their checks (length,
+    /// crc32, rows, positions): `verify` reports them; their rows stay readable as before.
+    pub skipped: u64,
+    /// Unlisted files of the first layout deleted (leftovers of an interrupted rewrite).
+    pub orphans_removed: u64,
 }
 
 /// "yyyy-mm-dd" in UTC.
@@ -216,6 +236,76 @@ pub fn encode_parquet(events: &[ArchivedEvent]) -> Result<Vec<u8>> {
     let mut writer = ArrowWriter::try_new(Vec::new(), schema(), Some(props)).map_err(|e| internal(&e))?;
     writer.write(&batch).map_err(|e| internal(&e))?;
     writer.into_inner().map_err(|e| internal(&e))
+}
+
+/// One Parquet file of the *first* layout holding `events`: a `tenant` column after `meta`,
+/// `data`/`meta` plain Utf8 (no JSON logical type), no metadata as `""` with encoding base64.
+/// The archive never writes it any more; tests and the interop fixture use it to build a cold
+/// tier as the old code left it.
+#[doc(hidden)]
+pub fn encode_parquet_first_layout(events: &[ArchivedEvent]) -> Result<Vec<u8>> {
+    let utf8 = |name: &str| Field::new(name, DataType::Utf8, false);
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("position", DataType::Int64, false),
+        utf8("stream"),
+        Field::new("version", DataType::Int64, false),
+        utf8("type"),
+        Field::new("time", DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())), false),
+        utf8("id"),
+        utf8("data"),
+        utf8("meta"),
+        utf8(OLD_TENANT_COLUMN),
+        utf8("data_encoding"),
+        utf8("meta_encoding"),
+    ]));
+    let mut positions = Vec::with_capacity(events.len());
+    let mut versions = Vec::with_capacity(events.len());
+    for event in events {
+        positions.push(to_i64(event.position, "position")?);
+        versions.push(to_i64(event.version, "version")?);
+    }
+    let strings = |f: &dyn Fn(&ArchivedEvent) -> String| -> ArrayRef {
+        Arc::new(StringArray::from_iter_values(events.iter().map(f)))
+    };
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(Int64Array::from(positions)),
+        strings(&|e| e.stream.clone()),
+        Arc::new(Int64Array::from(versions)),
+        strings(&|e| e.event_type.clone()),
+        Arc::new(
+            TimestampMicrosecondArray::from_iter_values(events.iter().map(|e| e.timestamp_us)).with_timezone("UTC"),
+        ),
+        strings(&|e| uuid::Uuid::from_bytes(e.id).hyphenated().to_string()),
+        strings(&|e| encode_payload(&e.data).0),
+        strings(&|e| encode_payload(&e.metadata).0),
+        strings(&|e| owner_of(&e.stream).to_string()),
+        strings(&|e| encode_payload(&e.data).1.to_string()),
+        strings(&|e| encode_payload(&e.metadata).1.to_string()),
+    ];
+    let internal = |e: &dyn std::fmt::Display| Error::InvalidInput(format!("encoding Parquet: {e}"));
+    let batch = RecordBatch::try_new(Arc::clone(&schema), columns).map_err(|e| internal(&e))?;
+    let props = WriterProperties::builder().set_compression(Compression::SNAPPY).build();
+    let mut writer = ArrowWriter::try_new(Vec::new(), schema, Some(props)).map_err(|e| internal(&e))?;
+    writer.write(&batch).map_err(|e| internal(&e))?;
+    writer.into_inner().map_err(|e| internal(&e))
+}
+
+/// Replaces every listed file of the archive at `root` with a first-layout file holding the
+/// same rows and rewrites the manifest's lengths and crc32s to match (not crash-safe): a cold
+/// tier as the old code left it, for tests and the interop fixture.
+#[doc(hidden)]
+pub fn downgrade_to_first_layout(root: &Path) -> Result<()> {
+    let mut archive = Archive::open(root, logbook::std_fs())?;
+    let mut next = archive.manifest.clone();
+    for entry in &mut next.files {
+        let rows = archive.read_file(entry)?;
+        let bytes = encode_parquet_first_layout(&rows)?;
+        let path = root.join(&entry.path);
+        fs::write(&path, &bytes).map_err(|e| Error::io(format!("writing {}", path.display()), e))?;
+        entry.bytes = bytes.len() as u64;
+        entry.crc32 = crc32fast::hash(&bytes);
+    }
+    archive.store_manifest(next)
 }
 
 fn column<'a, T: Array + 'static>(batch: &'a RecordBatch, name: &str) -> std::result::Result<&'a T, String> {
@@ -689,9 +779,148 @@ impl Archive {
     /// with current ones. False when the archive is empty or the file cannot be read.
     pub fn holds_first_layout(&self) -> bool {
         let Some(entry) = self.manifest.files.first() else { return false };
-        let Ok(bytes) = read_bounded(&self.root.join(&entry.path), MAX_FILE_BYTES) else { return false };
-        ParquetRecordBatchReaderBuilder::try_new(bytes::Bytes::from(bytes))
-            .is_ok_and(|builder| builder.schema().field_with_name(OLD_TENANT_COLUMN).is_ok())
+        is_first_layout(&self.root.join(&entry.path)) == Some(true)
+    }
+
+    /// Rewrites every committed file of the first layout into the current layout, in the same
+    /// partition under a new name, row for row (position, stream, version, type, time, id, data
+    /// and metadata bytes or their absence), as committed files of a new job per batch:
+    ///
+    /// 1. each old file is read through its manifest checks (length, crc32, rows, positions),
+    ///    its rows written to a new file (`.tmp`, synced, renamed, directory synced), and the new
+    ///    file read back and compared with the rows;
+    /// 2. one manifest update (written, synced, renamed) swaps the batch's old entries for the
+    ///    new ones: readers see the old files or the new ones, never both;
+    /// 3. the old files are removed and their directories synced.
+    ///
+    /// A crash before 2 leaves the new files unlisted (orphans, rewritten under the same names
+    /// by the next run); after it, the old ones (orphans, which `verify` reports). Refused while
+    /// a job is pending (resolve it first). A first-layout file that fails its checks is left
+    /// alone and counted in [`RewriteReport::skipped`]. Last, unlisted `.parquet` files of the
+    /// first layout are deleted: this code never writes one, so such a file is the leftover of
+    /// a rewrite interrupted after its manifest update (its rows are in a listed file) or of an
+    /// old compaction's rolled-back job, and plain readers (which do not consult the manifest)
+    /// would see it as duplicate rows in the layout they refuse. Decides each file's layout from its
+    /// Parquet footer alone, so a cold tier already in the current layout costs one footer read
+    /// per file.
+    pub fn rewrite_first_layout(&mut self) -> Result<RewriteReport> {
+        if !self.manifest.pending.is_empty() {
+            return Err(Error::InvalidInput(
+                "the archive holds a pending job; resolve it before rewriting files of the first layout".into(),
+            ));
+        }
+        let old: Vec<ManifestFile> = self
+            .manifest
+            .files
+            .iter()
+            .filter(|f| is_first_layout(&self.root.join(&f.path)) == Some(true))
+            .cloned()
+            .collect();
+        let mut report = RewriteReport::default();
+        for batch in old.chunks(REWRITE_BATCH_FILES) {
+            let job = self.manifest.next_job;
+            let mut replaced: HashMap<String, ManifestFile> = HashMap::new();
+            let mut written: Vec<ManifestFile> = Vec::new();
+            for entry in batch {
+                let rows = match self.read_file(entry) {
+                    Ok(rows) => rows,
+                    Err(Error::Corruption { file, offset, reason }) => {
+                        tracing::warn!(file = %file.display(), offset, %reason,
+                            "leaving a damaged archive file of the first layout as it is");
+                        report.skipped += 1;
+                        continue;
+                    }
+                    Err(other) => return Err(other),
+                };
+                match self.write_partition(job, &entry.tenant, &entry.date, &rows).and_then(|new| {
+                    written.push(new.clone());
+                    self.check_rewritten(&new, &rows).map(|()| new)
+                }) {
+                    Ok(new) => {
+                        report.rows += new.rows;
+                        replaced.insert(entry.path.clone(), new);
+                    }
+                    Err(err) => {
+                        // Unlisted, so harmless; removed now rather than left as orphans (best
+                        // effort: the error that matters is `err`).
+                        for entry in &written {
+                            let _ = self.fs.remove_file(&self.root.join(&entry.path));
+                        }
+                        return Err(err);
+                    }
+                }
+            }
+            if replaced.is_empty() {
+                continue;
+            }
+            let mut next = self.manifest.clone();
+            let mut doomed = Vec::new();
+            for file in &mut next.files {
+                if let Some(new) = replaced.get(&file.path) {
+                    doomed.push(self.root.join(&file.path));
+                    *file = new.clone();
+                }
+            }
+            next.next_job = next.next_job.max(job.saturating_add(1));
+            self.store_manifest(next)?;
+            report.files += doomed.len() as u64;
+            let mut dirs = BTreeSet::new();
+            for path in doomed {
+                match self.fs.remove_file(&path) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(Error::io(format!("removing {}", path.display()), e)),
+                }
+                if let Some(dir) = path.parent() {
+                    dirs.insert(dir.to_path_buf());
+                }
+            }
+            for dir in dirs {
+                self.fs.sync_dir(&dir).map_err(|e| Error::io(format!("syncing {}", dir.display()), e))?;
+            }
+        }
+        report.orphans_removed = self.remove_first_layout_orphans()?;
+        Ok(report)
+    }
+
+    /// Deletes the unlisted `.parquet` files of the first layout under the root (see
+    /// [`Archive::rewrite_first_layout`]) and syncs their directories; returns how many.
+    fn remove_first_layout_orphans(&self) -> Result<u64> {
+        let listed: HashSet<PathBuf> = self.manifest.files.iter().map(|f| self.root.join(&f.path)).collect();
+        let mut stray = Vec::new();
+        collect_stray(&self.root, &listed, &mut stray, 0);
+        let mut dirs = BTreeSet::new();
+        let mut removed = 0;
+        for path in stray {
+            let parquet = path.extension().is_some_and(|e| e == "parquet");
+            if !parquet || is_first_layout(&path) != Some(true) {
+                continue;
+            }
+            match self.fs.remove_file(&path) {
+                Ok(()) => removed += 1,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(Error::io(format!("removing {}", path.display()), e)),
+            }
+            if let Some(dir) = path.parent() {
+                dirs.insert(dir.to_path_buf());
+            }
+        }
+        for dir in dirs {
+            self.fs.sync_dir(&dir).map_err(|e| Error::io(format!("syncing {}", dir.display()), e))?;
+        }
+        Ok(removed)
+    }
+
+    /// Reads a just-written file back and compares it with the rows it must hold.
+    fn check_rewritten(&self, entry: &ManifestFile, rows: &[ArchivedEvent]) -> Result<()> {
+        let path = self.root.join(&entry.path);
+        if self.read_file(entry)? != rows {
+            return Err(Error::corruption(&path, 0, "the rewritten file does not read back as the rows written"));
+        }
+        if is_first_layout(&path) != Some(false) {
+            return Err(Error::corruption(&path, 0, "the rewritten file is not of the current layout"));
+        }
+        Ok(())
     }
 
     /// Committed events of `stream`, in version order.
@@ -802,6 +1031,19 @@ impl Archive {
         positions.sort_unstable();
         (findings, positions)
     }
+}
+
+/// Whether the Parquet file at `path` is of the first layout (it has a `tenant` column), read
+/// from its footer alone; `None` when it cannot be read as Parquet (a damaged file: `verify`
+/// reports it). The parquet crate checks the footer's claimed length against the file's before
+/// reading it, so a hostile footer allocates at most the file's own length, bounded here.
+fn is_first_layout(path: &Path) -> Option<bool> {
+    let file = fs::File::open(path).ok()?;
+    if file.metadata().ok()?.len() > MAX_FILE_BYTES {
+        return None;
+    }
+    let builder = ParquetRecordBatchReaderBuilder::try_new(file).ok()?;
+    Some(builder.schema().field_with_name(OLD_TENANT_COLUMN).is_ok())
 }
 
 /// Adds the cold tier of data directory `data` (`<data>/archive`, when it exists) to `report`:

@@ -10,8 +10,11 @@ mod export;
 mod store;
 
 pub use archive::{
-    date_of, decode_parquet, decode_payload, encode_parquet, encode_payload, schema, verify_data_dir, Archive,
-    ArchivedEvent, Manifest, ManifestFile, PendingJob, COLUMNS, MANIFEST_FORMAT, MAX_FILE_BYTES,
+    date_of, decode_parquet, decode_payload, downgrade_to_first_layout, encode_parquet, encode_parquet_first_layout,
+    encode_payload, schema, verify_data_dir, Archive, ArchivedEvent, Manifest, ManifestFile, PendingJob, RewriteReport,
+    COLUMNS, MANIFEST_FORMAT, MAX_FILE_BYTES,
 };
 pub use export::{export, export_with_fs, ExportReport};
-pub use store::{backup_dir, collect_stats, compact, open_store, read_archived_stream, resolve_pending_jobs};
+pub use store::{
+    backup_dir, collect_stats, compact, migrate_cold_tier, open_store, read_archived_stream, resolve_pending_jobs,
+};

@@ -5,7 +5,8 @@
 //!   left pending (commit when the hot segment carries the job, roll back when it does not),
 //!   so no event is both hot and archived, and none is neither.
 //! - [`compact`]: compaction whose expired events go to the archive (the [`ArchiveSink`] the
-//!   core's compaction writes through).
+//!   core's compaction writes through), after the archive's files of the first layout are
+//!   rewritten into the current one; [`migrate_cold_tier`]: that rewrite alone, on demand.
 //! - [`backup_dir`], [`collect_stats`], [`read_archived_stream`]: the core's backup and stats
 //!   with the cold tier included, and the archived events of one stream.
 
@@ -13,16 +14,29 @@ use std::path::Path;
 use std::sync::Arc;
 
 use logbook::{
-    backup_dir_with, committed_job_of, compact_with_archive, copy_synced, sync_dir, ArchiveSink, BackupReport,
-    CompactReport, DataDir, Error, Options, RecordedEvent, Result, RetentionPolicy, StatsReport, Store,
+    backup_dir_with, committed_job_of, compact_with_archive, copy_synced, sync_dir, with_compaction_guard, ArchiveSink,
+    BackupReport, CompactReport, DataDir, Error, Options, RecordedEvent, Result, RetentionPolicy, StatsReport, Store,
     ARCHIVE_MANIFEST_FILE,
 };
 
-use crate::archive::{Archive, ArchivedEvent};
+use crate::archive::{Archive, ArchivedEvent, RewriteReport};
 
 impl ArchiveSink for Archive {
+    /// Resolves the pending jobs, then rewrites any file of the first layout into the current
+    /// one (see [`Archive::rewrite_first_layout`]): called under the compaction guard before the
+    /// compaction writes anything, so after it the cold tier holds one layout.
     fn resolve_pending_jobs(&mut self, segments_dir: &Path) -> Result<()> {
-        resolve_pending_jobs(self, segments_dir)
+        resolve_pending_jobs(self, segments_dir)?;
+        let report = self.rewrite_first_layout()?;
+        if report.files > 0 || report.skipped > 0 {
+            tracing::info!(
+                files = report.files,
+                rows = report.rows,
+                skipped = report.skipped,
+                "rewrote cold-tier files of the first layout into the current one"
+            );
+        }
+        Ok(())
     }
 
     fn write_pending_job(&mut self, segment_base: u64, events: Vec<RecordedEvent>) -> Result<(u64, usize)> {
@@ -78,6 +92,20 @@ pub fn compact(
     let data = DataDir::new(store.dir());
     let mut archive = Archive::open(&data.archive_dir(), Arc::clone(&store.options().fs))?;
     compact_with_archive(store, policy, now_us, &mut archive, progress)
+}
+
+/// Rewrites the files of the first layout in the store's cold tier into the current layout now
+/// (compaction does it anyway before it writes there; this is for a store that will not compact
+/// soon), under the compaction guard, without touching the hot tier. Pending jobs were resolved
+/// when the store was opened through [`open_store`]; a cold tier that holds one is refused.
+pub fn migrate_cold_tier(store: &Store) -> Result<RewriteReport> {
+    let root = DataDir::new(store.dir()).archive_dir();
+    with_compaction_guard(store, || {
+        if !root.join(ARCHIVE_MANIFEST_FILE).exists() {
+            return Ok(RewriteReport::default());
+        }
+        Archive::open(&root, Arc::clone(&store.options().fs))?.rewrite_first_layout()
+    })
 }
 
 /// The events of `stream` that compaction moved to the store's cold tier, in version order;

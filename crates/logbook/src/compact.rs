@@ -55,7 +55,9 @@ use crate::wal::{self, SealedSegment};
 pub trait ArchiveSink {
     /// Commits or rolls back the jobs an interrupted compaction left pending (see
     /// [`committed_job_of`]). Called under the compaction guard, before planning: never while
-    /// another compaction runs, nor after one failed (its store must be reopened first).
+    /// another compaction runs, nor after one failed (its store must be reopened first). The
+    /// sink may also bring its files up to date here (logbook-archive rewrites files of its
+    /// first layout), since nothing else writes to it meanwhile.
     fn resolve_pending_jobs(&mut self, segments_dir: &Path) -> Result<()>;
     /// Durably writes `events` (expired from the unit whose first segment starts at
     /// `segment_base`) as a pending job, invisible to readers until committed. Returns the job
@@ -128,6 +130,15 @@ pub fn compact_with_archive(
     progress: impl FnMut(u64, u64),
 ) -> Result<CompactReport> {
     guarded(store, policy, now_us, Some(archive), progress)
+}
+
+/// Runs `work`, a change to the cold tier alone (e.g. logbook-archive rewriting files of its
+/// first layout on demand), under the compaction guard: it waits for a running compaction, and
+/// is refused after one failed (the store must be reopened first, which resolves its files).
+/// The hot tier is not touched, so a failure of `work` does not poison the guard.
+pub fn with_compaction_guard<T>(store: &Store, work: impl FnOnce() -> Result<T>) -> Result<T> {
+    let _guard = store.compaction_guard()?;
+    work()
 }
 
 fn guarded(

@@ -70,7 +70,7 @@ pub use backup::{
 /// For the logbook-archive crate (resolving pending jobs); not for embedders.
 #[doc(hidden)]
 pub use compact::committed_job_of;
-pub use compact::{compact, compact_with_archive, ArchiveSink, CompactReport};
+pub use compact::{compact, compact_with_archive, with_compaction_guard, ArchiveSink, CompactReport};
 pub use compress::{compress_sealed, CompressReport};
 pub use datadir::{
     holds_store, DataDir, DiskUsage, ARCHIVE_DIR, ARCHIVE_MANIFEST_FILE, MAX_ARCHIVE_MANIFEST_BYTES, SEGMENTS_DIR,
