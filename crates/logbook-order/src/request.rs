@@ -183,6 +183,13 @@ impl Fields {
     }
 
     fn money(&mut self, field: &'static str) -> Result<Money, RequestError> {
+        if let Some(value) = self.object.get(field).filter(|v| !v.is_object()) {
+            let detail = format!(
+                "money is {{\"amount\": <integer minor units>, \"currency\": \"<ISO 4217 code>\"}}, got {}",
+                json_kind(value)
+            );
+            return Err(RequestError::Field { command: self.command, field, detail });
+        }
         self.required::<MoneyArg>(field).map(Money::from)
     }
 }
@@ -362,7 +369,7 @@ mod tests {
                 "REMOVE_ITEM: field \"quantity\": invalid value",
             ),
             (&["o", "REMOVE_ITEM", r#"{"product_id":"p","quantity":1.5}"#][..], "field \"quantity\""),
-            (&["o", "ISSUE_REFUND", r#"{"amount":12.5}"#][..], "ISSUE_REFUND: field \"amount\": invalid type"),
+            (&["o", "ISSUE_REFUND", r#"{"amount":12.5}"#][..], "ISSUE_REFUND: field \"amount\": money is {\"amount\": <integer minor units>, \"currency\": \"<ISO 4217 code>\"}, got a number"),
             (&["o", "ISSUE_REFUND", r#"{"amount":{"amount":1}}"#][..], "field \"amount\": missing field `currency`"),
             (
                 &["o", "ISSUE_REFUND", r#"{"amount":{"amount":1,"currency":"EUR","x":1}}"#][..],
