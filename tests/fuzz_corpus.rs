@@ -82,6 +82,13 @@ fn snapshot_decode_corpus() {
     replay("snapshot_decode", fuzzing::snapshot_decode);
 }
 
+/// Its seeds (`fuzz/corpus/order_request/seed_*`: one per ORDER command, and a few errors) are
+/// written by hand, not by `generate_seed_corpus`.
+#[test]
+fn order_request_corpus() {
+    replay("order_request", fuzzing::order_request);
+}
+
 // ---------------------------------------------------------------------------
 // Seed generation.
 

@@ -138,6 +138,22 @@ fn shown(raw: &[u8]) -> String {
     out
 }
 
+/// Longest detail an error quotes from serde (which may quote the client's value).
+const MAX_DETAIL_CHARS: usize = 200;
+
+fn detail(err: serde_json::Error) -> String {
+    shorten(&err.to_string(), MAX_DETAIL_CHARS)
+}
+
+fn shorten(text: &str, max: usize) -> String {
+    if text.chars().count() <= max {
+        return text.to_string();
+    }
+    let mut out: String = text.chars().take(max).collect();
+    out.push('…');
+    out
+}
+
 /// Money as a client writes it: exactly `{"amount": <integer minor units>, "currency": "EUR"}`.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -165,7 +181,7 @@ impl Fields {
             Some(value) => serde_json::from_value(value).map(Some).map_err(|e| RequestError::Field {
                 command: self.command,
                 field,
-                detail: e.to_string(),
+                detail: detail(e),
             }),
         }
     }
@@ -178,7 +194,7 @@ impl Fields {
         serde_json::from_value(value).map_err(|e| RequestError::Field {
             command: self.command,
             field,
-            detail: e.to_string(),
+            detail: detail(e),
         })
     }
 
@@ -219,7 +235,7 @@ fn parse_command(
             match serde_json::from_slice::<Json>(raw) {
                 Ok(Json::Object(object)) => object,
                 Ok(other) => return Err(RequestError::NotAnObject { command: name, kind: json_kind(&other) }),
-                Err(e) => return Err(RequestError::Json { command: name, detail: e.to_string() }),
+                Err(e) => return Err(RequestError::Json { command: name, detail: detail(e) }),
             }
         }
     };
@@ -380,6 +396,9 @@ mod tests {
             let text = err(args);
             assert!(text.contains(needle), "{args:?}: {text}");
         }
+        let long = format!(r#"{{"product_id":"p","quantity":"{}"}}"#, "x".repeat(1000));
+        let text = err(&["o", "REMOVE_ITEM", &long]);
+        assert!(text.len() < 300 && text.ends_with('…'), "an error quotes at most 200 characters: {text}");
         let big = format!(r#"{{"tracking":"{}"}}"#, "x".repeat(MAX_ORDER_JSON_BYTES));
         assert!(err(&["o", "SHIP", &big]).contains("at most 65536 allowed"));
         assert!(err(&["o", &"x".repeat(300)]).contains("unknown ORDER command 'xxxx"), "a long word is cut");
