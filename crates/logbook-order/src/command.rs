@@ -151,7 +151,8 @@ impl CommandExtension for OrderServerCommand {
                 Err(err) => aggregate_error_reply(id, err),
             },
             OrderAction::Run { name, command, command_id } => {
-                run(store, namespace, id, &stored, name, &command, command_id)
+                let step = Step { id, stored: &stored, name, command: &command, command_id };
+                run(store, namespace, &step, &mut || {})
             }
         }
     }
@@ -203,15 +204,20 @@ fn int(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
 
-fn run(
-    store: &Store,
-    namespace: Option<&Namespace>,
-    id: &str,
-    stored: &str,
+/// One ORDER command to run: the order as the caller names it, its stored stream, the wire
+/// name of the command, the command and its id.
+struct Step<'a> {
+    id: &'a str,
+    stored: &'a str,
     name: &'static str,
-    command: &OrderCommand,
+    command: &'a OrderCommand,
     command_id: Option<Uuid>,
-) -> Value {
+}
+
+/// Runs `step`; `between` runs after each load, before the append (the tests change the order
+/// there to force conflicts).
+fn run(store: &Store, namespace: Option<&Namespace>, step: &Step<'_>, between: &mut dyn FnMut()) -> Value {
+    let &Step { id, stored, name, command, command_id } = step;
     // One attempt per execute: the loop reloads, so a resent command id is checked again on
     // the fresh state, and the metadata follows the order as loaded.
     let repo = repository(store).with_max_attempts(1);
@@ -228,6 +234,7 @@ fn run(
             }
         }
         let metadata = metadata_for(namespace, &loaded.state, command, command_id);
+        between();
         match repo.execute_from(stored, loaded, command, &metadata) {
             Ok(executed) => {
                 return match executed.append {
@@ -387,6 +394,68 @@ mod tests {
         assert_eq!(reply("6f"), reply("6f1c"), "a unique prefix is enough");
         let Value::Error(text) = reply("77aa") else { panic!("an unknown order is an error") };
         assert!(text.contains("no such order"), "{text}");
+    }
+
+    /// A raw ITEM_ADDED appended around the repository, as another client's command would be.
+    fn interfere(store: &Store, product: &str, causation: Option<&str>) {
+        let data =
+            format!(r#"{{"product_id":"{product}","quantity":1,"unit_price":{{"amount":100,"currency":"EUR"}}}}"#);
+        let meta = match causation {
+            Some(id) => format!(r#"{{"actor":"system","retailer_id":"r","schema":2,"causation_id":"{id}"}}"#),
+            None => r#"{"actor":"system","retailer_id":"r","schema":2}"#.to_string(),
+        };
+        let event = logbook::NewEvent::new("ITEM_ADDED", data.into_bytes()).with_metadata(meta.into_bytes());
+        store.append("order-o-1", logbook::ExpectedVersion::Any, vec![event]).unwrap();
+    }
+
+    #[test]
+    fn conflicts_are_retried_on_fresh_state_then_refused_with_conflict() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), logbook::Options::default()).unwrap();
+        let args = |a: &[&str]| a.iter().map(|s| s.as_bytes().to_vec()).collect::<Vec<_>>();
+        let created = OrderServerCommand.call(
+            &store,
+            None,
+            args(&["o-1", "CREATE_CART", r#"{"retailer_id":"r","customer_id":"c","currency":"EUR"}"#]),
+        );
+        assert_eq!(created, version_position(1, 1));
+        let add =
+            OrderCommand::AddItem { product_id: "p".into(), quantity: 1, unit_price: crate::Money::new(100, "EUR") };
+        let step = Step { id: "o-1", stored: "order-o-1", name: "ADD_ITEM", command: &add, command_id: None };
+
+        // Another client's event lands between the first load and its append: the command is
+        // decided again on the fresh state and written after it.
+        let mut calls = 0;
+        let reply = run(&store, None, &step, &mut || {
+            calls += 1;
+            if calls == 1 {
+                interfere(&store, "x1", None);
+            }
+        });
+        assert_eq!((reply, calls), (version_position(3, 3), 2));
+
+        // The order changes before every append: CONFLICT after ORDER_ATTEMPTS, nothing written.
+        let mut calls = 0;
+        let reply = run(&store, None, &step, &mut || {
+            calls += 1;
+            interfere(&store, &format!("y{calls}"), None);
+        });
+        let Value::Error(text) = reply else { panic!("{reply:?}") };
+        assert_eq!(text, "CONFLICT order 'o-1' changed concurrently on each of 5 attempts; nothing was written");
+        assert_eq!(calls, ORDER_ATTEMPTS);
+        assert_eq!(store.read_stream("order-o-1", 1, 100, Direction::Forward).unwrap().len(), 3 + 5, "none of ours");
+
+        // The same command (same id) landed first from another connection: the retry sees it
+        // as the order's last event and answers with it instead of adding the item again.
+        let command_id = Uuid::new_v4();
+        let step = Step { command_id: Some(command_id), ..step };
+        let mut calls = 0;
+        let reply = run(&store, None, &step, &mut || {
+            calls += 1;
+            interfere(&store, "p", Some(&command_id.to_string()));
+        });
+        assert_eq!((reply, calls), (version_position(9, 9), 1));
+        assert_eq!(store.read_stream("order-o-1", 1, 100, Direction::Forward).unwrap().len(), 9);
     }
 
     #[test]
