@@ -82,6 +82,32 @@ fn snapshot_decode_corpus() {
     replay("snapshot_decode", fuzzing::snapshot_decode);
 }
 
+/// Its seeds (`fuzz/corpus/order_request/seed_*`: one per ORDER command, and a few errors) are
+/// written by hand, not by `generate_seed_corpus`.
+#[test]
+fn order_request_corpus() {
+    replay("order_request", fuzzing::order_request);
+}
+
+/// A poor man's fuzzing run on every `cargo test`: each ORDER seed cut at every byte, and
+/// with every byte replaced by a few that matter to JSON and to the argument split.
+#[test]
+fn order_request_seed_mutations() {
+    for file in files_in(&fuzz_dir().join("corpus").join("order_request")) {
+        let seed = fs::read(&file).unwrap();
+        for cut in 0..=seed.len() {
+            fuzzing::order_request(&seed[..cut]);
+        }
+        for at in 0..seed.len() {
+            for byte in [0u8, b'"', b'}', b'{', b'1', b'-', b'\n', 0xff] {
+                let mut mutated = seed.clone();
+                mutated[at] = byte;
+                fuzzing::order_request(&mutated);
+            }
+        }
+    }
+}
+
 // ---------------------------------------------------------------------------
 // Seed generation.
 

@@ -591,3 +591,55 @@ fn check_snapshot(bytes: &[u8]) {
     assert!(encoded == bytes, "re-encoding a decoded snapshot changed its bytes");
     let _ = logbook_es::snapshot::decode_state::<logbook_order::Order>(&snapshot.state);
 }
+
+// ---------------------------------------------------------------------------
+// order_request
+
+/// Fuzz target `order_request`: the arguments of the daemon's `ORDER` command
+/// (`logbook_order::request::parse_request`), split at NUL bytes (`o-1\0SHIP\0{"tracking":"x"}`),
+/// for an open daemon and for a tenant. On any input: no panic; an error's text is short (it
+/// quotes at most a bounded part of the input); an accepted request has a valid order id, its
+/// command's event round-trips through the stored JSON, the aggregate's `handle` on a new order
+/// returns (accepts or refuses) without panicking, and a tenant's cart is its own retailer's.
+pub fn order_request(data: &[u8]) {
+    let args: Vec<Vec<u8>> = data.split(|&b| b == 0).map(<[u8]>::to_vec).collect();
+    for tenant in [None, Some("acme")] {
+        check_order_request(&args, tenant);
+    }
+}
+
+fn check_order_request(args: &[Vec<u8>], tenant: Option<&str>) {
+    use logbook_es::aggregate::Aggregate;
+    use logbook_order::request::{parse_request, OrderAction, MAX_ORDER_ID_BYTES, MAX_ORDER_JSON_BYTES};
+    use logbook_order::{Order, OrderCommand, OrderEvent};
+
+    let request = match parse_request(args, tenant) {
+        Ok(request) => request,
+        Err(err) => {
+            let text = err.to_string();
+            assert!(text.len() <= 2048, "an ORDER error is {} bytes: {text:.200}", text.len());
+            return;
+        }
+    };
+    let id = &request.order_id;
+    assert!(
+        !id.is_empty() && id.len() <= MAX_ORDER_ID_BYTES && !id.contains(char::is_control),
+        "ORDER accepted order id {id:?}"
+    );
+    assert!(args.len() <= 3 && args.get(2).is_none_or(|j| j.len() <= MAX_ORDER_JSON_BYTES), "ORDER arity or JSON size");
+    let OrderAction::Run { name, command, .. } = request.action else {
+        assert!(args.len() == 2, "STATE with arguments accepted");
+        return;
+    };
+    assert!(args[1].eq_ignore_ascii_case(name.as_bytes()), "{name} parsed from {:?}", args[1]);
+    if let (Some(tenant), OrderCommand::CreateCart { retailer_id, .. }) = (tenant, &command) {
+        assert!(retailer_id == tenant, "a tenant's cart went to retailer {retailer_id:?}");
+    }
+    let event = command.to_event();
+    let data = event.to_json().expect("an order event serializes");
+    assert!(
+        OrderEvent::from_json(event.event_type(), &data).as_ref() == Ok(&event),
+        "{name}: the event's JSON does not round-trip"
+    );
+    let _ = Order::initial().handle(&command);
+}

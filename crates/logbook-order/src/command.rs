@@ -1,5 +1,11 @@
-//! `TIMELINE <order-id>`: the readable audit trail of one order, one line per event, as a
-//! daemon command (an extension of logbook-server).
+//! The order lifecycle's daemon commands (extensions of logbook-server): `TIMELINE` and `ORDER`.
+//!
+//! `ORDER <order-id> <COMMAND> [<json>]` runs one command of the order aggregate through the
+//! repository (snapshot + tail, the loaded version as the exact expected version, retried on a
+//! conflict) and replies `[version, position]` of the event it wrote; `ORDER <order-id> STATE`
+//! replies the order's state as a map. See [`OrderServerCommand`] and docs/order.md.
+//!
+//! `TIMELINE <order-id>`: the readable audit trail of one order, one line per event.
 //!
 //! Replies an array of strings: the lines of the timeline's text form (the heading, the status
 //! line, then the events oldest first, each like
@@ -10,12 +16,15 @@
 
 use std::sync::Arc;
 
-use logbook::{Namespace, Store, MAX_STREAM_NAME_BYTES};
+use logbook::{Direction, Namespace, Store, MAX_STREAM_NAME_BYTES};
+use logbook_es::aggregate::{AggregateError, Loaded};
 use logbook_protocol::{text_argument, ArgDoc, ArgKind, CommandDoc, CommandError, Value};
 use logbook_server::{error_reply, stored_stream_name, CommandExtension, Extensions};
+use uuid::Uuid;
 
+use crate::request::{parse_request, OrderAction};
 use crate::timeline::{self, Separators, TimelineError};
-use crate::{order_id_of, stream_name};
+use crate::{order_id_of, repository, stream_name, Actor, Order, OrderCommand, OrderError, OrderMetadata};
 
 /// The TIMELINE command.
 #[derive(Debug, Default)]
@@ -65,9 +74,258 @@ impl CommandExtension for TimelineCommand {
     }
 }
 
-/// The daemon commands of the order lifecycle: TIMELINE.
+/// Attempts of one ORDER command when the order changes between its load and its append
+/// (the repository's default).
+pub const ORDER_ATTEMPTS: u32 = 5;
+
+/// The actor id recorded for the admin, and for every connection of a daemon without auth
+/// (which has the admin's access; the extension cannot tell the two apart).
+pub const ADMIN_ACTOR_ID: &str = "admin";
+
+/// The ORDER command: `ORDER <order-id> <COMMAND> [<json>]` and `ORDER <order-id> STATE`.
+///
+/// - The order's stream is `order-<order-id>` in the caller's namespace.
+/// - The events' metadata ([`OrderMetadata`]) says who ran it: a tenant is `actor: "system"`,
+///   `actor_id: <tenant>`, `retailer_id: <tenant>`; the admin (and an open daemon's
+///   connections) `actor: "admin"`, `actor_id: "admin"`, `retailer_id` the order's own.
+///   `customer_id` is the order's; `causation_id` the command's `"id"` when given.
+/// - A command with an `"id"` that the order's last event already carries as its
+///   `causation_id` is not run again: the reply is that event's `[version, position]`, so a
+///   client may resend a command whose reply it lost.
+/// - Refused by the state machine: `-REJECTED <state> does not accept <COMMAND>: <reason>`,
+///   nothing written. Conflicts are retried on fresh state up to [`ORDER_ATTEMPTS`] times,
+///   then `-CONFLICT ...`, nothing written.
+#[derive(Debug, Default)]
+pub struct OrderServerCommand;
+
+impl CommandExtension for OrderServerCommand {
+    fn name(&self) -> &'static str {
+        "ORDER"
+    }
+
+    fn doc(&self) -> CommandDoc {
+        const COMMANDS: &[ArgDoc] = &[
+            ArgDoc::keyword("STATE"),
+            ArgDoc::keyword("CREATE_CART"),
+            ArgDoc::keyword("ADD_ITEM"),
+            ArgDoc::keyword("REMOVE_ITEM"),
+            ArgDoc::keyword("START_CHECKOUT"),
+            ArgDoc::keyword("CONFIRM_PAYMENT"),
+            ArgDoc::keyword("FAIL_PAYMENT"),
+            ArgDoc::keyword("PLACE_ORDER"),
+            ArgDoc::keyword("CANCEL_ITEM"),
+            ArgDoc::keyword("START_PROCESSING"),
+            ArgDoc::keyword("SHIP"),
+            ArgDoc::keyword("FAIL_DELIVERY"),
+            ArgDoc::keyword("DELIVER"),
+            ArgDoc::keyword("CANCEL"),
+            ArgDoc::keyword("ISSUE_REFUND"),
+        ];
+        const ARGUMENTS: &[ArgDoc] = &[
+            ArgDoc::new("order-id", ArgKind::String),
+            ArgDoc::new("command", ArgKind::OneOf(COMMANDS)),
+            ArgDoc::new("json-arguments", ArgKind::String).optional(),
+        ];
+        CommandDoc {
+            name: "ORDER",
+            summary: "Runs an order command (replies [version, position]) or replies the order's STATE",
+            group: "order",
+            since: "0.1.0",
+            arguments: ARGUMENTS,
+        }
+    }
+
+    fn call(&self, store: &Store, namespace: Option<&Namespace>, args: Vec<Vec<u8>>) -> Value {
+        let request = match parse_request(&args, namespace.map(Namespace::name)) {
+            Ok(request) => request,
+            Err(err) => return Value::error("ERR", &err.to_string()),
+        };
+        let stored = match stored_stream_name(namespace, &stream_name(&request.order_id)) {
+            Ok(stored) => stored,
+            Err(reply) => return reply,
+        };
+        let id = request.order_id.as_str();
+        match request.action {
+            OrderAction::State => match repository(store).load(&stored) {
+                Ok(loaded) => state_reply(&loaded),
+                Err(err) => aggregate_error_reply(id, err),
+            },
+            OrderAction::Run { name, command, command_id } => {
+                let step = Step { id, stored: &stored, name, command: &command, command_id };
+                run(store, namespace, &step, &mut || {})
+            }
+        }
+    }
+}
+
+/// The metadata of the events a caller's command writes (see [`OrderServerCommand`]).
+fn metadata_for(
+    namespace: Option<&Namespace>,
+    state: &Order,
+    command: &OrderCommand,
+    command_id: Option<Uuid>,
+) -> OrderMetadata {
+    let (order_retailer, order_customer) = match command {
+        OrderCommand::CreateCart { retailer_id, customer_id, .. } => (retailer_id.as_str(), customer_id.as_str()),
+        _ => (state.retailer_id.as_str(), state.customer_id.as_str()),
+    };
+    let mut metadata = match namespace {
+        Some(ns) => {
+            OrderMetadata { actor_id: Some(ns.name().to_string()), ..OrderMetadata::new(Actor::System, ns.name()) }
+        }
+        None => OrderMetadata::admin(order_retailer, ADMIN_ACTOR_ID),
+    };
+    if !order_customer.is_empty() {
+        metadata.customer_id = Some(order_customer.to_string());
+    }
+    metadata.causation_id = command_id.map(|id| id.to_string());
+    metadata
+}
+
+/// The `[version, position]` of the order's last event when it was caused by `command_id`.
+fn already_done(store: &Store, stored: &str, loaded: &Loaded<Order>, command_id: Uuid) -> Result<Option<Value>, Value> {
+    if loaded.version == 0 {
+        return Ok(None);
+    }
+    let last = store.read_stream(stored, loaded.version, 1, Direction::Forward).map_err(|e| error_reply(&e))?;
+    let Some(event) = last.first() else { return Ok(None) };
+    let caused_by = serde_json::from_slice::<serde_json::Value>(event.metadata())
+        .ok()
+        .and_then(|m| m.get("causation_id").and_then(|c| c.as_str()).map(str::to_string));
+    Ok((caused_by.as_deref() == Some(command_id.to_string().as_str()))
+        .then(|| version_position(event.version(), event.position())))
+}
+
+fn version_position(version: u64, position: u64) -> Value {
+    Value::Array(vec![Value::Integer(int(version)), Value::Integer(int(position))])
+}
+
+fn int(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+/// One ORDER command to run: the order as the caller names it, its stored stream, the wire
+/// name of the command, the command and its id.
+struct Step<'a> {
+    id: &'a str,
+    stored: &'a str,
+    name: &'static str,
+    command: &'a OrderCommand,
+    command_id: Option<Uuid>,
+}
+
+/// Runs `step`; `between` runs after each load, before the append (the tests change the order
+/// there to force conflicts).
+fn run(store: &Store, namespace: Option<&Namespace>, step: &Step<'_>, between: &mut dyn FnMut()) -> Value {
+    let &Step { id, stored, name, command, command_id } = step;
+    // One attempt per execute: the loop reloads, so a resent command id is checked again on
+    // the fresh state, and the metadata follows the order as loaded.
+    let repo = repository(store).with_max_attempts(1);
+    for _ in 0..ORDER_ATTEMPTS {
+        let loaded = match repo.load(stored) {
+            Ok(loaded) => loaded,
+            Err(err) => return aggregate_error_reply(id, err),
+        };
+        if let Some(command_id) = command_id {
+            match already_done(store, stored, &loaded, command_id) {
+                Ok(Some(reply)) => return reply,
+                Ok(None) => {}
+                Err(reply) => return reply,
+            }
+        }
+        let metadata = metadata_for(namespace, &loaded.state, command, command_id);
+        between();
+        match repo.execute_from(stored, loaded, command, &metadata) {
+            Ok(executed) => {
+                return match executed.append {
+                    Some(append) => version_position(append.last_version, append.last_position),
+                    // Every order command decides one event; kept total all the same.
+                    None => Value::error("ERR", &format!("{name} wrote nothing")),
+                };
+            }
+            Err(AggregateError::Conflict { .. }) => std::thread::yield_now(),
+            Err(AggregateError::Domain(err)) => return rejected(name, &err),
+            Err(err) => return aggregate_error_reply(id, err),
+        }
+    }
+    Value::error(
+        "CONFLICT",
+        &format!("order '{id}' changed concurrently on each of {ORDER_ATTEMPTS} attempts; nothing was written"),
+    )
+}
+
+/// `-REJECTED <state> does not accept <COMMAND>: <reason>`.
+fn rejected(name: &str, err: &OrderError) -> Value {
+    let (state, reason) = match err {
+        OrderError::InvalidTransition { state, allowed, .. } => {
+            let names: Vec<&str> = allowed.iter().map(|s| s.as_str()).collect();
+            let reason = if names.is_empty() {
+                "never allowed".to_string()
+            } else {
+                format!("only allowed when the order is {}", names.join(" or "))
+            };
+            (*state, reason)
+        }
+        OrderError::Rejected { state, reason, .. } => (*state, reason.clone()),
+    };
+    Value::error("REJECTED", &format!("{state} does not accept {name}: {reason}"))
+}
+
+/// Errors other than a rejection, in the caller's terms (no stored stream name, no path).
+fn aggregate_error_reply(id: &str, err: AggregateError<OrderError>) -> Value {
+    match err {
+        AggregateError::Store(err) => error_reply(&err),
+        AggregateError::Decode { version, event_type, reason, .. } => {
+            Value::error("ERR", &format!("order '{id}': event {version} ({event_type}) cannot be decoded: {reason}"))
+        }
+        AggregateError::Encode(reason) => Value::error("ERR", &format!("order '{id}': cannot encode: {reason}")),
+        AggregateError::Conflict { attempts, .. } => Value::error(
+            "CONFLICT",
+            &format!("order '{id}' changed concurrently on each of {attempts} attempts; nothing was written"),
+        ),
+        AggregateError::Domain(err) => Value::error("ERR", &err.to_string()),
+    }
+}
+
+/// `ORDER <id> STATE`: status, retailer_id, customer_id, items, cancelled_items, amounts,
+/// tracking, version.
+fn state_reply(loaded: &Loaded<Order>) -> Value {
+    let order = &loaded.state;
+    let text = |s: &str| if s.is_empty() { Value::Null } else { Value::bulk(s) };
+    let line = |product: &str, quantity: u32, unit_price: u64| {
+        Value::Map(vec![
+            (Value::bulk("product"), Value::bulk(product)),
+            (Value::bulk("quantity"), Value::Integer(i64::from(quantity))),
+            (Value::bulk("unit_price"), Value::Integer(int(unit_price))),
+        ])
+    };
+    let items = order.items.iter().map(|(product, l)| line(product, l.quantity, l.unit_price)).collect();
+    let cancelled =
+        order.cancelled_items.iter().map(|(product, (l, _))| line(product, l.quantity, l.unit_price)).collect();
+    let amounts = Value::Map(vec![
+        (Value::bulk("total"), Value::Integer(int(order.total()))),
+        (Value::bulk("paid"), Value::Integer(int(order.paid))),
+        (Value::bulk("refunded"), Value::Integer(int(order.refunded))),
+        (Value::bulk("currency"), text(&order.currency)),
+    ]);
+    Value::Map(vec![
+        (Value::bulk("status"), Value::bulk(order.status.as_str())),
+        (Value::bulk("retailer_id"), text(&order.retailer_id)),
+        (Value::bulk("customer_id"), text(&order.customer_id)),
+        (Value::bulk("items"), Value::Array(items)),
+        (Value::bulk("cancelled_items"), Value::Array(cancelled)),
+        (Value::bulk("amounts"), amounts),
+        (Value::bulk("tracking"), order.tracking.as_deref().map_or(Value::Null, Value::bulk)),
+        (Value::bulk("version"), Value::Integer(int(loaded.version))),
+    ])
+}
+
+/// The daemon commands of the order lifecycle: TIMELINE and ORDER.
 pub fn server_extensions() -> Extensions {
-    Extensions::new().with(Arc::new(TimelineCommand)).expect("TIMELINE is not a grammar command")
+    Extensions::new()
+        .with(Arc::new(TimelineCommand))
+        .and_then(|e| e.with(Arc::new(OrderServerCommand)))
+        .expect("TIMELINE and ORDER are not grammar commands")
 }
 
 #[cfg(test)]
@@ -138,9 +396,71 @@ mod tests {
         assert!(text.contains("no such order"), "{text}");
     }
 
+    /// A raw ITEM_ADDED appended around the repository, as another client's command would be.
+    fn interfere(store: &Store, product: &str, causation: Option<&str>) {
+        let data =
+            format!(r#"{{"product_id":"{product}","quantity":1,"unit_price":{{"amount":100,"currency":"EUR"}}}}"#);
+        let meta = match causation {
+            Some(id) => format!(r#"{{"actor":"system","retailer_id":"r","schema":2,"causation_id":"{id}"}}"#),
+            None => r#"{"actor":"system","retailer_id":"r","schema":2}"#.to_string(),
+        };
+        let event = logbook::NewEvent::new("ITEM_ADDED", data.into_bytes()).with_metadata(meta.into_bytes());
+        store.append("order-o-1", logbook::ExpectedVersion::Any, vec![event]).unwrap();
+    }
+
+    #[test]
+    fn conflicts_are_retried_on_fresh_state_then_refused_with_conflict() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), logbook::Options::default()).unwrap();
+        let args = |a: &[&str]| a.iter().map(|s| s.as_bytes().to_vec()).collect::<Vec<_>>();
+        let created = OrderServerCommand.call(
+            &store,
+            None,
+            args(&["o-1", "CREATE_CART", r#"{"retailer_id":"r","customer_id":"c","currency":"EUR"}"#]),
+        );
+        assert_eq!(created, version_position(1, 1));
+        let add =
+            OrderCommand::AddItem { product_id: "p".into(), quantity: 1, unit_price: crate::Money::new(100, "EUR") };
+        let step = Step { id: "o-1", stored: "order-o-1", name: "ADD_ITEM", command: &add, command_id: None };
+
+        // Another client's event lands between the first load and its append: the command is
+        // decided again on the fresh state and written after it.
+        let mut calls = 0;
+        let reply = run(&store, None, &step, &mut || {
+            calls += 1;
+            if calls == 1 {
+                interfere(&store, "x1", None);
+            }
+        });
+        assert_eq!((reply, calls), (version_position(3, 3), 2));
+
+        // The order changes before every append: CONFLICT after ORDER_ATTEMPTS, nothing written.
+        let mut calls = 0;
+        let reply = run(&store, None, &step, &mut || {
+            calls += 1;
+            interfere(&store, &format!("y{calls}"), None);
+        });
+        let Value::Error(text) = reply else { panic!("{reply:?}") };
+        assert_eq!(text, "CONFLICT order 'o-1' changed concurrently on each of 5 attempts; nothing was written");
+        assert_eq!(calls, ORDER_ATTEMPTS);
+        assert_eq!(store.read_stream("order-o-1", 1, 100, Direction::Forward).unwrap().len(), 3 + 5, "none of ours");
+
+        // The same command (same id) landed first from another connection: the retry sees it
+        // as the order's last event and answers with it instead of adding the item again.
+        let command_id = Uuid::new_v4();
+        let step = Step { command_id: Some(command_id), ..step };
+        let mut calls = 0;
+        let reply = run(&store, None, &step, &mut || {
+            calls += 1;
+            interfere(&store, "p", Some(&command_id.to_string()));
+        });
+        assert_eq!((reply, calls), (version_position(9, 9), 1));
+        assert_eq!(store.read_stream("order-o-1", 1, 100, Direction::Forward).unwrap().len(), 9);
+    }
+
     #[test]
     fn the_order_lifecycle_adds_timeline_once() {
-        assert_eq!(server_extensions().names(), ["TIMELINE"]);
+        assert_eq!(server_extensions().names(), ["TIMELINE", "ORDER"]);
         assert!(server_extensions().with(Arc::new(TimelineCommand)).is_err(), "a second TIMELINE is refused");
     }
 }

@@ -2,7 +2,7 @@
 //! paid, shipped, delivered, or cancelled and refunded), with its read side: timelines (the
 //! support view), analytics over `$all` (funnels), a demo generator, the retention defaults
 //! of order data (payments and refunds held 7 years) and, with the `server` feature, the
-//! daemon's `TIMELINE` command.
+//! daemon's `TIMELINE` and `ORDER` commands.
 //!
 //! ```text
 //! NEW -> CART_CREATED -> CHECKOUT_STARTED -> PAYMENT_CONFIRMED -> ORDER_PLACED -> PROCESSING -> SHIPPED -> DELIVERED
@@ -21,13 +21,14 @@ pub mod analytics;
 mod command;
 pub mod demo;
 mod model;
+pub mod request;
 mod retention;
 pub mod timeline;
 
 use std::collections::BTreeMap;
 
 #[cfg(feature = "server")]
-pub use command::{server_extensions, TimelineCommand};
+pub use command::{server_extensions, OrderServerCommand, TimelineCommand};
 pub use model::*;
 pub use retention::{default_legal_holds, default_retention_policy, DEFAULT_HELD_TYPES, DEFAULT_HOLD_YEARS};
 
