@@ -373,6 +373,22 @@ impl Store {
         names
     }
 
+    /// One page of the stream listing: up to `count` streams whose names start with `prefix`
+    /// and sort after `after` (exclusive), in byte order of their names, each with its version.
+    /// Streams without events, deleted streams and system streams (`$...`) are left out. The
+    /// names are kept in order beside the stream directory, so a page costs its own length
+    /// (plus the deleted streams it steps over), not a sort of every name.
+    pub fn list_streams(&self, prefix: &str, after: Option<&str>, count: usize) -> Vec<(String, u64)> {
+        let state = self.inner.shared.state.read();
+        state
+            .streams
+            .range_from(prefix, after)
+            .filter(|(name, entry)| entry.version > 0 && !name.starts_with('$') && !state.is_deleted(name))
+            .take(count)
+            .map(|(name, entry)| (name.to_string(), entry.version))
+            .collect()
+    }
+
     /// Number of segment files (sealed and active).
     pub fn segment_count(&self) -> usize {
         self.inner.shared.state.read().sealed.len() + 1
