@@ -619,7 +619,8 @@ impl ActiveIndex {
 ///
 /// The names are also kept in order (`ordered`, sharing each name's allocation with the map):
 /// a listing pages through them without sorting. Only a stream's first event inserts there, so
-/// appends to existing streams pay nothing for it.
+/// appends to existing streams pay nothing for it; a deleted stream is taken out
+/// ([`StreamDirectory::unlist`]).
 #[derive(Debug, Default)]
 pub struct StreamDirectory {
     streams: HashMap<std::sync::Arc<str>, StreamEntry>,
@@ -688,6 +689,11 @@ impl StreamDirectory {
     }
     pub fn iter(&self) -> impl Iterator<Item = (&str, &StreamEntry)> {
         self.streams.iter().map(|(k, v)| (k.as_ref(), v))
+    }
+    /// Leaves a deleted stream out of the ordered names (its entry stays), so listings never
+    /// step over deleted streams.
+    pub fn unlist(&mut self, stream: &str) {
+        self.ordered.remove(stream);
     }
     /// The streams whose names start with `prefix`, after `after` (exclusive; `None`: from the
     /// first), in name order, with their entries.

@@ -376,8 +376,8 @@ impl Store {
     /// One page of the stream listing: up to `count` streams whose names start with `prefix`
     /// and sort after `after` (exclusive), in byte order of their names, each with its version.
     /// Streams without events, deleted streams and system streams (`$...`) are left out. The
-    /// names are kept in order beside the stream directory, so a page costs its own length
-    /// (plus the deleted streams it steps over), not a sort of every name.
+    /// names (deleted streams' taken out) are kept in order beside the stream directory, so a
+    /// page costs O(log n + its length), not a sort of every name.
     pub fn list_streams(&self, prefix: &str, after: Option<&str>, count: usize) -> Vec<(String, u64)> {
         let state = self.inner.shared.state.read();
         state
