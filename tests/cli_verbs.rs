@@ -358,8 +358,17 @@ fn every_verb_has_an_example_and_the_same_flags_for_the_same_things() {
     ] {
         assert!(help(verb).contains("--connect"), "logbook {} has no --connect", verb.join(" "));
     }
-    for verb in [&["verify"][..], &["repair"], &["stats"], &["export"], &["compact"], &["backup"], &["order", "funnel"]]
-    {
+    for verb in [
+        &["verify"][..],
+        &["repair"],
+        &["stats"],
+        &["export"],
+        &["compact"],
+        &["backup"],
+        &["streams"],
+        &["delete-stream"],
+        &["order", "funnel"],
+    ] {
         assert!(help(verb).contains("--data"), "logbook {} has no --data", verb.join(" "));
     }
     assert!(help(&["read"]).contains("--from-version") && help(&["read"]).contains("--count"));
