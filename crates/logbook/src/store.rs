@@ -357,20 +357,17 @@ impl Store {
 
     /// Names of the streams that start with `prefix` and have events (deleted streams are left
     /// out), sorted, at most `max` of them: what a tool needs to complete a shortened name
-    /// (`logbook order timeline 6f1c` finds `order-6f1c…`). One pass over the in-memory stream
-    /// directory under its read lock: linear in the number of streams, so not for hot paths.
+    /// (`logbook order timeline 6f1c` finds `order-6f1c…`). Read from the ordered names beside
+    /// the stream directory (see [`Store::list_streams`]): O(log n + max).
     pub fn streams_with_prefix(&self, prefix: &str, max: usize) -> Vec<String> {
         let state = self.inner.shared.state.read();
-        let mut names: Vec<String> = state
+        state
             .streams
-            .iter()
-            .filter(|(name, entry)| entry.version > 0 && name.starts_with(prefix) && !state.is_deleted(name))
+            .range_from(prefix, None)
+            .filter(|(name, entry)| entry.version > 0 && !state.is_deleted(name))
+            .take(max)
             .map(|(name, _)| name.to_string())
-            .collect();
-        drop(state);
-        names.sort_unstable();
-        names.truncate(max);
-        names
+            .collect()
     }
 
     /// One page of the stream listing: up to `count` streams whose names start with `prefix`
