@@ -687,9 +687,6 @@ impl StreamDirectory {
             }
         }
     }
-    pub fn iter(&self) -> impl Iterator<Item = (&str, &StreamEntry)> {
-        self.streams.iter().map(|(k, v)| (k.as_ref(), v))
-    }
     /// Leaves a deleted stream out of the ordered names (its entry stays), so listings never
     /// step over deleted streams.
     pub fn unlist(&mut self, stream: &str) {
