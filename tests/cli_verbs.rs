@@ -240,7 +240,7 @@ fn the_readme_compact_line_runs_with_the_sample_config() {
 /// verbs: every verb is in them, and bash accepts the script.
 #[test]
 fn completions_and_man_page_cover_every_verb() {
-    let verbs = ["serve", "append", "read", "tail", "verify", "export", "compact", "order", "demo", "bench"];
+    let verbs = ["serve", "append", "read", "tail", "verify", "export", "compact", "streams", "order", "demo", "bench"];
     for (shell, marker) in [("bash", "_logbook()"), ("zsh", "#compdef logbook"), ("fish", "complete -c logbook")] {
         let out = Command::new(BIN).args(["completions", shell]).output().unwrap();
         assert!(out.status.success(), "completions {shell}");
@@ -326,6 +326,7 @@ fn every_verb_has_an_example_and_the_same_flags_for_the_same_things() {
         &["compress"],
         &["backup"],
         &["delete-stream"],
+        &["streams"],
         &["order"],
         &["order", "timeline"],
         &["order", "funnel"],
@@ -344,16 +345,83 @@ fn every_verb_has_an_example_and_the_same_flags_for_the_same_things() {
     for verb in verbs.iter().filter(|v| !without_json.contains(v)) {
         assert!(help(verb).contains("--json"), "logbook {} has no --json", verb.join(" "));
     }
-    for verb in [&["append"][..], &["read"], &["tail"], &["order", "timeline"], &["stats"]] {
+    for verb in [
+        &["append"][..],
+        &["read"],
+        &["tail"],
+        &["order", "timeline"],
+        &["stats"],
+        &["streams"],
+        &["delete-stream"],
+        &["compact"],
+        &["backup"],
+    ] {
         assert!(help(verb).contains("--connect"), "logbook {} has no --connect", verb.join(" "));
     }
-    for verb in [&["verify"][..], &["repair"], &["stats"], &["export"], &["compact"], &["backup"], &["order", "funnel"]]
-    {
+    for verb in [
+        &["verify"][..],
+        &["repair"],
+        &["stats"],
+        &["export"],
+        &["compact"],
+        &["backup"],
+        &["streams"],
+        &["delete-stream"],
+        &["order", "funnel"],
+    ] {
         assert!(help(verb).contains("--data"), "logbook {} has no --data", verb.join(" "));
     }
     assert!(help(&["read"]).contains("--from-version") && help(&["read"]).contains("--count"));
     let tail = help(&["tail"]);
     assert!(tail.contains("--from-position") && tail.contains("--count") && !tail.contains("--limit"), "{tail}");
+}
+
+/// `streams`, `delete-stream`, `compact` and `backup` through a running daemon (`--connect`:
+/// STREAMS, DELETE, COMPACT, BACKUP), then `streams` on the stopped daemon's data directory.
+#[test]
+fn admin_verbs_through_a_daemon() {
+    let addr = free_addr();
+    let config_dir = tempfile::tempdir().unwrap();
+    let backups = config_dir.path().join("backups");
+    let config = config_dir.path().join("logbook.toml");
+    std::fs::write(&config, format!("backup_dir = {:?}\n", backups.display().to_string())).unwrap();
+    let (server, _, dir) = serve(&["--listen", &addr, "--config", config.to_str().unwrap()]);
+    for stream in ["order-2", "order-1", "cart-1", "order-1"] {
+        stdout(&run(&["append", "--connect", &addr, stream, "T", "{}"]));
+    }
+    let listed = stdout(&run(&["streams", "--connect", &addr]));
+    assert_eq!(listed, "cart-1\t1\norder-1\t2\norder-2\t1\n");
+    let page = stdout(&run(&["streams", "--connect", &addr, "--prefix", "order-", "--after", "order-1", "--json"]));
+    let page: serde_json::Value = serde_json::from_str(page.trim()).unwrap();
+    assert_eq!(page, serde_json::json!({"stream": "order-2", "version": 1}));
+
+    let wrong = run(&["delete-stream", "--connect", &addr, "cart-1", "--expected", "5"]);
+    assert!(!wrong.status.success());
+    assert!(String::from_utf8_lossy(&wrong.stderr).contains("WRONGVERSION expected 5 actual 1"));
+    let deleted: serde_json::Value =
+        serde_json::from_str(&stdout(&run(&["delete-stream", "--connect", &addr, "cart-1", "--json"]))).unwrap();
+    assert_eq!(deleted, serde_json::json!({"stream": "cart-1", "tombstone_position": 5}));
+    assert_eq!(stdout(&run(&["streams", "--connect", &addr, "--count", "1"])), "order-1\t2\n");
+
+    let compacted: serde_json::Value =
+        serde_json::from_str(&stdout(&run(&["compact", "--connect", &addr, "--json"]))).unwrap();
+    assert!(compacted["segments_before"].is_u64() && compacted["purged"].is_u64(), "{compacted}");
+    let refused = run(&["compact", "--connect", &addr, "--compress"]);
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("the daemon's own retention policy"));
+
+    let copied: serde_json::Value =
+        serde_json::from_str(&stdout(&run(&["backup", "--connect", &addr, "--name", "b1", "--json"]))).unwrap();
+    assert!(copied["bytes"].as_u64().unwrap() > 0, "{copied}");
+    assert!(logbook::verify_dir(&backups.join("b1")).unwrap().is_healthy());
+    let again = run(&["backup", "--connect", &addr, "--name", "b1"]);
+    assert!(String::from_utf8_lossy(&again.stderr).contains("backup 'b1' already exists"));
+    let no_name = run(&["backup", "--connect", &addr]);
+    assert!(!no_name.status.success());
+    stop(server);
+
+    let data = dir.path().join("data");
+    let offline = stdout(&run(&["streams", "--data", data.to_str().unwrap(), "--prefix", "order-"]));
+    assert_eq!(offline, "order-1\t2\norder-2\t1\n");
 }
 
 /// `--since` takes a date or a period on every verb that has it; a bad one names the flag.

@@ -307,3 +307,41 @@ fn a_sigkilled_store_reopens_with_every_acknowledged_event() {
     assert_eq!(r.first_position, 121);
     store.close().unwrap();
 }
+
+/// `list_streams`: name order, prefix, an exclusive `after`, a count; deleted and system
+/// streams left out; the same after a reopen, where the directory is rebuilt from sealed
+/// segments' indexes and the active segment.
+#[test]
+fn list_streams_pages_in_name_order_across_a_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let names = ["order-3", "b", "order-1", "a", "order-2", "gone", "order-10", "order-1"];
+    let check = |store: &Store| {
+        let all: Vec<(String, u64)> = store.list_streams("", None, 100);
+        let listed: Vec<(&str, u64)> = all.iter().map(|(n, v)| (n.as_str(), *v)).collect();
+        assert_eq!(listed, [("a", 1), ("b", 1), ("order-1", 2), ("order-10", 1), ("order-2", 1), ("order-3", 1)]);
+        let page = |prefix: &str, after: Option<&str>, count: usize| -> Vec<String> {
+            store.list_streams(prefix, after, count).into_iter().map(|(n, _)| n).collect()
+        };
+        assert_eq!(page("order-", None, 2), ["order-1", "order-10"]);
+        assert_eq!(page("order-", Some("order-10"), 2), ["order-2", "order-3"]);
+        assert_eq!(page("order-", Some("order-3"), 2), Vec::<String>::new());
+        assert_eq!(page("order-", Some("a"), 1), ["order-1"], "an AFTER before the prefix starts at the prefix");
+        assert_eq!(page("", Some("order-15"), 10), ["order-2", "order-3"], "AFTER need not exist");
+        assert_eq!(page("zzz", None, 10), Vec::<String>::new());
+    };
+    {
+        let store = Store::open(dir.path(), small_segments()).unwrap();
+        for (i, name) in names.iter().enumerate() {
+            store.append(name, ExpectedVersion::Any, vec![ev("T", &"x".repeat(100 + i))]).unwrap();
+        }
+        store.delete_stream("gone", ExpectedVersion::Any).unwrap();
+        assert!(store.segment_count() > 1, "some streams are in sealed segments");
+        check(&store);
+        store.close().unwrap();
+    }
+    let store = Store::open(dir.path(), small_segments()).unwrap();
+    check(&store);
+    store.append("aa", ExpectedVersion::NoStream, vec![ev("T", "1")]).unwrap();
+    assert_eq!(store.list_streams("a", None, 10), [("a".to_string(), 1), ("aa".to_string(), 1)]);
+    store.close().unwrap();
+}

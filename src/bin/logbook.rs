@@ -90,7 +90,7 @@ enum Command {
     /// drop deleted streams' events, rewrite and merge sealed segments. Cold-tier files of the
     /// first layout are rewritten into the current one first (--migrate-archive: only that).
     #[command(
-        after_help = "Examples:\n  logbook compact --data ./data --config packaging/logbook.toml\n  logbook compact --data ./data --json\n  logbook compact --data ./data --migrate-archive"
+        after_help = "Examples:\n  logbook compact --data ./data --config packaging/logbook.toml\n  logbook compact --data ./data --json\n  logbook compact --data ./data --migrate-archive\n  logbook compact --connect 127.0.0.1:7878 --tenant admin --token \"$TOKEN\"   # the daemon's own policy"
     )]
     Compact(CompactArgs),
     /// Compress the sealed segments (LZ4 in 64 KiB blocks, random access kept through the
@@ -102,13 +102,20 @@ enum Command {
     Compress(CompressArgs),
     /// Copy a store, live or not, to a new directory (a consistent backup; restore = move it
     /// into place while the store is stopped).
-    #[command(after_help = "Examples:\n  logbook backup --data ./data --out ./backup-2026-11-26")]
+    #[command(
+        after_help = "Examples:\n  logbook backup --data ./data --out ./backup-2026-11-26\n  logbook backup --connect 127.0.0.1:7878 --name nightly-2026-11-26   # into the daemon's backup_dir"
+    )]
     Backup(BackupArgs),
+    /// List streams in name order with their versions, a page at a time (deleted streams left out).
+    #[command(
+        after_help = "Examples:\n  logbook streams --data ./data --prefix order- --count 20\n  logbook streams --connect 127.0.0.1:7878 --after order-6f1c --json"
+    )]
+    Streams(StreamsArgs),
     /// Delete a stream (a tombstone): hidden from reads at once, removed by the next compaction.
     /// Deletion is permanent, as a KurrentDB tombstone: the name can never be appended to again,
     /// even when it had no events yet (`--expected exists` refuses a stream that does not exist).
     #[command(
-        after_help = "Examples:\n  logbook delete-stream cart-17 --data ./data\n  logbook delete-stream cart-17 --expected 4 --json"
+        after_help = "Examples:\n  logbook delete-stream cart-17 --data ./data\n  logbook delete-stream cart-17 --expected 4 --json\n  logbook delete-stream cart-17 --connect 127.0.0.1:7878 --tenant shop --token \"$TOKEN\""
     )]
     DeleteStream(DeleteStreamArgs),
     /// The e-commerce order lifecycle: an order's timeline, the cart-to-order funnel.
@@ -245,6 +252,51 @@ struct ExportArgs {
     json: bool,
 }
 
+/// `--connect` for the verbs that otherwise open a store: ask a running daemon instead.
+#[derive(Args)]
+struct RemoteArgs {
+    /// Ask the daemon at this address instead of opening --data (the admin's commands need
+    /// `--tenant admin`, unless the daemon runs without auth).
+    #[arg(long)]
+    connect: Option<String>,
+    /// Tenant to authenticate as, with --connect (and --token or LOGBOOK_TOKEN).
+    #[arg(long, requires = "connect")]
+    tenant: Option<String>,
+    #[arg(long, env = "LOGBOOK_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+}
+
+impl RemoteArgs {
+    /// A connected (and authenticated) client when --connect is given.
+    fn client(&self) -> Result<Option<Client>, Failure> {
+        let Some(addr) = &self.connect else { return Ok(None) };
+        let conn =
+            ConnectArgs { connect: addr.clone(), tenant: self.tenant.clone(), token: self.token.clone(), json: false };
+        Ok(Some(connect(&conn)?))
+    }
+}
+
+#[derive(Args)]
+struct StreamsArgs {
+    /// Data directory (the store must not be open elsewhere; or --connect).
+    #[arg(long, default_value = "./data")]
+    data: PathBuf,
+    #[command(flatten)]
+    remote: RemoteArgs,
+    /// Only streams whose name starts with this.
+    #[arg(long)]
+    prefix: Option<String>,
+    /// Start after this name (the last one of the previous page).
+    #[arg(long)]
+    after: Option<String>,
+    /// Most streams to list.
+    #[arg(long, default_value_t = 1000)]
+    count: u64,
+    /// Print one JSON object per stream.
+    #[arg(long)]
+    json: bool,
+}
+
 #[derive(Args)]
 struct CompactArgs {
     /// Data directory (the store must not be open elsewhere: stop the daemon, or let its
@@ -265,6 +317,8 @@ struct CompactArgs {
     /// Print the report as JSON.
     #[arg(long)]
     json: bool,
+    #[command(flatten)]
+    remote: RemoteArgs,
 }
 
 #[derive(Args)]
@@ -286,8 +340,13 @@ struct BackupArgs {
     #[arg(long, default_value = "./data")]
     data: PathBuf,
     /// Where to put the copy (must not exist, or be empty).
-    #[arg(long)]
-    out: PathBuf,
+    #[arg(long, required_unless_present = "name")]
+    out: Option<PathBuf>,
+    /// With --connect: the copy's name in the daemon's backup_dir (one directory name).
+    #[arg(long, requires = "connect", conflicts_with = "out")]
+    name: Option<String>,
+    #[command(flatten)]
+    remote: RemoteArgs,
     /// Print the report as JSON.
     #[arg(long)]
     json: bool,
@@ -306,6 +365,8 @@ struct DeleteStreamArgs {
     /// Print the result as JSON.
     #[arg(long)]
     json: bool,
+    #[command(flatten)]
+    remote: RemoteArgs,
 }
 
 #[derive(Args)]
@@ -563,6 +624,7 @@ fn main() -> ExitCode {
         Command::Compress(args) => compress(args),
         Command::DeleteStream(args) => delete_stream(args),
         Command::Backup(args) => backup(args),
+        Command::Streams(args) => streams(args),
         Command::Export(args) => export(args),
         Command::Order(OrderCommand::Timeline(args)) => order_timeline(args),
         Command::Order(OrderCommand::Funnel(args)) => order_funnel(args),
@@ -877,7 +939,7 @@ fn open_store(data: &std::path::Path) -> Result<logbook::Store, Failure> {
         logbook::Error::NoStore(dir) => Failure::NoStore(dir),
         logbook::Error::Locked(_) => format!(
             "{e} (is `logbook serve` running on it? Stop it first, or ask it: append, read, tail, \
-             order timeline and stats take --connect)"
+             order timeline, stats, streams, delete-stream, compact and backup take --connect)"
         )
         .into(),
         e => e.to_string().into(),
@@ -1291,7 +1353,27 @@ fn print_compressed(report: &logbook::CompressReport, json: bool) {
     }
 }
 
+/// Prints the figures a daemon replied (COMPACT, BACKUP): `key: value` lines, or one object.
+fn print_figures(figures: &[(String, u64)], json: bool) {
+    if json {
+        let map: serde_json::Map<String, serde_json::Value> =
+            figures.iter().map(|(k, v)| (k.clone(), serde_json::json!(v))).collect();
+        println!("{}", serde_json::Value::Object(map));
+    } else {
+        figures.iter().for_each(|(k, v)| println!("{k}: {v}"));
+    }
+}
+
 fn compact(args: CompactArgs) -> Result<(), Failure> {
+    if let Some(mut client) = args.remote.client()? {
+        if args.config.is_some() || args.compress || args.migrate_archive {
+            return Err("--connect runs the daemon's own retention policy: drop --config, --compress and \
+                        --migrate-archive"
+                .into());
+        }
+        print_figures(&client.compact().map_err(|e| e.to_string())?, args.json);
+        return Ok(());
+    }
     if args.migrate_archive {
         let store = open_store(&args.data)?;
         let report = logbook_archive::migrate_cold_tier(&store).map_err(|e| e.to_string())?;
@@ -1355,11 +1437,21 @@ fn compact(args: CompactArgs) -> Result<(), Failure> {
 }
 
 fn backup(args: BackupArgs) -> Result<(), Failure> {
+    if let Some(mut client) = args.remote.client()? {
+        let name = args.name.as_deref().ok_or("--connect needs --name (the copy's name in backup_dir)")?;
+        let figures = client.backup(name).map_err(|e| e.to_string())?;
+        if !args.json {
+            println!("copied to <backup_dir>/{name} on the daemon's host");
+        }
+        print_figures(&figures, args.json);
+        return Ok(());
+    }
+    let out = args.out.ok_or("--out is needed without --connect")?;
     require_store(&args.data)?;
-    let report = logbook_archive::backup_dir(&args.data, &args.out).map_err(|e| e.to_string())?;
+    let report = logbook_archive::backup_dir(&args.data, &out).map_err(|e| e.to_string())?;
     if args.json {
         let json = serde_json::json!({
-            "out": args.out, "segments": report.segments, "files": report.files,
+            "out": out, "segments": report.segments, "files": report.files,
             "bytes": report.bytes, "retries": report.retries,
         });
         println!("{json}");
@@ -1370,7 +1462,7 @@ fn backup(args: BackupArgs) -> Result<(), Failure> {
         report.segments,
         report.files,
         report.bytes,
-        args.out.display(),
+        out.display(),
         if report.retries > 0 { format!(" after {} retries", report.retries) } else { String::new() }
     );
     Ok(())
@@ -1378,14 +1470,41 @@ fn backup(args: BackupArgs) -> Result<(), Failure> {
 
 fn delete_stream(args: DeleteStreamArgs) -> Result<(), Failure> {
     let expected: logbook::ExpectedVersion = args.expected.parse().map_err(|e| format!("--expected: {e}"))?;
-    let store = open_store(&args.data)?;
-    let result = store.delete_stream(&args.stream, expected).map_err(|e| e.to_string())?;
+    let (position, store) = match args.remote.client()? {
+        Some(mut client) => (client.delete_stream(&args.stream, expected).map_err(|e| e.to_string())?, None),
+        None => {
+            let store = open_store(&args.data)?;
+            let result = store.delete_stream(&args.stream, expected).map_err(|e| e.to_string())?;
+            (result.first_position, Some(store))
+        }
+    };
     if args.json {
-        println!("{}", serde_json::json!({ "stream": args.stream, "tombstone_position": result.first_position }));
+        println!("{}", serde_json::json!({ "stream": args.stream, "tombstone_position": position }));
     } else {
-        println!("deleted {} (tombstone at position {})", args.stream, result.first_position);
+        println!("deleted {} (tombstone at position {position})", args.stream);
     }
-    close_store(store)
+    store.map_or(Ok(()), close_store)
+}
+
+fn streams(args: StreamsArgs) -> Result<(), Failure> {
+    let (prefix, after) = (args.prefix.as_deref(), args.after.as_deref());
+    let listed = match args.remote.client()? {
+        Some(mut client) => client.streams(prefix, after, args.count).map_err(|e| e.to_string())?,
+        None => {
+            let store = open_store(&args.data)?;
+            let count = usize::try_from(args.count).unwrap_or(usize::MAX);
+            let listed = store.list_streams(prefix.unwrap_or(""), after, count);
+            close_store(store)?;
+            listed
+        }
+    };
+    for (name, version) in &listed {
+        match args.json {
+            true => println!("{}", serde_json::json!({ "stream": name, "version": version })),
+            false => println!("{name}\t{version}"),
+        }
+    }
+    Ok(())
 }
 
 fn export(args: ExportArgs) -> Result<(), Failure> {

@@ -554,6 +554,21 @@ fn check_command(args: Vec<Vec<u8>>, limits: &CommandLimits) {
             assert!(types.iter().all(|t| valid_type(t)), "{command:?}");
         }
         Command::Version { stream } => assert!(valid_name(stream), "{command:?}"),
+        Command::Streams { prefix, after, count } => {
+            assert!(valid_count(*count), "{command:?}");
+            assert!(prefix.as_deref().is_none_or(valid_name) && after.as_deref().is_none_or(valid_name), "{command:?}");
+        }
+        Command::Delete { stream, expected } => {
+            assert!(valid_name(stream) && valid_expected(expected), "{command:?}");
+        }
+        Command::Backup { name } => {
+            // One plain path component: what keeps BACKUP inside backup_dir.
+            let plain = !name.is_empty()
+                && name.len() <= protocol::MAX_BACKUP_NAME_BYTES
+                && !name.starts_with('.')
+                && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
+            assert!(plain, "BACKUP accepted name {name:?}");
+        }
         Command::Auth(credentials) | Command::Hello { auth: Some(credentials), .. } => {
             assert!(valid_name(&credentials.tenant), "{command:?}");
         }
@@ -561,6 +576,7 @@ fn check_command(args: Vec<Vec<u8>>, limits: &CommandLimits) {
         | Command::Hello { .. }
         | Command::Quit
         | Command::Head
+        | Command::Compact
         | Command::Info { .. }
         | Command::CommandInfo { .. } => {}
     }

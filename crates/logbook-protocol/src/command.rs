@@ -105,6 +105,25 @@ pub enum Command {
         /// Lower-cased.
         section: Option<String>,
     },
+    /// `STREAMS [PREFIX p] [AFTER name] [COUNT n]`: one page of the stream listing.
+    Streams {
+        prefix: Option<String>,
+        /// Exclusive: the last name of the previous page.
+        after: Option<String>,
+        count: u64,
+    },
+    /// `DELETE <stream> [EXPECTED ...]`: deletes a stream (a tombstone).
+    Delete {
+        stream: String,
+        expected: ExpectedVersion,
+    },
+    /// `COMPACT`: runs the retention policy now (admin).
+    Compact,
+    /// `BACKUP <name>`: copies the store to `<backup_dir>/<name>` (admin).
+    Backup {
+        /// One path component: see [`MAX_BACKUP_NAME_BYTES`].
+        name: String,
+    },
     /// `COMMAND [LIST|COUNT|DOCS|INFO] ...`: the grammar's command names (allowed before AUTH;
     /// it reveals nothing but the grammar). Lower-cased subcommand; later arguments ignored.
     CommandInfo {
@@ -366,6 +385,8 @@ const EXPECTED: ArgDoc = ArgDoc::option(
     ]),
 );
 const SINCE: &str = "0.1.0";
+/// Longest BACKUP name.
+pub const MAX_BACKUP_NAME_BYTES: usize = 128;
 
 /// The grammar: each command's documentation (`COMMAND DOCS`, see `docs`) and its parser.
 const COMMANDS: &[(CommandDoc, Parser)] = &[
@@ -521,6 +542,50 @@ const COMMANDS: &[(CommandDoc, Parser)] = &[
     ),
     (
         CommandDoc {
+            name: "STREAMS",
+            summary: "Lists streams in name order, a page at a time; replies [name, version] pairs (AFTER: the previous page's last name)",
+            group: "stream",
+            since: SINCE,
+            arguments: &[
+                ArgDoc::option("PREFIX", "stream-prefix", ArgKind::String),
+                ArgDoc::option("AFTER", "stream", ArgKind::String),
+                ArgDoc::option("COUNT", "count", ArgKind::Integer),
+            ],
+        },
+        streams,
+    ),
+    (
+        CommandDoc {
+            name: "DELETE",
+            summary: "Deletes a stream for good (a tombstone); replies the tombstone's position",
+            group: "stream",
+            since: SINCE,
+            arguments: &[STREAM, EXPECTED],
+        },
+        delete,
+    ),
+    (
+        CommandDoc {
+            name: "COMPACT",
+            summary: "Runs the retention policy now (admin); replies what it did",
+            group: "server",
+            since: SINCE,
+            arguments: &[],
+        },
+        compact_command,
+    ),
+    (
+        CommandDoc {
+            name: "BACKUP",
+            summary: "Copies the live store to <backup_dir>/<name> (admin); replies what it copied",
+            group: "server",
+            since: SINCE,
+            arguments: &[ArgDoc::new("name", ArgKind::String)],
+        },
+        backup,
+    ),
+    (
+        CommandDoc {
             name: "COMMAND",
             summary: "Replies the command names (LIST), their number (COUNT) or their documentation (DOCS)",
             group: "server",
@@ -572,6 +637,10 @@ impl Command {
             Command::Version { .. } => "VERSION",
             Command::Head => "HEAD",
             Command::Info { .. } => "INFO",
+            Command::Streams { .. } => "STREAMS",
+            Command::Delete { .. } => "DELETE",
+            Command::Compact => "COMPACT",
+            Command::Backup { .. } => "BACKUP",
             Command::CommandInfo { .. } => "COMMAND",
         }
     }
@@ -857,6 +926,61 @@ fn info(args: &mut Args, _: &CommandLimits) -> Result<Command, CommandError> {
         None => None,
     };
     Ok(Command::Info { section })
+}
+
+fn streams(args: &mut Args, limits: &CommandLimits) -> Result<Command, CommandError> {
+    let (mut prefix, mut after, mut count_arg) = (None, None, None);
+    while let Some(option) = args.next() {
+        if is_keyword(&option, "PREFIX") {
+            let value = text(args.value_of("PREFIX")?, "PREFIX", MAX_STREAM_NAME_BYTES, false)?;
+            once(&mut prefix, "PREFIX", value)?;
+        } else if is_keyword(&option, "AFTER") {
+            let value = text(args.value_of("AFTER")?, "AFTER", MAX_STREAM_NAME_BYTES, false)?;
+            once(&mut after, "AFTER", value)?;
+        } else if is_keyword(&option, "COUNT") {
+            once(&mut count_arg, "COUNT", count(&args.value_of("COUNT")?, limits)?)?;
+        } else {
+            return Err(args.unknown_option(&option));
+        }
+    }
+    Ok(Command::Streams { prefix, after, count: count_arg.unwrap_or_else(|| default_count(limits)) })
+}
+
+fn delete(args: &mut Args, _: &CommandLimits) -> Result<Command, CommandError> {
+    let stream = stream_name(args.required()?)?;
+    let mut expected = None;
+    while let Some(option) = args.next() {
+        if is_keyword(&option, "EXPECTED") {
+            once(&mut expected, "EXPECTED", expected_version(&args.value_of("EXPECTED")?)?)?;
+        } else {
+            return Err(args.unknown_option(&option));
+        }
+    }
+    Ok(Command::Delete { stream, expected: expected.unwrap_or(ExpectedVersion::Any) })
+}
+
+fn compact_command(args: &mut Args, _: &CommandLimits) -> Result<Command, CommandError> {
+    args.finish()?;
+    Ok(Command::Compact)
+}
+
+fn backup(args: &mut Args, _: &CommandLimits) -> Result<Command, CommandError> {
+    let name = args.required()?;
+    args.finish()?;
+    Ok(Command::Backup { name: backup_name(name)? })
+}
+
+/// A BACKUP name: one path component of `[A-Za-z0-9._-]`, not starting with a dot (so never
+/// `.` or `..`), at most [`MAX_BACKUP_NAME_BYTES`] bytes.
+fn backup_name(arg: Vec<u8>) -> Result<String, CommandError> {
+    let name = text(arg, "backup name", MAX_BACKUP_NAME_BYTES, false)?;
+    if name.starts_with('.') || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b)) {
+        return Err(syntax(format!(
+            "backup name must be one directory name of letters, digits, '.', '_' and '-', not starting with '.', got '{}'",
+            show(name.as_bytes())
+        )));
+    }
+    Ok(name)
 }
 
 fn command_info(args: &mut Args, _: &CommandLimits) -> Result<Command, CommandError> {
@@ -1424,6 +1548,36 @@ mod tests {
     }
 
     // --- the rest --------------------------------------------------------
+
+    #[test]
+    fn streams_delete_compact_backup() {
+        assert_eq!(ok(&["STREAMS"]), Command::Streams { prefix: None, after: None, count: 1000 });
+        assert_eq!(
+            ok(&["streams", "count", "5", "after", "order-2", "prefix", "order-"]),
+            Command::Streams { prefix: Some("order-".into()), after: Some("order-2".into()), count: 5 }
+        );
+        syntax_err(&["STREAMS", "COUNT", "0"], "COUNT must be between 1 and 100000, got 0");
+        syntax_err(&["STREAMS", "AFTER", ""], "AFTER must not be empty");
+        syntax_err(&["STREAMS", "PREFIX", "a", "PREFIX", "b"], "PREFIX given more than once");
+        syntax_err(&["STREAMS", "FROM", "x"], "unknown STREAMS option 'FROM'");
+        assert_eq!(ok(&["DELETE", "s"]), Command::Delete { stream: "s".into(), expected: ExpectedVersion::Any });
+        assert_eq!(
+            ok(&["delete", "s", "expected", "4"]),
+            Command::Delete { stream: "s".into(), expected: ExpectedVersion::Exact(4) }
+        );
+        arity_err(&["DELETE"], "DELETE");
+        syntax_err(&["DELETE", "s", "EXPECTED", "maybe"], "EXPECTED wants any|none|exists|<n>, got 'maybe'");
+        assert_eq!(ok(&["compact"]), Command::Compact);
+        arity_err(&["COMPACT", "now"], "COMPACT");
+        assert_eq!(ok(&["BACKUP", "nightly-2026.11.26_1"]), Command::Backup { name: "nightly-2026.11.26_1".into() });
+        arity_err(&["BACKUP"], "BACKUP");
+        arity_err(&["BACKUP", "a", "b"], "BACKUP");
+        for bad in ["..", ".", ".hidden", "a/b", "../x", "a\\b", "a b", "é"] {
+            syntax_err(&["BACKUP", bad], "backup name must be one directory name");
+        }
+        syntax_err(&["BACKUP", ""], "backup name must not be empty");
+        syntax_err(&["BACKUP", &"x".repeat(129)], "backup name is 129 bytes, at most 128 allowed");
+    }
 
     #[test]
     fn version_head_info() {

@@ -25,6 +25,10 @@
 //! VERSION <stream>
 //! HEAD
 //! INFO [section]
+//! STREAMS [PREFIX <stream-prefix>] [AFTER <stream>] [COUNT <n>]
+//! DELETE <stream> [EXPECTED any|none|exists|<n>]
+//! COMPACT
+//! BACKUP <name>                                     name: [A-Za-z0-9._-]{1,128}, no leading '.'
 //! COMMAND [LIST|COUNT|DOCS|INFO] [<command-name> ...]    DOCS: each command's documentation (`docs`)
 //! ```
 //!
@@ -73,7 +77,8 @@ mod resp;
 
 pub use command::{
     args_from_value, command_docs, command_names, text_argument, BatchPartSpec, Command, CommandError, CommandLimits,
-    Credentials, ExpectedVersion, NewEventSpec, DEFAULT_COUNT, MAX_EVENT_TYPE_BYTES, MAX_STREAM_NAME_BYTES,
+    Credentials, ExpectedVersion, NewEventSpec, DEFAULT_COUNT, MAX_BACKUP_NAME_BYTES, MAX_EVENT_TYPE_BYTES,
+    MAX_STREAM_NAME_BYTES,
 };
 pub use docs::{docs_reply, ArgDoc, ArgKind, CommandDoc};
 pub use resp::{encode, parse, Limits, ProtocolVersion, RespError, Value};

@@ -165,6 +165,17 @@ fn pairs(value: Value) -> Result<Vec<(Value, Value)>> {
     }
 }
 
+/// The integer fields of a reply map (COMPACT, BACKUP), in order; text fields are left out.
+fn figures(value: Value) -> Result<Vec<(String, u64)>> {
+    let mut out = Vec::new();
+    for (key, value) in pairs(value)? {
+        if let Value::Integer(_) = value {
+            out.push((text_of(key)?, as_u64(&value)?));
+        }
+    }
+    Ok(out)
+}
+
 fn event_of(value: Value) -> Result<Event> {
     let mut event = Event {
         id: Uuid::nil(),
@@ -423,6 +434,49 @@ impl Client {
     /// `INFO` text.
     pub fn info(&mut self) -> Result<String> {
         text_of(self.call(&[b"INFO"])?)
+    }
+
+    /// `STREAMS [PREFIX p] [AFTER name] [COUNT n]`: one page of `(name, version)` in name order.
+    pub fn streams(&mut self, prefix: Option<&str>, after: Option<&str>, count: u64) -> Result<Vec<(String, u64)>> {
+        let count = count.to_string();
+        let mut args: Vec<&[u8]> = vec![b"STREAMS", b"COUNT", count.as_bytes()];
+        if let Some(prefix) = prefix {
+            args.extend([b"PREFIX".as_slice(), prefix.as_bytes()]);
+        }
+        if let Some(after) = after {
+            args.extend([b"AFTER".as_slice(), after.as_bytes()]);
+        }
+        let Value::Array(items) = self.call(&args)? else {
+            return Err(ClientError::Protocol("STREAMS: expected an array".into()));
+        };
+        items
+            .into_iter()
+            .map(|item| match item {
+                Value::Array(pair) if pair.len() == 2 => {
+                    let mut pair = pair.into_iter();
+                    let name = text_of(pair.next().unwrap_or(Value::Null))?;
+                    Ok((name, as_u64(&pair.next().unwrap_or(Value::Null))?))
+                }
+                other => Err(ClientError::Protocol(format!("STREAMS: expected [name, version], got {other:?}"))),
+            })
+            .collect()
+    }
+
+    /// `DELETE <stream> EXPECTED <e>`: the tombstone's position.
+    pub fn delete_stream(&mut self, stream: &str, expected: ExpectedVersion) -> Result<u64> {
+        let expected = expected_arg(expected);
+        as_u64(&self.call(&[b"DELETE", stream.as_bytes(), b"EXPECTED", expected.as_bytes()])?)
+    }
+
+    /// `COMPACT` (admin): what the compaction did, as (figure, value) pairs.
+    pub fn compact(&mut self) -> Result<Vec<(String, u64)>> {
+        figures(self.call(&[b"COMPACT"])?)
+    }
+
+    /// `BACKUP <name>` (admin): what the copy holds, as (figure, value) pairs; the copy is
+    /// `<backup_dir>/<name>` on the daemon's host.
+    pub fn backup(&mut self, name: &str) -> Result<Vec<(String, u64)>> {
+        figures(self.call(&[b"BACKUP", name.as_bytes()])?)
     }
 
     /// Follows the global log from position `from` (1: from the beginning): every matching

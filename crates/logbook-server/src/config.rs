@@ -230,6 +230,9 @@ pub struct Config {
     pub tenants: Vec<TenantConfig>,
     /// Retention rules, legal holds, archiving and the background compaction interval.
     pub retention: Option<logbook::RetentionConfig>,
+    /// Where `BACKUP <name>` writes (`<backup_dir>/<name>`); none by default, and then BACKUP
+    /// is refused: the daemon writes nowhere its config did not name.
+    pub backup_dir: Option<PathBuf>,
     /// The legal holds that apply when `[retention]` names none. Set by the program that
     /// starts the daemon: the `logbook` binary passes the order lifecycle's
     /// (`logbook_order::default_legal_holds()`, payments and refunds for 7 years). None by
@@ -253,6 +256,7 @@ impl Default for Config {
             admin: None,
             tenants: Vec::new(),
             retention: None,
+            backup_dir: None,
             default_legal_holds: Vec::new(),
             extensions: crate::Extensions::default(),
         }

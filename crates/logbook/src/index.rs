@@ -36,7 +36,7 @@
 //! checksum or length differs, as after a compaction that stopped between its two renames)
 //! is rebuilt from its segment. Version 1 files (no flags, no identity) are rebuilt too.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::path::Path;
 
 use crate::record::{stream_hash, CRC_MASK};
@@ -616,9 +616,15 @@ impl ActiveIndex {
 }
 
 /// Per-stream directory: current version and the sealed segments holding the stream.
+///
+/// The names are also kept in order (`ordered`, sharing each name's allocation with the map):
+/// a listing pages through them without sorting. Only a stream's first event inserts there, so
+/// appends to existing streams pay nothing for it; a deleted stream is taken out
+/// ([`StreamDirectory::unlist`]).
 #[derive(Debug, Default)]
 pub struct StreamDirectory {
-    streams: HashMap<Box<str>, StreamEntry>,
+    streams: HashMap<std::sync::Arc<str>, StreamEntry>,
+    ordered: BTreeSet<std::sync::Arc<str>>,
 }
 
 #[derive(Debug, Default, Clone)]
@@ -650,13 +656,20 @@ impl StreamDirectory {
                 entry.version = version;
             }
             None => {
-                self.streams.insert(stream.into(), StreamEntry { version, sealed: Vec::new() });
+                let name: std::sync::Arc<str> = stream.into();
+                self.ordered.insert(std::sync::Arc::clone(&name));
+                self.streams.insert(name, StreamEntry { version, sealed: Vec::new() });
             }
         }
     }
     /// Notes that the sealed segment based at `base` holds events of `stream` up to `last_version`.
     pub fn add_sealed(&mut self, stream: &str, base: u64, last_version: u64) {
-        let entry = self.streams.entry(stream.into()).or_default();
+        if !self.streams.contains_key(stream) {
+            let name: std::sync::Arc<str> = stream.into();
+            self.ordered.insert(std::sync::Arc::clone(&name));
+            self.streams.insert(name, StreamEntry::default());
+        }
+        let entry = self.streams.get_mut(stream).expect("inserted above");
         assert!(entry.sealed.last().is_none_or(|&b| b < base), "sealed segments are added in order");
         entry.sealed.push(base);
         entry.version = entry.version.max(last_version);
@@ -674,8 +687,27 @@ impl StreamDirectory {
             }
         }
     }
-    pub fn iter(&self) -> impl Iterator<Item = (&str, &StreamEntry)> {
-        self.streams.iter().map(|(k, v)| (k.as_ref(), v))
+    /// Leaves a deleted stream out of the ordered names (its entry stays), so listings never
+    /// step over deleted streams.
+    pub fn unlist(&mut self, stream: &str) {
+        self.ordered.remove(stream);
+    }
+    /// The streams whose names start with `prefix`, after `after` (exclusive; `None`: from the
+    /// first), in name order, with their entries.
+    pub fn range_from<'a>(
+        &'a self,
+        prefix: &'a str,
+        after: Option<&str>,
+    ) -> impl Iterator<Item = (&'a str, &'a StreamEntry)> + 'a {
+        use std::ops::Bound;
+        let start: Bound<&str> = match after {
+            Some(after) if after >= prefix => Bound::Excluded(after),
+            _ => Bound::Included(prefix),
+        };
+        self.ordered
+            .range::<str, _>((start, Bound::Unbounded))
+            .take_while(move |name| name.starts_with(prefix))
+            .filter_map(move |name| self.streams.get(name.as_ref()).map(|entry| (name.as_ref(), entry)))
     }
 }
 

@@ -357,20 +357,33 @@ impl Store {
 
     /// Names of the streams that start with `prefix` and have events (deleted streams are left
     /// out), sorted, at most `max` of them: what a tool needs to complete a shortened name
-    /// (`logbook order timeline 6f1c` finds `order-6f1c…`). One pass over the in-memory stream
-    /// directory under its read lock: linear in the number of streams, so not for hot paths.
+    /// (`logbook order timeline 6f1c` finds `order-6f1c…`). Read from the ordered names beside
+    /// the stream directory (see [`Store::list_streams`]): O(log n + max).
     pub fn streams_with_prefix(&self, prefix: &str, max: usize) -> Vec<String> {
         let state = self.inner.shared.state.read();
-        let mut names: Vec<String> = state
+        state
             .streams
-            .iter()
-            .filter(|(name, entry)| entry.version > 0 && name.starts_with(prefix) && !state.is_deleted(name))
+            .range_from(prefix, None)
+            .filter(|(name, entry)| entry.version > 0 && !state.is_deleted(name))
+            .take(max)
             .map(|(name, _)| name.to_string())
-            .collect();
-        drop(state);
-        names.sort_unstable();
-        names.truncate(max);
-        names
+            .collect()
+    }
+
+    /// One page of the stream listing: up to `count` streams whose names start with `prefix`
+    /// and sort after `after` (exclusive), in byte order of their names, each with its version.
+    /// Streams without events, deleted streams and system streams (`$...`) are left out. The
+    /// names (deleted streams' taken out) are kept in order beside the stream directory, so a
+    /// page costs O(log n + its length), not a sort of every name.
+    pub fn list_streams(&self, prefix: &str, after: Option<&str>, count: usize) -> Vec<(String, u64)> {
+        let state = self.inner.shared.state.read();
+        state
+            .streams
+            .range_from(prefix, after)
+            .filter(|(name, entry)| entry.version > 0 && !name.starts_with('$') && !state.is_deleted(name))
+            .take(count)
+            .map(|(name, entry)| (name.to_string(), entry.version))
+            .collect()
     }
 
     /// Number of segment files (sealed and active).

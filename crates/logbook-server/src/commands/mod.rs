@@ -7,7 +7,9 @@
 //! | `read.rs` | READ, and how an event is put on the wire |
 //! | `read_all.rs` | READALL (with BLOCK) |
 //! | `info.rs` | INFO, VERSION, HEAD |
+//! | `admin.rs` | STREAMS, DELETE, COMPACT, BACKUP |
 
+mod admin;
 pub(crate) mod append;
 pub(crate) mod info;
 mod read;
@@ -97,6 +99,12 @@ fn run_data_command(shared: &Shared, session: &Session, who: &Identity, command:
         Command::AppendBatch { parts } => append::append_batch(shared, who, parts),
         Command::Version { stream } => info::version(shared, who, &stream),
         Command::Head => info::head(shared),
+        Command::Streams { prefix, after, count } => {
+            return admin::streams(shared, session, who, prefix.as_deref(), after.as_deref(), count);
+        }
+        Command::Delete { stream, expected } => admin::delete(shared, who, &stream, expected),
+        Command::Compact => admin::compact(shared, who),
+        Command::Backup { name } => admin::backup(shared, who, &name),
         Command::Info { section } => info::info(shared, session, who, section.as_deref()),
         Command::Append { .. } | Command::AppendMany { .. } => match prepare_append(session, command) {
             Ok(prepared) => prepared.run(shared),

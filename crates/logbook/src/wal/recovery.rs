@@ -1003,6 +1003,9 @@ pub fn recover(dir: &Path, options: &Options) -> Result<Recovered> {
         tombstones: Arc::default(),
     };
     state.tombstones = Arc::new(load_tombstones(&state)?);
+    for deleted in state.tombstones.iter() {
+        state.streams.unlist(deleted);
+    }
     let generation = manifest.map_or(0, |m| m.generation);
     let shared = Arc::new(Shared {
         dir: data,

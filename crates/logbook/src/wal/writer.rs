@@ -614,6 +614,7 @@ impl Writer {
                 );
                 state.streams.set_version(&append.stream, append.result.last_version);
                 if let Some(deleted) = &append.deletes {
+                    state.streams.unlist(deleted);
                     let mut tombstones = (*state.tombstones).clone();
                     tombstones.insert(deleted.as_str().into());
                     state.tombstones = Arc::new(tombstones);
