@@ -41,7 +41,7 @@ fn generated_csv() -> String {
         HEADER.to_string(),
         format!(r#"{},{o1},{r},{c},ITEM_ADDED,"{{""product_id"": ""p-9"", ""quantity"": 2}}",customer,{c},2026-03-01 10:03:45.5+00,10.0.0.1,"Mozilla/5.0 (X11, Linux)""#, id(2)),
         format!(r#"{},{o1},{r},{c},CART_CREATED,{{}},customer,{c},2026-03-01 11:03:21.123456+01,10.0.0.1,curl"#, id(1)),
-        format!("{},{o2},{r},,CART_CREATED,\"{{\"\"note\"\": \"\"line one\nline two\"\"}}\",system,,2026-03-02 08:00:00+00,,", id(3)),
+        format!("{},{o2},{r},,CART_CREATED,\"{{\"\"note\"\": \"\"a, \\\"\"b\\\"\"\\nc\"\"}}\",system,,2026-03-02 08:00:00+00,,\"line one\nline two\"", id(3)),
         format!(r#"{},{o1},{r},{c},PAYMENT_CONFIRMED,"{{""gateway"": ""stripe""}}",system,,2026-03-01 10:04:18+00,,"#, id(4)),
         format!(r#"{},{o1},{r},{c},ORDER_PLACED,{{}},system,,2026-03-01 10:04:18+00,,"#, id(5)),
         format!(r#"{},{o2},{r},,ITEM_ADDED,{{}},admin,retailer_123,2026-03-02 03:30:00-04:30,,"#, id(6)),
@@ -100,9 +100,11 @@ fn a_copy_csv_imports_each_order_in_time_order_once() {
     assert_eq!(one[0].2, "00000000-0000-4000-8000-000000000001", "the row id is the event id");
     let two = store.read_stream("order-77aa0000-0000-4000-8000-000000000002", 1, 10, Direction::Forward).unwrap();
     assert_eq!(two[0].timestamp_us(), at("2026-03-02T08:00:00Z"));
-    assert_eq!(two[0].data(), b"{\"note\": \"line one\nline two\"}");
+    assert_eq!(two[0].data(), br#"{"note": "a, \"b\"\nc"}"#);
     let meta: serde_json::Value = serde_json::from_slice(two[0].metadata()).unwrap();
-    assert_eq!(meta, serde_json::json!({"actor": "system", "retailer_id": "aaaa0000-0000-4000-8000-00000000000a"}));
+    let want = serde_json::json!({"actor": "system", "retailer_id": "aaaa0000-0000-4000-8000-00000000000a",
+        "user_agent": "line one\nline two"});
+    assert_eq!(meta, want, "NULL columns are left out");
     let meta: serde_json::Value = serde_json::from_slice(two[1].metadata()).unwrap();
     assert_eq!(meta["actor_id"], "retailer_123");
     assert_eq!(two[1].timestamp_us(), at("2026-03-02T08:00:00Z"), "03:30-04:30 is 08:00 UTC");
