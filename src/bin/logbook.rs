@@ -1458,7 +1458,10 @@ fn import(args: ImportArgs) -> Result<(), Failure> {
     };
     let store = if args.create {
         let options = logbook::Options { create_if_missing: true, ..logbook::Options::default() };
-        logbook_archive::open_store(&args.data, options).map_err(|e| e.to_string())?
+        logbook_archive::open_store(&args.data, options).map_err(|e| match e {
+            logbook::Error::Locked(_) => format!("{e} (is `logbook serve` running on it? Stop it first)"),
+            e => e.to_string(),
+        })?
     } else {
         open_store(&args.data)?
     };
