@@ -8,7 +8,9 @@
 //! one atomic append with `ExpectedVersion::NoStream`: the row's `id` (a UUID in the design) is
 //! the event id, `payload` the data, `created_at` the event's own time ([`NewEvent::at`]) and
 //! the other columns the metadata, so a rerun of the same file finds every order already
-//! stored (the store's idempotency answers with the original result) and writes nothing.
+//! stored (the store's idempotency answers with the original result) and writes nothing. An
+//! order whose stream starts with exactly the rows an earlier import stored (by id, in order)
+//! gets the file's newer rows appended after them (`ExpectedVersion::Exact`).
 
 use std::cell::Cell;
 use std::collections::HashMap;
@@ -86,6 +88,9 @@ pub struct Summary {
     pub orders_imported: u64,
     /// Orders already stored with the same events (an earlier import): nothing written.
     pub orders_already_present: u64,
+    /// Orders an earlier import stored part of (the table gained rows since): the new rows
+    /// were appended after the stored ones.
+    pub orders_extended: u64,
     /// Events appended by this run.
     pub events_appended: u64,
     /// Rows not appended because they were already stored (of the orders already present).
@@ -387,8 +392,8 @@ pub fn import(store: &Store, parsed: Parsed, mut progress: impl FnMut(u64)) -> R
                 Error::WrongExpectedVersion { actual, .. } => {
                     format!("the stream already holds {actual} events that are not this file's rows for the order")
                 }
-                Error::IdempotencyConflict { .. } => "some of its rows are stored already and others not (did the \
-                     table gain rows for this order since the last import?), or differ from what is stored"
+                Error::IdempotencyConflict { .. } => "some of its rows are stored already, but not as the first \
+                     events of the stream in the file's order, or they differ from what is stored"
                     .to_string(),
                 Error::StreamDeleted(_) => "the stream was deleted".to_string(),
                 _ => "the store refused it".to_string(),
@@ -399,18 +404,42 @@ pub fn import(store: &Store, parsed: Parsed, mut progress: impl FnMut(u64)) -> R
                 order.order_id, order.stream, summary.orders_imported, summary.orders_already_present
             )
         };
-        store.append(&order.stream, ExpectedVersion::NoStream, events).map_err(what)?;
-        if before == 0 {
-            summary.orders_imported += 1;
-            summary.events_appended += count;
+        // Rows an earlier import stored: the stream must start with exactly those (same ids,
+        // same order); the rest are appended after them. Anything else is refused below.
+        let stored = stored_prefix(store, &order.stream, before, &events).map_err(what)?;
+        if stored == 0 || stored == count {
+            store.append(&order.stream, ExpectedVersion::NoStream, events).map_err(what)?;
         } else {
+            let new = events.into_iter().skip(stored as usize).collect();
+            store.append(&order.stream, ExpectedVersion::Exact(before), new).map_err(what)?;
+        }
+        // What was written, by the stream's version (an idempotent answer writes nothing).
+        let appended = store.stream_version(&order.stream) - before;
+        summary.events_appended += appended;
+        summary.rows_skipped += count - appended;
+        if appended == 0 {
             summary.orders_already_present += 1;
-            summary.rows_skipped += count;
+        } else if before == 0 {
+            summary.orders_imported += 1;
+        } else {
+            summary.orders_extended += 1;
         }
         done += count;
         progress(done);
     }
     Ok(summary)
+}
+
+/// How many of `events` the stream already holds as its first events (`before` of them, the
+/// stream's version), or 0 when it holds none or other events (the append then fails on its
+/// expected version, or on idempotency, with the reason). Reads at most `events.len()` events.
+fn stored_prefix(store: &Store, stream: &str, before: u64, events: &[NewEvent]) -> Result<u64, Error> {
+    if before == 0 || before > events.len() as u64 {
+        return Ok(0);
+    }
+    let stored = store.read_stream(stream, 1, before as usize, logbook::Direction::Forward)?;
+    let same = stored.len() as u64 == before && stored.iter().zip(events).all(|(s, e)| Some(s.id()) == e.id);
+    Ok(if same { before } else { 0 })
 }
 
 #[cfg(test)]

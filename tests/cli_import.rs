@@ -150,18 +150,44 @@ fn bad_rows_name_their_line_and_nothing_is_imported() {
 }
 
 #[test]
-fn an_order_that_gained_rows_since_the_last_import_is_refused_by_name() {
+fn an_order_that_gained_rows_gets_the_new_ones_and_foreign_events_are_refused_by_name() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let data_s = data.to_str().unwrap();
     let first = dir.path().join("first.csv");
     std::fs::write(&first, generated_csv()).unwrap();
     ok_json(&["import", "--csv", first.to_str().unwrap(), "--data", data_s, "--create", "--json"]);
+    // A later export: order 1 gained a row.
     let more = dir.path().join("more.csv");
-    let extra = "00000000-0000-4000-8000-000000000007,6f1c0000-0000-4000-8000-000000000001,r,,SHIPPED,{},admin,,2026-03-01 10:42:00+00,,\n";
-    std::fs::write(&more, generated_csv() + extra).unwrap();
-    let err = failure(&["import", "--csv", more.to_str().unwrap(), "--data", data_s]);
-    assert!(err.contains("order 6f1c0000-0000-4000-8000-000000000001") && err.contains("stored already"), "{err}");
+    let o1 = "6f1c0000-0000-4000-8000-000000000001";
+    let extra = format!("00000000-0000-4000-8000-000000000007,{o1},r,,SHIPPED,{{}},admin,,2026-03-01 10:42:00+00,,\n");
+    std::fs::write(&more, generated_csv() + &extra).unwrap();
+    let summary = ok_json(&["import", "--csv", more.to_str().unwrap(), "--data", data_s, "--json"]);
+    assert_eq!(summary["orders_extended"], 1, "{summary}");
+    assert_eq!((summary["events_appended"].as_u64(), summary["rows_skipped"].as_u64()), (Some(1), Some(6)));
+    assert_eq!(summary["orders_already_present"], 1);
+    let store = open(&data);
+    let types: Vec<String> = stream(&store, &format!("order-{o1}")).into_iter().map(|e| e.0).collect();
+    assert_eq!(types.last().map(String::as_str), Some("SHIPPED"));
+    assert_eq!(types.len(), 5);
+    // A stream holding events that are not the file's rows: refused, naming the order.
+    let o3 = "99990000-0000-4000-8000-000000000003";
+    store
+        .append(
+            &format!("order-{o3}"),
+            logbook::ExpectedVersion::Any,
+            vec![logbook::NewEvent::new("X", b"{}".to_vec())],
+        )
+        .unwrap();
+    store.close().unwrap();
+    let third = dir.path().join("third.csv");
+    let row =
+        format!("00000000-0000-4000-8000-000000000008,{o3},r,,CART_CREATED,{{}},customer,,2026-03-01 10:00:00+00,,\n");
+    std::fs::write(&third, generated_csv() + &row).unwrap();
+    let err = failure(&["import", "--csv", third.to_str().unwrap(), "--data", data_s]);
+    assert!(err.contains(&format!("order {o3}")) && err.contains("line 9") && err.contains("already holds 1"), "{err}");
+    // The earlier orders were there already (order 1 with one event more than this file has).
+    assert!(err.contains("0 orders imported before it, 2 already present"), "{err}");
 }
 
 #[test]

@@ -1491,9 +1491,11 @@ fn import(args: ImportArgs) -> Result<(), Failure> {
         println!("{value}");
     } else {
         println!(
-            "imported {} events of {} orders from {} rows ({} orders already present, {} rows skipped){}",
+            "imported {} events: {} new orders, {} extended, from {} rows ({} orders already present, {} rows \
+             skipped){}",
             summary.events_appended,
             summary.orders_imported,
+            summary.orders_extended,
             summary.rows,
             summary.orders_already_present,
             summary.rows_skipped,
