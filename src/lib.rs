@@ -5,4 +5,5 @@
 
 pub mod bench;
 pub mod disk;
+pub mod import;
 pub mod workload;

@@ -332,6 +332,7 @@ fn every_verb_has_an_example_and_the_same_flags_for_the_same_things() {
         &["order", "funnel"],
         &["demo"],
         &["bench"],
+        &["import"],
         &["hash-token"],
         &["completions"],
         &["man"],

@@ -131,6 +131,13 @@ enum Command {
         after_help = "Examples:\n  logbook bench append --writers 1,16,64\n  logbook bench append --batch 64 --multi-stream --writers 1 --duration 10\n  logbook bench read --connect 127.0.0.1:7878 --json"
     )]
     Bench(BenchArgs),
+    /// Import the PostgreSQL `order_events` table (COPY ... TO STDOUT WITH CSV HEADER): each
+    /// order's rows, by created_at, to order-<order_id> as one atomic append, the row id as
+    /// event id (a rerun imports nothing twice), created_at as the event's own time.
+    #[command(
+        after_help = "Examples:\n  psql -c \"COPY order_events TO STDOUT WITH CSV HEADER\" shop > order_events.csv\n  logbook import --csv order_events.csv --data ./data --create\n  logbook import --csv order_events.csv --data ./data --tenant acme --json"
+    )]
+    Import(ImportArgs),
     /// Print the SHA-256 hex of a token, for the `token_sha256` fields of the config file.
     #[command(
         after_help = "Example (keep the token for the client, put the hash in the config):\n  TOKEN=$(openssl rand -hex 32); echo \"$TOKEN\"; logbook hash-token \"$TOKEN\""
@@ -497,6 +504,26 @@ struct DemoArgs {
     json: bool,
 }
 
+#[derive(Args)]
+struct ImportArgs {
+    /// The CSV file (`-` reads standard input).
+    #[arg(long)]
+    csv: PathBuf,
+    /// Data directory (the store must not be open elsewhere: stop the daemon first).
+    #[arg(long, default_value = "./data")]
+    data: PathBuf,
+    /// Create the store when the directory holds none (otherwise that is an error, as for
+    /// every verb but serve, demo and bench).
+    #[arg(long)]
+    create: bool,
+    /// Import into this tenant's namespace (the streams its daemon connections see).
+    #[arg(long)]
+    tenant: Option<String>,
+    /// Print the summary as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
 #[derive(Clone, Copy, clap::ValueEnum)]
 enum BenchModeArg {
     Append,
@@ -630,6 +657,7 @@ fn main() -> ExitCode {
         Command::Order(OrderCommand::Funnel(args)) => order_funnel(args),
         Command::Demo(args) => demo(args),
         Command::Bench(args) => bench(args),
+        Command::Import(args) => import(args),
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "logbook", &mut std::io::stdout());
             Ok(())
@@ -1530,4 +1558,68 @@ fn export(args: ExportArgs) -> Result<(), Failure> {
         );
     }
     close_store(store)
+}
+
+/// `logbook import`: the whole file is read and checked first (a bad row names its line and
+/// nothing is written), then each order is one atomic append (src/import.rs).
+fn import(args: ImportArgs) -> Result<(), Failure> {
+    use logbook_cli::import;
+    let namespace = match &args.tenant {
+        Some(tenant) => Some(logbook::Namespace::new(tenant).map_err(|e| format!("--tenant: {e}"))?),
+        None => None,
+    };
+    let (input, total): (Box<dyn std::io::Read>, u64) = if args.csv.as_os_str() == "-" {
+        (Box::new(std::io::stdin().lock()), 0)
+    } else {
+        let file = std::fs::File::open(&args.csv).map_err(|e| format!("--csv {}: {e}", args.csv.display()))?;
+        let len = file.metadata().map(|m| m.len()).unwrap_or(0);
+        (Box::new(file), len)
+    };
+    let store = if args.create {
+        let options = logbook::Options { create_if_missing: true, ..logbook::Options::default() };
+        logbook_archive::open_store(&args.data, options).map_err(|e| match e {
+            logbook::Error::Locked(_) => format!("{e} (is `logbook serve` running on it? Stop it first)"),
+            e => e.to_string(),
+        })?
+    } else {
+        open_store(&args.data)?
+    };
+    let bar = progress_bar(total, args.json || total == 0);
+    if let Ok(style) = indicatif::ProgressStyle::with_template("reading {bar:40} {bytes}/{total_bytes} eta {eta}") {
+        bar.set_style(style);
+    }
+    let limits = import::Limits::of(&store);
+    let parsed = import::read_csv(std::io::BufReader::new(input), namespace.as_ref(), limits, |b| bar.set_position(b))
+        .map_err(|e| format!("{}: {e} (nothing was imported)", args.csv.display()));
+    bar.finish_and_clear();
+    let parsed = match parsed {
+        Ok(parsed) => parsed,
+        Err(e) => {
+            close_store(store)?;
+            return Err(e.into());
+        }
+    };
+    let bar = progress_bar(parsed.rows, args.json);
+    let summary = import::import(&store, parsed, |done| bar.set_position(done));
+    bar.finish_and_clear();
+    close_store(store)?;
+    let summary = summary.map_err(|e| format!("{}: {e}", args.csv.display()))?;
+    if args.json {
+        let mut value = serde_json::to_value(&summary).map_err(|e| e.to_string())?;
+        value["tenant"] = serde_json::json!(args.tenant);
+        println!("{value}");
+    } else {
+        println!(
+            "imported {} events: {} new orders, {} extended, from {} rows ({} orders already present, {} rows \
+             skipped){}",
+            summary.events_appended,
+            summary.orders_imported,
+            summary.orders_extended,
+            summary.rows,
+            summary.orders_already_present,
+            summary.rows_skipped,
+            args.tenant.as_deref().map(|t| format!(" into tenant {t}")).unwrap_or_default()
+        );
+    }
+    Ok(())
 }

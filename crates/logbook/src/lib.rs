@@ -94,7 +94,7 @@ pub use storage::{
 pub use store::{validate_stream_name, AllPage, AppendPart, PendingAppend, ScanAll, Store, StoreStats, Subscription};
 pub use types::{
     category_of, AppendResult, Direction, ExpectedVersion, Filter, Log2Counts, Log2Histogram, NewEvent, RecordedEvent,
-    LOG2_BUCKETS, MAX_EVENT_TYPE_BYTES, MAX_PAYLOAD_BYTES, MAX_STREAM_NAME_BYTES,
+    LOG2_BUCKETS, MAX_EVENT_TIME_AHEAD_US, MAX_EVENT_TYPE_BYTES, MAX_PAYLOAD_BYTES, MAX_STREAM_NAME_BYTES,
 };
 pub use verify::{verify_dir, verify_dir_with_progress, Finding, HotPositions, Severity, VerifyReport};
 

@@ -129,6 +129,34 @@ pub fn validate_stream_name(stream: &str) -> Result<()> {
     Ok(())
 }
 
+/// Checks an explicit event time (`NewEvent::at`) on its own and against the explicit time
+/// before it in the same append; the writer checks it against the stream's stored events.
+fn check_event_time(i: usize, event: &NewEvent, t: i64, previous: Option<i64>, latest: i64) -> Result<()> {
+    let name = || match event.id {
+        Some(id) => format!("event {i} ({id}, {})", event.event_type),
+        None => format!("event {i} ({})", event.event_type),
+    };
+    if t < 0 {
+        return Err(Error::InvalidInput(format!("{}: time {t} µs is before 1970-01-01", name())));
+    }
+    if t > latest {
+        return Err(Error::InvalidInput(format!(
+            "{}: time {} is more than a day past the store's clock",
+            name(),
+            crate::calendar::rfc3339(t)
+        )));
+    }
+    if let Some(p) = previous.filter(|&p| t < p) {
+        return Err(Error::InvalidInput(format!(
+            "{}: time {} is before the previous event's {} (times never go back within a stream)",
+            name(),
+            crate::calendar::rfc3339(t),
+            crate::calendar::rfc3339(p)
+        )));
+    }
+    Ok(())
+}
+
 fn first_duplicate(ids: &[[u8; 16]]) -> Option<[u8; 16]> {
     let mut sorted = ids.to_vec();
     sorted.sort_unstable();
@@ -265,9 +293,19 @@ impl Store {
         let mut encoded_bytes = 0usize;
         let mut ids = Vec::with_capacity(events.len());
         let mut client_ids = false;
+        let mut last_time: Option<i64> = None;
+        let latest_time = if events.iter().any(|e| e.time_us.is_some()) {
+            limits.clock.now_us().saturating_add(crate::types::MAX_EVENT_TIME_AHEAD_US)
+        } else {
+            i64::MAX
+        };
         for (i, event) in events.iter().enumerate() {
             if event.event_type.is_empty() {
                 return Err(Error::InvalidInput(format!("event {i} has an empty type")));
+            }
+            if let Some(t) = event.time_us {
+                check_event_time(i, event, t, last_time, latest_time)?;
+                last_time = Some(t);
             }
             record::check_limits(stream, &event.event_type, &event.metadata, &event.data)
                 .map_err(|e| Error::InvalidInput(format!("event {i}: {e}")))?;

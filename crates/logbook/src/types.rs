@@ -74,13 +74,33 @@ pub struct NewEvent {
     pub data: Vec<u8>,
     /// Opaque bytes stored beside the payload (e.g. correlation ids); empty when unused.
     pub metadata: Vec<u8>,
+    /// The event's own time, microseconds since the Unix epoch (UTC), for events that happened
+    /// before they are appended (an import); `None`: the store's clock stamps it, as usual.
+    /// See [`NewEvent::at`] for the rules.
+    pub time_us: Option<i64>,
 }
+
+/// How far past the store's clock an explicit event time ([`NewEvent::at`]) may be: one day
+/// (clock skew between the system an import comes from and this one; not a way to schedule).
+pub const MAX_EVENT_TIME_AHEAD_US: i64 = 24 * 3600 * 1_000_000;
 
 impl NewEvent {
     /// An event of type `event_type` carrying `data`, with no metadata and no id (one is
     /// generated when it is appended).
     pub fn new(event_type: impl Into<String>, data: impl Into<Vec<u8>>) -> Self {
-        NewEvent { id: None, event_type: event_type.into(), data: data.into(), metadata: Vec::new() }
+        NewEvent { id: None, event_type: event_type.into(), data: data.into(), metadata: Vec::new(), time_us: None }
+    }
+    /// Sets the event's own time (microseconds since the Unix epoch, UTC) instead of the store's
+    /// clock: for importing events that happened elsewhere, earlier. Rules, checked at append
+    /// (an [`Error::InvalidInput`](crate::Error::InvalidInput) naming the event otherwise):
+    /// the time is not before 1970-01-01 and at most [`MAX_EVENT_TIME_AHEAD_US`] past the
+    /// store's clock; and per stream, times never go back: an explicit time is at least the
+    /// time of the event before it in the stream (stored, or earlier in the same append),
+    /// whatever stamped that one. Events stamped by the clock are not checked (as before).
+    /// `$all` stays in append order, so it is not in time order once events were imported.
+    pub fn at(mut self, timestamp_us: i64) -> Self {
+        self.time_us = Some(timestamp_us);
+        self
     }
     /// Sets the event's id, so that resending the same append does not store it twice.
     pub fn with_id(mut self, id: Uuid) -> Self {

@@ -13,7 +13,13 @@ use crate::pipeline::PreparedAppend;
 fn new_events(specs: Vec<NewEventSpec>) -> Vec<NewEvent> {
     specs
         .into_iter()
-        .map(|spec| NewEvent { id: spec.id, event_type: spec.event_type, data: spec.data, metadata: spec.meta })
+        .map(|spec| NewEvent {
+            id: spec.id,
+            event_type: spec.event_type,
+            data: spec.data,
+            metadata: spec.meta,
+            time_us: None,
+        })
         .collect()
 }
 

@@ -38,6 +38,9 @@ pub(super) fn find_existing(state: &LogState, append: &AppendRequest) -> Result<
         {
             return Err(conflict(i, "an event with this id is stored with different content"));
         }
+        if new.time_us.is_some_and(|t| t != event.timestamp_us()) {
+            return Err(conflict(i, "an event with this id is stored with a different time"));
+        }
         if let Some(prev) = stored.last() {
             let prev: &RecordedEvent = prev;
             if event.version() != prev.version() + 1 {

@@ -70,6 +70,29 @@ pub enum Request {
     Shutdown(ReplySender<Result<()>>),
 }
 
+/// Checks an append's explicit times against the time of the stream's event before it
+/// (`before`; `None` when the stream is empty). Events without a time count as `now`.
+fn check_stream_times(append: &AppendRequest, before: Option<i64>, now: i64) -> Result<()> {
+    let mut previous = before;
+    for (i, event) in append.events.iter().enumerate() {
+        if let (Some(t), Some(p)) = (event.time_us, previous) {
+            if t < p {
+                return Err(Error::InvalidInput(format!(
+                    "event {i} ({}, {}) of stream '{}': time {} is before the stream's previous event's {} \
+                     (times never go back within a stream)",
+                    uuid::Uuid::from_bytes(append.ids[i]),
+                    event.event_type,
+                    append.stream,
+                    crate::calendar::rfc3339(t),
+                    crate::calendar::rfc3339(p)
+                )));
+            }
+        }
+        previous = Some(event.time_us.unwrap_or(now));
+    }
+    Ok(())
+}
+
 /// The writer thread's state.
 pub struct Writer {
     shared: Arc<Shared>,
@@ -344,6 +367,11 @@ impl Writer {
                 return;
             }
         }
+        let explicit_times = append.events.iter().any(|e| e.time_us.is_some());
+        if explicit_times && self.pending_versions.contains_key(&append.stream) {
+            // The stream's last time is in the pending group: commit it so it is readable.
+            self.commit();
+        }
         let actual = self.current_version(&append.stream);
         if !append.expected.accepts(actual) {
             reply.send(Err(Error::WrongExpectedVersion {
@@ -353,6 +381,20 @@ impl Writer {
             }));
             return;
         }
+        let now = self.options.clock.now_us();
+        if explicit_times {
+            let stored = match self.stored_last_time(&append.stream) {
+                Ok(stored) => stored,
+                Err(err) => {
+                    reply.send(Err(err));
+                    return;
+                }
+            };
+            if let Err(err) = check_stream_times(&append, stored, now) {
+                reply.send(Err(err));
+                return;
+            }
+        }
         if let Err(err) = self.make_room(append.encoded_bytes) {
             reply.send(Err(err));
             return;
@@ -360,7 +402,30 @@ impl Writer {
         if let Some(stream) = &deletes {
             self.pending_tombstones.insert(stream.clone());
         }
-        self.encode(append, actual, 0, Ack::One(reply), deletes);
+        self.encode(append, actual, 0, Ack::One(reply), deletes, now);
+    }
+
+    /// The time of `stream`'s last stored event (`None`: no events). Read from the segment
+    /// (one frame, usually in the block cache), and only for appends with explicit times, so
+    /// no per-stream time is kept in memory. Call it with nothing of the stream pending.
+    fn stored_last_time(&self, stream: &str) -> Result<Option<i64>> {
+        let state = self.shared.state.read();
+        let version = state.streams.version(stream);
+        if version == 0 {
+            return Ok(None);
+        }
+        let mut positions = state.stream_positions(stream, version, version);
+        if positions.is_empty() {
+            // Compaction keeps a stream's newest event, but be safe: the last one stored.
+            positions = state.stream_positions(stream, 1, version);
+        }
+        let Some(&(_, position)) = positions.last() else {
+            return Ok(None);
+        };
+        match state.locate(position) {
+            Some((reader, offset)) => Ok(Some(super::state::decode_event(reader, offset, position)?.timestamp_us())),
+            None => Ok(None),
+        }
     }
 
     /// Makes room in the group for `bytes` more encoded bytes that must stay in one segment:
@@ -433,6 +498,36 @@ impl Writer {
             }
             Some(_) => {}
         }
+        let explicit_times = |p: &AppendRequest| p.events.iter().any(|e| e.time_us.is_some());
+        if parts.iter().any(|p| explicit_times(p) && self.pending_versions.contains_key(&p.stream)) {
+            // Those streams' last times are in the pending group: commit it so they are readable.
+            self.commit();
+        }
+        // Explicit times never go back per stream, across the parts too.
+        let now = self.options.clock.now_us();
+        {
+            let mut last_times: HashMap<&str, Option<i64>> = HashMap::new();
+            for (i, part) in parts.iter().enumerate() {
+                if explicit_times(part) {
+                    let before = match last_times.get(part.stream.as_str()) {
+                        Some(&t) => t,
+                        None => match self.stored_last_time(&part.stream) {
+                            Ok(t) => t,
+                            Err(err) => {
+                                reply.send(refuse(i, err));
+                                return;
+                            }
+                        },
+                    };
+                    if let Err(err) = check_stream_times(part, before, now) {
+                        reply.send(refuse(i, err));
+                        return;
+                    }
+                }
+                let last = part.events.last().map(|e| e.time_us.unwrap_or(now));
+                last_times.insert(&part.stream, last);
+            }
+        }
         // Expected versions, in order: a later part naming the same stream sees the earlier
         // part's events.
         let mut actuals = Vec::with_capacity(parts.len());
@@ -464,7 +559,7 @@ impl Writer {
         for (i, (part, actual)) in parts.into_iter().zip(actuals).enumerate() {
             after -= part.events.len() as u64;
             let ack = if i == last { Ack::Batch(reply.take().expect("only the last part answers")) } else { Ack::Part };
-            self.encode(part, actual, after, ack, None);
+            self.encode(part, actual, after, ack, None, now);
         }
         debug_assert_eq!(after, 0, "every event of the batch counted down");
     }
@@ -472,9 +567,17 @@ impl Writer {
     /// Encodes one append into the group buffer. `batch_after` is the number of events that
     /// follow it in the same batch (0 for a single append, or a batch's last part): its batch
     /// markers count down to that, so recovery keeps the batch only when its last frame is there.
-    fn encode(&mut self, append: AppendRequest, actual: u64, batch_after: u64, ack: Ack, deletes: Option<String>) {
+    /// `now` stamps the events without an explicit time.
+    fn encode(
+        &mut self,
+        append: AppendRequest,
+        actual: u64,
+        batch_after: u64,
+        ack: Ack,
+        deletes: Option<String>,
+        now: i64,
+    ) {
         let count = append.events.len() as u64;
-        let timestamp_us = self.options.clock.now_us();
         let result = AppendResult {
             first_version: actual + 1,
             last_version: actual + count,
@@ -491,7 +594,7 @@ impl Writer {
                 &FrameRef {
                     position: result.first_position + i as u64,
                     version: result.first_version + i as u64,
-                    timestamp_us,
+                    timestamp_us: event.time_us.unwrap_or(now),
                     id: *id,
                     batch_remaining: u32::try_from(count - 1 - i as u64 + batch_after)
                         .expect("a batch holds fewer than 2^32 events (max_batch_events)"),
