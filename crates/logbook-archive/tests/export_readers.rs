@@ -12,12 +12,10 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use arrow_array::{Array, ArrayRef, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray};
-use arrow_schema::{DataType, Field, Schema, TimeUnit};
+use arrow_array::{Array, RecordBatch, StringArray};
 use logbook::{ExpectedVersion, NewEvent, Options, Store};
 use logbook_archive::{self as archive, Archive, ArchivedEvent};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-use parquet::arrow::ArrowWriter;
 use parquet::basic::LogicalType;
 
 fn strings<'a>(batch: &'a RecordBatch, name: &str) -> &'a StringArray {
@@ -90,48 +88,6 @@ fn export_files_repeat_no_partition_key_type_payloads_as_json_and_null_absent_me
     store.close().unwrap();
 }
 
-/// A file as the cold tier wrote it before: a `tenant` column, `data`/`meta` plain strings,
-/// empty metadata as `""` with encoding `base64`.
-fn old_layout_file(events: &[ArchivedEvent]) -> Vec<u8> {
-    let utf8 = |name: &str| Field::new(name, DataType::Utf8, false);
-    let schema = Arc::new(Schema::new(vec![
-        Field::new("position", DataType::Int64, false),
-        utf8("stream"),
-        Field::new("version", DataType::Int64, false),
-        utf8("type"),
-        Field::new("time", DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())), false),
-        utf8("id"),
-        utf8("data"),
-        utf8("meta"),
-        utf8("tenant"),
-        utf8("data_encoding"),
-        utf8("meta_encoding"),
-    ]));
-    let text = |f: &dyn Fn(&ArchivedEvent) -> String| -> ArrayRef {
-        Arc::new(StringArray::from_iter_values(events.iter().map(f)))
-    };
-    let payload = |bytes: &[u8]| archive::encode_payload(bytes);
-    let columns: Vec<ArrayRef> = vec![
-        Arc::new(Int64Array::from_iter_values(events.iter().map(|e| e.position as i64))),
-        text(&|e| e.stream.clone()),
-        Arc::new(Int64Array::from_iter_values(events.iter().map(|e| e.version as i64))),
-        text(&|e| e.event_type.clone()),
-        Arc::new(
-            TimestampMicrosecondArray::from_iter_values(events.iter().map(|e| e.timestamp_us)).with_timezone("UTC"),
-        ),
-        text(&|e| uuid::Uuid::from_bytes(e.id).to_string()),
-        text(&|e| payload(&e.data).0),
-        text(&|e| payload(&e.metadata).0),
-        text(&|e| logbook::owner_of(&e.stream).to_string()),
-        text(&|e| payload(&e.data).1.to_string()),
-        text(&|e| payload(&e.metadata).1.to_string()),
-    ];
-    let batch = RecordBatch::try_new(Arc::clone(&schema), columns).unwrap();
-    let mut writer = ArrowWriter::try_new(Vec::new(), schema, None).unwrap();
-    writer.write(&batch).unwrap();
-    writer.into_inner().unwrap()
-}
-
 #[test]
 fn files_of_the_old_layout_still_read() {
     let event = |position: u64, data: &[u8], metadata: &[u8]| ArchivedEvent {
@@ -145,7 +101,9 @@ fn files_of_the_old_layout_still_read() {
         data: data.to_vec(),
     };
     let events = vec![event(1, br#"{"a":1}"#, b""), event(2, b"\xff", br#"{"actor":"system"}"#)];
-    let bytes = old_layout_file(&events);
+    // As the cold tier wrote it before (the crate's first-layout writer, which
+    // tests/archive_migrate.rs checks against an independent copy of the old code).
+    let bytes = archive::encode_parquet_first_layout(&events).unwrap();
     assert_eq!(archive::decode_parquet(&bytes, Path::new("old.parquet")).unwrap(), events);
 
     // An archive whose files are of the first layout says so (export warns before adding to it).
