@@ -89,7 +89,7 @@ pub const ADMIN_ACTOR_ID: &str = "admin";
 ///   `actor_id: <tenant>`, `retailer_id: <tenant>`; the admin (and an open daemon's
 ///   connections) `actor: "admin"`, `actor_id: "admin"`, `retailer_id` the order's own.
 ///   `customer_id` is the order's; `causation_id` the command's `"id"` when given.
-/// - A command with an `"id"` that the order's last event already carries as its
+/// - A command with an `"id"` that an event of the order already carries as its
 ///   `causation_id` is not run again: the reply is that event's `[version, position]`, so a
 ///   client may resend a command whose reply it lost.
 /// - Refused by the state machine: `-REJECTED <state> does not accept <COMMAND>: <reason>`,
@@ -182,18 +182,27 @@ fn metadata_for(
     metadata
 }
 
-/// The `[version, position]` of the order's last event when it was caused by `command_id`.
+/// The `[version, position]` of the last event of the order that `command_id` caused, if any:
+/// the whole stream is searched (orders are short), not just its last event, so a command resent
+/// after another one landed is still answered with its own result instead of running again.
 fn already_done(store: &Store, stored: &str, loaded: &Loaded<Order>, command_id: Uuid) -> Result<Option<Value>, Value> {
-    if loaded.version == 0 {
-        return Ok(None);
+    let wanted = command_id.to_string();
+    let mut found = None;
+    let mut next = 1;
+    while next <= loaded.version {
+        let page = store.read_stream(stored, next, 1024, Direction::Forward).map_err(|e| error_reply(&e))?;
+        let Some(last) = page.last() else { break };
+        next = last.version() + 1;
+        for event in &page {
+            let caused_by = serde_json::from_slice::<serde_json::Value>(event.metadata())
+                .ok()
+                .and_then(|m| m.get("causation_id").and_then(|c| c.as_str()).map(str::to_string));
+            if caused_by.as_deref() == Some(wanted.as_str()) {
+                found = Some(version_position(event.version(), event.position()));
+            }
+        }
     }
-    let last = store.read_stream(stored, loaded.version, 1, Direction::Forward).map_err(|e| error_reply(&e))?;
-    let Some(event) = last.first() else { return Ok(None) };
-    let caused_by = serde_json::from_slice::<serde_json::Value>(event.metadata())
-        .ok()
-        .and_then(|m| m.get("causation_id").and_then(|c| c.as_str()).map(str::to_string));
-    Ok((caused_by.as_deref() == Some(command_id.to_string().as_str()))
-        .then(|| version_position(event.version(), event.position())))
+    Ok(found)
 }
 
 fn version_position(version: u64, position: u64) -> Value {
@@ -456,6 +465,12 @@ mod tests {
         });
         assert_eq!((reply, calls), (version_position(9, 9), 1));
         assert_eq!(store.read_stream("order-o-1", 1, 100, Direction::Forward).unwrap().len(), 9);
+        // Resent after another command landed on top of it: still its own result, not a second
+        // run (the id is looked for in the whole order, not only its last event).
+        interfere(&store, "q", None);
+        let reply = run(&store, None, &step, &mut || {});
+        assert_eq!(reply, version_position(9, 9), "answered with the first run's result");
+        assert_eq!(store.read_stream("order-o-1", 1, 100, Direction::Forward).unwrap().len(), 10, "nothing ran again");
     }
 
     #[test]
