@@ -388,3 +388,33 @@ fn the_designs_table_exported_by_postgresql_imports_with_its_times() {
     let text = String::from_utf8_lossy(&timeline.stdout);
     assert!(text.contains(&logbook::time::hms(first.timestamp_us())), "{text}");
 }
+
+/// `admin` is the daemon's admin identity, not a tenant: importing under it would write
+/// streams no tenant can see, so it is refused before anything is written.
+#[test]
+fn import_refuses_the_admin_name_as_a_tenant() {
+    let dir = tempfile::tempdir().unwrap();
+    let csv = dir.path().join("order_events.csv");
+    std::fs::write(
+        &csv,
+        "id,order_id,retailer_id,customer_id,event_type,payload,actor,actor_id,created_at,ip_address,user_agent\n\
+         6f1c0000-0000-4000-8000-000000000001,o-1,r,c,CART_CREATED,{},customer,c,2026-03-01 10:03:21+00,,\n",
+    )
+    .unwrap();
+    let data = dir.path().join("data");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_logbook"))
+        .args([
+            "import",
+            "--csv",
+            csv.to_str().unwrap(),
+            "--data",
+            data.to_str().unwrap(),
+            "--create",
+            "--tenant",
+            "admin",
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("is the admin identity, not a tenant"), "{out:?}");
+}

@@ -1565,6 +1565,11 @@ fn export(args: ExportArgs) -> Result<(), Failure> {
 fn import(args: ImportArgs) -> Result<(), Failure> {
     use logbook_cli::import;
     let namespace = match &args.tenant {
+        // `admin` is the daemon's admin identity, never a tenant: streams imported under it
+        // would be seen by no tenant.
+        Some(tenant) if tenant == server::ADMIN_NAME => {
+            return Err(format!("--tenant: '{tenant}' is the admin identity, not a tenant; give a tenant's name").into())
+        }
         Some(tenant) => Some(logbook::Namespace::new(tenant).map_err(|e| format!("--tenant: {e}"))?),
         None => None,
     };
