@@ -111,7 +111,8 @@ enum Command {
         after_help = "Examples:\n  logbook streams --data ./data --prefix order- --count 20\n  logbook streams --connect 127.0.0.1:7878 --after order-6f1c --json"
     )]
     Streams(StreamsArgs),
-    /// Delete a stream (a tombstone): hidden from reads at once, removed by the next compaction.
+    /// Delete a stream (a tombstone): hidden from reads at once, removed from disk by compaction
+    /// once the segments holding its events are sealed.
     /// Deletion is permanent, as a KurrentDB tombstone: the name can never be appended to again,
     /// even when it had no events yet (`--expected exists` refuses a stream that does not exist).
     #[command(
