@@ -126,6 +126,13 @@ pub struct Executed<A: Aggregate> {
     pub snapshot_written: bool,
 }
 
+impl<A: Aggregate> Executed<A> {
+    /// A command that decided no events: nothing written, the state as loaded.
+    fn unchanged(state: A, version: u64, attempts: u32) -> Self {
+        Executed { state, version, events: Vec::new(), append: None, attempts, snapshot_written: false }
+    }
+}
+
 /// Loads and saves aggregates of type `A` in a store.
 pub struct Repository<A: Aggregate> {
     store: Store,
@@ -341,32 +348,13 @@ impl<A: Aggregate> Repository<A> {
             };
             let events = loaded.state.handle(command).map_err(AggregateError::Domain)?;
             if events.is_empty() {
-                return Ok(Executed {
-                    state: loaded.state,
-                    version: loaded.version,
-                    events: Vec::new(),
-                    append: None,
-                    attempts: attempt,
-                    snapshot_written: false,
-                });
+                return Ok(Executed::unchanged(loaded.state, loaded.version, attempt));
             }
             let (new_events, ids) = encode_decided::<A>(&events, &base_metadata)?;
             let expected = expected_after_load(loaded.version);
             match self.store.append(stream, expected, new_events) {
                 Ok(result) => {
-                    let mut state = loaded.state;
-                    for event in &events {
-                        state.apply(event);
-                    }
-                    let snapshot_written = self.maybe_snapshot(stream, loaded.version, &state, &result);
-                    return Ok(Executed {
-                        state,
-                        version: result.last_version,
-                        events: ids.into_iter().zip(events).collect(),
-                        append: Some(result),
-                        attempts: attempt,
-                        snapshot_written,
-                    });
+                    return Ok(self.committed(stream, loaded.state, loaded.version, events, ids, result, attempt));
                 }
                 Err(Error::WrongExpectedVersion { actual, .. }) => {
                     tracing::debug!(stream, attempt, loaded = loaded.version, actual, "version conflict; retrying");
@@ -485,36 +473,43 @@ impl<A: Aggregate> Repository<A> {
             let executed = decided
                 .into_iter()
                 .map(|(stream, loaded, events, ids, _)| {
-                    let before = loaded.version;
-                    let mut state = loaded.state;
                     if events.is_empty() {
-                        return Executed {
-                            state,
-                            version: before,
-                            events: Vec::new(),
-                            append: None,
-                            attempts: attempt,
-                            snapshot_written: false,
-                        };
+                        return Executed::unchanged(loaded.state, loaded.version, attempt);
                     }
                     let result = results.next().expect("one result per part");
-                    for event in &events {
-                        state.apply(event);
-                    }
-                    let snapshot_written = self.maybe_snapshot(stream, before, &state, &result);
-                    Executed {
-                        state,
-                        version: result.last_version,
-                        events: ids.into_iter().zip(events).collect(),
-                        append: Some(result),
-                        attempts: attempt,
-                        snapshot_written,
-                    }
+                    self.committed(stream, loaded.state, loaded.version, events, ids, result, attempt)
                 })
                 .collect();
             return Ok(executed);
         }
         Err(AggregateError::Conflict { stream: conflicted, attempts: self.max_attempts })
+    }
+
+    /// The outcome of a command whose events were appended (`result`): the state after them,
+    /// and a snapshot if one was due. One copy for single and multi-aggregate execution.
+    #[allow(clippy::too_many_arguments)]
+    fn committed(
+        &self,
+        stream: &str,
+        mut state: A,
+        before: u64,
+        events: Vec<A::Event>,
+        ids: Vec<Uuid>,
+        result: AppendResult,
+        attempt: u32,
+    ) -> Executed<A> {
+        for event in &events {
+            state.apply(event);
+        }
+        let snapshot_written = self.maybe_snapshot(stream, before, &state, &result);
+        Executed {
+            state,
+            version: result.last_version,
+            events: ids.into_iter().zip(events).collect(),
+            append: Some(result),
+            attempts: attempt,
+            snapshot_written,
+        }
     }
 
     /// Writes a snapshot if the append took the stream across a multiple of the interval.
