@@ -33,7 +33,7 @@ use std::sync::Arc;
 
 use arrow_array::{Array, ArrayRef, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray};
 use arrow_schema::extension::Json;
-use arrow_schema::{DataType, Field, Schema, TimeUnit};
+use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use base64::Engine as _;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::arrow::ArrowWriter;
@@ -192,15 +192,11 @@ fn to_i64(value: u64, what: &str) -> Result<i64> {
 
 /// One Parquet file's bytes holding `events` in the given order (Snappy, one row group).
 pub fn encode_parquet(events: &[ArchivedEvent]) -> Result<Vec<u8>> {
-    let mut positions = Vec::with_capacity(events.len());
-    let mut versions = Vec::with_capacity(events.len());
     let mut data = Vec::with_capacity(events.len());
     let mut data_encodings = Vec::with_capacity(events.len());
     let mut metas = Vec::with_capacity(events.len());
     let mut meta_encodings = Vec::with_capacity(events.len());
     for event in events {
-        positions.push(to_i64(event.position, "position")?);
-        versions.push(to_i64(event.version, "version")?);
         let (text, encoding) = encode_payload(&event.data);
         data.push(text);
         data_encodings.push(encoding);
@@ -213,10 +209,28 @@ pub fn encode_parquet(events: &[ArchivedEvent]) -> Result<Vec<u8>> {
             meta_encodings.push(Some(encoding));
         }
     }
+    let mut columns = leading_columns(events)?;
+    columns.extend([
+        Arc::new(StringArray::from(data)) as ArrayRef,
+        Arc::new(StringArray::from(metas)),
+        Arc::new(StringArray::from(data_encodings)),
+        Arc::new(StringArray::from(meta_encodings)),
+    ]);
+    write_file(schema(), columns)
+}
+
+/// The columns both layouts start with: position, stream, version, type, time, id.
+fn leading_columns(events: &[ArchivedEvent]) -> Result<Vec<ArrayRef>> {
+    let mut positions = Vec::with_capacity(events.len());
+    let mut versions = Vec::with_capacity(events.len());
+    for event in events {
+        positions.push(to_i64(event.position, "position")?);
+        versions.push(to_i64(event.version, "version")?);
+    }
     let strings = |f: &dyn Fn(&ArchivedEvent) -> String| -> ArrayRef {
         Arc::new(StringArray::from_iter_values(events.iter().map(f)))
     };
-    let columns: Vec<ArrayRef> = vec![
+    Ok(vec![
         Arc::new(Int64Array::from(positions)),
         strings(&|e| e.stream.clone()),
         Arc::new(Int64Array::from(versions)),
@@ -225,15 +239,15 @@ pub fn encode_parquet(events: &[ArchivedEvent]) -> Result<Vec<u8>> {
             TimestampMicrosecondArray::from_iter_values(events.iter().map(|e| e.timestamp_us)).with_timezone("UTC"),
         ),
         strings(&|e| uuid::Uuid::from_bytes(e.id).hyphenated().to_string()),
-        Arc::new(StringArray::from(data)),
-        Arc::new(StringArray::from(metas)),
-        Arc::new(StringArray::from(data_encodings)),
-        Arc::new(StringArray::from(meta_encodings)),
-    ];
+    ])
+}
+
+/// One Parquet file (Snappy, one row group) of `columns` under `schema`.
+fn write_file(schema: SchemaRef, columns: Vec<ArrayRef>) -> Result<Vec<u8>> {
     let internal = |e: &dyn std::fmt::Display| Error::InvalidInput(format!("encoding Parquet: {e}"));
-    let batch = RecordBatch::try_new(schema(), columns).map_err(|e| internal(&e))?;
+    let batch = RecordBatch::try_new(Arc::clone(&schema), columns).map_err(|e| internal(&e))?;
     let props = WriterProperties::builder().set_compression(Compression::SNAPPY).build();
-    let mut writer = ArrowWriter::try_new(Vec::new(), schema(), Some(props)).map_err(|e| internal(&e))?;
+    let mut writer = ArrowWriter::try_new(Vec::new(), schema, Some(props)).map_err(|e| internal(&e))?;
     writer.write(&batch).map_err(|e| internal(&e))?;
     writer.into_inner().map_err(|e| internal(&e))
 }
@@ -258,36 +272,18 @@ pub fn encode_parquet_first_layout(events: &[ArchivedEvent]) -> Result<Vec<u8>> 
         utf8("data_encoding"),
         utf8("meta_encoding"),
     ]));
-    let mut positions = Vec::with_capacity(events.len());
-    let mut versions = Vec::with_capacity(events.len());
-    for event in events {
-        positions.push(to_i64(event.position, "position")?);
-        versions.push(to_i64(event.version, "version")?);
-    }
     let strings = |f: &dyn Fn(&ArchivedEvent) -> String| -> ArrayRef {
         Arc::new(StringArray::from_iter_values(events.iter().map(f)))
     };
-    let columns: Vec<ArrayRef> = vec![
-        Arc::new(Int64Array::from(positions)),
-        strings(&|e| e.stream.clone()),
-        Arc::new(Int64Array::from(versions)),
-        strings(&|e| e.event_type.clone()),
-        Arc::new(
-            TimestampMicrosecondArray::from_iter_values(events.iter().map(|e| e.timestamp_us)).with_timezone("UTC"),
-        ),
-        strings(&|e| uuid::Uuid::from_bytes(e.id).hyphenated().to_string()),
+    let mut columns = leading_columns(events)?;
+    columns.extend([
         strings(&|e| encode_payload(&e.data).0),
         strings(&|e| encode_payload(&e.metadata).0),
         strings(&|e| owner_of(&e.stream).to_string()),
         strings(&|e| encode_payload(&e.data).1.to_string()),
         strings(&|e| encode_payload(&e.metadata).1.to_string()),
-    ];
-    let internal = |e: &dyn std::fmt::Display| Error::InvalidInput(format!("encoding Parquet: {e}"));
-    let batch = RecordBatch::try_new(Arc::clone(&schema), columns).map_err(|e| internal(&e))?;
-    let props = WriterProperties::builder().set_compression(Compression::SNAPPY).build();
-    let mut writer = ArrowWriter::try_new(Vec::new(), schema, Some(props)).map_err(|e| internal(&e))?;
-    writer.write(&batch).map_err(|e| internal(&e))?;
-    writer.into_inner().map_err(|e| internal(&e))
+    ]);
+    write_file(schema, columns)
 }
 
 /// Replaces every listed file of the archive at `root` with a first-layout file holding the
