@@ -183,6 +183,9 @@ proptest! {
                     OrderError::InvalidTransition { state: s, .. } | OrderError::Rejected { state: s, .. } => {
                         prop_assert_eq!(s, state.status)
                     }
+                    OrderError::InvalidArgument { reason, .. } => {
+                        prop_assert!(false, "{:?}: a valid command's arguments refused: {}", command, reason)
+                    }
                 }
             }
             other => prop_assert!(false, "{:?} was accepted: {:?}", command, other.map(|e| e.version)),

@@ -257,15 +257,21 @@ fn every_transition_the_state_machine_refuses_is_rejected_and_writes_nothing() {
             r#"{"transaction_id":"t","gateway":"g","amount":{"amount":2750,"currency":"USD"}}"#,
             "CHECKOUT_STARTED does not accept CONFIRM_PAYMENT: amount is in USD, the order is in EUR",
         ),
-        ("r1", "FAIL_PAYMENT", r#"{"reason":""}"#, "CHECKOUT_STARTED does not accept FAIL_PAYMENT: reason must be 1..=256 bytes"),
+    ] {
+        assert_eq!(error_text(order(&mut con, id, command, Some(json))), format!("REJECTED {reason}"));
+    }
+    // Malformed arguments are the caller's error whatever the state: -ERR, not REJECTED (a
+    // client retrying after a state change would loop).
+    for (id, command, json, expected) in [
+        ("r1", "FAIL_PAYMENT", r#"{"reason":""}"#, "ERR FAIL_PAYMENT: reason must be 1..=256 bytes"),
         (
             "fresh",
             "CREATE_CART",
             r#"{"retailer_id":"shop","customer_id":"c","currency":"euro"}"#,
-            "NEW does not accept CREATE_CART: currency 'euro' is not a three-letter ISO 4217 code",
+            "ERR CREATE_CART: currency 'euro' is not a three-letter ISO 4217 code",
         ),
     ] {
-        assert_eq!(error_text(order(&mut con, id, command, Some(json))), format!("REJECTED {reason}"));
+        assert_eq!(error_text(order(&mut con, id, command, Some(json))), expected);
     }
     assert_eq!(head(&mut con), before, "no rejection wrote anything");
 }
@@ -433,4 +439,119 @@ fn concurrent_commands_on_one_order_are_retried_on_fresh_state() {
     let R::Array(items) = get(&state(&mut con, "o-1"), "items") else { panic!() };
     assert_eq!(items.len(), versions.len());
     assert_eq!(version(&mut con, "order-o-1"), 1 + versions.len() as i64);
+}
+
+#[test]
+fn a_command_id_reused_for_another_command_is_an_error_and_writes_nothing() {
+    let server = TestServer::start();
+    let mut con = server.redis();
+    ok(&mut con, "o-1", "CREATE_CART", Some(CREATE));
+    ok(&mut con, "o-1", "ADD_ITEM", Some(ADD_P1));
+    let id = "0b6f2a55-1c1e-4c4e-9a55-52a7d0f0c001";
+    let checkout = format!(r#"{{"id":"{id}"}}"#);
+    let first = ok(&mut con, "o-1", "START_CHECKOUT", Some(&checkout));
+    let before = head(&mut con);
+    // Another command, or the same command with other arguments, under a used id: the client
+    // would otherwise believe its cancel happened.
+    let cancel = format!(r#"{{"reason":"changed my mind","id":"{id}"}}"#);
+    assert_eq!(
+        error_text(order(&mut con, "o-1", "CANCEL", Some(&cancel))),
+        format!(
+            "ERR command id {id} was already used by version 3 of order 'o-1' (CHECKOUT_STARTED); \
+             CANCEL with these arguments is another command: give it a new id"
+        )
+    );
+    let other_add = format!(
+        r#"{{"product_id":"p9","quantity":1,"unit_price":{{"amount":5,"currency":"EUR"}},"id":"{id}"}}"#
+    );
+    assert!(error_text(order(&mut con, "o-1", "ADD_ITEM", Some(&other_add))).starts_with("ERR command id "));
+    assert_eq!(head(&mut con), before, "nothing written");
+    assert_eq!(text(&get(&state(&mut con, "o-1"), "status")), "CHECKOUT_STARTED");
+    // The same command resent is still answered with its first result.
+    assert_eq!(ok(&mut con, "o-1", "START_CHECKOUT", Some(&checkout)), first);
+}
+
+#[test]
+fn malformed_arguments_are_err_and_state_rules_are_rejected() {
+    let server = TestServer::start();
+    let mut con = server.redis();
+    assert_eq!(
+        error_text(order(&mut con, "o-1", "CREATE_CART", Some(r#"{"retailer_id":"s","customer_id":"c","currency":"eur"}"#))),
+        "ERR CREATE_CART: currency 'eur' is not a three-letter ISO 4217 code"
+    );
+    assert_eq!(
+        error_text(order(&mut con, "o-1", "CREATE_CART", Some(r#"{"retailer_id":"","customer_id":"c","currency":"EUR"}"#))),
+        "ERR CREATE_CART: retailer_id must be 1..=256 bytes"
+    );
+    ok(&mut con, "o-1", "CREATE_CART", Some(CREATE));
+    let before = head(&mut con);
+    for (json, expected) in [
+        (
+            r#"{"product_id":"p","quantity":0,"unit_price":{"amount":1,"currency":"EUR"}}"#,
+            "ERR ADD_ITEM: quantity must be 1..=10000",
+        ),
+        (
+            r#"{"product_id":"","quantity":1,"unit_price":{"amount":1,"currency":"EUR"}}"#,
+            "ERR ADD_ITEM: product_id must be 1..=256 bytes",
+        ),
+        (
+            r#"{"product_id":"p","quantity":1,"unit_price":{"amount":0,"currency":"EUR"}}"#,
+            "ERR ADD_ITEM: unit_price must be 1..=1000000000000 minor units",
+        ),
+        // A currency the order is not in depends on the order: the state's rule, REJECTED.
+        (
+            r#"{"product_id":"p","quantity":1,"unit_price":{"amount":1,"currency":"GBP"}}"#,
+            "REJECTED CART_CREATED does not accept ADD_ITEM: unit_price is in GBP, the order is in EUR",
+        ),
+    ] {
+        assert_eq!(error_text(order(&mut con, "o-1", "ADD_ITEM", Some(json))), expected, "{json}");
+    }
+    assert_eq!(head(&mut con), before, "nothing written");
+}
+
+#[test]
+fn a_cart_cannot_grow_past_what_one_payment_can_pay() {
+    let server = TestServer::start();
+    let mut con = server.redis();
+    ok(&mut con, "o-1", "CREATE_CART", Some(CREATE));
+    // 10,000 × 10^11 = 10^15 per line: the total passes the payment limit (10^12) at once.
+    let line = |p: &str, quantity: u32, amount: u64| {
+        format!(r#"{{"product_id":"{p}","quantity":{quantity},"unit_price":{{"amount":{amount},"currency":"EUR"}}}}"#)
+    };
+    ok(&mut con, "o-1", "ADD_ITEM", Some(&line("a", 10, 100_000_000_000)));
+    let before = head(&mut con);
+    assert_eq!(
+        error_text(order(&mut con, "o-1", "ADD_ITEM", Some(&line("b", 1, 1)))),
+        "REJECTED CART_CREATED does not accept ADD_ITEM: the order total would be 10000000000.01 EUR, \
+         more than one payment can take (10000000000.00 EUR)"
+    );
+    assert_eq!(
+        error_text(order(&mut con, "o-1", "ADD_ITEM", Some(&line("c", 10_000, 1_000_000_000_000)))),
+        "REJECTED CART_CREATED does not accept ADD_ITEM: the order total would be 100010000000000.00 EUR, \
+         more than one payment can take (10000000000.00 EUR)"
+    );
+    assert_eq!(head(&mut con), before, "nothing written");
+    // At the limit the order can still be paid in one payment.
+    ok(&mut con, "o-1", "START_CHECKOUT", None);
+    let pay = r#"{"transaction_id":"t","gateway":"g","amount":{"amount":1000000000000,"currency":"EUR"}}"#;
+    ok(&mut con, "o-1", "CONFIRM_PAYMENT", Some(pay));
+}
+
+#[test]
+fn the_admin_names_a_tenants_order_by_its_stored_name() {
+    let server = TestServer::with_tenants();
+    let mut acme = connect(&server.url_auth("acme", ACME_TOKEN, false));
+    let mut admin = connect(&server.url_auth("admin", ADMIN_TOKEN, false));
+    ok(&mut acme, "o-7", "CREATE_CART", Some(r#"{"customer_id":"c-1","currency":"EUR"}"#));
+    // As READ takes it: acme:order-o-7.
+    assert_eq!(text(&get(&state(&mut admin, "acme:order-o-7"), "status")), "CART_CREATED");
+    assert_eq!(ok(&mut admin, "acme:order-o-7", "ADD_ITEM", Some(ADD_P1)).0, 2);
+    assert_eq!(version(&mut admin, "acme:order-o-7"), 2);
+    assert_eq!(version(&mut admin, "order-acme:order-o-7"), 0, "no stray stream");
+    let lines: Vec<String> = redis::cmd("TIMELINE").arg("acme:order-o-7").query(&mut admin).unwrap();
+    assert!(lines.iter().any(|l| l.contains("ITEM_ADDED")), "{lines:?}");
+    let lines: Vec<String> = redis::cmd("TIMELINE").arg("acme:order-o").query(&mut admin).unwrap();
+    assert!(lines.iter().any(|l| l.contains("CART_CREATED")), "a unique prefix: {lines:?}");
+    // A tenant spelling another's stored name stays in its own namespace, as before.
+    assert_eq!(text(&get(&state(&mut acme, "globex:order-o-7"), "status")), "NEW");
 }

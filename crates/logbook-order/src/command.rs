@@ -16,7 +16,7 @@
 
 use std::sync::Arc;
 
-use logbook::{Direction, Namespace, Store, MAX_STREAM_NAME_BYTES};
+use logbook::{is_valid_namespace_name, Direction, Namespace, Store, MAX_STREAM_NAME_BYTES, NAMESPACE_SEPARATOR};
 use logbook_es::aggregate::{AggregateError, Loaded};
 use logbook_protocol::{text_argument, ArgDoc, ArgKind, CommandDoc, CommandError, Value};
 use logbook_server::{error_reply, stored_stream_name, CommandExtension, Extensions};
@@ -24,7 +24,7 @@ use uuid::Uuid;
 
 use crate::request::{parse_request, OrderAction};
 use crate::timeline::{self, Separators, TimelineError};
-use crate::{order_id_of, repository, stream_name, Actor, Order, OrderCommand, OrderError, OrderMetadata};
+use crate::{order_id_of, repository, stream_name, Actor, Order, OrderCommand, OrderError, OrderEvent, OrderMetadata};
 
 /// The TIMELINE command.
 #[derive(Debug, Default)]
@@ -55,7 +55,7 @@ impl CommandExtension for TimelineCommand {
             Err(_) => return CommandError::WrongArity(self.name()).to_value(),
         };
         let id = order_id_of(&order_id).unwrap_or(&order_id);
-        let stored = match stored_stream_name(namespace, &stream_name(id)) {
+        let stored = match order_stream(namespace, id) {
             Ok(stored) => stored,
             Err(reply) => return reply,
         };
@@ -140,7 +140,7 @@ impl CommandExtension for OrderServerCommand {
             Ok(request) => request,
             Err(err) => return Value::error("ERR", &err.to_string()),
         };
-        let stored = match stored_stream_name(namespace, &stream_name(&request.order_id)) {
+        let stored = match order_stream(namespace, &request.order_id) {
             Ok(stored) => stored,
             Err(reply) => return reply,
         };
@@ -156,6 +156,21 @@ impl CommandExtension for OrderServerCommand {
             }
         }
     }
+}
+
+/// The stored stream of the order `id` as the caller names it: `order-<id>` in the caller's
+/// namespace. The admin (no namespace) may also name a tenant's order by its stored stream
+/// name, `<tenant>:order-<id>`, as READ takes it; a tenant's own namespace always applies to
+/// a tenant, so it cannot reach another's orders this way.
+fn order_stream(namespace: Option<&Namespace>, id: &str) -> Result<String, Value> {
+    if namespace.is_none() {
+        if let Some((owner, local)) = id.split_once(NAMESPACE_SEPARATOR) {
+            if is_valid_namespace_name(owner) && order_id_of(local).is_some_and(|order| !order.is_empty()) {
+                return Ok(id.to_string());
+            }
+        }
+    }
+    stored_stream_name(namespace, &stream_name(id))
 }
 
 /// The metadata of the events a caller's command writes (see [`OrderServerCommand`]).
@@ -185,8 +200,13 @@ fn metadata_for(
 /// The `[version, position]` of the last event of the order that `command_id` caused, if any:
 /// the whole stream is searched (orders are short), not just its last event, so a command resent
 /// after another one landed is still answered with its own result instead of running again.
-fn already_done(store: &Store, stored: &str, loaded: &Loaded<Order>, command_id: Uuid) -> Result<Option<Value>, Value> {
+/// An id that caused an event other than the one `step`'s command decides is an error: the
+/// caller reused an id for another command, and answering with the old result would tell it
+/// that its new command happened.
+fn already_done(store: &Store, step: &Step<'_>, loaded: &Loaded<Order>, command_id: Uuid) -> Result<Option<Value>, Value> {
+    let stored = step.stored;
     let wanted = command_id.to_string();
+    let asked = step.command.to_event();
     let mut found = None;
     let mut next = 1;
     while next <= loaded.version {
@@ -198,6 +218,20 @@ fn already_done(store: &Store, stored: &str, loaded: &Loaded<Order>, command_id:
                 .ok()
                 .and_then(|m| m.get("causation_id").and_then(|c| c.as_str()).map(str::to_string));
             if caused_by.as_deref() == Some(wanted.as_str()) {
+                let same = OrderEvent::from_json(event.event_type(), event.data()).is_ok_and(|done| done == asked);
+                if !same {
+                    return Err(Value::error(
+                        "ERR",
+                        &format!(
+                            "command id {wanted} was already used by version {} of order '{}' ({}); {} with \
+                             these arguments is another command: give it a new id",
+                            event.version(),
+                            step.id,
+                            event.event_type(),
+                            step.name
+                        ),
+                    ));
+                }
                 found = Some(version_position(event.version(), event.position()));
             }
         }
@@ -236,7 +270,7 @@ fn run(store: &Store, namespace: Option<&Namespace>, step: &Step<'_>, between: &
             Err(err) => return aggregate_error_reply(id, err),
         };
         if let Some(command_id) = command_id {
-            match already_done(store, stored, &loaded, command_id) {
+            match already_done(store, step, &loaded, command_id) {
                 Ok(Some(reply)) => return reply,
                 Ok(None) => {}
                 Err(reply) => return reply,
@@ -263,9 +297,12 @@ fn run(store: &Store, namespace: Option<&Namespace>, step: &Step<'_>, between: &
     )
 }
 
-/// `-REJECTED <state> does not accept <COMMAND>: <reason>`.
+/// `-REJECTED <state> does not accept <COMMAND>: <reason>` when the order's state refuses the
+/// command; `-ERR <COMMAND>: <reason>` when an argument is malformed whatever the state (a
+/// client that retried after a state change would loop on it).
 fn rejected(name: &str, err: &OrderError) -> Value {
     let (state, reason) = match err {
+        OrderError::InvalidArgument { reason, .. } => return Value::error("ERR", &format!("{name}: {reason}")),
         OrderError::InvalidTransition { state, allowed, .. } => {
             let names: Vec<&str> = allowed.iter().map(|s| s.as_str()).collect();
             let reason = if names.is_empty() {

@@ -143,7 +143,7 @@ pub fn validate_history(upcasters: &Upcasters, events: &[RecordedEvent]) -> Resu
                     let names: Vec<&str> = allowed.iter().map(|s| s.as_str()).collect();
                     format!("only allowed after {}", names.join(" or "))
                 }
-                Violation::Rule(reason) => reason,
+                Violation::Rule(reason) | Violation::Argument(reason) => reason,
             };
             return Err(violation(order.status, reason));
         }

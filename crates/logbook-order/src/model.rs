@@ -487,8 +487,12 @@ pub struct Order {
 pub enum Violation {
     /// The state machine has no arrow for it.
     State { allowed: &'static [OrderStatus] },
-    /// The arrow exists, but a rule of the domain forbids it (names the rule).
+    /// The arrow exists, but a rule of the domain forbids it in this state (names the rule).
     Rule(String),
+    /// A value of the event is malformed whatever the state (an empty text, a quantity or
+    /// amount out of range, a currency code that is not one): the caller's input, not the
+    /// order, is wrong.
+    Argument(String),
 }
 
 /// A rejected command: names the command and the order's state. Nothing was written.
@@ -498,6 +502,9 @@ pub enum OrderError {
     InvalidTransition { command: &'static str, state: OrderStatus, allowed: Vec<OrderStatus> },
     #[error("cannot {command} (order is {state}): {reason}")]
     Rejected { command: &'static str, state: OrderStatus, reason: String },
+    /// A malformed argument ([`Violation::Argument`]): retrying in another state cannot help.
+    #[error("cannot {command}: {reason}")]
+    InvalidArgument { command: &'static str, reason: String },
 }
 
 fn list(states: &[OrderStatus]) -> String {
@@ -612,9 +619,13 @@ fn rule(reason: impl Into<String>) -> Result<(), Violation> {
     Err(Violation::Rule(reason.into()))
 }
 
+fn malformed(reason: impl Into<String>) -> Result<(), Violation> {
+    Err(Violation::Argument(reason.into()))
+}
+
 fn text_ok(what: &str, value: &str) -> Result<(), Violation> {
     if value.is_empty() || value.len() > MAX_TEXT_BYTES {
-        return rule(format!("{what} must be 1..={MAX_TEXT_BYTES} bytes"));
+        return malformed(format!("{what} must be 1..={MAX_TEXT_BYTES} bytes"));
     }
     Ok(())
 }
@@ -633,11 +644,11 @@ impl Order {
     }
 
     fn money_ok(&self, what: &str, money: &Money) -> Result<(), Violation> {
+        if money.amount == 0 || money.amount > MAX_AMOUNT_MINOR {
+            return malformed(format!("{what} must be 1..={MAX_AMOUNT_MINOR} minor units"));
+        }
         if money.currency != self.currency {
             return rule(format!("{what} is in {}, the order is in {}", money.currency, self.currency));
-        }
-        if money.amount == 0 || money.amount > MAX_AMOUNT_MINOR {
-            return rule(format!("{what} must be 1..={MAX_AMOUNT_MINOR} minor units"));
         }
         Ok(())
     }
@@ -653,14 +664,24 @@ impl Order {
                 text_ok("retailer_id", &e.retailer_id)?;
                 text_ok("customer_id", &e.customer_id)?;
                 if !valid_currency(&e.currency) {
-                    return rule(format!("currency '{}' is not a three-letter ISO 4217 code", e.currency));
+                    return malformed(format!("currency '{}' is not a three-letter ISO 4217 code", e.currency));
                 }
             }
             OrderEvent::ItemAdded(e) => {
                 text_ok("product_id", &e.product_id)?;
                 self.money_ok("unit_price", &e.unit_price)?;
                 if e.quantity == 0 || e.quantity > MAX_QUANTITY {
-                    return rule(format!("quantity must be 1..={MAX_QUANTITY}"));
+                    return malformed(format!("quantity must be 1..={MAX_QUANTITY}"));
+                }
+                // A cart one payment cannot pay would be a dead end (CONFIRM_PAYMENT takes at
+                // most MAX_AMOUNT_MINOR), and its total would overflow long before MAX_LINES.
+                let total = self.total().saturating_add(u64::from(e.quantity).saturating_mul(e.unit_price.amount));
+                if total > MAX_AMOUNT_MINOR {
+                    return rule(format!(
+                        "the order total would be {}, more than one payment can take ({})",
+                        Money::new(total, &self.currency),
+                        Money::new(MAX_AMOUNT_MINOR, &self.currency)
+                    ));
                 }
                 match self.items.get(&e.product_id) {
                     Some(line) if line.unit_price != e.unit_price.amount => {
@@ -808,6 +829,7 @@ impl Aggregate for Order {
             Err(Violation::Rule(reason)) => {
                 Err(OrderError::Rejected { command: command.name(), state: self.status, reason })
             }
+            Err(Violation::Argument(reason)) => Err(OrderError::InvalidArgument { command: command.name(), reason }),
         }
     }
 
