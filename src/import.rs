@@ -177,6 +177,14 @@ pub fn read_csv(
         since_row.set(0);
         let line = line_of(&record);
         if record.len() != COLUMNS.len() {
+            // A quote that is never closed swallows the rest of the file into one field: the
+            // csv reader then ends the record at the end of the file, with too few columns.
+            let spans_lines = record.iter().any(|f| f.contains(&b'\n'));
+            if spans_lines && !reader.read_byte_record(&mut csv::ByteRecord::new()).map_err(read_error)? {
+                return Err(format!(
+                    "line {line}: a quoted field opened on this line is not closed before the end of the file"
+                ));
+            }
             return Err(format!("line {line}: {} columns, want {} (as the header)", record.len(), COLUMNS.len()));
         }
         let field = |name: &str| -> Result<&str, String> {
@@ -258,7 +266,8 @@ fn parse_row<'a>(
         Ok(value)
     };
     let id_text = required("id")?;
-    let id = Uuid::parse_str(id_text).map_err(|_| format!("line {line}: id '{id_text}' is not a UUID"))?;
+    let id = Uuid::parse_str(id_text)
+        .map_err(|_| format!("line {line}: id '{}' is not a UUID", id_text.escape_debug()))?;
     let order_id = required("order_id")?;
     let event_type = required("event_type")?;
     if event_type.len() > logbook::MAX_EVENT_TYPE_BYTES {
@@ -382,6 +391,14 @@ pub fn import(store: &Store, parsed: Parsed, mut progress: impl FnMut(u64)) -> R
         let count = order.rows.len() as u64;
         let first_line = order.rows.iter().map(|r| r.line).min().unwrap_or(0);
         let before = store.stream_version(&order.stream);
+        if before > 0 {
+            older_than_stored(store, &order).map_err(|why| {
+                format!(
+                    "order {} (stream {}): {why}; {} orders imported before it, {} already present",
+                    order.order_id, order.stream, summary.orders_imported, summary.orders_already_present
+                )
+            })?;
+        }
         let events: Vec<NewEvent> = order
             .rows
             .into_iter()
@@ -428,6 +445,33 @@ pub fn import(store: &Store, parsed: Parsed, mut progress: impl FnMut(u64)) -> R
         progress(done);
     }
     Ok(summary)
+}
+
+/// Refuses, naming the row and both times, a row of an order that an earlier import stored
+/// whose time is before the last stored event's: appended after them it would make the
+/// stream's times go back (the store refuses that), and put before them it would change
+/// what is stored. Reads at most `order.rows.len()` events; a stream holding other events than
+/// the file's is left to the append's own refusal.
+fn older_than_stored(store: &Store, order: &Order) -> Result<(), String> {
+    let stored = store.read_stream(&order.stream, 1, order.rows.len() + 1, logbook::Direction::Forward);
+    let Ok(stored) = stored else { return Ok(()) };
+    let ids: std::collections::HashSet<Uuid> = stored.iter().map(|e| e.id()).collect();
+    let Some(last) = stored.iter().map(|e| e.timestamp_us()).max() else { return Ok(()) };
+    if stored.len() > order.rows.len() || order.rows.iter().filter(|r| ids.contains(&r.id)).count() != stored.len() {
+        return Ok(());
+    }
+    match order.rows.iter().find(|r| !ids.contains(&r.id) && r.time_us < last) {
+        Some(row) => Err(format!(
+            "line {}: row {} ({}) is older than the last event stored for the order ({}); rows a later \
+             import adds must not be older than what an earlier import stored (per stream, event times never go \
+             back)",
+            row.line,
+            row.id,
+            logbook::time::rfc3339(row.time_us),
+            logbook::time::rfc3339(last)
+        )),
+        None => Ok(()),
+    }
 }
 
 /// How many of `events` the stream already holds as its first events (`before` of them, the

@@ -74,3 +74,34 @@ fn a_backup_of_a_live_store_opens_with_every_acknowledged_event_and_the_archive(
     let err = logbook_archive::backup_dir(dir.path(), &copy).unwrap_err();
     assert!(err.to_string().contains("not empty"), "{err}");
 }
+
+/// Allocated bytes of every file under `dir` (what `du` counts).
+fn allocated(dir: &std::path::Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    let mut total = 0;
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let entry = entry.unwrap();
+        let meta = entry.metadata().unwrap();
+        total += if meta.is_dir() { allocated(&entry.path()) } else { meta.blocks() * 512 };
+    }
+    total
+}
+
+#[test]
+fn a_backup_keeps_the_unwritten_part_of_a_segment_a_hole() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = logbook::Store::open(dir.path().join("data"), Options::default()).unwrap();
+    store.append("order-1", ExpectedVersion::Any, vec![NewEvent::new("CART_CREATED", b"{}".to_vec())]).unwrap();
+    let copy = dir.path().join("copy");
+    let report = logbook::backup_dir(&dir.path().join("data"), &copy).unwrap();
+    // The segment's length is kept (64 MiB by default), its never-written tail is not
+    // written out: a backup costs what the store holds, not its preallocation.
+    let segment = |root: &std::path::Path| std::fs::read_dir(root.join("segments")).unwrap().count();
+    assert_eq!(segment(&copy), segment(&dir.path().join("data")));
+    assert!(report.bytes >= 64 << 20, "{report:?}");
+    let (source, backup) = (allocated(&dir.path().join("data")), allocated(&copy));
+    assert!(backup <= source, "the copy allocates {backup} bytes, the store {source}");
+    let reopened = logbook::Store::open(&copy, Options::default()).unwrap();
+    assert_eq!(reopened.stream_version("order-1"), 1);
+    drop(store);
+}

@@ -418,3 +418,41 @@ fn import_refuses_the_admin_name_as_a_tenant() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("is the admin identity, not a tenant"), "{out:?}");
 }
+
+#[test]
+fn a_new_row_older_than_the_stored_ones_is_refused_naming_the_rule() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let data_s = data.to_str().unwrap();
+    let first = dir.path().join("first.csv");
+    std::fs::write(&first, generated_csv()).unwrap();
+    ok_json(&["import", "--csv", first.to_str().unwrap(), "--data", data_s, "--create", "--json"]);
+    // Order 1's stored rows run from 10:03:21 to 10:04:18 UTC; a new row at 09:00 cannot go
+    // after them (per stream, event times never go back).
+    let o1 = "6f1c0000-0000-4000-8000-000000000001";
+    let older = format!("00000000-0000-4000-8000-000000000007,{o1},r,,NOTE,{{}},admin,,2026-03-01 09:00:00+00,,\n");
+    let more = dir.path().join("more.csv");
+    std::fs::write(&more, generated_csv() + &older).unwrap();
+    let err = failure(&["import", "--csv", more.to_str().unwrap(), "--data", data_s]);
+    assert!(
+        err.contains("line 9: row 00000000-0000-4000-8000-000000000007 (2026-03-01T09:00:00.000000Z) is older than")
+            && err.contains("the last event stored for the order (2026-03-01T10:04:18.000000Z)"),
+        "{err}"
+    );
+}
+
+#[test]
+fn an_unclosed_quote_and_control_characters_are_named_as_such() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let data_s = data.to_str().unwrap();
+    let row = "00000000-0000-4000-8000-000000000099,o-9,r,,CART_CREATED,\"{},customer,,2026-03-01 10:00:00+00,,\nx,y\n";
+    let csv = dir.path().join("quote.csv");
+    std::fs::write(&csv, format!("{HEADER}\n{row}")).unwrap();
+    let err = failure(&["import", "--csv", csv.to_str().unwrap(), "--data", data_s, "--create"]);
+    assert!(err.contains("line 2: a quoted field opened on this line is not closed before the end of the file"), "{err}");
+    let nul = "00000000-0000-4000-8000-000000000001\0,o-9,r,,CART_CREATED,{},customer,,2026-03-01 10:00:00+00,,\n";
+    std::fs::write(&csv, format!("{HEADER}\n{nul}")).unwrap();
+    let err = failure(&["import", "--csv", csv.to_str().unwrap(), "--data", data_s, "--create"]);
+    assert!(err.contains(r"id '00000000-0000-4000-8000-000000000001\0' is not a UUID") && !err.contains('\0'), "{err:?}");
+}

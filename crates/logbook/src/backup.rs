@@ -151,21 +151,79 @@ pub fn backup_dir_with(
 }
 
 /// Copies and syncs one file; `None` if it vanished (a compaction removed it: the caller's
-/// before/after comparison notices).
+/// before/after comparison notices). Returns the file's length.
+///
+/// Runs of zeros of [`HOLE_BYTES`] or more are left as holes in the copy (it reads back the
+/// same): a segment is zero-filled ahead of its writes and preallocated to its full size, so
+/// a plain copy of a nearly empty store would write out every unused megabyte of it.
 pub fn copy_synced(from: &Path, to: &Path) -> Result<Option<u64>> {
-    match fs::copy(from, to) {
-        Ok(bytes) => {
-            fs::File::open(to)
-                .and_then(|f| f.sync_all())
-                .map_err(|e| Error::io(format!("syncing {}", to.display()), e))?;
-            Ok(Some(bytes))
+    use std::io::{Read, Seek, SeekFrom, Write};
+    let mut source = match fs::File::open(from) {
+        Ok(file) => file,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(Error::io(format!("opening {}", from.display()), e)),
+    };
+    let copying = |e| Error::io(format!("copying {} to {}", from.display(), to.display()), e);
+    let mut target = fs::OpenOptions::new().write(true).create(true).truncate(true).open(to).map_err(copying)?;
+    let mut chunk = vec![0u8; HOLE_BYTES];
+    let mut length = 0u64;
+    loop {
+        let mut filled = 0;
+        while filled < chunk.len() {
+            match source.read(&mut chunk[filled..]) {
+                Ok(0) => break,
+                Ok(n) => filled += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(copying(e)),
+            }
         }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(Error::io(format!("copying {} to {}", from.display(), to.display()), e)),
+        if filled == 0 {
+            break;
+        }
+        let data = &chunk[..filled];
+        if filled == HOLE_BYTES && data.iter().all(|&b| b == 0) {
+            target.seek(SeekFrom::Current(HOLE_BYTES as i64)).map_err(copying)?;
+        } else {
+            target.write_all(data).map_err(copying)?;
+        }
+        length += filled as u64;
+        if filled < chunk.len() {
+            break;
+        }
     }
+    // A trailing hole has no bytes written after it: the length says where the file ends.
+    target.set_len(length).map_err(copying)?;
+    target.sync_all().map_err(|e| Error::io(format!("syncing {}", to.display()), e))?;
+    Ok(Some(length))
 }
+
+/// The smallest run of zeros [`copy_synced`] leaves as a hole, and the size it copies in.
+pub const HOLE_BYTES: usize = 64 * 1024;
 
 /// Syncs a directory, so the names in it survive a power loss.
 pub fn sync_dir(dir: &Path) -> Result<()> {
     fs::File::open(dir).and_then(|d| d.sync_all()).map_err(|e| Error::io(format!("syncing {}", dir.display()), e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_copy_reads_back_byte_for_byte_with_zero_runs_as_holes() {
+        let dir = tempfile::tempdir().unwrap();
+        // Data, a whole zero chunk, data ending mid-chunk, then a zero tail shorter than a chunk.
+        let mut bytes = vec![7u8; 1000];
+        bytes.resize(1000 + 3 * HOLE_BYTES, 0);
+        bytes.extend_from_slice(&[9u8; 10]);
+        bytes.resize(bytes.len() + HOLE_BYTES + 5, 0);
+        for (name, content) in [("mixed", bytes), ("empty", Vec::new()), ("zeros", vec![0u8; 2 * HOLE_BYTES])] {
+            let (from, to) = (dir.path().join(name), dir.path().join(format!("{name}.copy")));
+            fs::write(&from, &content).unwrap();
+            fs::write(&to, b"an older copy, longer than nothing").unwrap();
+            assert_eq!(copy_synced(&from, &to).unwrap(), Some(content.len() as u64));
+            assert_eq!(fs::read(&to).unwrap(), content, "{name}");
+        }
+        assert_eq!(copy_synced(&dir.path().join("gone"), &dir.path().join("gone.copy")).unwrap(), None);
+    }
 }
