@@ -281,6 +281,10 @@ pub struct BenchReport {
     /// Bytes per second over the sequential write bandwidth.
     pub bytes_over_bandwidth: f64,
     pub fsyncs: u64,
+    /// CPU time the measuring thread spent per event, user and system (replay only: it runs on
+    /// one thread). Unlike the rates it hardly moves when other processes take the CPU, so it
+    /// compares two builds on a busy machine.
+    pub cpu_ns_per_event: Option<f64>,
 }
 
 /// Raw totals of a run, before rates and ratios.
@@ -290,6 +294,14 @@ struct Measured {
     bytes: u64,
     seconds: f64,
     fsyncs: u64,
+    cpu_ns: Option<u64>,
+}
+
+/// CPU time this thread has run, in ns (Linux: `/proc/thread-self/schedstat`); `None` where
+/// that file does not exist.
+fn thread_cpu_ns() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
+    text.split_whitespace().next()?.parse().ok()
 }
 
 impl BenchReport {
@@ -311,6 +323,7 @@ impl BenchReport {
             ops_over_fdatasync: m.operations as f64 / m.seconds / limits.fdatasync_per_sec,
             bytes_over_bandwidth: m.bytes as f64 / m.seconds / limits.write_bytes_per_sec,
             fsyncs: m.fsyncs,
+            cpu_ns_per_event: m.cpu_ns.map(|ns| ns as f64 / m.events.max(1) as f64),
         }
     }
 }
@@ -384,6 +397,7 @@ pub fn run_embedded(
         fill(&store, config, &pool, progress)?;
     }
     let fsyncs_before = store.stats().fsyncs;
+    let cpu_before = thread_cpu_ns();
     let start = Instant::now();
     let (operations, events, bytes, latencies) = match config.mode {
         BenchMode::Append => append_phase(&store, config, &pool, progress)?,
@@ -403,9 +417,14 @@ pub fn run_embedded(
         }
     };
     let seconds = start.elapsed().as_secs_f64().max(1e-9);
+    // Only a replay runs wholly on this thread; the other modes' work is on others.
+    let cpu_ns = match (config.mode, cpu_before, thread_cpu_ns()) {
+        (BenchMode::Replay, Some(before), Some(after)) => Some(after.saturating_sub(before)),
+        _ => None,
+    };
     let fsyncs = store.stats().fsyncs - fsyncs_before;
     store.close()?;
-    let measured = Measured { operations, events, bytes, seconds, fsyncs };
+    let measured = Measured { operations, events, bytes, seconds, fsyncs, cpu_ns };
     Ok(BenchReport::new(config, limits, measured, latencies))
 }
 
@@ -490,7 +509,7 @@ pub fn run_daemon(
         latencies.extend(l);
     }
     let fsyncs = daemon_fsyncs(target)?.saturating_sub(fsyncs_before);
-    let measured = Measured { operations, events, bytes, seconds, fsyncs };
+    let measured = Measured { operations, events, bytes, seconds, fsyncs, cpu_ns: None };
     Ok(BenchReport::new(config, limits, measured, latencies))
 }
 

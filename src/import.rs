@@ -266,8 +266,8 @@ fn parse_row<'a>(
         Ok(value)
     };
     let id_text = required("id")?;
-    let id = Uuid::parse_str(id_text)
-        .map_err(|_| format!("line {line}: id '{}' is not a UUID", id_text.escape_debug()))?;
+    let id =
+        Uuid::parse_str(id_text).map_err(|_| format!("line {line}: id '{}' is not a UUID", id_text.escape_debug()))?;
     let order_id = required("order_id")?;
     let event_type = required("event_type")?;
     if event_type.len() > logbook::MAX_EVENT_TYPE_BYTES {

@@ -450,9 +450,15 @@ fn an_unclosed_quote_and_control_characters_are_named_as_such() {
     let csv = dir.path().join("quote.csv");
     std::fs::write(&csv, format!("{HEADER}\n{row}")).unwrap();
     let err = failure(&["import", "--csv", csv.to_str().unwrap(), "--data", data_s, "--create"]);
-    assert!(err.contains("line 2: a quoted field opened on this line is not closed before the end of the file"), "{err}");
+    assert!(
+        err.contains("line 2: a quoted field opened on this line is not closed before the end of the file"),
+        "{err}"
+    );
     let nul = "00000000-0000-4000-8000-000000000001\0,o-9,r,,CART_CREATED,{},customer,,2026-03-01 10:00:00+00,,\n";
     std::fs::write(&csv, format!("{HEADER}\n{nul}")).unwrap();
     let err = failure(&["import", "--csv", csv.to_str().unwrap(), "--data", data_s, "--create"]);
-    assert!(err.contains(r"id '00000000-0000-4000-8000-000000000001\0' is not a UUID") && !err.contains('\0'), "{err:?}");
+    assert!(
+        err.contains(r"id '00000000-0000-4000-8000-000000000001\0' is not a UUID") && !err.contains('\0'),
+        "{err:?}"
+    );
 }

@@ -461,9 +461,8 @@ fn a_command_id_reused_for_another_command_is_an_error_and_writes_nothing() {
              CANCEL with these arguments is another command: give it a new id"
         )
     );
-    let other_add = format!(
-        r#"{{"product_id":"p9","quantity":1,"unit_price":{{"amount":5,"currency":"EUR"}},"id":"{id}"}}"#
-    );
+    let other_add =
+        format!(r#"{{"product_id":"p9","quantity":1,"unit_price":{{"amount":5,"currency":"EUR"}},"id":"{id}"}}"#);
     assert!(error_text(order(&mut con, "o-1", "ADD_ITEM", Some(&other_add))).starts_with("ERR command id "));
     assert_eq!(head(&mut con), before, "nothing written");
     assert_eq!(text(&get(&state(&mut con, "o-1"), "status")), "CHECKOUT_STARTED");
@@ -476,11 +475,21 @@ fn malformed_arguments_are_err_and_state_rules_are_rejected() {
     let server = TestServer::start();
     let mut con = server.redis();
     assert_eq!(
-        error_text(order(&mut con, "o-1", "CREATE_CART", Some(r#"{"retailer_id":"s","customer_id":"c","currency":"eur"}"#))),
+        error_text(order(
+            &mut con,
+            "o-1",
+            "CREATE_CART",
+            Some(r#"{"retailer_id":"s","customer_id":"c","currency":"eur"}"#)
+        )),
         "ERR CREATE_CART: currency 'eur' is not a three-letter ISO 4217 code"
     );
     assert_eq!(
-        error_text(order(&mut con, "o-1", "CREATE_CART", Some(r#"{"retailer_id":"","customer_id":"c","currency":"EUR"}"#))),
+        error_text(order(
+            &mut con,
+            "o-1",
+            "CREATE_CART",
+            Some(r#"{"retailer_id":"","customer_id":"c","currency":"EUR"}"#)
+        )),
         "ERR CREATE_CART: retailer_id must be 1..=256 bytes"
     );
     ok(&mut con, "o-1", "CREATE_CART", Some(CREATE));

@@ -1290,6 +1290,9 @@ fn print_bench(r: &logbook_cli::bench::BenchReport) {
     println!("  {:<22} {:>14.1} {:>24}", "latency p99 (µs)", r.latency_us_p99, "");
     println!("  {:<22} {:>14.1} {:>24}", "latency p99.9 (µs)", r.latency_us_p999, "");
     println!("  {:<22} {:>14} {:>24}", "fsyncs", r.fsyncs, format!("{} ops in {:.2} s", r.operations, r.seconds));
+    if let Some(ns) = r.cpu_ns_per_event {
+        println!("  {:<22} {:>14.1} {:>24}", "CPU ns/event", ns, "(this thread, user + system)");
+    }
 }
 
 /// `read --archive`: the stream's archived events, from the Parquet files, in version order.

@@ -203,7 +203,12 @@ fn metadata_for(
 /// An id that caused an event other than the one `step`'s command decides is an error: the
 /// caller reused an id for another command, and answering with the old result would tell it
 /// that its new command happened.
-fn already_done(store: &Store, step: &Step<'_>, loaded: &Loaded<Order>, command_id: Uuid) -> Result<Option<Value>, Value> {
+fn already_done(
+    store: &Store,
+    step: &Step<'_>,
+    loaded: &Loaded<Order>,
+    command_id: Uuid,
+) -> Result<Option<Value>, Value> {
     let stored = step.stored;
     let wanted = command_id.to_string();
     let asked = step.command.to_event();

@@ -205,10 +205,18 @@ fn decode_body(body: &[u8]) -> Result<FrameRef<'_>, DecodeError> {
     let stream_end = BODY_FIXED_BYTES + stream_len;
     let type_end = stream_end + type_len;
     let meta_end = type_end + meta_len;
-    let stream =
-        std::str::from_utf8(&body[BODY_FIXED_BYTES..stream_end]).map_err(|_| DecodeError::Utf8 { field: "stream" })?;
-    let event_type =
-        std::str::from_utf8(&body[stream_end..type_end]).map_err(|_| DecodeError::Utf8 { field: "event type" })?;
+    // The two names lie side by side: one UTF-8 check of both (half the calls on a replay),
+    // split at a char boundary. When it fails, each is checked alone to name the bad one.
+    let (stream, event_type) = match std::str::from_utf8(&body[BODY_FIXED_BYTES..type_end]) {
+        Ok(names) if names.is_char_boundary(stream_len) => names.split_at(stream_len),
+        _ => {
+            let stream = std::str::from_utf8(&body[BODY_FIXED_BYTES..stream_end])
+                .map_err(|_| DecodeError::Utf8 { field: "stream" })?;
+            let event_type =
+                std::str::from_utf8(&body[stream_end..type_end]).map_err(|_| DecodeError::Utf8 { field: "event type" })?;
+            (stream, event_type)
+        }
+    };
     check_limits(stream, event_type, &body[type_end..meta_end], &body[meta_end..])?;
     let (position, version) = (u64_at(body, 0), u64_at(body, 8));
     if position == 0 {
@@ -311,6 +319,29 @@ mod tests {
             buf[4..8].copy_from_slice(&crc.to_le_bytes());
             assert_eq!(decode(&buf), Err(DecodeError::ZeroField { field }));
         }
+    }
+
+    #[test]
+    fn names_must_each_be_utf8_even_when_side_by_side_they_are() {
+        let reseal = |buf: &mut Vec<u8>| {
+            let crc = checksum(&buf[FRAME_HEADER_BYTES..]);
+            buf[4..8].copy_from_slice(&crc.to_le_bytes());
+        };
+        let frame = FrameRef { stream: "aé", event_type: "x", ..sample() };
+        let mut buf = Vec::new();
+        encode(&frame, &mut buf);
+        assert_eq!(decode(&buf).unwrap().0, frame);
+        // Move the boundary into the middle of `é`: "a\xC3" + "\xA9x" read together is "aéx".
+        buf[FRAME_HEADER_BYTES + 44..FRAME_HEADER_BYTES + 46].copy_from_slice(&2u16.to_le_bytes());
+        buf[FRAME_HEADER_BYTES + 46..FRAME_HEADER_BYTES + 48].copy_from_slice(&2u16.to_le_bytes());
+        reseal(&mut buf);
+        assert_eq!(decode(&buf), Err(DecodeError::Utf8 { field: "stream" }));
+        // A bad byte in the type names the type.
+        let mut buf = Vec::new();
+        encode(&sample(), &mut buf);
+        buf[FRAME_HEADER_BYTES + BODY_FIXED_BYTES + sample().stream.len()] = 0xFF;
+        reseal(&mut buf);
+        assert_eq!(decode(&buf), Err(DecodeError::Utf8 { field: "event type" }));
     }
 
     #[test]

@@ -52,6 +52,9 @@ pub const MAX_SCAN_PER_READ: usize = 1_000_000;
 const SCAN_BYTES_PER_EVENT: usize = 1024;
 /// ...but never more than this in one `pread` (a chunk stays alive while an event from it does).
 const MAX_SCAN_CHUNK_BYTES: usize = segment::SCAN_CHUNK_BYTES;
+/// Most events [`Store::read_all_page`] makes room for before it reads (≈ 1.3 MiB of
+/// `RecordedEvent`s); a larger page grows as it fills.
+const MAX_PAGE_RESERVE: usize = 16_384;
 
 /// An open event store. Cheap to clone; every clone is the same store. The store closes
 /// (cleanly, with a final sync) when [`Store::close`] is called or the last clone is dropped.
@@ -528,8 +531,11 @@ impl Store {
     /// Positions compaction removed are skipped: `$all` may have gaps, never reordering.
     /// Events of deleted streams are not returned.
     pub fn read_all_page(&self, from: u64, max: usize, filter: &Filter) -> Result<AllPage> {
-        let mut events = Vec::new();
         let mut next = from.max(1);
+        // Room for the page at once (a replay of 10,000-event pages otherwise grows it five
+        // times, copying it each time), bounded by what the log holds from `next`.
+        let stored_after = usize::try_from(self.inner.shared.head().saturating_sub(next - 1)).unwrap_or(usize::MAX);
+        let mut events = Vec::with_capacity(max.min(stored_after).min(MAX_PAGE_RESERVE));
         let mut scanned = 0usize;
         while events.len() < max && scanned < MAX_SCAN_PER_READ {
             let head = self.inner.shared.head();
