@@ -413,6 +413,7 @@ fn admin_verbs_through_a_daemon() {
     let copied: serde_json::Value =
         serde_json::from_str(&stdout(&run(&["backup", "--connect", &addr, "--name", "b1", "--json"]))).unwrap();
     assert!(copied["bytes"].as_u64().unwrap() > 0, "{copied}");
+    assert_eq!(copied["path"], "b1", "the reply's path, relative to backup_dir: {copied}");
     assert!(logbook::verify_dir(&backups.join("b1")).unwrap().is_healthy());
     let again = run(&["backup", "--connect", &addr, "--name", "b1"]);
     assert!(String::from_utf8_lossy(&again.stderr).contains("backup 'b1' already exists"));

@@ -1472,10 +1472,16 @@ fn backup(args: BackupArgs) -> Result<(), Failure> {
     if let Some(mut client) = args.remote.client()? {
         let name = args.name.as_deref().ok_or("--connect needs --name (the copy's name in backup_dir)")?;
         let figures = client.backup(name).map_err(|e| e.to_string())?;
-        if !args.json {
+        if args.json {
+            // The reply's `path` (relative to backup_dir) is the name; figures are numbers.
+            let mut map: serde_json::Map<String, serde_json::Value> =
+                figures.iter().map(|(k, v)| (k.clone(), serde_json::json!(v))).collect();
+            map.insert("path".into(), serde_json::json!(name));
+            println!("{}", serde_json::Value::Object(map));
+        } else {
             println!("copied to <backup_dir>/{name} on the daemon's host");
+            print_figures(&figures, false);
         }
-        print_figures(&figures, args.json);
         return Ok(());
     }
     let out = args.out.ok_or("--out is needed without --connect")?;
