@@ -49,6 +49,11 @@ impl ConsoleExtension for OrderConsole {
 
 fn order(store: &Store, namespace: Option<&Namespace>, query: &ApiQuery) -> Result<Json, ApiError> {
     let given = query.get("id").unwrap_or("").trim();
+    // The admin names a tenant's order by its stored name: `acme:order-7f3a` (or `acme:7f3a`).
+    let (tenant, given) = match (namespace, given.split_once(':')) {
+        (None, Some((tenant, rest))) => (Some(tenant), rest),
+        _ => (None, given),
+    };
     let id = order_id_of(given).unwrap_or(given);
     if id.is_empty() {
         return Err(ApiError::bad_request("id (an order id, or a prefix only one order has) is required"));
@@ -56,7 +61,11 @@ fn order(store: &Store, namespace: Option<&Namespace>, query: &ApiQuery) -> Resu
     if id.len() > MAX_STREAM_NAME_BYTES {
         return Err(ApiError::bad_request(format!("id is over {MAX_STREAM_NAME_BYTES} bytes")));
     }
-    let stored = stored_stream_name(namespace, &stream_name(id)).map_err(|reply| {
+    let wanted = match tenant {
+        Some(tenant) => format!("{tenant}:{}", stream_name(id)),
+        None => stream_name(id),
+    };
+    let stored = stored_stream_name(namespace, &wanted).map_err(|reply| {
         let text = match reply {
             logbook_protocol::Value::Error(text) => text,
             _ => "bad order id".to_string(),
@@ -72,8 +81,10 @@ fn order(store: &Store, namespace: Option<&Namespace>, query: &ApiQuery) -> Resu
         }
         Err(err) => return Err(ApiError::bad_request(err.to_string())),
     };
+    // The stream as the caller names it; the order id is what follows `order-` in it.
     let local = namespace.map_or(Some(stored.as_str()), |ns| ns.local_name(&stored)).unwrap_or(&stored).to_string();
-    let full_id = order_id_of(&local).unwrap_or(id).to_string();
+    let unprefixed = if tenant.is_some() { local.split_once(':').map_or(local.as_str(), |(_, l)| l) } else { &local };
+    let full_id = order_id_of(unprefixed).unwrap_or(id).to_string();
     let timeline = timeline::timeline_of_stream(store, &full_id, &stored).map_err(|e| ApiError::store(&e))?;
     Ok(order_json(timeline, &local))
 }
