@@ -131,7 +131,8 @@ fn the_console_pages_in_headless_chromium() {
     if let Some(tracking) = api_order["status"]["tracking"].as_str() {
         assert!(status.contains(tracking), "{tracking} in {status}");
     }
-    let api_types: Vec<String> = api_order["entries"].as_array().unwrap().iter().map(|e| text(&e["event_type"])).collect();
+    let api_types: Vec<String> =
+        api_order["entries"].as_array().unwrap().iter().map(|e| text(&e["event_type"])).collect();
     let shown_types: Vec<String> = page["types"].as_array().unwrap().iter().map(text).collect();
     assert_eq!(shown_types, api_types, "the timeline shows every event in order");
     assert_eq!(shown_types[0], "CART_CREATED");

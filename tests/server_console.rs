@@ -51,7 +51,8 @@ fn one_listener_serves_the_console_its_scripts_metrics_and_health() {
     assert!(page.body.contains(r#"<script src="/pages/order.js" defer></script>"#), "the order pages are registered");
     assert!(page.body.contains(r#"<script src="/pages/funnel.js" defer></script>"#));
     assert!(!page.body.contains("<script>"), "no inline script");
-    for (path, kind) in [("/console.js", "text/javascript"), ("/console.css", "text/css"), ("/pages/order.js", "text/javascript")]
+    for (path, kind) in
+        [("/console.js", "text/javascript"), ("/console.css", "text/css"), ("/pages/order.js", "text/javascript")]
     {
         let asset = http_get(http, path, None);
         assert_eq!(asset.status, 200, "{path}");
@@ -185,7 +186,9 @@ fn read_until(s: &mut TcpStream, wanted: &str) -> String {
     let mut seen = Vec::new();
     let mut buf = [0u8; 4096];
     while !String::from_utf8_lossy(&seen).contains(wanted) {
-        let n = s.read(&mut buf).unwrap_or_else(|e| panic!("waiting for {wanted}: {e}; got {}", String::from_utf8_lossy(&seen)));
+        let n = s
+            .read(&mut buf)
+            .unwrap_or_else(|e| panic!("waiting for {wanted}: {e}; got {}", String::from_utf8_lossy(&seen)));
         assert!(n > 0, "the tail ended before {wanted}: {}", String::from_utf8_lossy(&seen));
         seen.extend_from_slice(&buf[..n]);
     }
@@ -208,9 +211,11 @@ fn live_tails_filter_like_readall_and_have_their_own_limit_and_idle_timeout() {
 
     let mut globex = server_support::connect(&server.url_auth("globex", GLOBEX_TOKEN, false));
     let mut acme = server_support::connect(&server.url_auth("acme", ACME_TOKEN, false));
-    let _: redis::Value = redis::cmd("APPEND").arg("s-1").arg("SEEN").arg("{\"who\":\"globex\"}").query(&mut globex).unwrap();
+    let _: redis::Value =
+        redis::cmd("APPEND").arg("s-1").arg("SEEN").arg("{\"who\":\"globex\"}").query(&mut globex).unwrap();
     let _: redis::Value = redis::cmd("APPEND").arg("s-1").arg("OTHER").arg("{}").query(&mut acme).unwrap();
-    let _: redis::Value = redis::cmd("APPEND").arg("s-1").arg("SEEN").arg("{\"who\":\"acme\"}").query(&mut acme).unwrap();
+    let _: redis::Value =
+        redis::cmd("APPEND").arg("s-1").arg("SEEN").arg("{\"who\":\"acme\"}").query(&mut acme).unwrap();
     let sent = read_until(&mut tail, "\"who\":\"acme\"");
     assert!(sent.contains("id: 3\nevent: event\ndata: {"), "{sent}");
     assert!(sent.contains("\"stream\":\"s-1\""), "the namespace is not shown: {sent}");

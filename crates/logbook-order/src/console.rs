@@ -38,7 +38,13 @@ impl ConsoleExtension for OrderConsole {
         PAGES
     }
 
-    fn api(&self, store: &Store, namespace: Option<&Namespace>, page: &str, query: &ApiQuery) -> Result<Json, ApiError> {
+    fn api(
+        &self,
+        store: &Store,
+        namespace: Option<&Namespace>,
+        page: &str,
+        query: &ApiQuery,
+    ) -> Result<Json, ApiError> {
         match page {
             "order" => order(store, namespace, query),
             "funnel" => funnel(store, namespace, query),
@@ -227,7 +233,10 @@ mod tests {
         assert_eq!(reply["status"]["tracking"], "TR1");
         assert_eq!(reply["status"]["carrier"], "DHL");
         let steps: Vec<&str> = reply["steps"].as_array().unwrap().iter().map(|s| s["text"].as_str().unwrap()).collect();
-        assert_eq!(steps, ["checked out 1 h after the cart was created", "paid 1 h after checkout", "shipped 2 d 4 h after payment"]);
+        assert_eq!(
+            steps,
+            ["checked out 1 h after the cart was created", "paid 1 h after checkout", "shipped 2 d 4 h after payment"]
+        );
         assert_eq!(reply["entries"].as_array().unwrap().len(), 4);
         // Another tenant's order is not found, by id or by prefix.
         for id in ["9b", "9", "globex:order-9b"] {

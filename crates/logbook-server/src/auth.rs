@@ -122,7 +122,10 @@ impl Auth {
             // The console finds an identity by its token alone (a bearer token names no
             // tenant), so two identities with one token would be indistinguishable there.
             if admin == Some(digest) {
-                return Err(format!("tenant '{}' has the admin's token_sha256: every identity needs its own token", tenant.name));
+                return Err(format!(
+                    "tenant '{}' has the admin's token_sha256: every identity needs its own token",
+                    tenant.name
+                ));
             }
             if let Some((other, _)) = tenants.iter().find(|(_, d)| *d == digest) {
                 return Err(format!(

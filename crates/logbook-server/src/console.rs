@@ -139,12 +139,10 @@ impl ApiError {
     /// give (`storage error (id ...)` for I/O and corruption, logged with its detail).
     pub fn store(err: &logbook::Error) -> ApiError {
         let (code, message) = match crate::commands::append::store_error(err) {
-            logbook_protocol::Value::Error(text) => {
-                match text.split_once(' ') {
-                    Some((code, message)) => (code.to_string(), message.to_string()),
-                    None => ("ERR".to_string(), text),
-                }
-            }
+            logbook_protocol::Value::Error(text) => match text.split_once(' ') {
+                Some((code, message)) => (code.to_string(), message.to_string()),
+                None => ("ERR".to_string(), text),
+            },
             _ => ("ERR".to_string(), "storage error".to_string()),
         };
         match code.as_str() {

@@ -142,8 +142,11 @@ async fn accept_loop(site: Arc<Site>, listener: TcpListener) {
             drop(stream); // over the cap: closed at once
             continue;
         };
-        let connection =
-            Arc::new(Connection { peer: Some(peer.ip()), slot: Mutex::new(Some(permit)), is_tail: AtomicBool::new(false) });
+        let connection = Arc::new(Connection {
+            peer: Some(peer.ip()),
+            slot: Mutex::new(Some(permit)),
+            is_tail: AtomicBool::new(false),
+        });
         let site = Arc::clone(&site);
         tasks.spawn(async move {
             let service = {
@@ -218,7 +221,11 @@ async fn console(site: &Arc<Site>, connection: &Arc<Connection>, request: Reques
         if is_api {
             api_error(&error)
         } else {
-            secured(full(StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST), "text/plain", message.to_string()))
+            secured(full(
+                StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST),
+                "text/plain",
+                message.to_string(),
+            ))
         }
     };
     let has_body = request.headers().contains_key(TRANSFER_ENCODING)
@@ -242,7 +249,8 @@ async fn console(site: &Arc<Site>, connection: &Arc<Connection>, request: Reques
         "/console.css" => secured(full(StatusCode::OK, "text/css; charset=utf-8", CONSOLE_CSS)),
         _ if is_api => super::http_api::answer(site, connection, request).await,
         _ => {
-            let page = path.strip_prefix("/pages/").and_then(|p| p.strip_suffix(".js")).and_then(|id| extensions.page(id));
+            let page =
+                path.strip_prefix("/pages/").and_then(|p| p.strip_suffix(".js")).and_then(|id| extensions.page(id));
             match page {
                 Some((_, page)) => secured(full(StatusCode::OK, "text/javascript; charset=utf-8", page.script)),
                 None => secured(full(StatusCode::NOT_FOUND, "text/plain", "not found\n")),

@@ -45,7 +45,11 @@ const TAIL_BUFFER_FRAMES: usize = 16;
 /// Most `type` filters of one live tail (READALL's TYPE list is bounded by `max_args`).
 const MAX_TAIL_TYPES: usize = 16;
 
-pub(crate) async fn answer(site: &Arc<Site>, connection: &Arc<Connection>, request: Request<Incoming>) -> Response<Body> {
+pub(crate) async fn answer(
+    site: &Arc<Site>,
+    connection: &Arc<Connection>,
+    request: Request<Incoming>,
+) -> Response<Body> {
     match route(site, connection, &request).await {
         Ok(response) => response,
         Err(error) => api_error(&error),
@@ -63,13 +67,8 @@ async fn route(
     let who = authenticate(shared, connection, request).await?;
     match route {
         "whoami" => {
-            let pages: Vec<Json> = shared
-                .config
-                .extensions
-                .console()
-                .pages()
-                .map(|p| json!({ "id": p.id, "title": p.title }))
-                .collect();
+            let pages: Vec<Json> =
+                shared.config.extensions.console().pages().map(|p| json!({ "id": p.id, "title": p.title })).collect();
             let identity = match &who {
                 Identity::Open => "open",
                 Identity::Admin => "admin",
@@ -322,7 +321,10 @@ fn tail(
         return Err(ApiError::new(
             503,
             "TOO_MANY_TAILS",
-            format!("{} live tails are open, the most allowed; try again later", shared.config.limits.max_tail_connections),
+            format!(
+                "{} live tails are open, the most allowed; try again later",
+                shared.config.limits.max_tail_connections
+            ),
         ));
     };
     connection.become_tail();
@@ -335,7 +337,9 @@ fn tail(
     });
     let mut response = Response::new(TailBody(receiver).boxed());
     *response.status_mut() = StatusCode::OK;
-    response.headers_mut().insert(hyper::header::CONTENT_TYPE, hyper::header::HeaderValue::from_static("text/event-stream"));
+    response
+        .headers_mut()
+        .insert(hyper::header::CONTENT_TYPE, hyper::header::HeaderValue::from_static("text/event-stream"));
     Ok(secured(response))
 }
 
