@@ -109,7 +109,13 @@ pub(super) fn serve(shared: &Arc<Shared>, listener: TcpListener, role: Role) {
     let tail_slots = Arc::new(Semaphore::new(shared.config.limits.max_tail_connections));
     let site = Arc::new(Site { shared: Arc::clone(shared), role, tail_slots });
     runtime.block_on(accept_loop(site, listener));
+    // A store scan still running for a request that was dropped (a funnel over a large log)
+    // must not hold up the daemon's shutdown.
+    runtime.shutdown_timeout(SHUTDOWN_WAIT);
 }
+
+/// How long shutdown waits for the console's store work still running.
+const SHUTDOWN_WAIT: Duration = Duration::from_secs(5);
 
 async fn accept_loop(site: Arc<Site>, listener: TcpListener) {
     let listener = match listener.set_nonblocking(true).and_then(|()| tokio::net::TcpListener::from_std(listener)) {

@@ -265,7 +265,7 @@ fn health(shared: &Shared, who: &Identity, _query: &ApiQuery) -> Result<Json, Ap
         "fsync": {
             "total": stats.fsyncs,
             "per_sec_since_start": if uptime > 0.0 { stats.fsyncs as f64 / uptime } else { 0.0 },
-            "mean_us": if count > 0 { fsync.sum / count } else { 0 },
+            "mean_us": fsync.sum.checked_div(count).unwrap_or(0),
             "p50_us_at_most": quantile(fsync, 0.5),
             "p99_us_at_most": quantile(fsync, 0.99),
         },
