@@ -167,6 +167,8 @@ fn the_console_pages_in_headless_chromium() {
     }
     let tail = text(&seen["tail"]);
     assert!(tail.contains("console-tail-1") && tail.contains("TAIL_CHECKED"), "{tail}");
+    assert!(text(&seen["tail_data"]).contains("<img src=x id=injected>"), "markup in data is shown as text");
+    assert_eq!(seen["injected_elements"], 0, "markup in data never becomes an element");
 
     // A tenant: its own order, never another tenant's.
     assert_eq!(text(&seen["who_acme"]), "tenant acme");

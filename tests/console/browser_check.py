@@ -145,9 +145,13 @@ def main():
         console.open("tail", "#tail-events")
         console.wait(lambda d: d.find_element(By.ID, "tail-state").text == "live", "the tail to connect")
         resp_command(config["resp"], ["AUTH", "admin", config["admin_token"]],
-                     ["APPEND", "console-tail-1", "TAIL_CHECKED", '{"n": 1}'])
+                     ["APPEND", "console-tail-1", "TAIL_CHECKED", '{"n": "<img src=x id=injected>"}'])
         console.wait(lambda d: "console-tail-1" in d.find_element(By.ID, "tail-events").text, "the appended event")
         seen["tail"] = console.text("#tail-events li")
+        # Event data is shown as text, never parsed as markup.
+        driver.find_element(By.CSS_SELECTOR, "#tail-events li summary").click()
+        seen["tail_data"] = console.text("#tail-events li pre.data")
+        seen["injected_elements"] = len(driver.find_elements(By.ID, "injected"))
         if console.shots:
             for size in SIZES:
                 console.viewport(size)
