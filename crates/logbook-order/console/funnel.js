@@ -39,11 +39,11 @@
 
   /** A horizontal bar chart: one row per item, the label above its bar, the value after it. */
   function bars(items, max, id, cls) {
-    const row = 34; const width = 600; const labelHeight = 14; const barHeight = 14;
+    const row = 34; const width = 420; const labelHeight = 14; const barHeight = 14;
     const svg = el("svg:svg", { class: "chart", id, viewBox: `0 0 ${width} ${Math.max(items.length, 1) * row}`, role: "img", "aria-label": "bar chart" });
     items.forEach((item, i) => {
       const y = i * row;
-      const w = Math.max(0, Math.round((item.value / max) * (width - 90)));
+      const w = Math.max(0, Math.round((item.value / max) * (width - 70)));
       svg.append(el("svg:text", { x: 0, y: y + labelHeight - 2 }, item.label));
       svg.append(el("svg:rect", { class: "bar " + cls, x: 0, y: y + labelHeight, width: Math.max(w, 1), height: barHeight, rx: 2 }));
       svg.append(el("svg:text", { class: "value", x: w + 6, y: y + labelHeight + barHeight - 2 }, item.text));
