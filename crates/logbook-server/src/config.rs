@@ -384,6 +384,7 @@ mod tests {
             r#"
             listen = "0.0.0.0:7000"
             data = "/tmp/x"
+            http = "0.0.0.0:7879"
             [limits]
             max_connections = 5
             [admin]
@@ -397,6 +398,7 @@ mod tests {
         assert_eq!(config.limits.max_connections, 5);
         assert_eq!(config.limits.max_bulk_bytes, 4 * 1024 * 1024);
         assert_eq!(config.tenants[0].name, "acme");
+        assert_eq!(config.http.as_deref(), Some("0.0.0.0:7879"));
         assert!(config.validate().is_ok(), "auth configured, so a public address is allowed");
         assert!(Config::from_toml("bogus = 1").is_err());
     }
