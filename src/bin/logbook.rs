@@ -47,7 +47,7 @@ fn init_logging(format: LogFormat) {
 enum Command {
     /// Run the daemon: the store over TCP, speaking RESP3 (any Redis client works).
     #[command(
-        after_help = "Examples:\n  logbook serve\n  logbook serve --data /var/lib/logbook --config packaging/logbook.toml --metrics 127.0.0.1:9187\n  logbook serve --log-format json 2>>logbook.log"
+        after_help = "Examples:\n  logbook serve\n  logbook serve --data /var/lib/logbook --config packaging/logbook.toml --metrics 127.0.0.1:9187\n  logbook serve --http 127.0.0.1:7879   # the web console at http://127.0.0.1:7879/\n  logbook serve --log-format json 2>>logbook.log"
     )]
     Serve(ServeArgs),
     /// Append one event through a running daemon.
@@ -174,9 +174,13 @@ struct ServeArgs {
     /// TOML config file: tenants, admin token, limits (see docs/protocol.md).
     #[arg(long)]
     config: Option<PathBuf>,
-    /// Serve Prometheus text metrics over HTTP on this address.
+    /// Serve Prometheus text metrics over HTTP on this address (metrics and health only).
     #[arg(long)]
     metrics: Option<String>,
+    /// Serve the web console and its JSON API on this address (with /metrics, /healthz and
+    /// /readyz too) [default: `http` from the config file, or off].
+    #[arg(long)]
+    http: Option<String>,
 }
 
 /// How to reach and authenticate with a daemon.
@@ -741,7 +745,11 @@ fn serve(args: ServeArgs) -> Result<(), Failure> {
     if let Some(metrics) = args.metrics {
         config.metrics = Some(metrics);
     }
-    // The order lifecycle's part of the daemon: its TIMELINE command, and its legal holds
+    if let Some(http) = args.http {
+        config.http = Some(http);
+    }
+    // The order lifecycle's part of the daemon: its TIMELINE and ORDER commands, its console
+    // pages (Order, Funnel), and its legal holds
     // when the config's [retention] names none.
     config.extensions = logbook_order::server_extensions();
     config.default_legal_holds = logbook_order::default_legal_holds();
@@ -750,11 +758,13 @@ fn serve(args: ServeArgs) -> Result<(), Failure> {
     let server = Server::start(config.clone()).map_err(|e| e.to_string())?;
     let addr = server.local_addr();
     let metrics = server.metrics_addr().map(|m| format!("http://{m}/metrics"));
+    let console = server.http_addr().map(|h| format!("http://{h}/"));
     tracing::info!(
         version = env!("CARGO_PKG_VERSION"),
         listen = %addr,
         data = %config.data.display(),
         metrics = metrics.as_deref().unwrap_or("off"),
+        console = console.as_deref().unwrap_or("off"),
         auth = if auth { "tenants" } else { "open (loopback only)" },
         "logbook listening"
     );
@@ -762,6 +772,9 @@ fn serve(args: ServeArgs) -> Result<(), Failure> {
     if std::io::stdout().is_terminal() {
         let after_auth = if auth { "   # after AUTH <tenant> <token>" } else { "" };
         println!("try: {} APPEND order-1 CART_CREATED '{{\"customer\":\"c-1\"}}'{after_auth}", redis_cli(addr));
+        if let Some(console) = &console {
+            println!("console: {console}");
+        }
     }
     server::shutdown_on_signals(server.shutdown_handle()).map_err(|e| e.to_string())?;
     server.wait().map_err(|e| e.to_string())?;

@@ -49,6 +49,11 @@ impl TestServer {
         TestServer { server: Some(server), addr, dir }
     }
 
+    /// Where the console listens (the config must set `http`).
+    pub fn http(&self) -> SocketAddr {
+        self.server.as_ref().and_then(|s| s.http_addr()).expect("the config sets http")
+    }
+
     pub fn url(&self) -> String {
         format!("redis://{}/", self.addr)
     }
@@ -167,4 +172,68 @@ pub fn read_until_close(stream: &mut TcpStream) -> Vec<u8> {
             Err(_) => return out,
         }
     }
+}
+
+/// A reply of the console's HTTP side: status, headers (lower-case names) and body.
+pub struct HttpReply {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl HttpReply {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
+    }
+
+    /// The body as JSON.
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.body))
+    }
+}
+
+/// Sends `request` (a whole HTTP/1.1 request) to `addr` and reads the reply to its end (the
+/// console closes each connection after one reply).
+pub fn http_raw(addr: SocketAddr, request: &[u8]) -> HttpReply {
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).expect("connect to the console");
+    s.set_read_timeout(Some(Duration::from_secs(20))).expect("timeout");
+    s.write_all(request).expect("send the request");
+    let mut raw = Vec::new();
+    let _ = s.read_to_end(&mut raw);
+    parse_http(&raw)
+}
+
+/// `GET path` with an optional bearer token.
+pub fn http_get(addr: SocketAddr, path: &str, token: Option<&str>) -> HttpReply {
+    let auth = token.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
+    http_raw(addr, format!("GET {path} HTTP/1.1\r\nHost: x\r\n{auth}Connection: close\r\n\r\n").as_bytes())
+}
+
+pub fn parse_http(raw: &[u8]) -> HttpReply {
+    let text = String::from_utf8_lossy(raw).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let mut lines = head.lines();
+    let status = lines.next().and_then(|l| l.split(' ').nth(1)).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    let chunked = headers.iter().any(|(n, v)| n == "transfer-encoding" && v.contains("chunked"));
+    let body = if chunked { dechunk(body) } else { body.to_string() };
+    HttpReply { status, headers, body }
+}
+
+/// The data of a chunked body (chunk sizes and their line ends removed).
+fn dechunk(mut body: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, rest)) = body.split_once("\r\n") {
+        let Ok(size) = usize::from_str_radix(size.trim(), 16) else { break };
+        if size == 0 || rest.len() < size {
+            out.push_str(&rest[..size.min(rest.len())]);
+            break;
+        }
+        out.push_str(&rest[..size]);
+        body = rest[size..].strip_prefix("\r\n").unwrap_or(&rest[size..]);
+    }
+    out
 }

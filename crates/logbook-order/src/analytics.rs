@@ -50,6 +50,43 @@ pub struct Query {
     pub until_us: Option<i64>,
     /// Only events of this retailer.
     pub retailer: Option<String>,
+    /// Which order streams: the un-namespaced ones (the CLI's, the default), one tenant's
+    /// namespace, or every order stream of every namespace (the console's admin).
+    pub scope: Scope,
+}
+
+/// The order streams an analysis reads.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub enum Scope {
+    /// `order-...`: streams outside any tenant's namespace.
+    #[default]
+    Unnamespaced,
+    /// `<prefix>order-...`: one tenant's orders (`prefix` is its namespace prefix, `acme:`).
+    Namespace(String),
+    /// `order-...` and `<tenant>:order-...` alike.
+    Everywhere,
+}
+
+impl Scope {
+    fn filter(&self) -> Filter {
+        match self {
+            Scope::Unnamespaced => Filter::category(CATEGORY),
+            Scope::Namespace(prefix) => Filter::stream_prefix(format!("{prefix}{CATEGORY}-")),
+            Scope::Everywhere => Filter::all(),
+        }
+    }
+
+    /// True when `stream` is an order stream of this scope (the filter alone is not enough
+    /// for [`Scope::Everywhere`]).
+    fn holds(&self, stream: &str) -> bool {
+        match self {
+            Scope::Everywhere => {
+                logbook::category_of(stream) == CATEGORY
+                    || stream.split_once(':').is_some_and(|(_, local)| logbook::category_of(local) == CATEGORY)
+            }
+            _ => true,
+        }
+    }
 }
 
 impl Query {
@@ -247,8 +284,11 @@ impl Totals {
 fn scan(store: &Store, query: &Query) -> Result<Totals> {
     let mut totals = Totals::default();
     // The pass covers the log as it was when it started; later appends are left out.
-    for event in store.scan_all(1, Filter::category(CATEGORY)) {
-        totals.add(query, &event?);
+    for event in store.scan_all(1, query.scope.filter()) {
+        let event = event?;
+        if query.scope.holds(event.stream()) {
+            totals.add(query, &event);
+        }
     }
     Ok(totals)
 }

@@ -371,12 +371,14 @@ fn state_reply(loaded: &Loaded<Order>) -> Value {
     ])
 }
 
-/// The daemon commands of the order lifecycle: TIMELINE and ORDER.
+/// The daemon extensions of the order lifecycle: the TIMELINE and ORDER commands, and the
+/// console's Order and Funnel pages.
 pub fn server_extensions() -> Extensions {
     Extensions::new()
         .with(Arc::new(TimelineCommand))
         .and_then(|e| e.with(Arc::new(OrderServerCommand)))
-        .expect("TIMELINE and ORDER are not grammar commands")
+        .and_then(|e| e.with_console(Arc::new(crate::console::OrderConsole)))
+        .expect("TIMELINE and ORDER are not grammar commands, order and funnel not console pages")
 }
 
 #[cfg(test)]

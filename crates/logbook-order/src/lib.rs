@@ -2,7 +2,7 @@
 //! paid, shipped, delivered, or cancelled and refunded), with its read side: timelines (the
 //! support view), analytics over `$all` (funnels), a demo generator, the retention defaults
 //! of order data (payments and refunds held 7 years) and, with the `server` feature, the
-//! daemon's `TIMELINE` and `ORDER` commands.
+//! daemon's `TIMELINE` and `ORDER` commands and its web console's Order and Funnel pages.
 //!
 //! ```text
 //! NEW -> CART_CREATED -> CHECKOUT_STARTED -> PAYMENT_CONFIRMED -> ORDER_PLACED -> PROCESSING -> SHIPPED -> DELIVERED
@@ -19,6 +19,8 @@
 pub mod analytics;
 #[cfg(feature = "server")]
 mod command;
+#[cfg(feature = "server")]
+pub mod console;
 pub mod demo;
 mod model;
 pub mod request;

@@ -118,7 +118,22 @@ impl Auth {
             if tenants.iter().any(|(n, _)| *n == tenant.name) {
                 return Err(format!("tenant '{}' is listed twice", tenant.name));
             }
-            tenants.push((tenant.name.clone(), parse_digest(&tenant.token_sha256, &tenant.name)?));
+            let digest = parse_digest(&tenant.token_sha256, &tenant.name)?;
+            // The console finds an identity by its token alone (a bearer token names no
+            // tenant), so two identities with one token would be indistinguishable there.
+            if admin == Some(digest) {
+                return Err(format!(
+                    "tenant '{}' has the admin's token_sha256: every identity needs its own token",
+                    tenant.name
+                ));
+            }
+            if let Some((other, _)) = tenants.iter().find(|(_, d)| *d == digest) {
+                return Err(format!(
+                    "tenants '{other}' and '{}' have the same token_sha256: every identity needs its own token",
+                    tenant.name
+                ));
+            }
+            tenants.push((tenant.name.clone(), digest));
         }
         Ok(Auth { admin, tenants })
     }
@@ -131,6 +146,30 @@ impl Auth {
     /// The identity of a connection before any AUTH.
     pub fn initial_identity(&self) -> Option<Identity> {
         (!self.required()).then_some(Identity::Open)
+    }
+
+    /// The identity whose token is `token` (the console's `Authorization: Bearer <token>`,
+    /// which names no tenant): the token's digest is compared with every configured digest,
+    /// each in constant time and without stopping at a match, so timing does not reveal
+    /// which identity matched. Digests are unique (checked by [`Auth::from_config`]).
+    pub fn identify(&self, token: &[u8]) -> Result<Identity, AuthError> {
+        if !self.required() {
+            return Err(AuthError::NotConfigured);
+        }
+        let presented: [u8; 32] = Sha256::digest(token).into();
+        let mut found = None;
+        if let Some(admin) = &self.admin {
+            if bool::from(presented[..].ct_eq(&admin[..])) {
+                found = Some(Identity::Admin);
+            }
+        }
+        for (name, digest) in &self.tenants {
+            let matched = bool::from(presented[..].ct_eq(&digest[..]));
+            if matched && found.is_none() {
+                found = Namespace::new(name).ok().map(Identity::Tenant);
+            }
+        }
+        found.ok_or(AuthError::Invalid)
     }
 
     /// Checks `token` for `tenant` in constant time (per candidate digest).
@@ -194,6 +233,30 @@ mod tests {
         assert_eq!(auth.authenticate("acme", b"g-secret"), Err(AuthError::Invalid));
         assert_eq!(auth.authenticate("nobody", b"a-secret"), Err(AuthError::Invalid));
         assert_eq!(auth.authenticate("admin", b"a-secret"), Err(AuthError::Invalid));
+    }
+
+    #[test]
+    fn a_bearer_token_finds_its_identity() {
+        let auth = Auth::from_config(&config()).unwrap();
+        assert_eq!(auth.identify(b"root"), Ok(Identity::Admin));
+        assert_eq!(auth.identify(b"a-secret").unwrap().label(), "acme");
+        assert_eq!(auth.identify(b"g-secret").unwrap().label(), "globex");
+        assert_eq!(auth.identify(b"acme"), Err(AuthError::Invalid));
+        assert_eq!(auth.identify(b""), Err(AuthError::Invalid));
+        let open = Auth::from_config(&Config::default()).unwrap();
+        assert_eq!(open.identify(b"root"), Err(AuthError::NotConfigured));
+    }
+
+    #[test]
+    fn two_identities_with_one_token_are_refused() {
+        let mut c = config();
+        c.tenants[1].token_sha256 = hash_token_hex(b"a-secret");
+        let err = Auth::from_config(&c).unwrap_err();
+        assert!(err.contains("'acme' and 'globex' have the same token_sha256"), "{err}");
+        let mut c = config();
+        c.tenants[0].token_sha256 = hash_token_hex(b"root").to_uppercase();
+        let err = Auth::from_config(&c).unwrap_err();
+        assert!(err.contains("tenant 'acme' has the admin's token_sha256"), "{err}");
     }
 
     #[test]

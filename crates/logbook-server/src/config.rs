@@ -63,6 +63,12 @@ pub struct Limits {
     pub max_auth_failures_per_connection: u32,
     /// An address's failed AUTHs are forgotten this long after its last one.
     pub auth_failure_window_secs: u64,
+    /// Live tails of the console (`GET /api/tail`, server-sent events) open at once; they do
+    /// not count against the HTTP listener's other connections. One more gets 503.
+    pub max_tail_connections: usize,
+    /// A live tail that has sent no event for this long is ended (the browser's EventSource
+    /// reconnects and resumes after the last event it got).
+    pub tail_idle_timeout_secs: u64,
 }
 
 impl Default for Limits {
@@ -85,6 +91,8 @@ impl Default for Limits {
             auth_failure_delay_max_ms: 5000,
             max_auth_failures_per_connection: 3,
             auth_failure_window_secs: 600,
+            max_tail_connections: 16,
+            tail_idle_timeout_secs: 60,
         }
     }
 }
@@ -151,6 +159,8 @@ impl Limits {
             ("max_unauthenticated_connections", self.max_unauthenticated_connections as u64),
             ("auth_timeout_secs", self.auth_timeout_secs),
             ("max_auth_failures_per_connection", u64::from(self.max_auth_failures_per_connection)),
+            ("max_tail_connections", self.max_tail_connections as u64),
+            ("tail_idle_timeout_secs", self.tail_idle_timeout_secs),
         ];
         if let Some((name, _)) = positive.iter().find(|(_, v)| *v == 0) {
             return Err(format!("limits.{name} must be at least 1"));
@@ -223,6 +233,9 @@ pub struct Config {
     pub listen: String,
     /// Address of the Prometheus text endpoint; none by default.
     pub metrics: Option<String>,
+    /// Address of the HTTP side with the web console and its JSON API (and the metrics and
+    /// health endpoints too); none by default.
+    pub http: Option<String>,
     pub limits: Limits,
     pub store: StoreConfig,
     pub admin: Option<AdminConfig>,
@@ -251,6 +264,7 @@ impl Default for Config {
             data: PathBuf::from(DEFAULT_DATA_DIR),
             listen: DEFAULT_LISTEN.to_string(),
             metrics: None,
+            http: None,
             limits: Limits::default(),
             store: StoreConfig::default(),
             admin: None,
@@ -301,6 +315,9 @@ impl Config {
             require_loopback(&self.listen, "listen")?;
             if let Some(metrics) = &self.metrics {
                 require_loopback(metrics, "metrics")?;
+            }
+            if let Some(http) = &self.http {
+                require_loopback(http, "http")?;
             }
         }
         Ok(())
@@ -356,6 +373,9 @@ mod tests {
         assert!(config.validate().unwrap_err().contains("refusing"));
         let config = Config { metrics: Some("0.0.0.0:9000".into()), ..Config::default() };
         assert!(config.validate().is_err());
+        let config = Config { http: Some("0.0.0.0:7879".into()), ..Config::default() };
+        assert!(config.validate().unwrap_err().contains("refusing to listen on http address"));
+        assert!(Config { http: Some("127.0.0.1:7879".into()), ..Config::default() }.validate().is_ok());
     }
 
     #[test]
@@ -364,6 +384,7 @@ mod tests {
             r#"
             listen = "0.0.0.0:7000"
             data = "/tmp/x"
+            http = "0.0.0.0:7879"
             [limits]
             max_connections = 5
             [admin]
@@ -377,6 +398,7 @@ mod tests {
         assert_eq!(config.limits.max_connections, 5);
         assert_eq!(config.limits.max_bulk_bytes, 4 * 1024 * 1024);
         assert_eq!(config.tenants[0].name, "acme");
+        assert_eq!(config.http.as_deref(), Some("0.0.0.0:7879"));
         assert!(config.validate().is_ok(), "auth configured, so a public address is allowed");
         assert!(Config::from_toml("bogus = 1").is_err());
     }

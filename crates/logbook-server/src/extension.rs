@@ -14,6 +14,8 @@ use std::sync::Arc;
 use logbook::{Namespace, Store};
 use logbook_protocol::{CommandDoc, Value};
 
+use crate::console::{ConsoleExtension, ConsoleExtensions};
+
 /// A command added to the daemon by a crate above it.
 pub trait CommandExtension: Send + Sync + 'static {
     /// The command's name, upper-case; it must not be one of the grammar's own commands.
@@ -27,9 +29,10 @@ pub trait CommandExtension: Send + Sync + 'static {
     fn call(&self, store: &Store, namespace: Option<&Namespace>, args: Vec<Vec<u8>>) -> Value;
 }
 
-/// The extensions a daemon serves (part of its [`crate::Config`], not of the config file).
+/// The extensions a daemon serves (part of its [`crate::Config`], not of the config file):
+/// RESP commands and console pages.
 #[derive(Clone, Default)]
-pub struct Extensions(Vec<Arc<dyn CommandExtension>>);
+pub struct Extensions(Vec<Arc<dyn CommandExtension>>, ConsoleExtensions);
 
 impl Extensions {
     /// No extensions.
@@ -47,6 +50,24 @@ impl Extensions {
         }
         self.0.push(extension);
         Ok(self)
+    }
+
+    /// Adds the console pages of `extension`; refused when a page id is not lower-case
+    /// letters or is taken (by the console's own pages or another extension's).
+    pub fn with_console(mut self, extension: Arc<dyn ConsoleExtension>) -> Result<Self, String> {
+        for page in extension.pages() {
+            let taken = crate::http_api::BUILT_IN_PAGES.contains(&page.id) || self.1.page(page.id).is_some();
+            if taken || page.id.is_empty() || page.id.bytes().any(|b| !b.is_ascii_lowercase()) {
+                return Err(format!("console page id '{}' is taken or not lower-case letters", page.id));
+            }
+        }
+        self.1 .0.push(extension);
+        Ok(self)
+    }
+
+    /// The console extensions.
+    pub(crate) fn console(&self) -> &ConsoleExtensions {
+        &self.1
     }
 
     /// The extension named `name` (any case).
@@ -67,14 +88,16 @@ impl Extensions {
 
 impl fmt::Debug for Extensions {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_list().entries(self.names()).finish()
+        f.debug_struct("Extensions").field("commands", &self.names()).field("console", &self.1).finish()
     }
 }
 
-/// Two sets of extensions are equal when they name the same commands in the same order.
+/// Two sets of extensions are equal when they name the same commands and pages in the same
+/// order.
 impl PartialEq for Extensions {
     fn eq(&self, other: &Self) -> bool {
-        self.names() == other.names()
+        let pages = |e: &Extensions| e.1.pages().map(|p| p.id).collect::<Vec<_>>();
+        self.names() == other.names() && pages(self) == pages(other)
     }
 }
 

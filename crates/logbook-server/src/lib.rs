@@ -11,12 +11,15 @@
 //! `connection` (the per-connection loop), `connection_core` (the same without sockets),
 //! `pipeline` (pipelined appends), `commands` (one file per command family behind one
 //! dispatcher), `extension` (commands crates above this one add, such as the order
-//! lifecycle's TIMELINE), `metrics` (counters, Prometheus), `http` (the metrics endpoint),
-//! `client` (a small blocking client).
+//! lifecycle's TIMELINE), `metrics` (counters, Prometheus), `http` (the HTTP side: metrics,
+//! health, the web console), `http_api` (the console's JSON API and live tail), `console`
+//! (console pages crates above this one add, such as the order timeline), `client` (a small
+//! blocking client).
 
 mod auth;
 pub mod client;
 mod config;
+mod console;
 mod extension;
 
 mod admission;
@@ -25,6 +28,7 @@ mod commands;
 mod connection;
 pub(crate) mod connection_core;
 mod http;
+mod http_api;
 mod metrics;
 mod pipeline;
 
@@ -46,6 +50,7 @@ pub use config::{
 };
 #[doc(hidden)]
 pub use connection_core::fuzz_connection_core;
+pub use console::{ApiError, ApiQuery, ConsoleExtension, ConsolePage, MAX_QUERY_PARAMS, MAX_QUERY_VALUE_BYTES};
 pub use extension::{error_reply, stored_stream_name, CommandExtension, Extensions};
 
 /// Why the server could not start or stop cleanly.
@@ -164,8 +169,11 @@ pub struct Server {
     shared: Arc<Shared>,
     addr: SocketAddr,
     metrics_addr: Option<SocketAddr>,
+    /// The console's listener (`--http`), if any.
+    http_addr: Option<SocketAddr>,
     acceptor: Option<JoinHandle<()>>,
     metrics: Option<JoinHandle<()>>,
+    http: Option<JoinHandle<()>>,
     /// Background compaction, when the config asks for it.
     compactor: Option<JoinHandle<()>>,
 }
@@ -227,6 +235,14 @@ impl Server {
             Some(l) => Some(l.local_addr().map_err(io_error("reading the metrics address"))?),
             None => None,
         };
+        let http_listener = match &config.http {
+            Some(http) => Some(TcpListener::bind(http).map_err(io_error(format!("binding http address {http}")))?),
+            None => None,
+        };
+        let http_addr = match &http_listener {
+            Some(l) => Some(l.local_addr().map_err(io_error("reading the http address"))?),
+            None => None,
+        };
         let auth_required = auth.required();
         let (max_connections, max_unauthenticated) =
             (config.limits.max_connections, config.limits.max_unauthenticated_connections);
@@ -261,14 +277,26 @@ impl Server {
                 Some(
                     std::thread::Builder::new()
                         .name("logbook-metrics".into())
-                        .spawn(move || http::serve(&shared, listener))
+                        .spawn(move || http::serve(&shared, listener, http::Role::Metrics))
                         .map_err(io_error("starting the metrics thread"))?,
                 )
             }
             None => None,
         };
+        let http = match http_listener {
+            Some(listener) => {
+                let shared = Arc::clone(&shared);
+                Some(
+                    std::thread::Builder::new()
+                        .name("logbook-http".into())
+                        .spawn(move || http::serve(&shared, listener, http::Role::Console))
+                        .map_err(io_error("starting the http thread"))?,
+                )
+            }
+            None => None,
+        };
         let compactor = start_compactor(&shared)?;
-        Ok(Server { shared, addr, metrics_addr, acceptor: Some(acceptor), metrics, compactor })
+        Ok(Server { shared, addr, metrics_addr, http_addr, acceptor: Some(acceptor), metrics, http, compactor })
     }
 
     /// Where the RESP listener is bound.
@@ -281,10 +309,16 @@ impl Server {
         self.metrics_addr
     }
 
+    /// Where the console (`--http`) is bound, if anywhere.
+    pub fn http_addr(&self) -> Option<SocketAddr> {
+        self.http_addr
+    }
+
     /// A handle that can start the shutdown from another thread.
     pub fn shutdown_handle(&self) -> ShutdownHandle {
         let mut wake = vec![wake_address(self.addr)];
         wake.extend(self.metrics_addr.map(wake_address));
+        wake.extend(self.http_addr.map(wake_address));
         ShutdownHandle { shared: Arc::clone(&self.shared), wake }
     }
 
@@ -303,6 +337,9 @@ impl Server {
         }
         if let Some(metrics) = self.metrics.take() {
             let _ = metrics.join();
+        }
+        if let Some(http) = self.http.take() {
+            let _ = http.join();
         }
         self.shared.shutting_down.store(true, Ordering::Release);
         if let Some(compactor) = self.compactor.take() {

@@ -1,0 +1,232 @@
+//! The web console's HTTP side without a browser: its pages and headers, the JSON API's
+//! tenancy, error shapes and bounds, and the live tail's own connection limit and idle timeout
+//! (docs/console.md). tests/console_browser.rs loads the pages in headless Chromium.
+
+mod server_support;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::Duration;
+
+use logbook_server::{hash_token_hex, AdminConfig, Config, Limits, TenantConfig};
+use server_support::{http_get, http_raw, TestServer, ACME_TOKEN, ADMIN_TOKEN, GLOBEX_TOKEN};
+
+fn with_console(config: Config) -> TestServer {
+    TestServer::start_with(Config { http: Some("127.0.0.1:0".into()), ..config })
+}
+
+fn tenants(limits: Limits) -> Config {
+    Config {
+        admin: Some(AdminConfig { token_sha256: hash_token_hex(ADMIN_TOKEN.as_bytes()) }),
+        tenants: vec![
+            TenantConfig { name: "acme".into(), token_sha256: hash_token_hex(ACME_TOKEN.as_bytes()) },
+            TenantConfig { name: "globex".into(), token_sha256: hash_token_hex(GLOBEX_TOKEN.as_bytes()) },
+        ],
+        limits,
+        ..Config::default()
+    }
+}
+
+fn order(server: &TestServer, tenant: &str, token: &str, id: &str) {
+    let mut con = server_support::connect(&server.url_auth(tenant, token, false));
+    let _: redis::Value = redis::cmd("ORDER")
+        .arg(id)
+        .arg("CREATE_CART")
+        .arg(r#"{"customer_id":"c-1","currency":"EUR"}"#)
+        .query(&mut con)
+        .expect("CREATE_CART");
+}
+
+#[test]
+fn one_listener_serves_the_console_its_scripts_metrics_and_health() {
+    let server = with_console(Config::default());
+    let http = server.http();
+    let page = http_get(http, "/", None);
+    assert_eq!(page.status, 200);
+    assert!(page.header("content-type").unwrap().starts_with("text/html"));
+    let csp = page.header("content-security-policy").expect("a CSP");
+    assert!(csp.contains("script-src 'self'") && csp.contains("default-src 'none'"), "{csp}");
+    assert_eq!(page.header("x-content-type-options"), Some("nosniff"));
+    assert!(page.body.contains(r#"<script src="/console.js" defer></script>"#));
+    assert!(page.body.contains(r#"<script src="/pages/order.js" defer></script>"#), "the order pages are registered");
+    assert!(page.body.contains(r#"<script src="/pages/funnel.js" defer></script>"#));
+    assert!(!page.body.contains("<script>"), "no inline script");
+    for (path, kind) in
+        [("/console.js", "text/javascript"), ("/console.css", "text/css"), ("/pages/order.js", "text/javascript")]
+    {
+        let asset = http_get(http, path, None);
+        assert_eq!(asset.status, 200, "{path}");
+        assert!(asset.header("content-type").unwrap().starts_with(kind), "{path}");
+    }
+    assert!(http_get(http, "/pages/order.js", None).body.contains("Console.register"));
+    assert_eq!(http_get(http, "/pages/nothing.js", None).status, 404);
+    assert_eq!(http_get(http, "/nothing", None).status, 404);
+    let metrics = http_get(http, "/metrics", None);
+    assert_eq!(metrics.status, 200);
+    assert!(metrics.body.contains("logbook_head_position"), "{}", metrics.body);
+    assert_eq!(http_get(http, "/healthz", None).body, "ok\n");
+    assert_eq!(http_get(http, "/readyz", None).body, "ready\n");
+    // Without tenants everyone is the open identity (and the listener must be loopback).
+    let who = http_get(http, "/api/whoami", None).json();
+    assert_eq!(who["identity"], "open");
+    assert_eq!(who["pages"][0]["id"], "order");
+    let open = Config { http: Some("0.0.0.0:0".into()), ..Config::default() };
+    assert!(open.validate().unwrap_err().contains("refusing to listen on http address"));
+}
+
+#[test]
+fn a_tenant_sees_only_its_own_orders_and_streams() {
+    let server = with_console(tenants(Limits::default()));
+    let http = server.http();
+    order(&server, "acme", ACME_TOKEN, "a1b2c3");
+    order(&server, "globex", GLOBEX_TOKEN, "g7h8i9");
+
+    let none = http_get(http, "/api/whoami", None);
+    assert_eq!(none.status, 401);
+    assert_eq!(none.json()["error"]["code"], "NOAUTH");
+    let wrong = http_get(http, "/api/whoami", Some("not-a-token"));
+    assert_eq!((wrong.status, wrong.json()["error"]["code"].as_str()), (401, Some("INVALID_TOKEN")));
+    assert_eq!(http_get(http, "/api/order?id=g7", None).status, 401, "no data without a token");
+    let who = http_get(http, "/api/whoami", Some(ACME_TOKEN)).json();
+    assert_eq!((who["identity"].as_str(), who["name"].as_str()), (Some("tenant"), Some("acme")));
+
+    let own = http_get(http, "/api/order?id=a1", Some(ACME_TOKEN));
+    assert_eq!(own.status, 200, "{}", own.body);
+    let own = own.json();
+    assert_eq!((own["order_id"].as_str(), own["stream"].as_str()), (Some("a1b2c3"), Some("order-a1b2c3")));
+    assert_eq!(own["status"]["state"], "CART_CREATED");
+    assert!(!own.to_string().contains("acme:"), "the namespace is never shown: {own}");
+    for query in ["id=g7h8i9", "id=g7", "id=g", "id=globex:order-g7h8i9", "id=order-g7h8i9"] {
+        let other = http_get(http, &format!("/api/order?{query}"), Some(ACME_TOKEN));
+        assert_eq!(other.status, 404, "{query}: {}", other.body);
+        assert_eq!(other.json()["error"]["code"], "NO_SUCH_ORDER");
+    }
+    let streams = http_get(http, "/api/streams", Some(ACME_TOKEN)).json();
+    let names: Vec<&str> = streams["streams"].as_array().unwrap().iter().map(|s| s["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["order-a1b2c3"]);
+    let foreign = http_get(http, "/api/stream?name=order-g7h8i9", Some(ACME_TOKEN)).json();
+    assert_eq!((foreign["version"].as_u64(), foreign["events"].as_array().map(Vec::len)), (Some(0), Some(0)));
+    let read = http_get(http, "/api/stream?name=order-a1b2c3", Some(ACME_TOKEN)).json();
+    assert_eq!(read["events"][0]["type"], "CART_CREATED");
+    assert_eq!(read["events"][0]["stream"], "order-a1b2c3");
+    assert_eq!(read["events"][0]["metadata"]["actor_id"], "acme");
+    let health = http_get(http, "/api/health", Some(ACME_TOKEN));
+    assert_eq!((health.status, health.json()["error"]["code"].as_str()), (403, Some("NOPERM")));
+
+    // The admin sees everything, by stored names.
+    let all = http_get(http, "/api/streams", Some(ADMIN_TOKEN)).json();
+    let names: Vec<&str> = all["streams"].as_array().unwrap().iter().map(|s| s["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["acme:order-a1b2c3", "globex:order-g7h8i9"]);
+    assert_eq!(http_get(http, "/api/order?id=globex:order-g7", Some(ADMIN_TOKEN)).json()["order_id"], "g7h8i9");
+    let health = http_get(http, "/api/health", Some(ADMIN_TOKEN)).json();
+    assert_eq!(health["head_position"], 2);
+    assert!(health["fsync"]["total"].as_u64().unwrap() >= 1);
+    let funnel = http_get(http, "/api/funnel?days=7", Some(ADMIN_TOKEN)).json();
+    assert_eq!(funnel["funnel"]["stages"][0]["orders"], 2, "the admin's funnel counts every tenant's carts");
+    let funnel = http_get(http, "/api/funnel?days=7", Some(GLOBEX_TOKEN)).json();
+    assert_eq!(funnel["funnel"]["stages"][0]["orders"], 1);
+    assert_eq!(funnel["conversion"][0]["retailer_id"], "globex");
+}
+
+#[test]
+fn bad_requests_get_a_clear_json_error_without_server_paths() {
+    let server = with_console(Config::default());
+    let http = server.http();
+    let data_dir = server.dir.path().display().to_string();
+    let cases: Vec<(String, u16, &str, &str)> = vec![
+        ("/api/streams?count=0".into(), 400, "BAD_REQUEST", "count must be an integer from 1 to 1000"),
+        ("/api/streams?count=abc".into(), 400, "BAD_REQUEST", "count must be an integer from 1 to 1000"),
+        ("/api/stream".into(), 400, "BAD_REQUEST", "name (the stream) is required"),
+        ("/api/stream?name=x&direction=sideways".into(), 400, "BAD_REQUEST", "direction must be forward or backward"),
+        ("/api/order".into(), 400, "BAD_REQUEST", "id (an order id"),
+        ("/api/order?id=nothing".into(), 404, "NO_SUCH_ORDER", "no such order 'nothing'"),
+        ("/api/funnel?days=400".into(), 400, "BAD_REQUEST", "days must be an integer from 1 to 366"),
+        ("/api/nothing".into(), 404, "NOT_FOUND", "no such API route"),
+        ("/api/streams?a=%zz".into(), 400, "BAD_REQUEST", "bad %-escape"),
+        (format!("/api/stream?name={}", "x".repeat(1025)), 400, "BAD_REQUEST", "at most 1024 allowed"),
+        (format!("/api/streams?{}", "a=1&".repeat(40)), 400, "BAD_REQUEST", "at most 32 query parameters"),
+        (format!("/api/streams?prefix={}", "x".repeat(5000)), 414, "URI_TOO_LONG", "over 4096 bytes"),
+    ];
+    for (path, status, code, message) in cases {
+        let reply = http_get(http, &path, None);
+        assert_eq!(reply.status, status, "{path}: {}", reply.body);
+        let body = reply.json();
+        assert_eq!(body["error"]["code"], code, "{path}");
+        assert!(body["error"]["message"].as_str().unwrap().contains(message), "{path}: {body}");
+        assert!(!reply.body.contains(&data_dir), "{path}: a server path in {}", reply.body);
+    }
+    let post = http_raw(http, b"POST /api/streams HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}");
+    assert_eq!((post.status, post.json()["error"]["code"].as_str()), (405, Some("METHOD_NOT_ALLOWED")));
+    let body = http_raw(http, b"GET /api/streams HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello");
+    assert_eq!((body.status, body.json()["error"]["code"].as_str()), (413, Some("BODY_NOT_ALLOWED")));
+    // A request head over 16 KiB is refused by the HTTP layer before any of it is used.
+    let huge = format!("GET /api/streams HTTP/1.1\r\nHost: x\r\nX-Filler: {}\r\n\r\n", "y".repeat(20 * 1024));
+    let reply = http_raw(http, huge.as_bytes());
+    assert!(reply.status == 431 || reply.status == 0, "status {}", reply.status);
+}
+
+/// Opens a live tail and returns the socket once the response head has arrived.
+fn open_tail(http: SocketAddr, query: &str, token: Option<&str>, last_id: Option<u64>) -> (TcpStream, String) {
+    let mut s = TcpStream::connect(http).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let auth = token.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
+    let resume = last_id.map(|id| format!("Last-Event-ID: {id}\r\n")).unwrap_or_default();
+    write!(s, "GET /api/tail?{query} HTTP/1.1\r\nHost: x\r\n{auth}{resume}\r\n").unwrap();
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        assert_eq!(s.read(&mut byte).expect("the response head"), 1, "closed before the head");
+        head.push(byte[0]);
+    }
+    (s, String::from_utf8_lossy(&head).into_owned())
+}
+
+/// Reads the tail until `wanted` appears in what it sent.
+fn read_until(s: &mut TcpStream, wanted: &str) -> String {
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !String::from_utf8_lossy(&seen).contains(wanted) {
+        let n = s
+            .read(&mut buf)
+            .unwrap_or_else(|e| panic!("waiting for {wanted}: {e}; got {}", String::from_utf8_lossy(&seen)));
+        assert!(n > 0, "the tail ended before {wanted}: {}", String::from_utf8_lossy(&seen));
+        seen.extend_from_slice(&buf[..n]);
+    }
+    String::from_utf8_lossy(&seen).into_owned()
+}
+
+#[test]
+fn live_tails_filter_like_readall_and_have_their_own_limit_and_idle_timeout() {
+    let limits = Limits { max_tail_connections: 1, tail_idle_timeout_secs: 1, ..Limits::default() };
+    let server = with_console(tenants(limits));
+    let http = server.http();
+    let (mut tail, head) = open_tail(http, "type=SEEN", Some(ACME_TOKEN), None);
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert!(head.to_ascii_lowercase().contains("content-type: text/event-stream"), "{head}");
+    // The one tail slot is taken: another tail is refused, while the API still answers.
+    let refused = http_get(http, "/api/tail", Some(ADMIN_TOKEN));
+    assert_eq!(refused.status, 503, "{}", refused.body);
+    assert_eq!(refused.json()["error"]["code"], "TOO_MANY_TAILS");
+    assert_eq!(http_get(http, "/api/whoami", Some(ADMIN_TOKEN)).status, 200);
+
+    let mut globex = server_support::connect(&server.url_auth("globex", GLOBEX_TOKEN, false));
+    let mut acme = server_support::connect(&server.url_auth("acme", ACME_TOKEN, false));
+    let _: redis::Value =
+        redis::cmd("APPEND").arg("s-1").arg("SEEN").arg("{\"who\":\"globex\"}").query(&mut globex).unwrap();
+    let _: redis::Value = redis::cmd("APPEND").arg("s-1").arg("OTHER").arg("{}").query(&mut acme).unwrap();
+    let _: redis::Value =
+        redis::cmd("APPEND").arg("s-1").arg("SEEN").arg("{\"who\":\"acme\"}").query(&mut acme).unwrap();
+    let sent = read_until(&mut tail, "\"who\":\"acme\"");
+    assert!(sent.contains("id: 3\nevent: event\ndata: {"), "{sent}");
+    assert!(sent.contains("\"stream\":\"s-1\""), "the namespace is not shown: {sent}");
+    assert!(!sent.contains("globex") && !sent.contains("OTHER"), "another tenant's event, or a filtered type: {sent}");
+    // With nothing more to send, the tail ends after its idle timeout and gives its slot back.
+    let mut rest = Vec::new();
+    tail.read_to_end(&mut rest).expect("the idle tail ends (the read timeout is far longer)");
+    let (mut again, head) = open_tail(http, "", Some(ADMIN_TOKEN), Some(1));
+    assert!(head.starts_with("HTTP/1.1 200"), "the slot came back: {head}");
+    // Last-Event-ID resumes after the last event received: the admin sees stored names.
+    let sent = read_until(&mut again, "id: 3\n");
+    assert!(sent.contains("id: 2\n") && !sent.contains("id: 1\n"), "{sent}");
+    assert!(sent.contains("\"stream\":\"acme:s-1\""), "{sent}");
+}
