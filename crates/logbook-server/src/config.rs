@@ -233,6 +233,8 @@ pub struct Config {
     /// Where `BACKUP <name>` writes (`<backup_dir>/<name>`); none by default, and then BACKUP
     /// is refused: the daemon writes nowhere its config did not name.
     pub backup_dir: Option<PathBuf>,
+    /// Outbound webhooks (`[[webhooks]]`): each POSTs matching events, signed, to a URL.
+    pub webhooks: Vec<crate::WebhookConfig>,
     /// The legal holds that apply when `[retention]` names none. Set by the program that
     /// starts the daemon: the `logbook` binary passes the order lifecycle's
     /// (`logbook_order::default_legal_holds()`, payments and refunds for 7 years). None by
@@ -257,6 +259,7 @@ impl Default for Config {
             tenants: Vec::new(),
             retention: None,
             backup_dir: None,
+            webhooks: Vec::new(),
             default_legal_holds: Vec::new(),
             extensions: crate::Extensions::default(),
         }
@@ -297,6 +300,7 @@ impl Config {
         self.limits.validate()?;
         self.store.options()?;
         self.retention_policy()?;
+        crate::webhook::validate_webhooks(&self.webhooks)?;
         if !self.auth_required() {
             require_loopback(&self.listen, "listen")?;
             if let Some(metrics) = &self.metrics {
@@ -440,5 +444,44 @@ mod tests {
         example.validate().expect("the uncommented sample is valid");
         assert_eq!(example.tenants[0].name, "shop_berlin");
         assert_eq!(example.retention_policy().unwrap().rules.len(), 2);
+        // The webhook example names every setting, each at its default where it has one.
+        let example_hook = &example.webhooks[0];
+        assert_eq!(example.webhooks.len(), 1);
+        let defaults = crate::WebhookConfig::new("", "", "");
+        assert_eq!(
+            (
+                example_hook.timeout_ms,
+                example_hook.max_attempts,
+                example_hook.backoff_initial_ms,
+                example_hook.backoff_max_ms
+            ),
+            (defaults.timeout_ms, defaults.max_attempts, defaults.backoff_initial_ms, defaults.backoff_max_ms)
+        );
+        let written: toml::Table = toml::from_str(&uncommented).unwrap();
+        let written = written["webhooks"].as_array().unwrap()[0].as_table().unwrap();
+        let all = toml::Table::try_from(crate::WebhookConfig { prefix: Some("p".into()), ..defaults }).unwrap();
+        let missing: Vec<&String> = all.keys().filter(|k| !written.contains_key(*k)).collect();
+        assert!(missing.is_empty(), "packaging/logbook.toml's webhook example lacks {missing:?}");
+        assert!(config.webhooks.is_empty(), "the sample sends nothing by default");
+    }
+
+    #[test]
+    fn webhooks_are_read_from_the_file_and_checked_at_load() {
+        let text = "[[webhooks]]\nname = \"search\"\nurl = \"http://127.0.0.1:9/x\"\nsecret = \"k\"\ntypes = [\"A\"]\n";
+        let config = Config::from_toml(text).unwrap();
+        config.validate().unwrap();
+        let hook = &config.webhooks[0];
+        assert_eq!(
+            (hook.name.as_str(), hook.types.as_slice(), hook.prefix.as_deref()),
+            ("search", &["A".to_string()][..], None)
+        );
+        assert_eq!((hook.timeout_ms, hook.max_attempts), (5_000, 10), "defaults");
+        let https = Config::from_toml(&text.replace("http://", "https://")).unwrap();
+        let err = https.validate().unwrap_err();
+        assert!(err.starts_with("webhooks[0] ('search'): url") && err.contains("https is not supported"), "{err}");
+        let err = Config::from_toml(&text.replace("secret = \"k\"\n", "")).unwrap_err();
+        assert!(err.contains("missing field `secret`"), "{err}");
+        let err = Config::from_toml(&format!("{text}retries = 3\n")).unwrap_err();
+        assert!(err.contains("unknown field `retries`"), "{err}");
     }
 }

@@ -12,7 +12,8 @@
 //! `pipeline` (pipelined appends), `commands` (one file per command family behind one
 //! dispatcher), `extension` (commands crates above this one add, such as the order
 //! lifecycle's TIMELINE), `metrics` (counters, Prometheus), `http` (the metrics endpoint),
-//! `client` (a small blocking client).
+//! `client` (a small blocking client), `webhook` (outbound webhooks: one consumer group and
+//! one worker thread each).
 
 mod auth;
 pub mod client;
@@ -27,6 +28,7 @@ pub(crate) mod connection_core;
 mod http;
 mod metrics;
 mod pipeline;
+mod webhook;
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -47,6 +49,10 @@ pub use config::{
 #[doc(hidden)]
 pub use connection_core::fuzz_connection_core;
 pub use extension::{error_reply, stored_stream_name, CommandExtension, Extensions};
+pub use webhook::{
+    signature as webhook_signature, validate_webhooks, WebhookConfig, DEAD_LETTER_TYPE, EVENT_ID_HEADER, MAX_WEBHOOKS,
+    MAX_WEBHOOK_ATTEMPTS, MAX_WEBHOOK_NAME_BYTES, MAX_WEBHOOK_TYPES, MAX_WEBHOOK_WAIT_MS, SIGNATURE_HEADER,
+};
 
 /// Why the server could not start or stop cleanly.
 #[derive(Debug, thiserror::Error)]
@@ -104,6 +110,8 @@ pub(crate) struct Shared {
     connections: Mutex<Registry>,
     connections_changed: Condvar,
     next_connection_id: AtomicU64,
+    /// Each configured webhook's counters, in config order.
+    pub webhook_counters: Vec<Arc<webhook::WebhookCounters>>,
 }
 
 impl Shared {
@@ -168,6 +176,8 @@ pub struct Server {
     metrics: Option<JoinHandle<()>>,
     /// Background compaction, when the config asks for it.
     compactor: Option<JoinHandle<()>>,
+    /// One delivery thread per webhook.
+    webhooks: Vec<JoinHandle<()>>,
 }
 
 /// Triggers a server's shutdown from another thread (e.g. a signal handler thread).
@@ -214,6 +224,7 @@ impl Server {
     pub fn start_with_store(store: Store, config: Config) -> Result<Server, ServerError> {
         config.validate().map_err(ServerError::Config)?;
         let auth = Auth::from_config(&config).map_err(ServerError::Config)?;
+        webhook::prepare_groups(&store, &config.webhooks)?;
         let listener =
             TcpListener::bind(&config.listen).map_err(io_error(format!("binding listen address {}", config.listen)))?;
         let addr = listener.local_addr().map_err(io_error("reading the listen address"))?;
@@ -232,6 +243,8 @@ impl Server {
             (config.limits.max_connections, config.limits.max_unauthenticated_connections);
         let auth_guard = auth_guard::AuthGuard::new(config.limits.auth_guard());
         let reply_budget = Arc::new(connection_core::ReplyBudget::new(config.limits.max_reply_bytes_total));
+        let webhook_counters =
+            config.webhooks.iter().map(|w| Arc::new(webhook::WebhookCounters::new(&w.name))).collect();
         let shared = Arc::new(Shared {
             store,
             config,
@@ -247,6 +260,7 @@ impl Server {
             }),
             connections_changed: Condvar::new(),
             next_connection_id: AtomicU64::new(1),
+            webhook_counters,
         });
         let acceptor = {
             let shared = Arc::clone(&shared);
@@ -268,7 +282,8 @@ impl Server {
             None => None,
         };
         let compactor = start_compactor(&shared)?;
-        Ok(Server { shared, addr, metrics_addr, acceptor: Some(acceptor), metrics, compactor })
+        let webhooks = webhook::start_workers(&shared)?;
+        Ok(Server { shared, addr, metrics_addr, acceptor: Some(acceptor), metrics, compactor, webhooks })
     }
 
     /// Where the RESP listener is bound.
@@ -308,6 +323,10 @@ impl Server {
         if let Some(compactor) = self.compactor.take() {
             // A compaction in progress finishes its current unit's steps first.
             let _ = compactor.join();
+        }
+        // A worker in a delivery or a backoff sees the flag within `webhook::STOP_CHECK`.
+        for worker in self.webhooks.drain(..) {
+            let _ = worker.join();
         }
         {
             let mut connections = self.shared.connections.lock();

@@ -1,0 +1,246 @@
+//! One thread per webhook: reads its group one event at a time, POSTs it until a 2xx, backs
+//! off between failures, dead-letters it after `max_attempts`, acknowledges, moves on.
+//!
+//! Order: the worker is the group's only consumer and holds one event at a time, so events
+//! leave in log order, and so in order per stream. At-least-once: an event is acknowledged
+//! (durably) only after its 2xx or its dead letter, so a restart or a kill -9 resumes at the
+//! first unacknowledged event and may deliver the one in flight again.
+
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use hyper::header::HeaderValue;
+
+use logbook::{ExpectedVersion, GroupConfig, NewEvent, RecordedEvent, Store};
+
+use super::body::{dead_letter_body, event_body, signature, EVENT_ID_HEADER, SIGNATURE_HEADER};
+use super::post::{attempt, Attempt, Delivery, STOP_CHECK};
+use super::settings::{Target, WebhookConfig};
+use super::{WebhookCounters, DEAD_LETTER_TYPE};
+use crate::{io_error, ServerError, Shared};
+
+/// The consumer name of the worker in its group.
+const CONSUMER: &str = "webhook";
+/// How long one group read waits for a new event (also how soon an idle worker sees a
+/// shutdown).
+const READ_BLOCK: Duration = Duration::from_millis(200);
+/// The group's ack wait. The worker never reads while it holds an event, so an event still
+/// pending at a read is one a previous run was delivering when it stopped: it must come
+/// first, at once, so the shortest wait is the right one.
+const ACK_WAIT: Duration = Duration::from_millis(1);
+/// Wait after a store error (a failed read, ack or dead-letter append) before trying again.
+const STORE_RETRY: Duration = Duration::from_millis(500);
+
+/// Creates each webhook's group when missing. A group whose filter differs from the config's
+/// is recreated with the new filter from the position after its checkpoint: nothing already
+/// acknowledged is delivered again, and events after it are filtered the new way.
+pub(crate) fn prepare_groups(store: &Store, webhooks: &[WebhookConfig]) -> Result<(), ServerError> {
+    for webhook in webhooks {
+        let group = webhook.group_name();
+        let wanted = GroupConfig {
+            from: 1,
+            stream_prefix: webhook.prefix.clone(),
+            event_types: webhook.types.clone(),
+            ack_wait: ACK_WAIT,
+        };
+        match store.group_info(&group) {
+            Ok(info) => {
+                let same_filter =
+                    info.config.stream_prefix == wanted.stream_prefix && info.config.event_types == wanted.event_types;
+                if same_filter {
+                    continue;
+                }
+                tracing::warn!(
+                    webhook = %webhook.name,
+                    checkpoint = info.checkpoint,
+                    "the webhook's filter changed: its group is recreated from the position after its checkpoint"
+                );
+                store.delete_group(&group)?;
+                store.create_group(&group, GroupConfig { from: info.checkpoint + 1, ..wanted })?;
+            }
+            Err(_) => store.create_group(&group, wanted)?,
+        }
+    }
+    Ok(())
+}
+
+/// Starts one worker thread per webhook; each stops soon after the server starts shutting down.
+pub(crate) fn start_workers(shared: &Arc<Shared>) -> Result<Vec<JoinHandle<()>>, ServerError> {
+    let mut workers = Vec::new();
+    for (webhook, counters) in shared.config.webhooks.iter().zip(&shared.webhook_counters) {
+        let target = webhook.target().map_err(ServerError::Config)?;
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_io()
+            .enable_time()
+            .build()
+            .map_err(io_error("starting a webhook runtime"))?;
+        let worker = Worker {
+            shared: Arc::clone(shared),
+            webhook: webhook.clone(),
+            target,
+            counters: Arc::clone(counters),
+            runtime,
+        };
+        let handle = std::thread::Builder::new()
+            .name(format!("logbook-webhook-{}", webhook.name))
+            .spawn(move || worker.run())
+            .map_err(io_error("starting a webhook thread"))?;
+        workers.push(handle);
+    }
+    Ok(workers)
+}
+
+/// Why a worker stopped what it was doing.
+struct Stopped;
+
+struct Worker {
+    shared: Arc<Shared>,
+    webhook: WebhookConfig,
+    target: Target,
+    counters: Arc<WebhookCounters>,
+    runtime: tokio::runtime::Runtime,
+}
+
+impl Worker {
+    fn run(self) {
+        let group = self.webhook.group_name();
+        tracing::info!(webhook = %self.webhook.name, url = %self.webhook.url, "webhook worker started");
+        while !self.stopping() {
+            let events = match self.store().read_group(&group, CONSUMER, 1, READ_BLOCK) {
+                Ok(events) => events,
+                Err(err) => {
+                    tracing::warn!(webhook = %self.webhook.name, %err, "webhook cannot read its group");
+                    if self.pause(STORE_RETRY).is_err() {
+                        break;
+                    }
+                    continue;
+                }
+            };
+            for event in events {
+                if self.deliver(&event).is_err() {
+                    return;
+                }
+            }
+        }
+    }
+
+    fn store(&self) -> &Store {
+        &self.shared.store
+    }
+
+    fn stopping(&self) -> bool {
+        self.shared.is_shutting_down()
+    }
+
+    /// Sleeps `wait`, or less when the daemon starts shutting down.
+    fn pause(&self, wait: Duration) -> Result<(), Stopped> {
+        let until = Instant::now() + wait;
+        loop {
+            if self.stopping() {
+                return Err(Stopped);
+            }
+            let now = Instant::now();
+            if now >= until {
+                return Ok(());
+            }
+            std::thread::sleep(STOP_CHECK.min(until - now));
+        }
+    }
+
+    /// Delivers one event until a 2xx or its dead letter, then acknowledges it.
+    fn deliver(&self, event: &RecordedEvent) -> Result<(), Stopped> {
+        let body = event_body(event);
+        let headers = vec![
+            (SIGNATURE_HEADER, header_value(signature(self.webhook.secret.as_bytes(), body.as_bytes()))),
+            (EVENT_ID_HEADER, header_value(event.id().to_string())),
+        ];
+        let delivery =
+            Delivery { target: &self.target, body: Bytes::from(body), headers, timeout: self.webhook.timeout() };
+        let mut failures: u64 = 0;
+        loop {
+            let error = match attempt(&self.runtime, &delivery, &|| self.stopping()) {
+                Attempt::Stopped => return Err(Stopped),
+                Attempt::Answered(status) if (200..300).contains(&status) => {
+                    self.acknowledge(event)?;
+                    self.counters.delivered.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    return Ok(());
+                }
+                Attempt::Answered(status) => format!("HTTP status {status}"),
+                Attempt::Failed(reason) => reason,
+            };
+            self.counters.failed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            failures += 1;
+            // The group's count survives restarts (when the core keeps it), so max_attempts
+            // holds across them; this run's own count is the floor.
+            match self.store().record_group_failure(&self.webhook.group_name(), event.position()) {
+                Ok(recorded) => failures = failures.max(recorded),
+                Err(err) => tracing::warn!(webhook = %self.webhook.name, %err, "cannot record a delivery failure"),
+            }
+            tracing::warn!(
+                webhook = %self.webhook.name,
+                position = event.position(),
+                stream = event.stream(),
+                failures,
+                %error,
+                "webhook delivery failed"
+            );
+            if failures >= u64::from(self.webhook.max_attempts) {
+                self.dead_letter(event, &delivery.body, failures, &error)?;
+                return self.acknowledge(event);
+            }
+            let wait = self.webhook.backoff(u32::try_from(failures).unwrap_or(u32::MAX));
+            self.pause(wait)?;
+        }
+    }
+
+    /// Acknowledges `event` in the group, retrying a store error until it succeeds or the
+    /// daemon stops.
+    fn acknowledge(&self, event: &RecordedEvent) -> Result<(), Stopped> {
+        loop {
+            match self.store().ack_group(&self.webhook.group_name(), &[event.position()]) {
+                Ok(_) => return Ok(()),
+                Err(err) => {
+                    tracing::error!(webhook = %self.webhook.name, position = event.position(), %err, "cannot acknowledge a webhook delivery");
+                    self.pause(STORE_RETRY)?;
+                }
+            }
+        }
+    }
+
+    /// Appends the undelivered body to `$dead-letter-<name>`, retrying a store error.
+    fn dead_letter(&self, event: &RecordedEvent, body: &Bytes, attempts: u64, error: &str) -> Result<(), Stopped> {
+        let text = String::from_utf8_lossy(body);
+        let attempts = u32::try_from(attempts).unwrap_or(u32::MAX);
+        let letter = dead_letter_body(&self.webhook.name, attempts, error, &text);
+        let stream = self.webhook.dead_letter_stream();
+        loop {
+            let events = vec![NewEvent::new(DEAD_LETTER_TYPE, letter.clone().into_bytes())];
+            match self.store().append_system(&stream, ExpectedVersion::Any, events) {
+                Ok(_) => {
+                    self.counters.dead_lettered.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    tracing::error!(
+                        webhook = %self.webhook.name,
+                        position = event.position(),
+                        stream = event.stream(),
+                        attempts,
+                        %error,
+                        dead_letter_stream = %stream,
+                        "webhook gave up on an event; it is in the dead-letter stream"
+                    );
+                    return Ok(());
+                }
+                Err(err) => {
+                    tracing::error!(webhook = %self.webhook.name, %err, "cannot append a dead letter");
+                    self.pause(STORE_RETRY)?;
+                }
+            }
+        }
+    }
+}
+
+/// A header value from text we made (hex, a UUID): always visible ASCII.
+fn header_value(text: String) -> HeaderValue {
+    HeaderValue::from_str(&text).unwrap_or_else(|_| HeaderValue::from_static("invalid"))
+}
