@@ -63,6 +63,16 @@ pub struct Limits {
     pub max_auth_failures_per_connection: u32,
     /// An address's failed AUTHs are forgotten this long after its last one.
     pub auth_failure_window_secs: u64,
+    /// Most consumer groups in the store (all tenants together).
+    pub max_groups: usize,
+    /// Most consumers per group; a new one takes the place of the longest idle consumer
+    /// holding no pending events, or is refused.
+    pub max_group_consumers: usize,
+    /// Most pending (delivered, unacknowledged) events per group; when full, GROUP READ
+    /// delivers only redeliveries.
+    pub max_group_pending: usize,
+    /// Most positions in one GROUP ACK.
+    pub max_ack_positions: usize,
 }
 
 impl Default for Limits {
@@ -85,6 +95,10 @@ impl Default for Limits {
             auth_failure_delay_max_ms: 5000,
             max_auth_failures_per_connection: 3,
             auth_failure_window_secs: 600,
+            max_groups: 1000,
+            max_group_consumers: 1000,
+            max_group_pending: 100_000,
+            max_ack_positions: 1000,
         }
     }
 }
@@ -103,7 +117,11 @@ impl Limits {
 
     /// The command parser's bounds derived from these limits.
     pub fn commands(&self) -> CommandLimits {
-        CommandLimits { max_events_per_append: self.max_events_per_append, max_count: self.max_count }
+        CommandLimits {
+            max_events_per_append: self.max_events_per_append,
+            max_count: self.max_count,
+            max_ack_positions: self.max_ack_positions,
+        }
     }
 
     pub fn idle_timeout(&self) -> Duration {
@@ -121,6 +139,15 @@ impl Limits {
             request_timeout: Duration::from_secs(self.request_timeout_secs),
             idle_timeout: self.idle_timeout(),
             auth_timeout: Duration::from_secs(self.auth_timeout_secs),
+        }
+    }
+
+    /// The store's limits on consumer groups.
+    pub fn groups(&self) -> logbook::GroupLimits {
+        logbook::GroupLimits {
+            max_groups: self.max_groups,
+            max_consumers: self.max_group_consumers,
+            max_pending: self.max_group_pending,
         }
     }
 
@@ -151,6 +178,10 @@ impl Limits {
             ("max_unauthenticated_connections", self.max_unauthenticated_connections as u64),
             ("auth_timeout_secs", self.auth_timeout_secs),
             ("max_auth_failures_per_connection", u64::from(self.max_auth_failures_per_connection)),
+            ("max_groups", self.max_groups as u64),
+            ("max_group_consumers", self.max_group_consumers as u64),
+            ("max_group_pending", self.max_group_pending as u64),
+            ("max_ack_positions", self.max_ack_positions as u64),
         ];
         if let Some((name, _)) = positive.iter().find(|(_, v)| *v == 0) {
             return Err(format!("limits.{name} must be at least 1"));

@@ -215,7 +215,8 @@ impl Server {
     /// serving.
     pub fn start(config: Config) -> Result<Server, ServerError> {
         config.validate().map_err(ServerError::Config)?;
-        let options = config.store.options().map_err(ServerError::Config)?;
+        let mut options = config.store.options().map_err(ServerError::Config)?;
+        options.groups = config.limits.groups();
         let store = logbook_archive::open_store(&config.data, options)?;
         Server::start_with_store(store, config)
     }
