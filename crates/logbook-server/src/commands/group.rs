@@ -147,7 +147,15 @@ pub(super) fn ack(shared: &Shared, who: &Identity, group: &str, positions: &[u64
 }
 
 pub(super) fn info(shared: &Shared, who: &Identity, group: &str) -> Value {
-    let name = match group_name(who, group) {
+    // A webhook's group (`$webhook-<name>`, see `crate::webhook`) is shown to the admin (or to
+    // anyone when no auth is configured), for its lag and failures; the other commands still
+    // refuse `$` names.
+    let webhook_group = who.namespace().is_none() && group.starts_with(crate::WEBHOOK_GROUP_PREFIX);
+    let name = match webhook_group.then(|| GroupName { local: group.to_string(), full: group.to_string() }) {
+        Some(name) => Ok(name),
+        None => group_name(who, group),
+    };
+    let name = match name {
         Ok(name) => name,
         Err(reply) => return reply,
     };

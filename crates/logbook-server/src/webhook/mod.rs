@@ -11,25 +11,16 @@
 mod body;
 mod post;
 mod settings;
-#[cfg(any())]
 mod worker;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
 pub use body::{signature, EVENT_ID_HEADER, SIGNATURE_HEADER};
 pub use settings::{
-    validate_webhooks, WebhookConfig, MAX_WEBHOOKS, MAX_WEBHOOK_ATTEMPTS, MAX_WEBHOOK_NAME_BYTES, MAX_WEBHOOK_TYPES,
-    MAX_WEBHOOK_WAIT_MS,
+    validate_webhooks, WebhookConfig, DEAD_LETTER_STREAM_PREFIX, MAX_WEBHOOKS, MAX_WEBHOOK_ATTEMPTS,
+    MAX_WEBHOOK_NAME_BYTES, MAX_WEBHOOK_TYPES, MAX_WEBHOOK_WAIT_MS, WEBHOOK_GROUP_PREFIX,
 };
-// TEMP until the groups merge
-pub(crate) fn prepare_groups(_: &logbook::Store, _: &[WebhookConfig]) -> Result<(), crate::ServerError> {
-    Ok(())
-}
-pub(crate) fn start_workers(
-    _: &std::sync::Arc<crate::Shared>,
-) -> Result<Vec<std::thread::JoinHandle<()>>, crate::ServerError> {
-    Ok(Vec::new())
-}
+pub(crate) use worker::{prepare_groups, start_workers};
 
 /// The type of the events in a dead-letter stream.
 pub const DEAD_LETTER_TYPE: &str = "WEBHOOK_DEAD_LETTER";

@@ -7,6 +7,11 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+/// A webhook's consumer group is this followed by its name.
+pub const WEBHOOK_GROUP_PREFIX: &str = "$webhook-";
+/// A webhook's dead-letter stream is this followed by its name.
+pub const DEAD_LETTER_STREAM_PREFIX: &str = "$dead-letter-";
+
 /// Longest webhook name (it becomes part of the `$webhook-<name>` group and the
 /// `$dead-letter-<name>` stream).
 pub const MAX_WEBHOOK_NAME_BYTES: usize = 64;
@@ -111,12 +116,12 @@ impl WebhookConfig {
 
     /// The consumer group that holds this webhook's checkpoint.
     pub fn group_name(&self) -> String {
-        format!("$webhook-{}", self.name)
+        format!("{WEBHOOK_GROUP_PREFIX}{}", self.name)
     }
 
     /// The system stream its undeliverable events go to.
     pub fn dead_letter_stream(&self) -> String {
-        format!("$dead-letter-{}", self.name)
+        format!("{DEAD_LETTER_STREAM_PREFIX}{}", self.name)
     }
 
     pub(crate) fn timeout(&self) -> Duration {

@@ -45,23 +45,21 @@ pub(crate) fn prepare_groups(store: &Store, webhooks: &[WebhookConfig]) -> Resul
             event_types: webhook.types.clone(),
             ack_wait: ACK_WAIT,
         };
-        match store.group_info(&group) {
-            Ok(info) => {
-                let same_filter =
-                    info.config.stream_prefix == wanted.stream_prefix && info.config.event_types == wanted.event_types;
-                if same_filter {
-                    continue;
-                }
-                tracing::warn!(
-                    webhook = %webhook.name,
-                    checkpoint = info.checkpoint,
-                    "the webhook's filter changed: its group is recreated from the position after its checkpoint"
-                );
-                store.delete_group(&group)?;
-                store.create_group(&group, GroupConfig { from: info.checkpoint + 1, ..wanted })?;
-            }
-            Err(_) => store.create_group(&group, wanted)?,
+        if !store.group_names(&group).contains(&group) {
+            store.create_group(&group, wanted)?;
+            continue;
         }
+        let info = store.group_info(&group)?;
+        if info.config.stream_prefix == wanted.stream_prefix && info.config.event_types == wanted.event_types {
+            continue;
+        }
+        tracing::warn!(
+            webhook = %webhook.name,
+            checkpoint = info.checkpoint,
+            "the webhook's filter changed: its group is recreated from the position after its checkpoint"
+        );
+        store.delete_group(&group)?;
+        store.create_group(&group, GroupConfig { from: info.checkpoint + 1, ..wanted })?;
     }
     Ok(())
 }
