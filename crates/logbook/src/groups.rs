@@ -585,6 +585,10 @@ impl Store {
         // Then first deliveries, while there is room.
         let head = self.head_position();
         let room = |s: &GroupState| s.pending.len() < limits.max_pending && s.acked.len() < MAX_ACKED_AHEAD;
+        // Compaction may have removed the oldest segments (deleted streams' events, expired
+        // ones): nothing below the first stored position is left to deliver.
+        let first_stored = self.shared().state.read().first_position();
+        state.next_scan = state.next_scan.max(first_stored);
         let start = state.next_scan;
         while events.len() < max && room(&state) && state.next_scan <= head && state.next_scan - start < MAX_SCAN_PER_READ as u64
         {
@@ -609,6 +613,9 @@ impl Store {
 
     /// The event at `position`, if it is still stored and its stream not deleted.
     fn event_at(&self, position: u64) -> Result<Option<RecordedEvent>> {
+        if position < self.shared().state.read().first_position() {
+            return Ok(None);
+        }
         let page = self.read_all_page(position, 1, &Filter::all())?;
         Ok(page.events.into_iter().next().filter(|e| e.position() == position))
     }
