@@ -352,6 +352,16 @@ fn spawn_daemon(config: &Path, addr: SocketAddr) -> Child {
     child
 }
 
+/// One HTTP/1.0 GET: the whole response.
+fn http_get(addr: SocketAddr, path: &str) -> String {
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).expect("connect to metrics");
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(format!("GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").as_bytes()).unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    out
+}
+
 /// What the test appended that the webhook must deliver: (stream, version) -> position.
 type Expected = HashMap<(String, u64), u64>;
 
@@ -394,11 +404,12 @@ fn webhooks_deliver_every_event_signed_in_order_through_failures_outages_and_a_k
     let mut receiver = Receiver::new();
     let dir = tempfile::tempdir().expect("tempdir");
     let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let metrics: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
     let config = dir.path().join("logbook.toml");
     std::fs::write(
         &config,
         format!(
-            "listen = \"{addr}\"\ndata = \"{}\"\n\n[[webhooks]]\nname = \"hooks\"\n\
+            "listen = \"{addr}\"\nmetrics = \"{metrics}\"\ndata = \"{}\"\n\n[[webhooks]]\nname = \"hooks\"\n\
              url = \"http://127.0.0.1:{}/hook?source=logbook\"\nprefix = \"order-\"\nsecret = \"{SECRET}\"\n\
              timeout_ms = {TIMEOUT_MS}\nmax_attempts = {MAX_ATTEMPTS}\nbackoff_initial_ms = {BACKOFF_INITIAL_MS}\n\
              backoff_max_ms = {BACKOFF_MAX_MS}\n",
@@ -515,6 +526,17 @@ fn webhooks_deliver_every_event_signed_in_order_through_failures_outages_and_a_k
     let keys: Vec<String> = fields(&info).into_iter().map(|(k, _)| k).collect();
     assert!(keys.contains(&"lag".to_string()), "{keys:?}");
     assert_eq!(field_int(&info, "failures"), failures_after_restart);
+    // /metrics counts the same since the restart (the dead letter was before it).
+    let text = http_get(metrics, "/metrics");
+    let series =
+        |outcome: &str| format!("logbook_webhook_deliveries_total{{webhook=\"hooks\",outcome=\"{outcome}\"}} ");
+    let value = |outcome: &str| -> i64 {
+        let line = text.lines().find(|l| l.starts_with(&series(outcome))).unwrap_or_else(|| panic!("{text}"));
+        line.rsplit(' ').next().unwrap().parse().unwrap()
+    };
+    assert_eq!(value("failed"), failures_after_restart);
+    assert_eq!(value("dead_lettered"), 0);
+    assert!(value("delivered") > 0);
     // A tenant or anyone else cannot use `$` group names for anything else.
     let refused = redis::cmd("GROUP").arg("DELETE").arg("$webhook-hooks").query::<redis::Value>(&mut con);
     assert!(refused.is_err(), "{refused:?}");

@@ -242,3 +242,47 @@ impl Worker {
 fn header_value(text: String) -> HeaderValue {
     HeaderValue::from_str(&text).unwrap_or_else(|_| HeaderValue::from_static("invalid"))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn append(store: &Store, stream: &str, event_type: &str) -> u64 {
+        let result =
+            store.append(stream, ExpectedVersion::Any, vec![NewEvent::new(event_type, b"{}".to_vec())]).unwrap();
+        result.first_position
+    }
+
+    #[test]
+    fn groups_are_created_once_and_recreated_after_the_checkpoint_when_the_filter_changes() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), logbook::Options::default()).unwrap();
+        let mut webhook = WebhookConfig::new("search", "http://127.0.0.1:9/", "k");
+        webhook.prefix = Some("order-".into());
+        let first = append(&store, "order-1", "A");
+        append(&store, "order-2", "B");
+        prepare_groups(&store, std::slice::from_ref(&webhook)).unwrap();
+        let group = webhook.group_name();
+        let info = store.group_info(&group).unwrap();
+        assert_eq!((info.config.from, info.config.stream_prefix.as_deref()), (1, Some("order-")));
+        // Deliver and acknowledge the first event; an unchanged config keeps the group as it is.
+        let delivered = store.read_group(&group, CONSUMER, 1, Duration::ZERO).unwrap();
+        assert_eq!(delivered[0].position(), first);
+        store.ack_group(&group, &[first]).unwrap();
+        prepare_groups(&store, std::slice::from_ref(&webhook)).unwrap();
+        assert_eq!(store.group_info(&group).unwrap().checkpoint, first);
+        // A new filter: the group starts again after its checkpoint, filtered the new way.
+        webhook.types = vec!["B".into()];
+        prepare_groups(&store, std::slice::from_ref(&webhook)).unwrap();
+        let info = store.group_info(&group).unwrap();
+        assert_eq!((info.config.from, info.config.event_types.as_slice()), (first + 1, &["B".to_string()][..]));
+        let next: Vec<(String, String)> = store
+            .read_group(&group, CONSUMER, 10, Duration::ZERO)
+            .unwrap()
+            .iter()
+            .map(|e| (e.stream().to_string(), e.event_type().to_string()))
+            .collect();
+        assert_eq!(next, [("order-2".to_string(), "B".to_string())]);
+        store.close().unwrap();
+    }
+}
