@@ -162,7 +162,8 @@ impl Receiver {
 impl Drop for Receiver {
     fn drop(&mut self) {
         {
-            let mut state = self.state();
+            // After a failed assertion the lock may be poisoned: release the held thread anyway.
+            let mut state = self.shared.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
             state.release_held = true;
         }
         self.shared.1.notify_all();
