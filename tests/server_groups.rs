@@ -345,7 +345,7 @@ fn consume(addr: SocketAddr, consumer: usize, stop: Arc<AtomicBool>, seen: Arc<M
         let got = positions(reply);
         seen.lock().unwrap().deliveries.extend(got.iter().map(|p| (*p, consumer)));
         let mut to_ack: Vec<i64> = got.iter().rev().copied().collect();
-        if batch % 3 == 0 && !to_ack.is_empty() {
+        if batch.is_multiple_of(3) && !to_ack.is_empty() {
             let keep = to_ack.pop().unwrap();
             to_ack.append(&mut held_back);
             held_back.push(keep);

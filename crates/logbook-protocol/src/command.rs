@@ -1785,4 +1785,77 @@ mod tests {
         let unknown = Command::parse(vec![b"TIMELINE".to_vec(), b"x".to_vec()], &CommandLimits::default());
         assert_eq!(unknown, Err(CommandError::UnknownCommand("TIMELINE".into())), "extensions are not in the grammar");
     }
+
+    #[test]
+    fn group_subcommands_parse_with_their_options() {
+        assert_eq!(
+            ok(&["group", "create", "g", "TYPE", "A", "from", "5", "PREFIX", "order-", "type", "B", "ACKWAIT", "10"]),
+            Command::GroupCreate {
+                group: "g".into(),
+                from: Some(5),
+                prefix: Some("order-".into()),
+                types: vec!["A".into(), "B".into()],
+                ack_wait_ms: Some(10),
+            }
+        );
+        assert_eq!(
+            ok(&["GROUP", "CREATE", "g"]),
+            Command::GroupCreate { group: "g".into(), from: None, prefix: None, types: vec![], ack_wait_ms: None }
+        );
+        assert_eq!(
+            ok(&["GROUP", "READ", "g", "c"]),
+            Command::GroupRead { group: "g".into(), consumer: "c".into(), count: DEFAULT_GROUP_COUNT, block_ms: None }
+        );
+        assert_eq!(
+            ok(&["GROUP", "READ", "g", "c", "BLOCK", "0", "COUNT", "3"]),
+            Command::GroupRead { group: "g".into(), consumer: "c".into(), count: 3, block_ms: Some(0) }
+        );
+        assert_eq!(
+            ok(&["GROUP", "ACK", "g", "3", "1"]),
+            Command::GroupAck { group: "g".into(), positions: vec![3, 1] }
+        );
+        assert_eq!(ok(&["GROUP", "INFO", "g"]), Command::GroupInfo { group: "g".into() });
+        assert_eq!(ok(&["GROUP", "DELETE", "g"]), Command::GroupDelete { group: "g".into() });
+        assert_eq!(ok(&["GROUP", "INFO", "g"]).name(), "GROUP");
+    }
+
+    #[test]
+    fn group_arguments_are_bounded_and_checked() {
+        arity_err(&["GROUP"], "GROUP");
+        arity_err(&["GROUP", "CREATE"], "GROUP");
+        arity_err(&["GROUP", "READ", "g"], "GROUP");
+        arity_err(&["GROUP", "ACK", "g"], "GROUP");
+        arity_err(&["GROUP", "DELETE", "g", "x"], "GROUP");
+        syntax_err(&["GROUP", "NOPE", "g"], "unknown GROUP subcommand 'NOPE'");
+        syntax_err(&["GROUP", "CREATE", "g", "ACKWAIT", "0"], "ACKWAIT must be between 1 and 86400000");
+        syntax_err(&["GROUP", "CREATE", "g", "ACKWAIT", "86400001"], "ACKWAIT must be between");
+        assert!(cmd(&["GROUP", "CREATE", "g", "ACKWAIT", "86400000"]).is_ok());
+        syntax_err(&["GROUP", "CREATE", "g", "FROM", "0"], "FROM must be a position of at least 1");
+        syntax_err(&["GROUP", "CREATE", "g", "PREFIX", "a", "PREFIX", "b"], "PREFIX given more than once");
+        syntax_err(&["GROUP", "CREATE", "a b"], "group name must not contain whitespace");
+        syntax_err(&["GROUP", "READ", "g", "c\td"], "control characters");
+        syntax_err(&["GROUP", "READ", "g", ""], "consumer name must not be empty");
+        let long = "g".repeat(MAX_CLIENT_GROUP_NAME_BYTES + 1);
+        syntax_err(&["GROUP", "INFO", &long], "at most 256 allowed");
+        assert!(cmd(&["GROUP", "INFO", &long[1..]]).is_ok());
+        syntax_err(&["GROUP", "ACK", "g", "0"], "at least 1");
+        syntax_err(&["GROUP", "ACK", "g", "-1"], "non-negative integer");
+        // At most 64 TYPEs, at most max_ack_positions positions (TOOBIG past it).
+        let mut create = vec!["GROUP", "CREATE", "g"];
+        for _ in 0..logbook::MAX_GROUP_EVENT_TYPES {
+            create.extend(["TYPE", "t"]);
+        }
+        assert!(cmd(&create).is_ok());
+        create.extend(["TYPE", "t"]);
+        syntax_err(&create, "at most 64 TYPE options");
+        let limits = CommandLimits { max_ack_positions: 2, ..CommandLimits::default() };
+        assert!(parse_with(&["GROUP", "ACK", "g", "1", "2"], &limits).is_ok());
+        assert!(matches!(parse_with(&["GROUP", "ACK", "g", "1", "2", "3"], &limits), Err(CommandError::TooBig(_))));
+        let limits = CommandLimits { max_count: 5, ..CommandLimits::default() };
+        assert!(parse_with(&["GROUP", "READ", "g", "c", "COUNT", "6"], &limits).is_err());
+        assert_eq!(
+            parse_with(&["GROUP", "READ", "g", "c"], &CommandLimits { max_count: 5, ..CommandLimits::default() }),
+            Ok(Command::GroupRead { group: "g".into(), consumer: "c".into(), count: 5, block_ms: None })
+        );
+    }
 }

@@ -673,7 +673,8 @@ impl Store {
     }
 
     /// Counts a failed delivery of `position` (a webhook that did not answer 2xx); returns how
-    /// many failures that position has had. Kept in memory only (a restart starts from zero).
+    /// many failures that position has had. Kept in memory only (a restart starts from zero),
+    /// for at most `max_pending` positions above the checkpoint.
     pub fn record_group_failure(&self, name: &str, position: u64) -> Result<u64> {
         if position == 0 {
             return Err(Error::InvalidInput("position 0 does not exist (positions start at 1)".into()));
@@ -684,6 +685,13 @@ impl Store {
             return Err(unknown_group(name));
         }
         state.failures += 1;
+        // Bounded like the pending events: past that many positions, the lowest is forgotten.
+        let max = self.groups().limits.max_pending.max(1);
+        if state.failures_by_position.len() >= max && !state.failures_by_position.contains_key(&position) {
+            if let Some(lowest) = state.failures_by_position.keys().min().copied() {
+                state.failures_by_position.remove(&lowest);
+            }
+        }
         let count = state.failures_by_position.entry(position).or_insert(0);
         *count += 1;
         Ok(*count)

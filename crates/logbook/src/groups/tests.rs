@@ -285,3 +285,101 @@ fn compaction_keeps_group_state_and_groups_skip_what_it_removed() {
     store.ack_group("g", &kept).unwrap();
     assert_eq!(store.group_info("g").unwrap().pending, 0);
 }
+
+/// A model of one group with a long ACKWAIT (no expiry): what reads, ACKs and reopens must do.
+mod model {
+    use super::*;
+    use proptest::prelude::*;
+    use std::collections::BTreeSet;
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        /// Appends one event to a stream the group selects (`true`) or not.
+        Append(bool),
+        /// A system stream's event: never delivered.
+        AppendSystem,
+        Read { consumer: u8, max: usize },
+        /// Acknowledges the delivered positions picked by these indexes (out of order).
+        Ack(Vec<usize>),
+        /// A position the group never delivers (another stream's): ignored.
+        AckUndelivered,
+        Reopen,
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            4 => any::<bool>().prop_map(Op::Append),
+            1 => Just(Op::AppendSystem),
+            3 => (0u8..3, 1usize..5).prop_map(|(consumer, max)| Op::Read { consumer, max }),
+            3 => proptest::collection::vec(0usize..64, 1..4).prop_map(Op::Ack),
+            1 => Just(Op::AckUndelivered),
+            1 => Just(Op::Reopen),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 32, ..ProptestConfig::default() })]
+        #[test]
+        fn a_group_behaves_like_its_model(ops in proptest::collection::vec(op(), 1..40)) {
+            let dir = tempfile::tempdir().unwrap();
+            let options = || Options { sync: crate::options::SyncMode::Never, ..Options::default() };
+            let mut store = Store::open(dir.path(), options()).unwrap();
+            let config = GroupConfig { stream_prefix: Some("a-".into()), ..GroupConfig::default() };
+            store.create_group("g", config).unwrap();
+            // The model: matching positions, acknowledged ones, pending ones (since the open).
+            let (mut matching, mut acked, mut pending) = (Vec::new(), BTreeSet::new(), BTreeSet::new());
+            let mut delivered_ever: Vec<u64> = Vec::new();
+            for op in ops {
+                match op {
+                    Op::Append(selected) => {
+                        let stream = if selected { "a-1" } else { "b-1" };
+                        let p = append(&store, stream, "A", 1)[0];
+                        if selected {
+                            matching.push(p);
+                        }
+                    }
+                    Op::AppendSystem => {
+                        store.append_system("$a-sys", ExpectedVersion::Any, vec![NewEvent::new("A", b"{}".to_vec())]).unwrap();
+                    }
+                    Op::Read { consumer, max } => {
+                        let got = positions(&store.read_group("g", &format!("c{consumer}"), max, NO_WAIT).unwrap());
+                        let expected: Vec<u64> = matching
+                            .iter()
+                            .copied()
+                            .filter(|p| !acked.contains(p) && !pending.contains(p))
+                            .take(max)
+                            .collect();
+                        prop_assert_eq!(&got, &expected);
+                        pending.extend(got.iter().copied());
+                        delivered_ever.extend(got);
+                    }
+                    Op::Ack(picks) => {
+                        if delivered_ever.is_empty() {
+                            continue;
+                        }
+                        let chosen: Vec<u64> = picks.iter().map(|i| delivered_ever[i % delivered_ever.len()]).collect();
+                        let newly: BTreeSet<u64> = chosen.iter().copied().filter(|p| pending.contains(p)).collect();
+                        prop_assert_eq!(store.ack_group("g", &chosen).unwrap(), newly.len());
+                        for p in newly {
+                            pending.remove(&p);
+                            acked.insert(p);
+                        }
+                    }
+                    Op::AckUndelivered => {
+                        let never = append(&store, "b-1", "A", 1)[0];
+                        prop_assert_eq!(store.ack_group("g", &[never]).unwrap(), 0);
+                    }
+                    Op::Reopen => {
+                        drop(store);
+                        store = Store::open(dir.path(), options()).unwrap();
+                        pending.clear();
+                    }
+                }
+                let info = store.group_info("g").unwrap();
+                prop_assert_eq!(info.pending, pending.len());
+                // The checkpoint never claims an unacknowledged event.
+                prop_assert!(matching.iter().all(|p| *p > info.checkpoint || acked.contains(p)), "{:?}", info);
+            }
+        }
+    }
+}
