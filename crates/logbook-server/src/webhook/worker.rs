@@ -6,6 +6,7 @@
 //! (durably) only after its 2xx or its dead letter, so a restart or a kill -9 resumes at the
 //! first unacknowledged event and may deliver the one in flight again.
 
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -162,19 +163,18 @@ impl Worker {
                 Attempt::Stopped => return Err(Stopped),
                 Attempt::Answered(status) if (200..300).contains(&status) => {
                     self.acknowledge(event)?;
-                    self.counters.delivered.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    self.counters.delivered.fetch_add(1, Ordering::Relaxed);
                     return Ok(());
                 }
                 Attempt::Answered(status) => format!("HTTP status {status}"),
                 Attempt::Failed(reason) => reason,
             };
-            self.counters.failed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            self.counters.failed.fetch_add(1, Ordering::Relaxed);
             failures += 1;
-            // The group's count survives restarts (when the core keeps it), so max_attempts
-            // holds across them; this run's own count is the floor.
-            match self.store().record_group_failure(&self.webhook.group_name(), event.position()) {
-                Ok(recorded) => failures = failures.max(recorded),
-                Err(err) => tracing::warn!(webhook = %self.webhook.name, %err, "cannot record a delivery failure"),
+            // For GROUP INFO's `failures`. The worker's own count decides the dead letter: the
+            // group's per-position counts are in memory too, and bounded.
+            if let Err(err) = self.store().record_group_failure(&self.webhook.group_name(), event.position()) {
+                tracing::warn!(webhook = %self.webhook.name, %err, "cannot record a delivery failure");
             }
             tracing::warn!(
                 webhook = %self.webhook.name,
@@ -217,7 +217,7 @@ impl Worker {
             let events = vec![NewEvent::new(DEAD_LETTER_TYPE, letter.clone().into_bytes())];
             match self.store().append_system(&stream, ExpectedVersion::Any, events) {
                 Ok(_) => {
-                    self.counters.dead_lettered.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    self.counters.dead_lettered.fetch_add(1, Ordering::Relaxed);
                     tracing::error!(
                         webhook = %self.webhook.name,
                         position = event.position(),
