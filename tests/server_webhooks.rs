@@ -559,3 +559,66 @@ fn webhooks_deliver_every_event_signed_in_order_through_failures_outages_and_a_k
     };
     assert!(status.success(), "exit status after SIGTERM: {status:?}");
 }
+
+/// A tenant's events leave by their stored name (`acme:order-1`), filtered by prefix and type;
+/// a webhook's group and dead letters are the admin's to see, not a tenant's.
+#[test]
+fn tenant_events_go_out_by_stored_name_and_webhook_state_is_the_admins() {
+    use logbook_server::{hash_token_hex, AdminConfig, Config, TenantConfig, WebhookConfig};
+    use server_support::{error_text, TestServer, ACME_TOKEN, ADMIN_TOKEN, GLOBEX_TOKEN};
+
+    let receiver = Receiver::new();
+    let mut hook =
+        WebhookConfig::new("acme-shipping", format!("http://127.0.0.1:{}/hook?source=logbook", receiver.port), SECRET);
+    hook.prefix = Some("acme:order-".into());
+    hook.types = vec!["ORDER_SHIPPED".into()];
+    hook.backoff_initial_ms = 20;
+    let server = TestServer::start_with(Config {
+        admin: Some(AdminConfig { token_sha256: hash_token_hex(ADMIN_TOKEN.as_bytes()) }),
+        tenants: vec![
+            TenantConfig { name: "acme".into(), token_sha256: hash_token_hex(ACME_TOKEN.as_bytes()) },
+            TenantConfig { name: "globex".into(), token_sha256: hash_token_hex(GLOBEX_TOKEN.as_bytes()) },
+        ],
+        webhooks: vec![hook],
+        ..Config::default()
+    });
+    let mut acme = server_support::connect(&server.url_auth("acme", ACME_TOKEN, false));
+    let mut globex = server_support::connect(&server.url_auth("globex", GLOBEX_TOKEN, false));
+    let mut admin = server_support::connect(&server.url_auth("admin", ADMIN_TOKEN, false));
+    let append = |con: &mut redis::Connection, stream: &str, event_type: &str| {
+        let _: (u64, u64) = redis::cmd("APPEND").arg(stream).arg(event_type).arg("{}").query(con).unwrap();
+    };
+    append(&mut acme, "order-1", "ORDER_PLACED");
+    append(&mut acme, "order-1", "ORDER_SHIPPED");
+    append(&mut globex, "order-1", "ORDER_SHIPPED");
+    append(&mut acme, "cart-1", "ORDER_SHIPPED");
+    // The last one the filter takes: once it is delivered, everything before it was considered.
+    append(&mut acme, "order-2", "ORDER_SHIPPED");
+    receiver.wait_until("acme:order-2", |state| {
+        state.seen.iter().any(|s| s.stream == "acme:order-2" && (200..300).contains(&s.status))
+    });
+    let state = receiver.state();
+    assert!(state.bad.is_empty(), "{:?}", state.bad);
+    let mut delivered: Vec<(String, u64)> = state.seen.iter().map(|s| (s.stream.clone(), s.version)).collect();
+    delivered.dedup();
+    assert_eq!(
+        delivered,
+        [("acme:order-1".to_string(), 2), ("acme:order-2".to_string(), 1)],
+        "{:?}",
+        summary(&state.seen)
+    );
+    drop(state);
+
+    let info = redis::cmd("GROUP").arg("INFO").arg("$webhook-acme-shipping").query::<redis::Value>(&mut admin).unwrap();
+    assert_eq!(field_str(&info, "name"), "$webhook-acme-shipping");
+    assert_eq!(field_str(&info, "prefix"), "acme:order-");
+    let letters = events(redis::cmd("READ").arg("$dead-letter-acme-shipping").query(&mut admin).unwrap());
+    assert!(letters.is_empty());
+    let err =
+        error_text(redis::cmd("GROUP").arg("INFO").arg("$webhook-acme-shipping").query::<redis::Value>(&mut acme));
+    assert!(err.contains("starts with '$'"), "{err}");
+    let err = error_text(redis::cmd("READ").arg("$dead-letter-acme-shipping").query::<redis::Value>(&mut acme));
+    assert!(err.contains("'$'"), "{err}");
+    let err = error_text(redis::cmd("READ").arg("$group-$webhook-acme-shipping").query::<redis::Value>(&mut admin));
+    assert!(err.contains("'$'"), "other system streams stay unreadable: {err}");
+}
