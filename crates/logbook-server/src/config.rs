@@ -479,6 +479,7 @@ mod tests {
         let example_hook = &example.webhooks[0];
         assert_eq!(example.webhooks.len(), 1);
         let defaults = crate::WebhookConfig::new("", "", "");
+        assert_eq!(example_hook.from, defaults.from);
         assert_eq!(
             (
                 example_hook.timeout_ms,

@@ -51,8 +51,8 @@ pub use connection_core::fuzz_connection_core;
 pub use extension::{error_reply, stored_stream_name, CommandExtension, Extensions};
 pub use webhook::{
     signature as webhook_signature, validate_webhooks, WebhookConfig, DEAD_LETTER_STREAM_PREFIX, DEAD_LETTER_TYPE,
-    EVENT_ID_HEADER, MAX_WEBHOOKS, MAX_WEBHOOK_ATTEMPTS, MAX_WEBHOOK_NAME_BYTES, MAX_WEBHOOK_TYPES,
-    MAX_WEBHOOK_WAIT_MS, SIGNATURE_HEADER, WEBHOOK_GROUP_PREFIX,
+    EVENT_ID_HEADER, FROM_END, FROM_START, MAX_WEBHOOKS, MAX_WEBHOOK_ATTEMPTS, MAX_WEBHOOK_NAME_BYTES,
+    MAX_WEBHOOK_TYPES, MAX_WEBHOOK_WAIT_MS, SIGNATURE_HEADER, WEBHOOK_GROUP_PREFIX,
 };
 
 /// Why the server could not start or stop cleanly.

@@ -17,8 +17,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 pub use body::{signature, EVENT_ID_HEADER, SIGNATURE_HEADER};
 pub use settings::{
-    validate_webhooks, WebhookConfig, DEAD_LETTER_STREAM_PREFIX, MAX_WEBHOOKS, MAX_WEBHOOK_ATTEMPTS,
-    MAX_WEBHOOK_NAME_BYTES, MAX_WEBHOOK_TYPES, MAX_WEBHOOK_WAIT_MS, WEBHOOK_GROUP_PREFIX,
+    validate_webhooks, WebhookConfig, DEAD_LETTER_STREAM_PREFIX, FROM_END, FROM_START, MAX_WEBHOOKS,
+    MAX_WEBHOOK_ATTEMPTS, MAX_WEBHOOK_NAME_BYTES, MAX_WEBHOOK_TYPES, MAX_WEBHOOK_WAIT_MS, WEBHOOK_GROUP_PREFIX,
 };
 pub(crate) use worker::{prepare_groups, start_workers};
 

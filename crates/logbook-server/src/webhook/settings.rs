@@ -12,6 +12,11 @@ pub const WEBHOOK_GROUP_PREFIX: &str = "$webhook-";
 /// A webhook's dead-letter stream is this followed by its name.
 pub const DEAD_LETTER_STREAM_PREFIX: &str = "$dead-letter-";
 
+/// `from = "start"`: a new webhook delivers the log from its first event.
+pub const FROM_START: &str = "start";
+/// `from = "end"`: a new webhook delivers only events appended after it was created.
+pub const FROM_END: &str = "end";
+
 /// Longest webhook name (it becomes part of the `$webhook-<name>` group and the
 /// `$dead-letter-<name>` stream).
 pub const MAX_WEBHOOK_NAME_BYTES: usize = 64;
@@ -43,6 +48,10 @@ pub struct WebhookConfig {
     pub types: Vec<String>,
     /// The HMAC-SHA256 key of `X-Logbook-Signature`.
     pub secret: String,
+    /// Where a new webhook starts: `start` (the first event of the log, the default) or `end`
+    /// (only events appended after its group is created). Read only when the group is created.
+    #[serde(default = "default_from")]
+    pub from: String,
     /// One attempt (connect, send, response head) may take this long, then it failed.
     #[serde(default = "default_timeout_ms")]
     pub timeout_ms: u64,
@@ -57,6 +66,9 @@ pub struct WebhookConfig {
     pub backoff_max_ms: u64,
 }
 
+fn default_from() -> String {
+    FROM_START.to_string()
+}
 fn default_timeout_ms() -> u64 {
     5_000
 }
@@ -79,6 +91,7 @@ impl fmt::Debug for WebhookConfig {
             .field("prefix", &self.prefix)
             .field("types", &self.types)
             .field("secret", &"<redacted>")
+            .field("from", &self.from)
             .field("timeout_ms", &self.timeout_ms)
             .field("max_attempts", &self.max_attempts)
             .field("backoff_initial_ms", &self.backoff_initial_ms)
@@ -107,6 +120,7 @@ impl WebhookConfig {
             prefix: None,
             types: Vec::new(),
             secret: secret.into(),
+            from: default_from(),
             timeout_ms: default_timeout_ms(),
             max_attempts: default_max_attempts(),
             backoff_initial_ms: default_backoff_initial_ms(),
@@ -167,6 +181,9 @@ impl WebhookConfig {
         }
         if self.secret.is_empty() {
             return Err("secret is empty: receivers could not tell our requests from anyone's".into());
+        }
+        if self.from != FROM_START && self.from != FROM_END {
+            return Err(format!("from is '{}', must be \"{FROM_START}\" or \"{FROM_END}\"", self.from));
         }
         for (field, value, max) in [
             ("timeout_ms", self.timeout_ms, MAX_WEBHOOK_WAIT_MS),
@@ -285,6 +302,7 @@ mod tests {
         assert!(error_of(|w| w.prefix = Some("$all".into())).contains("system streams"));
         assert!(error_of(|w| w.prefix = Some(String::new())).contains("prefix is empty"));
         assert!(error_of(|w| w.types = vec![String::new()]).contains("empty type"));
+        assert!(error_of(|w| w.from = "now".into()).contains(r#"from is 'now', must be "start" or "end""#));
         let err = validate_webhooks(&[hook(), WebhookConfig::new("x", "http://h/", "s"), hook()]).unwrap_err();
         assert!(err.starts_with("webhooks[2] ('orders'): name 'orders' is used"), "{err}");
     }

@@ -18,7 +18,7 @@ use logbook::{ExpectedVersion, GroupConfig, NewEvent, RecordedEvent, Store};
 
 use super::body::{dead_letter_body, event_body, signature, EVENT_ID_HEADER, SIGNATURE_HEADER};
 use super::post::{attempt, Attempt, Delivery, STOP_CHECK};
-use super::settings::{Target, WebhookConfig};
+use super::settings::{Target, WebhookConfig, FROM_END};
 use super::{WebhookCounters, DEAD_LETTER_TYPE};
 use crate::{io_error, ServerError, Shared};
 
@@ -34,7 +34,8 @@ const ACK_WAIT: Duration = Duration::from_millis(1);
 /// Wait after a store error (a failed read, ack or dead-letter append) before trying again.
 const STORE_RETRY: Duration = Duration::from_millis(500);
 
-/// Creates each webhook's group when missing. A group whose filter differs from the config's
+/// Creates each webhook's group when missing, from the first position or (`from = "end"`) the
+/// one after the head. A group whose filter differs from the config's
 /// is recreated with the new filter from the position after its checkpoint: nothing already
 /// acknowledged is delivered again, and events after it are filtered the new way.
 pub(crate) fn prepare_groups(store: &Store, webhooks: &[WebhookConfig]) -> Result<(), ServerError> {
@@ -47,7 +48,8 @@ pub(crate) fn prepare_groups(store: &Store, webhooks: &[WebhookConfig]) -> Resul
             ack_wait: ACK_WAIT,
         };
         if !store.group_names(&group).contains(&group) {
-            store.create_group(&group, wanted)?;
+            let from = if webhook.from == FROM_END { store.head_position() + 1 } else { 1 };
+            store.create_group(&group, GroupConfig { from, ..wanted })?;
             continue;
         }
         let info = store.group_info(&group)?;
@@ -283,6 +285,13 @@ mod tests {
             .map(|e| (e.stream().to_string(), e.event_type().to_string()))
             .collect();
         assert_eq!(next, [("order-2".to_string(), "B".to_string())]);
+        // A new webhook from the end sees only what comes after it.
+        let mut late = WebhookConfig::new("late", "http://127.0.0.1:9/", "k");
+        late.from = "end".into();
+        prepare_groups(&store, std::slice::from_ref(&late)).unwrap();
+        let after = append(&store, "order-3", "C");
+        let delivered = store.read_group(&late.group_name(), CONSUMER, 10, Duration::ZERO).unwrap();
+        assert_eq!(delivered.iter().map(RecordedEvent::position).collect::<Vec<_>>(), [after]);
         store.close().unwrap();
     }
 }
