@@ -526,6 +526,14 @@ fn check_command(args: Vec<Vec<u8>>, limits: &CommandLimits) {
     let valid_type = |s: &str| !s.is_empty() && s.len() <= protocol::MAX_EVENT_TYPE_BYTES;
     let valid_expected = |e: &ExpectedVersion| *e != ExpectedVersion::Exact(0);
     let valid_count = |n: u64| (1..=limits.max_count).contains(&n);
+    // Group and consumer names: what the engine's `validate_group_name` takes with room for a
+    // tenant's prefix.
+    let valid_group = |s: &str| {
+        !s.is_empty()
+            && s.len() <= protocol::MAX_CLIENT_GROUP_NAME_BYTES
+            && !s.contains(|c: char| c.is_control() || c.is_whitespace())
+            && logbook::validate_group_name(s).is_ok()
+    };
     match &command {
         Command::Append { stream, event, expected } => {
             assert!(valid_name(stream) && valid_type(&event.event_type), "APPEND accepted {command:?}");
@@ -569,6 +577,24 @@ fn check_command(args: Vec<Vec<u8>>, limits: &CommandLimits) {
                 && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
             assert!(plain, "BACKUP accepted name {name:?}");
         }
+        Command::GroupCreate { group, from, prefix, types, ack_wait_ms } => {
+            assert!(valid_group(group) && from.is_none_or(|p| p >= 1), "{command:?}");
+            assert!(prefix.as_deref().is_none_or(valid_name), "{command:?}");
+            assert!(
+                types.len() <= logbook::MAX_GROUP_EVENT_TYPES && types.iter().all(|t| valid_type(t)),
+                "{command:?}"
+            );
+            assert!(ack_wait_ms.is_none_or(|ms| (1..=protocol::MAX_ACK_WAIT_MS).contains(&ms)), "{command:?}");
+        }
+        Command::GroupRead { group, consumer, count, .. } => {
+            assert!(valid_group(group) && valid_group(consumer) && valid_count(*count), "{command:?}");
+        }
+        Command::GroupAck { group, positions } => {
+            assert!(valid_group(group), "{command:?}");
+            assert!((1..=limits.max_ack_positions).contains(&positions.len()), "GROUP ACK count {}", positions.len());
+            assert!(positions.iter().all(|p| *p >= 1), "{command:?}");
+        }
+        Command::GroupInfo { group } | Command::GroupDelete { group } => assert!(valid_group(group), "{command:?}"),
         Command::Auth(credentials) | Command::Hello { auth: Some(credentials), .. } => {
             assert!(valid_name(&credentials.tenant), "{command:?}");
         }

@@ -11,19 +11,27 @@ use super::resp::{ProtocolVersion, Value};
 pub use logbook::{ExpectedVersion, MAX_EVENT_TYPE_BYTES, MAX_STREAM_NAME_BYTES};
 /// COUNT used by READ and READALL when none is given (capped by `max_count`).
 pub const DEFAULT_COUNT: u64 = 1000;
+/// COUNT used by GROUP READ when none is given (capped by `max_count`).
+pub const DEFAULT_GROUP_COUNT: u64 = 10;
+/// A consumer group's ACKWAIT when GROUP CREATE gives none, milliseconds.
+pub const DEFAULT_ACK_WAIT_MS: u64 = 30_000;
+/// Longest ACKWAIT, milliseconds (one day).
+pub const MAX_ACK_WAIT_MS: u64 = 86_400_000;
 
 /// Bounds on what one command may ask for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CommandLimits {
     /// Most events in one APPENDMANY.
     pub max_events_per_append: usize,
-    /// Largest COUNT accepted by READ and READALL.
+    /// Largest COUNT accepted by READ, READALL and GROUP READ.
     pub max_count: u64,
+    /// Most positions in one GROUP ACK.
+    pub max_ack_positions: usize,
 }
 
 impl Default for CommandLimits {
     fn default() -> Self {
-        CommandLimits { max_events_per_append: 10_000, max_count: 100_000 }
+        CommandLimits { max_events_per_append: 10_000, max_count: 100_000, max_ack_positions: 1000 }
     }
 }
 
@@ -123,6 +131,37 @@ pub enum Command {
     Backup {
         /// One path component: see [`MAX_BACKUP_NAME_BYTES`].
         name: String,
+    },
+    /// `GROUP CREATE <group> [FROM p] [PREFIX s] [TYPE t]... [ACKWAIT ms]`: a consumer group on `$all`.
+    GroupCreate {
+        group: String,
+        /// `None`: from position 1.
+        from: Option<u64>,
+        prefix: Option<String>,
+        /// Empty means every type.
+        types: Vec<String>,
+        /// `None`: [`DEFAULT_ACK_WAIT_MS`].
+        ack_wait_ms: Option<u64>,
+    },
+    /// `GROUP READ <group> <consumer> [COUNT n] [BLOCK ms]`.
+    GroupRead {
+        group: String,
+        consumer: String,
+        count: u64,
+        block_ms: Option<u64>,
+    },
+    /// `GROUP ACK <group> <position>...`.
+    GroupAck {
+        group: String,
+        positions: Vec<u64>,
+    },
+    /// `GROUP INFO <group>`.
+    GroupInfo {
+        group: String,
+    },
+    /// `GROUP DELETE <group>`.
+    GroupDelete {
+        group: String,
     },
     /// `COMMAND [LIST|COUNT|DOCS|INFO] ...`: the grammar's command names (allowed before AUTH;
     /// it reveals nothing but the grammar). Lower-cased subcommand; later arguments ignored.
@@ -385,6 +424,7 @@ const EXPECTED: ArgDoc = ArgDoc::option(
     ]),
 );
 const SINCE: &str = "0.1.0";
+const GROUP_NAME: ArgDoc = ArgDoc::new("group", ArgKind::String);
 /// Longest BACKUP name.
 pub const MAX_BACKUP_NAME_BYTES: usize = 128;
 
@@ -586,6 +626,51 @@ const COMMANDS: &[(CommandDoc, Parser)] = &[
     ),
     (
         CommandDoc {
+            name: "GROUP",
+            summary: "Consumer groups on the global log: CREATE, READ (each event to one consumer), ACK, INFO, DELETE",
+            group: "stream",
+            since: SINCE,
+            arguments: &[ArgDoc::new(
+                "subcommand",
+                ArgKind::OneOf(&[
+                    ArgDoc::new(
+                        "create",
+                        ArgKind::Block(&[
+                            ArgDoc::keyword("CREATE"),
+                            GROUP_NAME,
+                            ArgDoc::option("FROM", "position", ArgKind::Integer),
+                            ArgDoc::option("PREFIX", "stream-prefix", ArgKind::String),
+                            ArgDoc::option("TYPE", "type", ArgKind::String).multiple(),
+                            ArgDoc::option("ACKWAIT", "milliseconds", ArgKind::Integer),
+                        ]),
+                    ),
+                    ArgDoc::new(
+                        "read",
+                        ArgKind::Block(&[
+                            ArgDoc::keyword("READ"),
+                            GROUP_NAME,
+                            ArgDoc::new("consumer", ArgKind::String),
+                            ArgDoc::option("COUNT", "count", ArgKind::Integer),
+                            ArgDoc::option("BLOCK", "milliseconds", ArgKind::Integer),
+                        ]),
+                    ),
+                    ArgDoc::new(
+                        "ack",
+                        ArgKind::Block(&[
+                            ArgDoc::keyword("ACK"),
+                            GROUP_NAME,
+                            ArgDoc::new("position", ArgKind::Integer).multiple(),
+                        ]),
+                    ),
+                    ArgDoc::new("info", ArgKind::Block(&[ArgDoc::keyword("INFO"), GROUP_NAME])),
+                    ArgDoc::new("delete", ArgKind::Block(&[ArgDoc::keyword("DELETE"), GROUP_NAME])),
+                ]),
+            )],
+        },
+        group,
+    ),
+    (
+        CommandDoc {
             name: "COMMAND",
             summary: "Replies the command names (LIST), their number (COUNT) or their documentation (DOCS)",
             group: "server",
@@ -641,6 +726,11 @@ impl Command {
             Command::Delete { .. } => "DELETE",
             Command::Compact => "COMPACT",
             Command::Backup { .. } => "BACKUP",
+            Command::GroupCreate { .. }
+            | Command::GroupRead { .. }
+            | Command::GroupAck { .. }
+            | Command::GroupInfo { .. }
+            | Command::GroupDelete { .. } => "GROUP",
             Command::CommandInfo { .. } => "COMMAND",
         }
     }
@@ -981,6 +1071,109 @@ fn backup_name(arg: Vec<u8>) -> Result<String, CommandError> {
         )));
     }
     Ok(name)
+}
+
+/// Longest group or consumer name a client may send, bytes (the store's limit on a group's
+/// full name leaves room for a tenant's prefix).
+pub const MAX_CLIENT_GROUP_NAME_BYTES: usize = 256;
+
+/// A group or consumer name: non-empty UTF-8 without whitespace or control characters.
+fn group_name(arg: Vec<u8>, what: &str) -> Result<String, CommandError> {
+    let name = text(arg, what, MAX_CLIENT_GROUP_NAME_BYTES, false)?;
+    if name.chars().any(char::is_whitespace) {
+        return Err(syntax(format!("{what} must not contain whitespace, got '{}'", show(name.as_bytes()))));
+    }
+    Ok(name)
+}
+
+/// `GROUP <subcommand> ...`.
+fn group(args: &mut Args, limits: &CommandLimits) -> Result<Command, CommandError> {
+    let subcommand = args.required()?;
+    let sub = subcommand.to_ascii_uppercase();
+    match sub.as_slice() {
+        b"CREATE" => group_create(args),
+        b"READ" => group_read(args, limits),
+        b"ACK" => group_ack(args, limits),
+        b"INFO" | b"DELETE" => {
+            let group = group_name(args.required()?, "group name")?;
+            args.finish()?;
+            Ok(if sub == b"INFO" { Command::GroupInfo { group } } else { Command::GroupDelete { group } })
+        }
+        _ => {
+            Err(syntax(format!("unknown GROUP subcommand '{}' (CREATE, READ, ACK, INFO or DELETE)", show(&subcommand))))
+        }
+    }
+}
+
+fn group_create(args: &mut Args) -> Result<Command, CommandError> {
+    let group = group_name(args.required()?, "group name")?;
+    let (mut from, mut prefix, mut ack_wait_ms) = (None, None, None);
+    let mut types = Vec::new();
+    while let Some(option) = args.next() {
+        if is_keyword(&option, "FROM") {
+            let position = number(&args.value_of("FROM")?, "FROM")?;
+            if position == 0 {
+                return Err(syntax("FROM must be a position of at least 1"));
+            }
+            once(&mut from, "FROM", position)?;
+        } else if is_keyword(&option, "PREFIX") {
+            let value = text(args.value_of("PREFIX")?, "PREFIX", MAX_STREAM_NAME_BYTES, false)?;
+            once(&mut prefix, "PREFIX", value)?;
+        } else if is_keyword(&option, "TYPE") {
+            if types.len() >= logbook::MAX_GROUP_EVENT_TYPES {
+                return Err(syntax(format!("at most {} TYPE options", logbook::MAX_GROUP_EVENT_TYPES)));
+            }
+            types.push(event_type(args.value_of("TYPE")?)?);
+        } else if is_keyword(&option, "ACKWAIT") {
+            let ms = number(&args.value_of("ACKWAIT")?, "ACKWAIT")?;
+            if ms == 0 || ms > MAX_ACK_WAIT_MS {
+                return Err(syntax(format!("ACKWAIT must be between 1 and {MAX_ACK_WAIT_MS} ms, got {ms}")));
+            }
+            once(&mut ack_wait_ms, "ACKWAIT", ms)?;
+        } else {
+            return Err(syntax(format!("unknown GROUP CREATE option '{}'", show(&option))));
+        }
+    }
+    Ok(Command::GroupCreate { group, from, prefix, types, ack_wait_ms })
+}
+
+fn group_read(args: &mut Args, limits: &CommandLimits) -> Result<Command, CommandError> {
+    let group = group_name(args.required()?, "group name")?;
+    let consumer = group_name(args.required()?, "consumer name")?;
+    let (mut count_arg, mut block_ms) = (None, None);
+    while let Some(option) = args.next() {
+        if is_keyword(&option, "COUNT") {
+            once(&mut count_arg, "COUNT", count(&args.value_of("COUNT")?, limits)?)?;
+        } else if is_keyword(&option, "BLOCK") {
+            once(&mut block_ms, "BLOCK", number(&args.value_of("BLOCK")?, "BLOCK")?)?;
+        } else {
+            return Err(syntax(format!("unknown GROUP READ option '{}'", show(&option))));
+        }
+    }
+    let count = count_arg.unwrap_or_else(|| DEFAULT_GROUP_COUNT.min(limits.max_count));
+    Ok(Command::GroupRead { group, consumer, count, block_ms })
+}
+
+fn group_ack(args: &mut Args, limits: &CommandLimits) -> Result<Command, CommandError> {
+    let group = group_name(args.required()?, "group name")?;
+    let mut positions = Vec::new();
+    while let Some(arg) = args.next() {
+        if positions.len() >= limits.max_ack_positions {
+            return Err(CommandError::TooBig(format!(
+                "GROUP ACK takes at most {} positions",
+                limits.max_ack_positions
+            )));
+        }
+        let position = number(&arg, "GROUP ACK position")?;
+        if position == 0 {
+            return Err(syntax("GROUP ACK position must be at least 1"));
+        }
+        positions.push(position);
+    }
+    if positions.is_empty() {
+        return Err(CommandError::WrongArity(args.command));
+    }
+    Ok(Command::GroupAck { group, positions })
 }
 
 fn command_info(args: &mut Args, _: &CommandLimits) -> Result<Command, CommandError> {
@@ -1591,5 +1784,78 @@ mod tests {
         arity_err(&["INFO", "a", "b"], "INFO");
         let unknown = Command::parse(vec![b"TIMELINE".to_vec(), b"x".to_vec()], &CommandLimits::default());
         assert_eq!(unknown, Err(CommandError::UnknownCommand("TIMELINE".into())), "extensions are not in the grammar");
+    }
+
+    #[test]
+    fn group_subcommands_parse_with_their_options() {
+        assert_eq!(
+            ok(&["group", "create", "g", "TYPE", "A", "from", "5", "PREFIX", "order-", "type", "B", "ACKWAIT", "10"]),
+            Command::GroupCreate {
+                group: "g".into(),
+                from: Some(5),
+                prefix: Some("order-".into()),
+                types: vec!["A".into(), "B".into()],
+                ack_wait_ms: Some(10),
+            }
+        );
+        assert_eq!(
+            ok(&["GROUP", "CREATE", "g"]),
+            Command::GroupCreate { group: "g".into(), from: None, prefix: None, types: vec![], ack_wait_ms: None }
+        );
+        assert_eq!(
+            ok(&["GROUP", "READ", "g", "c"]),
+            Command::GroupRead { group: "g".into(), consumer: "c".into(), count: DEFAULT_GROUP_COUNT, block_ms: None }
+        );
+        assert_eq!(
+            ok(&["GROUP", "READ", "g", "c", "BLOCK", "0", "COUNT", "3"]),
+            Command::GroupRead { group: "g".into(), consumer: "c".into(), count: 3, block_ms: Some(0) }
+        );
+        assert_eq!(
+            ok(&["GROUP", "ACK", "g", "3", "1"]),
+            Command::GroupAck { group: "g".into(), positions: vec![3, 1] }
+        );
+        assert_eq!(ok(&["GROUP", "INFO", "g"]), Command::GroupInfo { group: "g".into() });
+        assert_eq!(ok(&["GROUP", "DELETE", "g"]), Command::GroupDelete { group: "g".into() });
+        assert_eq!(ok(&["GROUP", "INFO", "g"]).name(), "GROUP");
+    }
+
+    #[test]
+    fn group_arguments_are_bounded_and_checked() {
+        arity_err(&["GROUP"], "GROUP");
+        arity_err(&["GROUP", "CREATE"], "GROUP");
+        arity_err(&["GROUP", "READ", "g"], "GROUP");
+        arity_err(&["GROUP", "ACK", "g"], "GROUP");
+        arity_err(&["GROUP", "DELETE", "g", "x"], "GROUP");
+        syntax_err(&["GROUP", "NOPE", "g"], "unknown GROUP subcommand 'NOPE'");
+        syntax_err(&["GROUP", "CREATE", "g", "ACKWAIT", "0"], "ACKWAIT must be between 1 and 86400000");
+        syntax_err(&["GROUP", "CREATE", "g", "ACKWAIT", "86400001"], "ACKWAIT must be between");
+        assert!(cmd(&["GROUP", "CREATE", "g", "ACKWAIT", "86400000"]).is_ok());
+        syntax_err(&["GROUP", "CREATE", "g", "FROM", "0"], "FROM must be a position of at least 1");
+        syntax_err(&["GROUP", "CREATE", "g", "PREFIX", "a", "PREFIX", "b"], "PREFIX given more than once");
+        syntax_err(&["GROUP", "CREATE", "a b"], "group name must not contain whitespace");
+        syntax_err(&["GROUP", "READ", "g", "c\td"], "control characters");
+        syntax_err(&["GROUP", "READ", "g", ""], "consumer name must not be empty");
+        let long = "g".repeat(MAX_CLIENT_GROUP_NAME_BYTES + 1);
+        syntax_err(&["GROUP", "INFO", &long], "at most 256 allowed");
+        assert!(cmd(&["GROUP", "INFO", &long[1..]]).is_ok());
+        syntax_err(&["GROUP", "ACK", "g", "0"], "at least 1");
+        syntax_err(&["GROUP", "ACK", "g", "-1"], "non-negative integer");
+        // At most 64 TYPEs, at most max_ack_positions positions (TOOBIG past it).
+        let mut create = vec!["GROUP", "CREATE", "g"];
+        for _ in 0..logbook::MAX_GROUP_EVENT_TYPES {
+            create.extend(["TYPE", "t"]);
+        }
+        assert!(cmd(&create).is_ok());
+        create.extend(["TYPE", "t"]);
+        syntax_err(&create, "at most 64 TYPE options");
+        let limits = CommandLimits { max_ack_positions: 2, ..CommandLimits::default() };
+        assert!(parse_with(&["GROUP", "ACK", "g", "1", "2"], &limits).is_ok());
+        assert!(matches!(parse_with(&["GROUP", "ACK", "g", "1", "2", "3"], &limits), Err(CommandError::TooBig(_))));
+        let limits = CommandLimits { max_count: 5, ..CommandLimits::default() };
+        assert!(parse_with(&["GROUP", "READ", "g", "c", "COUNT", "6"], &limits).is_err());
+        assert_eq!(
+            parse_with(&["GROUP", "READ", "g", "c"], &CommandLimits { max_count: 5, ..CommandLimits::default() }),
+            Ok(Command::GroupRead { group: "g".into(), consumer: "c".into(), count: 5, block_ms: None })
+        );
     }
 }

@@ -77,8 +77,8 @@ mod resp;
 
 pub use command::{
     args_from_value, command_docs, command_names, text_argument, BatchPartSpec, Command, CommandError, CommandLimits,
-    Credentials, ExpectedVersion, NewEventSpec, DEFAULT_COUNT, MAX_BACKUP_NAME_BYTES, MAX_EVENT_TYPE_BYTES,
-    MAX_STREAM_NAME_BYTES,
+    Credentials, ExpectedVersion, NewEventSpec, DEFAULT_ACK_WAIT_MS, DEFAULT_COUNT, DEFAULT_GROUP_COUNT,
+    MAX_ACK_WAIT_MS, MAX_BACKUP_NAME_BYTES, MAX_CLIENT_GROUP_NAME_BYTES, MAX_EVENT_TYPE_BYTES, MAX_STREAM_NAME_BYTES,
 };
 pub use docs::{docs_reply, ArgDoc, ArgKind, CommandDoc};
 pub use resp::{encode, parse, Limits, ProtocolVersion, RespError, Value};

@@ -101,6 +101,97 @@ pub struct AllFilter {
     pub types: Vec<String>,
 }
 
+/// What `GROUP CREATE` sets (all optional: from the start, every stream and type, ACKWAIT
+/// 30000 ms).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GroupSpec {
+    /// First position to deliver.
+    pub from: Option<u64>,
+    /// Streams whose name starts with this.
+    pub prefix: Option<String>,
+    /// Any of these types (empty: all).
+    pub types: Vec<String>,
+    /// Redeliver an event not acknowledged within this many milliseconds.
+    pub ack_wait_ms: Option<u64>,
+}
+
+/// `GROUP INFO`'s reply.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GroupStatus {
+    pub name: String,
+    pub from: u64,
+    /// Empty: every stream (of the caller's tenant).
+    pub prefix: String,
+    pub types: Vec<String>,
+    pub ack_wait_ms: u64,
+    /// Every matching event at or below is acknowledged.
+    pub checkpoint: u64,
+    pub pending: u64,
+    /// Positions between the checkpoint and the head.
+    pub lag: u64,
+    pub delivered: u64,
+    pub redelivered: u64,
+    pub failures: u64,
+    pub consumers: Vec<GroupConsumer>,
+}
+
+/// One consumer in [`GroupStatus`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GroupConsumer {
+    pub name: String,
+    pub pending: u64,
+    pub idle_ms: u64,
+}
+
+fn group_status(value: Value) -> Result<GroupStatus> {
+    let mut status = GroupStatus::default();
+    for (key, value) in pairs(value)? {
+        match text_of(key)?.as_str() {
+            "name" => status.name = text_of(value)?,
+            "from" => status.from = as_u64(&value)?,
+            "prefix" => status.prefix = text_of(value)?,
+            "types" => status.types = list(value)?.into_iter().map(text_of).collect::<Result<_>>()?,
+            "ackwait" => status.ack_wait_ms = as_u64(&value)?,
+            "checkpoint" => status.checkpoint = as_u64(&value)?,
+            "pending" => status.pending = as_u64(&value)?,
+            "lag" => status.lag = as_u64(&value)?,
+            "delivered" => status.delivered = as_u64(&value)?,
+            "redelivered" => status.redelivered = as_u64(&value)?,
+            "failures" => status.failures = as_u64(&value)?,
+            "consumers" => {
+                for item in list(value)? {
+                    let mut consumer = GroupConsumer::default();
+                    for (key, value) in pairs(item)? {
+                        match text_of(key)?.as_str() {
+                            "name" => consumer.name = text_of(value)?,
+                            "pending" => consumer.pending = as_u64(&value)?,
+                            "idle" => consumer.idle_ms = as_u64(&value)?,
+                            _ => {}
+                        }
+                    }
+                    status.consumers.push(consumer);
+                }
+            }
+            _ => {} // newer servers may add keys
+        }
+    }
+    Ok(status)
+}
+
+fn list(value: Value) -> Result<Vec<Value>> {
+    match value {
+        Value::Array(items) | Value::Set(items) => Ok(items),
+        other => Err(ClientError::Protocol(format!("expected an array, got {other:?}"))),
+    }
+}
+
+fn expect_ok(value: Value) -> Result<()> {
+    match value {
+        Value::SimpleString(s) if s == "OK" => Ok(()),
+        other => Err(ClientError::Protocol(format!("expected OK, got {other:?}"))),
+    }
+}
+
 /// Replies may be large (COUNT x event size); the server bounds them, this only guards
 /// against a broken peer.
 const REPLY_LIMITS: Limits = Limits {
@@ -477,6 +568,57 @@ impl Client {
     /// `<backup_dir>/<name>` on the daemon's host.
     pub fn backup(&mut self, name: &str) -> Result<Vec<(String, u64)>> {
         figures(self.call(&[b"BACKUP", name.as_bytes()])?)
+    }
+
+    /// `GROUP CREATE <group> ...`: a consumer group on the global log.
+    pub fn group_create(&mut self, group: &str, spec: &GroupSpec) -> Result<()> {
+        let from = spec.from.map(|f| f.to_string());
+        let ack_wait = spec.ack_wait_ms.map(|ms| ms.to_string());
+        let mut args: Vec<&[u8]> = vec![b"GROUP", b"CREATE", group.as_bytes()];
+        if let Some(from) = &from {
+            args.extend([b"FROM".as_slice(), from.as_bytes()]);
+        }
+        if let Some(prefix) = &spec.prefix {
+            args.extend([b"PREFIX".as_slice(), prefix.as_bytes()]);
+        }
+        for t in &spec.types {
+            args.extend([b"TYPE".as_slice(), t.as_bytes()]);
+        }
+        if let Some(ack_wait) = &ack_wait {
+            args.extend([b"ACKWAIT".as_slice(), ack_wait.as_bytes()]);
+        }
+        expect_ok(self.call(&args)?)
+    }
+
+    /// `GROUP READ <group> <consumer> COUNT n [BLOCK ms]`: events for this consumer
+    /// (redeliveries first); empty when there were none within `block_ms`.
+    pub fn group_read(&mut self, group: &str, consumer: &str, count: u64, block_ms: Option<u64>) -> Result<Vec<Event>> {
+        let count = count.to_string();
+        let block = block_ms.map(|b| b.to_string());
+        let mut args: Vec<&[u8]> =
+            vec![b"GROUP", b"READ", group.as_bytes(), consumer.as_bytes(), b"COUNT", count.as_bytes()];
+        if let Some(block) = &block {
+            args.extend([b"BLOCK".as_slice(), block.as_bytes()]);
+        }
+        events_of(self.call(&args)?)
+    }
+
+    /// `GROUP ACK <group> <position>...`: how many were newly acknowledged (durably).
+    pub fn group_ack(&mut self, group: &str, positions: &[u64]) -> Result<u64> {
+        let positions: Vec<String> = positions.iter().map(u64::to_string).collect();
+        let mut args: Vec<&[u8]> = vec![b"GROUP", b"ACK", group.as_bytes()];
+        args.extend(positions.iter().map(|p| p.as_bytes()));
+        as_u64(&self.call(&args)?)
+    }
+
+    /// `GROUP INFO <group>`.
+    pub fn group_info(&mut self, group: &str) -> Result<GroupStatus> {
+        group_status(self.call(&[b"GROUP", b"INFO", group.as_bytes()])?)
+    }
+
+    /// `GROUP DELETE <group>`.
+    pub fn group_delete(&mut self, group: &str) -> Result<()> {
+        expect_ok(self.call(&[b"GROUP", b"DELETE", group.as_bytes()])?)
     }
 
     /// Follows the global log from position `from` (1: from the beginning): every matching

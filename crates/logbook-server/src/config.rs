@@ -69,6 +69,16 @@ pub struct Limits {
     /// A live tail that has sent no event for this long is ended (the browser's EventSource
     /// reconnects and resumes after the last event it got).
     pub tail_idle_timeout_secs: u64,
+    /// Most consumer groups in the store (all tenants together).
+    pub max_groups: usize,
+    /// Most consumers per group; a new one takes the place of the longest idle consumer
+    /// holding no pending events, or is refused.
+    pub max_group_consumers: usize,
+    /// Most pending (delivered, unacknowledged) events per group; when full, GROUP READ
+    /// delivers only redeliveries.
+    pub max_group_pending: usize,
+    /// Most positions in one GROUP ACK.
+    pub max_ack_positions: usize,
 }
 
 impl Default for Limits {
@@ -93,6 +103,10 @@ impl Default for Limits {
             auth_failure_window_secs: 600,
             max_tail_connections: 16,
             tail_idle_timeout_secs: 60,
+            max_groups: 1000,
+            max_group_consumers: 1000,
+            max_group_pending: 100_000,
+            max_ack_positions: 1000,
         }
     }
 }
@@ -111,7 +125,11 @@ impl Limits {
 
     /// The command parser's bounds derived from these limits.
     pub fn commands(&self) -> CommandLimits {
-        CommandLimits { max_events_per_append: self.max_events_per_append, max_count: self.max_count }
+        CommandLimits {
+            max_events_per_append: self.max_events_per_append,
+            max_count: self.max_count,
+            max_ack_positions: self.max_ack_positions,
+        }
     }
 
     pub fn idle_timeout(&self) -> Duration {
@@ -129,6 +147,15 @@ impl Limits {
             request_timeout: Duration::from_secs(self.request_timeout_secs),
             idle_timeout: self.idle_timeout(),
             auth_timeout: Duration::from_secs(self.auth_timeout_secs),
+        }
+    }
+
+    /// The store's limits on consumer groups.
+    pub fn groups(&self) -> logbook::GroupLimits {
+        logbook::GroupLimits {
+            max_groups: self.max_groups,
+            max_consumers: self.max_group_consumers,
+            max_pending: self.max_group_pending,
         }
     }
 
@@ -161,6 +188,10 @@ impl Limits {
             ("max_auth_failures_per_connection", u64::from(self.max_auth_failures_per_connection)),
             ("max_tail_connections", self.max_tail_connections as u64),
             ("tail_idle_timeout_secs", self.tail_idle_timeout_secs),
+            ("max_groups", self.max_groups as u64),
+            ("max_group_consumers", self.max_group_consumers as u64),
+            ("max_group_pending", self.max_group_pending as u64),
+            ("max_ack_positions", self.max_ack_positions as u64),
         ];
         if let Some((name, _)) = positive.iter().find(|(_, v)| *v == 0) {
             return Err(format!("limits.{name} must be at least 1"));
@@ -246,6 +277,8 @@ pub struct Config {
     /// Where `BACKUP <name>` writes (`<backup_dir>/<name>`); none by default, and then BACKUP
     /// is refused: the daemon writes nowhere its config did not name.
     pub backup_dir: Option<PathBuf>,
+    /// Outbound webhooks (`[[webhooks]]`): each POSTs matching events, signed, to a URL.
+    pub webhooks: Vec<crate::WebhookConfig>,
     /// The legal holds that apply when `[retention]` names none. Set by the program that
     /// starts the daemon: the `logbook` binary passes the order lifecycle's
     /// (`logbook_order::default_legal_holds()`, payments and refunds for 7 years). None by
@@ -271,6 +304,7 @@ impl Default for Config {
             tenants: Vec::new(),
             retention: None,
             backup_dir: None,
+            webhooks: Vec::new(),
             default_legal_holds: Vec::new(),
             extensions: crate::Extensions::default(),
         }
@@ -311,6 +345,7 @@ impl Config {
         self.limits.validate()?;
         self.store.options()?;
         self.retention_policy()?;
+        crate::webhook::validate_webhooks(&self.webhooks)?;
         if !self.auth_required() {
             require_loopback(&self.listen, "listen")?;
             if let Some(metrics) = &self.metrics {
@@ -462,5 +497,45 @@ mod tests {
         example.validate().expect("the uncommented sample is valid");
         assert_eq!(example.tenants[0].name, "shop_berlin");
         assert_eq!(example.retention_policy().unwrap().rules.len(), 2);
+        // The webhook example names every setting, each at its default where it has one.
+        let example_hook = &example.webhooks[0];
+        assert_eq!(example.webhooks.len(), 1);
+        let defaults = crate::WebhookConfig::new("", "", "");
+        assert_eq!(example_hook.from, defaults.from);
+        assert_eq!(
+            (
+                example_hook.timeout_ms,
+                example_hook.max_attempts,
+                example_hook.backoff_initial_ms,
+                example_hook.backoff_max_ms
+            ),
+            (defaults.timeout_ms, defaults.max_attempts, defaults.backoff_initial_ms, defaults.backoff_max_ms)
+        );
+        let written: toml::Table = toml::from_str(&uncommented).unwrap();
+        let written = written["webhooks"].as_array().unwrap()[0].as_table().unwrap();
+        let all = toml::Table::try_from(crate::WebhookConfig { prefix: Some("p".into()), ..defaults }).unwrap();
+        let missing: Vec<&String> = all.keys().filter(|k| !written.contains_key(*k)).collect();
+        assert!(missing.is_empty(), "packaging/logbook.toml's webhook example lacks {missing:?}");
+        assert!(config.webhooks.is_empty(), "the sample sends nothing by default");
+    }
+
+    #[test]
+    fn webhooks_are_read_from_the_file_and_checked_at_load() {
+        let text = "[[webhooks]]\nname = \"search\"\nurl = \"http://127.0.0.1:9/x\"\nsecret = \"k\"\ntypes = [\"A\"]\n";
+        let config = Config::from_toml(text).unwrap();
+        config.validate().unwrap();
+        let hook = &config.webhooks[0];
+        assert_eq!(
+            (hook.name.as_str(), hook.types.as_slice(), hook.prefix.as_deref()),
+            ("search", &["A".to_string()][..], None)
+        );
+        assert_eq!((hook.timeout_ms, hook.max_attempts), (5_000, 10), "defaults");
+        let https = Config::from_toml(&text.replace("http://", "https://")).unwrap();
+        let err = https.validate().unwrap_err();
+        assert!(err.starts_with("webhooks[0] ('search'): url") && err.contains("https is not supported"), "{err}");
+        let err = Config::from_toml(&text.replace("secret = \"k\"\n", "")).unwrap_err();
+        assert!(err.contains("missing field `secret`"), "{err}");
+        let err = Config::from_toml(&format!("{text}retries = 3\n")).unwrap_err();
+        assert!(err.contains("unknown field `retries`"), "{err}");
     }
 }

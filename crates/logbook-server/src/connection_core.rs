@@ -561,7 +561,7 @@ pub fn fuzz_connection_core(data: &[u8]) {
             max_nesting_depth: 2,
             max_inline_bytes: 8 * 1024,
         },
-        commands: CommandLimits { max_events_per_append: 16, max_count: 100 },
+        commands: CommandLimits { max_events_per_append: 16, max_count: 100, max_ack_positions: 8 },
         extensions: vec!["TIMELINE"],
         max_request_bytes: 16 * 1024,
         max_pending_reply_bytes: 512,

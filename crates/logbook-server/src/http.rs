@@ -21,7 +21,8 @@
 //! - one request per connection (no keep-alive); metrics and health answer as HTTP/1.0 like
 //!   before.
 //!
-//! tokio is used here only; the store and the RESP connections do not depend on it.
+//! tokio is used here and by the webhook workers (`webhook::post`, a runtime each); the store
+//! and the RESP connections do not depend on it.
 
 use std::convert::Infallible;
 use std::net::{IpAddr, TcpListener};

@@ -14,7 +14,8 @@
 //! lifecycle's TIMELINE), `metrics` (counters, Prometheus), `http` (the HTTP side: metrics,
 //! health, the web console), `http_api` (the console's JSON API and live tail), `console`
 //! (console pages crates above this one add, such as the order timeline), `client` (a small
-//! blocking client).
+//! blocking client), `webhook` (outbound webhooks: one consumer group and
+//! one worker thread each).
 
 mod auth;
 pub mod client;
@@ -31,6 +32,7 @@ mod http;
 mod http_api;
 mod metrics;
 mod pipeline;
+mod webhook;
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -52,6 +54,11 @@ pub use config::{
 pub use connection_core::fuzz_connection_core;
 pub use console::{ApiError, ApiQuery, ConsoleExtension, ConsolePage, MAX_QUERY_PARAMS, MAX_QUERY_VALUE_BYTES};
 pub use extension::{error_reply, stored_stream_name, CommandExtension, Extensions};
+pub use webhook::{
+    signature as webhook_signature, validate_webhooks, WebhookConfig, DEAD_LETTER_STREAM_PREFIX, DEAD_LETTER_TYPE,
+    EVENT_ID_HEADER, FROM_END, FROM_START, MAX_WEBHOOKS, MAX_WEBHOOK_ATTEMPTS, MAX_WEBHOOK_NAME_BYTES,
+    MAX_WEBHOOK_TYPES, MAX_WEBHOOK_WAIT_MS, SIGNATURE_HEADER, WEBHOOK_GROUP_PREFIX,
+};
 
 /// Why the server could not start or stop cleanly.
 #[derive(Debug, thiserror::Error)]
@@ -109,6 +116,8 @@ pub(crate) struct Shared {
     connections: Mutex<Registry>,
     connections_changed: Condvar,
     next_connection_id: AtomicU64,
+    /// Each configured webhook's counters, in config order.
+    pub webhook_counters: Vec<Arc<webhook::WebhookCounters>>,
 }
 
 impl Shared {
@@ -176,6 +185,8 @@ pub struct Server {
     http: Option<JoinHandle<()>>,
     /// Background compaction, when the config asks for it.
     compactor: Option<JoinHandle<()>>,
+    /// One delivery thread per webhook.
+    webhooks: Vec<JoinHandle<()>>,
 }
 
 /// Triggers a server's shutdown from another thread (e.g. a signal handler thread).
@@ -213,7 +224,8 @@ impl Server {
     /// serving.
     pub fn start(config: Config) -> Result<Server, ServerError> {
         config.validate().map_err(ServerError::Config)?;
-        let options = config.store.options().map_err(ServerError::Config)?;
+        let mut options = config.store.options().map_err(ServerError::Config)?;
+        options.groups = config.limits.groups();
         let store = logbook_archive::open_store(&config.data, options)?;
         Server::start_with_store(store, config)
     }
@@ -222,6 +234,7 @@ impl Server {
     pub fn start_with_store(store: Store, config: Config) -> Result<Server, ServerError> {
         config.validate().map_err(ServerError::Config)?;
         let auth = Auth::from_config(&config).map_err(ServerError::Config)?;
+        webhook::prepare_groups(&store, &config.webhooks)?;
         let listener =
             TcpListener::bind(&config.listen).map_err(io_error(format!("binding listen address {}", config.listen)))?;
         let addr = listener.local_addr().map_err(io_error("reading the listen address"))?;
@@ -248,6 +261,8 @@ impl Server {
             (config.limits.max_connections, config.limits.max_unauthenticated_connections);
         let auth_guard = auth_guard::AuthGuard::new(config.limits.auth_guard());
         let reply_budget = Arc::new(connection_core::ReplyBudget::new(config.limits.max_reply_bytes_total));
+        let webhook_counters =
+            config.webhooks.iter().map(|w| Arc::new(webhook::WebhookCounters::new(&w.name))).collect();
         let shared = Arc::new(Shared {
             store,
             config,
@@ -263,6 +278,7 @@ impl Server {
             }),
             connections_changed: Condvar::new(),
             next_connection_id: AtomicU64::new(1),
+            webhook_counters,
         });
         let acceptor = {
             let shared = Arc::clone(&shared);
@@ -296,7 +312,18 @@ impl Server {
             None => None,
         };
         let compactor = start_compactor(&shared)?;
-        Ok(Server { shared, addr, metrics_addr, http_addr, acceptor: Some(acceptor), metrics, http, compactor })
+        let webhooks = webhook::start_workers(&shared)?;
+        Ok(Server {
+            shared,
+            addr,
+            metrics_addr,
+            http_addr,
+            acceptor: Some(acceptor),
+            metrics,
+            http,
+            compactor,
+            webhooks,
+        })
     }
 
     /// Where the RESP listener is bound.
@@ -345,6 +372,10 @@ impl Server {
         if let Some(compactor) = self.compactor.take() {
             // A compaction in progress finishes its current unit's steps first.
             let _ = compactor.join();
+        }
+        // A worker in a delivery or a backoff sees the flag within `webhook::STOP_CHECK`.
+        for worker in self.webhooks.drain(..) {
+            let _ = worker.join();
         }
         {
             let mut connections = self.shared.connections.lock();

@@ -80,8 +80,29 @@ pub(crate) fn render(shared: &Shared) -> String {
         &s.append_micros.snapshot(),
         6,
     );
+    webhook_deliveries(&mut out, shared);
     histogram(&mut out, "logbook_group_commit_events", "Events written by each group commit.", &stats.group_events, 0);
     out
+}
+
+/// Each webhook's attempts by outcome: `delivered` (2xx), `failed` (any other answer, a
+/// timeout, no connection: one per attempt), `dead_lettered` (given up). Absent without webhooks.
+fn webhook_deliveries(out: &mut String, shared: &Shared) {
+    if shared.webhook_counters.is_empty() {
+        return;
+    }
+    let name = "logbook_webhook_deliveries_total";
+    out.push_str(&format!(
+        "# HELP {name} Webhook delivery attempts by outcome since start.
+# TYPE {name} counter
+"
+    ));
+    for counters in &shared.webhook_counters {
+        // Webhook names are [A-Za-z0-9_-] (checked at config load): no escaping needed.
+        for (outcome, count) in counters.outcomes() {
+            out.push_str(&format!("{name}{{webhook=\"{}\",outcome=\"{outcome}\"}} {count}\n", counters.name));
+        }
+    }
 }
 
 /// Writes `counts` (the core's power-of-two buckets) as a Prometheus histogram, each bucket's

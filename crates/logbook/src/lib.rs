@@ -13,7 +13,7 @@
 //! | plain values | `types`, `options`, `namespace`, `calendar`, `error` |
 //! | bytes on disk | `storage` (files, the fault simulator), `record` (the frame), `segment` (one file), `index` (stream -> version -> position), `block_cache`, `datadir` (the directory and its durable records) |
 //! | the log | `wal` (state, the recovery walker, the writer) |
-//! | the API | `store` |
+//! | the API | `store`, `groups` (consumer groups on `$all`) |
 //! | maintenance | `verify`, `repair`, `retention`, `compact`, `backup`, `stats` |
 //!
 //! Modules are private: the API is the list of `pub use` below. The `testing` feature makes
@@ -47,6 +47,7 @@ internal! {
     compressed,
     datadir,
     error,
+    groups,
     index,
     le,
     namespace,
@@ -76,6 +77,11 @@ pub use datadir::{
     holds_store, DataDir, DiskUsage, ARCHIVE_DIR, ARCHIVE_MANIFEST_FILE, MAX_ARCHIVE_MANIFEST_BYTES, SEGMENTS_DIR,
 };
 pub use error::{Error, Result};
+pub use groups::{
+    group_stream, validate_consumer_name, validate_group_name, ConsumerInfo, GroupConfig, GroupInfo, GroupLimits,
+    GROUP_STREAM_PREFIX, MAX_ACKED_AHEAD, MAX_ACK_WAIT, MAX_CONSUMER_NAME_BYTES, MAX_GROUP_EVENT_TYPES,
+    MAX_GROUP_NAME_BYTES, SNAPSHOT_EVERY_ACKS,
+};
 pub use namespace::{
     is_valid_name as is_valid_namespace_name, owner_of, InvalidNamespace, Namespace, DEFAULT_NAMESPACE,
     MAX_NAMESPACE_NAME_BYTES, NAMESPACE_SEPARATOR,
@@ -91,7 +97,10 @@ pub use storage::{
     create_dir_durably, read_bounded, std_fs, write_atomically, write_file_atomically, FileSystem, StdFileSystem,
     StorageFile,
 };
-pub use store::{validate_stream_name, AllPage, AppendPart, PendingAppend, ScanAll, Store, StoreStats, Subscription};
+pub use store::{
+    validate_stream_name, validate_system_stream_name, AllPage, AppendPart, PendingAppend, ScanAll, Store, StoreStats,
+    Subscription,
+};
 pub use types::{
     category_of, AppendResult, Direction, ExpectedVersion, Filter, Log2Counts, Log2Histogram, NewEvent, RecordedEvent,
     LOG2_BUCKETS, MAX_EVENT_TIME_AHEAD_US, MAX_EVENT_TYPE_BYTES, MAX_PAYLOAD_BYTES, MAX_STREAM_NAME_BYTES,

@@ -71,6 +71,8 @@ pub struct Options {
     /// How [`crate::compress_sealed`] stores sealed segments (default [`Compression::None`]:
     /// compression is off and that call refuses). Reads of compressed segments need no option.
     pub compression: Compression,
+    /// Limits on consumer groups (how many, consumers and pending events per group).
+    pub groups: crate::groups::GroupLimits,
 }
 
 /// The codec of compressed sealed segments (docs/format.md, "Compressed segments").
@@ -139,6 +141,7 @@ impl Default for Options {
             create_if_missing: true,
             read_cache_bytes: 256 * 1024 * 1024,
             compression: Compression::None,
+            groups: crate::groups::GroupLimits::default(),
         }
     }
 }

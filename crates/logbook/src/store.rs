@@ -71,6 +71,8 @@ struct Inner {
     acks: Arc<AckState>,
     /// One compaction at a time; true once one failed (until the store is reopened).
     compaction: Mutex<bool>,
+    /// Consumer groups (their durable state is in the `$group-` streams).
+    groups: crate::groups::Groups,
     // Held (and its OS lock with it) for as long as the store is open.
     _lock: std::fs::File,
 }
@@ -132,6 +134,25 @@ pub fn validate_stream_name(stream: &str) -> Result<()> {
     Ok(())
 }
 
+/// Checks the name of a system stream: starts with `$`, at most 1024 bytes, no control
+/// characters, and not `$all` (not a stream) nor `$deleted` (the tombstones, written only by
+/// [`Store::delete_stream`]).
+pub fn validate_system_stream_name(stream: &str) -> Result<()> {
+    if !stream.starts_with('$') {
+        return Err(Error::InvalidInput(format!("system stream name '{stream}' does not start with '$'")));
+    }
+    if stream.len() > MAX_STREAM_BYTES {
+        return Err(Error::InvalidInput(format!("stream name is {} bytes, limit {MAX_STREAM_BYTES}", stream.len())));
+    }
+    if stream.chars().any(char::is_control) {
+        return Err(Error::InvalidInput("stream name contains a control character".into()));
+    }
+    if stream == "$all" || stream == "$deleted" {
+        return Err(Error::InvalidInput(format!("'{stream}' is reserved")));
+    }
+    Ok(())
+}
+
 /// Checks an explicit event time (`NewEvent::at`) on its own and against the explicit time
 /// before it in the same append; the writer checks it against the stream's stored events.
 fn check_event_time(i: usize, event: &NewEvent, t: i64, previous: Option<i64>, latest: i64) -> Result<()> {
@@ -181,17 +202,20 @@ impl Store {
             .name("logbook-writer".into())
             .spawn(move || writer.run(queue))
             .map_err(|e| Error::io("starting the writer thread", e))?;
-        Ok(Store {
+        let store = Store {
             inner: Arc::new(Inner {
                 shared: recovered.shared,
                 requests,
                 writer: Mutex::new(Some(handle)),
-                options,
+                options: options.clone(),
                 acks: Arc::new(AckState::default()),
                 compaction: Mutex::new(false),
+                groups: crate::groups::Groups::new(options.groups),
                 _lock: recovered.lock,
             }),
-        })
+        };
+        store.load_groups()?;
+        Ok(store)
     }
 
     /// Closes the store: finishes queued appends, syncs, marks the shutdown clean.
@@ -273,7 +297,18 @@ impl Store {
         expected: ExpectedVersion,
         events: Vec<NewEvent>,
     ) -> Result<PendingAppend> {
-        let request = self.prepare(stream, expected, events)?;
+        validate_stream_name(stream)?;
+        self.submit_prepared(stream, expected, events)
+    }
+
+    /// [`Store::submit_append`] after the stream name was checked (a user's or a system one).
+    pub(crate) fn submit_prepared(
+        &self,
+        stream: &str,
+        expected: ExpectedVersion,
+        events: Vec<NewEvent>,
+    ) -> Result<PendingAppend> {
+        let request = self.prepare_named(stream, expected, events)?;
         let (tx, rx) = reply_channel();
         let pending = PendingAppend(Pending::new(rx, &self.inner.acks));
         self.inner.requests.send(Request::Append(request, tx)).map_err(|_| Error::Shutdown)?;
@@ -282,6 +317,10 @@ impl Store {
 
     fn prepare(&self, stream: &str, expected: ExpectedVersion, events: Vec<NewEvent>) -> Result<AppendRequest> {
         validate_stream_name(stream)?;
+        self.prepare_named(stream, expected, events)
+    }
+
+    fn prepare_named(&self, stream: &str, expected: ExpectedVersion, events: Vec<NewEvent>) -> Result<AppendRequest> {
         let limits = &self.inner.options;
         if events.is_empty() {
             return Err(Error::InvalidInput("an append needs at least one event".into()));
@@ -636,6 +675,10 @@ impl Store {
     /// The options the store was opened with (its file system and clock among them).
     pub fn options(&self) -> &Options {
         &self.inner.options
+    }
+
+    pub(crate) fn groups(&self) -> &crate::groups::Groups {
+        &self.inner.groups
     }
 
     /// Waits for any running compaction; fails if an earlier one failed (its files are in a

@@ -8,9 +8,11 @@
 //! | `read_all.rs` | READALL (with BLOCK) |
 //! | `info.rs` | INFO, VERSION, HEAD |
 //! | `admin.rs` | STREAMS, DELETE, COMPACT, BACKUP |
+//! | `group.rs` | GROUP CREATE, READ, ACK, INFO, DELETE (consumer groups) |
 
 mod admin;
 pub(crate) mod append;
+mod group;
 pub(crate) mod info;
 mod read;
 mod read_all;
@@ -106,6 +108,15 @@ fn run_data_command(shared: &Shared, session: &Session, who: &Identity, command:
         Command::Compact => admin::compact(shared, who),
         Command::Backup { name } => admin::backup(shared, who, &name),
         Command::Info { section } => info::info(shared, session, who, section.as_deref()),
+        Command::GroupCreate { group, from, prefix, types, ack_wait_ms } => {
+            group::create(shared, who, group::Create { group, from, prefix, types, ack_wait_ms })
+        }
+        Command::GroupRead { group, consumer, count, block_ms } => {
+            return group::read(shared, session, who, &group, &consumer, count, block_ms);
+        }
+        Command::GroupAck { group, positions } => group::ack(shared, who, &group, &positions),
+        Command::GroupInfo { group } => group::info(shared, who, &group),
+        Command::GroupDelete { group } => group::delete(shared, who, &group),
         Command::Append { .. } | Command::AppendMany { .. } => match prepare_append(session, command) {
             Ok(prepared) => prepared.run(shared),
             Err(reply) => reply,

@@ -25,6 +25,15 @@ use super::{store_name, Reply};
 pub(super) const READ_PAGE_EVENTS: usize = 256;
 
 /// `READ <stream> [FROM v] [COUNT n] [REV]`: an array of events.
+/// A webhook's dead-letter stream (`$dead-letter-<name>`), which the admin (or anyone when no
+/// auth is configured) may READ; every other `$` stream stays the engine's own.
+fn readable_dead_letters(who: &Identity, stream: &str) -> Option<String> {
+    let readable = who.namespace().is_none()
+        && stream.starts_with(crate::DEAD_LETTER_STREAM_PREFIX)
+        && logbook::validate_system_stream_name(stream).is_ok();
+    readable.then(|| stream.to_string())
+}
+
 pub(super) fn read(
     shared: &Shared,
     session: &Session,
@@ -34,7 +43,7 @@ pub(super) fn read(
     count: u64,
     reverse: bool,
 ) -> Reply {
-    let stored = match store_name(who, stream) {
+    let stored = match readable_dead_letters(who, stream).map_or_else(|| store_name(who, stream), Ok) {
         Ok(stored) => stored,
         Err(reply) => return reply.into(),
     };

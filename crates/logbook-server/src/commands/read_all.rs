@@ -2,6 +2,9 @@
 //! position, filtered. With BLOCK it waits up to `ms` (0: without limit, like XREAD BLOCK 0)
 //! for at least one matching event and replies an empty array on timeout.
 //!
+//! Events of `$` system streams (`$deleted` tombstones, `$group-` consumer group state, any
+//! `$` stream an embedder writes) are never returned.
+//!
 //! A tenant's READALL is confined to its namespace (`<tenant>:` is prepended to PREFIX), and
 //! stream names come back without it.
 
@@ -56,6 +59,11 @@ pub(super) fn read_all(shared: &Shared, session: &Session, who: &Identity, reque
             };
             let mut full = false;
             for event in &page.events {
+                if event.stream().starts_with('$') {
+                    // System streams (tombstones, consumer groups' state) are the engine's.
+                    next = event.position() + 1;
+                    continue;
+                }
                 if !reply.push(event) {
                     full = true;
                     break;
