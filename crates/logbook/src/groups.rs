@@ -6,6 +6,22 @@
 //! then *pending* until [`Store::ack_group`] acknowledges it. A pending event not acknowledged
 //! within the group's `ack_wait` goes again to whichever consumer reads next.
 //!
+//! ```
+//! use std::time::Duration;
+//! use logbook::{ExpectedVersion, GroupConfig, NewEvent, Options, Store};
+//!
+//! let dir = tempfile::tempdir().unwrap();
+//! let store = Store::open(dir.path(), Options::default()).unwrap();
+//! store.append("order-1", ExpectedVersion::Any, vec![NewEvent::new("PLACED", b"{}".to_vec())]).unwrap();
+//! let config = GroupConfig { stream_prefix: Some("order-".into()), ..GroupConfig::default() };
+//! store.create_group("billing", config).unwrap();
+//! let events = store.read_group("billing", "worker-1", 10, Duration::from_secs(1)).unwrap();
+//! assert_eq!(events.len(), 1);
+//! // Durable before it returns: after a crash, this event is not delivered again.
+//! assert_eq!(store.ack_group("billing", &[events[0].position()]).unwrap(), 1);
+//! assert_eq!(store.group_info("billing").unwrap().pending, 0);
+//! ```
+//!
 //! What must survive a crash lives in the group's system stream `$group-<name>`, written with
 //! ordinary durable appends (so backup, replication and compaction carry it):
 //!
@@ -320,8 +336,10 @@ impl GroupState {
 
     /// Registers `consumer` (or refreshes it), making room within `max` if needed.
     fn touch_consumer(&mut self, consumer: &str, max: usize, now: Instant) -> Result<Arc<str>> {
-        if let Some((name, state)) = self.consumers.iter_mut().find(|(n, _)| &***n == consumer) {
+        if let Some(state) = self.consumers.get_mut(consumer) {
             state.last_read = now;
+        }
+        if let Some((name, _)) = self.consumers.get_key_value(consumer) {
             return Ok(Arc::clone(name));
         }
         if self.consumers.len() >= max {
@@ -706,12 +724,16 @@ impl Store {
             return Err(unknown_group(name));
         }
         let now = Instant::now();
+        let mut pending_by_consumer: HashMap<&str, usize> = HashMap::new();
+        for entry in state.pending.values() {
+            *pending_by_consumer.entry(&*entry.consumer).or_default() += 1;
+        }
         let mut consumers: Vec<ConsumerInfo> = state
             .consumers
             .iter()
             .map(|(name, c)| ConsumerInfo {
                 name: name.to_string(),
-                pending: state.pending.values().filter(|p| *p.consumer == **name).count(),
+                pending: pending_by_consumer.get(&**name).copied().unwrap_or(0),
                 idle: now.saturating_duration_since(c.last_read),
             })
             .collect();
