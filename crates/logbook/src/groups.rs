@@ -69,6 +69,10 @@ pub const SNAPSHOT_EVERY_ACKS: u64 = 1000;
 /// holds this many, reads deliver only redeliveries until the oldest pending event is
 /// acknowledged. Bounds the snapshot's size (8 bytes or so per position in JSON ~ 1.2 MB).
 pub const MAX_ACKED_AHEAD: usize = 100_000;
+/// Positions after a group's scan cursor that [`Store::group_info`] reads to count its lag.
+pub const LAG_SCAN_POSITIONS: u64 = 100_000;
+/// Events per page of that count.
+const LAG_PAGE_EVENTS: usize = 4096;
 /// Event types of the group stream.
 pub const GROUP_CREATED: &str = "$GroupCreated";
 /// An acknowledgement (see the module docs).
@@ -110,7 +114,10 @@ pub struct GroupInfo {
     pub pending: usize,
     /// The consumers that read since the store was opened, by name.
     pub consumers: Vec<ConsumerInfo>,
-    /// Positions (matching or not) between the checkpoint and the head: `head - checkpoint`.
+    /// Matching events not yet delivered to the group (after its scan cursor, `$` system
+    /// streams left out), as Redis's `XINFO GROUPS` lag: 0 when the group is caught up. Counted
+    /// exactly over the first [`LAG_SCAN_POSITIONS`] positions after the cursor; positions
+    /// beyond those count as if they matched (an upper bound).
     pub lag: u64,
     /// Events delivered (first deliveries and redeliveries) since the store was opened.
     pub delivered: u64,
@@ -719,6 +726,12 @@ impl Store {
     pub fn group_info(&self, name: &str) -> Result<GroupInfo> {
         let group = self.groups().get(name)?;
         let head = self.head_position();
+        // The count reads the log: not under the group's lock, which its readers need.
+        let (cursor, filter) = {
+            let state = group.state.lock();
+            (state.next_scan, state.filter.clone())
+        };
+        let lag = self.undelivered(cursor, head, &filter)?;
         let state = group.state.lock();
         if state.deleted {
             return Err(unknown_group(name));
@@ -744,11 +757,29 @@ impl Store {
             checkpoint: state.checkpoint,
             pending: state.pending.len(),
             consumers,
-            lag: head.saturating_sub(state.checkpoint),
+            lag,
             delivered: state.delivered,
             redelivered: state.redelivered,
             failures: state.failures,
         })
+    }
+
+    /// Matching events from `cursor` to `head`, `$` system streams left out: counted over at
+    /// most [`LAG_SCAN_POSITIONS`] positions, the rest counted as if they matched.
+    fn undelivered(&self, cursor: u64, head: u64, filter: &Filter) -> Result<u64> {
+        let first_stored = self.shared().state.read().first_position();
+        let mut next = cursor.max(first_stored);
+        let end = head.min(next.saturating_add(LAG_SCAN_POSITIONS - 1));
+        let mut count = 0u64;
+        while next <= end {
+            let page = self.read_all_page(next, LAG_PAGE_EVENTS, filter)?;
+            count += page.events.iter().filter(|e| e.position() <= end && !e.stream().starts_with('$')).count() as u64;
+            if page.next_position <= next {
+                break;
+            }
+            next = page.next_position;
+        }
+        Ok(count + head.saturating_sub(end))
     }
 
     /// Appends to a system stream (a name starting with `$`, other than `$all` and the
