@@ -462,3 +462,24 @@ fn an_unclosed_quote_and_control_characters_are_named_as_such() {
         "{err:?}"
     );
 }
+
+#[test]
+fn the_funnel_counts_every_tenants_orders_or_one_tenants() {
+    let dir = tempfile::tempdir().unwrap();
+    let csv = dir.path().join("order_events.csv");
+    std::fs::write(&csv, generated_csv()).unwrap();
+    let data = dir.path().join("data");
+    let data_s = data.to_str().unwrap();
+    ok_json(&["import", "--csv", csv.to_str().unwrap(), "--data", data_s, "--create", "--tenant", "acme", "--json"]);
+    let events = |extra: &[&str]| {
+        let mut args = vec!["order", "funnel", "--data", data_s, "--json"];
+        args.extend_from_slice(extra);
+        ok_json(&args)["events"].as_u64().unwrap()
+    };
+    // The operator's funnel counts the tenant's imported orders; one tenant's, only its own.
+    assert_eq!(events(&[]), 6);
+    assert_eq!(events(&["--tenant", "acme"]), 6);
+    assert_eq!(events(&["--tenant", "globex"]), 0);
+    let bad = failure(&["order", "funnel", "--data", data_s, "--tenant", "a:b"]);
+    assert!(bad.contains("--tenant"), "{bad}");
+}

@@ -450,7 +450,7 @@ enum OrderCommand {
     Timeline(TimelineArgs),
     /// Cart-to-order conversion per retailer, drop-off per funnel stage, event types, activity.
     #[command(
-        after_help = "Examples:\n  logbook order funnel --since 30d\n  logbook order funnel --since 2026-11-01 --retailer acme --json"
+        after_help = "Examples:\n  logbook order funnel --since 30d\n  logbook order funnel --since 2026-11-01 --retailer acme --json\n  logbook order funnel --tenant shop_berlin --since 7d   # one tenant's orders"
     )]
     Funnel(FunnelArgs),
 }
@@ -487,6 +487,10 @@ struct FunnelArgs {
     /// Only this retailer.
     #[arg(long)]
     retailer: Option<String>,
+    /// Only this tenant's orders (its namespace); without it, every order in the store: those
+    /// outside any namespace and every tenant's.
+    #[arg(long)]
+    tenant: Option<String>,
     /// Print JSON.
     #[arg(long)]
     json: bool,
@@ -1051,6 +1055,13 @@ fn parse_period(text: &str) -> Result<i64, String> {
 
 fn order_funnel(args: FunnelArgs) -> Result<(), Failure> {
     let mut query = logbook_order::analytics::Query::all();
+    query.scope = match &args.tenant {
+        Some(tenant) => {
+            let namespace = logbook::Namespace::new(tenant).map_err(|e| format!("--tenant: {e}"))?;
+            logbook_order::analytics::Scope::Namespace(namespace.prefix().to_string())
+        }
+        None => logbook_order::analytics::Scope::Everywhere,
+    };
     if let Some(since) = &args.since {
         query.since_us = Some(parse_instant(since, "--since")?);
     }
