@@ -153,7 +153,7 @@ pub fn backup_dir_with(
 /// Copies and syncs one file; `None` if it vanished (a compaction removed it: the caller's
 /// before/after comparison notices). Returns the file's length.
 ///
-/// Runs of zeros of [`HOLE_BYTES`] or more are left as holes in the copy (it reads back the
+/// Runs of zeros of 64 KiB (`HOLE_BYTES`) or more are left as holes in the copy (it reads back the
 /// same): a segment is zero-filled ahead of its writes and preallocated to its full size, so
 /// a plain copy of a nearly empty store would write out every unused megabyte of it.
 pub fn copy_synced(from: &Path, to: &Path) -> Result<Option<u64>> {

@@ -116,7 +116,7 @@ pub struct GroupInfo {
     pub consumers: Vec<ConsumerInfo>,
     /// Matching events not yet delivered to the group (after its scan cursor, `$` system
     /// streams left out), as Redis's `XINFO GROUPS` lag: 0 when the group is caught up. Counted
-    /// exactly over the first [`LAG_SCAN_POSITIONS`] positions after the cursor; positions
+    /// exactly over the first 100,000 positions after the cursor (`LAG_SCAN_POSITIONS`); positions
     /// beyond those count as if they matched (an upper bound).
     pub lag: u64,
     /// Events delivered (first deliveries and redeliveries) since the store was opened.
