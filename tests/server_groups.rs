@@ -481,3 +481,49 @@ fn sigkill_mid_consumption_loses_no_acknowledgement_and_delivers_every_event() {
     child.kill().unwrap();
     child.wait().unwrap();
 }
+
+#[test]
+fn a_group_the_admin_names_in_a_tenants_namespace_delivers_only_that_tenants_events() {
+    let server = TestServer::with_tenants();
+    let mut acme = connect(&server.url_auth("acme", ACME_TOKEN, false));
+    let mut globex = connect(&server.url_auth("globex", GLOBEX_TOKEN, true));
+    let mut admin = connect(&server.url_auth("admin", ADMIN_TOKEN, false));
+    let a1 = append(&mut acme, "order-1", "A");
+    append(&mut globex, "order-1", "A");
+    // Without PREFIX, and with one that names another tenant: both stay inside acme's.
+    group(&mut admin, &["CREATE", "acme:all"]).unwrap();
+    group(&mut admin, &["CREATE", "acme:other", "PREFIX", "globex:"]).unwrap();
+    assert_eq!(positions(group(&mut acme, &["READ", "all", "c", "COUNT", "10"]).unwrap()), [a1]);
+    assert_eq!(positions(group(&mut acme, &["READ", "other", "c", "COUNT", "10"]).unwrap()), Vec::<i64>::new());
+    let prefix = info(&mut admin, "acme:all").into_iter().find(|(k, _)| k == "prefix").unwrap().1;
+    assert_eq!(prefix, R::BulkString(b"acme:".to_vec()));
+}
+
+#[test]
+fn events_a_reply_had_no_room_for_come_again_at_once() {
+    let limits = Limits { max_reply_bytes: 16 * 1024, ..Limits::default() };
+    let server = TestServer::start_with(Config { limits, ..Config::default() });
+    let mut con = server.redis();
+    let pad = "x".repeat(1000);
+    let all: Vec<i64> = (0..40)
+        .map(|_| {
+            let reply: Vec<i64> =
+                redis::cmd("APPEND").arg("s").arg("T").arg(format!(r#"{{"pad":"{pad}"}}"#)).query(&mut con).unwrap();
+            reply[1]
+        })
+        .collect();
+    group(&mut con, &["CREATE", "g"]).unwrap();
+    // 40 events of ~1 KiB do not fit a 16 KiB reply: the rest are handed back, not left
+    // pending until ACKWAIT (30 s) for a consumer that never got them.
+    let first = positions(group(&mut con, &["READ", "g", "a", "COUNT", "40"]).unwrap());
+    assert!(!first.is_empty() && first.len() < 40, "{}", first.len());
+    let mut got = first.clone();
+    while got.len() < 40 {
+        let more = positions(group(&mut con, &["READ", "g", "b", "COUNT", "40"]).unwrap());
+        assert!(!more.is_empty(), "the rest come at once, not after ACKWAIT");
+        got.extend(more);
+    }
+    assert_eq!(got, all);
+    let info = info(&mut con, "g");
+    assert_eq!((info_int(&info, "delivered"), info_int(&info, "redelivered"), info_int(&info, "pending")), (40, 0, 40));
+}

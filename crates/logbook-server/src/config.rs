@@ -77,6 +77,9 @@ pub struct Limits {
     /// Most pending (delivered, unacknowledged) events per group; when full, GROUP READ
     /// delivers only redeliveries.
     pub max_group_pending: usize,
+    /// Most pending events of all groups together (each ~100 bytes); when reached, GROUP
+    /// READ of every group delivers only redeliveries.
+    pub max_group_pending_total: usize,
     /// Most positions in one GROUP ACK.
     pub max_ack_positions: usize,
 }
@@ -106,6 +109,7 @@ impl Default for Limits {
             max_groups: 1000,
             max_group_consumers: 1000,
             max_group_pending: 100_000,
+            max_group_pending_total: 1_000_000,
             max_ack_positions: 1000,
         }
     }
@@ -156,6 +160,8 @@ impl Limits {
             max_groups: self.max_groups,
             max_consumers: self.max_group_consumers,
             max_pending: self.max_group_pending,
+            max_pending_total: self.max_group_pending_total,
+            ..logbook::GroupLimits::default()
         }
     }
 
@@ -191,6 +197,7 @@ impl Limits {
             ("max_groups", self.max_groups as u64),
             ("max_group_consumers", self.max_group_consumers as u64),
             ("max_group_pending", self.max_group_pending as u64),
+            ("max_group_pending_total", self.max_group_pending_total as u64),
             ("max_ack_positions", self.max_ack_positions as u64),
         ];
         if let Some((name, _)) = positive.iter().find(|(_, v)| *v == 0) {

@@ -42,6 +42,7 @@
 //! delivers its own bookkeeping.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -73,6 +74,9 @@ pub const MAX_ACKED_AHEAD: usize = 100_000;
 pub const LAG_SCAN_POSITIONS: u64 = 100_000;
 /// Events per page of that count.
 const LAG_PAGE_EVENTS: usize = 4096;
+/// How long a reader of a full group sleeps at most before it looks again (an ack, release or
+/// deletion wakes it sooner).
+const FULL_WAIT_SLICE: Duration = Duration::from_millis(500);
 /// Event types of the group stream.
 pub const GROUP_CREATED: &str = "$GroupCreated";
 /// An acknowledgement (see the module docs).
@@ -149,11 +153,24 @@ pub struct GroupLimits {
     /// Most pending (delivered, unacknowledged) events per group; when full, reads deliver
     /// only redeliveries.
     pub max_pending: usize,
+    /// Most pending events of all groups together (each costs ~100 bytes of memory); when
+    /// reached, reads of every group deliver only redeliveries.
+    pub max_pending_total: usize,
+    /// Most positions a group keeps acknowledged above its checkpoint (acked out of order
+    /// while an older event is pending). When reached, a group delivers only events below the
+    /// highest of them (the older ones its checkpoint waits for), until acks move it on.
+    pub max_acked_ahead: usize,
 }
 
 impl Default for GroupLimits {
     fn default() -> Self {
-        GroupLimits { max_groups: 1000, max_consumers: 1000, max_pending: 100_000 }
+        GroupLimits {
+            max_groups: 1000,
+            max_consumers: 1000,
+            max_pending: 100_000,
+            max_pending_total: 1_000_000,
+            max_acked_ahead: MAX_ACKED_AHEAD,
+        }
     }
 }
 
@@ -262,10 +279,16 @@ fn unknown_group(name: &str) -> Error {
     Error::InvalidInput(format!("no group '{name}'"))
 }
 
+/// What one pass of a group read found: the events, the head it looked up to, when the next
+/// pending event expires, and the group's generation when it is too full for first deliveries.
+type Pass = (Vec<RecordedEvent>, u64, Option<Instant>, Option<u64>);
+
 /// One delivered, unacknowledged event.
 struct PendingEntry {
     consumer: Arc<str>,
     delivered_at: Instant,
+    /// Handed back unsent ([`Store::release_group`]): due again at once.
+    released: bool,
 }
 
 struct ConsumerState {
@@ -291,6 +314,9 @@ struct GroupState {
     delivered: u64,
     redelivered: u64,
     acks_since_snapshot: u64,
+    /// Bumped by every ack, release and deletion: a reader waiting for room sleeps until it
+    /// changes (see [`Group::changed`]).
+    generation: u64,
 }
 
 impl GroupState {
@@ -315,6 +341,7 @@ impl GroupState {
             delivered: 0,
             redelivered: 0,
             acks_since_snapshot: 0,
+            generation: 0,
         };
         state.advance();
         state
@@ -382,19 +409,28 @@ struct Group {
     stream: String,
     acking: Mutex<()>,
     state: Mutex<GroupState>,
+    /// Signalled when `state.generation` moves: readers of a full group wait on it.
+    changed: parking_lot::Condvar,
 }
 
 /// Every group of a store.
 pub(crate) struct Groups {
     limits: GroupLimits,
     map: Mutex<HashMap<String, Arc<Group>>>,
+    /// Pending events of all groups (bounded by `limits.max_pending_total`).
+    pending_total: std::sync::atomic::AtomicUsize,
     /// Creations and deletions, one at a time (each appends to the log under it).
     admin: Mutex<()>,
 }
 
 impl Groups {
     pub(crate) fn new(limits: GroupLimits) -> Groups {
-        Groups { limits, map: Mutex::new(HashMap::new()), admin: Mutex::new(()) }
+        Groups {
+            limits,
+            map: Mutex::new(HashMap::new()),
+            pending_total: std::sync::atomic::AtomicUsize::new(0),
+            admin: Mutex::new(()),
+        }
     }
 
     fn get(&self, name: &str) -> Result<Arc<Group>> {
@@ -474,7 +510,13 @@ impl Store {
         for stream in streams {
             if let Some(state) = rebuild(self, &stream)? {
                 let name = stream[GROUP_STREAM_PREFIX.len()..].to_string();
-                let group = Group { name: name.clone(), stream, acking: Mutex::new(()), state: Mutex::new(state) };
+                let group = Group {
+                    name: name.clone(),
+                    stream,
+                    acking: Mutex::new(()),
+                    state: Mutex::new(state),
+                    changed: parking_lot::Condvar::new(),
+                };
                 map.insert(name, Arc::new(group));
             }
         }
@@ -508,7 +550,13 @@ impl Store {
         let data = CreatedData { config: StoredConfig::from(&config) };
         self.append_system(&stream, ExpectedVersion::Any, vec![NewEvent::new(GROUP_CREATED, json(&data))])?;
         let state = GroupState::new(config, 0, BTreeSet::new());
-        let group = Group { name: name.to_string(), stream, acking: Mutex::new(()), state: Mutex::new(state) };
+        let group = Group {
+            name: name.to_string(),
+            stream,
+            acking: Mutex::new(()),
+            state: Mutex::new(state),
+            changed: parking_lot::Condvar::new(),
+        };
         groups.map.lock().insert(name.to_string(), Arc::new(group));
         Ok(())
     }
@@ -522,7 +570,14 @@ impl Store {
         let group = groups.get(name)?;
         let _acking = group.acking.lock();
         self.append_system(&group.stream, ExpectedVersion::Any, vec![NewEvent::new(GROUP_DELETED, b"{}".to_vec())])?;
-        group.state.lock().deleted = true;
+        {
+            let mut state = group.state.lock();
+            state.deleted = true;
+            groups.pending_total.fetch_sub(state.pending.len(), Ordering::Relaxed);
+            state.pending.clear();
+            state.generation += 1;
+        }
+        group.changed.notify_all();
         groups.map.lock().remove(name);
         Ok(())
     }
@@ -547,31 +602,40 @@ impl Store {
         loop {
             let (events, seen_head, next_expiry, full) = self.read_group_once(&group, consumer, max)?;
             let now = Instant::now();
-            if !events.is_empty() || max == 0 || now >= deadline || self.shared().closed.load(std::sync::atomic::Ordering::Acquire) {
+            if !events.is_empty() || max == 0 || now >= deadline || self.shared().closed.load(Ordering::Acquire) {
                 return Ok(events);
             }
-            // Wake for a new event, a pending one expiring, or (when full) a poll for acks.
+            // Wake for a new event, a pending one expiring, or (when full) an ack making room.
             let mut wait = deadline - now;
             if let Some(expiry) = next_expiry {
                 wait = wait.min(expiry.saturating_duration_since(now) + Duration::from_millis(1));
             }
-            if full {
-                wait = wait.min(Duration::from_millis(50));
-                std::thread::sleep(wait);
-            } else {
-                self.wait_for_head(seen_head + 1, wait);
+            match full {
+                Some(generation) => {
+                    // Asleep until an ack, release or deletion moves the generation (taken
+                    // under the same lock as the pass, so none is missed), not polling. The
+                    // slice bounds how late a shutdown is noticed.
+                    let mut state = group.state.lock();
+                    if state.generation == generation {
+                        group.changed.wait_for(&mut state, wait.min(FULL_WAIT_SLICE));
+                    }
+                }
+                None => {
+                    self.wait_for_head(seen_head + 1, wait);
+                }
             }
         }
     }
 
-    /// One pass of [`Store::read_group`]: the events, the head it looked up to, when the next
-    /// pending event expires, and whether the group is too full for first deliveries.
+    /// One pass of [`Store::read_group`] ([`Pass`]): the events, the head it looked up to, when the next
+    /// pending event expires, and, when the group is too full for first deliveries, its
+    /// generation (a waiter sleeps until that moves).
     fn read_group_once(
         &self,
         group: &Group,
         consumer: &str,
         max: usize,
-    ) -> Result<(Vec<RecordedEvent>, u64, Option<Instant>, bool)> {
+    ) -> Result<Pass> {
         let limits = self.groups().limits;
         let mut state = group.state.lock();
         if state.deleted {
@@ -585,55 +649,90 @@ impl Store {
         let expired: Vec<u64> = state
             .pending
             .iter()
-            .filter(|(_, p)| p.delivered_at + ack_wait <= now)
+            .filter(|(_, p)| p.released || p.delivered_at + ack_wait <= now)
             .map(|(position, _)| *position)
             .take(max)
             .collect();
         for position in expired {
             match self.event_at(position)? {
                 Some(event) => {
+                    let mut released = false;
                     if let Some(entry) = state.pending.get_mut(&position) {
                         entry.consumer = Arc::clone(&consumer);
                         entry.delivered_at = now;
+                        released = std::mem::take(&mut entry.released);
                     }
                     state.delivered += 1;
-                    state.redelivered += 1;
+                    // Handed back unsent, it was never received: not a redelivery.
+                    if !released {
+                        state.redelivered += 1;
+                    }
                     events.push(event);
                 }
                 None => {
                     // Its stream was deleted (or compacted away): nothing left to deliver.
-                    state.pending.remove(&position);
+                    if state.pending.remove(&position).is_some() {
+                        self.groups().pending_total.fetch_sub(1, Ordering::Relaxed);
+                    }
                     state.acked.insert(position);
                 }
             }
         }
-        // Then first deliveries, while there is room.
+        // Then first deliveries, while there is room: under the group's and the store's
+        // bounds on pending events. When the acknowledged positions above the checkpoint are
+        // at their bound, only positions below the highest of them are looked at: those are
+        // the events the checkpoint waits for (after a restart, none of them is pending, so
+        // they must still be delivered, or the group would stall for good).
+        let groups = self.groups();
         let head = self.head_position();
-        let room = |s: &GroupState| s.pending.len() < limits.max_pending && s.acked.len() < MAX_ACKED_AHEAD;
+        let room = |s: &GroupState| {
+            s.pending.len() < limits.max_pending && groups.pending_total.load(Ordering::Relaxed) < limits.max_pending_total
+        };
+        let frontier = |s: &GroupState| {
+            if s.acked.len() >= limits.max_acked_ahead {
+                s.acked.last().copied().unwrap_or(0)
+            } else {
+                u64::MAX
+            }
+        };
         // Compaction may have removed the oldest segments (deleted streams' events, expired
         // ones): nothing below the first stored position is left to deliver.
         let first_stored = self.shared().state.read().first_position();
         state.next_scan = state.next_scan.max(first_stored);
         let start = state.next_scan;
-        while events.len() < max && room(&state) && state.next_scan <= head && state.next_scan - start < MAX_SCAN_PER_READ as u64
+        while events.len() < max
+            && room(&state)
+            && state.next_scan <= head.min(frontier(&state))
+            && state.next_scan - start < MAX_SCAN_PER_READ as u64
         {
-            let want = (max - events.len()).min(limits.max_pending - state.pending.len());
+            let total_room = limits.max_pending_total.saturating_sub(groups.pending_total.load(Ordering::Relaxed));
+            let want = (max - events.len()).min(limits.max_pending - state.pending.len()).min(total_room);
             let page = self.read_all_page(state.next_scan, want, &state.filter.clone())?;
+            let limit = frontier(&state);
+            let mut next = page.next_position.max(state.next_scan);
             for event in page.events {
                 let position = event.position();
+                if position > limit {
+                    next = position;
+                    break;
+                }
                 if event.stream().starts_with('$') || state.is_acked(position) || state.pending.contains_key(&position) {
                     continue;
                 }
-                state.pending.insert(position, PendingEntry { consumer: Arc::clone(&consumer), delivered_at: now });
+                state.pending.insert(
+                    position,
+                    PendingEntry { consumer: Arc::clone(&consumer), delivered_at: now, released: false },
+                );
+                groups.pending_total.fetch_add(1, Ordering::Relaxed);
                 state.delivered += 1;
                 events.push(event);
             }
-            state.next_scan = page.next_position.max(state.next_scan);
+            state.next_scan = next;
         }
         state.advance();
         let next_expiry = state.pending.values().map(|p| p.delivered_at + ack_wait).min();
-        let full = !room(&state);
-        Ok((events, head, next_expiry, full))
+        let blocked = !room(&state) || state.next_scan > frontier(&state);
+        Ok((events, head, next_expiry, blocked.then_some(state.generation)))
     }
 
     /// The event at `position`, if it is still stored and its stream not deleted.
@@ -677,12 +776,16 @@ impl Store {
         let snapshot = {
             let mut state = group.state.lock();
             for p in &newly {
-                state.pending.remove(p);
+                if state.pending.remove(p).is_some() {
+                    self.groups().pending_total.fetch_sub(1, Ordering::Relaxed);
+                }
                 if *p > state.checkpoint {
                     state.acked.insert(*p);
                 }
             }
             state.advance();
+            state.generation += 1;
+            group.changed.notify_all();
             state.acks_since_snapshot += 1;
             (state.acks_since_snapshot >= SNAPSHOT_EVERY_ACKS).then(|| state.snapshot())
         };
@@ -695,6 +798,31 @@ impl Store {
             }
         }
         Ok(newly.len())
+    }
+
+    /// Hands back events [`Store::read_group`] gave out that the caller could not send (a
+    /// reply that reached its size bound): they stay pending, but are due again at once, to
+    /// whichever consumer reads next, instead of after the group's `ack_wait`. Positions not
+    /// pending are ignored. Returns how many were handed back.
+    pub fn release_group(&self, name: &str, positions: &[u64]) -> Result<usize> {
+        let group = self.groups().get(name)?;
+        let mut state = group.state.lock();
+        if state.deleted {
+            return Err(unknown_group(name));
+        }
+        let mut released = 0;
+        for position in positions {
+            if let Some(entry) = state.pending.get_mut(position) {
+                if !entry.released {
+                    entry.released = true;
+                    released += 1;
+                }
+            }
+        }
+        state.delivered = state.delivered.saturating_sub(released as u64);
+        state.generation += 1;
+        group.changed.notify_all();
+        Ok(released)
     }
 
     /// Counts a failed delivery of `position` (a webhook that did not answer 2xx); returns how
@@ -727,11 +855,11 @@ impl Store {
         let group = self.groups().get(name)?;
         let head = self.head_position();
         // The count reads the log: not under the group's lock, which its readers need.
-        let (cursor, filter) = {
+        let (cursor, filter, acked) = {
             let state = group.state.lock();
-            (state.next_scan, state.filter.clone())
+            (state.next_scan, state.filter.clone(), state.acked.clone())
         };
-        let lag = self.undelivered(cursor, head, &filter)?;
+        let lag = self.undelivered(cursor, head, &filter, &acked)?;
         let state = group.state.lock();
         if state.deleted {
             return Err(unknown_group(name));
@@ -766,14 +894,18 @@ impl Store {
 
     /// Matching events from `cursor` to `head`, `$` system streams left out: counted over at
     /// most [`LAG_SCAN_POSITIONS`] positions, the rest counted as if they matched.
-    fn undelivered(&self, cursor: u64, head: u64, filter: &Filter) -> Result<u64> {
+    fn undelivered(&self, cursor: u64, head: u64, filter: &Filter, acked: &BTreeSet<u64>) -> Result<u64> {
         let first_stored = self.shared().state.read().first_position();
         let mut next = cursor.max(first_stored);
         let end = head.min(next.saturating_add(LAG_SCAN_POSITIONS - 1));
         let mut count = 0u64;
         while next <= end {
             let page = self.read_all_page(next, LAG_PAGE_EVENTS, filter)?;
-            count += page.events.iter().filter(|e| e.position() <= end && !e.stream().starts_with('$')).count() as u64;
+            count += page
+                .events
+                .iter()
+                .filter(|e| e.position() <= end && !e.stream().starts_with('$') && !acked.contains(&e.position()))
+                .count() as u64;
             if page.next_position <= next {
                 break;
             }

@@ -66,7 +66,20 @@ pub(super) fn create(shared: &Shared, who: &Identity, request: Create) -> Value 
         Ok(name) => name,
         Err(reply) => return reply,
     };
-    let stream_prefix = match (who.namespace(), request.prefix) {
+    // A group in a tenant's namespace delivers only that tenant's events, whoever created it:
+    // the admin naming `acme:g` gets acme's confinement too, or acme's READ of `g` would hand
+    // it every tenant's events.
+    let owner = match who.namespace() {
+        Some(namespace) => Some(namespace.clone()),
+        None => name
+            .full
+            .split_once(logbook::NAMESPACE_SEPARATOR)
+            .and_then(|(owner, _)| logbook::Namespace::new(owner).ok()),
+    };
+    let stream_prefix = match (owner, request.prefix) {
+        (Some(namespace), Some(prefix)) if who.namespace().is_none() && prefix.starts_with(namespace.prefix()) => {
+            Some(prefix)
+        }
         (Some(namespace), Some(prefix)) => Some(namespace.stored_name(&prefix)),
         (Some(namespace), None) => Some(namespace.prefix().to_string()),
         (None, prefix) => prefix,
@@ -114,12 +127,15 @@ pub(super) fn read(
             Err(err) => return group_error(&err, &name).into(),
         };
         if !events.is_empty() {
-            // Events that do not fit the reply's byte allowance stay pending and come again
-            // after the group's ACKWAIT (to whichever consumer reads then).
+            // Events that do not fit the reply's byte allowance are handed back: due again
+            // at once, to whichever consumer reads next (not after ACKWAIT: nobody got them).
             let mut reply = EventsReply::new(shared, who, session.proto);
-            for event in &events {
-                if !reply.push(event) {
-                    break;
+            let sent = events.iter().take_while(|event| reply.push(event)).count();
+            let unsent: Vec<u64> = events[sent..].iter().map(|e| e.position()).collect();
+            if !unsent.is_empty() {
+                if let Err(err) = shared.store.release_group(&name.full, &unsent) {
+                    // Only a deletion in between: the events go with the group.
+                    tracing::debug!(%err, "handing back unsent group events");
                 }
             }
             return reply.finish();

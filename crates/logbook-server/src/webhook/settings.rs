@@ -247,7 +247,18 @@ fn parse_url(url: &str) -> Result<Target, String> {
     if host.is_empty() {
         return Err(format!("'{url}' has no host"));
     }
-    let port = authority.port_u16().unwrap_or(80);
+    // Read the port from the text after the host: the parser's own `port()` is None both when
+    // there is none and when it does not fit 16 bits (it takes `:99999`), and only the first
+    // may default to 80, or a typo would send signed bodies to whatever listens on port 80.
+    let after_host = authority.as_str().strip_prefix(host).unwrap_or("");
+    let port = match after_host.strip_prefix(':') {
+        None if after_host.is_empty() => 80,
+        Some(text) => match text.parse::<u16>() {
+            Ok(port) if port > 0 => port,
+            _ => return Err(format!("'{url}': the port must be 1 to 65535")),
+        },
+        None => return Err(format!("'{url}' has no host")),
+    };
     let path_and_query = uri.path_and_query().map_or("/", |p| p.as_str());
     let path_and_query = if path_and_query.is_empty() { "/" } else { path_and_query };
     Ok(Target {
@@ -291,6 +302,10 @@ mod tests {
         assert!(error_of(|w| w.url = "ftp://x/".into()).contains("must start with http://"));
         assert!(error_of(|w| w.url = "not a url".into()).contains("is not a URL"));
         assert!(error_of(|w| w.url = "http://u:p@host/".into()).contains("credentials"));
+        for port in ["99999", "0", "65536"] {
+            let err = error_of(|w| w.url = format!("http://127.0.0.1:{port}/"));
+            assert!(err.contains("the port must be 1 to 65535"), "{port}: {err}");
+        }
         assert!(error_of(|w| w.secret.clear()).contains("secret is empty"));
         assert!(error_of(|w| w.name = "a b".into()).contains("name 'a b' may only hold"));
         assert!(error_of(|w| w.name.clear()).starts_with("webhooks[0]: name must be"));

@@ -40,31 +40,41 @@ const STORE_RETRY: Duration = Duration::from_millis(500);
 /// acknowledged is delivered again, and events after it are filtered the new way.
 pub(crate) fn prepare_groups(store: &Store, webhooks: &[WebhookConfig]) -> Result<(), ServerError> {
     for webhook in webhooks {
-        let group = webhook.group_name();
-        let wanted = GroupConfig {
-            from: 1,
-            stream_prefix: webhook.prefix.clone(),
-            event_types: webhook.types.clone(),
-            ack_wait: ACK_WAIT,
-        };
-        if !store.group_names(&group).contains(&group) {
-            let from = if webhook.from == FROM_END { store.head_position() + 1 } else { 1 };
-            store.create_group(&group, GroupConfig { from, ..wanted })?;
-            continue;
-        }
-        let info = store.group_info(&group)?;
-        if info.config.stream_prefix == wanted.stream_prefix && info.config.event_types == wanted.event_types {
-            continue;
-        }
-        tracing::warn!(
-            webhook = %webhook.name,
-            checkpoint = info.checkpoint,
-            "the webhook's filter changed: its group is recreated from the position after its checkpoint"
-        );
-        store.delete_group(&group)?;
-        store.create_group(&group, GroupConfig { from: info.checkpoint + 1, ..wanted })?;
+        // Name the webhook: "5 groups exist, limit 5" alone does not say which entry failed.
+        prepare_group(store, webhook).map_err(|err| {
+            ServerError::Config(format!(
+                "webhook '{}': its consumer group '{}': {err}",
+                webhook.name,
+                webhook.group_name()
+            ))
+        })?;
     }
     Ok(())
+}
+
+fn prepare_group(store: &Store, webhook: &WebhookConfig) -> logbook::Result<()> {
+    let group = webhook.group_name();
+    let wanted = GroupConfig {
+        from: 1,
+        stream_prefix: webhook.prefix.clone(),
+        event_types: webhook.types.clone(),
+        ack_wait: ACK_WAIT,
+    };
+    if !store.group_names(&group).contains(&group) {
+        let from = if webhook.from == FROM_END { store.head_position() + 1 } else { 1 };
+        return store.create_group(&group, GroupConfig { from, ..wanted });
+    }
+    let info = store.group_info(&group)?;
+    if info.config.stream_prefix == wanted.stream_prefix && info.config.event_types == wanted.event_types {
+        return Ok(());
+    }
+    tracing::warn!(
+        webhook = %webhook.name,
+        checkpoint = info.checkpoint,
+        "the webhook's filter changed: its group is recreated from the position after its checkpoint"
+    );
+    store.delete_group(&group)?;
+    store.create_group(&group, GroupConfig { from: info.checkpoint + 1, ..wanted })
 }
 
 /// Starts one worker thread per webhook; each stops soon after the server starts shutting down.

@@ -180,7 +180,7 @@ fn append_system_takes_only_system_names() {
 #[test]
 fn limits_on_groups_consumers_and_pending() {
     let dir = tempfile::tempdir().unwrap();
-    let limits = GroupLimits { max_groups: 2, max_consumers: 2, max_pending: 3 };
+    let limits = GroupLimits { max_groups: 2, max_consumers: 2, max_pending: 3, ..GroupLimits::default() };
     let store = Store::open(dir.path(), Options { groups: limits, ..Options::default() }).unwrap();
     let all = append(&store, "s", "A", 5);
     store.create_group("g1", GroupConfig { ack_wait: Duration::from_millis(1), ..GroupConfig::default() }).unwrap();
@@ -389,4 +389,68 @@ mod model {
             }
         }
     }
+}
+
+#[test]
+fn a_group_whose_acks_ran_ahead_still_delivers_the_event_its_checkpoint_waits_for_after_a_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let limits = GroupLimits { max_acked_ahead: 3, ..GroupLimits::default() };
+    let options = || Options { groups: limits, ..Options::default() };
+    let all = {
+        let store = Store::open(dir.path(), options()).unwrap();
+        let all = append(&store, "s", "A", 6);
+        store.create_group("g", GroupConfig::default()).unwrap();
+        assert_eq!(store.read_group("g", "c", 10, NO_WAIT).unwrap().len(), 6);
+        // Everything but the first acknowledged: five above the checkpoint, past the bound.
+        assert_eq!(store.ack_group("g", &all[1..]).unwrap(), 5);
+        all
+    };
+    let store = Store::open(dir.path(), options()).unwrap();
+    let later = append(&store, "s", "A", 1);
+    // The first event (delivered before the reopen, never acknowledged) comes again; the
+    // event after the acknowledged ones waits until the checkpoint moves.
+    assert_eq!(positions(&store.read_group("g", "c", 10, NO_WAIT).unwrap()), [all[0]]);
+    assert!(store.read_group("g", "c", 10, NO_WAIT).unwrap().is_empty());
+    store.ack_group("g", &[all[0]]).unwrap();
+    assert_eq!(store.group_info("g").unwrap().checkpoint, *all.last().unwrap());
+    assert_eq!(positions(&store.read_group("g", "c", 10, NO_WAIT).unwrap()), later);
+}
+
+#[test]
+fn pending_events_of_all_groups_together_are_bounded_and_released_ones_come_again_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let limits = GroupLimits { max_pending_total: 4, ..GroupLimits::default() };
+    let store = Store::open(dir.path(), Options { groups: limits, ..Options::default() }).unwrap();
+    let all = append(&store, "s", "A", 6);
+    store.create_group("g1", GroupConfig::default()).unwrap();
+    store.create_group("g2", GroupConfig::default()).unwrap();
+    assert_eq!(store.read_group("g1", "c", 3, NO_WAIT).unwrap().len(), 3);
+    // One left of the store's 4, whatever g2's own bound.
+    assert_eq!(positions(&store.read_group("g2", "c", 10, NO_WAIT).unwrap()), [all[0]]);
+    assert!(store.read_group("g2", "c", 10, NO_WAIT).unwrap().is_empty());
+    // Deleting g1 frees its three.
+    store.delete_group("g1").unwrap();
+    assert_eq!(positions(&store.read_group("g2", "c", 10, NO_WAIT).unwrap()), all[1..4]);
+    // Handed back unsent: due again at once (ack_wait is 30 s), and not a redelivery.
+    assert_eq!(store.release_group("g2", &all[2..4]).unwrap(), 2);
+    assert_eq!(positions(&store.read_group("g2", "d", 10, NO_WAIT).unwrap()), all[2..4]);
+    let info = store.group_info("g2").unwrap();
+    assert_eq!((info.delivered, info.redelivered, info.pending), (4, 0, 4));
+}
+
+#[test]
+fn a_reader_blocked_on_a_full_group_wakes_when_an_ack_makes_room() {
+    let dir = tempfile::tempdir().unwrap();
+    let limits = GroupLimits { max_pending: 1, ..GroupLimits::default() };
+    let store = Store::open(dir.path(), Options { groups: limits, ..Options::default() }).unwrap();
+    let all = append(&store, "s", "A", 2);
+    store.create_group("g", GroupConfig::default()).unwrap();
+    assert_eq!(positions(&store.read_group("g", "a", 1, NO_WAIT).unwrap()), [all[0]]);
+    let reader = {
+        let store = store.clone();
+        std::thread::spawn(move || store.read_group("g", "b", 1, Duration::from_secs(60)).unwrap())
+    };
+    std::thread::sleep(Duration::from_millis(50));
+    store.ack_group("g", &[all[0]]).unwrap();
+    assert_eq!(positions(&reader.join().unwrap()), [all[1]]);
 }
