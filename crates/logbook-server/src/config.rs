@@ -77,6 +77,8 @@ pub struct Limits {
     /// Most pending (delivered, unacknowledged) events per group; when full, GROUP READ
     /// delivers only redeliveries.
     pub max_group_pending: usize,
+    /// Most consumer groups one tenant may create (its share of `max_groups`).
+    pub max_groups_per_tenant: usize,
     /// Most pending events of all groups together (each ~100 bytes); when reached, GROUP
     /// READ of every group delivers only redeliveries.
     pub max_group_pending_total: usize,
@@ -109,6 +111,7 @@ impl Default for Limits {
             max_groups: 1000,
             max_group_consumers: 1000,
             max_group_pending: 100_000,
+            max_groups_per_tenant: 100,
             max_group_pending_total: 1_000_000,
             max_ack_positions: 1000,
         }
@@ -197,6 +200,7 @@ impl Limits {
             ("max_groups", self.max_groups as u64),
             ("max_group_consumers", self.max_group_consumers as u64),
             ("max_group_pending", self.max_group_pending as u64),
+            ("max_groups_per_tenant", self.max_groups_per_tenant as u64),
             ("max_group_pending_total", self.max_group_pending_total as u64),
             ("max_ack_positions", self.max_ack_positions as u64),
         ];

@@ -90,6 +90,18 @@ pub(super) fn create(shared: &Shared, who: &Identity, request: Create) -> Value 
         event_types: request.types,
         ack_wait: Duration::from_millis(request.ack_wait_ms.unwrap_or(logbook_protocol::DEFAULT_ACK_WAIT_MS)),
     };
+    // A tenant's own share of `max_groups`, so one tenant cannot take every group the store
+    // allows from the others and from the admin (webhooks included).
+    if let Some(namespace) = who.namespace() {
+        let limit = shared.config.limits.max_groups_per_tenant;
+        let have = shared.store.group_names(namespace.prefix()).len();
+        if have >= limit {
+            return Value::error(
+                "ERR",
+                &format!("this tenant has {have} groups, limit {limit} (max_groups_per_tenant)"),
+            );
+        }
+    }
     match shared.store.create_group(&name.full, config) {
         Ok(()) => Value::ok(),
         Err(err) => group_error(&err, &name),
