@@ -159,6 +159,7 @@ fn run_in(args: &Args, base: &Path) -> Result<()> {
     let load_after = report::load_average();
     println!();
     println!("{}", report::table(&rounds, &args.systems, &args.columns));
+    println!("{}", report::aims(&rounds, &args.systems, &args.columns));
     println!("end {}, load average {load_after} (start {started}: {load_before})", report::utc_now());
     Ok(())
 }

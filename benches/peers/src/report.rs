@@ -304,6 +304,93 @@ pub fn table(rounds: &[Vec<(System, Figures)>], systems: &[System], columns: &[C
     out
 }
 
+/// One aim of issue 14: logbook's figure against a peer's (or the round's best peer's).
+struct Aim {
+    text: &'static str,
+    column: Column,
+    /// `None`: the best of the peers in each round.
+    peer: Option<System>,
+    /// The ratio logbook / peer must be at least this (rates) or at most (latencies).
+    bound: f64,
+    higher_is_better: bool,
+    figure: fn(&Figures) -> Option<f64>,
+}
+
+/// The issue's aims, judged round by round: met when the median ratio and every round's meet
+/// the bound, met at the median when only the median does.
+pub fn aims(rounds: &[Vec<(System, Figures)>], systems: &[System], columns: &[Column]) -> String {
+    let aims = [
+        Aim {
+            text: "b ≥ 1.0× okaywal",
+            column: Column::B,
+            peer: Some(System::Okaywal),
+            bound: 1.0,
+            higher_is_better: true,
+            figure: |f| f.b.as_ref().map(Writes::events_per_sec),
+        },
+        Aim {
+            text: "c ≥ 1.6× the best peer",
+            column: Column::C,
+            peer: None,
+            bound: 1.6,
+            higher_is_better: true,
+            figure: |f| f.c.as_ref().map(Writes::events_per_sec),
+        },
+        Aim {
+            text: "d p99 ≤ redb's",
+            column: Column::D,
+            peer: Some(System::Redb),
+            bound: 1.0,
+            higher_is_better: false,
+            figure: |f| f.d.as_ref()?.as_ref().map(|r| r.p99.as_secs_f64()),
+        },
+        Aim {
+            text: "e ≥ 2× okaywal",
+            column: Column::E,
+            peer: Some(System::Okaywal),
+            bound: 2.0,
+            higher_is_better: true,
+            figure: |f| f.e,
+        },
+    ];
+    let mut out = String::from("aims of issue 14 (logbook / peer, round by round):\n");
+    for aim in aims.iter().filter(|a| columns.contains(&a.column)) {
+        let peers: Vec<System> = match aim.peer {
+            Some(p) => vec![p],
+            None => systems.iter().copied().filter(|s| *s != System::Logbook).collect(),
+        };
+        let ratios: Vec<f64> = rounds
+            .iter()
+            .filter_map(|round| {
+                let logbook = of(round, System::Logbook).and_then(aim.figure)?;
+                let best = peers.iter().filter_map(|&p| of(round, p).and_then(aim.figure)).reduce(|x, y| {
+                    if (y > x) == aim.higher_is_better {
+                        y
+                    } else {
+                        x
+                    }
+                })?;
+                Some(logbook / best)
+            })
+            .collect();
+        let meets = |r: f64| if aim.higher_is_better { r >= aim.bound } else { r <= aim.bound };
+        let verdict = match median(&ratios) {
+            None => "not measurable in this run".to_string(),
+            Some(m) => {
+                let each = ratios.iter().map(|r| format!("{r:.2}")).collect::<Vec<_>>().join(", ");
+                let judged = match (meets(m), ratios.iter().all(|&r| meets(r))) {
+                    (true, true) => "met",
+                    (true, false) => "met at the median, not in every round",
+                    (false, _) => "NOT met",
+                };
+                format!("{each} → median {m:.2}: {judged}")
+            }
+        };
+        let _ = writeln!(out, "  {}: {verdict}", aim.text);
+    }
+    out
+}
+
 /// `system`'s figures in `round`.
 fn of(round: &[(System, Figures)], system: System) -> Option<&Figures> {
     round.iter().find(|(s, _)| *s == system).map(|(_, f)| f)
@@ -406,5 +493,23 @@ mod tests {
         assert!(t.contains("| disk: allocated B/event | 300.0 | 200.0 | 600.0 | 200.0 (fjall) | **1.50×**"), "{t}");
         assert!(t.contains("| d: p99 | n/a | n/a | n/a | n/a | n/a |"), "{t}");
         assert!(t.contains("logbook: commits/s over the ceiling (c: events/s): a 0.90×"), "{t}");
+    }
+
+    #[test]
+    fn aims_are_judged_round_by_round() {
+        let round = |logbook_e: f64| {
+            vec![
+                (System::Logbook, Figures { e: Some(logbook_e), ..Figures::default() }),
+                (System::Okaywal, Figures { e: Some(1.0), ..Figures::default() }),
+            ]
+        };
+        let systems = [System::Logbook, System::Okaywal];
+        let all = aims(&[round(3.0), round(2.5), round(1.5)], &systems, &[Column::E, Column::D]);
+        assert!(
+            all.contains("e ≥ 2× okaywal: 3.00, 2.50, 1.50 → median 2.50: met at the median, not in every round"),
+            "{all}"
+        );
+        assert!(all.contains("d p99 ≤ redb's: not measurable in this run"), "{all}");
+        assert!(aims(&[round(1.9)], &systems, &[Column::E]).contains("NOT met"));
     }
 }
