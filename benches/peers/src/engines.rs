@@ -361,31 +361,53 @@ impl Engine for Redb {
     }
 }
 
-/// fdatasync of a 4 KiB write into a preallocated (zero-written, synced) file in `dir`,
-/// repeated for `duration`: syncs per second, the ceiling of one durable commit at a time.
-pub fn fdatasync_ceiling(dir: &Path, duration: Duration) -> io::Result<f64> {
-    use std::io::Write as _;
-    use std::os::unix::fs::FileExt as _;
-    const FILE_BYTES: u64 = 16 << 20;
-    let path = dir.join("fdatasync-probe");
-    let mut file = std::fs::OpenOptions::new().create(true).truncate(true).read(true).write(true).open(&path)?;
-    let zeroes = vec![0u8; 1 << 20];
-    for _ in 0..FILE_BYTES >> 20 {
-        file.write_all(&zeroes)?;
+/// The ceiling of one durable commit at a time: fdatasync of a 4 KiB write into a preallocated
+/// (zero-written, synced) file, run in turns beside the systems. The file is removed on drop.
+pub struct Probe {
+    path: PathBuf,
+    file: std::fs::File,
+    syncs: u64,
+    seconds: f64,
+}
+
+impl Probe {
+    const FILE_BYTES: u64 = 4 << 20;
+
+    pub fn new(dir: &Path) -> io::Result<Probe> {
+        use std::io::Write as _;
+        let path = dir.join("fdatasync-probe");
+        let mut file = std::fs::OpenOptions::new().create(true).truncate(true).read(true).write(true).open(&path)?;
+        file.write_all(&vec![0u8; Self::FILE_BYTES as usize])?;
+        file.sync_all()?;
+        Ok(Probe { path, file, syncs: 0, seconds: 0.0 })
     }
-    file.sync_all()?;
-    let block = [0x5Au8; 4096];
-    let start = Instant::now();
-    let mut syncs = 0u64;
-    while start.elapsed() < duration || syncs < 20 {
-        file.write_all_at(&block, (syncs * 4096) % FILE_BYTES)?;
-        file.sync_data()?;
-        syncs += 1;
+
+    /// Writes and syncs for `duration` (at least 20 times).
+    pub fn run(&mut self, duration: Duration) -> io::Result<()> {
+        use std::os::unix::fs::FileExt as _;
+        let block = [0x5Au8; 4096];
+        let start = Instant::now();
+        let mut syncs = 0u64;
+        while start.elapsed() < duration || syncs < 20 {
+            self.file.write_all_at(&block, ((self.syncs + syncs) * 4096) % Self::FILE_BYTES)?;
+            self.file.sync_data()?;
+            syncs += 1;
+        }
+        self.syncs += syncs;
+        self.seconds += start.elapsed().as_secs_f64();
+        Ok(())
     }
-    let rate = syncs as f64 / start.elapsed().as_secs_f64();
-    drop(file);
-    std::fs::remove_file(&path)?;
-    Ok(rate)
+
+    /// Syncs per second over every turn.
+    pub fn rate(&self) -> f64 {
+        self.syncs as f64 / self.seconds.max(1e-9)
+    }
+}
+
+impl Drop for Probe {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
 }
 
 /// Allocated bytes (`st_blocks` × 512) of every file under `dir`.

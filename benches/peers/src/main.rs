@@ -3,6 +3,11 @@
 //! system, with the machine's fdatasync ceiling measured in the same run. Figures are to be read
 //! as ratios within a run: the absolute ones move with the machine's neighbours.
 //!
+//! A round runs one column at a time; within a column the systems' stores are open side by side
+//! and the systems take turns, five each (the first system changes from round to round), with
+//! the ceiling probe taking its turn beside them in the durable columns: a disk whose speed
+//! drifts from second to second is shared out alike.
+//!
 //! Columns: a, 1 writer, 1 event per durable commit; b, 1 writer, 64 events of several streams
 //! per durable commit (this is the load that d, e and disk use); c, 16 writers, 1 event per
 //! durable commit each, concurrently; d, read one order stream (random order ids) after one
@@ -147,12 +152,9 @@ fn run_in(args: &Args, base: &Path) -> Result<()> {
     println!("start {started}, load average {load_before}");
     let mut rounds: Vec<Vec<(System, Figures)>> = Vec::new();
     for round in 0..args.rounds {
-        let mut figures = Vec::new();
-        for k in 0..args.systems.len() {
-            let system = args.systems[(round + k) % args.systems.len()];
-            let f = run_system(system, &events, args, &base.join(format!("{}-{round}", system.name())))?;
+        let figures = run_round(args, &events, &base.join(format!("round-{}", round + 1)), round)?;
+        for (system, f) in &figures {
             println!("round {}: {:<8} {}", round + 1, system.name(), f.line());
-            figures.push((system, f));
         }
         rounds.push(figures);
     }
@@ -164,133 +166,248 @@ fn run_in(args: &Args, base: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Every selected column for one system, each phase in a fresh directory under `dir`.
-fn run_system(system: System, events: &Events, args: &Args, dir: &Path) -> Result<Figures> {
-    std::fs::create_dir_all(dir)?;
-    let mut f = Figures { ceiling: engines::fdatasync_ceiling(dir, Duration::from_secs(1))?, ..Figures::default() };
-    let n = events.events.len();
+/// Turns each participant of a column takes (every system, and in a durable column the ceiling
+/// probe): they alternate, so that a disk or CPU whose speed drifts from second to second (a
+/// shared machine's do) is shared out alike among them.
+const TURNS: usize = 5;
+
+/// One round: each column in turn; within a column the systems' stores are open side by side
+/// and the systems take turns (the first system changes from round to round). Each column runs
+/// in fresh directories under `dir`; the stores loaded for b serve d, e and disk.
+fn run_round(args: &Args, events: &Events, dir: &Path, round: usize) -> Result<Vec<(System, Figures)>> {
+    let k = args.systems.len();
+    let order: Vec<System> = (0..k).map(|i| args.systems[(round + i) % k]).collect();
+    let mut figures: Vec<Figures> = vec![Figures::default(); k];
     let wants = |c: Column| args.columns.contains(&c);
-    if wants(Column::A) {
-        let path = dir.join("a");
-        let engine = system.open(&path)?;
-        f.a = Some(commits(&*engine, events, 1, 1, Some(args.seconds))?);
-        engine.close()?;
-        std::fs::remove_dir_all(&path)?;
-    }
-    if wants(Column::C) {
-        let path = dir.join("c");
-        let engine = system.open(&path)?;
-        f.c = Some(commits(&*engine, events, WRITERS_C, 1, Some(args.seconds))?);
-        engine.close()?;
-        std::fs::remove_dir_all(&path)?;
-    }
-    if [Column::B, Column::D, Column::E, Column::Disk].into_iter().any(wants) {
-        let path = dir.join("load");
-        let engine = system.open(&path)?;
-        let load = commits(&*engine, events, 1, BATCH_B, None)?;
-        if load.events != n {
-            return Err(format!("{}: the load committed {} of {n} events", system.name(), load.events).into());
+    let n = events.events.len();
+    let turn = args.seconds / TURNS as u32;
+    std::fs::create_dir_all(dir)?;
+    let paths =
+        |what: &str| -> Vec<PathBuf> { order.iter().map(|s| dir.join(format!("{}-{what}", s.name()))).collect() };
+    for (column, writers) in [(Column::A, 1), (Column::C, WRITERS_C)] {
+        if !wants(column) {
+            continue;
         }
-        engine.close()?;
-        f.b = wants(Column::B).then_some(load);
-        f.disk = wants(Column::Disk).then_some(engines::allocated_bytes(&path)? as f64 / n as f64);
-        if wants(Column::D) || wants(Column::E) {
-            let mut engine = system.open(&path)?;
-            if wants(Column::D) {
-                f.d = Some(reads(&*engine, events, args.seconds)?);
+        let paths = paths(column.name());
+        let writes = durable_column(&order, &paths, events, writers, 1, Budget::Time(turn), dir)?;
+        for (f, w) in figures.iter_mut().zip(writes) {
+            match column {
+                Column::A => f.a = Some(w),
+                _ => f.c = Some(w),
             }
-            if wants(Column::E) {
-                f.e = Some(replays(&mut *engine, n)?);
+        }
+        for path in paths {
+            std::fs::remove_dir_all(path)?;
+        }
+    }
+    let loads = paths("load");
+    if [Column::B, Column::D, Column::E, Column::Disk].into_iter().any(wants) {
+        let writes = durable_column(&order, &loads, events, 1, BATCH_B, Budget::Events(n.div_ceil(TURNS)), dir)?;
+        for ((f, w), (path, system)) in figures.iter_mut().zip(writes).zip(loads.iter().zip(&order)) {
+            if w.events != n {
+                return Err(format!("{}: the load committed {} of {n} events", system.name(), w.events).into());
             }
+            f.b = wants(Column::B).then_some(w);
+            f.disk = wants(Column::Disk).then_some(engines::allocated_bytes(path)? as f64 / n as f64);
+        }
+    }
+    if wants(Column::D) || wants(Column::E) {
+        let mut engines: Vec<Box<dyn Engine>> =
+            order.iter().zip(&loads).map(|(s, p)| s.open(p)).collect::<Result<_>>()?;
+        if wants(Column::D) {
+            let mut readers: Vec<Option<Reader>> =
+                engines.iter().map(|e| Reader::warm(&**e, events)).collect::<Result<_>>()?;
+            for _ in 0..TURNS {
+                for (engine, reader) in engines.iter().zip(&mut readers) {
+                    if let Some(reader) = reader {
+                        reader.read_for(&**engine, events, turn)?;
+                    }
+                }
+            }
+            for (f, reader) in figures.iter_mut().zip(readers) {
+                f.d = Some(reader.map(Reader::finish));
+            }
+        }
+        if wants(Column::E) {
+            let mut totals = vec![(0usize, 0f64); k];
+            for _ in 0..TURNS {
+                for (engine, total) in engines.iter_mut().zip(&mut totals) {
+                    let (count, seconds) = replays(&mut **engine, n, Duration::from_millis(200))?;
+                    total.0 += count;
+                    total.1 += seconds;
+                }
+            }
+            for (f, (count, seconds)) in figures.iter_mut().zip(totals) {
+                f.e = Some(count as f64 / seconds);
+            }
+        }
+        for engine in engines {
             engine.close()?;
         }
-        std::fs::remove_dir_all(&path)?;
     }
     std::fs::remove_dir_all(dir)?;
-    Ok(f)
+    // Reported in the order of `--systems`, whichever ran first.
+    let mut out: Vec<(System, Figures)> = order.into_iter().zip(figures).collect();
+    out.sort_by_key(|(s, _)| args.systems.iter().position(|x| x == s));
+    Ok(out)
 }
 
-/// `writers` threads commit the events in order, `batch` per commit, until every event is
-/// committed or `duration` has passed.
+/// How long each turn of a durable column lasts.
+enum Budget {
+    /// Commit for this long (columns a and c), from where the last turn stopped.
+    Time(Duration),
+    /// Commit this many more events (the load of column b): every event is loaded in the
+    /// [`TURNS`] turns.
+    Events(usize),
+}
+
+/// What a system committed over its turns.
+#[derive(Default)]
+struct Tally {
+    next: usize,
+    events: usize,
+    seconds: f64,
+    latencies: Vec<Duration>,
+}
+
+/// One durable column for every system: their stores open side by side in `paths`; in each of
+/// [`TURNS`] turns the ceiling probe (a file in `dir`) runs, then each system commits for its
+/// turn. Every store is closed at the end (their directories are left for the caller).
+fn durable_column(
+    systems: &[System],
+    paths: &[PathBuf],
+    events: &Events,
+    writers: usize,
+    batch: usize,
+    budget: Budget,
+    dir: &Path,
+) -> Result<Vec<Writes>> {
+    let n = events.events.len();
+    let engines: Vec<Box<dyn Engine>> = systems.iter().zip(paths).map(|(s, p)| s.open(p)).collect::<Result<_>>()?;
+    let mut probe = engines::Probe::new(dir)?;
+    let probe_turn = match budget {
+        Budget::Time(t) => t,
+        Budget::Events(_) => Duration::from_millis(250),
+    };
+    let mut tallies: Vec<Tally> = systems.iter().map(|_| Tally::default()).collect();
+    for _ in 0..TURNS {
+        probe.run(probe_turn)?;
+        for (engine, tally) in engines.iter().zip(&mut tallies) {
+            let (end, deadline) = match budget {
+                Budget::Time(t) => (n, Some(Instant::now() + t)),
+                Budget::Events(per_turn) => ((tally.next + per_turn).min(n), None),
+            };
+            commits(&**engine, events, writers, batch, tally, end, deadline)?;
+        }
+    }
+    for engine in engines {
+        engine.close()?;
+    }
+    let ceiling = probe.rate();
+    Ok(tallies.into_iter().map(|t| Writes::new(ceiling, t.events, t.seconds, t.latencies)).collect())
+}
+
+/// `writers` threads commit the events from `tally.next` on, `batch` per commit, until event
+/// `end` or `deadline`; the tally takes what they did.
 fn commits(
     engine: &dyn Engine,
     events: &Events,
     writers: usize,
     batch: usize,
-    duration: Option<Duration>,
-) -> Result<Writes> {
-    let next = std::sync::atomic::AtomicUsize::new(0);
-    let n = events.events.len();
+    tally: &mut Tally,
+    end: usize,
+    deadline: Option<Instant>,
+) -> Result<()> {
+    let next = std::sync::atomic::AtomicUsize::new(tally.next);
     let start = Instant::now();
-    let deadline = duration.map(|d| start + d);
     let results: Vec<Result<(usize, Vec<Duration>)>> = std::thread::scope(|scope| {
         let threads: Vec<_> = (0..writers)
             .map(|_| {
                 scope.spawn(|| {
                     let (mut done, mut latencies) = (0, Vec::new());
                     loop {
-                        let i = next.fetch_add(batch, std::sync::atomic::Ordering::Relaxed);
-                        if i >= n || deadline.is_some_and(|d| Instant::now() >= d) {
+                        if deadline.is_some_and(|d| Instant::now() >= d) {
                             return Ok((done, latencies));
                         }
-                        let end = (i + batch).min(n);
+                        let i = next.fetch_add(batch, std::sync::atomic::Ordering::Relaxed);
+                        if i >= end {
+                            return Ok((done, latencies));
+                        }
+                        let stop = (i + batch).min(end);
                         let t = Instant::now();
-                        engine.commit(events, i..end)?;
+                        engine.commit(events, i..stop)?;
                         latencies.push(t.elapsed());
-                        done += end - i;
+                        done += stop - i;
                     }
                 })
             })
             .collect();
         threads.into_iter().map(|t| t.join().unwrap_or_else(|_| Err("a writer panicked".into()))).collect()
     });
-    let seconds = start.elapsed().as_secs_f64();
-    let (mut done, mut latencies) = (0, Vec::new());
+    tally.seconds += start.elapsed().as_secs_f64();
+    tally.next = next.into_inner().min(end);
     for result in results {
-        let (d, l) = result?;
-        done += d;
-        latencies.extend(l);
+        let (done, latencies) = result?;
+        tally.events += done;
+        tally.latencies.extend(latencies);
     }
-    Ok(Writes::new(done, seconds, latencies))
+    Ok(())
 }
 
-/// One warming read of every stream (each checked to hold all its events), then reads of
-/// random streams for `duration`.
-fn reads(engine: &dyn Engine, events: &Events, duration: Duration) -> Result<Option<Reads>> {
-    let mut lengths = vec![0usize; events.streams.len()];
-    for e in &events.events {
-        lengths[e.stream] += 1;
-    }
-    for (stream, &length) in lengths.iter().enumerate() {
-        match engine.read_stream(events, stream)? {
-            None => return Ok(None),
-            Some((read, _)) if read != length => {
-                return Err(format!("stream {} read {read} of its {length} events", events.streams[stream]).into())
-            }
-            Some(_) => {}
+/// Column d for one system: random order streams read in turns.
+struct Reader {
+    rng: SplitMix64,
+    seconds: f64,
+    latencies: Vec<Duration>,
+    bytes: usize,
+}
+
+impl Reader {
+    /// One warming read of every stream, each checked to hold all its events; `None` where
+    /// the system cannot read a stream.
+    fn warm(engine: &dyn Engine, events: &Events) -> Result<Option<Reader>> {
+        let mut lengths = vec![0usize; events.streams.len()];
+        for e in &events.events {
+            lengths[e.stream] += 1;
         }
+        for (stream, &length) in lengths.iter().enumerate() {
+            match engine.read_stream(events, stream)? {
+                None => return Ok(None),
+                Some((read, _)) if read != length => {
+                    return Err(format!("stream {} read {read} of its {length} events", events.streams[stream]).into())
+                }
+                Some(_) => {}
+            }
+        }
+        Ok(Some(Reader { rng: SplitMix64::seed_from_u64(0x0D0D), seconds: 0.0, latencies: Vec::new(), bytes: 0 }))
     }
-    let mut rng = SplitMix64::seed_from_u64(0x0D0D);
-    let mut latencies = Vec::new();
-    let mut bytes = 0usize;
-    let start = Instant::now();
-    while start.elapsed() < duration {
-        let stream = (rng.next_u64() % events.streams.len() as u64) as usize;
-        let t = Instant::now();
-        let read = engine.read_stream(events, stream)?;
-        latencies.push(t.elapsed());
-        bytes += read.map_or(0, |(_, b)| b);
+
+    /// Reads random streams for `duration`.
+    fn read_for(&mut self, engine: &dyn Engine, events: &Events, duration: Duration) -> Result<()> {
+        let start = Instant::now();
+        while start.elapsed() < duration {
+            let stream = (self.rng.next_u64() % events.streams.len() as u64) as usize;
+            let t = Instant::now();
+            let read = engine.read_stream(events, stream)?;
+            self.latencies.push(t.elapsed());
+            self.bytes += read.map_or(0, |(_, b)| b);
+        }
+        self.seconds += start.elapsed().as_secs_f64();
+        Ok(())
     }
-    let seconds = start.elapsed().as_secs_f64();
-    std::hint::black_box(bytes);
-    Ok(Some(Reads::new(seconds, latencies)))
+
+    fn finish(self) -> Reads {
+        std::hint::black_box(self.bytes);
+        Reads::new(self.seconds, self.latencies)
+    }
 }
 
-/// Replays of every event in global order, repeated for at least a second: events per second.
-fn replays(engine: &mut dyn Engine, n: usize) -> Result<f64> {
+/// Replays of every event in global order, repeated for at least `at_least` (and at least
+/// once): the events read and the seconds taken.
+fn replays(engine: &mut dyn Engine, n: usize, at_least: Duration) -> Result<(usize, f64)> {
     let (mut total, mut bytes) = (0usize, 0usize);
     let start = Instant::now();
-    while total == 0 || start.elapsed() < Duration::from_secs(1) {
+    while total == 0 || start.elapsed() < at_least {
         let (count, b) = engine.replay()?;
         if count != n {
             return Err(format!("a replay read {count} of {n} events").into());
@@ -299,5 +416,5 @@ fn replays(engine: &mut dyn Engine, n: usize) -> Result<f64> {
         bytes += b;
     }
     std::hint::black_box(bytes);
-    Ok(total as f64 / start.elapsed().as_secs_f64())
+    Ok((total, start.elapsed().as_secs_f64()))
 }

@@ -40,6 +40,8 @@ impl Column {
 /// Durable commits of one column.
 #[derive(Debug, Clone)]
 pub struct Writes {
+    /// fdatasync rate of a 4 KiB write into a preallocated file, probed just before.
+    pub ceiling: f64,
     pub events: usize,
     pub commits: usize,
     pub seconds: f64,
@@ -48,9 +50,10 @@ pub struct Writes {
 }
 
 impl Writes {
-    pub fn new(events: usize, seconds: f64, mut latencies: Vec<Duration>) -> Writes {
+    pub fn new(ceiling: f64, events: usize, seconds: f64, mut latencies: Vec<Duration>) -> Writes {
         latencies.sort_unstable();
         Writes {
+            ceiling,
             events,
             commits: latencies.len(),
             seconds,
@@ -63,6 +66,11 @@ impl Writes {
     }
     pub fn commits_per_sec(&self) -> f64 {
         self.commits as f64 / self.seconds
+    }
+    /// Commits per second over the ceiling probed just before (events per second for
+    /// concurrent writers, whose commits share syncs).
+    pub fn over_ceiling(&self, per_event: bool) -> f64 {
+        (if per_event { self.events_per_sec() } else { self.commits_per_sec() }) / self.ceiling
     }
 }
 
@@ -88,8 +96,6 @@ impl Reads {
 /// One system's figures in one round; `None` where the column was not run.
 #[derive(Debug, Clone, Default)]
 pub struct Figures {
-    /// fdatasync rate of a 4 KiB write into a preallocated file, just before this system ran.
-    pub ceiling: f64,
     pub a: Option<Writes>,
     pub b: Option<Writes>,
     pub c: Option<Writes>,
@@ -104,16 +110,17 @@ pub struct Figures {
 impl Figures {
     /// The round's figures on one line.
     pub fn line(&self) -> String {
-        let mut s = format!("ceiling {}/s", human(self.ceiling));
+        let mut s = String::new();
         let writes = |s: &mut String, name: &str, w: &Option<Writes>| {
             if let Some(w) = w {
                 let _ = write!(
                     s,
-                    " | {name} {} ev/s, {} commits/s, p50 {} p99 {}",
+                    "{name} {} ev/s, {} commits/s, p50 {} p99 {} (ceiling {}/s) | ",
                     human(w.events_per_sec()),
                     human(w.commits_per_sec()),
                     micros(w.p50),
-                    micros(w.p99)
+                    micros(w.p99),
+                    human(w.ceiling)
                 );
             }
         };
@@ -122,27 +129,30 @@ impl Figures {
         writes(&mut s, "c", &self.c);
         match &self.d {
             Some(Some(r)) => {
-                let _ = write!(s, " | d {} reads/s, p50 {} p99 {}", human(r.per_sec), micros(r.p50), micros(r.p99));
+                let _ = write!(s, "d {} reads/s, p50 {} p99 {} | ", human(r.per_sec), micros(r.p50), micros(r.p99));
             }
-            Some(None) => s.push_str(" | d n/a"),
+            Some(None) => s.push_str("d n/a | "),
             None => {}
         }
         if let Some(e) = self.e {
-            let _ = write!(s, " | e {} ev/s", human(e));
+            let _ = write!(s, "e {} ev/s | ", human(e));
         }
         if let Some(disk) = self.disk {
-            let _ = write!(s, " | disk {disk:.1} B/event");
+            let _ = write!(s, "disk {disk:.1} B/event | ");
         }
-        s
+        s.trim_end_matches(" | ").to_string()
     }
 }
+
+/// Takes one figure from a round's figures of one system.
+type Pick = fn(&Figures) -> Option<f64>;
 
 /// A row of the table: how to take its figure from a round's figures, and whether more is better.
 struct Row {
     label: &'static str,
     column: Column,
     higher_is_better: bool,
-    figure: fn(&Figures) -> Option<f64>,
+    figure: Pick,
     format: fn(f64) -> String,
 }
 
@@ -271,35 +281,49 @@ pub fn table(rounds: &[Vec<(System, Figures)>], systems: &[System], columns: &[C
         };
         let _ = writeln!(out, " {best} | {ratio} |");
     }
-    // The ceiling beside the durable columns: the median of the probes of the run, and logbook's
-    // commits per second over the probe taken just before it.
-    let ceilings: Vec<f64> = rounds.iter().flatten().map(|(_, f)| f.ceiling).collect();
-    let (lo, hi) = ceilings.iter().fold((f64::MAX, f64::MIN), |(lo, hi), &r| (lo.min(r), hi.max(r)));
-    let _ = writeln!(
+    // The ceiling of each durable column, probed in turns beside the systems, and each system's
+    // commits over it.
+    let picks: [(&str, Column, Pick, Pick); 3] = [
+        (
+            "a: commits/s ÷ ceiling",
+            Column::A,
+            |f| Some(f.a.as_ref()?.ceiling),
+            |f| f.a.as_ref().map(|w| w.over_ceiling(false)),
+        ),
+        (
+            "b: commits/s ÷ ceiling",
+            Column::B,
+            |f| Some(f.b.as_ref()?.ceiling),
+            |f| f.b.as_ref().map(|w| w.over_ceiling(false)),
+        ),
+        (
+            "c: events/s ÷ ceiling",
+            Column::C,
+            |f| Some(f.c.as_ref()?.ceiling),
+            |f| f.c.as_ref().map(|w| w.over_ceiling(true)),
+        ),
+    ];
+    let picks: Vec<_> = picks.into_iter().filter(|p| columns.contains(&p.1)).collect();
+    if picks.is_empty() {
+        return out;
+    }
+    let _ = write!(
         out,
-        "\nceiling: fdatasync of a 4 KiB write into a preallocated file, {}/s median of the {} probes ({}–{}), \
-         one before each system in each round",
-        human(median(&ceilings).unwrap_or(0.0)),
-        ceilings.len(),
-        human(lo),
-        human(hi)
+        "\nceiling: fdatasync of a 4 KiB write into a preallocated file, in turns beside the systems \
+         (median over the rounds of each column's rate)\n\n| column | ceiling |"
     );
-    for &system in systems {
-        let mut parts = Vec::new();
-        for (name, pick) in [
-            ("a", (|f: &Figures| f.a.as_ref().map(Writes::commits_per_sec)) as fn(&Figures) -> Option<f64>),
-            ("b", |f: &Figures| f.b.as_ref().map(Writes::commits_per_sec)),
-            ("c", |f: &Figures| f.c.as_ref().map(Writes::events_per_sec)),
-        ] {
-            let ratios: Vec<f64> =
-                rounds.iter().filter_map(|r| of(r, system)).filter_map(|f| Some(pick(f)? / f.ceiling)).collect();
-            if let Some(m) = median(&ratios) {
-                parts.push(format!("{name} {m:.2}×"));
-            }
+    for s in systems {
+        let _ = write!(out, " {} |", s.name());
+    }
+    let _ = writeln!(out, "\n|---|---:|{}", "---:|".repeat(systems.len()));
+    for (label, _, ceiling, pick) in picks {
+        let ceilings: Vec<f64> = rounds.iter().filter_map(|r| r.first()).filter_map(|(_, f)| ceiling(f)).collect();
+        let _ = write!(out, "| {label} | {}/s |", human(median(&ceilings).unwrap_or(0.0)));
+        for &system in systems {
+            let values: Vec<f64> = rounds.iter().filter_map(|r| of(r, system)).filter_map(pick).collect();
+            let _ = write!(out, " {} |", median(&values).map_or("n/a".to_string(), |m| format!("{m:.2}")));
         }
-        if !parts.is_empty() {
-            let _ = writeln!(out, "{}: commits/s over the ceiling (c: events/s): {}", system.name(), parts.join(", "));
-        }
+        out.push('\n');
     }
     out
 }
@@ -313,7 +337,7 @@ struct Aim {
     /// The ratio logbook / peer must be at least this (rates) or at most (latencies).
     bound: f64,
     higher_is_better: bool,
-    figure: fn(&Figures) -> Option<f64>,
+    figure: Pick,
 }
 
 /// The issue's aims, judged round by round: met when the median ratio and every round's meet
@@ -476,8 +500,7 @@ mod tests {
     #[test]
     fn the_table_takes_the_best_peer_per_round() {
         let figures = |a: f64, disk: f64| Figures {
-            ceiling: 1000.0,
-            a: Some(Writes { events: a as usize, commits: a as usize, seconds: 1.0, ..Writes::new(0, 1.0, vec![]) }),
+            a: Some(Writes { events: a as usize, commits: a as usize, ..Writes::new(1000.0, 0, 1.0, vec![]) }),
             d: Some(None),
             disk: Some(disk),
             ..Figures::default()
@@ -492,7 +515,7 @@ mod tests {
         assert!(t.contains("| a: 1 writer, 1 event/commit (ev/s) | 900 | 300 | 450 | 450 (redb) | **2.00×**"), "{t}");
         assert!(t.contains("| disk: allocated B/event | 300.0 | 200.0 | 600.0 | 200.0 (fjall) | **1.50×**"), "{t}");
         assert!(t.contains("| d: p99 | n/a | n/a | n/a | n/a | n/a |"), "{t}");
-        assert!(t.contains("logbook: commits/s over the ceiling (c: events/s): a 0.90×"), "{t}");
+        assert!(t.contains("| a: commits/s ÷ ceiling | 1,000/s | 0.90 | 0.30 | 0.45 |"), "{t}");
     }
 
     #[test]
