@@ -255,9 +255,9 @@ enum Budget {
     Time(Duration),
     /// The same, then (untimed) every event not yet committed: the load of column b, which d,
     /// e and disk read. Turns as long as a's, not shorter ones of a fixed share of the events:
-    /// with turns of a fifth of the load (~0.1 s for logbook), the background work a store does
+    /// in turns of a fifth of the load (~0.1 s for logbook), the background work a store does
     /// after its commits (logbook's spare thread filling the segment ahead, an LSM's flushes)
-    /// ran in the other systems' turns, and logbook's b read 1.5× what it reads alone.
+    /// could land in the other systems' turns.
     Load(Duration),
 }
 
