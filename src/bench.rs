@@ -66,12 +66,7 @@ const LIFECYCLE: [&str; 8] = [
     "DELIVERED",
 ];
 
-/// One event of the workload: which order stream it belongs to and the event.
-#[derive(Debug, Clone)]
-pub struct WorkloadEvent {
-    pub stream: String,
-    pub event: NewEvent,
-}
+pub use crate::workload::{interleaved, order_stream, WorkloadEvent};
 
 /// The design.md workload: order lifecycles of about 8.6 events each, JSON data padded to
 /// `payload_bytes` (471 by default), interleaved `interleave` orders at a time.
@@ -90,9 +85,9 @@ impl Default for OrderWorkload {
 }
 
 impl OrderWorkload {
-    /// Stream name of order `i`.
+    /// Stream name of order `i` ([`order_stream`]).
     pub fn stream(i: usize) -> String {
-        format!("order-{i:08x}-{:04x}", (i * 7919) % 65_536)
+        order_stream(i)
     }
 
     /// The events of order `i`: the lifecycle with 1..=3 ITEM_ADDED.
@@ -133,29 +128,6 @@ impl OrderWorkload {
     pub fn events(&self) -> Vec<WorkloadEvent> {
         interleaved(self.orders, self.interleave, |i| (Self::stream(i), self.order_events(i)))
     }
-}
-
-/// The events of orders `0..orders`, `interleave` orders at a time, each order of a group taking
-/// one step in turn (as the peers' load ran them); `order(i)` gives order `i`'s stream and events.
-pub fn interleaved(
-    orders: usize,
-    interleave: usize,
-    order: impl Fn(usize) -> (String, Vec<NewEvent>),
-) -> Vec<WorkloadEvent> {
-    let mut out = Vec::new();
-    for group_start in (0..orders).step_by(interleave.max(1)) {
-        let group: Vec<(String, Vec<NewEvent>)> =
-            (group_start..(group_start + interleave).min(orders)).map(&order).collect();
-        let longest = group.iter().map(|(_, e)| e.len()).max().unwrap_or(0);
-        for step in 0..longest {
-            for (stream, events) in &group {
-                if let Some(event) = events.get(step) {
-                    out.push(WorkloadEvent { stream: stream.clone(), event: event.clone() });
-                }
-            }
-        }
-    }
-    out
 }
 
 /// Percentile (0.0..=1.0) of sorted latencies.

@@ -124,7 +124,7 @@ impl RealisticOrders {
     /// Stream name of order `i` (the same names as the filler workload, so the same read
     /// benches find them).
     pub fn stream(i: usize) -> String {
-        crate::bench::OrderWorkload::stream(i)
+        order_stream(i)
     }
 
     /// The events of order `i`, in lifecycle order: a cart with 1–4 items (sometimes one
@@ -285,8 +285,8 @@ impl RealisticOrders {
 
     /// Orders `0..orders` interleaved `interleave` at a time, as the peers' load ran them: each
     /// order of a group takes one step in turn.
-    pub fn events(&self, orders: usize, interleave: usize) -> Vec<crate::bench::WorkloadEvent> {
-        crate::bench::interleaved(orders, interleave, |i| (Self::stream(i), self.order_events(i)))
+    pub fn events(&self, orders: usize, interleave: usize) -> Vec<WorkloadEvent> {
+        interleaved(orders, interleave, |i| (Self::stream(i), self.order_events(i)))
     }
 }
 
@@ -314,11 +314,7 @@ fn metadata(rng: &mut Rng, order: &mut Order, system: bool) -> String {
 
 /// Appends `events` to `store` as atomic multi-stream batches of `per_batch` events, one part
 /// per event (the shape `bench append --multi-stream` commits).
-pub fn append_in_batches(
-    store: &logbook::Store,
-    events: &[crate::bench::WorkloadEvent],
-    per_batch: usize,
-) -> logbook::Result<()> {
+pub fn append_in_batches(store: &logbook::Store, events: &[WorkloadEvent], per_batch: usize) -> logbook::Result<()> {
     for chunk in events.chunks(per_batch.max(1)) {
         let parts = chunk
             .iter()
@@ -327,6 +323,41 @@ pub fn append_in_batches(
         store.append_batch(parts)?;
     }
     Ok(())
+}
+
+/// One event of the workload: which order stream it belongs to and the event.
+#[derive(Debug, Clone)]
+pub struct WorkloadEvent {
+    pub stream: String,
+    pub event: NewEvent,
+}
+
+/// Stream name of order `i` (both workloads, and the peers' harness, name orders alike).
+pub fn order_stream(i: usize) -> String {
+    format!("order-{i:08x}-{:04x}", (i * 7919) % 65_536)
+}
+
+/// The events of orders `0..orders`, `interleave` orders at a time, each order of a group taking
+/// one step in turn (as the peers' load ran them); `order(i)` gives order `i`'s stream and events.
+pub fn interleaved(
+    orders: usize,
+    interleave: usize,
+    order: impl Fn(usize) -> (String, Vec<NewEvent>),
+) -> Vec<WorkloadEvent> {
+    let mut out = Vec::new();
+    for group_start in (0..orders).step_by(interleave.max(1)) {
+        let group: Vec<(String, Vec<NewEvent>)> =
+            (group_start..(group_start + interleave).min(orders)).map(&order).collect();
+        let longest = group.iter().map(|(_, e)| e.len()).max().unwrap_or(0);
+        for step in 0..longest {
+            for (stream, events) in &group {
+                if let Some(event) = events.get(step) {
+                    out.push(WorkloadEvent { stream: stream.clone(), event: event.clone() });
+                }
+            }
+        }
+    }
+    out
 }
 
 #[cfg(test)]

@@ -14,7 +14,6 @@
 //! warming pass over every stream; e, replay every event in global order; disk, allocated bytes
 //! per event after the load, the store closed. See `engines.rs` for how each system is driven.
 
-mod bench;
 mod engines;
 mod events;
 mod report;
