@@ -2,10 +2,13 @@
 //! `Order` (an order's timeline, found by id or a unique prefix) and `Funnel` (cart-to-order
 //! conversion per retailer and drop-off per stage over the last 7, 30 or 90 days).
 //!
-//! - `GET /api/order?id=<id or prefix>`: the [`Timeline`](crate::timeline::Timeline) as JSON
-//!   (the stream named as the caller names it), its status with the carrier when the SHIPPED
-//!   event names one, and `steps`: the time between the lifecycle's milestones
-//!   (`shipped 2 d 4 h after payment`). 404 `NO_SUCH_ORDER`, 409 `AMBIGUOUS_ORDER`.
+//! - `GET /api/order?id=<id or prefix>&from=<version>`: the
+//!   [`Timeline`](crate::timeline::Timeline) as JSON (the stream named as the caller names it),
+//!   its status with the carrier when the SHIPPED event names one, and `steps`: the time
+//!   between the lifecycle's milestones (`shipped 2 d 4 h after payment`). `entries` starts at
+//!   version `from` (default 1) and stops at `limits.max_reply_bytes` of event data (at least
+//!   one); `next` is the version to ask for next, null at the end. 404 `NO_SUCH_ORDER`, 409
+//!   `AMBIGUOUS_ORDER`.
 //! - `GET /api/funnel?days=<1..=366>` (default 30): the conversion rows, the funnel of every
 //!   retailer together and per retailer, for the caller's orders (a tenant's namespace; the
 //!   admin's: every order stream).
@@ -13,7 +16,7 @@
 //! The pages' scripts (`console/order.js`, `console/funnel.js`) render with `textContent` only.
 
 use logbook::{Namespace, Store, MAX_STREAM_NAME_BYTES};
-use logbook_server::{stored_stream_name, ApiError, ApiQuery, ConsoleExtension, ConsolePage};
+use logbook_server::{stored_stream_name, ApiError, ApiLimits, ApiQuery, ConsoleExtension, ConsolePage};
 use serde_json::{json, Value as Json};
 
 use crate::analytics::{self, Query, Scope};
@@ -44,17 +47,19 @@ impl ConsoleExtension for OrderConsole {
         namespace: Option<&Namespace>,
         page: &str,
         query: &ApiQuery,
+        limits: &ApiLimits,
     ) -> Result<Json, ApiError> {
         match page {
-            "order" => order(store, namespace, query),
+            "order" => order(store, namespace, query, limits),
             "funnel" => funnel(store, namespace, query),
             _ => Err(ApiError::not_found("no such page")),
         }
     }
 }
 
-fn order(store: &Store, namespace: Option<&Namespace>, query: &ApiQuery) -> Result<Json, ApiError> {
+fn order(store: &Store, namespace: Option<&Namespace>, query: &ApiQuery, limits: &ApiLimits) -> Result<Json, ApiError> {
     let given = query.get("id").unwrap_or("").trim();
+    let from = query.integer("from", 1, 1, u64::MAX)?;
     // The admin names a tenant's order by its stored name: `acme:order-7f3a` (or `acme:7f3a`).
     let (tenant, given) = match (namespace, given.split_once(':')) {
         (None, Some((tenant, rest))) => (Some(tenant), rest),
@@ -91,8 +96,13 @@ fn order(store: &Store, namespace: Option<&Namespace>, query: &ApiQuery) -> Resu
     let local = namespace.map_or(Some(stored.as_str()), |ns| ns.local_name(&stored)).unwrap_or(&stored).to_string();
     let unprefixed = if tenant.is_some() { local.split_once(':').map_or(local.as_str(), |(_, l)| l) } else { &local };
     let full_id = order_id_of(unprefixed).unwrap_or(id).to_string();
-    let timeline = timeline::timeline_of_stream(store, &full_id, &stored).map_err(|e| ApiError::store(&e))?;
-    Ok(order_json(timeline, &local))
+    let (timeline, next) = timeline::timeline_page(store, &full_id, &stored, from, limits.max_reply_bytes)
+        .map_err(|e| ApiError::store(&e))?;
+    let mut reply = order_json(timeline, &local);
+    if let Some(object) = reply.as_object_mut() {
+        object.insert("next".into(), json!(next));
+    }
+    Ok(reply)
 }
 
 /// The timeline as the API shows it: the stream as the caller names it, the carrier and the
@@ -212,7 +222,8 @@ mod tests {
     }
 
     fn ask(store: &Store, namespace: Option<&Namespace>, page: &str, query: &str) -> Result<Json, ApiError> {
-        OrderConsole.api(store, namespace, page, &ApiQuery::parse(query).unwrap())
+        let limits = ApiLimits { max_reply_bytes: 4 << 20 };
+        OrderConsole.api(store, namespace, page, &ApiQuery::parse(query).unwrap(), &limits)
     }
 
     #[test]

@@ -257,6 +257,24 @@ pub fn find_order(store: &Store, id: &str, stored: &str) -> std::result::Result<
 /// under another name, such as a tenant's namespace in the daemon). A stream with no events
 /// gives an empty timeline.
 pub fn timeline_of_stream(store: &Store, order_id: &str, stream: &str) -> Result<Timeline> {
+    Ok(timeline_page(store, order_id, stream, 1, usize::MAX)?.0)
+}
+
+/// Events read from the store at a time while building a bounded timeline page.
+const PAGE_READ_EVENTS: usize = 64;
+
+/// One page of the timeline of `order_id` in `stream`, for replies that must stay bounded:
+/// the status covers every stored event (up to [`MAX_TIMELINE_EVENTS`]), but `entries` holds
+/// only the events from version `from`, and stops once their data and metadata pass
+/// `max_entry_bytes` (at least one entry). Returns the version the next page starts at, if
+/// any events were left out.
+pub fn timeline_page(
+    store: &Store,
+    order_id: &str,
+    stream: &str,
+    from: u64,
+    max_entry_bytes: usize,
+) -> Result<(Timeline, Option<u64>)> {
     let (order_id, stream) = (order_id.to_string(), stream.to_string());
     let mut entries = Vec::new();
     let mut truncated = false;
@@ -267,22 +285,35 @@ pub fn timeline_of_stream(store: &Store, order_id: &str, stream: &str) -> Result
     // last version read, never at the count read so far (that re-read events after a gap).
     let mut next_version = 1;
     let mut last_version = 0;
+    let mut folded = 0usize;
+    let mut entry_bytes = 0usize;
+    let mut next_page = None;
+    let read_size = if max_entry_bytes == usize::MAX { 1024 } else { PAGE_READ_EVENTS };
     loop {
-        let page = store.read_stream(&stream, next_version, 1024, Direction::Forward)?;
+        let page = store.read_stream(&stream, next_version, read_size, Direction::Forward)?;
         if page.is_empty() {
             break;
         }
         next_version = page[page.len() - 1].version() + 1;
         for event in &page {
-            if entries.len() == MAX_TIMELINE_EVENTS {
+            if folded == MAX_TIMELINE_EVENTS {
                 truncated = true;
                 break;
             }
             if let Ok(decoded) = aggregate::decode_recorded::<Order>(&upcasters, event) {
                 state.apply(&decoded);
             }
+            folded += 1;
             last_change_us = Some(event.timestamp_us());
             last_version = event.version();
+            if event.version() < from || next_page.is_some() {
+                continue;
+            }
+            entry_bytes = entry_bytes.saturating_add(event.data().len() + event.metadata().len() + 256);
+            if !entries.is_empty() && entry_bytes > max_entry_bytes {
+                next_page = Some(event.version());
+                continue;
+            }
             entries.push(entry_of(event));
         }
         if truncated {
@@ -290,8 +321,8 @@ pub fn timeline_of_stream(store: &Store, order_id: &str, stream: &str) -> Result
         }
     }
     let status = last_change_us.map(|at| summary_of(&state, at));
-    let not_stored = last_version.saturating_sub(entries.len() as u64);
-    Ok(Timeline { order_id, stream, status, entries, truncated, not_stored })
+    let not_stored = last_version.saturating_sub(folded as u64);
+    Ok((Timeline { order_id, stream, status, entries, truncated, not_stored }, next_page))
 }
 
 fn summary_of(order: &Order, last_change_us: i64) -> OrderSummary {
