@@ -486,8 +486,8 @@ fn an_idle_tail_says_where_it_got_to_so_the_reconnect_misses_nothing() {
     let sent = String::from_utf8_lossy(&sent).into_owned();
     let last_id: u64 = sent
         .lines()
-        .filter_map(|l| l.strip_prefix("id: "))
-        .last()
+        .rev()
+        .find_map(|l| l.strip_prefix("id: "))
         .unwrap_or_else(|| panic!("no id before the idle end: {sent:?}"))
         .parse()
         .unwrap();
