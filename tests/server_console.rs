@@ -404,6 +404,26 @@ fn idle_connections_without_a_request_make_room_for_health_and_the_api() {
     drop(idle);
 }
 
+/// Connections whose reply to a wrong token is held make room likewise: failed guesses
+/// cannot fill the cap either.
+#[test]
+fn connections_held_for_a_failed_token_make_room_too() {
+    let limits = Limits { auth_failure_delay_ms: 60_000, auth_failure_delay_max_ms: 60_000, ..Limits::default() };
+    let server = with_console(tenants(limits));
+    let http = server.http();
+    let guessing: Vec<TcpStream> = (0..64)
+        .map(|_| {
+            let mut s = TcpStream::connect(http).unwrap();
+            write!(s, "GET /api/whoami HTTP/1.1\r\nHost: {http}\r\nAuthorization: Bearer guess\r\n\r\n").unwrap();
+            s
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(500)); // let every guess reach its held reply
+    assert_eq!(http_get(http, "/healthz", None).status, 200);
+    assert_eq!(http_get(http, "/api/whoami", Some(ACME_TOKEN)).status, 200);
+    drop(guessing);
+}
+
 /// Review 17, 4: failed tokens slow the failures from that address, not the valid tokens of
 /// the other users behind the same address (a proxy).
 #[test]

@@ -96,25 +96,19 @@ fn order(store: &Store, namespace: Option<&Namespace>, query: &ApiQuery, limits:
     let local = namespace.map_or(Some(stored.as_str()), |ns| ns.local_name(&stored)).unwrap_or(&stored).to_string();
     let unprefixed = if tenant.is_some() { local.split_once(':').map_or(local.as_str(), |(_, l)| l) } else { &local };
     let full_id = order_id_of(unprefixed).unwrap_or(id).to_string();
-    let (timeline, next) = timeline::timeline_page(store, &full_id, &stored, from, limits.max_reply_bytes)
+    let page = timeline::timeline_page(store, &full_id, &stored, from, limits.max_reply_bytes)
         .map_err(|e| ApiError::store(&e))?;
-    let mut reply = order_json(timeline, &local);
+    let mut reply = order_json(page.timeline, &page.first_at, page.carrier, &local);
     if let Some(object) = reply.as_object_mut() {
-        object.insert("next".into(), json!(next));
+        object.insert("next".into(), json!(page.next));
     }
     Ok(reply)
 }
 
 /// The timeline as the API shows it: the stream as the caller names it, the carrier and the
-/// milestones' steps added.
-fn order_json(timeline: Timeline, local_stream: &str) -> Json {
-    let carrier = timeline
-        .entries
-        .iter()
-        .rev()
-        .find(|e| e.event_type == et::SHIPPED)
-        .and_then(|e| e.data.get("carrier").and_then(|c| c.as_str()).map(str::to_string));
-    let steps = steps(&timeline);
+/// milestones' steps (from `first_at`: every event's, not only this page's) added.
+fn order_json(timeline: Timeline, first_at: &[(String, i64)], carrier: Option<String>, local_stream: &str) -> Json {
+    let steps = steps(first_at);
     let mut value = serde_json::to_value(&timeline).unwrap_or(Json::Null);
     if let Some(object) = value.as_object_mut() {
         object.insert("stream".into(), json!(local_stream));
@@ -140,8 +134,8 @@ const MILESTONES: [(&str, &str, &str, &str); 7] = [
 
 /// `{"event_type", "after_us", "text": "shipped 2 d 4 h after payment"}` for each milestone the
 /// order reached after the one it is timed from (the first of each kind).
-fn steps(timeline: &Timeline) -> Vec<Json> {
-    let first = |event_type: &str| timeline.entries.iter().find(|e| e.event_type == event_type).map(|e| e.timestamp_us);
+fn steps(first_at: &[(String, i64)]) -> Vec<Json> {
+    let first = |event_type: &str| first_at.iter().find(|(t, _)| t == event_type).map(|(_, at)| *at);
     let mut steps: Vec<(i64, Json)> = MILESTONES
         .iter()
         .filter_map(|(event, name, from, from_name)| {
@@ -258,6 +252,35 @@ mod tests {
         assert_eq!(ask(&store, None, "order", "id=globex:order-9b").unwrap()["order_id"], "9b");
         let err = ask(&store, Some(&acme), "order", "id=").unwrap_err();
         assert_eq!(err.status, 400);
+    }
+
+    #[test]
+    fn every_page_of_an_order_has_the_whole_orders_status_steps_and_carrier() {
+        let t0 = logbook::time::now_us() - 10 * logbook::time::DAY_US;
+        let hour = logbook::time::HOUR_US;
+        let (_dir, store) = store_with(&[
+            ("order-7f3a", et::CART_CREATED, r#"{"retailer_id":"r","customer_id":"c","currency":"EUR"}"#, t0),
+            ("order-7f3a", et::CHECKOUT_STARTED, "{}", t0 + hour),
+            ("order-7f3a", et::PAYMENT_CONFIRMED, r#"{"transaction_id":"t","gateway":"g"}"#, t0 + 2 * hour),
+            ("order-7f3a", et::SHIPPED, r#"{"tracking":"TR1","carrier":"DHL"}"#, t0 + 54 * hour),
+        ]);
+        // A reply bound of one byte: one entry per page.
+        let limits = ApiLimits { max_reply_bytes: 1 };
+        let mut seen = Vec::new();
+        let mut from = 1;
+        loop {
+            let query = ApiQuery::parse(&format!("id=7f3a&from={from}")).unwrap();
+            let page = OrderConsole.api(&store, None, "order", &query, &limits).unwrap();
+            assert_eq!(page["entries"].as_array().unwrap().len(), 1);
+            seen.push(page["entries"][0]["event_type"].as_str().unwrap().to_string());
+            assert_eq!(page["status"]["carrier"], "DHL", "page from {from}");
+            assert_eq!(page["steps"].as_array().unwrap().len(), 3, "page from {from}");
+            match page["next"].as_u64() {
+                Some(next) => from = next,
+                None => break,
+            }
+        }
+        assert_eq!(seen, [et::CART_CREATED, et::CHECKOUT_STARTED, et::PAYMENT_CONFIRMED, et::SHIPPED]);
     }
 
     #[test]

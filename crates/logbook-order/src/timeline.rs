@@ -257,8 +257,25 @@ pub fn find_order(store: &Store, id: &str, stored: &str) -> std::result::Result<
 /// under another name, such as a tenant's namespace in the daemon). A stream with no events
 /// gives an empty timeline.
 pub fn timeline_of_stream(store: &Store, order_id: &str, stream: &str) -> Result<Timeline> {
-    Ok(timeline_page(store, order_id, stream, 1, usize::MAX)?.0)
+    Ok(timeline_page(store, order_id, stream, 1, usize::MAX)?.timeline)
 }
+
+/// One page of a timeline ([`timeline_page`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct TimelinePage {
+    /// The status of the whole order, this page's entries.
+    pub timeline: Timeline,
+    /// The version the next page starts at (`None`: this page reaches the end).
+    pub next: Option<u64>,
+    /// The time of the first event of each type, over every event (not only this page's), in
+    /// the order first seen; at most [`MAX_FIRST_TYPES`] types.
+    pub first_at: Vec<(String, i64)>,
+    /// The carrier the last SHIPPED event names, over every event.
+    pub carrier: Option<String>,
+}
+
+/// Event types whose first time a [`TimelinePage`] remembers, at most.
+pub const MAX_FIRST_TYPES: usize = 64;
 
 /// Events read from the store at a time while building a bounded timeline page.
 const PAGE_READ_EVENTS: usize = 64;
@@ -274,7 +291,7 @@ pub fn timeline_page(
     stream: &str,
     from: u64,
     max_entry_bytes: usize,
-) -> Result<(Timeline, Option<u64>)> {
+) -> Result<TimelinePage> {
     let (order_id, stream) = (order_id.to_string(), stream.to_string());
     let mut entries = Vec::new();
     let mut truncated = false;
@@ -288,6 +305,8 @@ pub fn timeline_page(
     let mut folded = 0usize;
     let mut entry_bytes = 0usize;
     let mut next_page = None;
+    let mut first_at: Vec<(String, i64)> = Vec::new();
+    let mut carrier = None;
     let read_size = if max_entry_bytes == usize::MAX { 1024 } else { PAGE_READ_EVENTS };
     loop {
         let page = store.read_stream(&stream, next_version, read_size, Direction::Forward)?;
@@ -304,6 +323,15 @@ pub fn timeline_page(
                 state.apply(&decoded);
             }
             folded += 1;
+            if event.event_type() == crate::event_types::SHIPPED {
+                let data: serde_json::Value = serde_json::from_slice(event.data()).unwrap_or_default();
+                if let Some(named) = data.get("carrier").and_then(|c| c.as_str()) {
+                    carrier = Some(named.to_string());
+                }
+            }
+            if first_at.len() < MAX_FIRST_TYPES && !first_at.iter().any(|(t, _)| t == event.event_type()) {
+                first_at.push((event.event_type().to_string(), event.timestamp_us()));
+            }
             last_change_us = Some(event.timestamp_us());
             last_version = event.version();
             if event.version() < from || next_page.is_some() {
@@ -322,7 +350,8 @@ pub fn timeline_page(
     }
     let status = last_change_us.map(|at| summary_of(&state, at));
     let not_stored = last_version.saturating_sub(folded as u64);
-    Ok((Timeline { order_id, stream, status, entries, truncated, not_stored }, next_page))
+    let timeline = Timeline { order_id, stream, status, entries, truncated, not_stored };
+    Ok(TimelinePage { timeline, next: next_page, first_at, carrier })
 }
 
 fn summary_of(order: &Order, last_change_us: i64) -> OrderSummary {

@@ -89,13 +89,20 @@ pub(crate) struct Connection {
     /// Its place among [`MAX_HTTP_CONNECTIONS`], given back when it becomes a live tail.
     slot: Mutex<Option<OwnedSemaphorePermit>>,
     is_tail: AtomicBool,
-    /// The request head arrived (the connection can no longer be evicted for a newer one).
+    /// The request head arrived and the request is being served: the connection is no longer
+    /// evicted for a newer one (false again while a failed token's reply is held).
     has_head: AtomicBool,
     /// Wakes the connection's task to close it (evicted to make room).
     evict: tokio::sync::Notify,
 }
 
 impl Connection {
+    /// Whether the connection may be closed to make room for a newer one at the cap: true
+    /// while its reply to a failed token is held (it holds nothing anyone needs).
+    pub(crate) fn set_evictable(&self, evictable: bool) {
+        self.has_head.store(!evictable, Ordering::Release);
+    }
+
     /// The connection now serves a live tail: it leaves the connection cap (the tail holds a
     /// tail slot instead) and the connection deadline (the tail's idle timeout ends it).
     pub(crate) fn become_tail(&self) {

@@ -116,7 +116,10 @@ pub(crate) async fn authenticate(
         Ok(who) => Ok(who),
         Err(AuthError::Invalid | AuthError::NotConfigured) => {
             let verdict = shared.auth_guard.failure(connection.peer, 1, Instant::now());
+            // A held failure must not keep a connection slot from others at the cap.
+            connection.set_evictable(true);
             tokio::time::sleep(verdict.delay).await;
+            connection.set_evictable(false);
             Err(ApiError::new(401, "INVALID_TOKEN", "the token is not valid"))
         }
     }
