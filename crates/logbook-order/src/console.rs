@@ -3,7 +3,7 @@
 //! conversion per retailer and drop-off per stage over the last 7, 30 or 90 days).
 //!
 //! - `GET /api/order?id=<id or prefix>&from=<version>`: the
-//!   [`Timeline`](crate::timeline::Timeline) as JSON (the stream named as the caller names it),
+//!   [`Timeline`] as JSON (the stream named as the caller names it),
 //!   its status with the carrier when the SHIPPED event names one, and `steps`: the time
 //!   between the lifecycle's milestones (`shipped 2 d 4 h after payment`). `entries` starts at
 //!   version `from` (default 1) and stops at `limits.max_reply_bytes` of event data (at least

@@ -9,9 +9,15 @@
 //! Built on hyper 1.x (HTTP/1 only) on a small single-threaded tokio runtime of its own, in
 //! one thread per listener; store work (reads, scans) runs on at most
 //! [`MAX_BLOCKING_THREADS`] blocking threads so a slow one cannot stall the others. Bounds:
-//! - at most [`MAX_HTTP_CONNECTIONS`] open connections per listener (one more is closed at
-//!   once); live tails have their own cap (`limits.max_tail_connections`) and give their slot
-//!   back, so tails cannot starve page loads and page loads cannot starve tails,
+//! - at most [`MAX_HTTP_CONNECTIONS`] open connections per listener: at the cap the oldest
+//!   connection that has not sent a whole request head (or whose reply to a failed token is
+//!   being held) is closed to make room, else the new one is closed at once; live tails have
+//!   their own cap (`limits.max_tail_connections`) and give their slot back, so tails cannot
+//!   starve page loads and page loads cannot starve tails,
+//! - at most [`MAX_QUEUED_API_REQUESTS`] API requests wait for or run store work (503 `BUSY`
+//!   beyond it); work whose request was dropped before it started is skipped,
+//! - without tenants, the console answers only a loopback `Host` (DNS rebinding); with
+//!   tenants, its `/metrics` needs the admin's token,
 //! - the request head must arrive within [`HEADER_READ_TIMEOUT`] and fit in
 //!   [`MAX_HEAD_BYTES`]; the console refuses a URI over [`MAX_URI_BYTES`] and any body,
 //! - a connection is dropped [`CONNECTION_DEADLINE`] after it was accepted (the metrics

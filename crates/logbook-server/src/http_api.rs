@@ -16,6 +16,7 @@
 
 use std::convert::Infallible;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering as AtomicOrdering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -62,7 +63,7 @@ async fn route(
     request: &Request<Incoming>,
 ) -> Result<Response<Body>, ApiError> {
     let shared = &site.shared;
-    let route = request.uri().path().trim_start_matches("/api/");
+    let route = request.uri().path().strip_prefix("/api/").unwrap_or_default();
     let query = ApiQuery::parse(request.uri().query().unwrap_or(""))?;
     let who = authenticate(shared, connection, request).await?;
     match route {
@@ -154,18 +155,18 @@ async fn run_blocking(
         ));
     };
     let shared = Arc::clone(&site.shared);
-    let queued = QueuedWork::new(&shared);
-    let wanted = Arc::clone(&queued.wanted);
+    let place = QueuePlace::new(&shared, permit);
+    let wanted = Arc::new(AtomicBool::new(true));
+    let _unwanted_when_dropped = Unwanted(Arc::clone(&wanted));
     let deadline = Instant::now() + Duration::from_secs(shared.config.limits.request_timeout_secs);
     let answer = tokio::task::spawn_blocking(move || {
-        let _permit = permit;
-        if !wanted.load(std::sync::atomic::Ordering::Acquire) || Instant::now() >= deadline {
+        let _place = place;
+        if !wanted.load(AtomicOrdering::Acquire) || Instant::now() >= deadline {
             return Err(ApiError::new(503, "BUSY", "the request waited too long for the store"));
         }
         work(&shared)
     })
     .await;
-    drop(queued);
     match answer {
         Ok(Ok(value)) => Ok(json(200, &value)),
         Ok(Err(error)) => Err(error),
@@ -173,24 +174,33 @@ async fn run_blocking(
     }
 }
 
-/// Marks queued store work as no longer wanted when the request's future is dropped (hyper
-/// drops it when the connection ends), and counts it in `logbook_console_api_requests`.
-struct QueuedWork {
-    wanted: Arc<std::sync::atomic::AtomicBool>,
+/// A place in the store-work queue, counted in `logbook_console_api_requests` until the work
+/// ran or was skipped.
+struct QueuePlace {
+    _permit: tokio::sync::OwnedSemaphorePermit,
     shared: Arc<Shared>,
 }
 
-impl QueuedWork {
-    fn new(shared: &Arc<Shared>) -> QueuedWork {
-        shared.stats.console_api_requests.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        QueuedWork { wanted: Arc::new(std::sync::atomic::AtomicBool::new(true)), shared: Arc::clone(shared) }
+impl QueuePlace {
+    fn new(shared: &Arc<Shared>, permit: tokio::sync::OwnedSemaphorePermit) -> QueuePlace {
+        shared.stats.console_api_requests.fetch_add(1, AtomicOrdering::Relaxed);
+        QueuePlace { _permit: permit, shared: Arc::clone(shared) }
     }
 }
 
-impl Drop for QueuedWork {
+impl Drop for QueuePlace {
     fn drop(&mut self) {
-        self.wanted.store(false, std::sync::atomic::Ordering::Release);
-        self.shared.stats.console_api_requests.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        self.shared.stats.console_api_requests.fetch_sub(1, AtomicOrdering::Relaxed);
+    }
+}
+
+/// Marks store work as no longer wanted when the request's future is dropped: hyper drops it
+/// when the client closes the connection, and the accept loop at the connection's deadline.
+struct Unwanted(Arc<AtomicBool>);
+
+impl Drop for Unwanted {
+    fn drop(&mut self) {
+        self.0.store(false, AtomicOrdering::Release);
     }
 }
 
