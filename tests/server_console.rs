@@ -535,3 +535,35 @@ fn the_default_count_keeps_to_max_count() {
     assert_eq!(not_allowed.status, 405);
     assert_eq!(not_allowed.header("x-content-type-options"), Some("nosniff"), "errors carry the headers too");
 }
+
+/// Review 17, 2: a queued request whose client hung up is skipped when a thread is free, long
+/// before its deadline.
+#[test]
+fn a_queued_request_whose_client_went_does_no_store_work() {
+    let blocker = std::sync::Arc::new(Blocker::default());
+    let extensions = logbook_server::Extensions::new()
+        .with_console(std::sync::Arc::new(BlockerPage(std::sync::Arc::clone(&blocker))))
+        .unwrap();
+    let server = server_support::TestServer::start_with_extensions(
+        Config { http: Some("127.0.0.1:0".into()), ..Config::default() },
+        extensions,
+    );
+    let http = server.http();
+    let mut running: Vec<TcpStream> = (0..4).map(|_| send_get(http, "/api/block")).collect();
+    blocker.wait_started(4);
+    let gone: Vec<TcpStream> = (0..3).map(|_| send_get(http, "/api/block")).collect();
+    while metric(http, "logbook_console_api_requests") < 7 {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    drop(gone);
+    std::thread::sleep(Duration::from_millis(300)); // let the server see the hang-ups
+    blocker.release();
+    for s in &mut running {
+        let mut rest = Vec::new();
+        let _ = s.read_to_end(&mut rest);
+    }
+    while metric(http, "logbook_console_api_requests") > 0 {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(blocker.started(), 4, "work of requests whose client went was done");
+}
