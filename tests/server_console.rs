@@ -142,6 +142,7 @@ fn bad_requests_get_a_clear_json_error_without_server_paths() {
         ("/api/order?id=nothing".into(), 404, "NO_SUCH_ORDER", "no such order 'nothing'"),
         ("/api/funnel?days=400".into(), 400, "BAD_REQUEST", "days must be an integer from 1 to 366"),
         ("/api/nothing".into(), 404, "NOT_FOUND", "no such API route"),
+        ("/api//api/whoami".into(), 404, "NOT_FOUND", "no such API route"),
         ("/api/streams?a=%zz".into(), 400, "BAD_REQUEST", "bad %-escape"),
         (format!("/api/stream?name={}", "x".repeat(1025)), 400, "BAD_REQUEST", "at most 1024 allowed"),
         (format!("/api/streams?{}", "a=1&".repeat(40)), 400, "BAD_REQUEST", "at most 32 query parameters"),
@@ -155,12 +156,18 @@ fn bad_requests_get_a_clear_json_error_without_server_paths() {
         assert!(body["error"]["message"].as_str().unwrap().contains(message), "{path}: {body}");
         assert!(!reply.body.contains(&data_dir), "{path}: a server path in {}", reply.body);
     }
-    let post = http_raw(http, b"POST /api/streams HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}");
+    let post = http_raw(
+        http,
+        format!("POST /api/streams HTTP/1.1\r\nHost: {http}\r\nContent-Length: 2\r\n\r\n{{}}").as_bytes(),
+    );
     assert_eq!((post.status, post.json()["error"]["code"].as_str()), (405, Some("METHOD_NOT_ALLOWED")));
-    let body = http_raw(http, b"GET /api/streams HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello");
+    let body = http_raw(
+        http,
+        format!("GET /api/streams HTTP/1.1\r\nHost: {http}\r\nContent-Length: 5\r\n\r\nhello").as_bytes(),
+    );
     assert_eq!((body.status, body.json()["error"]["code"].as_str()), (413, Some("BODY_NOT_ALLOWED")));
     // A request head over 16 KiB is refused by the HTTP layer before any of it is used.
-    let huge = format!("GET /api/streams HTTP/1.1\r\nHost: x\r\nX-Filler: {}\r\n\r\n", "y".repeat(20 * 1024));
+    let huge = format!("GET /api/streams HTTP/1.1\r\nHost: {http}\r\nX-Filler: {}\r\n\r\n", "y".repeat(20 * 1024));
     let reply = http_raw(http, huge.as_bytes());
     assert!(reply.status == 431 || reply.status == 0, "status {}", reply.status);
 }
@@ -171,7 +178,7 @@ fn open_tail(http: SocketAddr, query: &str, token: Option<&str>, last_id: Option
     s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
     let auth = token.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
     let resume = last_id.map(|id| format!("Last-Event-ID: {id}\r\n")).unwrap_or_default();
-    write!(s, "GET /api/tail?{query} HTTP/1.1\r\nHost: x\r\n{auth}{resume}\r\n").unwrap();
+    write!(s, "GET /api/tail?{query} HTTP/1.1\r\nHost: {http}\r\n{auth}{resume}\r\n").unwrap();
     let mut head = Vec::new();
     let mut byte = [0u8; 1];
     while !head.ends_with(b"\r\n\r\n") {
@@ -227,6 +234,336 @@ fn live_tails_filter_like_readall_and_have_their_own_limit_and_idle_timeout() {
     assert!(head.starts_with("HTTP/1.1 200"), "the slot came back: {head}");
     // Last-Event-ID resumes after the last event received: the admin sees stored names.
     let sent = read_until(&mut again, "id: 3\n");
-    assert!(sent.contains("id: 2\n") && !sent.contains("id: 1\n"), "{sent}");
+    assert!(sent.contains("id: 2\n") && !sent.contains("\"position\":1,"), "{sent}");
     assert!(sent.contains("\"stream\":\"acme:s-1\""), "{sent}");
+}
+
+/// Review 17, 1: an order's timeline is paged like `/api/stream`: entries stop at
+/// `limits.max_reply_bytes` (at least one) and `next` is where the page continues.
+#[test]
+fn an_order_reply_stops_at_max_reply_bytes_and_next_continues_it() {
+    let limits = Limits { max_reply_bytes: 100_000, ..Limits::default() };
+    let server = with_console(Config { limits, ..Config::default() });
+    let http = server.http();
+    let mut con = server_support::connect(&server.url());
+    let _: redis::Value = redis::cmd("ORDER")
+        .arg("big1")
+        .arg("CREATE_CART")
+        .arg(r#"{"customer_id":"c-1","currency":"EUR","retailer_id":"r-1"}"#)
+        .query(&mut con)
+        .expect("CREATE_CART");
+    let pad = format!("{{\"pad\":\"{}\"}}", "x".repeat(40_000));
+    for _ in 0..10 {
+        let _: redis::Value = redis::cmd("APPEND").arg("order-big1").arg("NOTE").arg(&pad).query(&mut con).unwrap();
+    }
+    let mut versions = Vec::new();
+    let mut from = 1;
+    for _ in 0..20 {
+        let reply = http_get(http, &format!("/api/order?id=big1&from={from}"), None);
+        assert_eq!(reply.status, 200, "{}", reply.body);
+        assert!(reply.body.len() < 100_000 + 45_000, "one reply of {} bytes", reply.body.len());
+        let page = reply.json();
+        assert_eq!(page["status"]["state"], "CART_CREATED", "the status covers every event");
+        let entries = page["entries"].as_array().unwrap();
+        assert!(!entries.is_empty());
+        versions.extend(entries.iter().map(|e| e["version"].as_u64().unwrap()));
+        match page["next"].as_u64() {
+            Some(next) => from = next,
+            None => {
+                assert!(page["next"].is_null(), "{}", page["next"]);
+                break;
+            }
+        }
+    }
+    assert_eq!(versions, (1..=11).collect::<Vec<u64>>(), "every event once, in order, over several pages");
+    assert!(http_get(http, "/api/order?id=big1", None).json()["entries"].as_array().unwrap().len() < 11);
+    let bad = http_get(http, "/api/order?id=big1&from=0", None);
+    assert_eq!((bad.status, bad.json()["error"]["code"].as_str()), (400, Some("BAD_REQUEST")));
+}
+
+/// A console page whose API blocks until released, to fill the store-work queue.
+#[derive(Default)]
+struct Blocker {
+    state: std::sync::Mutex<(usize, bool)>,
+    changed: std::sync::Condvar,
+}
+
+impl Blocker {
+    fn wait_started(&self, n: usize) {
+        let mut state = self.state.lock().unwrap();
+        while state.0 < n {
+            state = self.changed.wait(state).unwrap();
+        }
+    }
+
+    fn release(&self) {
+        self.state.lock().unwrap().1 = true;
+        self.changed.notify_all();
+    }
+
+    fn started(&self) -> usize {
+        self.state.lock().unwrap().0
+    }
+}
+
+struct BlockerPage(std::sync::Arc<Blocker>);
+
+impl logbook_server::ConsoleExtension for BlockerPage {
+    fn pages(&self) -> &'static [logbook_server::ConsolePage] {
+        &[logbook_server::ConsolePage { id: "block", title: "Block", script: "" }]
+    }
+
+    fn api(
+        &self,
+        _store: &logbook::Store,
+        _namespace: Option<&logbook::Namespace>,
+        _page: &str,
+        _query: &logbook_server::ApiQuery,
+        _limits: &logbook_server::ApiLimits,
+    ) -> Result<serde_json::Value, logbook_server::ApiError> {
+        let mut state = self.0.state.lock().unwrap();
+        state.0 += 1;
+        self.0.changed.notify_all();
+        while !state.1 {
+            state = self.0.changed.wait(state).unwrap();
+        }
+        Ok(serde_json::json!({ "done": true }))
+    }
+}
+
+fn metric(http: SocketAddr, name: &str) -> u64 {
+    let text = http_get(http, "/metrics", None).body;
+    let line = text.lines().find(|l| l.starts_with(&format!("{name} "))).unwrap_or_else(|| panic!("{name}: {text}"));
+    line.split(' ').nth(1).unwrap().parse().unwrap()
+}
+
+fn send_get(http: SocketAddr, path: &str) -> TcpStream {
+    let mut s = TcpStream::connect(http).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    write!(s, "GET {path} HTTP/1.1\r\nHost: {http}\r\n\r\n").unwrap();
+    s
+}
+
+/// Review 17, 2: store work waits in a bounded queue (16 per listener: 503 `BUSY` beyond it),
+/// and work whose connection was dropped before it started is skipped.
+#[test]
+fn a_full_work_queue_refuses_at_once_and_dropped_requests_do_no_store_work() {
+    let blocker = std::sync::Arc::new(Blocker::default());
+    let extensions = logbook_server::Extensions::new()
+        .with_console(std::sync::Arc::new(BlockerPage(std::sync::Arc::clone(&blocker))))
+        .unwrap();
+    let limits = Limits { request_timeout_secs: 2, ..Limits::default() };
+    let server = server_support::TestServer::start_with_extensions(
+        Config { http: Some("127.0.0.1:0".into()), limits, ..Config::default() },
+        extensions,
+    );
+    let http = server.http();
+    // Four run (the blocking threads), twelve wait: the queue of 16 is full.
+    let mut held: Vec<TcpStream> = (0..4).map(|_| send_get(http, "/api/block")).collect();
+    blocker.wait_started(4);
+    held.extend((0..12).map(|_| send_get(http, "/api/block")));
+    while metric(http, "logbook_console_api_requests") < 16 {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let busy = http_get(http, "/api/streams", None);
+    assert_eq!(busy.status, 503, "{}", busy.body);
+    assert_eq!(busy.json()["error"]["code"], "BUSY");
+    assert_eq!(http_get(http, "/api/whoami", None).status, 200, "requests without store work still answer");
+    // The queued requests reach their deadline (2 s): their connections are dropped...
+    for s in &mut held[4..] {
+        let mut rest = Vec::new();
+        let _ = s.read_to_end(&mut rest);
+    }
+    // ...and once the threads are free, their work is skipped: only the first four ran.
+    blocker.release();
+    for s in &mut held[..4] {
+        let mut rest = Vec::new();
+        let _ = s.read_to_end(&mut rest);
+    }
+    while metric(http, "logbook_console_api_requests") > 0 {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(blocker.started(), 4, "work of dropped requests was done");
+    assert_eq!(http_get(http, "/api/block", None).json()["done"], true);
+}
+
+/// Review 17, 3: connections that never send a request head cannot lock everyone out: at the
+/// cap (64) the oldest of them is closed to make room.
+#[test]
+fn idle_connections_without_a_request_make_room_for_health_and_the_api() {
+    let server = with_console(tenants(Limits::default()));
+    let http = server.http();
+    let idle: Vec<TcpStream> = (0..64).map(|_| TcpStream::connect(http).unwrap()).collect();
+    let health = http_get(http, "/healthz", None);
+    assert_eq!((health.status, health.body.as_str()), (200, "ok\n"));
+    for _ in 0..3 {
+        assert_eq!(http_get(http, "/api/whoami", Some(ACME_TOKEN)).status, 200);
+    }
+    drop(idle);
+}
+
+/// Connections whose reply to a wrong token is held make room likewise: failed guesses
+/// cannot fill the cap either.
+#[test]
+fn connections_held_for_a_failed_token_make_room_too() {
+    let limits = Limits { auth_failure_delay_ms: 60_000, auth_failure_delay_max_ms: 60_000, ..Limits::default() };
+    let server = with_console(tenants(limits));
+    let http = server.http();
+    let guessing: Vec<TcpStream> = (0..64)
+        .map(|_| {
+            let mut s = TcpStream::connect(http).unwrap();
+            write!(s, "GET /api/whoami HTTP/1.1\r\nHost: {http}\r\nAuthorization: Bearer guess\r\n\r\n").unwrap();
+            s
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(500)); // let every guess reach its held reply
+    assert_eq!(http_get(http, "/healthz", None).status, 200);
+    assert_eq!(http_get(http, "/api/whoami", Some(ACME_TOKEN)).status, 200);
+    drop(guessing);
+}
+
+/// Review 17, 4: failed tokens slow the failures from that address, not the valid tokens of
+/// the other users behind the same address (a proxy).
+#[test]
+fn a_valid_token_is_not_delayed_by_failures_from_its_address() {
+    // A failure's delay (60 s) is far beyond the client's read timeout (20 s).
+    let limits = Limits { auth_failure_delay_ms: 60_000, auth_failure_delay_max_ms: 60_000, ..Limits::default() };
+    let server = with_console(tenants(limits));
+    let http = server.http();
+    let mut failing = TcpStream::connect(http).unwrap();
+    write!(failing, "GET /api/whoami HTTP/1.1\r\nHost: {http}\r\nAuthorization: Bearer wrong\r\n\r\n").unwrap();
+    std::thread::sleep(Duration::from_millis(300)); // let the failure be recorded first
+    for token in [ACME_TOKEN, ADMIN_TOKEN] {
+        let ok = http_get(http, "/api/whoami", Some(token));
+        assert_eq!(ok.status, 200, "a valid token was held: {}", ok.body);
+    }
+    drop(failing);
+}
+
+/// Review 17, 5: with tenants, the console listener's /metrics is the admin's (like
+/// /api/health); the --metrics listener still serves scrapers without a token.
+#[test]
+fn console_metrics_need_the_admin_token_when_tenants_are_configured() {
+    let config = Config { metrics: Some("127.0.0.1:0".into()), ..tenants(Limits::default()) };
+    let server = with_console(config);
+    let http = server.http();
+    let none = http_get(http, "/metrics", None);
+    assert_eq!((none.status, none.json()["error"]["code"].as_str()), (401, Some("NOAUTH")));
+    let tenant = http_get(http, "/metrics", Some(ACME_TOKEN));
+    assert_eq!((tenant.status, tenant.json()["error"]["code"].as_str()), (403, Some("NOPERM")));
+    let admin = http_get(http, "/metrics", Some(ADMIN_TOKEN));
+    assert_eq!(admin.status, 200);
+    assert!(admin.body.contains("logbook_head_position"));
+    assert_eq!(http_get(http, "/healthz", None).status, 200, "health stays open");
+    let scrape = server.server.as_ref().unwrap().metrics_addr().unwrap();
+    let scraped = http_get(scrape, "/metrics", None);
+    assert_eq!(scraped.status, 200);
+    assert!(scraped.body.contains("logbook_head_position"));
+}
+
+/// Review 17, 6: without tenants the console answers only requests that name it by a
+/// loopback name (DNS rebinding), and no absolute-form target naming another host.
+#[test]
+fn the_open_console_refuses_other_host_names() {
+    let server = with_console(Config::default());
+    let http = server.http();
+    let port = http.port();
+    let get = |target: &str, host: &str| {
+        http_raw(http, format!("GET {target} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").as_bytes())
+    };
+    for host in [format!("rebind.attacker.example:{port}"), "evil.example".into(), format!("127.0.0.1:{}", port ^ 1)] {
+        let refused = get("/api/whoami", &host);
+        assert_eq!(refused.status, 421, "{host}: {}", refused.body);
+        assert_eq!(refused.json()["error"]["code"], "MISDIRECTED_REQUEST");
+        assert_eq!(get("/", &host).status, 421, "{host}");
+        assert_eq!(get("/healthz", &host).status, 200, "{host}: health answers anyone");
+    }
+    let absolute = get("http://evil.example/api/whoami", &format!("127.0.0.1:{port}"));
+    assert_eq!(absolute.status, 421, "{}", absolute.body);
+    let no_host = http_raw(http, b"GET /api/whoami HTTP/1.0\r\n\r\n");
+    assert_eq!(no_host.status, 421);
+    for host in [format!("localhost:{port}"), format!("127.0.0.1:{port}"), format!("[::1]:{port}"), "localhost".into()]
+    {
+        let ok = get("/api/whoami", &host);
+        assert_eq!(ok.status, 200, "{host}: {}", ok.body);
+    }
+}
+
+/// Review 17, 7: a tail that ends idle before any event says where it got to, so the
+/// reconnect (with that `Last-Event-ID`) delivers an event appended in between.
+#[test]
+fn an_idle_tail_says_where_it_got_to_so_the_reconnect_misses_nothing() {
+    let limits = Limits { tail_idle_timeout_secs: 1, ..Limits::default() };
+    let server = with_console(tenants(limits));
+    let http = server.http();
+    let mut acme = server_support::connect(&server.url_auth("acme", ACME_TOKEN, false));
+    let _: redis::Value = redis::cmd("APPEND").arg("other-1").arg("BEFORE").arg("{}").query(&mut acme).unwrap();
+    let (mut tail, _) = open_tail(http, "prefix=gap-", Some(ACME_TOKEN), None);
+    let mut sent = Vec::new();
+    tail.read_to_end(&mut sent).expect("the idle tail ends");
+    let sent = String::from_utf8_lossy(&sent).into_owned();
+    let last_id: u64 = sent
+        .lines()
+        .rev()
+        .find_map(|l| l.strip_prefix("id: "))
+        .unwrap_or_else(|| panic!("no id before the idle end: {sent:?}"))
+        .parse()
+        .unwrap();
+    assert_eq!(last_id, 1, "{sent}");
+    let _: redis::Value = redis::cmd("APPEND").arg("gap-1").arg("IN_THE_GAP").arg("{}").query(&mut acme).unwrap();
+    let (mut again, _) = open_tail(http, "prefix=gap-", Some(ACME_TOKEN), Some(last_id));
+    let sent = read_until(&mut again, "IN_THE_GAP");
+    assert!(sent.contains("id: 2\nevent: event\n"), "{sent}");
+}
+
+/// Review 17, 9: the default `count` keeps to `limits.max_count`.
+#[test]
+fn the_default_count_keeps_to_max_count() {
+    let limits = Limits { max_count: 3, ..Limits::default() };
+    let server = with_console(Config { limits, ..Config::default() });
+    let http = server.http();
+    let mut con = server_support::connect(&server.url());
+    for i in 0..5 {
+        let _: redis::Value = redis::cmd("APPEND").arg(format!("s-{i}")).arg("E").arg("{}").query(&mut con).unwrap();
+        let _: redis::Value = redis::cmd("APPEND").arg("s-0").arg("E").arg("{}").query(&mut con).unwrap();
+    }
+    assert_eq!(http_get(http, "/api/streams", None).json()["streams"].as_array().unwrap().len(), 3);
+    assert_eq!(http_get(http, "/api/stream?name=s-0", None).json()["events"].as_array().unwrap().len(), 3);
+    let favicon = http_get(http, "/favicon.ico", None);
+    assert_eq!(favicon.status, 204);
+    let not_allowed = http_raw(http, format!("DELETE /x HTTP/1.1\r\nHost: {http}\r\n\r\n").as_bytes());
+    assert_eq!(not_allowed.status, 405);
+    assert_eq!(not_allowed.header("x-content-type-options"), Some("nosniff"), "errors carry the headers too");
+}
+
+/// Review 17, 2: a queued request whose client hung up is skipped when a thread is free, long
+/// before its deadline.
+#[test]
+fn a_queued_request_whose_client_went_does_no_store_work() {
+    let blocker = std::sync::Arc::new(Blocker::default());
+    let extensions = logbook_server::Extensions::new()
+        .with_console(std::sync::Arc::new(BlockerPage(std::sync::Arc::clone(&blocker))))
+        .unwrap();
+    let server = server_support::TestServer::start_with_extensions(
+        Config { http: Some("127.0.0.1:0".into()), ..Config::default() },
+        extensions,
+    );
+    let http = server.http();
+    let mut running: Vec<TcpStream> = (0..4).map(|_| send_get(http, "/api/block")).collect();
+    blocker.wait_started(4);
+    let gone: Vec<TcpStream> = (0..3).map(|_| send_get(http, "/api/block")).collect();
+    while metric(http, "logbook_console_api_requests") < 7 {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    drop(gone);
+    std::thread::sleep(Duration::from_millis(300)); // let the server see the hang-ups
+    blocker.release();
+    for s in &mut running {
+        let mut rest = Vec::new();
+        let _ = s.read_to_end(&mut rest);
+    }
+    while metric(http, "logbook_console_api_requests") > 0 {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(blocker.started(), 4, "work of requests whose client went was done");
 }

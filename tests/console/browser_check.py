@@ -87,8 +87,10 @@ class Console:
             self.viewport(size)
             self.open(route, ready_css)
             time.sleep(0.2)
+            # The page's width, the viewport's, and the most any table's box must scroll inside.
             widths = self.driver.execute_script(
-                "return [document.documentElement.scrollWidth, window.innerWidth]")
+                "return [document.documentElement.scrollWidth, window.innerWidth,"
+                " Math.max(0, ...[...document.querySelectorAll('.scroll')].map(s => s.scrollWidth - s.clientWidth))]")
             self.scroll[f"{name}@{size}"] = widths
             if self.shots:
                 self.driver.save_screenshot(os.path.join(self.shots, f"{name}-{size}.png"))
@@ -174,6 +176,7 @@ def main():
         seen["acme_api_stream"] = console.api_status("stream?name=order-" + other)
         seen["acme_api_streams"] = console.api_status("streams?prefix=")
         seen["acme_api_health"] = console.api_status("health")
+        seen["acme_nav"] = console.text("#nav")
         console.open("tail", "#tail-events")
         console.wait(lambda d: d.find_element(By.ID, "tail-state").text == "live", "the tenant's tail to connect")
         resp_command(config["resp"], ["AUTH", "globex", config["globex_token"]],

@@ -37,12 +37,17 @@ impl TestServer {
         })
     }
 
-    pub fn start_with(mut config: Config) -> TestServer {
+    pub fn start_with(config: Config) -> TestServer {
+        // Wired as the logbook binary wires it: the order lifecycle's TIMELINE and legal holds.
+        TestServer::start_with_extensions(config, logbook_order::server_extensions())
+    }
+
+    /// [`TestServer::start_with`] with these extensions instead of the order lifecycle's.
+    pub fn start_with_extensions(mut config: Config, extensions: logbook_server::Extensions) -> TestServer {
         let dir = tempfile::tempdir().expect("tempdir");
         config.data = dir.path().to_path_buf();
         config.listen = "127.0.0.1:0".into();
-        // Wired as the logbook binary wires it: the order lifecycle's TIMELINE and legal holds.
-        config.extensions = logbook_order::server_extensions();
+        config.extensions = extensions;
         config.default_legal_holds = logbook_order::default_legal_holds();
         let server = Server::start(config).expect("server starts");
         let addr = server.local_addr();
@@ -206,7 +211,7 @@ pub fn http_raw(addr: SocketAddr, request: &[u8]) -> HttpReply {
 /// `GET path` with an optional bearer token.
 pub fn http_get(addr: SocketAddr, path: &str, token: Option<&str>) -> HttpReply {
     let auth = token.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
-    http_raw(addr, format!("GET {path} HTTP/1.1\r\nHost: x\r\n{auth}Connection: close\r\n\r\n").as_bytes())
+    http_raw(addr, format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Connection: close\r\n\r\n").as_bytes())
 }
 
 pub fn parse_http(raw: &[u8]) -> HttpReply {

@@ -58,22 +58,40 @@
       order.not_stored > 0 ? el("p", { class: "muted" }, `${order.not_stored} earlier events are no longer in the hot store (archived or removed by retention).`) : null,
       order.truncated ? el("p", { class: "muted" }, "Only the first events are shown.") : null));
 
-    const list = el("div", { class: "card timeline", id: "timeline" }, el("h2", {}, `Timeline (${order.entries.length} events, times in UTC)`));
-    let day = null; let previous = null;
-    for (const entry of order.entries) {
-      const entryDay = entry.at.slice(0, 10);
-      if (entryDay !== day) { list.append(el("div", { class: "day" }, entryDay)); day = entryDay; }
-      const gap = previous === null ? null : "+" + duration(entry.timestamp_us - previous);
-      previous = entry.timestamp_us;
-      const event = { stream: order.stream, version: entry.version, position: entry.position, id: entry.event_id, at: entry.at, data: entry.data, metadata: entry.metadata };
-      list.append(Console.eventDetails([
-        el("span", { class: "time" }, entry.time),
-        el("span", { class: "type" }, entry.event_type),
-        entry.summary ? el("span", { class: "fields" }, entry.summary) : null,
-        entry.actor ? el("span", { class: "actor" }, "(" + entry.actor + ")") : null,
-        gap ? el("span", { class: "gap" }, gap) : null,
-      ], event));
-    }
+    const heading = el("h2", {}, "");
+    const list = el("div", { class: "card timeline", id: "timeline" }, heading);
+    let day = null; let previous = null; let shown = 0;
+    // Replies stop at the daemon's reply size: `next` is where the following events start.
+    const add = (page) => {
+      for (const entry of page.entries) {
+        const entryDay = entry.at.slice(0, 10);
+        if (entryDay !== day) { list.append(el("div", { class: "day" }, entryDay)); day = entryDay; }
+        const gap = previous === null ? null : "+" + duration(entry.timestamp_us - previous);
+        previous = entry.timestamp_us;
+        const event = { stream: order.stream, version: entry.version, position: entry.position, id: entry.event_id, at: entry.at, data: entry.data, metadata: entry.metadata };
+        list.append(Console.eventDetails([
+          el("span", { class: "time" }, entry.time),
+          el("span", { class: "type" }, entry.event_type),
+          entry.summary ? el("span", { class: "fields" }, entry.summary) : null,
+          entry.actor ? el("span", { class: "actor" }, "(" + entry.actor + ")") : null,
+          gap ? el("span", { class: "gap" }, gap) : null,
+        ], event));
+      }
+      shown += page.entries.length;
+      heading.textContent = `Timeline (${shown}${page.next ? "+" : ""} events, times in UTC)`;
+      if (page.next) {
+        const more = el("button", { class: "secondary more", type: "button", id: "timeline-more", onclick: async () => {
+          more.disabled = true;
+          try {
+            const next = await api("order?" + new URLSearchParams({ id, from: String(page.next) }));
+            more.remove();
+            add(next);
+          } catch (error) { more.remove(); showError(list, error); }
+        } }, "More events");
+        list.append(more);
+      }
+    };
+    add(order);
     body.append(list);
   }
 

@@ -2,10 +2,13 @@
 //! `Order` (an order's timeline, found by id or a unique prefix) and `Funnel` (cart-to-order
 //! conversion per retailer and drop-off per stage over the last 7, 30 or 90 days).
 //!
-//! - `GET /api/order?id=<id or prefix>`: the [`Timeline`](crate::timeline::Timeline) as JSON
-//!   (the stream named as the caller names it), its status with the carrier when the SHIPPED
-//!   event names one, and `steps`: the time between the lifecycle's milestones
-//!   (`shipped 2 d 4 h after payment`). 404 `NO_SUCH_ORDER`, 409 `AMBIGUOUS_ORDER`.
+//! - `GET /api/order?id=<id or prefix>&from=<version>`: the
+//!   [`Timeline`] as JSON (the stream named as the caller names it),
+//!   its status with the carrier when the SHIPPED event names one, and `steps`: the time
+//!   between the lifecycle's milestones (`shipped 2 d 4 h after payment`). `entries` starts at
+//!   version `from` (default 1) and stops at `limits.max_reply_bytes` of event data (at least
+//!   one); `next` is the version to ask for next, null at the end. 404 `NO_SUCH_ORDER`, 409
+//!   `AMBIGUOUS_ORDER`.
 //! - `GET /api/funnel?days=<1..=366>` (default 30): the conversion rows, the funnel of every
 //!   retailer together and per retailer, for the caller's orders (a tenant's namespace; the
 //!   admin's: every order stream).
@@ -13,7 +16,7 @@
 //! The pages' scripts (`console/order.js`, `console/funnel.js`) render with `textContent` only.
 
 use logbook::{Namespace, Store, MAX_STREAM_NAME_BYTES};
-use logbook_server::{stored_stream_name, ApiError, ApiQuery, ConsoleExtension, ConsolePage};
+use logbook_server::{stored_stream_name, ApiError, ApiLimits, ApiQuery, ConsoleExtension, ConsolePage};
 use serde_json::{json, Value as Json};
 
 use crate::analytics::{self, Query, Scope};
@@ -44,17 +47,19 @@ impl ConsoleExtension for OrderConsole {
         namespace: Option<&Namespace>,
         page: &str,
         query: &ApiQuery,
+        limits: &ApiLimits,
     ) -> Result<Json, ApiError> {
         match page {
-            "order" => order(store, namespace, query),
+            "order" => order(store, namespace, query, limits),
             "funnel" => funnel(store, namespace, query),
             _ => Err(ApiError::not_found("no such page")),
         }
     }
 }
 
-fn order(store: &Store, namespace: Option<&Namespace>, query: &ApiQuery) -> Result<Json, ApiError> {
+fn order(store: &Store, namespace: Option<&Namespace>, query: &ApiQuery, limits: &ApiLimits) -> Result<Json, ApiError> {
     let given = query.get("id").unwrap_or("").trim();
+    let from = query.integer("from", 1, 1, u64::MAX)?;
     // The admin names a tenant's order by its stored name: `acme:order-7f3a` (or `acme:7f3a`).
     let (tenant, given) = match (namespace, given.split_once(':')) {
         (None, Some((tenant, rest))) => (Some(tenant), rest),
@@ -91,20 +96,19 @@ fn order(store: &Store, namespace: Option<&Namespace>, query: &ApiQuery) -> Resu
     let local = namespace.map_or(Some(stored.as_str()), |ns| ns.local_name(&stored)).unwrap_or(&stored).to_string();
     let unprefixed = if tenant.is_some() { local.split_once(':').map_or(local.as_str(), |(_, l)| l) } else { &local };
     let full_id = order_id_of(unprefixed).unwrap_or(id).to_string();
-    let timeline = timeline::timeline_of_stream(store, &full_id, &stored).map_err(|e| ApiError::store(&e))?;
-    Ok(order_json(timeline, &local))
+    let page = timeline::timeline_page(store, &full_id, &stored, from, limits.max_reply_bytes)
+        .map_err(|e| ApiError::store(&e))?;
+    let mut reply = order_json(page.timeline, &page.first_at, page.carrier, &local);
+    if let Some(object) = reply.as_object_mut() {
+        object.insert("next".into(), json!(page.next));
+    }
+    Ok(reply)
 }
 
 /// The timeline as the API shows it: the stream as the caller names it, the carrier and the
-/// milestones' steps added.
-fn order_json(timeline: Timeline, local_stream: &str) -> Json {
-    let carrier = timeline
-        .entries
-        .iter()
-        .rev()
-        .find(|e| e.event_type == et::SHIPPED)
-        .and_then(|e| e.data.get("carrier").and_then(|c| c.as_str()).map(str::to_string));
-    let steps = steps(&timeline);
+/// milestones' steps (from `first_at`: every event's, not only this page's) added.
+fn order_json(timeline: Timeline, first_at: &[(String, i64)], carrier: Option<String>, local_stream: &str) -> Json {
+    let steps = steps(first_at);
     let mut value = serde_json::to_value(&timeline).unwrap_or(Json::Null);
     if let Some(object) = value.as_object_mut() {
         object.insert("stream".into(), json!(local_stream));
@@ -130,8 +134,8 @@ const MILESTONES: [(&str, &str, &str, &str); 7] = [
 
 /// `{"event_type", "after_us", "text": "shipped 2 d 4 h after payment"}` for each milestone the
 /// order reached after the one it is timed from (the first of each kind).
-fn steps(timeline: &Timeline) -> Vec<Json> {
-    let first = |event_type: &str| timeline.entries.iter().find(|e| e.event_type == event_type).map(|e| e.timestamp_us);
+fn steps(first_at: &[(String, i64)]) -> Vec<Json> {
+    let first = |event_type: &str| first_at.iter().find(|(t, _)| t == event_type).map(|(_, at)| *at);
     let mut steps: Vec<(i64, Json)> = MILESTONES
         .iter()
         .filter_map(|(event, name, from, from_name)| {
@@ -212,7 +216,8 @@ mod tests {
     }
 
     fn ask(store: &Store, namespace: Option<&Namespace>, page: &str, query: &str) -> Result<Json, ApiError> {
-        OrderConsole.api(store, namespace, page, &ApiQuery::parse(query).unwrap())
+        let limits = ApiLimits { max_reply_bytes: 4 << 20 };
+        OrderConsole.api(store, namespace, page, &ApiQuery::parse(query).unwrap(), &limits)
     }
 
     #[test]
@@ -247,6 +252,35 @@ mod tests {
         assert_eq!(ask(&store, None, "order", "id=globex:order-9b").unwrap()["order_id"], "9b");
         let err = ask(&store, Some(&acme), "order", "id=").unwrap_err();
         assert_eq!(err.status, 400);
+    }
+
+    #[test]
+    fn every_page_of_an_order_has_the_whole_orders_status_steps_and_carrier() {
+        let t0 = logbook::time::now_us() - 10 * logbook::time::DAY_US;
+        let hour = logbook::time::HOUR_US;
+        let (_dir, store) = store_with(&[
+            ("order-7f3a", et::CART_CREATED, r#"{"retailer_id":"r","customer_id":"c","currency":"EUR"}"#, t0),
+            ("order-7f3a", et::CHECKOUT_STARTED, "{}", t0 + hour),
+            ("order-7f3a", et::PAYMENT_CONFIRMED, r#"{"transaction_id":"t","gateway":"g"}"#, t0 + 2 * hour),
+            ("order-7f3a", et::SHIPPED, r#"{"tracking":"TR1","carrier":"DHL"}"#, t0 + 54 * hour),
+        ]);
+        // A reply bound of one byte: one entry per page.
+        let limits = ApiLimits { max_reply_bytes: 1 };
+        let mut seen = Vec::new();
+        let mut from = 1;
+        loop {
+            let query = ApiQuery::parse(&format!("id=7f3a&from={from}")).unwrap();
+            let page = OrderConsole.api(&store, None, "order", &query, &limits).unwrap();
+            assert_eq!(page["entries"].as_array().unwrap().len(), 1);
+            seen.push(page["entries"][0]["event_type"].as_str().unwrap().to_string());
+            assert_eq!(page["status"]["carrier"], "DHL", "page from {from}");
+            assert_eq!(page["steps"].as_array().unwrap().len(), 3, "page from {from}");
+            match page["next"].as_u64() {
+                Some(next) => from = next,
+                None => break,
+            }
+        }
+        assert_eq!(seen, [et::CART_CREATED, et::CHECKOUT_STARTED, et::PAYMENT_CONFIRMED, et::SHIPPED]);
     }
 
     #[test]

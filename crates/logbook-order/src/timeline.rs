@@ -257,6 +257,41 @@ pub fn find_order(store: &Store, id: &str, stored: &str) -> std::result::Result<
 /// under another name, such as a tenant's namespace in the daemon). A stream with no events
 /// gives an empty timeline.
 pub fn timeline_of_stream(store: &Store, order_id: &str, stream: &str) -> Result<Timeline> {
+    Ok(timeline_page(store, order_id, stream, 1, usize::MAX)?.timeline)
+}
+
+/// One page of a timeline ([`timeline_page`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct TimelinePage {
+    /// The status of the whole order, this page's entries.
+    pub timeline: Timeline,
+    /// The version the next page starts at (`None`: this page reaches the end).
+    pub next: Option<u64>,
+    /// The time of the first event of each type, over every event (not only this page's), in
+    /// the order first seen; at most [`MAX_FIRST_TYPES`] types.
+    pub first_at: Vec<(String, i64)>,
+    /// The carrier the last SHIPPED event names, over every event.
+    pub carrier: Option<String>,
+}
+
+/// Event types whose first time a [`TimelinePage`] remembers, at most.
+pub const MAX_FIRST_TYPES: usize = 64;
+
+/// Events read from the store at a time while building a bounded timeline page.
+const PAGE_READ_EVENTS: usize = 64;
+
+/// One page of the timeline of `order_id` in `stream`, for replies that must stay bounded:
+/// the status covers every stored event (up to [`MAX_TIMELINE_EVENTS`]), but `entries` holds
+/// only the events from version `from`, and stops once their data and metadata pass
+/// `max_entry_bytes` (at least one entry). Returns the version the next page starts at, if
+/// any events were left out.
+pub fn timeline_page(
+    store: &Store,
+    order_id: &str,
+    stream: &str,
+    from: u64,
+    max_entry_bytes: usize,
+) -> Result<TimelinePage> {
     let (order_id, stream) = (order_id.to_string(), stream.to_string());
     let mut entries = Vec::new();
     let mut truncated = false;
@@ -267,22 +302,46 @@ pub fn timeline_of_stream(store: &Store, order_id: &str, stream: &str) -> Result
     // last version read, never at the count read so far (that re-read events after a gap).
     let mut next_version = 1;
     let mut last_version = 0;
+    let mut folded = 0usize;
+    let mut entry_bytes = 0usize;
+    let mut next_page = None;
+    let mut first_at: Vec<(String, i64)> = Vec::new();
+    let mut carrier = None;
+    let read_size = if max_entry_bytes == usize::MAX { 1024 } else { PAGE_READ_EVENTS };
     loop {
-        let page = store.read_stream(&stream, next_version, 1024, Direction::Forward)?;
+        let page = store.read_stream(&stream, next_version, read_size, Direction::Forward)?;
         if page.is_empty() {
             break;
         }
         next_version = page[page.len() - 1].version() + 1;
         for event in &page {
-            if entries.len() == MAX_TIMELINE_EVENTS {
+            if folded == MAX_TIMELINE_EVENTS {
                 truncated = true;
                 break;
             }
             if let Ok(decoded) = aggregate::decode_recorded::<Order>(&upcasters, event) {
                 state.apply(&decoded);
             }
+            folded += 1;
+            if event.event_type() == crate::event_types::SHIPPED {
+                let data: serde_json::Value = serde_json::from_slice(event.data()).unwrap_or_default();
+                if let Some(named) = data.get("carrier").and_then(|c| c.as_str()) {
+                    carrier = Some(named.to_string());
+                }
+            }
+            if first_at.len() < MAX_FIRST_TYPES && !first_at.iter().any(|(t, _)| t == event.event_type()) {
+                first_at.push((event.event_type().to_string(), event.timestamp_us()));
+            }
             last_change_us = Some(event.timestamp_us());
             last_version = event.version();
+            if event.version() < from || next_page.is_some() {
+                continue;
+            }
+            entry_bytes = entry_bytes.saturating_add(event.data().len() + event.metadata().len() + 256);
+            if !entries.is_empty() && entry_bytes > max_entry_bytes {
+                next_page = Some(event.version());
+                continue;
+            }
             entries.push(entry_of(event));
         }
         if truncated {
@@ -290,8 +349,9 @@ pub fn timeline_of_stream(store: &Store, order_id: &str, stream: &str) -> Result
         }
     }
     let status = last_change_us.map(|at| summary_of(&state, at));
-    let not_stored = last_version.saturating_sub(entries.len() as u64);
-    Ok(Timeline { order_id, stream, status, entries, truncated, not_stored })
+    let not_stored = last_version.saturating_sub(folded as u64);
+    let timeline = Timeline { order_id, stream, status, entries, truncated, not_stored };
+    Ok(TimelinePage { timeline, next: next_page, first_at, carrier })
 }
 
 fn summary_of(order: &Order, last_change_us: i64) -> OrderSummary {

@@ -158,19 +158,29 @@ impl ApiError {
     }
 }
 
+/// The bounds an extension's reply must keep (the daemon's configured limits).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ApiLimits {
+    /// Stop adding events to a reply once their data and metadata pass this many bytes
+    /// (`limits.max_reply_bytes`; at least one event), and say where the next page starts.
+    pub max_reply_bytes: usize,
+}
+
 /// Pages and their API added to the console by a crate above the daemon.
 pub trait ConsoleExtension: Send + Sync + 'static {
     /// The pages, in the order the navigation shows them.
     fn pages(&self) -> &'static [ConsolePage];
 
     /// Answers `GET /api/<page>?<query>` for a caller confined to `namespace` (`None`: the
-    /// admin, or a daemon without auth). Runs on a blocking thread.
+    /// admin, or a daemon without auth). Runs on a blocking thread; the reply must keep to
+    /// `limits`.
     fn api(
         &self,
         store: &Store,
         namespace: Option<&Namespace>,
         page: &str,
         query: &ApiQuery,
+        limits: &ApiLimits,
     ) -> Result<serde_json::Value, ApiError>;
 }
 

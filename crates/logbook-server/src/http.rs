@@ -9,9 +9,15 @@
 //! Built on hyper 1.x (HTTP/1 only) on a small single-threaded tokio runtime of its own, in
 //! one thread per listener; store work (reads, scans) runs on at most
 //! [`MAX_BLOCKING_THREADS`] blocking threads so a slow one cannot stall the others. Bounds:
-//! - at most [`MAX_HTTP_CONNECTIONS`] open connections per listener (one more is closed at
-//!   once); live tails have their own cap (`limits.max_tail_connections`) and give their slot
-//!   back, so tails cannot starve page loads and page loads cannot starve tails,
+//! - at most [`MAX_HTTP_CONNECTIONS`] open connections per listener: at the cap the oldest
+//!   connection that has not sent a whole request head (or whose reply to a failed token is
+//!   being held) is closed to make room, else the new one is closed at once; live tails have
+//!   their own cap (`limits.max_tail_connections`) and give their slot back, so tails cannot
+//!   starve page loads and page loads cannot starve tails,
+//! - at most [`MAX_QUEUED_API_REQUESTS`] API requests wait for or run store work (503 `BUSY`
+//!   beyond it); work whose request was dropped before it started is skipped,
+//! - without tenants, the console answers only a loopback `Host` (DNS rebinding); with
+//!   tenants, its `/metrics` needs the admin's token,
 //! - the request head must arrive within [`HEADER_READ_TIMEOUT`] and fit in
 //!   [`MAX_HEAD_BYTES`]; the console refuses a URI over [`MAX_URI_BYTES`] and any body,
 //! - a connection is dropped [`CONNECTION_DEADLINE`] after it was accepted (the metrics
@@ -54,6 +60,9 @@ pub(crate) const MAX_HEAD_BYTES: usize = 16 * 1024;
 pub(crate) const MAX_URI_BYTES: usize = 4096;
 /// Threads that run store work for the console's API, at most.
 pub(crate) const MAX_BLOCKING_THREADS: usize = 4;
+/// Console API requests that may wait for or run store work at once, per listener; one more
+/// gets 503 `BUSY` at once instead of queuing.
+pub(crate) const MAX_QUEUED_API_REQUESTS: usize = 16;
 
 /// The body of every response: a whole buffer, or the stream of a live tail.
 pub(crate) type Body = BoxBody<Bytes, Infallible>;
@@ -73,6 +82,10 @@ pub(crate) struct Site {
     pub role: Role,
     /// Live tails open (`limits.max_tail_connections`).
     pub tail_slots: Arc<Semaphore>,
+    /// API requests queued for or running store work ([`MAX_QUEUED_API_REQUESTS`]).
+    pub work_slots: Arc<Semaphore>,
+    /// The port the listener is bound to (the open console's Host check).
+    pub port: u16,
 }
 
 /// One accepted connection.
@@ -82,9 +95,20 @@ pub(crate) struct Connection {
     /// Its place among [`MAX_HTTP_CONNECTIONS`], given back when it becomes a live tail.
     slot: Mutex<Option<OwnedSemaphorePermit>>,
     is_tail: AtomicBool,
+    /// The request head arrived and the request is being served: the connection is no longer
+    /// evicted for a newer one (false again while a failed token's reply is held).
+    has_head: AtomicBool,
+    /// Wakes the connection's task to close it (evicted to make room).
+    evict: tokio::sync::Notify,
 }
 
 impl Connection {
+    /// Whether the connection may be closed to make room for a newer one at the cap: true
+    /// while its reply to a failed token is held (it holds nothing anyone needs).
+    pub(crate) fn set_evictable(&self, evictable: bool) {
+        self.has_head.store(!evictable, Ordering::Release);
+    }
+
     /// The connection now serves a live tail: it leaves the connection cap (the tail holds a
     /// tail slot instead) and the connection deadline (the tail's idle timeout ends it).
     pub(crate) fn become_tail(&self) {
@@ -108,7 +132,9 @@ pub(super) fn serve(shared: &Arc<Shared>, listener: TcpListener, role: Role) {
         }
     };
     let tail_slots = Arc::new(Semaphore::new(shared.config.limits.max_tail_connections));
-    let site = Arc::new(Site { shared: Arc::clone(shared), role, tail_slots });
+    let work_slots = Arc::new(Semaphore::new(MAX_QUEUED_API_REQUESTS));
+    let port = listener.local_addr().map(|a| a.port()).unwrap_or(0);
+    let site = Arc::new(Site { shared: Arc::clone(shared), role, tail_slots, work_slots, port });
     runtime.block_on(accept_loop(site, listener));
     // A store scan still running for a request that was dropped (a funnel over a large log)
     // must not hold up the daemon's shutdown.
@@ -131,6 +157,9 @@ async fn accept_loop(site: Arc<Site>, listener: TcpListener) {
         Role::Console => Duration::from_secs(site.shared.config.limits.request_timeout_secs),
     };
     let slots = Arc::new(Semaphore::new(MAX_HTTP_CONNECTIONS));
+    // Open connections, oldest first (pruned as they end), to evict one still waiting for its
+    // request head when the cap is reached.
+    let mut open: std::collections::VecDeque<std::sync::Weak<Connection>> = std::collections::VecDeque::new();
     let mut tasks = tokio::task::JoinSet::new();
     loop {
         let accepted = listener.accept().await;
@@ -145,15 +174,28 @@ async fn accept_loop(site: Arc<Site>, listener: TcpListener) {
                 continue;
             }
         };
-        let Ok(permit) = Arc::clone(&slots).try_acquire_owned() else {
-            drop(stream); // over the cap: closed at once
-            continue;
+        open.retain(|c| c.strong_count() > 0);
+        let permit = match Arc::clone(&slots).try_acquire_owned() {
+            Ok(permit) => permit,
+            // At the cap: the oldest connection that has not sent a whole request head yet
+            // (idle or drip-feeding) makes room, as on the RESP port; with none, this one is
+            // closed at once.
+            Err(_) => match evict_oldest_headless(&open) {
+                Some(permit) => permit,
+                None => {
+                    drop(stream);
+                    continue;
+                }
+            },
         };
         let connection = Arc::new(Connection {
             peer: Some(peer.ip()),
             slot: Mutex::new(Some(permit)),
             is_tail: AtomicBool::new(false),
+            has_head: AtomicBool::new(false),
+            evict: tokio::sync::Notify::new(),
         });
+        open.push_back(Arc::downgrade(&connection));
         let site = Arc::clone(&site);
         tasks.spawn(async move {
             let service = {
@@ -167,7 +209,19 @@ async fn accept_loop(site: Arc<Site>, listener: TcpListener) {
                 .keep_alive(false)
                 .serve_connection(TokioIo::new(stream), service);
             let mut serving = std::pin::pin!(serving);
-            let timed_out = tokio::time::timeout(deadline, serving.as_mut()).await.is_err();
+            let timed_out = {
+                // Served to the end, past the deadline, or evicted to make room (closed).
+                let mut timed = std::pin::pin!(tokio::time::timeout(deadline, serving.as_mut()));
+                let mut evicted = std::pin::pin!(connection.evict.notified());
+                std::future::poll_fn(|cx| {
+                    use std::future::Future;
+                    if let std::task::Poll::Ready(finished) = timed.as_mut().poll(cx) {
+                        return std::task::Poll::Ready(finished.is_err());
+                    }
+                    evicted.as_mut().poll(cx).map(|()| false)
+                })
+                .await
+            };
             if timed_out && connection.is_tail.load(Ordering::Acquire) {
                 // A live tail ends itself: idle timeout, a client that stopped reading, shutdown.
                 let _ = serving.await;
@@ -180,22 +234,73 @@ async fn accept_loop(site: Arc<Site>, listener: TcpListener) {
     tasks.abort_all();
 }
 
+/// Takes the connection slot of the oldest open connection that has not sent a whole request
+/// head, and tells it to close.
+fn evict_oldest_headless(
+    open: &std::collections::VecDeque<std::sync::Weak<Connection>>,
+) -> Option<OwnedSemaphorePermit> {
+    for connection in open.iter().filter_map(std::sync::Weak::upgrade) {
+        if connection.has_head.load(Ordering::Acquire) {
+            continue;
+        }
+        if let Some(permit) = connection.slot.lock().take() {
+            connection.evict.notify_one();
+            tracing::debug!(peer = ?connection.peer, "HTTP connection without a request head closed to make room");
+            return Some(permit);
+        }
+    }
+    None
+}
+
 async fn answer(
     site: Arc<Site>,
     connection: Arc<Connection>,
     request: Request<Incoming>,
 ) -> Result<Response<Body>, Infallible> {
+    connection.has_head.store(true, Ordering::Release);
     let path = request.uri().path();
     let shared = &site.shared;
-    let plain = |status, content_type, body: String| Ok(old_style(full(status, content_type, body)));
+    let is_console = site.role == Role::Console;
+    // The console's listener adds its security headers to every reply, errors included.
+    let plain = |status, content_type, body: String| {
+        let response = old_style(full(status, content_type, body));
+        Ok(if is_console { secured(response) } else { response })
+    };
     if request.method() != Method::GET && request.method() != Method::HEAD {
-        if site.role == Role::Console && path.starts_with("/api/") {
+        if is_console && path.starts_with("/api/") {
             let error = crate::ApiError::new(405, "METHOD_NOT_ALLOWED", "the API answers GET only");
             return Ok(api_error(&error));
         }
         return plain(StatusCode::METHOD_NOT_ALLOWED, "text/plain", String::new());
     }
+    // Health answers anyone; everything else of the open console only a loopback Host (a web
+    // page that rebinds its own name to 127.0.0.1 must not read the API).
+    let is_health = path == "/healthz" || path == "/readyz";
+    if is_console && !is_health && !shared.auth.required() {
+        if let Err(error) = loopback_host(&request, site.port) {
+            return Ok(if path.starts_with("/api/") {
+                api_error(&error)
+            } else {
+                secured(full(StatusCode::MISDIRECTED_REQUEST, "text/plain", format!("{}\n", error.message)))
+            });
+        }
+    }
     match (site.role, path) {
+        (Role::Console, "/metrics") if shared.auth.required() => {
+            // With tenants, the console's address may be public: its metrics (every tenant's
+            // counters, like /api/health) are the admin's. `--metrics` serves scrapers.
+            match super::http_api::authenticate(shared, &connection, &request).await {
+                Ok(crate::auth::Identity::Admin) => {
+                    plain(StatusCode::OK, "text/plain; version=0.0.4", super::metrics::render(shared))
+                }
+                Ok(_) => Ok(api_error(&crate::ApiError::new(
+                    403,
+                    "NOPERM",
+                    "metrics show every tenant's counters; use the admin token (or the --metrics listener)",
+                ))),
+                Err(error) => Ok(api_error(&error)),
+            }
+        }
         (_, "/metrics") | (Role::Metrics, "/") => {
             plain(StatusCode::OK, "text/plain; version=0.0.4", super::metrics::render(shared))
         }
@@ -207,6 +312,47 @@ async fn answer(
         (Role::Console, _) => Ok(console(&site, &connection, request).await),
         (Role::Metrics, _) => plain(StatusCode::NOT_FOUND, "text/plain", String::new()),
     }
+}
+
+/// Ok when the request names this listener by a loopback name: its `Host` (and an
+/// absolute-form target's authority) is `localhost`, an IPv4 loopback address or `[::1]`, with
+/// the listener's port or none. 421 `MISDIRECTED_REQUEST` otherwise.
+fn loopback_host<B>(request: &Request<B>, port: u16) -> Result<(), crate::ApiError> {
+    let refused = || {
+        crate::ApiError::new(
+            421,
+            "MISDIRECTED_REQUEST",
+            "without tenants the console answers only requests to localhost, 127.0.0.1 or [::1]",
+        )
+    };
+    let host = request.headers().get(hyper::header::HOST).and_then(|h| h.to_str().ok()).ok_or_else(refused)?;
+    let mut names = vec![host];
+    if let Some(authority) = request.uri().authority() {
+        names.push(authority.as_str());
+    }
+    for name in names {
+        if !is_loopback_authority(name, port) {
+            return Err(refused());
+        }
+    }
+    Ok(())
+}
+
+fn is_loopback_authority(authority: &str, port: u16) -> bool {
+    let (host, given_port) = match authority.rsplit_once(':') {
+        Some((host, p)) if !p.contains(']') => (host, Some(p)),
+        _ => (authority, None),
+    };
+    if given_port.is_some_and(|p| p.parse::<u16>().ok() != Some(port)) {
+        return false;
+    }
+    if host.eq_ignore_ascii_case("localhost") || host.eq_ignore_ascii_case("localhost.") {
+        return true;
+    }
+    if let Some(v6) = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+        return v6.parse::<std::net::Ipv6Addr>().is_ok_and(|ip| ip.is_loopback());
+    }
+    host.parse::<std::net::Ipv4Addr>().is_ok_and(|ip| ip.is_loopback())
 }
 
 /// The console's page and assets.
@@ -254,6 +400,8 @@ async fn console(site: &Arc<Site>, connection: &Arc<Connection>, request: Reques
         }
         "/console.js" => secured(full(StatusCode::OK, "text/javascript; charset=utf-8", CONSOLE_JS)),
         "/console.css" => secured(full(StatusCode::OK, "text/css; charset=utf-8", CONSOLE_CSS)),
+        // Browsers ask for it on every page load: nothing, rather than a 404 in their console.
+        "/favicon.ico" => secured(full(StatusCode::NO_CONTENT, "image/x-icon", Bytes::new())),
         _ if is_api => super::http_api::answer(site, connection, request).await,
         _ => {
             let page =

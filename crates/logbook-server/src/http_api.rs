@@ -16,6 +16,7 @@
 
 use std::convert::Infallible;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering as AtomicOrdering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -28,7 +29,7 @@ use logbook::{Direction, Filter, RecordedEvent, MAX_STREAM_NAME_BYTES};
 use serde_json::{json, Value as Json};
 
 use crate::auth::{AuthError, Identity};
-use crate::console::{ApiError, ApiQuery};
+use crate::console::{ApiError, ApiLimits, ApiQuery};
 use crate::http::{api_error, json, secured, Body, Connection, Site};
 use crate::Shared;
 
@@ -62,7 +63,7 @@ async fn route(
     request: &Request<Incoming>,
 ) -> Result<Response<Body>, ApiError> {
     let shared = &site.shared;
-    let route = request.uri().path().trim_start_matches("/api/");
+    let route = request.uri().path().strip_prefix("/api/").unwrap_or_default();
     let query = ApiQuery::parse(request.uri().query().unwrap_or(""))?;
     let who = authenticate(shared, connection, request).await?;
     match route {
@@ -76,31 +77,27 @@ async fn route(
             };
             Ok(json(200, &json!({ "identity": identity, "name": who.label(), "pages": pages })))
         }
-        "streams" => blocking(shared, who, query, streams).await,
-        "stream" => blocking(shared, who, query, stream).await,
-        "health" => blocking(shared, who, query, health).await,
+        "streams" => blocking(site, who, query, streams).await,
+        "stream" => blocking(site, who, query, stream).await,
+        "health" => blocking(site, who, query, health).await,
         "tail" => tail(site, connection, who, &query, request),
         page => {
             let Some((extension, page)) = shared.config.extensions.console().page(page) else {
                 return Err(ApiError::not_found("no such API route (see docs/console.md)"));
             };
             let extension = Arc::clone(extension);
-            let store = shared.store.clone();
             let id = page.id;
-            let answer = tokio::task::spawn_blocking(move || extension.api(&store, who.namespace(), id, &query)).await;
-            match answer {
-                Ok(Ok(value)) => Ok(json(200, &value)),
-                Ok(Err(error)) => Err(error),
-                Err(_) => Err(ApiError::new(500, "INTERNAL", "the request failed; the server log has the detail")),
-            }
+            let limits = ApiLimits { max_reply_bytes: shared.config.limits.max_reply_bytes };
+            run_blocking(site, move |shared| extension.api(&shared.store, who.namespace(), id, &query, &limits)).await
         }
     }
 }
 
 /// The caller's identity: everyone is [`Identity::Open`] without tenants; otherwise the
 /// bearer token's identity. Failures are slowed like failed AUTHs (the same guard, per client
-/// address), and so is a success from an address with failures on record.
-async fn authenticate(
+/// address); a valid token is never delayed, so the users behind one proxy do not wait for
+/// someone else's mistyped token.
+pub(crate) async fn authenticate(
     shared: &Arc<Shared>,
     connection: &Connection,
     request: &Request<Incoming>,
@@ -117,14 +114,13 @@ async fn authenticate(
         return Err(ApiError::new(401, "NOAUTH", "authentication required: send Authorization: Bearer <token>"));
     };
     match shared.auth.identify(token) {
-        Ok(who) => {
-            let delay = shared.auth_guard.delay_before_success(connection.peer, Instant::now());
-            tokio::time::sleep(delay).await;
-            Ok(who)
-        }
+        Ok(who) => Ok(who),
         Err(AuthError::Invalid | AuthError::NotConfigured) => {
             let verdict = shared.auth_guard.failure(connection.peer, 1, Instant::now());
+            // A held failure must not keep a connection slot from others at the cap.
+            connection.set_evictable(true);
             tokio::time::sleep(verdict.delay).await;
+            connection.set_evictable(false);
             Err(ApiError::new(401, "INVALID_TOKEN", "the token is not valid"))
         }
     }
@@ -132,16 +128,79 @@ async fn authenticate(
 
 /// Runs `handler` on a blocking thread (store reads may touch the disk).
 async fn blocking(
-    shared: &Arc<Shared>,
+    site: &Arc<Site>,
     who: Identity,
     query: ApiQuery,
     handler: fn(&Shared, &Identity, &ApiQuery) -> Result<Json, ApiError>,
 ) -> Result<Response<Body>, ApiError> {
-    let shared = Arc::clone(shared);
-    match tokio::task::spawn_blocking(move || handler(&shared, &who, &query)).await {
+    run_blocking(site, move |shared| handler(shared, &who, &query)).await
+}
+
+/// Runs `work` on one of the blocking threads, after taking a place in the listener's queue
+/// ([`crate::http::MAX_QUEUED_API_REQUESTS`]; none free: 503 `BUSY` at once). Work whose
+/// request was dropped before a thread took it (the client went, or the connection reached
+/// its deadline), or that waited longer than `limits.request_timeout_secs`, is skipped.
+async fn run_blocking(
+    site: &Arc<Site>,
+    work: impl FnOnce(&Shared) -> Result<Json, ApiError> + Send + 'static,
+) -> Result<Response<Body>, ApiError> {
+    let Ok(permit) = Arc::clone(&site.work_slots).try_acquire_owned() else {
+        return Err(ApiError::new(
+            503,
+            "BUSY",
+            format!(
+                "{} API requests are already waiting for the store; try again shortly",
+                crate::http::MAX_QUEUED_API_REQUESTS
+            ),
+        ));
+    };
+    let shared = Arc::clone(&site.shared);
+    let place = QueuePlace::new(&shared, permit);
+    let wanted = Arc::new(AtomicBool::new(true));
+    let _unwanted_when_dropped = Unwanted(Arc::clone(&wanted));
+    let deadline = Instant::now() + Duration::from_secs(shared.config.limits.request_timeout_secs);
+    let answer = tokio::task::spawn_blocking(move || {
+        let _place = place;
+        if !wanted.load(AtomicOrdering::Acquire) || Instant::now() >= deadline {
+            return Err(ApiError::new(503, "BUSY", "the request waited too long for the store"));
+        }
+        work(&shared)
+    })
+    .await;
+    match answer {
         Ok(Ok(value)) => Ok(json(200, &value)),
         Ok(Err(error)) => Err(error),
         Err(_) => Err(ApiError::new(500, "INTERNAL", "the request failed; the server log has the detail")),
+    }
+}
+
+/// A place in the store-work queue, counted in `logbook_console_api_requests` until the work
+/// ran or was skipped.
+struct QueuePlace {
+    _permit: tokio::sync::OwnedSemaphorePermit,
+    shared: Arc<Shared>,
+}
+
+impl QueuePlace {
+    fn new(shared: &Arc<Shared>, permit: tokio::sync::OwnedSemaphorePermit) -> QueuePlace {
+        shared.stats.console_api_requests.fetch_add(1, AtomicOrdering::Relaxed);
+        QueuePlace { _permit: permit, shared: Arc::clone(shared) }
+    }
+}
+
+impl Drop for QueuePlace {
+    fn drop(&mut self) {
+        self.shared.stats.console_api_requests.fetch_sub(1, AtomicOrdering::Relaxed);
+    }
+}
+
+/// Marks store work as no longer wanted when the request's future is dropped: hyper drops it
+/// when the client closes the connection, and the accept loop at the connection's deadline.
+struct Unwanted(Arc<AtomicBool>);
+
+impl Drop for Unwanted {
+    fn drop(&mut self) {
+        self.0.store(false, AtomicOrdering::Release);
     }
 }
 
@@ -165,7 +224,7 @@ fn max_count(shared: &Shared) -> u64 {
 fn streams(shared: &Shared, who: &Identity, query: &ApiQuery) -> Result<Json, ApiError> {
     let prefix = stored(who, query.get("prefix").unwrap_or(""), "prefix")?;
     let after = query.get("after").map(|a| stored(who, a, "after")).transpose()?;
-    let count = query.integer("count", 100, 1, max_count(shared))? as usize;
+    let count = query.integer("count", 100.min(max_count(shared)), 1, max_count(shared))? as usize;
     let page = shared.store.list_streams(&prefix, after.as_deref(), count);
     let next_after = (page.len() == count).then(|| page.last().map(|(name, _)| who.from_store(name).to_string()));
     let streams: Vec<Json> =
@@ -189,7 +248,7 @@ fn stream(shared: &Shared, who: &Identity, query: &ApiQuery) -> Result<Json, Api
     let version = shared.store.stream_version(&stored_name);
     let default_from = if direction == Direction::Forward { 1 } else { version.max(1) };
     let from = query.integer("from", default_from, 1, u64::MAX)?;
-    let count = query.integer("count", 100, 1, max_count(shared))? as usize;
+    let count = query.integer("count", 100.min(max_count(shared)), 1, max_count(shared))? as usize;
     let events = shared.store.read_stream(&stored_name, from, count, direction).map_err(|e| ApiError::store(&e))?;
     let mut bytes = 0;
     let mut shown = Vec::with_capacity(events.len());
@@ -352,8 +411,10 @@ async fn pump(
     sender: &tokio::sync::mpsc::Sender<Bytes>,
 ) {
     let idle = Duration::from_secs(shared.config.limits.tail_idle_timeout_secs);
-    // Reconnect soon after the idle timeout ends the stream.
-    if sender.send(Bytes::from_static(b"retry: 1000\n\n")).await.is_err() {
+    // Reconnect soon after the idle timeout ends the stream, and resume where this tail
+    // started even if no event arrives (an `id:` without data sets the client's last event id).
+    let start = format!("retry: 1000\nid: {}\n\n", next.saturating_sub(1));
+    if sender.send(Bytes::from(start)).await.is_err() {
         return;
     }
     let mut last_sent = Instant::now();
@@ -385,6 +446,10 @@ async fn pump(
             }
         }
         if last_sent.elapsed() >= idle {
+            // The position scanned so far, so the reconnect resumes after it, not at the head
+            // of the log then (events appended in between would be missed).
+            let reached = format!(": idle\nid: {}\n\n", next.saturating_sub(1));
+            let _ = tokio::time::timeout(idle, sender.send(Bytes::from(reached))).await;
             return;
         }
         tokio::time::sleep(TAIL_POLL).await;

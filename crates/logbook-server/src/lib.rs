@@ -52,7 +52,9 @@ pub use config::{
 };
 #[doc(hidden)]
 pub use connection_core::fuzz_connection_core;
-pub use console::{ApiError, ApiQuery, ConsoleExtension, ConsolePage, MAX_QUERY_PARAMS, MAX_QUERY_VALUE_BYTES};
+pub use console::{
+    ApiError, ApiLimits, ApiQuery, ConsoleExtension, ConsolePage, MAX_QUERY_PARAMS, MAX_QUERY_VALUE_BYTES,
+};
 pub use extension::{error_reply, stored_stream_name, CommandExtension, Extensions};
 pub use webhook::{
     signature as webhook_signature, validate_webhooks, WebhookConfig, DEAD_LETTER_STREAM_PREFIX, DEAD_LETTER_TYPE,
@@ -98,6 +100,8 @@ pub(crate) struct ServerStats {
     /// store to its result, µs.
     pub append_micros: logbook::Log2Counts,
     pub protocol_errors: AtomicU64,
+    /// Console API requests holding a place in the store-work queue (queued or running).
+    pub console_api_requests: AtomicU64,
 }
 
 /// State shared by every thread of one server.
