@@ -5,8 +5,7 @@
 mod server_support;
 
 use std::collections::{BTreeSet, HashMap};
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -282,30 +281,6 @@ fn the_rust_client_speaks_every_subcommand() {
 // ---------------------------------------------------------------------------
 // kill -9 in the middle of three consumers
 
-fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-    listener.local_addr().expect("addr").port()
-}
-
-fn spawn_server(dir: &std::path::Path, addr: SocketAddr) -> Child {
-    let child = Command::new(env!("CARGO_BIN_EXE_logbook"))
-        .args(["serve", "--data"])
-        .arg(dir)
-        .args(["--listen", &addr.to_string()])
-        .env("RUST_LOG", "warn")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn logbook serve");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
-        assert!(Instant::now() < deadline, "server did not start listening");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    child
-}
-
 fn try_connect(addr: SocketAddr) -> Option<redis::Connection> {
     let client = redis::Client::open(format!("redis://{addr}/")).ok()?;
     let con = client.get_connection_with_timeout(Duration::from_secs(5)).ok()?;
@@ -376,8 +351,8 @@ fn consume(addr: SocketAddr, consumer: usize, stop: Arc<AtomicBool>, seen: Arc<M
 fn sigkill_mid_consumption_loses_no_acknowledgement_and_delivers_every_event() {
     const EVENTS: usize = 600;
     let dir = tempfile::tempdir().unwrap();
-    let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-    let mut child = spawn_server(dir.path(), addr);
+    let addr: SocketAddr = format!("127.0.0.1:{}", server_support::daemon::free_port()).parse().unwrap();
+    let mut child = server_support::daemon::spawn_on(dir.path(), addr);
     let mut con = try_connect(addr).unwrap();
     // A long ACKWAIT: before the kill nothing is redelivered, so any event that comes twice
     // came again because of the restart.
@@ -435,7 +410,7 @@ fn sigkill_mid_consumption_loses_no_acknowledgement_and_delivers_every_event() {
     assert!(count.values().all(|n| *n == 1), "before the kill no event went to two consumers");
 
     // Restart and drain with three consumers again.
-    let mut child = spawn_server(dir.path(), addr);
+    let mut child = server_support::daemon::spawn_on(dir.path(), addr);
     let mut con = try_connect(addr).unwrap();
     let all_events = positions(redis::cmd("READALL").arg("COUNT").arg(100_000).query(&mut con).unwrap());
     assert!(all_events.len() >= EVENTS / 2);

@@ -7,8 +7,7 @@
 mod server_support;
 
 use std::collections::{HashMap, HashSet};
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -17,30 +16,6 @@ use server_support::{events, field_int, field_str};
 
 const CLIENT_THREADS: usize = 4;
 const PIPELINE_DEPTH: usize = 16;
-
-fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-    listener.local_addr().expect("addr").port()
-}
-
-fn spawn_server(dir: &std::path::Path, addr: SocketAddr) -> Child {
-    let child = Command::new(env!("CARGO_BIN_EXE_logbook"))
-        .args(["serve", "--data"])
-        .arg(dir)
-        .args(["--listen", &addr.to_string()])
-        .env("RUST_LOG", "warn")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn logbook serve");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
-        assert!(Instant::now() < deadline, "server did not start listening");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    child
-}
 
 fn connect(addr: SocketAddr) -> redis::Connection {
     let client = redis::Client::open(format!("redis://{addr}/")).expect("url");
@@ -154,10 +129,10 @@ fn verify(addr: SocketAddr, acks: &[Ack]) -> usize {
 fn sigkill_mid_load_loses_no_acknowledged_append() {
     let rounds: usize = std::env::var("LOGBOOK_TORTURE_ITERS").ok().and_then(|v| v.parse().ok()).unwrap_or(3);
     let dir = tempfile::tempdir().expect("tempdir");
-    let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
+    let addr: SocketAddr = format!("127.0.0.1:{}", server_support::daemon::free_port()).parse().expect("addr");
     let acks = Arc::new(Mutex::new(Vec::new()));
     for round in 0..rounds {
-        let mut child = spawn_server(dir.path(), addr);
+        let mut child = server_support::daemon::spawn_on(dir.path(), addr);
         if round > 0 {
             let n = verify(addr, &acks.lock().unwrap());
             eprintln!("round {round}: {n} events after restart, all acknowledged ones present");
@@ -178,7 +153,7 @@ fn sigkill_mid_load_loses_no_acknowledged_append() {
             t.join().expect("client thread");
         }
     }
-    let mut child = spawn_server(dir.path(), addr);
+    let mut child = server_support::daemon::spawn_on(dir.path(), addr);
     let acked = acks.lock().unwrap().clone();
     let n = verify(addr, &acked);
     eprintln!("final: {n} events, {} acknowledged", acked.len());

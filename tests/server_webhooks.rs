@@ -48,10 +48,6 @@ const HELD: (&str, u64) = ("order-a", 10);
 /// Events whose first attempt stalls past the timeout.
 const STALLED: [(&str, u64); 3] = [("order-a", 3), ("order-c", 8), ("order-a", 13)];
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
-}
-
 // ---------------------------------------------------------------------------------------------
 // The receiver
 
@@ -98,7 +94,8 @@ struct Receiver {
 
 impl Receiver {
     fn new() -> Receiver {
-        let mut receiver = Receiver { port: free_port(), shared: Shared::default(), accept: None };
+        let mut receiver =
+            Receiver { port: server_support::daemon::free_port(), shared: Shared::default(), accept: None };
         receiver.open();
         receiver
     }
@@ -336,21 +333,7 @@ fn check(request: &Request) -> Result<serde_json::Value, String> {
 fn spawn_daemon(config: &Path, addr: SocketAddr) -> Child {
     let log =
         std::fs::OpenOptions::new().create(true).append(true).open(config.with_extension("log")).expect("log file");
-    let child = Command::new(env!("CARGO_BIN_EXE_logbook"))
-        .args(["serve", "--config"])
-        .arg(config)
-        .env("RUST_LOG", "warn")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::from(log))
-        .spawn()
-        .expect("spawn logbook serve");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
-        assert!(Instant::now() < deadline, "server did not start listening");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    child
+    server_support::daemon::spawn_serve([std::ffi::OsStr::new("--config"), config.as_os_str()], addr, Stdio::from(log))
 }
 
 /// One HTTP/1.0 GET: the whole response.
@@ -404,8 +387,8 @@ fn all_delivered(state: &State, expected: &Expected) -> bool {
 fn webhooks_deliver_every_event_signed_in_order_through_failures_outages_and_a_kill() {
     let mut receiver = Receiver::new();
     let dir = tempfile::tempdir().expect("tempdir");
-    let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-    let metrics: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let addr: SocketAddr = format!("127.0.0.1:{}", server_support::daemon::free_port()).parse().unwrap();
+    let metrics: SocketAddr = format!("127.0.0.1:{}", server_support::daemon::free_port()).parse().unwrap();
     let config = dir.path().join("logbook.toml");
     std::fs::write(
         &config,

@@ -15,9 +15,48 @@ pub struct Daemon {
     pub log_path: PathBuf,
 }
 
-fn free_port() -> u16 {
+/// A loopback port free a moment ago.
+pub fn free_port() -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
     listener.local_addr().expect("addr").port()
+}
+
+/// A loopback address on a port free a moment ago.
+pub fn free_addr() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], free_port()))
+}
+
+/// Starts `logbook serve <args>` (log level warn, the log to `stderr`) and waits until `addr`
+/// takes connections.
+pub fn spawn_serve<I, S>(args: I, addr: SocketAddr, stderr: Stdio) -> Child
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<std::ffi::OsStr>,
+{
+    let child = Command::new(env!("CARGO_BIN_EXE_logbook"))
+        .arg("serve")
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(stderr)
+        .spawn()
+        .expect("spawn logbook serve");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
+        assert!(Instant::now() < deadline, "server did not start listening");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child
+}
+
+/// `logbook serve --data <dir> --listen <addr>`, its log discarded.
+pub fn spawn_on(dir: &std::path::Path, addr: SocketAddr) -> Child {
+    spawn_serve(
+        [std::ffi::OsStr::new("--data"), dir.as_os_str(), "--listen".as_ref(), addr.to_string().as_ref()],
+        addr,
+        Stdio::null(),
+    )
 }
 
 impl Daemon {
@@ -37,20 +76,7 @@ impl Daemon {
         std::fs::write(&config, text).expect("config");
         let log_path = dir.path().join("daemon.log");
         let log = std::fs::File::create(&log_path).expect("log file");
-        let child = Command::new(env!("CARGO_BIN_EXE_logbook"))
-            .args(["serve", "--config"])
-            .arg(&config)
-            .env("RUST_LOG", "warn")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::from(log))
-            .spawn()
-            .expect("spawn logbook serve");
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
-            assert!(Instant::now() < deadline, "server did not start listening");
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        let child = spawn_serve([std::ffi::OsStr::new("--config"), config.as_os_str()], addr, Stdio::from(log));
         Daemon { child, addr, metrics, dir, log_path }
     }
 
