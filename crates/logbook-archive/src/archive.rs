@@ -719,21 +719,7 @@ impl Archive {
         let (doomed, kept): (Vec<ManifestFile>, Vec<ManifestFile>) = next.files.drain(..).partition(|f| f.job == job);
         next.files = kept;
         self.store_manifest(next)?;
-        let mut dirs = BTreeSet::new();
-        for file in &doomed {
-            let path = self.root.join(&file.path);
-            match self.fs.remove_file(&path) {
-                Ok(()) => {}
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                Err(e) => return Err(Error::io(format!("removing {}", path.display()), e)),
-            }
-            if let Some(dir) = path.parent() {
-                dirs.insert(dir.to_path_buf());
-            }
-        }
-        for dir in dirs {
-            self.fs.sync_dir(&dir).map_err(|e| Error::io(format!("syncing {}", dir.display()), e))?;
-        }
+        self.remove_files_durably(doomed.iter().map(|file| self.root.join(&file.path)))?;
         Ok(())
     }
 
@@ -860,20 +846,7 @@ impl Archive {
             next.next_job = next.next_job.max(job.saturating_add(1));
             self.store_manifest(next)?;
             report.files += doomed.len() as u64;
-            let mut dirs = BTreeSet::new();
-            for path in doomed {
-                match self.fs.remove_file(&path) {
-                    Ok(()) => {}
-                    Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                    Err(e) => return Err(Error::io(format!("removing {}", path.display()), e)),
-                }
-                if let Some(dir) = path.parent() {
-                    dirs.insert(dir.to_path_buf());
-                }
-            }
-            for dir in dirs {
-                self.fs.sync_dir(&dir).map_err(|e| Error::io(format!("syncing {}", dir.display()), e))?;
-            }
+            self.remove_files_durably(doomed)?;
         }
         report.orphans_removed = self.remove_first_layout_orphans()?;
         Ok(report)
@@ -885,13 +858,16 @@ impl Archive {
         let listed: HashSet<PathBuf> = self.manifest.files.iter().map(|f| self.root.join(&f.path)).collect();
         let mut stray = Vec::new();
         collect_stray(&self.root, &listed, &mut stray, 0);
+        stray.retain(|path| path.extension().is_some_and(|e| e == "parquet") && is_first_layout(path) == Some(true));
+        self.remove_files_durably(stray)
+    }
+
+    /// Removes `paths` (one already gone is no error), then syncs each of their directories
+    /// once, so the removals survive a power loss. Returns how many it removed.
+    fn remove_files_durably(&self, paths: impl IntoIterator<Item = PathBuf>) -> Result<u64> {
         let mut dirs = BTreeSet::new();
         let mut removed = 0;
-        for path in stray {
-            let parquet = path.extension().is_some_and(|e| e == "parquet");
-            if !parquet || is_first_layout(&path) != Some(true) {
-                continue;
-            }
+        for path in paths {
             match self.fs.remove_file(&path) {
                 Ok(()) => removed += 1,
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {}

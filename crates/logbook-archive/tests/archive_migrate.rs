@@ -8,74 +8,24 @@ use std::path::Path;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 
-use arrow_array::{ArrayRef, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray};
-use arrow_schema::{DataType, Field, Schema, TimeUnit};
 use logbook::storage::{std_fs, Fault, OpKind, PowerLoss, SimFileSystem};
 use logbook::{Clock, ExpectedVersion, NewEvent, Options, RetentionPolicy, RetentionRule, Severity};
 use logbook_archive::{self as archive, Archive, ArchivedEvent};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-use parquet::arrow::ArrowWriter;
 
 const DAY: i64 = 86_400_000_000;
 /// 2026-01-02T00:00:00Z
 const JAN_2: i64 = 1_767_312_000_000_000;
 
-/// A file as the cold tier wrote it before (as in export_readers.rs): a `tenant` column,
-/// `data`/`meta` plain strings, empty metadata as `""` with encoding `base64`.
+/// A file as the cold tier wrote it before: the archive's own encoder of the first layout.
 fn old_layout_file(events: &[ArchivedEvent]) -> Vec<u8> {
-    let utf8 = |name: &str| Field::new(name, DataType::Utf8, false);
-    let schema = Arc::new(Schema::new(vec![
-        Field::new("position", DataType::Int64, false),
-        utf8("stream"),
-        Field::new("version", DataType::Int64, false),
-        utf8("type"),
-        Field::new("time", DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())), false),
-        utf8("id"),
-        utf8("data"),
-        utf8("meta"),
-        utf8("tenant"),
-        utf8("data_encoding"),
-        utf8("meta_encoding"),
-    ]));
-    let text = |f: &dyn Fn(&ArchivedEvent) -> String| -> ArrayRef {
-        Arc::new(StringArray::from_iter_values(events.iter().map(f)))
-    };
-    let payload = |bytes: &[u8]| archive::encode_payload(bytes);
-    let columns: Vec<ArrayRef> = vec![
-        Arc::new(Int64Array::from_iter_values(events.iter().map(|e| e.position as i64))),
-        text(&|e| e.stream.clone()),
-        Arc::new(Int64Array::from_iter_values(events.iter().map(|e| e.version as i64))),
-        text(&|e| e.event_type.clone()),
-        Arc::new(
-            TimestampMicrosecondArray::from_iter_values(events.iter().map(|e| e.timestamp_us)).with_timezone("UTC"),
-        ),
-        text(&|e| uuid::Uuid::from_bytes(e.id).to_string()),
-        text(&|e| payload(&e.data).0),
-        text(&|e| payload(&e.metadata).0),
-        text(&|e| logbook::owner_of(&e.stream).to_string()),
-        text(&|e| payload(&e.data).1.to_string()),
-        text(&|e| payload(&e.metadata).1.to_string()),
-    ];
-    let batch = RecordBatch::try_new(Arc::clone(&schema), columns).unwrap();
-    let mut writer = ArrowWriter::try_new(Vec::new(), schema, None).unwrap();
-    writer.write(&batch).unwrap();
-    writer.into_inner().unwrap()
+    archive::encode_parquet_first_layout(events).unwrap()
 }
 
 /// Turns every listed file of the archive at `root` into a first-layout file holding the same
-/// rows, and fixes the manifest's lengths and crc32s: a cold tier as the old code left it.
+/// rows (the archive's own `downgrade_to_first_layout`): a cold tier as the old code left it.
 fn make_first_layout(root: &Path) {
-    let archive = Archive::open(root, std_fs()).unwrap();
-    let mut manifest = archive.manifest().clone();
-    for entry in &mut manifest.files {
-        let path = root.join(&entry.path);
-        let rows = archive::decode_parquet(&std::fs::read(&path).unwrap(), &path).unwrap();
-        let bytes = old_layout_file(&rows);
-        std::fs::write(&path, &bytes).unwrap();
-        entry.bytes = bytes.len() as u64;
-        entry.crc32 = crc32fast::hash(&bytes);
-    }
-    std::fs::write(root.join(logbook::ARCHIVE_MANIFEST_FILE), serde_json::to_vec_pretty(&manifest).unwrap()).unwrap();
+    archive::downgrade_to_first_layout(root).unwrap();
     assert!(Archive::open(root, std_fs()).unwrap().holds_first_layout());
 }
 
