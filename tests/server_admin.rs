@@ -6,7 +6,7 @@ mod server_support;
 use redis::Value as R;
 use server_support::*;
 
-use logbook_server::{hash_token_hex, AdminConfig, Config, TenantConfig};
+use logbook_server::Config;
 
 fn append(con: &mut redis::Connection, stream: &str) -> Vec<i64> {
     redis::cmd("APPEND").arg(stream).arg("T").arg("{}").query(con).unwrap()
@@ -44,16 +44,8 @@ fn int_of(map: &[(String, R)], key: &str) -> i64 {
     }
 }
 
-fn tenants_config(backup_dir: Option<std::path::PathBuf>) -> Config {
-    Config {
-        admin: Some(AdminConfig { token_sha256: hash_token_hex(ADMIN_TOKEN.as_bytes()) }),
-        tenants: vec![
-            TenantConfig { name: "acme".into(), token_sha256: hash_token_hex(ACME_TOKEN.as_bytes()) },
-            TenantConfig { name: "globex".into(), token_sha256: hash_token_hex(GLOBEX_TOKEN.as_bytes()) },
-        ],
-        backup_dir,
-        ..Config::default()
-    }
+fn tenants_with_backups(backup_dir: Option<std::path::PathBuf>) -> Config {
+    Config { backup_dir, ..server_support::tenants_config() }
 }
 
 #[test]
@@ -187,7 +179,7 @@ fn delete_checks_expected_versions_and_stays_in_the_tenants_namespace() {
 #[test]
 fn compact_and_backup_are_for_the_admin() {
     let backups = tempfile::tempdir().unwrap();
-    let server = TestServer::start_with(tenants_config(Some(backups.path().to_path_buf())));
+    let server = TestServer::start_with(tenants_with_backups(Some(backups.path().to_path_buf())));
     let mut acme = connect(&server.url_auth("acme", ACME_TOKEN, false));
     let mut admin = connect(&server.url_auth("admin", ADMIN_TOKEN, false));
     let mut admin3 = connect(&server.url_auth("admin", ADMIN_TOKEN, true));

@@ -8,7 +8,7 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
-use logbook_server::{hash_token_hex, AdminConfig, Config, Limits, TenantConfig};
+use logbook_server::{Config, Limits};
 use server_support::{http_get, http_raw, TestServer, ACME_TOKEN, ADMIN_TOKEN, GLOBEX_TOKEN};
 
 fn with_console(config: Config) -> TestServer {
@@ -16,15 +16,7 @@ fn with_console(config: Config) -> TestServer {
 }
 
 fn tenants(limits: Limits) -> Config {
-    Config {
-        admin: Some(AdminConfig { token_sha256: hash_token_hex(ADMIN_TOKEN.as_bytes()) }),
-        tenants: vec![
-            TenantConfig { name: "acme".into(), token_sha256: hash_token_hex(ACME_TOKEN.as_bytes()) },
-            TenantConfig { name: "globex".into(), token_sha256: hash_token_hex(GLOBEX_TOKEN.as_bytes()) },
-        ],
-        limits,
-        ..Config::default()
-    }
+    Config { limits, ..server_support::tenants_config() }
 }
 
 fn order(server: &TestServer, tenant: &str, token: &str, id: &str) {

@@ -505,19 +505,8 @@ fn events_a_reply_had_no_room_for_come_again_at_once() {
 
 #[test]
 fn one_tenant_cannot_take_every_group_from_the_others() {
-    let server = TestServer::start_with(Config {
-        admin: Some(logbook_server::AdminConfig {
-            token_sha256: logbook_server::hash_token_hex(ADMIN_TOKEN.as_bytes()),
-        }),
-        tenants: [("acme", ACME_TOKEN), ("globex", GLOBEX_TOKEN)]
-            .map(|(name, token)| logbook_server::TenantConfig {
-                name: name.into(),
-                token_sha256: logbook_server::hash_token_hex(token.as_bytes()),
-            })
-            .to_vec(),
-        limits: Limits { max_groups_per_tenant: 2, max_groups: 3, ..Limits::default() },
-        ..Config::default()
-    });
+    let limits = Limits { max_groups_per_tenant: 2, max_groups: 3, ..Limits::default() };
+    let server = TestServer::start_with(Config { limits, ..tenants_config() });
     let mut acme = connect(&server.url_auth("acme", ACME_TOKEN, false));
     let mut globex = connect(&server.url_auth("globex", GLOBEX_TOKEN, true));
     group(&mut acme, &["CREATE", "a"]).unwrap();

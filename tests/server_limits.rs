@@ -14,21 +14,12 @@ mod server_support;
 use std::io::{Read, Write};
 use std::time::{Duration, Instant};
 
-use logbook_server::Limits;
-use logbook_server::{hash_token_hex, AdminConfig, Config, TenantConfig};
+use logbook_server::{hash_token_hex, Config, Limits};
 use server_support::daemon::Daemon;
 use server_support::*;
 
 fn tenants(limits: Limits) -> Config {
-    Config {
-        admin: Some(AdminConfig { token_sha256: hash_token_hex(ADMIN_TOKEN.as_bytes()) }),
-        tenants: vec![
-            TenantConfig { name: "acme".into(), token_sha256: hash_token_hex(ACME_TOKEN.as_bytes()) },
-            TenantConfig { name: "globex".into(), token_sha256: hash_token_hex(GLOBEX_TOKEN.as_bytes()) },
-        ],
-        limits,
-        ..Config::default()
-    }
+    Config { limits, ..tenants_config() }
 }
 
 #[test]

@@ -27,14 +27,7 @@ impl TestServer {
 
     /// A server with two tenants (acme, globex) and an admin.
     pub fn with_tenants() -> TestServer {
-        TestServer::start_with(Config {
-            admin: Some(AdminConfig { token_sha256: hash_token_hex(ADMIN_TOKEN.as_bytes()) }),
-            tenants: vec![
-                TenantConfig { name: "acme".into(), token_sha256: hash_token_hex(ACME_TOKEN.as_bytes()) },
-                TenantConfig { name: "globex".into(), token_sha256: hash_token_hex(GLOBEX_TOKEN.as_bytes()) },
-            ],
-            ..Config::default()
-        })
+        TestServer::start_with(tenants_config())
     }
 
     pub fn start_with(config: Config) -> TestServer {
@@ -241,4 +234,17 @@ fn dechunk(mut body: &str) -> String {
         body = rest[size..].strip_prefix("\r\n").unwrap_or(&rest[size..]);
     }
     out
+}
+
+/// A config with two tenants (acme, globex) and an admin, their tokens the constants above;
+/// tests change the rest with `Config { limits, ..tenants_config() }`.
+pub fn tenants_config() -> Config {
+    Config {
+        admin: Some(AdminConfig { token_sha256: hash_token_hex(ADMIN_TOKEN.as_bytes()) }),
+        tenants: vec![
+            TenantConfig { name: "acme".into(), token_sha256: hash_token_hex(ACME_TOKEN.as_bytes()) },
+            TenantConfig { name: "globex".into(), token_sha256: hash_token_hex(GLOBEX_TOKEN.as_bytes()) },
+        ],
+        ..Config::default()
+    }
 }
