@@ -425,17 +425,11 @@ struct VerifyArgs {
 
 #[derive(Args)]
 struct StatsArgs {
-    /// Data directory (the store must not be open elsewhere).
+    /// Data directory (the store must not be open elsewhere; or --connect for the daemon's INFO).
     #[arg(long, default_value = "./data")]
     data: PathBuf,
-    /// Ask a running daemon instead (its INFO: the store's and the server's figures).
-    #[arg(long)]
-    connect: Option<String>,
-    /// Tenant to authenticate as, with --connect (and --token or LOGBOOK_TOKEN).
-    #[arg(long, requires = "connect")]
-    tenant: Option<String>,
-    #[arg(long, env = "LOGBOOK_TOKEN", hide_env_values = true)]
-    token: Option<String>,
+    #[command(flatten)]
+    remote: RemoteArgs,
     /// Print JSON (integer keys events, streams, segments, bytes, ...).
     #[arg(long)]
     json: bool,
@@ -459,17 +453,12 @@ enum OrderCommand {
 struct TimelineArgs {
     /// Order id, its stream name (order-<id>), or a prefix of the id that only one order has.
     order_id: String,
-    /// Data directory of a store that is not open elsewhere (default ./data).
+    /// Data directory of a store that is not open elsewhere (default ./data; or --connect for
+    /// the daemon's TIMELINE).
     #[arg(long, conflicts_with = "connect")]
     data: Option<PathBuf>,
-    /// Ask a running daemon instead (TIMELINE command).
-    #[arg(long)]
-    connect: Option<String>,
-    /// Tenant to authenticate as, with --connect (and --token or LOGBOOK_TOKEN).
-    #[arg(long)]
-    tenant: Option<String>,
-    #[arg(long, env = "LOGBOOK_TOKEN", hide_env_values = true)]
-    token: Option<String>,
+    #[command(flatten)]
+    remote: RemoteArgs,
     /// Print JSON.
     #[arg(long)]
     json: bool,
@@ -948,9 +937,8 @@ fn verify(args: VerifyArgs) -> Result<(), Failure> {
 }
 
 fn stats(args: StatsArgs) -> Result<(), Failure> {
-    if let Some(addr) = args.connect {
-        let conn = ConnectArgs { connect: addr, tenant: args.tenant, token: args.token, json: args.json };
-        let info = connect(&conn)?.info().map_err(|e| e.to_string())?;
+    if let Some(mut client) = args.remote.client()? {
+        let info = client.info().map_err(|e| e.to_string())?;
         if args.json {
             // INFO's `key:value` lines as one object; integers stay integers.
             let fields: serde_json::Map<String, serde_json::Value> = info
@@ -997,9 +985,7 @@ fn close_store(store: logbook::Store) -> Result<(), Failure> {
 }
 
 fn order_timeline(args: TimelineArgs) -> Result<(), Failure> {
-    if let Some(addr) = &args.connect {
-        let conn = ConnectArgs { connect: addr.clone(), tenant: args.tenant, token: args.token, json: args.json };
-        let mut client = connect(&conn)?;
+    if let Some(mut client) = args.remote.client()? {
         let reply = client.call(&[b"TIMELINE", args.order_id.as_bytes()]).map_err(|e| e.to_string())?;
         let lines: Vec<String> = match reply {
             logbook_protocol::Value::Array(items) => items
