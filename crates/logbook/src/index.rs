@@ -98,7 +98,7 @@ pub struct IndexBuilder {
     by_id: Vec<(u64, u64)>,
     offsets: Vec<u32>,
     positions: Vec<u64>,
-    streams: HashMap<String, (u64, u64)>,
+    streams: HashMap<String, (u64, u64), foldhash::fast::RandomState>,
 }
 
 impl IndexBuilder {
@@ -491,8 +491,9 @@ pub struct ActiveIndex {
     pub base_position: u64,
     /// Frame offsets; position `base + i` is at `offsets[i]`.
     pub offsets: Vec<u32>,
-    /// Stream -> (first version in this segment, positions in version order).
-    pub streams: HashMap<Box<str>, (u64, Vec<u64>)>,
+    /// Stream -> (first version in this segment, positions in version order). foldhash, as
+    /// for `ids` below (a lookup per append on the writer's path).
+    pub streams: HashMap<Box<str>, (u64, Vec<u64>), foldhash::fast::RandomState>,
     /// Low 64 bits of the event id -> position of the first event with that key. Hashed
     /// with foldhash (seeded per process): one insert per event on the writer's path, where
     /// SipHash showed in profiles; the seed keeps chosen ids from forcing collisions.
@@ -623,7 +624,8 @@ impl ActiveIndex {
 /// ([`StreamDirectory::unlist`]).
 #[derive(Debug, Default)]
 pub struct StreamDirectory {
-    streams: HashMap<std::sync::Arc<str>, StreamEntry>,
+    /// foldhash (seeded per process), as the active index's maps: one lookup per append.
+    streams: HashMap<std::sync::Arc<str>, StreamEntry, foldhash::fast::RandomState>,
     ordered: BTreeSet<std::sync::Arc<str>>,
 }
 

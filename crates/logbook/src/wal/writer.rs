@@ -103,10 +103,10 @@ pub struct Writer {
     /// Appends encoded into `buf`, waiting for the group commit.
     pending: Vec<PendingAppend>,
     /// Versions of streams changed by the pending group.
-    pending_versions: HashMap<String, u64>,
-    pending_ids: HashSet<[u8; 16]>,
+    pending_versions: HashMap<String, u64, foldhash::fast::RandomState>,
+    pending_ids: HashSet<[u8; 16], foldhash::fast::RandomState>,
     /// Streams deleted by the pending group.
-    pending_tombstones: HashSet<String>,
+    pending_tombstones: HashSet<String, foldhash::fast::RandomState>,
     /// The pending group's events, already encoded into `buf`: freed after the group's
     /// acknowledgements are sent, so the frees are not on their path.
     encoded_events: Vec<Vec<NewEvent>>,
@@ -154,9 +154,9 @@ impl Writer {
             next_position,
             buf: Vec::new(),
             pending: Vec::new(),
-            pending_versions: HashMap::new(),
-            pending_ids: HashSet::new(),
-            pending_tombstones: HashSet::new(),
+            pending_versions: HashMap::default(),
+            pending_ids: HashSet::default(),
+            pending_tombstones: HashSet::default(),
             encoded_events: Vec::new(),
             failed: None,
             unsynced: false,
@@ -506,7 +506,8 @@ impl Writer {
         // Explicit times never go back per stream, across the parts too.
         let now = self.options.clock.now_us();
         {
-            let mut last_times: HashMap<&str, Option<i64>> = HashMap::new();
+            let mut last_times: HashMap<&str, Option<i64>, foldhash::fast::RandomState> =
+                HashMap::with_capacity_and_hasher(parts.len(), Default::default());
             for (i, part) in parts.iter().enumerate() {
                 if explicit_times(part) {
                     let before = match last_times.get(part.stream.as_str()) {
@@ -532,7 +533,8 @@ impl Writer {
         // part's events.
         let mut actuals = Vec::with_capacity(parts.len());
         {
-            let mut versions: HashMap<&str, u64> = HashMap::new();
+            let mut versions: HashMap<&str, u64, foldhash::fast::RandomState> =
+                HashMap::with_capacity_and_hasher(parts.len(), Default::default());
             for (i, part) in parts.iter().enumerate() {
                 let actual = match versions.get(part.stream.as_str()) {
                     Some(&v) => v,
