@@ -98,7 +98,7 @@ pub struct IndexBuilder {
     by_id: Vec<(u64, u64)>,
     offsets: Vec<u32>,
     positions: Vec<u64>,
-    streams: HashMap<String, (u64, u64), foldhash::fast::RandomState>,
+    streams: HashMap<String, (u64, u64)>,
 }
 
 impl IndexBuilder {
@@ -491,13 +491,17 @@ pub struct ActiveIndex {
     pub base_position: u64,
     /// Frame offsets; position `base + i` is at `offsets[i]`.
     pub offsets: Vec<u32>,
-    /// Stream -> (first version in this segment, positions in version order). foldhash, as
-    /// for `ids` below (a lookup per append on the writer's path).
-    pub streams: HashMap<Box<str>, (u64, Vec<u64>), foldhash::fast::RandomState>,
-    /// Low 64 bits of the event id -> position of the first event with that key. Hashed
-    /// with foldhash (seeded per process): one insert per event on the writer's path, where
-    /// SipHash showed in profiles; the seed keeps chosen ids from forcing collisions.
-    ids: HashMap<u64, u64, foldhash::fast::RandomState>,
+    /// Stream -> (first version in this segment, positions in version order).
+    ///
+    /// This map, `ids`, the stream directory and the writer's maps of a pending group are
+    /// keyed by names and ids that clients choose, in a long-running process: they keep std's
+    /// SipHash, whose keyed design stops a client from forcing collisions that would slow
+    /// every append. foldhash measured 6–11 % faster on 64-event multi-stream batches
+    /// (docs/benchmarks.md), but its own documentation rules it out where someone may study a
+    /// long-running program to craft colliding keys.
+    pub streams: HashMap<Box<str>, (u64, Vec<u64>)>,
+    /// Low 64 bits of the event id -> position of the first event with that key.
+    ids: HashMap<u64, u64>,
     /// Further positions for keys already in `ids` (rare: a reused id or a 64-bit collision).
     more_ids: HashMap<u64, Vec<u64>>,
 }
@@ -624,8 +628,7 @@ impl ActiveIndex {
 /// ([`StreamDirectory::unlist`]).
 #[derive(Debug, Default)]
 pub struct StreamDirectory {
-    /// foldhash (seeded per process), as the active index's maps: one lookup per append.
-    streams: HashMap<std::sync::Arc<str>, StreamEntry, foldhash::fast::RandomState>,
+    streams: HashMap<std::sync::Arc<str>, StreamEntry>,
     ordered: BTreeSet<std::sync::Arc<str>>,
 }
 

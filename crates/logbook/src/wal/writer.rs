@@ -102,11 +102,12 @@ pub struct Writer {
     buf: Vec<u8>,
     /// Appends encoded into `buf`, waiting for the group commit.
     pending: Vec<PendingAppend>,
-    /// Versions of streams changed by the pending group.
-    pending_versions: HashMap<String, u64, foldhash::fast::RandomState>,
-    pending_ids: HashSet<[u8; 16], foldhash::fast::RandomState>,
+    /// Versions of streams changed by the pending group. Like every map keyed by names or ids
+    /// that clients choose, hashed with SipHash (see `index::ActiveIndex::streams`).
+    pending_versions: HashMap<String, u64>,
+    pending_ids: HashSet<[u8; 16]>,
     /// Streams deleted by the pending group.
-    pending_tombstones: HashSet<String, foldhash::fast::RandomState>,
+    pending_tombstones: HashSet<String>,
     /// The pending group's events, already encoded into `buf`: freed after the group's
     /// acknowledgements are sent, so the frees are not on their path.
     encoded_events: Vec<Vec<NewEvent>>,
@@ -506,8 +507,7 @@ impl Writer {
         // Explicit times never go back per stream, across the parts too.
         let now = self.options.clock.now_us();
         {
-            let mut last_times: HashMap<&str, Option<i64>, foldhash::fast::RandomState> =
-                HashMap::with_capacity_and_hasher(parts.len(), Default::default());
+            let mut last_times: HashMap<&str, Option<i64>> = HashMap::with_capacity(parts.len());
             for (i, part) in parts.iter().enumerate() {
                 if explicit_times(part) {
                     let before = match last_times.get(part.stream.as_str()) {
@@ -533,8 +533,7 @@ impl Writer {
         // part's events.
         let mut actuals = Vec::with_capacity(parts.len());
         {
-            let mut versions: HashMap<&str, u64, foldhash::fast::RandomState> =
-                HashMap::with_capacity_and_hasher(parts.len(), Default::default());
+            let mut versions: HashMap<&str, u64> = HashMap::with_capacity(parts.len());
             for (i, part) in parts.iter().enumerate() {
                 let actual = match versions.get(part.stream.as_str()) {
                     Some(&v) => v,
