@@ -219,6 +219,24 @@ fn a_second_open_of_the_same_directory_fails_at_once() {
 }
 
 #[test]
+fn removing_the_lock_file_by_hand_does_not_let_a_second_open_in() {
+    // An operator "cleaning a stale lock" while the store is open: the second process would
+    // append to the same active segment and one of them would overwrite the other's
+    // acknowledged events.
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), Options::default()).unwrap();
+    std::fs::remove_file(dir.path().join("LOCK")).unwrap();
+    match Store::open(dir.path(), Options::default()) {
+        Err(Error::Locked(path)) => assert_eq!(path, dir.path()),
+        other => panic!("second open after LOCK was removed: {:?}", other.map(|_| ())),
+    }
+    assert!(logbook::DataDir::new(dir.path()).in_use(), "the open store is seen as in use");
+    store.close().unwrap();
+    assert!(!logbook::DataDir::new(dir.path()).in_use());
+    Store::open(dir.path(), Options::default()).unwrap().close().unwrap();
+}
+
+#[test]
 fn sync_modes_never_and_every_still_store_everything() {
     for sync in [SyncMode::Never, SyncMode::Every(std::time::Duration::from_millis(5))] {
         let dir = tempfile::tempdir().unwrap();

@@ -74,7 +74,7 @@ struct Inner {
     /// Consumer groups (their durable state is in the `$group-` streams).
     groups: crate::groups::Groups,
     // Held (and its OS lock with it) for as long as the store is open.
-    _lock: std::fs::File,
+    _lock: crate::datadir::StoreLock,
 }
 
 impl Drop for Inner {

@@ -33,6 +33,14 @@ use crate::{index, segment};
 pub const SEGMENTS_DIR: &str = "segments";
 /// Held with an OS lock while a store is open.
 pub const LOCK_FILE: &str = "LOCK";
+
+/// The OS locks an open store holds (released when dropped): on the data directory and on
+/// [`LOCK_FILE`].
+#[derive(Debug)]
+pub struct StoreLock {
+    _dir: File,
+    _file: File,
+}
 /// Written on clean shutdown, removed on open: its absence means the last run crashed.
 pub const CLEAN_FILE: &str = "CLEAN";
 /// The durable record of which segments must exist.
@@ -180,14 +188,25 @@ impl DataDir {
     }
 
     /// Creates the directory and `segments/` (durably) if missing, then takes the LOCK.
-    pub(crate) fn create_and_lock(&self, fsys: &dyn FileSystem) -> Result<File> {
+    pub(crate) fn create_and_lock(&self, fsys: &dyn FileSystem) -> Result<StoreLock> {
         crate::storage::create_dir_durably(fsys, &self.segments)
             .map_err(|e| Error::io(format!("creating {}", self.segments.display()), e))?;
         self.lock()
     }
 
-    /// Takes the OS lock on `LOCK`: a second open, from any process, fails at once.
-    pub(crate) fn lock(&self) -> Result<File> {
+    /// Takes the OS locks of an open store: on the data directory itself, then on `LOCK`. A
+    /// second open, from any process, fails at once, even after someone removed `LOCK` by
+    /// hand (a "stale lock" cleanup): the directory's lock goes with its inode, which stays
+    /// while the store is open.
+    pub(crate) fn lock(&self) -> Result<StoreLock> {
+        let dir = File::open(&self.root).map_err(|e| Error::io(format!("opening {}", self.root.display()), e))?;
+        match dir.try_lock() {
+            Ok(()) => {}
+            Err(fs::TryLockError::WouldBlock) => return Err(Error::Locked(self.root.clone())),
+            Err(fs::TryLockError::Error(e)) => {
+                return Err(Error::io(format!("locking {}", self.root.display()), e));
+            }
+        }
         let path = self.lock_path();
         let file = fs::OpenOptions::new()
             .create(true)
@@ -196,17 +215,18 @@ impl DataDir {
             .open(&path)
             .map_err(|e| Error::io(format!("opening {}", path.display()), e))?;
         match file.try_lock() {
-            Ok(()) => Ok(file),
+            Ok(()) => Ok(StoreLock { _dir: dir, _file: file }),
             Err(fs::TryLockError::WouldBlock) => Err(Error::Locked(self.root.clone())),
             Err(fs::TryLockError::Error(e)) => Err(Error::io(format!("locking {}", path.display()), e)),
         }
     }
 
-    /// True when a process holds the LOCK (a store is open here, so its files may change).
+    /// True when a process holds the store's locks (a store is open here, so its files may
+    /// change): the directory's, or `LOCK`'s (a store opened by an older build locked only that).
     pub fn in_use(&self) -> bool {
-        let Ok(file) = fs::OpenOptions::new().write(true).open(self.lock_path()) else { return false };
-        // Taking the lock and dropping the file releases it at once.
-        file.try_lock().is_err()
+        // Taking a lock and dropping the file releases it at once.
+        let held = |file: File| file.try_lock().is_err();
+        File::open(&self.root).is_ok_and(held) || fs::OpenOptions::new().write(true).open(self.lock_path()).is_ok_and(held)
     }
 
     /// The clean-shutdown record, if there is one. A record that does not decode is corruption.

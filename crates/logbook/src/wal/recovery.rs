@@ -895,7 +895,7 @@ pub struct Recovered {
     pub writer: SegmentWriter,
     /// Stored checksum of the last frame of the active segment (0: none).
     pub last_frame_crc: u32,
-    pub lock: File,
+    pub lock: crate::datadir::StoreLock,
 }
 
 /// Opens (and, when the options allow, creates) the store in `dir`: takes the LOCK, walks the
