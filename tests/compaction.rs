@@ -233,6 +233,61 @@ fn retention_by_age_and_count_archives_then_removes_and_survivors_are_byte_ident
 }
 
 #[test]
+fn an_archive_manifest_older_than_the_log_is_corruption_not_an_orphan_to_delete() {
+    // The cold tier's manifest replaced by one from before the first archiving compaction
+    // (synced back from object storage, restored from an old backup): the only copy of the
+    // archived events is then an unlisted file. verify must not call it deletable, the store
+    // must not open over it, and a compaction must not reuse its job id (whose files it would
+    // write under the same names).
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(AtomicI64::new(T0));
+    let store = logbook_archive::open_store(dir.path(), options(&clock)).unwrap();
+    write_history(&store, &clock);
+    let now = T0 + 60 * DAY_US;
+    clock.store(now, Ordering::Release);
+    let report = compact(&store, &age_policy(), now, |_, _| {}).unwrap();
+    assert!(report.archived > 0, "{report:?}");
+    store.close().unwrap();
+    let manifest = dir.path().join(ARCHIVE_DIR).join(logbook::ARCHIVE_MANIFEST_FILE);
+    std::fs::write(&manifest, br#"{"format":1,"next_job":1,"files":[],"pending":[]}"#).unwrap();
+
+    let mut report = logbook::verify_dir(dir.path()).unwrap();
+    logbook_archive::verify_data_dir(dir.path(), &mut report);
+    assert!(
+        report
+            .findings
+            .iter()
+            .any(|f| f.severity == logbook::Severity::Corruption && f.reason.contains("archive job 1")),
+        "{:#?}",
+        report.findings
+    );
+    assert!(
+        !report.findings.iter().any(|f| f.severity == logbook::Severity::Orphan),
+        "the archived events' file is not an orphan: {:#?}",
+        report.findings
+    );
+    match logbook_archive::open_store(dir.path(), options(&clock)) {
+        Err(Error::Corruption { reason, .. }) => assert!(reason.contains("archive job 1"), "{reason}"),
+        other => panic!("open over an archive manifest older than the log: {:?}", other.map(|_| ())),
+    }
+    // The core alone still opens the hot tier; compacting through the archive refuses.
+    let store = Store::open(dir.path(), options(&clock)).unwrap();
+    let files_before = std::fs::read_dir(dir.path().join(ARCHIVE_DIR)).unwrap().count();
+    match compact(&store, &age_policy(), now + DAY_US, |_, _| {}) {
+        Err(Error::Corruption { reason, .. }) => assert!(reason.contains("archive job 1"), "{reason}"),
+        other => panic!("compaction over an archive manifest older than the log: {other:?}"),
+    }
+    assert_eq!(std::fs::read_dir(dir.path().join(ARCHIVE_DIR)).unwrap().count(), files_before);
+    store.close().unwrap();
+    // The cold tier gone altogether: the same refusal.
+    std::fs::remove_dir_all(dir.path().join(ARCHIVE_DIR)).unwrap();
+    match logbook_archive::open_store(dir.path(), options(&clock)) {
+        Err(Error::Corruption { reason, .. }) => assert!(reason.contains("has no archive"), "{reason}"),
+        other => panic!("open without the archive its segments need: {:?}", other.map(|_| ())),
+    }
+}
+
+#[test]
 fn tombstones_hide_a_stream_at_once_and_compaction_removes_it_from_disk() {
     let dir = tempfile::tempdir().unwrap();
     let clock = Arc::new(AtomicI64::new(T0));

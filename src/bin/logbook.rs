@@ -1310,6 +1310,8 @@ fn read_archive(args: &ReadArgs) -> Result<(), Failure> {
     require_store(&args.data)?;
     let root = args.data.join(logbook::ARCHIVE_DIR);
     let archive = logbook_archive::Archive::open(&root, logbook::std_fs()).map_err(|e| e.to_string())?;
+    // A manifest older than the log would read as "nothing archived".
+    logbook_archive::check_jobs_known(&archive, &args.data.join(logbook::SEGMENTS_DIR)).map_err(|e| e.to_string())?;
     let mut events = archive.read_stream(&args.stream).map_err(|e| e.to_string())?;
     events.retain(|e| e.version >= args.from.unwrap_or(0));
     if args.rev {

@@ -1040,7 +1040,25 @@ pub fn verify_data_dir(data: &Path, report: &mut logbook::VerifyReport) {
             return;
         }
     };
-    let (findings, positions) = archive.verify();
+    let (mut findings, positions) = archive.verify();
+    // Jobs the hot tier records but the manifest does not know: their files are the only copy
+    // of the events they archived, not leftovers.
+    let unknown = crate::store::unknown_jobs(&archive, &data.join(logbook::SEGMENTS_DIR));
+    for finding in &mut findings {
+        let name = finding.file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        if finding.severity == Severity::Orphan
+            && unknown.iter().any(|(_, job)| name.starts_with(&format!("job-{job:06}-")))
+        {
+            finding.severity = Severity::Corruption;
+            finding.reason = "not in the manifest, but the hot tier records its archive job: it holds archived \
+                              events the manifest lost; do not delete it"
+                .into();
+        }
+    }
+    for (segment, job) in unknown {
+        let reason = crate::store::unknown_job_reason(job, archive.next_job_id());
+        findings.push(Finding { severity: Severity::Corruption, file: segment, offset: 0, reason });
+    }
     report.findings.extend(findings);
     report.archive_files = archive.file_count();
     report.archive_events = archive.event_count();

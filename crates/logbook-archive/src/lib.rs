@@ -16,5 +16,6 @@ pub use archive::{
 };
 pub use export::{export, export_with_fs, ExportReport};
 pub use store::{
-    backup_dir, collect_stats, compact, migrate_cold_tier, open_store, read_archived_stream, resolve_pending_jobs,
+    backup_dir, check_jobs_known, collect_stats, compact, migrate_cold_tier, open_store, read_archived_stream,
+    resolve_pending_jobs,
 };

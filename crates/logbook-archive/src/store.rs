@@ -14,9 +14,9 @@ use std::path::Path;
 use std::sync::Arc;
 
 use logbook::{
-    backup_dir_with, committed_job_of, compact_with_archive, copy_synced, sync_dir, with_compaction_guard, ArchiveSink,
-    BackupReport, CompactReport, DataDir, Error, Options, RecordedEvent, Result, RetentionPolicy, StatsReport, Store,
-    ARCHIVE_MANIFEST_FILE,
+    archive_jobs_of, backup_dir_with, committed_job_of, compact_with_archive, copy_synced, sync_dir,
+    with_compaction_guard, ArchiveSink, BackupReport, CompactReport, DataDir, Error, Options, RecordedEvent, Result,
+    RetentionPolicy, StatsReport, Store, ARCHIVE_MANIFEST_FILE,
 };
 
 use crate::archive::{Archive, ArchivedEvent, RewriteReport};
@@ -26,6 +26,7 @@ impl ArchiveSink for Archive {
     /// one (see [`Archive::rewrite_first_layout`]): called under the compaction guard before the
     /// compaction writes anything, so after it the cold tier holds one layout.
     fn resolve_pending_jobs(&mut self, segments_dir: &Path) -> Result<()> {
+        check_jobs_known(self, segments_dir)?;
         resolve_pending_jobs(self, segments_dir)?;
         let report = self.rewrite_first_layout()?;
         if report.files > 0 || report.skipped > 0 {
@@ -59,9 +60,43 @@ pub fn open_store(dir: impl AsRef<Path>, options: Options) -> Result<Store> {
     let data = DataDir::new(store.dir());
     if data.archive_dir().exists() {
         let mut archive = Archive::open(&data.archive_dir(), fs)?;
+        check_jobs_known(&archive, data.segments_dir())?;
         resolve_pending_jobs(&mut archive, data.segments_dir())?;
+    } else if let Some((segment, job)) = archive_jobs_of(data.segments_dir()).into_iter().next() {
+        let reason = format!(
+            "records archive job {job}, but the data directory has no archive: the events that job moved \
+             to the cold tier are missing; restore {} from a backup",
+            data.archive_dir().display()
+        );
+        return Err(Error::corruption(segment, 0, reason));
     }
     Ok(store)
+}
+
+/// Checks that the archive's manifest knows every archive job the hot segments record. A
+/// segment compacted by job J had its expired events moved into files of job J, which the
+/// manifest lists only if its `next_job` is past J. A manifest older than the log (restored
+/// from an old backup, synced back from object storage) would hide those events, present their
+/// file as a leftover, and hand job J's file names to the next compaction: refused instead.
+pub fn check_jobs_known(archive: &Archive, segments_dir: &Path) -> Result<()> {
+    match unknown_jobs(archive, segments_dir).into_iter().next() {
+        Some((segment, job)) => Err(Error::corruption(segment, 0, unknown_job_reason(job, archive.next_job_id()))),
+        None => Ok(()),
+    }
+}
+
+/// The hot segments that record an archive job the archive's manifest does not know.
+pub(crate) fn unknown_jobs(archive: &Archive, segments_dir: &Path) -> Vec<(std::path::PathBuf, u64)> {
+    let next = archive.next_job_id();
+    archive_jobs_of(segments_dir).into_iter().filter(|&(_, job)| job >= next).collect()
+}
+
+pub(crate) fn unknown_job_reason(job: u64, next_job: u64) -> String {
+    format!(
+        "records archive job {job}, but the archive's manifest ends before it (next job {next_job}): the manifest \
+         is older than the log and does not list the events that job archived; restore archive/{ARCHIVE_MANIFEST_FILE} \
+         from a backup"
+    )
 }
 
 /// Commits each pending archive job whose segment carries its job id (the compaction got past

@@ -36,7 +36,7 @@
 use std::collections::{HashMap, HashSet};
 
 use bytes::Bytes;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::datadir::{DataDir, SEGMENTS_DIR};
@@ -528,6 +528,24 @@ fn write_synced(fs: &dyn FileSystem, path: &Path, bytes: &[u8]) -> Result<()> {
     let file = fs.create(path).map_err(|e| Error::io(context("creating"), e))?;
     file.write_at(bytes, 0).map_err(|e| Error::io(context("writing"), e))?;
     file.sync_all().map_err(|e| Error::io(context("syncing"), e))
+}
+
+/// The segment files in `segments_dir` whose header records an archive job (a compaction
+/// that moved events to the cold tier), with that job id, in file-name order. The archive crate
+/// checks that its manifest knows each of them.
+pub fn archive_jobs_of(segments_dir: &Path) -> Vec<(PathBuf, u64)> {
+    let Ok(entries) = std::fs::read_dir(segments_dir) else { return Vec::new() };
+    let mut bases: Vec<u64> =
+        entries.filter_map(|e| segment::parse_file_name(&e.ok()?.file_name().to_string_lossy())).collect();
+    bases.sort_unstable();
+    bases
+        .into_iter()
+        .filter_map(|base| {
+            let path = segments_dir.join(segment::file_name(base));
+            let job = segment::read_header(&path)?.compacted?.job;
+            (job > 0).then_some((path, job))
+        })
+        .collect()
 }
 
 /// The job id a compacted segment at `base` carries (`None`: no such segment, or not compacted

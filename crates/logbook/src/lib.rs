@@ -70,7 +70,7 @@ pub use backup::{
 };
 /// For the logbook-archive crate (resolving pending jobs); not for embedders.
 #[doc(hidden)]
-pub use compact::committed_job_of;
+pub use compact::{archive_jobs_of, committed_job_of};
 pub use compact::{compact, compact_with_archive, with_compaction_guard, ArchiveSink, CompactReport};
 pub use compress::{compress_sealed, CompressReport};
 pub use datadir::{
