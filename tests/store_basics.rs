@@ -237,6 +237,33 @@ fn removing_the_lock_file_by_hand_does_not_let_a_second_open_in() {
 }
 
 #[test]
+fn a_leftover_spare_segment_that_is_not_zeroes_is_not_used() {
+    // `next-segment.tmp` is only ever zeroes (its header is stamped when it becomes a
+    // segment). One holding anything else past the header (another program, a damaged disk)
+    // must not become the next segment: its bytes would read as a damaged tail after the
+    // frames, and the store would refuse to open after its next clean stop.
+    let dir = tempfile::tempdir().unwrap();
+    let options = || Options { segment_bytes: 4096, ..Options::default() };
+    let store = Store::open(dir.path(), options()).unwrap();
+    store.close().unwrap();
+    std::fs::write(dir.path().join("segments").join("next-segment.tmp"), vec![0x5a; 4096]).unwrap();
+    let store = Store::open(dir.path(), options()).unwrap();
+    // Into the second segment (the one the spare becomes), and stop while it is the active one.
+    let mut appended = 0;
+    while store.segment_count() < 2 || appended % 10 != 0 {
+        let event = NewEvent::new("T", format!("{{\"i\":{appended}}}").into_bytes());
+        store.append("z", ExpectedVersion::Any, vec![event]).unwrap();
+        appended += 1;
+    }
+    assert_eq!(store.segment_count(), 2);
+    store.close().unwrap();
+    let store = Store::open(dir.path(), options()).unwrap();
+    assert_eq!(store.read_stream("z", 1, 1000, Direction::Forward).unwrap().len(), appended);
+    store.close().unwrap();
+    assert!(logbook::verify_dir(dir.path()).unwrap().is_healthy());
+}
+
+#[test]
 fn sync_modes_never_and_every_still_store_everything() {
     for sync in [SyncMode::Never, SyncMode::Every(std::time::Duration::from_millis(5))] {
         let dir = tempfile::tempdir().unwrap();

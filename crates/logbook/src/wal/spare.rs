@@ -31,9 +31,12 @@ enum SpareState {
 impl Spare {
     /// A spare left by an earlier run is reused: it only ever holds zeroes (and perhaps a
     /// header that was being stamped when the process stopped, which is overwritten).
+    /// One holding anything but zeroes past the header (another program's file, a damaged
+    /// disk) is not used: its bytes would read as a damaged tail after the new segment's frames.
+    /// It is prepared again (overwritten) when the next one is needed.
     pub(super) fn new(path: PathBuf, segment_bytes: u64, fs: Arc<dyn FileSystem>) -> Self {
         let capacity = segment::spare_bytes(segment_bytes);
-        let ready = std::fs::metadata(&path).is_ok_and(|m| m.len() == capacity);
+        let ready = std::fs::metadata(&path).is_ok_and(|m| m.len() == capacity) && holds_only_zeroes(&path, capacity);
         let state = if ready { SpareState::Ready } else { SpareState::Absent };
         Spare { state, path, capacity, fs }
     }
@@ -81,5 +84,15 @@ impl Spare {
                 self.state = SpareState::Ready;
             }
         }
+    }
+}
+
+/// True when the spare at `path` (`len` bytes, at most [`segment::FIRST_FILL_BYTES`]) holds
+/// only zeroes past the segment header's room.
+fn holds_only_zeroes(path: &std::path::Path, len: u64) -> bool {
+    debug_assert!(len <= segment::FIRST_FILL_BYTES, "a spare is at most one fill step");
+    match crate::storage::read_bounded(path, len) {
+        Ok(bytes) => bytes.get(segment::SEGMENT_HEADER_BYTES..).is_some_and(|rest| rest.iter().all(|&b| b == 0)),
+        Err(_) => false,
     }
 }
