@@ -92,7 +92,8 @@ pub(crate) fn store_error(err: &Error) -> Value {
         Error::Shutdown => Value::error("ERR", "the server is shutting down"),
         Error::WriterFailed(_) | Error::Io { .. } | Error::Corruption { .. } | Error::Locked(_) | Error::NoStore(_) => {
             let error_id = new_error_id();
-            tracing::error!(error_id = %error_id, detail = %err, "storage error");
+            // One target for every command's storage failures (this function serves them all).
+            tracing::error!(target: "logbook_server::storage", error_id = %error_id, detail = %err, "storage error");
             Value::error("ERR", &format!("storage error (id {error_id}); the server log has the detail"))
         }
     }
