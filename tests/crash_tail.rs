@@ -204,3 +204,71 @@ fn a_cut_tail_is_repaired_after_a_crash_and_refused_after_a_clean_stop() {
     }
     assert!(cases > 30, "only {cases} cases");
 }
+
+/// Frames of `dir`'s last segment: (position, offset, encoded length).
+fn frames_of_last_segment(dir: &Path) -> Vec<(u64, u64, u64)> {
+    let bytes = fs::read(last_segment(dir)).unwrap();
+    let base = segment::parse_file_name(last_segment(dir).file_name().unwrap().to_str().unwrap()).unwrap();
+    let mut frames = Vec::new();
+    segment::scan(&bytes, base, |frame, offset| frames.push((frame.position, offset, frame.encoded_len() as u64)));
+    frames
+}
+
+/// Zeroes the 4 KiB page at `page_start` of `path` (a page that "never reached the disk").
+fn zero_page(path: &Path, page_start: u64) {
+    let mut bytes = fs::read(path).unwrap();
+    bytes[page_start as usize..(page_start + 4096) as usize].fill(0);
+    fs::write(path, bytes).unwrap();
+}
+
+#[test]
+fn a_lost_page_followed_by_later_synced_appends_is_corruption_not_a_torn_tail() {
+    // Each append is acknowledged after its own fdatasync. After a crash, a page lost in the
+    // middle of the active segment, with acknowledged appends after it, cannot be a torn
+    // write (only the last write can be torn): cutting there would drop those appends.
+    let options = || Options { segment_bytes: 1 << 20, sync: logbook::SyncMode::Always, ..Options::default() };
+    let original = tempfile::tempdir().unwrap();
+    let store = Store::open(original.path(), options()).unwrap();
+    for i in 0..150 {
+        let event = NewEvent::new("E", format!("{{\"i\":{i},\"pad\":\"{}\"}}", "x".repeat(60)).into_bytes());
+        store.append(&format!("order-{}", i % 5), ExpectedVersion::Any, vec![event]).unwrap();
+    }
+    // The last append: one atomic batch of 100 events over several pages.
+    let events =
+        (0..100).map(|j| NewEvent::new("BATCH", format!("{{\"j\":{j},\"pad\":\"{}\"}}", "y".repeat(120)).into_bytes()));
+    let last = store.append("cart-1", ExpectedVersion::NoStream, events.collect()).unwrap();
+    store.close().unwrap();
+    let frames = frames_of_last_segment(original.path());
+    let end_of = |position: u64| frames.iter().find(|f| f.0 == position).map(|f| f.1 + f.2).unwrap();
+    assert!(end_of(150) > 3 * 4096, "the single appends span pages 1 and 2");
+
+    // Page 1 lost: 150 single appends end past page 2, every one acknowledged after its sync.
+    let work = tempfile::tempdir().unwrap();
+    copy_store(original.path(), work.path(), false);
+    zero_page(&last_segment(work.path()), 4096);
+    let report = logbook::verify_dir(work.path()).unwrap();
+    assert!(
+        report.findings.iter().any(|f| f.severity == logbook::Severity::Corruption),
+        "verify: {:#?}",
+        report.findings
+    );
+    let before = fs::read(last_segment(work.path())).unwrap();
+    match Store::open(work.path(), options()) {
+        Err(logbook::Error::Corruption { file, .. }) => assert_eq!(file, last_segment(work.path())),
+        Err(other) => panic!("open: {other}"),
+        Ok(store) => panic!("opened at head {}, acknowledged appends cut", store.head_position()),
+    }
+    assert_eq!(fs::read(last_segment(work.path())).unwrap(), before, "a refused open changes nothing");
+
+    // A page lost inside the last write (the 60-event batch, frames after it in the same
+    // write): a torn tail, cut back to the appends before that write.
+    let work = tempfile::tempdir().unwrap();
+    copy_store(original.path(), work.path(), false);
+    let first_of_batch = frames.iter().find(|f| f.0 == last.first_position).unwrap().1;
+    let lost = first_of_batch.next_multiple_of(4096);
+    assert!(lost + 4096 < end_of(last.last_position), "frames of the batch follow the lost page");
+    zero_page(&last_segment(work.path()), lost);
+    let store = Store::open(work.path(), options()).unwrap();
+    assert_eq!(store.head_position(), last.first_position - 1);
+    store.close().unwrap();
+}

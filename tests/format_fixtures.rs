@@ -32,6 +32,8 @@ fixtures! {
     v1_crashed: "v1-crashed",
     v2_clean: "v2-clean",
     v2_crashed: "v2-crashed",
+    v3_clean: "v3-clean",
+    v3_crashed: "v3-crashed",
 }
 
 const EXPECTED_FILE: &str = "expected.json";

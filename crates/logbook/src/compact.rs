@@ -382,6 +382,8 @@ fn rewrite_unit(
         compacted: Some(Compacted { end_position, job }),
         manifested: true,
         compressed: None,
+        // Sealed: no tail to judge, so no sync marks (its frames are written without them).
+        sync_marks: false,
     };
     let (bytes, builder) = encode_survivors(&header, unit)?;
     let header_crc = u32::from_le_bytes([bytes[60], bytes[61], bytes[62], bytes[63]]);
@@ -437,7 +439,8 @@ fn encode_survivors(header: &SegmentHeader, unit: &[SegmentPlan]) -> Result<(Vec
                 let count = batch.len();
                 for (i, survivor) in batch.drain(..).enumerate() {
                     let offset = out.len() as u64;
-                    record::encode(&FrameRef { batch_remaining: (count - 1 - i) as u32, ..survivor }, &mut out);
+                    let frame = FrameRef { batch_remaining: (count - 1 - i) as u32, after_sync: false, ..survivor };
+                    record::encode(&frame, &mut out);
                     builder.add(&IndexedEvent::of(&survivor, offset));
                 }
             }

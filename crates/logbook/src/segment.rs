@@ -11,7 +11,8 @@
 //! | 12..16 | u32      | header bytes (64)                         |
 //! | 16..24 | u64      | base position: position of the 1st frame  |
 //! | 24..32 | i64      | created, microseconds since the epoch     |
-//! | 32..36 | u32      | flags: bit 0 = COMPACTED, bit 1 = MANIFESTED; others zero |
+//! | 32..36 | u32      | flags: bit 0 = COMPACTED, bit 1 = MANIFESTED,   |
+//! |        |          | bit 2 = COMPRESSED, bit 3 = SYNC_MARKS; others zero |
 //! | 36..40 | zero     | reserved                                  |
 //! | 40..48 | u64      | compacted: last position the file covers  |
 //! | 48..56 | u64      | compacted: compaction job id              |
@@ -70,6 +71,12 @@ pub const FLAG_MANIFESTED: u32 = 2;
 /// Header flag: the file is the compressed form of a sealed segment ([`crate::compressed`]);
 /// bytes 36..40 and 56..60 then hold the checksum and length of the plain file it replaced.
 pub const FLAG_COMPRESSED: u32 = 4;
+/// Header flag: the writer marks, in this segment, the first frame it wrote after everything
+/// before it was synced ([`record::SYNC_MARK`]), so recovery can tell a torn last write from a
+/// page lost before a later sync. Set on every segment the log creates; a build without it
+/// refuses the file ("unsupported segment flags") rather than misread the marks as batch
+/// counts.
+pub const FLAG_SYNC_MARKS: u32 = 8;
 
 /// The decoded segment header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -82,6 +89,8 @@ pub struct SegmentHeader {
     pub manifested: bool,
     /// `Some` for a compressed segment file ([`FLAG_COMPRESSED`]).
     pub compressed: Option<CompressedFrom>,
+    /// Its frames carry sync marks ([`FLAG_SYNC_MARKS`]).
+    pub sync_marks: bool,
 }
 
 /// What a compressed segment's header says of the plain sealed segment it replaced, so that
@@ -107,7 +116,7 @@ pub struct Compacted {
 impl SegmentHeader {
     /// A header for a segment the log writes (no gaps).
     pub fn new(base_position: u64, created_us: i64) -> Self {
-        SegmentHeader { base_position, created_us, compacted: None, manifested: true, compressed: None }
+        SegmentHeader { base_position, created_us, compacted: None, manifested: true, compressed: None, sync_marks: true }
     }
 }
 
@@ -119,6 +128,9 @@ pub fn encode_header(header: &SegmentHeader) -> [u8; SEGMENT_HEADER_BYTES] {
     out[16..24].copy_from_slice(&header.base_position.to_le_bytes());
     out[24..32].copy_from_slice(&header.created_us.to_le_bytes());
     let mut flags = if header.manifested { FLAG_MANIFESTED } else { 0 };
+    if header.sync_marks {
+        flags |= FLAG_SYNC_MARKS;
+    }
     if let Some(compacted) = header.compacted {
         flags |= FLAG_COMPACTED;
         out[40..48].copy_from_slice(&compacted.end_position.to_le_bytes());
@@ -160,7 +172,7 @@ pub fn decode_header(bytes: &[u8]) -> Result<SegmentHeader, String> {
         return Err("base position 0 (positions start at 1)".into());
     }
     let flags = u32::from_le_bytes([bytes[32], bytes[33], bytes[34], bytes[35]]);
-    if flags & !(FLAG_COMPACTED | FLAG_MANIFESTED | FLAG_COMPRESSED) != 0 {
+    if flags & !(FLAG_COMPACTED | FLAG_MANIFESTED | FLAG_COMPRESSED | FLAG_SYNC_MARKS) != 0 {
         return Err(format!("unsupported segment flags {flags:#x}"));
     }
     let compacted = match flags & FLAG_COMPACTED {
@@ -180,7 +192,14 @@ pub fn decode_header(bytes: &[u8]) -> Result<SegmentHeader, String> {
         source_crc: u32::from_le_bytes([bytes[36], bytes[37], bytes[38], bytes[39]]),
         source_len: u32::from_le_bytes([bytes[56], bytes[57], bytes[58], bytes[59]]),
     });
-    Ok(SegmentHeader { base_position, created_us, compacted, manifested: flags & FLAG_MANIFESTED != 0, compressed })
+    Ok(SegmentHeader {
+        base_position,
+        created_us,
+        compacted,
+        manifested: flags & FLAG_MANIFESTED != 0,
+        compressed,
+        sync_marks: flags & FLAG_SYNC_MARKS != 0,
+    })
 }
 
 /// Owns the active segment's file handle: the writer thread is its only user.
@@ -200,6 +219,8 @@ pub struct SegmentWriter {
     filled: u64,
     /// The next zero-fill step.
     fill_step: u64,
+    /// The header has [`FLAG_SYNC_MARKS`]: the writer marks frames written after a sync.
+    sync_marks: bool,
 }
 
 /// First zero-fill step of an active segment, and the size of a spare segment (both at most
@@ -249,7 +270,7 @@ impl SegmentWriter {
         file.sync_all()?;
         fs.sync_dir(dir)?;
         let header = SEGMENT_HEADER_BYTES as u64;
-        Ok(SegmentWriter::new(file, path, base_position, header, capacity, header))
+        Ok(SegmentWriter::new(file, path, base_position, header, capacity, header, true))
     }
 
     fn new(
@@ -259,8 +280,10 @@ impl SegmentWriter {
         write_offset: u64,
         capacity: u64,
         filled: u64,
+        sync_marks: bool,
     ) -> Self {
-        SegmentWriter { file, path, base_position, write_offset, capacity, filled, fill_step: FIRST_FILL_BYTES }
+        let fill_step = FIRST_FILL_BYTES;
+        SegmentWriter { file, path, base_position, write_offset, capacity, filled, fill_step, sync_marks }
     }
 
     /// Turns a zero-filled, synced spare file (see [`prepare_spare`]) into the segment based at
@@ -295,7 +318,7 @@ impl SegmentWriter {
         fs.sync_dir(dir)?;
         // Reopened under its final name, so every later operation names the segment.
         let file = fs.open_rw(&path)?;
-        Ok(SegmentWriter::new(file, path, base_position, SEGMENT_HEADER_BYTES as u64, capacity, filled))
+        Ok(SegmentWriter::new(file, path, base_position, SEGMENT_HEADER_BYTES as u64, capacity, filled, true))
     }
 
     /// Reopens the last segment for appending after recovery found its valid end.
@@ -317,8 +340,12 @@ impl SegmentWriter {
             file.set_len(capacity.max(valid_len))?;
             file.sync_all()?;
         }
+        // A segment written before sync marks existed gets none (its header says how to read
+        // its batch words); recovery checked the header already.
+        let sync_marks = read_header(path).is_some_and(|h| h.sync_marks);
         // Past `valid_len` the file is sparse now (or was never filled): filling starts again.
-        Ok(SegmentWriter::new(file, path.to_path_buf(), base_position, valid_len, capacity.max(valid_len), valid_len))
+        let capacity = capacity.max(valid_len);
+        Ok(SegmentWriter::new(file, path.to_path_buf(), base_position, valid_len, capacity, valid_len, sync_marks))
     }
 
     pub fn path(&self) -> &Path {
@@ -336,6 +363,10 @@ impl SegmentWriter {
     /// Bytes left before the preallocated end.
     pub fn remaining(&self) -> u64 {
         self.capacity.saturating_sub(self.write_offset)
+    }
+    /// True when this segment's frames carry sync marks ([`FLAG_SYNC_MARKS`]).
+    pub fn sync_marks(&self) -> bool {
+        self.sync_marks
     }
     /// True when no frame has been written yet.
     pub fn is_empty(&self) -> bool {
@@ -591,12 +622,25 @@ pub fn judge_tail(bytes: &[u8], outcome: &ScanOutcome) -> TailVerdict {
             // the segment's space is zero-filled before use) with later pages present. Those
             // frames were never acknowledged. Bit rot never zeroes a whole page, so damage
             // that is an unwritten page, within one group's reach of the end, is a torn tail.
+            //
+            // Only the last write can be torn: a frame after the damage that carries the sync
+            // mark was written after everything before it was durable, so the damaged page had
+            // reached the disk before (a lost sector, not a torn write).
             Some(next) if unwritten_page_at(bytes, offset) && last_nonzero(bytes) - offset <= MAX_TORN_SPAN => {
-                TailVerdict::Repairable {
-                    offset,
-                    reason: format!(
-                        "{reason}, with a page never written (valid frames follow at byte {next}, torn write)"
-                    ),
+                match synced_frame_after(bytes, next, outcome.last_position) {
+                    Some(marked) => TailVerdict::Corrupt {
+                        offset,
+                        reason: format!(
+                            "{reason}, with a page never written, yet the frame at byte {marked} was written after \
+                             a sync that made this page durable (not a torn write)"
+                        ),
+                    },
+                    None => TailVerdict::Repairable {
+                        offset,
+                        reason: format!(
+                            "{reason}, with a page never written (valid frames follow at byte {next}, torn write)"
+                        ),
+                    },
                 }
             }
             Some(next) => {
@@ -642,6 +686,23 @@ pub fn unwritten_page_at(bytes: &[u8], offset: u64) -> bool {
 /// Offset just past the last non-zero byte.
 fn last_nonzero(bytes: &[u8]) -> u64 {
     bytes.iter().rposition(|&b| b != 0).map_or(0, |i| i as u64 + 1)
+}
+
+/// The offset of a frame at or after `from` (the first valid frame after some damage) that
+/// carries the sync mark ([`record::SYNC_MARK`]): frames are decoded one after another from
+/// `from`, and past any further damage from the next valid frame on.
+fn synced_frame_after(bytes: &[u8], from: u64, after_position: u64) -> Option<u64> {
+    let mut at = from;
+    loop {
+        match record::decode(&bytes[at as usize..]) {
+            Ok((frame, _)) if frame.after_sync => return Some(at),
+            Ok((_, used)) => at += used as u64,
+            Err(_) => at = find_valid_frame_after(bytes, at, after_position)?,
+        }
+        if at as usize >= bytes.len() {
+            return None;
+        }
+    }
 }
 
 /// Looks for any frame after `from` that decodes and claims a position above `after_position`.
@@ -1111,6 +1172,7 @@ mod tests {
             timestamp_us: 1,
             id: [position as u8; 16],
             batch_remaining: remaining,
+            after_sync: false,
             stream: "s-1",
             event_type: "T",
             metadata: b"",
@@ -1187,6 +1249,7 @@ mod tests {
             compacted: Some(Compacted { end_position: 20, job: 3 }),
             manifested: true,
             compressed: None,
+            sync_marks: false,
         };
         let encoded = encode_header(&header);
         assert_eq!(decode_header(&encoded), Ok(header));
@@ -1208,7 +1271,7 @@ mod tests {
         assert_eq!(with(&[21]).1, Some(StopKind::Invariant), "past the end");
         // An unknown flag, and an end before the base, are refused.
         let mut bad = encoded;
-        bad[32] = 8;
+        bad[32] = 16;
         let crc = crc32fast::hash(&bad[0..60]) ^ CRC_MASK;
         bad[60..64].copy_from_slice(&crc.to_le_bytes());
         assert!(decode_header(&bad).is_err());

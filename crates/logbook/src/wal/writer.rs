@@ -113,6 +113,9 @@ pub struct Writer {
     encoded_events: Vec<Vec<NewEvent>>,
     failed: Option<String>,
     unsynced: bool,
+    /// Frames written since the last fdatasync (zero-fill is not counted): while false, the
+    /// next frame written gets the sync mark ([`record::SYNC_MARK`]).
+    frames_unsynced: bool,
     last_sync: Instant,
     spare: Spare,
     /// Stored checksum of the last frame written to the active segment (0: none yet), for
@@ -161,6 +164,7 @@ impl Writer {
             encoded_events: Vec::new(),
             failed: None,
             unsynced: false,
+            frames_unsynced: false,
             last_sync: Instant::now(),
             spare,
             last_frame_crc,
@@ -289,6 +293,7 @@ impl Writer {
             stats.fsync_micros.record(u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX));
             stats.fsyncs.fetch_add(1, Ordering::Relaxed);
             self.unsynced = false;
+            self.frames_unsynced = false;
             self.last_sync = Instant::now();
         }
         Ok(())
@@ -586,6 +591,8 @@ impl Writer {
             last_position: self.next_position + count - 1,
         };
         let mut frames = Vec::with_capacity(append.events.len());
+        // The group's first frame, when everything before it is durable, carries the sync mark.
+        let marks_sync = self.buf.is_empty() && !self.frames_unsynced && self.segment.sync_marks();
         for (i, (event, id)) in append.events.iter().zip(&append.ids).enumerate() {
             let offset = self.segment.write_offset() + self.buf.len() as u64;
             assert!(offset < index::MAX_SEGMENT_BYTES, "segment offsets fit in u32");
@@ -598,7 +605,10 @@ impl Writer {
                     timestamp_us: event.time_us.unwrap_or(now),
                     id: *id,
                     batch_remaining: u32::try_from(count - 1 - i as u64 + batch_after)
-                        .expect("a batch holds fewer than 2^32 events (max_batch_events)"),
+                        .ok()
+                        .filter(|&n| n < record::SYNC_MARK)
+                        .expect("a batch holds fewer than 2^31 events (max_batch_events)"),
+                    after_sync: marks_sync && i == 0,
                     stream: &append.stream,
                     event_type: &event.event_type,
                     metadata: &event.metadata,
@@ -685,6 +695,8 @@ impl Writer {
         let written = self.segment.append(&self.buf);
         let bytes = self.buf.len() as u64;
         self.buf.clear();
+        // Even a failed write may have reached the file in part.
+        self.frames_unsynced = true;
         if let Err(err) = written {
             return Err(self.fail(format!("write to {} failed: {err}", self.segment.path().display())));
         }
@@ -750,6 +762,7 @@ impl Writer {
             Err(err) => return Err(self.fail(format!("sealing {} failed: {err}", old_path.display()))),
         };
         self.unsynced = false;
+        self.frames_unsynced = false;
         match self.create_next_segment() {
             Ok(writer) => self.segment = writer,
             Err(err) => return Err(self.fail(format!("creating segment {} failed: {err}", self.next_position))),
