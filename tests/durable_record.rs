@@ -261,3 +261,52 @@ fn a_deleted_manifest_is_not_taken_for_a_store_older_than_manifests() {
     fs::remove_file(files.last().unwrap()).unwrap();
     assert_refused(dir.path(), Some(&dir.path().join("MANIFEST")), "MANIFEST and the newest segment deleted");
 }
+
+/// `logbook verify` on `dir`: (exit status, stdout, stderr).
+fn verify_cli(dir: &Path) -> (Option<i32>, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_logbook")).args(["verify", "--data"]).arg(dir).output().unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn a_listed_segment_that_cannot_be_read_is_reported_not_a_panic() {
+    // A segment path that is a directory, or a symlink to itself (ELOOP): verify panicked
+    // ("every listed base has a head or the walk failed before") and exited 101.
+    for stop in [Stop::Clean, Stop::Crash] {
+        for kind in ["directory", "symlink loop"] {
+            let dir = tempfile::tempdir().unwrap();
+            build(dir.path(), 4096, 60, 200, stop);
+            let files = segment_files(dir.path());
+            assert!(files.len() >= 4);
+            // A sealed segment in the middle, then the active (last) one.
+            for victim in [&files[1], files.last().unwrap()] {
+                let context = format!("{kind} at {}, {stop:?}", victim.display());
+                let work = tempfile::tempdir().unwrap();
+                copy_tree(dir.path(), work.path());
+                let path = work.path().join("segments").join(victim.file_name().unwrap());
+                fs::remove_file(&path).unwrap();
+                match kind {
+                    "directory" => fs::create_dir(&path).unwrap(),
+                    _ => std::os::unix::fs::symlink(path.file_name().unwrap(), &path).unwrap(),
+                }
+                let report = verify_dir(work.path()).unwrap();
+                assert!(
+                    report.findings.iter().any(|f| f.severity == Severity::Corruption && f.file == path),
+                    "{context}: verify names the file: {:?}",
+                    report.findings
+                );
+                let (code, stdout, stderr) = verify_cli(work.path());
+                assert_eq!(code, Some(1), "{context}: `logbook verify` exits 1: {stdout} {stderr}");
+                assert!(stdout.contains(&*path.to_string_lossy()), "{context}: names the file: {stdout}");
+                match Store::open(work.path(), Options::default()) {
+                    Err(e) => assert!(e.to_string().contains(&*path.to_string_lossy()), "{context}: {e}"),
+                    Ok(store) => panic!("{context}: open succeeded at head {}", store.head_position()),
+                }
+            }
+        }
+    }
+}

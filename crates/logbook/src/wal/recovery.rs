@@ -304,7 +304,12 @@ impl Walker<'_> {
         let mut expected_base = None;
         for (done, &base) in sealed.iter().enumerate() {
             (self.progress)(done, bases.len());
-            let head = heads.get(&base).expect("every listed base has a head or the walk failed before");
+            let Some(head) = heads.get(&base) else {
+                // Its header could not be read (reported above; open failed there): its end is
+                // unknown, so the next segment is not reported as a gap too.
+                expected_base = None;
+                continue;
+            };
             expected_base = self.walk_sealed(base, head, expected_base)?;
             if self.walk.first_position == 0 {
                 self.walk.first_position = base;
@@ -372,6 +377,9 @@ impl Walker<'_> {
                 continue; // an input of a compaction whose output stands at an earlier base
             }
             let path = self.dir.segment_path(entry.base);
+            if bases.binary_search(&entry.base).is_ok() && !heads.contains_key(&entry.base) {
+                continue; // there, but its header could not be read: reported as such
+            }
             let Some(head) = bases.binary_search(&entry.base).ok().and_then(|_| heads.get(&entry.base)) else {
                 let reason = if entry.active {
                     "missing: the manifest lists it as the active (last) segment".to_string()
