@@ -310,3 +310,39 @@ fn a_listed_segment_that_cannot_be_read_is_reported_not_a_panic() {
         }
     }
 }
+
+#[test]
+fn a_damaged_clean_record_does_not_hide_a_missing_active_segment() {
+    // One bit flipped in CLEAN and the active segment deleted, MANIFEST intact: verify said
+    // the manifest was lost and never named the missing active segment.
+    let dir = tempfile::tempdir().unwrap();
+    build(dir.path(), 4096, 60, 200, Stop::Clean);
+    let clean = dir.path().join("CLEAN");
+    let mut bytes = fs::read(&clean).unwrap();
+    bytes[20] ^= 1;
+    fs::write(&clean, &bytes).unwrap();
+    let active = segment_files(dir.path()).pop().unwrap();
+    fs::remove_file(&active).unwrap();
+    let report = verify_dir(dir.path()).unwrap();
+    let corrupt: Vec<_> = report.findings.iter().filter(|f| f.severity == Severity::Corruption).collect();
+    assert!(corrupt.iter().any(|f| f.file == clean), "reports CLEAN: {corrupt:?}");
+    assert!(corrupt.iter().any(|f| f.file == active), "reports the missing active segment: {corrupt:?}");
+    let manifest = dir.path().join("MANIFEST");
+    assert!(!corrupt.iter().any(|f| f.file == manifest), "the intact MANIFEST is not called lost: {corrupt:?}");
+    assert_refused(dir.path(), Some(&clean), "damaged CLEAN, active segment deleted");
+    // The other way round: a damaged MANIFEST is reported, and CLEAN still checks the end.
+    let dir = tempfile::tempdir().unwrap();
+    build(dir.path(), 4096, 60, 200, Stop::Clean);
+    let manifest = dir.path().join("MANIFEST");
+    let mut bytes = fs::read(&manifest).unwrap();
+    bytes[40] ^= 1;
+    fs::write(&manifest, &bytes).unwrap();
+    let active = segment_files(dir.path()).pop().unwrap();
+    let end = fs::read(&active).unwrap().iter().rposition(|&b| b != 0).unwrap() as u64;
+    fs::OpenOptions::new().write(true).open(&active).unwrap().set_len(end - 100).unwrap();
+    let report = verify_dir(dir.path()).unwrap();
+    let corrupt: Vec<_> = report.findings.iter().filter(|f| f.severity == Severity::Corruption).collect();
+    assert!(corrupt.iter().any(|f| f.file == manifest), "reports MANIFEST: {corrupt:?}");
+    assert!(corrupt.iter().any(|f| f.file == active), "reports the cut active segment: {corrupt:?}");
+    assert_refused(dir.path(), Some(&manifest), "damaged MANIFEST, active segment cut");
+}

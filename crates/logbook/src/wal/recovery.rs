@@ -172,7 +172,8 @@ struct Walker<'a> {
     /// Once a compacted segment has been read, a stream's next version only has to be higher.
     gaps: bool,
     /// A missing manifest is damage unless the store predates manifests (`logbook repair`
-    /// turns this off: it writes a new manifest for what it kept).
+    /// turns this off: it writes a new manifest for what it kept; verify, when the manifest
+    /// is there but does not decode, which it reports on its own).
     require_manifest: bool,
 }
 
@@ -194,23 +195,50 @@ pub fn walk_with_progress(
     manifest: Option<&Manifest>,
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<Walk> {
-    let mut walker = Walker { mode, progress, dir, clean, walk: Walk::default(), gaps: false, require_manifest: true };
+    let mut walker = Walker::new(mode, progress, dir, clean, true);
     walker.run(manifest)?;
     Ok(walker.walk)
+}
+
+/// [`walk_with_progress`] in verify mode, given what reading each durable record gave: a
+/// record that does not decode is reported (first), and the walk goes on with the other one,
+/// so a damaged `CLEAN` never weakens the manifest's checks, nor a damaged `MANIFEST` the
+/// clean-shutdown record's (and a manifest that is there but damaged is not also called lost).
+pub fn walk_verify_records(
+    dir: &DataDir,
+    clean: Result<Option<CleanRecord>>,
+    manifest: Result<Option<Manifest>>,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<Walk> {
+    let mut damaged = Vec::new();
+    let clean = match clean {
+        Ok(clean) => clean,
+        Err(Error::Corruption { file, offset, reason }) => {
+            damaged.push(Finding { severity: Severity::Corruption, file, offset, reason });
+            None
+        }
+        Err(e) => return Err(e),
+    };
+    let (manifest, require_manifest) = match manifest {
+        Ok(manifest) => (manifest, true),
+        Err(Error::Corruption { file, offset, reason }) => {
+            damaged.push(Finding { severity: Severity::Corruption, file, offset, reason });
+            (None, false)
+        }
+        Err(e) => return Err(e),
+    };
+    let mut walker = Walker::new(RecoveryMode::Verify, progress, dir, clean, require_manifest);
+    walker.run(manifest.as_ref())?;
+    let mut walk = walker.walk;
+    walk.findings.splice(0..0, damaged);
+    Ok(walk)
 }
 
 /// [`walk`] in verify mode of a store whose durable records are set aside (`logbook repair`,
 /// which writes new ones for what it keeps).
 pub fn walk_without_records(dir: &DataDir) -> Result<Walk> {
-    let mut walker = Walker {
-        mode: RecoveryMode::Verify,
-        progress: &mut |_, _| {},
-        dir,
-        clean: None,
-        walk: Walk::default(),
-        gaps: false,
-        require_manifest: false,
-    };
+    let mut progress = |_, _| {};
+    let mut walker = Walker::new(RecoveryMode::Verify, &mut progress, dir, None, false);
     walker.run(None)?;
     Ok(walker.walk)
 }
@@ -235,7 +263,25 @@ struct FileHead {
     len: u64,
 }
 
-impl Walker<'_> {
+impl<'a> Walker<'a> {
+    fn new(
+        mode: RecoveryMode,
+        progress: &'a mut dyn FnMut(usize, usize),
+        dir: &'a DataDir,
+        clean: Option<CleanRecord>,
+        require_manifest: bool,
+    ) -> Self {
+        Walker {
+            mode,
+            progress,
+            dir,
+            clean,
+            walk: Walk::default(),
+            gaps: false,
+            require_manifest,
+        }
+    }
+
     fn check_frames(&self) -> bool {
         match self.mode {
             RecoveryMode::Open { check_frames } => check_frames,
@@ -919,8 +965,15 @@ pub fn recover(dir: &Path, options: &Options) -> Result<Recovered> {
     // An existing store is only locked: a refused open must change nothing (not even bring
     // back a `segments/` that was deleted).
     let lock = if existing { data.lock()? } else { data.create_and_lock(fsys)? };
-    let clean = data.read_clean()?;
-    let manifest = data.read_manifest()?;
+    // A record that does not decode refuses the open, saying what the operator can do.
+    let with_hint = |e: Error| match e {
+        Error::Corruption { file, offset, reason } => {
+            Error::corruption(file, offset, format!("{reason}; {OPERATOR_HINT}"))
+        }
+        e => e,
+    };
+    let clean = data.read_clean().map_err(with_hint)?;
+    let manifest = data.read_manifest().map_err(with_hint)?;
     // Sealed segments are trusted (read through their indexes) only after a clean shutdown
     // of a store that has a manifest; a store without one is fully verified, then gets one.
     let check_frames = clean.is_none() || manifest.is_none() || options.verify_on_open == VerifyOnOpen::Always;
