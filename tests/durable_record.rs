@@ -311,6 +311,71 @@ fn a_listed_segment_that_cannot_be_read_is_reported_not_a_panic() {
     }
 }
 
+/// A store (1 KiB events, 4 KiB segments) as a crash during a rollover could leave it, after
+/// the old segment was sealed and the new one created, before the manifest listed the new one;
+/// but the new segment file is the one its live self went on to write, with `extra` events in
+/// it: the bytes of a clone that went on without it. Returns the head and the unlisted file.
+fn crashed_with_the_next_segment_of_a_clone(dir: &Path, extra: usize) -> (u64, std::path::PathBuf) {
+    let live = tempfile::tempdir().unwrap();
+    let store = Store::open(live.path(), options(4096)).unwrap();
+    let append = |i: usize| {
+        store
+            .append(&format!("order-{i}"), ExpectedVersion::NoStream, vec![NewEvent::new("E", vec![b'a'; 1000])])
+            .unwrap()
+    };
+    for i in 0..10 {
+        append(i);
+    }
+    let mut i = 10;
+    let (head, manifest) = loop {
+        let (head, manifest, segments) =
+            (store.head_position(), fs::read(live.path().join("MANIFEST")).unwrap(), segment_files(live.path()));
+        append(i);
+        i += 1;
+        if segment_files(live.path()).len() > segments.len() {
+            break (head, manifest);
+        }
+    };
+    for _ in 1..extra {
+        append(i);
+        i += 1;
+    }
+    copy_tree(live.path(), dir);
+    drop(store);
+    fs::write(dir.join("MANIFEST"), manifest).unwrap();
+    let next = segment_files(dir).pop().unwrap();
+    assert_eq!(next.file_name().unwrap().to_string_lossy(), logbook::segment::file_name(head + 1));
+    (head, next)
+}
+
+#[test]
+fn an_unlisted_segment_holding_events_is_corruption_not_an_interrupted_rollover() {
+    // A rollover records its new segment in the manifest before anything is appended to it,
+    // so an unlisted newest file with frames comes from elsewhere (here: a clone's next
+    // segment); it was adopted as an "interrupted rollover", its events served as ours.
+    let dir = tempfile::tempdir().unwrap();
+    let (_, next) = crashed_with_the_next_segment_of_a_clone(dir.path(), 2);
+    assert_refused(dir.path(), Some(&next), "an unlisted newest segment with events");
+    let report = verify_dir(dir.path()).unwrap();
+    assert!(
+        report.findings.iter().any(|f| f.severity == Severity::Corruption && f.file == next),
+        "verify names the unlisted file: {:?}",
+        report.findings
+    );
+    // What an interrupted rollover does leave, its header and zeroes, still opens.
+    let dir = tempfile::tempdir().unwrap();
+    let (head, next) = crashed_with_the_next_segment_of_a_clone(dir.path(), 1);
+    let mut bytes = fs::read(&next).unwrap();
+    bytes[64..].fill(0);
+    fs::write(&next, &bytes).unwrap();
+    let r = verify_dir(dir.path()).unwrap();
+    assert!(r.is_healthy(), "{:?}", r.findings);
+    let store = Store::open(dir.path(), Options::default()).unwrap();
+    assert_eq!(store.head_position(), head, "header-only next segment: nothing adopted");
+    let next = store.append("order-x", ExpectedVersion::NoStream, vec![NewEvent::new("E", b"x".to_vec())]).unwrap();
+    assert_eq!(next.first_position, head + 1);
+}
+
 #[test]
 fn a_damaged_clean_record_does_not_hide_a_missing_active_segment() {
     // One bit flipped in CLEAN and the active segment deleted, MANIFEST intact: verify said

@@ -175,6 +175,9 @@ struct Walker<'a> {
     /// turns this off: it writes a new manifest for what it kept; verify, when the manifest
     /// is there but does not decode, which it reports on its own).
     require_manifest: bool,
+    /// The newest segment file when the manifest does not list it: a rollover that stopped
+    /// before recording its new segment, if the file holds nothing past its header.
+    unlisted_newest: Option<u64>,
 }
 
 /// Walks the data directory. `clean` and `manifest` are the durable records read before.
@@ -279,6 +282,7 @@ impl<'a> Walker<'a> {
             walk: Walk::default(),
             gaps: false,
             require_manifest,
+            unlisted_newest: None,
         }
     }
 
@@ -414,8 +418,9 @@ impl<'a> Walker<'a> {
 
     /// Every segment the manifest lists must exist with the recorded header (and, once sealed,
     /// length); a file it does not list is foreign, except the newest one an interrupted
-    /// rollover created, and except a compacted segment standing where its inputs are listed
-    /// (a compaction interrupted between its rename and the manifest update).
+    /// rollover created (if it holds nothing past its header, which its walk checks), and
+    /// except a compacted segment standing where its inputs are listed (a compaction
+    /// interrupted between its rename and the manifest update).
     fn check_manifest(&mut self, manifest: &Manifest, bases: &[u64], heads: &HashMap<u64, FileHead>) -> Result<()> {
         let mut covered_to = 0u64;
         for (i, entry) in manifest.entries.iter().enumerate() {
@@ -465,7 +470,10 @@ impl<'a> Walker<'a> {
         for (i, &base) in unlisted.iter().enumerate() {
             let newest = base == *bases.last().unwrap_or(&0) && base > listed_last && i + 1 == unlisted.len();
             if newest && unlisted.len() == 1 {
-                continue; // a rollover that stopped before recording its new segment
+                // A rollover that stopped before recording its new segment: nothing can have
+                // been appended to it yet (its walk checks that it holds only its header).
+                self.unlisted_newest = Some(base);
+                continue;
             }
             let path = self.dir.segment_path(base);
             self.corrupt(&path, 0, "not listed in the manifest: a segment file from elsewhere?".to_string())?;
@@ -722,6 +730,19 @@ impl<'a> Walker<'a> {
                 return self.corrupt(&path, 0, format!("cannot read: {e}"));
             }
         };
+        if self.unlisted_newest == Some(base) {
+            // The writer appends to a new segment only once the manifest lists it (rollover:
+            // seal, create and sync the new file, write its predecessor's index, then the
+            // manifest), so an unlisted file with anything past its header is not ours.
+            let header_len = SEGMENT_HEADER_BYTES.min(bytes.len());
+            if let Some(at) = bytes[header_len..].iter().position(|&b| b != 0) {
+                let reason = "not listed in the manifest, yet it holds data past its header: a rollover that stops \
+                              before the manifest lists its new segment has appended nothing to it, so this is a \
+                              segment file from elsewhere"
+                    .to_string();
+                return self.corrupt(&path, (header_len + at) as u64, reason);
+            }
+        }
         let header = match &head.header {
             Ok(header) => *header,
             Err(reason) => {
