@@ -411,3 +411,22 @@ fn a_damaged_clean_record_does_not_hide_a_missing_active_segment() {
     assert!(corrupt.iter().any(|f| f.file == active), "reports the cut active segment: {corrupt:?}");
     assert_refused(dir.path(), Some(&manifest), "damaged MANIFEST, active segment cut");
 }
+
+#[test]
+fn a_listed_active_segment_zeroed_after_a_crash_is_corruption() {
+    // The manifest lists an active segment only after its header was synced (at rollover and
+    // at open), so a listed active segment that is all zeroes, or empty, lost acknowledged
+    // events; open took it for a header that never reached the disk and made it again.
+    for zeroed in [true, false] {
+        let dir = tempfile::tempdir().unwrap();
+        build(dir.path(), 4096, 60, 200, Stop::Crash);
+        let active = segment_files(dir.path()).pop().unwrap();
+        let len = fs::metadata(&active).unwrap().len();
+        let file = fs::OpenOptions::new().write(true).open(&active).unwrap();
+        file.set_len(0).unwrap();
+        if zeroed {
+            file.set_len(len).unwrap();
+        }
+        assert_refused(dir.path(), Some(&active), &format!("listed active segment zeroed={zeroed}"));
+    }
+}

@@ -178,6 +178,8 @@ struct Walker<'a> {
     /// The newest segment file when the manifest does not list it: a rollover that stopped
     /// before recording its new segment, if the file holds nothing past its header.
     unlisted_newest: Option<u64>,
+    /// The manifest's entry for each base it lists (base, active, recorded header checksum).
+    listed: HashMap<u64, (bool, u32)>,
 }
 
 /// Walks the data directory. `clean` and `manifest` are the durable records read before.
@@ -283,6 +285,7 @@ impl<'a> Walker<'a> {
             gaps: false,
             require_manifest,
             unlisted_newest: None,
+            listed: HashMap::new(),
         }
     }
 
@@ -422,6 +425,7 @@ impl<'a> Walker<'a> {
     /// except a compacted segment standing where its inputs are listed (a compaction
     /// interrupted between its rename and the manifest update).
     fn check_manifest(&mut self, manifest: &Manifest, bases: &[u64], heads: &HashMap<u64, FileHead>) -> Result<()> {
+        self.listed = manifest.entries.iter().map(|e| (e.base, (e.active, e.header_crc))).collect();
         let mut covered_to = 0u64;
         for (i, entry) in manifest.entries.iter().enumerate() {
             if entry.base <= covered_to {
@@ -747,8 +751,24 @@ impl<'a> Walker<'a> {
             Ok(header) => *header,
             Err(reason) => {
                 // A crash while creating the segment can leave a header that never reached the
-                // disk. Base 0 is never a real segment (positions start at 1).
+                // disk. Base 0 is never a real segment (positions start at 1). Not a segment the
+                // manifest lists with its header's checksum: the manifest names an active segment
+                // only after its header was synced (at rollover, at open), so that one lost
+                // acknowledged events. (A checksum of 0 is what a copy or a repair records for a
+                // last segment it found unwritten; open then creates it again.)
                 let unwritten = bytes.iter().all(|&b| b == 0);
+                let listed = self.listed.get(&base).copied();
+                if unwritten && listed.is_some_and(|(active, crc)| !active || crc != 0) {
+                    let what = match bytes.len() {
+                        0 => "empty".to_string(),
+                        len => format!("all zeroes ({len} bytes)"),
+                    };
+                    let reason = format!(
+                        "{what}: the manifest lists it, and lists a segment only after its header was synced, so \
+                         its header and any events after it were lost"
+                    );
+                    return self.corrupt(&path, 0, reason);
+                }
                 if unwritten && base >= 1 && expected_base.is_none_or(|e| e == base) && self.clean.is_none() {
                     let reason = "the last segment's header never reached the disk; open creates it again".to_string();
                     self.found(Severity::RepairableTail, &path, 0, reason)?;
