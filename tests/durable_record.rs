@@ -430,3 +430,24 @@ fn a_listed_active_segment_zeroed_after_a_crash_is_corruption() {
         assert_refused(dir.path(), Some(&active), &format!("listed active segment zeroed={zeroed}"));
     }
 }
+
+#[test]
+fn an_unwritten_last_segment_a_backup_lists_is_still_created_again() {
+    // A rollover interrupted before its new segment's header reached the disk leaves an
+    // unlisted file of zeroes. A backup's manifest lists it with header checksum 0 (it found
+    // no header): open of the copy creates it again, as open of the original does.
+    let dir = tempfile::tempdir().unwrap();
+    let (head, next) = crashed_with_the_next_segment_of_a_clone(dir.path(), 1);
+    let len = fs::metadata(&next).unwrap().len();
+    fs::write(&next, vec![0u8; len as usize]).unwrap();
+    let copy = tempfile::tempdir().unwrap();
+    let copy = copy.path().join("copy");
+    logbook::backup_dir(dir.path(), &copy).unwrap();
+    for store_dir in [copy.as_path(), dir.path()] {
+        assert!(verify_dir(store_dir).unwrap().is_healthy(), "{}", store_dir.display());
+        let store = Store::open(store_dir, Options::default()).unwrap();
+        assert_eq!(store.head_position(), head);
+        let next = store.append("order-x", ExpectedVersion::NoStream, vec![NewEvent::new("E", b"x".to_vec())]).unwrap();
+        assert_eq!(next.first_position, head + 1);
+    }
+}
