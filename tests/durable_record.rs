@@ -261,3 +261,193 @@ fn a_deleted_manifest_is_not_taken_for_a_store_older_than_manifests() {
     fs::remove_file(files.last().unwrap()).unwrap();
     assert_refused(dir.path(), Some(&dir.path().join("MANIFEST")), "MANIFEST and the newest segment deleted");
 }
+
+/// `logbook verify` on `dir`: (exit status, stdout, stderr).
+fn verify_cli(dir: &Path) -> (Option<i32>, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_logbook")).args(["verify", "--data"]).arg(dir).output().unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn a_listed_segment_that_cannot_be_read_is_reported_not_a_panic() {
+    // A segment path that is a directory, or a symlink to itself (ELOOP): verify panicked
+    // ("every listed base has a head or the walk failed before") and exited 101.
+    for stop in [Stop::Clean, Stop::Crash] {
+        for kind in ["directory", "symlink loop"] {
+            let dir = tempfile::tempdir().unwrap();
+            build(dir.path(), 4096, 60, 200, stop);
+            let files = segment_files(dir.path());
+            assert!(files.len() >= 4);
+            // A sealed segment in the middle, then the active (last) one.
+            for victim in [&files[1], files.last().unwrap()] {
+                let context = format!("{kind} at {}, {stop:?}", victim.display());
+                let work = tempfile::tempdir().unwrap();
+                copy_tree(dir.path(), work.path());
+                let path = work.path().join("segments").join(victim.file_name().unwrap());
+                fs::remove_file(&path).unwrap();
+                match kind {
+                    "directory" => fs::create_dir(&path).unwrap(),
+                    _ => std::os::unix::fs::symlink(path.file_name().unwrap(), &path).unwrap(),
+                }
+                let report = verify_dir(work.path()).unwrap();
+                assert!(
+                    report.findings.iter().any(|f| f.severity == Severity::Corruption && f.file == path),
+                    "{context}: verify names the file: {:?}",
+                    report.findings
+                );
+                let (code, stdout, stderr) = verify_cli(work.path());
+                assert_eq!(code, Some(1), "{context}: `logbook verify` exits 1: {stdout} {stderr}");
+                assert!(stdout.contains(&*path.to_string_lossy()), "{context}: names the file: {stdout}");
+                match Store::open(work.path(), Options::default()) {
+                    Err(e) => assert!(e.to_string().contains(&*path.to_string_lossy()), "{context}: {e}"),
+                    Ok(store) => panic!("{context}: open succeeded at head {}", store.head_position()),
+                }
+            }
+        }
+    }
+}
+
+/// A store (1 KiB events, 4 KiB segments) as a crash during a rollover could leave it, after
+/// the old segment was sealed and the new one created, before the manifest listed the new one;
+/// but the new segment file is the one its live self went on to write, with `extra` events in
+/// it: the bytes of a clone that went on without it. Returns the head and the unlisted file.
+fn crashed_with_the_next_segment_of_a_clone(dir: &Path, extra: usize) -> (u64, std::path::PathBuf) {
+    let live = tempfile::tempdir().unwrap();
+    let store = Store::open(live.path(), options(4096)).unwrap();
+    let append = |i: usize| {
+        store
+            .append(&format!("order-{i}"), ExpectedVersion::NoStream, vec![NewEvent::new("E", vec![b'a'; 1000])])
+            .unwrap()
+    };
+    for i in 0..10 {
+        append(i);
+    }
+    let mut i = 10;
+    let (head, manifest) = loop {
+        let (head, manifest, segments) =
+            (store.head_position(), fs::read(live.path().join("MANIFEST")).unwrap(), segment_files(live.path()));
+        append(i);
+        i += 1;
+        if segment_files(live.path()).len() > segments.len() {
+            break (head, manifest);
+        }
+    };
+    for _ in 1..extra {
+        append(i);
+        i += 1;
+    }
+    copy_tree(live.path(), dir);
+    drop(store);
+    fs::write(dir.join("MANIFEST"), manifest).unwrap();
+    let next = segment_files(dir).pop().unwrap();
+    assert_eq!(next.file_name().unwrap().to_string_lossy(), logbook::segment::file_name(head + 1));
+    (head, next)
+}
+
+#[test]
+fn an_unlisted_segment_holding_events_is_corruption_not_an_interrupted_rollover() {
+    // A rollover records its new segment in the manifest before anything is appended to it,
+    // so an unlisted newest file with frames comes from elsewhere (here: a clone's next
+    // segment); it was adopted as an "interrupted rollover", its events served as ours.
+    let dir = tempfile::tempdir().unwrap();
+    let (_, next) = crashed_with_the_next_segment_of_a_clone(dir.path(), 2);
+    assert_refused(dir.path(), Some(&next), "an unlisted newest segment with events");
+    let report = verify_dir(dir.path()).unwrap();
+    assert!(
+        report.findings.iter().any(|f| f.severity == Severity::Corruption && f.file == next),
+        "verify names the unlisted file: {:?}",
+        report.findings
+    );
+    // What an interrupted rollover does leave, its header and zeroes, still opens.
+    let dir = tempfile::tempdir().unwrap();
+    let (head, next) = crashed_with_the_next_segment_of_a_clone(dir.path(), 1);
+    let mut bytes = fs::read(&next).unwrap();
+    bytes[64..].fill(0);
+    fs::write(&next, &bytes).unwrap();
+    let r = verify_dir(dir.path()).unwrap();
+    assert!(r.is_healthy(), "{:?}", r.findings);
+    let store = Store::open(dir.path(), Options::default()).unwrap();
+    assert_eq!(store.head_position(), head, "header-only next segment: nothing adopted");
+    let next = store.append("order-x", ExpectedVersion::NoStream, vec![NewEvent::new("E", b"x".to_vec())]).unwrap();
+    assert_eq!(next.first_position, head + 1);
+}
+
+#[test]
+fn a_damaged_clean_record_does_not_hide_a_missing_active_segment() {
+    // One bit flipped in CLEAN and the active segment deleted, MANIFEST intact: verify said
+    // the manifest was lost and never named the missing active segment.
+    let dir = tempfile::tempdir().unwrap();
+    build(dir.path(), 4096, 60, 200, Stop::Clean);
+    let clean = dir.path().join("CLEAN");
+    let mut bytes = fs::read(&clean).unwrap();
+    bytes[20] ^= 1;
+    fs::write(&clean, &bytes).unwrap();
+    let active = segment_files(dir.path()).pop().unwrap();
+    fs::remove_file(&active).unwrap();
+    let report = verify_dir(dir.path()).unwrap();
+    let corrupt: Vec<_> = report.findings.iter().filter(|f| f.severity == Severity::Corruption).collect();
+    assert!(corrupt.iter().any(|f| f.file == clean), "reports CLEAN: {corrupt:?}");
+    assert!(corrupt.iter().any(|f| f.file == active), "reports the missing active segment: {corrupt:?}");
+    let manifest = dir.path().join("MANIFEST");
+    assert!(!corrupt.iter().any(|f| f.file == manifest), "the intact MANIFEST is not called lost: {corrupt:?}");
+    assert_refused(dir.path(), Some(&clean), "damaged CLEAN, active segment deleted");
+    // The other way round: a damaged MANIFEST is reported, and CLEAN still checks the end.
+    let dir = tempfile::tempdir().unwrap();
+    build(dir.path(), 4096, 60, 200, Stop::Clean);
+    let manifest = dir.path().join("MANIFEST");
+    let mut bytes = fs::read(&manifest).unwrap();
+    bytes[40] ^= 1;
+    fs::write(&manifest, &bytes).unwrap();
+    let active = segment_files(dir.path()).pop().unwrap();
+    let end = fs::read(&active).unwrap().iter().rposition(|&b| b != 0).unwrap() as u64;
+    fs::OpenOptions::new().write(true).open(&active).unwrap().set_len(end - 100).unwrap();
+    let report = verify_dir(dir.path()).unwrap();
+    let corrupt: Vec<_> = report.findings.iter().filter(|f| f.severity == Severity::Corruption).collect();
+    assert!(corrupt.iter().any(|f| f.file == manifest), "reports MANIFEST: {corrupt:?}");
+    assert!(corrupt.iter().any(|f| f.file == active), "reports the cut active segment: {corrupt:?}");
+    assert_refused(dir.path(), Some(&manifest), "damaged MANIFEST, active segment cut");
+}
+
+#[test]
+fn a_listed_active_segment_zeroed_after_a_crash_is_corruption() {
+    // The manifest lists an active segment only after its header was synced (at rollover and
+    // at open), so a listed active segment that is all zeroes, or empty, lost acknowledged
+    // events; open took it for a header that never reached the disk and made it again.
+    for zeroed in [true, false] {
+        let dir = tempfile::tempdir().unwrap();
+        build(dir.path(), 4096, 60, 200, Stop::Crash);
+        let active = segment_files(dir.path()).pop().unwrap();
+        let len = fs::metadata(&active).unwrap().len();
+        let file = fs::OpenOptions::new().write(true).open(&active).unwrap();
+        file.set_len(0).unwrap();
+        if zeroed {
+            file.set_len(len).unwrap();
+        }
+        assert_refused(dir.path(), Some(&active), &format!("listed active segment zeroed={zeroed}"));
+    }
+}
+
+#[test]
+fn an_unwritten_last_segment_a_backup_lists_is_still_created_again() {
+    // A rollover interrupted before its new segment's header reached the disk leaves an
+    // unlisted file of zeroes. A backup's manifest lists it with header checksum 0 (it found
+    // no header): open of the copy creates it again, as open of the original does.
+    let dir = tempfile::tempdir().unwrap();
+    let (head, next) = crashed_with_the_next_segment_of_a_clone(dir.path(), 1);
+    let len = fs::metadata(&next).unwrap().len();
+    fs::write(&next, vec![0u8; len as usize]).unwrap();
+    let copy = tempfile::tempdir().unwrap();
+    let copy = copy.path().join("copy");
+    logbook::backup_dir(dir.path(), &copy).unwrap();
+    for store_dir in [copy.as_path(), dir.path()] {
+        assert!(verify_dir(store_dir).unwrap().is_healthy(), "{}", store_dir.display());
+        let store = Store::open(store_dir, Options::default()).unwrap();
+        assert_eq!(store.head_position(), head);
+        let next = store.append("order-x", ExpectedVersion::NoStream, vec![NewEvent::new("E", b"x".to_vec())]).unwrap();
+        assert_eq!(next.first_position, head + 1);
+    }
+}

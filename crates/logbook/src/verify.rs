@@ -15,7 +15,7 @@ use std::path::Path;
 
 use crate::datadir::{holds_store, DataDir};
 use crate::error::{Error, Result};
-use crate::wal::{self, RecoveryMode};
+use crate::wal;
 
 pub use crate::wal::{Finding, HotPositions, Severity};
 
@@ -93,19 +93,8 @@ pub fn verify_dir_with_progress(dir: &Path, mut progress: impl FnMut(usize, usiz
     loop {
         attempt += 1;
         let before = std::fs::read(data.manifest_path()).ok();
-        let walk = match (data.read_clean(), data.read_manifest()) {
-            (Ok(clean), Ok(manifest)) => {
-                wal::walk_with_progress(&data, RecoveryMode::Verify, clean, manifest.as_ref(), &mut progress)?
-            }
-            (Err(Error::Corruption { file, offset, reason }), _)
-            | (_, Err(Error::Corruption { file, offset, reason })) => {
-                // A record that does not decode: report it, then check the segments without it.
-                let mut walk = wal::walk(&data, RecoveryMode::Verify, None, None)?;
-                walk.findings.insert(0, Finding { severity: Severity::Corruption, file, offset, reason });
-                walk
-            }
-            (Err(e), _) | (_, Err(e)) => return Err(e),
-        };
+        // A record that does not decode is reported, and the other one still checks the files.
+        let walk = wal::walk_verify_records(&data, data.read_clean(), data.read_manifest(), &mut progress)?;
         let after = std::fs::read(data.manifest_path()).ok();
         if before != after && attempt < MAX_ATTEMPTS {
             tracing::info!(attempt, "the store changed during verify (a rollover or compaction); walking again");

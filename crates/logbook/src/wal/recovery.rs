@@ -172,8 +172,14 @@ struct Walker<'a> {
     /// Once a compacted segment has been read, a stream's next version only has to be higher.
     gaps: bool,
     /// A missing manifest is damage unless the store predates manifests (`logbook repair`
-    /// turns this off: it writes a new manifest for what it kept).
+    /// turns this off: it writes a new manifest for what it kept; verify, when the manifest
+    /// is there but does not decode, which it reports on its own).
     require_manifest: bool,
+    /// The newest segment file when the manifest does not list it: a rollover that stopped
+    /// before recording its new segment, if the file holds nothing past its header.
+    unlisted_newest: Option<u64>,
+    /// The manifest's entry for each base it lists (base, active, recorded header checksum).
+    listed: HashMap<u64, (bool, u32)>,
 }
 
 /// Walks the data directory. `clean` and `manifest` are the durable records read before.
@@ -194,23 +200,50 @@ pub fn walk_with_progress(
     manifest: Option<&Manifest>,
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<Walk> {
-    let mut walker = Walker { mode, progress, dir, clean, walk: Walk::default(), gaps: false, require_manifest: true };
+    let mut walker = Walker::new(mode, progress, dir, clean, true);
     walker.run(manifest)?;
     Ok(walker.walk)
+}
+
+/// [`walk_with_progress`] in verify mode, given what reading each durable record gave: a
+/// record that does not decode is reported (first), and the walk goes on with the other one,
+/// so a damaged `CLEAN` never weakens the manifest's checks, nor a damaged `MANIFEST` the
+/// clean-shutdown record's (and a manifest that is there but damaged is not also called lost).
+pub fn walk_verify_records(
+    dir: &DataDir,
+    clean: Result<Option<CleanRecord>>,
+    manifest: Result<Option<Manifest>>,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<Walk> {
+    let mut damaged = Vec::new();
+    let clean = match clean {
+        Ok(clean) => clean,
+        Err(Error::Corruption { file, offset, reason }) => {
+            damaged.push(Finding { severity: Severity::Corruption, file, offset, reason });
+            None
+        }
+        Err(e) => return Err(e),
+    };
+    let (manifest, require_manifest) = match manifest {
+        Ok(manifest) => (manifest, true),
+        Err(Error::Corruption { file, offset, reason }) => {
+            damaged.push(Finding { severity: Severity::Corruption, file, offset, reason });
+            (None, false)
+        }
+        Err(e) => return Err(e),
+    };
+    let mut walker = Walker::new(RecoveryMode::Verify, progress, dir, clean, require_manifest);
+    walker.run(manifest.as_ref())?;
+    let mut walk = walker.walk;
+    walk.findings.splice(0..0, damaged);
+    Ok(walk)
 }
 
 /// [`walk`] in verify mode of a store whose durable records are set aside (`logbook repair`,
 /// which writes new ones for what it keeps).
 pub fn walk_without_records(dir: &DataDir) -> Result<Walk> {
-    let mut walker = Walker {
-        mode: RecoveryMode::Verify,
-        progress: &mut |_, _| {},
-        dir,
-        clean: None,
-        walk: Walk::default(),
-        gaps: false,
-        require_manifest: false,
-    };
+    let mut progress = |_, _| {};
+    let mut walker = Walker::new(RecoveryMode::Verify, &mut progress, dir, None, false);
     walker.run(None)?;
     Ok(walker.walk)
 }
@@ -235,7 +268,27 @@ struct FileHead {
     len: u64,
 }
 
-impl Walker<'_> {
+impl<'a> Walker<'a> {
+    fn new(
+        mode: RecoveryMode,
+        progress: &'a mut dyn FnMut(usize, usize),
+        dir: &'a DataDir,
+        clean: Option<CleanRecord>,
+        require_manifest: bool,
+    ) -> Self {
+        Walker {
+            mode,
+            progress,
+            dir,
+            clean,
+            walk: Walk::default(),
+            gaps: false,
+            require_manifest,
+            unlisted_newest: None,
+            listed: HashMap::new(),
+        }
+    }
+
     fn check_frames(&self) -> bool {
         match self.mode {
             RecoveryMode::Open { check_frames } => check_frames,
@@ -304,7 +357,12 @@ impl Walker<'_> {
         let mut expected_base = None;
         for (done, &base) in sealed.iter().enumerate() {
             (self.progress)(done, bases.len());
-            let head = heads.get(&base).expect("every listed base has a head or the walk failed before");
+            let Some(head) = heads.get(&base) else {
+                // Its header could not be read (reported above; open failed there): its end is
+                // unknown, so the next segment is not reported as a gap too.
+                expected_base = None;
+                continue;
+            };
             expected_base = self.walk_sealed(base, head, expected_base)?;
             if self.walk.first_position == 0 {
                 self.walk.first_position = base;
@@ -363,15 +421,20 @@ impl Walker<'_> {
 
     /// Every segment the manifest lists must exist with the recorded header (and, once sealed,
     /// length); a file it does not list is foreign, except the newest one an interrupted
-    /// rollover created, and except a compacted segment standing where its inputs are listed
-    /// (a compaction interrupted between its rename and the manifest update).
+    /// rollover created (if it holds nothing past its header, which its walk checks), and
+    /// except a compacted segment standing where its inputs are listed (a compaction
+    /// interrupted between its rename and the manifest update).
     fn check_manifest(&mut self, manifest: &Manifest, bases: &[u64], heads: &HashMap<u64, FileHead>) -> Result<()> {
+        self.listed = manifest.entries.iter().map(|e| (e.base, (e.active, e.header_crc))).collect();
         let mut covered_to = 0u64;
         for (i, entry) in manifest.entries.iter().enumerate() {
             if entry.base <= covered_to {
                 continue; // an input of a compaction whose output stands at an earlier base
             }
             let path = self.dir.segment_path(entry.base);
+            if bases.binary_search(&entry.base).is_ok() && !heads.contains_key(&entry.base) {
+                continue; // there, but its header could not be read: reported as such
+            }
             let Some(head) = bases.binary_search(&entry.base).ok().and_then(|_| heads.get(&entry.base)) else {
                 let reason = if entry.active {
                     "missing: the manifest lists it as the active (last) segment".to_string()
@@ -411,7 +474,10 @@ impl Walker<'_> {
         for (i, &base) in unlisted.iter().enumerate() {
             let newest = base == *bases.last().unwrap_or(&0) && base > listed_last && i + 1 == unlisted.len();
             if newest && unlisted.len() == 1 {
-                continue; // a rollover that stopped before recording its new segment
+                // A rollover that stopped before recording its new segment: nothing can have
+                // been appended to it yet (its walk checks that it holds only its header).
+                self.unlisted_newest = Some(base);
+                continue;
             }
             let path = self.dir.segment_path(base);
             self.corrupt(&path, 0, "not listed in the manifest: a segment file from elsewhere?".to_string())?;
@@ -668,12 +734,41 @@ impl Walker<'_> {
                 return self.corrupt(&path, 0, format!("cannot read: {e}"));
             }
         };
+        if self.unlisted_newest == Some(base) {
+            // The writer appends to a new segment only once the manifest lists it (rollover:
+            // seal, create and sync the new file, write its predecessor's index, then the
+            // manifest), so an unlisted file with anything past its header is not ours.
+            let header_len = SEGMENT_HEADER_BYTES.min(bytes.len());
+            if let Some(at) = bytes[header_len..].iter().position(|&b| b != 0) {
+                let reason = "not listed in the manifest, yet it holds data past its header: a rollover that stops \
+                              before the manifest lists its new segment has appended nothing to it, so this is a \
+                              segment file from elsewhere"
+                    .to_string();
+                return self.corrupt(&path, (header_len + at) as u64, reason);
+            }
+        }
         let header = match &head.header {
             Ok(header) => *header,
             Err(reason) => {
                 // A crash while creating the segment can leave a header that never reached the
-                // disk. Base 0 is never a real segment (positions start at 1).
+                // disk. Base 0 is never a real segment (positions start at 1). Not a segment the
+                // manifest lists with its header's checksum: the manifest names an active segment
+                // only after its header was synced (at rollover, at open), so that one lost
+                // acknowledged events. (A checksum of 0 is what a copy or a repair records for a
+                // last segment it found unwritten; open then creates it again.)
                 let unwritten = bytes.iter().all(|&b| b == 0);
+                let listed = self.listed.get(&base).copied();
+                if unwritten && listed.is_some_and(|(active, crc)| !active || crc != 0) {
+                    let what = match bytes.len() {
+                        0 => "empty".to_string(),
+                        len => format!("all zeroes ({len} bytes)"),
+                    };
+                    let reason = format!(
+                        "{what}: the manifest lists it, and lists a segment only after its header was synced, so \
+                         its header and any events after it were lost"
+                    );
+                    return self.corrupt(&path, 0, reason);
+                }
                 if unwritten && base >= 1 && expected_base.is_none_or(|e| e == base) && self.clean.is_none() {
                     let reason = "the last segment's header never reached the disk; open creates it again".to_string();
                     self.found(Severity::RepairableTail, &path, 0, reason)?;
@@ -911,8 +1006,15 @@ pub fn recover(dir: &Path, options: &Options) -> Result<Recovered> {
     // An existing store is only locked: a refused open must change nothing (not even bring
     // back a `segments/` that was deleted).
     let lock = if existing { data.lock()? } else { data.create_and_lock(fsys)? };
-    let clean = data.read_clean()?;
-    let manifest = data.read_manifest()?;
+    // A record that does not decode refuses the open, saying what the operator can do.
+    let with_hint = |e: Error| match e {
+        Error::Corruption { file, offset, reason } => {
+            Error::corruption(file, offset, format!("{reason}; {OPERATOR_HINT}"))
+        }
+        e => e,
+    };
+    let clean = data.read_clean().map_err(with_hint)?;
+    let manifest = data.read_manifest().map_err(with_hint)?;
     // Sealed segments are trusted (read through their indexes) only after a clean shutdown
     // of a store that has a manifest; a store without one is fully verified, then gets one.
     let check_frames = clean.is_none() || manifest.is_none() || options.verify_on_open == VerifyOnOpen::Always;
