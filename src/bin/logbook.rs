@@ -857,7 +857,7 @@ fn repair(args: RepairArgs) -> Result<(), Failure> {
         println!("{}", serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?);
         return Ok(());
     }
-    if report.damage.is_empty() {
+    if report.damage.is_empty() && report.gave_up.is_none() && report.gave_up_from.is_none() {
         println!("{}: no damage found; nothing changed (head {})", args.data.display(), report.head);
         return Ok(());
     }
@@ -870,7 +870,17 @@ fn repair(args: RepairArgs) -> Result<(), Failure> {
             last - first + 1,
             report.head
         ),
-        None => println!("gave up no event; the store ends at position {}", report.head),
+        None if report.gave_up_from.is_none() => {
+            println!("gave up no event; the store ends at position {}", report.head)
+        }
+        None => {}
+    }
+    if let Some(from) = report.gave_up_from {
+        println!(
+            "gave up every position from {from} on: the segment the manifest lists as holding them is missing, so how \
+             many events it held is not known; the store now ends at position {}",
+            report.head
+        );
     }
     if let Some(kept) = &report.kept_in {
         println!("what was taken away is kept in {}", kept.display());
