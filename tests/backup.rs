@@ -203,3 +203,26 @@ fn a_backup_carries_the_manifest_and_clean_record_of_a_stopped_store() {
     let verify = logbook::verify_dir(&copy).unwrap();
     assert!(!verify.is_healthy(), "a copy that lost its active segment is damaged: {:?}", verify.findings);
 }
+
+/// A store written before manifests existed (a version-1 `CLEAN`: the head as digits, no
+/// `MANIFEST`) is copied with its record as it is: the copy opens and verifies like the store.
+#[test]
+fn a_backup_of_a_store_older_than_manifests_keeps_its_records_as_they_are() {
+    let root = tempfile::tempdir().unwrap();
+    let data = root.path().join("data");
+    let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/v1-clean");
+    std::fs::create_dir_all(data.join("segments")).unwrap();
+    std::fs::copy(fixture.join("CLEAN"), data.join("CLEAN")).unwrap();
+    for entry in std::fs::read_dir(fixture.join("segments")).unwrap() {
+        let path = entry.unwrap().path();
+        std::fs::copy(&path, data.join("segments").join(path.file_name().unwrap())).unwrap();
+    }
+    let copy = root.path().join("copy");
+    logbook::backup_dir(&data, &copy).unwrap();
+    assert_eq!(std::fs::read(copy.join("CLEAN")).unwrap(), std::fs::read(data.join("CLEAN")).unwrap());
+    assert!(!copy.join("MANIFEST").exists(), "no record of the copy's own making");
+    assert!(logbook::verify_dir(&copy).unwrap().is_healthy());
+    let reopened = logbook::Store::open(&copy, Options::default()).unwrap();
+    let original = logbook::Store::open(&data, Options::default()).unwrap();
+    assert_eq!(reopened.head_position(), original.head_position());
+}

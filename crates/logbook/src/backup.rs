@@ -179,7 +179,8 @@ fn attempt_copy(
     // point is in a segment it lists (a rollover records its new segment before appending).
     let live = data.in_use();
     let records = read_records(data)?;
-    let (clean, manifest) = (records.0, records.1.clone());
+    let clean = records.0.as_ref().map(|(record, _)| *record);
+    let manifest = records.1.as_ref().map(|(record, _)| record.clone());
     let (before, active) = sealed_list(data)?;
     let mut report = BackupReport { retries: attempt, ..BackupReport::default() };
     let out_segments = out.join(SEGMENTS_DIR);
@@ -218,12 +219,14 @@ fn attempt_copy(
     }
     // The copy carries the store's records (a stopped store's CLEAN too: the copy must end
     // where it says), so `verify` on the copy catches a file missing from it.
+    // Byte for byte as read (a version-1 CLEAN stays one).
     let fsys = crate::storage::StdFileSystem;
-    if let Some(manifest) = &manifest {
-        copy.write_manifest(&fsys, manifest)?;
-    }
-    if let Some(clean) = &clean {
-        copy.write_clean(&fsys, clean)?;
+    let manifest_bytes = records.1.as_ref().map(|(_, bytes)| bytes);
+    let clean_bytes = records.0.as_ref().map(|(_, bytes)| bytes);
+    for (bytes, path) in [(manifest_bytes, copy.manifest_path()), (clean_bytes, copy.clean_path())] {
+        if let Some(bytes) = bytes {
+            crate::storage::write_atomically(&fsys, &path, bytes)?;
+        }
     }
     sync_dir(&out_segments)?;
     sync_dir(out)?;
@@ -241,9 +244,11 @@ fn attempt_copy(
 }
 
 /// The clean-shutdown record and the manifest, read as open reads them (one that does not
-/// decode is corruption).
-fn read_records(data: &DataDir) -> Result<(Option<CleanRecord>, Option<Manifest>)> {
-    Ok((data.read_clean()?, data.read_manifest()?))
+/// decode is corruption), each with the bytes it was decoded from.
+type Records = (Option<(CleanRecord, Vec<u8>)>, Option<(Manifest, Vec<u8>)>);
+
+fn read_records(data: &DataDir) -> Result<Records> {
+    Ok((data.read_clean_with_bytes()?, data.read_manifest_with_bytes()?))
 }
 
 /// Copies and syncs one file; `None` if it vanished (a compaction removed it: the caller's
