@@ -150,7 +150,10 @@ enum Attempt {
     /// A compaction replaced a sealed segment meanwhile: copy again.
     Changed,
     /// The copy, walked with the store's records, fails the checks `open` makes.
-    Damaged { error: Error, records_changed: bool },
+    Damaged {
+        error: Error,
+        records_changed: bool,
+    },
 }
 
 /// A corruption error of the store, said to have refused the backup.

@@ -66,7 +66,9 @@ pub fn repair_dir(dir: &Path) -> Result<RepairReport> {
     let clean = data.read_clean();
     let manifest = data.read_manifest();
     // What the store held before anything changes: nothing above the new head may go unreported.
-    let census = Census::take(&data, clean.as_ref().ok().copied().flatten(), manifest.as_ref().ok().and_then(Option::as_ref))?;
+    let (clean_read, manifest_read) =
+        (clean.as_ref().ok().copied().flatten(), manifest.as_ref().ok().and_then(Option::as_ref));
+    let census = Census::take(&data, clean_read, manifest_read)?;
     let mut journal = Journal::new(dir.join(format!("repair-{}", crate::calendar::now_us())));
     let mut report = RepairReport::default();
     let head = match repair_locked(&data, clean, manifest, &mut journal, &mut report, lock) {
@@ -74,7 +76,9 @@ pub fn repair_dir(dir: &Path) -> Result<RepairReport> {
         Err(e) => {
             let note = match journal.undo() {
                 Ok(()) => "the repair was undone: the store is as it was".to_string(),
-                Err(u) => format!("undoing the repair failed too ({u}); what it moved is in {}", journal.kept_in.display()),
+                Err(u) => {
+                    format!("undoing the repair failed too ({u}); what it moved is in {}", journal.kept_in.display())
+                }
             };
             return Err(annotate(e, &note));
         }
@@ -451,7 +455,11 @@ fn highest_claimed(bytes: &[u8]) -> u64 {
 }
 
 /// A record that does not decode is damage: reported, moved aside, read as absent.
-fn set_aside_if_damaged<T>(read: Result<Option<T>>, report: &mut RepairReport, journal: &mut Journal) -> Result<Option<T>> {
+fn set_aside_if_damaged<T>(
+    read: Result<Option<T>>,
+    report: &mut RepairReport,
+    journal: &mut Journal,
+) -> Result<Option<T>> {
     match read {
         Ok(record) => Ok(record),
         Err(Error::Corruption { file, offset, reason }) => {

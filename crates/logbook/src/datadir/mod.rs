@@ -251,9 +251,15 @@ impl DataDir {
 
 /// Reads and decodes a durable record: `None` when the file does not exist; one that does not
 /// decode (or is longer than `limit`) is corruption.
-fn read_record<T>(path: &Path, limit: u64, decode: fn(&[u8]) -> std::result::Result<T, String>) -> Result<Option<(T, Vec<u8>)>> {
+fn read_record<T>(
+    path: &Path,
+    limit: u64,
+    decode: fn(&[u8]) -> std::result::Result<T, String>,
+) -> Result<Option<(T, Vec<u8>)>> {
     match crate::storage::read_bounded(path, limit) {
-        Ok(bytes) => decode(&bytes).map(|record| Some((record, bytes))).map_err(|reason| Error::corruption(path, 0, reason)),
+        Ok(bytes) => {
+            decode(&bytes).map(|record| Some((record, bytes))).map_err(|reason| Error::corruption(path, 0, reason))
+        }
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
         Err(e) if e.kind() == io::ErrorKind::InvalidData => Err(Error::corruption(path, 0, e.to_string())),
         Err(e) => Err(Error::io(format!("reading {}", path.display()), e)),
