@@ -40,8 +40,8 @@ const MAX_ROUNDS: usize = 64;
 /// What a repair did.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct RepairReport {
-    /// Every damage it acted on (file, byte offset, reason), first found first; empty: the
-    /// store was healthy and nothing changed.
+    /// Every damage it acted on (file, byte offset, reason), first found first (after a crash,
+    /// a torn tail it cut too); empty: the store was healthy and nothing changed.
     pub damage: Vec<(PathBuf, u64, String)>,
     /// Positions given up, first and last (`None` when no event was lost): from the repaired
     /// store's head + 1 to the highest position the store held before (by its files or records).
@@ -73,6 +73,7 @@ pub fn repair_dir(dir: &Path) -> Result<RepairReport> {
     let mut report = RepairReport::default();
     let head = match repair_locked(&data, clean, manifest, &mut journal, &mut report, lock) {
         Ok(head) => head,
+        Err(e) if journal.steps.is_empty() && !journal.made => return Err(e),
         Err(e) => {
             let note = match journal.undo() {
                 Ok(()) => "the repair was undone: the store is as it was".to_string(),
