@@ -101,7 +101,8 @@ enum Command {
     )]
     Compress(CompressArgs),
     /// Copy a store, live or not, to a new directory (a consistent backup; restore = move it
-    /// into place while the store is stopped).
+    /// into place while the store is stopped). Refuses a store `open` would refuse, naming the
+    /// damage; the copy carries the store's MANIFEST (and CLEAN, when stopped).
     #[command(
         after_help = "Examples:\n  logbook backup --data ./data --out ./backup-2026-11-26\n  logbook backup --connect 127.0.0.1:7878 --name nightly-2026-11-26   # into the daemon's backup_dir"
     )]
