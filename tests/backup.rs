@@ -105,3 +105,124 @@ fn a_backup_keeps_the_unwritten_part_of_a_segment_a_hole() {
     assert_eq!(reopened.stream_version("order-1"), 1);
     drop(store);
 }
+
+/// A stopped store of 60 events in 4 KiB segments (several sealed, one active).
+fn stopped_store(root: &std::path::Path) -> std::path::PathBuf {
+    let data = root.join("data");
+    let store = logbook::Store::open(&data, Options { segment_bytes: 4096, ..Options::default() }).unwrap();
+    for i in 0..60u64 {
+        store
+            .append(&format!("order-{}", i % 5), ExpectedVersion::Any, vec![NewEvent::new("E", vec![b'a'; 200])])
+            .unwrap();
+    }
+    store.close().unwrap();
+    data
+}
+
+fn active_segment(data: &std::path::Path) -> std::path::PathBuf {
+    let mut files: Vec<_> = std::fs::read_dir(data.join("segments"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "seg"))
+        .collect();
+    files.sort();
+    files.pop().unwrap()
+}
+
+/// A store `open` refuses is never laundered into a copy that verifies: the backup refuses,
+/// naming the damage as open would, and leaves no copy behind.
+#[test]
+fn a_backup_refuses_a_store_that_open_refuses() {
+    type Damage = fn(&std::path::Path);
+    let cases: [(&str, Damage, &str); 3] = [
+        ("active segment deleted", |data| std::fs::remove_file(active_segment(data)).unwrap(), ".seg"),
+        (
+            "active segment cut below the clean-shutdown record's length",
+            |data| {
+                let active = active_segment(data);
+                let len = std::fs::read(&active).unwrap().iter().rposition(|&b| b != 0).unwrap() as u64 + 1;
+                std::fs::OpenOptions::new().write(true).open(&active).unwrap().set_len(len - 100).unwrap();
+            },
+            ".seg",
+        ),
+        (
+            "damaged MANIFEST and active segment deleted",
+            |data| {
+                let manifest = data.join("MANIFEST");
+                let mut bytes = std::fs::read(&manifest).unwrap();
+                bytes[40] ^= 1;
+                std::fs::write(&manifest, bytes).unwrap();
+                std::fs::remove_file(active_segment(data)).unwrap();
+            },
+            "MANIFEST",
+        ),
+    ];
+    for (name, damage, names) in cases {
+        let root = tempfile::tempdir().unwrap();
+        let data = stopped_store(root.path());
+        damage(&data);
+        assert!(logbook::Store::open(&data, Options::default()).is_err(), "{name}: open refuses it");
+        let copy = root.path().join("copy");
+        let err = logbook::backup_dir(&data, &copy).expect_err(name);
+        assert!(matches!(err, logbook::Error::Corruption { .. }), "{name}: {err}");
+        let text = err.to_string();
+        assert!(
+            text.contains(names) && text.contains(data.to_str().unwrap()),
+            "{name}: names the source's file: {text}"
+        );
+        assert!(!logbook::holds_store(&copy), "{name}: no copy is left that could pass for a backup");
+        // The binary exits non-zero and says why.
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_logbook"))
+            .args(["backup", "--data"])
+            .arg(&data)
+            .arg("--out")
+            .arg(root.path().join("copy-cli"))
+            .output()
+            .unwrap();
+        let said = String::from_utf8_lossy(&out.stderr).to_string() + &String::from_utf8_lossy(&out.stdout);
+        assert!(!out.status.success() && said.contains("corruption"), "{name}: {said}");
+    }
+}
+
+/// The copy carries the store's own durable records, so a file missing from the copy later is
+/// caught by `verify` on the copy as it would be on the store.
+#[test]
+fn a_backup_carries_the_manifest_and_clean_record_of_a_stopped_store() {
+    let root = tempfile::tempdir().unwrap();
+    let data = stopped_store(root.path());
+    let copy = root.path().join("copy");
+    logbook::backup_dir(&data, &copy).unwrap();
+    for record in ["MANIFEST", "CLEAN"] {
+        assert_eq!(std::fs::read(copy.join(record)).unwrap(), std::fs::read(data.join(record)).unwrap(), "{record}");
+    }
+    assert!(logbook::verify_dir(&copy).unwrap().is_healthy());
+    let reopened = logbook::Store::open(&copy, Options::default()).unwrap();
+    assert_eq!(reopened.head_position(), 60);
+    reopened.close().unwrap();
+    std::fs::remove_file(active_segment(&copy)).unwrap();
+    let verify = logbook::verify_dir(&copy).unwrap();
+    assert!(!verify.is_healthy(), "a copy that lost its active segment is damaged: {:?}", verify.findings);
+}
+
+/// A store written before manifests existed (a version-1 `CLEAN`: the head as digits, no
+/// `MANIFEST`) is copied with its record as it is: the copy opens and verifies like the store.
+#[test]
+fn a_backup_of_a_store_older_than_manifests_keeps_its_records_as_they_are() {
+    let root = tempfile::tempdir().unwrap();
+    let data = root.path().join("data");
+    let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/v1-clean");
+    std::fs::create_dir_all(data.join("segments")).unwrap();
+    std::fs::copy(fixture.join("CLEAN"), data.join("CLEAN")).unwrap();
+    for entry in std::fs::read_dir(fixture.join("segments")).unwrap() {
+        let path = entry.unwrap().path();
+        std::fs::copy(&path, data.join("segments").join(path.file_name().unwrap())).unwrap();
+    }
+    let copy = root.path().join("copy");
+    logbook::backup_dir(&data, &copy).unwrap();
+    assert_eq!(std::fs::read(copy.join("CLEAN")).unwrap(), std::fs::read(data.join("CLEAN")).unwrap());
+    assert!(!copy.join("MANIFEST").exists(), "no record of the copy's own making");
+    assert!(logbook::verify_dir(&copy).unwrap().is_healthy());
+    let reopened = logbook::Store::open(&copy, Options::default()).unwrap();
+    let original = logbook::Store::open(&data, Options::default()).unwrap();
+    assert_eq!(reopened.head_position(), original.head_position());
+}

@@ -210,7 +210,7 @@ fn demo_and_bench_create_a_store_that_the_other_verbs_then_accept() {
         let out = run_in(root.path(), &args);
         assert!(out.status.success(), "{args:?}: {}", text(&out));
     }
-    // The backup is a store too (no CLEAN: as after a crash).
+    // The backup is a store too (with the stopped store's MANIFEST and CLEAN).
     let out = run_in(root.path(), &["stats", "--data", backup_dir.to_str().unwrap()]);
     assert!(out.status.success(), "stats on the backup: {}", text(&out));
 

@@ -333,3 +333,32 @@ fn repair_cuts_a_compressed_segment_at_its_damaged_block() {
     assert_eq!(after.0[..], before.0[..head as usize]);
     healthy(dir.path(), "after repair");
 }
+
+/// `logbook repair` where the damaged compressed segment goes whole (its first block is bad)
+/// and the segment before it, the new last one, is compressed too: the repair completes (the
+/// log continues in a new plain segment), says what it gave up, and a second run finds nothing.
+#[test]
+fn repair_completes_when_the_segment_left_last_is_compressed() {
+    let dir = scratch();
+    build(dir.path());
+    let before = read_back(dir.path(), options());
+    let total = before.0.len() as u64;
+    let store = Store::open(dir.path(), options()).unwrap();
+    compress_sealed(&store).unwrap();
+    store.close().unwrap();
+    let files = seg_files(dir.path());
+    assert!(files.len() >= 3, "{files:?}");
+    let victim = files[1].clone();
+    let base: u64 = victim.file_stem().unwrap().to_str().unwrap().parse().unwrap();
+    let mut bytes = std::fs::read(&victim).unwrap();
+    bytes[300] ^= 0x01; // in its first block: nothing of it survives
+    std::fs::write(&victim, &bytes).unwrap();
+    let report = logbook::repair_dir(dir.path()).unwrap();
+    assert_eq!(report.head, base - 1, "{report:?}");
+    assert_eq!(report.gave_up, Some((base, total)), "{report:?}");
+    healthy(dir.path(), "after repair");
+    let after = read_back(dir.path(), Options { verify_on_open: VerifyOnOpen::Always, ..options() });
+    assert_eq!(after.0[..], before.0[..(base - 1) as usize]);
+    let again = logbook::repair_dir(dir.path()).unwrap();
+    assert!(again.damage.is_empty() && again.gave_up.is_none(), "{again:?}");
+}

@@ -169,3 +169,107 @@ fn a_stray_segment_file_is_moved_aside_alone() {
     assert!(kept_dir(dir.path()).join(stray.file_name().unwrap()).exists());
     assert!(logbook::verify_dir(dir.path()).unwrap().is_healthy());
 }
+
+fn base_of(segment: &std::path::Path) -> u64 {
+    logbook::segment::parse_file_name(segment.file_name().unwrap().to_str().unwrap()).unwrap()
+}
+
+fn run_repair(dir: &std::path::Path) -> (bool, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_logbook")).args(["repair", "--data"]).arg(dir).output().unwrap();
+    (out.status.success(), String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr))
+}
+
+/// After a crash, a bad frame at the start of the active segment with whole frames after it:
+/// the cut gives up every position those frames held, and the report says so.
+#[test]
+fn after_a_crash_repair_counts_the_valid_frames_after_the_damage_as_given_up() {
+    let dir = closed_store(4096, 60);
+    fs::remove_file(dir.path().join("CLEAN")).unwrap();
+    let active = segment_files(dir.path()).pop().unwrap();
+    let base = base_of(&active);
+    assert!(base < 58, "the active segment holds several events: base {base}");
+    let mut bytes = fs::read(&active).unwrap();
+    bytes[64 + 30] ^= 0x01;
+    fs::write(&active, &bytes).unwrap();
+    assert!(matches!(Store::open(dir.path(), Options::default()), Err(Error::Corruption { .. })));
+    let report = repair_dir(dir.path()).unwrap();
+    assert_eq!(report.head, base - 1, "{report:?}");
+    assert_eq!(report.gave_up, Some((base, 60)), "positions {base}..=60 were on disk and are cut: {report:?}");
+    assert_eq!(fs::read(kept_dir(dir.path()).join(active.file_name().unwrap())).unwrap(), bytes);
+}
+
+/// After a crash, the segment the manifest lists as active is missing: what it held is not
+/// known, and the report says every position from its base on is given up.
+#[test]
+fn after_a_crash_a_missing_active_segment_is_reported_as_given_up_from_its_base() {
+    let dir = closed_store(4096, 60);
+    fs::remove_file(dir.path().join("CLEAN")).unwrap();
+    let active = segment_files(dir.path()).pop().unwrap();
+    let base = base_of(&active);
+    fs::remove_file(&active).unwrap();
+    let report = repair_dir(dir.path()).unwrap();
+    assert_eq!(report.head, base - 1, "{report:?}");
+    assert_eq!(report.gave_up_from, Some(base), "{report:?}");
+    // The binary says it too (a second store damaged the same way).
+    let dir = closed_store(4096, 60);
+    fs::remove_file(dir.path().join("CLEAN")).unwrap();
+    fs::remove_file(segment_files(dir.path()).pop().unwrap()).unwrap();
+    let (ok, text) = run_repair(dir.path());
+    assert!(ok, "{text}");
+    assert!(!text.contains("gave up no event"), "{text}");
+    assert!(text.contains(&format!("from {base} on")), "{text}");
+}
+
+/// After a crash, a torn last batch: the repair's own open would cut it. It is reported as
+/// damage, a copy is kept, and the positions of the cut batch are stated.
+#[test]
+fn after_a_crash_repair_reports_the_torn_tail_it_cuts() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), Options::default()).unwrap();
+    for i in 0..6u64 {
+        store.append("s-1", ExpectedVersion::Any, vec![NewEvent::new("T", format!("{i}").into_bytes())]).unwrap();
+    }
+    let batch = (0..4).map(|i| NewEvent::new("B", vec![b'b'; 100 + i])).collect();
+    store.append("s-2", ExpectedVersion::Any, batch).unwrap();
+    store.close().unwrap();
+    fs::remove_file(dir.path().join("CLEAN")).unwrap();
+    let active = segment_files(dir.path()).pop().unwrap();
+    let bytes = fs::read(&active).unwrap();
+    let end = bytes.iter().rposition(|&b| b != 0).unwrap() as u64 + 1;
+    // The last frame of the batch loses its end: frames 7..=9 are whole, the batch is not.
+    let file = fs::OpenOptions::new().write(true).open(&active).unwrap();
+    file.set_len(end - 20).unwrap();
+    file.set_len(bytes.len() as u64).unwrap();
+    drop(file);
+    let torn = fs::read(&active).unwrap();
+    let report = repair_dir(dir.path()).unwrap();
+    assert_eq!(report.head, 6, "{report:?}");
+    assert_eq!(report.gave_up, Some((7, 10)), "the cut batch held positions 7..=10: {report:?}");
+    assert!(!report.damage.is_empty(), "the torn tail is reported: {report:?}");
+    assert_eq!(fs::read(kept_dir(dir.path()).join(active.file_name().unwrap())).unwrap(), torn, "a copy is kept");
+    let (ok, text) = run_repair(dir.path());
+    assert!(ok && text.contains("no damage found"), "a second run finds nothing: {text}");
+}
+
+/// `segments/` itself is gone: there is nothing to cut back to. Repair refuses before it
+/// changes anything, so the directory still holds a store that open and verify refuse (never
+/// one a later `serve` would take for a new, empty store).
+#[test]
+fn repair_refuses_a_store_whose_segments_directory_is_missing_and_changes_nothing() {
+    let dir = closed_store(4096, 60);
+    fs::remove_dir_all(dir.path().join("segments")).unwrap();
+    let records: Vec<_> = ["MANIFEST", "CLEAN"].iter().map(|r| fs::read(dir.path().join(r)).unwrap()).collect();
+    let err = repair_dir(dir.path()).unwrap_err();
+    assert!(err.to_string().contains("segments"), "{err}");
+    let (ok, text) = run_repair(dir.path());
+    assert!(!ok && text.contains("segments"), "{text}");
+    for (record, bytes) in ["MANIFEST", "CLEAN"].iter().zip(&records) {
+        assert_eq!(&fs::read(dir.path().join(record)).unwrap(), bytes, "{record} left in place");
+    }
+    let names: Vec<_> = fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert!(names.iter().all(|n| !n.to_string_lossy().starts_with("repair-")), "{names:?}");
+    assert!(logbook::holds_store(dir.path()));
+    assert!(!logbook::verify_dir(dir.path()).unwrap().is_healthy());
+    let refused = Store::open(dir.path(), Options::default()).err().expect("still refused");
+    assert!(matches!(refused, Error::Corruption { .. }), "{refused}");
+}

@@ -101,7 +101,8 @@ enum Command {
     )]
     Compress(CompressArgs),
     /// Copy a store, live or not, to a new directory (a consistent backup; restore = move it
-    /// into place while the store is stopped).
+    /// into place while the store is stopped). Refuses a store `open` would refuse, naming the
+    /// damage; the copy carries the store's MANIFEST (and CLEAN, when stopped).
     #[command(
         after_help = "Examples:\n  logbook backup --data ./data --out ./backup-2026-11-26\n  logbook backup --connect 127.0.0.1:7878 --name nightly-2026-11-26   # into the daemon's backup_dir"
     )]
@@ -857,7 +858,7 @@ fn repair(args: RepairArgs) -> Result<(), Failure> {
         println!("{}", serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?);
         return Ok(());
     }
-    if report.damage.is_empty() {
+    if report.damage.is_empty() && report.gave_up.is_none() && report.gave_up_from.is_none() {
         println!("{}: no damage found; nothing changed (head {})", args.data.display(), report.head);
         return Ok(());
     }
@@ -870,7 +871,17 @@ fn repair(args: RepairArgs) -> Result<(), Failure> {
             last - first + 1,
             report.head
         ),
-        None => println!("gave up no event; the store ends at position {}", report.head),
+        None if report.gave_up_from.is_none() => {
+            println!("gave up no event; the store ends at position {}", report.head)
+        }
+        None => {}
+    }
+    if let Some(from) = report.gave_up_from {
+        println!(
+            "gave up every position from {from} on: the segment the manifest lists as holding them is missing, so how \
+             many events it held is not known; the store now ends at position {}",
+            report.head
+        );
     }
     if let Some(kept) = &report.kept_in {
         println!("what was taken away is kept in {}", kept.display());

@@ -7,20 +7,25 @@
 //! (up to [`MAX_ATTEMPTS`] times) if that list changed. Segments sealed or created meanwhile are
 //! newer than the copy and simply not in it. The active segment is copied as far as it was
 //! written, so the copy holds every event acknowledged before the backup started; an append in
-//! flight may be cut, which the copy's first open repairs like after a crash (it has no
-//! `CLEAN` marker, so that open also checks every frame). Restore = stop the store, move the
-//! copy into place, open it.
+//! flight may be cut, which the copy's first open repairs like after a crash. Restore = stop
+//! the store, move the copy into place, open it.
 //!
-//! The copy gets a segment manifest of its own, for the files it holds (the store's may already
-//! name segments sealed after the copy began); it has no `CLEAN`, so its first open verifies
-//! every frame.
+//! The copy carries the store's own durable records: the `MANIFEST` read before the segments
+//! were listed (everything acknowledged by then is in a segment it lists: a rollover records its
+//! new segment before appending to it) and, of a stopped store, its `CLEAN`. Of a live store,
+//! segments newer than that manifest's active one are left out. The copy is then walked with
+//! those records by the recovery walker (`wal::walk`, the rules `open` and `verify` use): a store
+//! `open` would refuse (a listed segment missing, a log that ends before `CLEAN` says, a record
+//! that does not decode, a bad frame) is refused, naming the store's file, and no copy is left.
+//! A copy never gets records of its own making: that would launder a loss into a store that
+//! verifies.
 //!
 //! Every copied file is synced, then each directory, so a finished backup survives a power loss.
 
 use std::fs;
 use std::path::Path;
 
-use crate::datadir::{DataDir, SEGMENTS_DIR};
+use crate::datadir::{CleanRecord, DataDir, Manifest, SEGMENTS_DIR};
 use crate::error::{Error, Result};
 use crate::segment;
 
@@ -89,6 +94,11 @@ pub fn backup_dir(data: &Path, out: &Path) -> Result<BackupReport> {
 /// Copies the store in `data` to `out` like [`backup_dir`], and calls `extra(from, to, report)`
 /// inside each attempt, after the segments and before the check that no compaction replaced
 /// one meanwhile: the archive crate copies the cold tier there.
+///
+/// Refuses (`Error::Corruption`, naming the store's file) a store whose files fail the checks
+/// `open` makes against its durable records: the copy carries the store's `MANIFEST` (and its
+/// `CLEAN`, when the store is stopped) and is walked with them by the recovery walker before the
+/// backup counts as taken; a copy that fails is removed.
 pub fn backup_dir_with(
     data: &Path,
     out: &Path,
@@ -98,56 +108,150 @@ pub fn backup_dir_with(
         return Err(Error::NoStore(data.to_path_buf()));
     }
     let data_dir = DataDir::new(data);
-    let segments = data_dir.segments_dir().to_path_buf();
     if out.exists()
         && fs::read_dir(out).map_err(|e| Error::io(format!("reading {}", out.display()), e))?.next().is_some()
     {
         return Err(Error::InvalidInput(format!("backup target {} is not empty", out.display())));
     }
+    let mut damage = None;
     for attempt in 0..MAX_ATTEMPTS {
         if out.exists() {
             fs::remove_dir_all(out).map_err(|e| Error::io(format!("clearing {}", out.display()), e))?;
         }
-        let (before, active) = sealed_list(&data_dir)?;
-        let mut report = BackupReport { retries: attempt, ..BackupReport::default() };
-        let out_segments = out.join(SEGMENTS_DIR);
-        fs::create_dir_all(&out_segments).map_err(|e| Error::io(format!("creating {}", out_segments.display()), e))?;
-        let mut names: Vec<String> = Vec::new();
-        for (base, _, _) in &before {
-            names.push(segment::file_name(*base));
-            names.push(crate::index::file_name(*base));
-        }
-        if let Some(active) = active {
-            names.push(segment::file_name(active));
-        }
-        for name in &names {
-            let copied = copy_synced(&segments.join(name), &out_segments.join(name))?;
-            if let Some(bytes) = copied {
-                report.files += 1;
-                report.bytes += bytes;
+        match attempt_copy(&data_dir, out, attempt, &mut extra) {
+            Ok(Attempt::Done(report)) => return Ok(report),
+            Ok(Attempt::Changed) => {
+                tracing::info!(attempt, "a compaction replaced segments during the backup; copying again");
+            }
+            Ok(Attempt::Damaged { error, records_changed }) => {
+                damage = Some(error);
+                if !records_changed {
+                    break;
+                }
+                tracing::info!(attempt, "the store's records changed during the backup; copying again");
+            }
+            Err(e) => {
+                let _ = fs::remove_dir_all(out);
+                return Err(refused(e));
             }
         }
-        report.segments = before.len() + usize::from(active.is_some());
-        extra(&data_dir, &DataDir::new(out), &mut report)?;
-        let (after, _) = sealed_list(&data_dir)?;
-        // Sealed segments that existed before must be unchanged; new ones may have appeared
-        // after the old active one (the log moved on), which the copy does not need.
-        if after.len() >= before.len() && after[..before.len()] == before[..] {
-            // The store's own manifest may already name segments sealed after the copy began:
-            // the copy gets one of its own, for the files it holds.
-            let copy = DataDir::new(out);
-            if let Some(manifest) = crate::wal::manifest_of_segments(&copy)? {
-                copy.write_manifest(&crate::storage::StdFileSystem, &manifest)?;
-            }
-            sync_dir(&out_segments)?;
-            sync_dir(out)?;
-            return Ok(report);
-        }
-        tracing::info!(attempt, "a compaction replaced segments during the backup; copying again");
     }
-    Err(Error::InvalidInput(format!(
-        "compactions replaced segments during {MAX_ATTEMPTS} backup attempts; try again when it is quieter"
-    )))
+    let _ = fs::remove_dir_all(out);
+    Err(damage.unwrap_or_else(|| {
+        Error::InvalidInput(format!(
+            "compactions replaced segments during {MAX_ATTEMPTS} backup attempts; try again when it is quieter"
+        ))
+    }))
+}
+
+/// How one attempt at a copy ended.
+enum Attempt {
+    Done(BackupReport),
+    /// A compaction replaced a sealed segment meanwhile: copy again.
+    Changed,
+    /// The copy, walked with the store's records, fails the checks `open` makes.
+    Damaged {
+        error: Error,
+        records_changed: bool,
+    },
+}
+
+/// A corruption error of the store, said to have refused the backup.
+fn refused(e: Error) -> Error {
+    match e {
+        Error::Corruption { file, offset, reason } => Error::corruption(
+            file,
+            offset,
+            format!(
+                "{reason}; the backup was refused: the store fails the checks open makes (logbook verify lists \
+                 every damaged place; see docs/operations.md)"
+            ),
+        ),
+        e => e,
+    }
+}
+
+fn attempt_copy(
+    data: &DataDir,
+    out: &Path,
+    attempt: usize,
+    extra: &mut impl FnMut(&DataDir, &DataDir, &mut BackupReport) -> Result<()>,
+) -> Result<Attempt> {
+    // The durable records first, read (and checked) as open reads them: every segment the
+    // manifest lists existed when it was written, and everything acknowledged before this
+    // point is in a segment it lists (a rollover records its new segment before appending).
+    let live = data.in_use();
+    let records = read_records(data)?;
+    let clean = records.0.as_ref().map(|(record, _)| *record);
+    let manifest = records.1.as_ref().map(|(record, _)| record.clone());
+    let (before, active) = sealed_list(data)?;
+    let mut report = BackupReport { retries: attempt, ..BackupReport::default() };
+    let out_segments = out.join(SEGMENTS_DIR);
+    fs::create_dir_all(&out_segments).map_err(|e| Error::io(format!("creating {}", out_segments.display()), e))?;
+    // Of a live store, segments newer than the manifest's active one were created after it was
+    // read (rollovers meanwhile): newer than the copy, left out. Of a stopped store every file
+    // is copied, so the walk below judges it as open would.
+    let listed_last = manifest.as_ref().and_then(|m| m.entries.last()).map(|e| e.base);
+    let wanted = |base: u64| !live || listed_last.is_none_or(|last| base <= last);
+    let mut bases: Vec<u64> = before.iter().map(|(base, _, _)| *base).chain(active).filter(|&b| wanted(b)).collect();
+    let last = bases.pop();
+    let mut names: Vec<String> = Vec::new();
+    for base in &bases {
+        names.push(segment::file_name(*base));
+        names.push(crate::index::file_name(*base));
+    }
+    if let Some(last) = last {
+        names.push(segment::file_name(last));
+    }
+    let segments = data.segments_dir();
+    for name in &names {
+        let copied = copy_synced(&segments.join(name), &out_segments.join(name))?;
+        if let Some(bytes) = copied {
+            report.files += 1;
+            report.bytes += bytes;
+        }
+    }
+    report.segments = bases.len() + usize::from(last.is_some());
+    let copy = DataDir::new(out);
+    extra(data, &copy, &mut report)?;
+    let (after, _) = sealed_list(data)?;
+    // Sealed segments that existed before must be unchanged; new ones may have appeared
+    // after the old active one (the log moved on), which the copy does not need.
+    if after.len() < before.len() || after[..before.len()] != before[..] {
+        return Ok(Attempt::Changed);
+    }
+    // The copy carries the store's records (a stopped store's CLEAN too: the copy must end
+    // where it says), so `verify` on the copy catches a file missing from it.
+    // Byte for byte as read (a version-1 CLEAN stays one).
+    let fsys = crate::storage::StdFileSystem;
+    let manifest_bytes = records.1.as_ref().map(|(_, bytes)| bytes);
+    let clean_bytes = records.0.as_ref().map(|(_, bytes)| bytes);
+    for (bytes, path) in [(manifest_bytes, copy.manifest_path()), (clean_bytes, copy.clean_path())] {
+        if let Some(bytes) = bytes {
+            crate::storage::write_atomically(&fsys, &path, bytes)?;
+        }
+    }
+    sync_dir(&out_segments)?;
+    sync_dir(out)?;
+    // Walk the copy as open would walk the store: a copy open or verify would refuse is no backup.
+    let walk = crate::wal::walk(&copy, crate::wal::RecoveryMode::Verify, clean, manifest.as_ref())?;
+    if let Some(bad) = walk.findings.iter().find(|f| f.severity == crate::wal::Severity::Corruption) {
+        let file = bad.file.strip_prefix(out).map_or_else(|_| bad.file.clone(), |rel| data.root().join(rel));
+        let error = refused(Error::corruption(file, bad.offset, bad.reason.clone()));
+        // A record that changed meanwhile (a rollover or compaction of a live store, an open
+        // or a clean stop of a stopped one) may explain it: the caller copies again.
+        let records_changed = read_records(data).ok().is_none_or(|now| now != records);
+        return Ok(Attempt::Damaged { error, records_changed });
+    }
+    Ok(Attempt::Done(report))
+}
+
+/// The clean-shutdown record and the manifest, read as open reads them (one that does not
+/// decode is corruption), each with the bytes it was decoded from.
+type Records = (Option<(CleanRecord, Vec<u8>)>, Option<(Manifest, Vec<u8>)>);
+
+fn read_records(data: &DataDir) -> Result<Records> {
+    Ok((data.read_clean_with_bytes()?, data.read_manifest_with_bytes()?))
 }
 
 /// Copies and syncs one file; `None` if it vanished (a compaction removed it: the caller's

@@ -1,26 +1,38 @@
 //! `logbook repair`: the explicit way out when `open` refuses a damaged store and there is no
 //! backup to restore. It keeps everything it takes away in `<data>/repair-<time>/` and says
-//! what it gave up:
+//! exactly which positions it gave up:
 //!
 //! * a damaged durable record (`CLEAN`, `MANIFEST`) is moved there;
 //! * a segment file the manifest does not list (a stray file) is moved there, giving up nothing;
 //! * otherwise the log is cut back to the last whole batch before the first damage in log
-//!   order: every later segment is moved there, and a copy of the one it shortens.
+//!   order (after a crash a torn tail `open` would cut counts as damage here, so it is reported
+//!   and kept too): every later segment is moved there, and a copy of the one it shortens. When
+//!   the segment left last cannot be the log's active one (compressed or compacted), or none is
+//!   left, the log continues in a new, empty segment.
 //!
 //! Then it writes a new manifest for what it kept and opens the store once. Positions it gave
 //! up are written again by new appends. It never runs by itself: `open` only repairs what an
 //! interrupted write can leave.
+//!
+//! What it gave up is computed from what was on disk before the repair (every frame that
+//! decodes in any segment file, even after damage, with the rest of its batch; the ends the
+//! records name; a listed segment that is missing) against the head of the repaired store.
+//!
+//! It either completes or leaves the store as it found it: it refuses before changing anything
+//! when there is nothing to cut back to (`segments/` missing, or no segment file at all), plans
+//! the cut before moving anything, and journals every change so that a step that fails (the
+//! store still damaged after the cut, an I/O error) is undone.
 
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use crate::datadir::{holds_store, DataDir};
+use crate::datadir::{holds_store, CleanRecord, DataDir, Manifest};
 use crate::error::{Error, Result};
+use crate::options::Options;
 use crate::segment::{self, Positions, SEGMENT_HEADER_BYTES};
 use crate::store::Store;
-use crate::options::Options;
 use crate::verify::{Finding, Severity};
-use crate::wal::{self, RecoveryMode};
+use crate::wal::{self, RecoveryMode, Repair, Walk};
 
 /// Rounds of "move a stray file aside, walk again" before giving up on a store full of them.
 const MAX_ROUNDS: usize = 64;
@@ -28,11 +40,15 @@ const MAX_ROUNDS: usize = 64;
 /// What a repair did.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct RepairReport {
-    /// Every damage it acted on (file, byte offset, reason), first found first; empty: the
-    /// store was healthy and nothing changed.
+    /// Every damage it acted on (file, byte offset, reason), first found first (after a crash,
+    /// a torn tail it cut too); empty: the store was healthy and nothing changed.
     pub damage: Vec<(PathBuf, u64, String)>,
-    /// Positions given up, first and last (`None` when no event was lost).
+    /// Positions given up, first and last (`None` when no event was lost): from the repaired
+    /// store's head + 1 to the highest position the store held before (by its files or records).
     pub gave_up: Option<(u64, u64)>,
+    /// Every position from this one on is given up too, how many events they were unknown: a
+    /// segment the manifest lists as holding them is missing (`None`: nothing is unknown).
+    pub gave_up_from: Option<u64>,
     /// Where what it took away was moved.
     pub kept_in: Option<PathBuf>,
     /// The last position the repaired store holds.
@@ -45,26 +61,87 @@ pub fn repair_dir(dir: &Path) -> Result<RepairReport> {
         return Err(Error::NoStore(dir.to_path_buf()));
     }
     let data = DataDir::new(dir);
+    refuse_without_segments(&data)?;
     let lock = data.lock()?;
-    let kept_in = dir.join(format!("repair-{}", crate::calendar::now_us()));
+    let clean = data.read_clean();
+    let manifest = data.read_manifest();
+    // What the store held before anything changes: nothing above the new head may go unreported.
+    let (clean_read, manifest_read) =
+        (clean.as_ref().ok().copied().flatten(), manifest.as_ref().ok().and_then(Option::as_ref));
+    let census = Census::take(&data, clean_read, manifest_read)?;
+    let mut journal = Journal::new(dir.join(format!("repair-{}", crate::calendar::now_us())));
     let mut report = RepairReport::default();
-    let keep =
-        |path: &Path, report: &mut RepairReport| -> Result<()> { move_into(path, open_kept_dir(&kept_in, report)?) };
+    let head = match repair_locked(&data, clean, manifest, &mut journal, &mut report, lock) {
+        Ok(head) => head,
+        Err(e) if journal.steps.is_empty() && !journal.made => return Err(e),
+        Err(e) => {
+            let note = match journal.undo() {
+                Ok(()) => "the repair was undone: the store is as it was".to_string(),
+                Err(u) => {
+                    format!("undoing the repair failed too ({u}); what it moved is in {}", journal.kept_in.display())
+                }
+            };
+            return Err(annotate(e, &note));
+        }
+    };
+    report.kept_in = journal.made.then(|| journal.kept_in.clone());
+    report.head = head;
+    report.gave_up = (census.max > head).then_some((head + 1, census.max));
+    report.gave_up_from = census.unknown_from.filter(|&from| from > head);
+    Ok(report)
+}
+
+/// Refuses, before anything changes, a store with nothing left to cut back to: `segments/`
+/// missing (or unreadable), or no segment file in it. A repair could only make it an empty store
+/// with its records moved away, which a later `serve` would take for a new one.
+fn refuse_without_segments(data: &DataDir) -> Result<()> {
+    let dir = data.segments_dir();
+    let refuse = |what: String| {
+        Error::corruption(
+            dir,
+            0,
+            format!(
+                "{what}: nothing of the log is left to cut back to, and repair will not turn the directory into an \
+                 empty store; nothing was changed. Restore {} (a wrong mount or path?) or a backup; to start over on \
+                 purpose, move the data directory aside",
+                dir.display()
+            ),
+        )
+    };
+    match fs::metadata(dir) {
+        Ok(meta) if meta.is_dir() => {}
+        Ok(_) => return Err(refuse("not a directory".into())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(refuse("missing".into())),
+        Err(e) => return Err(Error::io(format!("reading {}", dir.display()), e)),
+    }
+    let listing = data.list().map_err(|e| Error::io(format!("listing {}", dir.display()), e))?;
+    if listing.segments.is_empty() {
+        return Err(refuse("holds no segment file".into()));
+    }
+    Ok(())
+}
+
+/// Plans and applies the repair under the lock, every change journaled; returns the new head.
+fn repair_locked(
+    data: &DataDir,
+    clean: Result<Option<CleanRecord>>,
+    manifest: Result<Option<Manifest>>,
+    journal: &mut Journal,
+    report: &mut RepairReport,
+    lock: crate::datadir::StoreLock,
+) -> Result<u64> {
     // The records first: one that does not decode is damage, set aside.
-    let clean = set_aside_if_damaged(data.read_clean(), &mut report, &keep)?;
-    let manifest = set_aside_if_damaged(data.read_manifest(), &mut report, &keep)?;
-    // What the store held by its own records: nothing below this may go unreported.
-    let listed_end = manifest.as_ref().and_then(|m| m.entries.iter().rev().find(|e| !e.active)).map_or(0, |e| e.end);
-    let mut recorded_head = clean.map_or(0, |c| c.head).max(listed_end);
+    let clean = set_aside_if_damaged(clean, report, journal)?;
+    let manifest = set_aside_if_damaged(manifest, report, journal)?;
     let mut use_records = report.damage.is_empty();
+    let mut cut = None;
     for _ in 0..MAX_ROUNDS {
         let walk = if use_records {
-            wal::walk(&data, RecoveryMode::Verify, clean, manifest.as_ref())?
+            wal::walk(data, RecoveryMode::Verify, clean, manifest.as_ref())?
         } else {
-            wal::walk_without_records(&data)?
+            wal::walk_without_records(data)?
         };
-        recorded_head = recorded_head.max(walk.last_position);
-        let Some(first) = first_damage(&walk.findings) else { break };
+        let Some(first) = first_damage(&walk) else { break };
         report.damage.push((first.file.clone(), first.offset, first.reason.clone()));
         let Some(base) = segment_base(&first.file) else {
             // A record that decodes but disagrees with the files (a missing manifest, a clean
@@ -75,157 +152,403 @@ pub fn repair_dir(dir: &Path) -> Result<RepairReport> {
             break;
         };
         if first.reason.starts_with("not listed in the manifest") {
-            keep(&first.file, &mut report)?;
-            keep(&data.index_path(base), &mut report)?;
+            journal.move_aside(&first.file)?;
+            journal.move_aside(&data.index_path(base))?;
             continue;
         }
-        // Cut at the damage: every later segment goes, the damaged one is shortened.
-        let listing = data.list().map_err(|e| Error::io("listing segments", e))?;
-        for &later in listing.segments.iter().filter(|&&b| b > base) {
-            keep(&data.segment_path(later), &mut report)?;
-            keep(&data.index_path(later), &mut report)?;
-        }
-        let path = data.segment_path(base);
-        if path.exists() {
-            keep(&data.index_path(base), &mut report)?;
-            shorten(&path, first.offset, open_kept_dir(&kept_in, &mut report)?)?;
-        }
+        cut = Some(plan_cut(data, &walk, base, first)?);
         break;
     }
     if report.damage.is_empty() {
         drop(lock);
-        let head = Store::open(dir, Options { create_if_missing: false, ..Options::default() })?.head_position();
-        return Ok(RepairReport { head, ..report });
+        let store = Store::open(data.root(), Options { create_if_missing: false, ..Options::default() })?;
+        let head = store.head_position();
+        store.close()?;
+        return Ok(head);
     }
-    // New records for what was kept.
-    for record in [data.clean_path(), data.manifest_path()] {
-        if record.exists() {
-            keep(&record, &mut report)?;
+    if let Some(cut) = cut {
+        apply_cut(data, cut, journal)?;
+    }
+    // New records for what was kept: no CLEAN (the next open checks every frame), a new manifest.
+    if clean.is_some() {
+        journal.move_aside(&data.clean_path())?;
+    }
+    let manifest = match wal::manifest_of_segments(data) {
+        Ok(Some(manifest)) => manifest,
+        Ok(None) => return Err(Error::InvalidInput("no segment is left after the cut".into())),
+        Err(Error::Corruption { file, offset, reason }) => {
+            return Err(Error::corruption(file, offset, format!("still damaged after the cut: {reason}")));
         }
-    }
-    write_manifest_of_what_is_there(&data)?;
+        Err(e) => return Err(e),
+    };
+    let path = data.manifest_path();
+    let original = if path.exists() { Some(journal.keep_copy(&path)?) } else { None };
+    journal.steps.push(Step::Replaced { path, original });
+    data.write_manifest(&crate::storage::StdFileSystem, &manifest)?;
     sync_dir(data.segments_dir())?;
     sync_dir(data.root())?;
     drop(lock);
-    // A store cut back to nothing starts again, empty: that is what "gave up 1..=N" means.
-    let store = Store::open(dir, Options::default())?;
-    report.head = store.head_position();
+    let store = Store::open(data.root(), Options { create_if_missing: false, ..Options::default() })?;
+    let head = store.head_position();
     store.close()?;
-    report.gave_up = (recorded_head > report.head).then_some((report.head + 1, recorded_head));
-    Ok(report)
+    Ok(head)
 }
 
-/// Creates the directory that keeps what the repair takes away (once), and notes it.
-fn open_kept_dir<'a>(kept_in: &'a Path, report: &mut RepairReport) -> Result<&'a Path> {
-    fs::create_dir_all(kept_in).map_err(|e| Error::io(format!("creating {}", kept_in.display()), e))?;
-    report.kept_in = Some(kept_in.to_path_buf());
-    Ok(kept_in)
+/// What the cut will do, decided before anything moves.
+struct Cut {
+    /// Segments after the damaged one, moved away whole (with their indexes).
+    later: Vec<u64>,
+    base: u64,
+    shorten: Shorten,
+    /// A new, empty segment the log continues in (the one left last cannot be the active one).
+    new_active: Option<u64>,
 }
 
-/// A record that does not decode is damage: reported, moved aside with `keep`, read as absent.
+enum Shorten {
+    /// The damaged segment is missing (a listed file that is gone).
+    Missing,
+    /// Moved away whole (damaged header, compacted, or nothing of it decodes).
+    Whole,
+    /// Cut back to this length.
+    Plain { valid_len: u64 },
+    /// A compressed segment written back plain with these bytes.
+    Rewrite(Vec<u8>),
+}
+
+fn plan_cut(data: &DataDir, walk: &Walk, base: u64, first: &Finding) -> Result<Cut> {
+    let listing = data.list().map_err(|e| Error::io("listing segments", e))?;
+    let later = listing.segments.iter().copied().filter(|&b| b > base).collect();
+    let path = data.segment_path(base);
+    let shorten = if path.exists() {
+        let bytes = segment::read_whole(&path).map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
+        match segment::decode_header(&bytes).ok().filter(|h| h.compacted.is_none()) {
+            Some(header) if header.compressed.is_some() => {
+                // Block damage is reported at its byte in the file, frame damage at its logical offset.
+                let limit = if first.reason.starts_with("compressed segment:") { u64::MAX } else { first.offset };
+                plain_prefix_of_compressed(&bytes, header, limit).map_or(Shorten::Whole, Shorten::Rewrite)
+            }
+            Some(header) if first.offset > SEGMENT_HEADER_BYTES as u64 => {
+                let keep = first.offset.min(bytes.len() as u64) as usize;
+                let valid_len = segment::scan_with(&bytes[..keep], Positions::of(&header), |_, _| {}).valid_len;
+                Shorten::Plain { valid_len }
+            }
+            _ => Shorten::Whole,
+        }
+    } else {
+        Shorten::Missing
+    };
+    let new_active = match shorten {
+        Shorten::Plain { .. } | Shorten::Rewrite(_) => None,
+        Shorten::Missing | Shorten::Whole => match walk.sealed.iter().rev().find(|s| s.base < base) {
+            Some(kept) if kept.header.compressed.is_some() || kept.header.compacted.is_some() => Some(kept.end + 1),
+            Some(_) => None,
+            None => Some(1),
+        },
+    };
+    Ok(Cut { later, base, shorten, new_active })
+}
+
+fn apply_cut(data: &DataDir, cut: Cut, journal: &mut Journal) -> Result<()> {
+    for &later in &cut.later {
+        journal.move_aside(&data.segment_path(later))?;
+        journal.move_aside(&data.index_path(later))?;
+    }
+    let path = data.segment_path(cut.base);
+    journal.move_aside(&data.index_path(cut.base))?;
+    match cut.shorten {
+        Shorten::Missing => {}
+        Shorten::Whole => journal.move_aside(&path)?,
+        Shorten::Plain { valid_len } => {
+            let original = journal.keep_copy(&path)?;
+            journal.steps.push(Step::Replaced { path: path.clone(), original: Some(original) });
+            let file = fs::OpenOptions::new().write(true).open(&path).map_err(|e| Error::io("opening a segment", e))?;
+            file.set_len(valid_len)
+                .and_then(|()| file.sync_all())
+                .map_err(|e| Error::io(format!("cutting {}", path.display()), e))?;
+        }
+        Shorten::Rewrite(bytes) => {
+            let original = journal.keep_copy(&path)?;
+            journal.steps.push(Step::Replaced { path: path.clone(), original: Some(original) });
+            let tmp = path.with_extension("seg.repair.tmp");
+            fs::write(&tmp, &bytes)
+                .and_then(|()| fs::File::open(&tmp)?.sync_all())
+                .and_then(|()| fs::rename(&tmp, &path))
+                .map_err(|e| Error::io(format!("cutting {}", path.display()), e))?;
+        }
+    }
+    if let Some(base) = cut.new_active {
+        let path = data.segment_path(base);
+        journal.steps.push(Step::Replaced { path, original: None });
+        segment::SegmentWriter::create(
+            &crate::storage::StdFileSystem,
+            data.segments_dir(),
+            base,
+            SEGMENT_HEADER_BYTES as u64,
+            crate::calendar::now_us(),
+        )
+        .map_err(|e| Error::io(format!("creating the segment the log continues in at position {base}"), e))?;
+    }
+    sync_dir(data.segments_dir())
+}
+
+/// One change the repair made, and how to take it back.
+enum Step {
+    /// `from` was renamed to `to`, in the kept directory.
+    Moved { from: PathBuf, to: PathBuf },
+    /// `path` was cut, rewritten or written anew; the file it replaced is at `original` (a copy
+    /// in the kept directory), or there was none.
+    Replaced { path: PathBuf, original: Option<PathBuf> },
+}
+
+/// Every change the repair made, in order, so that a failure can take them all back.
+struct Journal {
+    kept_in: PathBuf,
+    made: bool,
+    steps: Vec<Step>,
+}
+
+impl Journal {
+    fn new(kept_in: PathBuf) -> Self {
+        Journal { kept_in, made: false, steps: Vec::new() }
+    }
+
+    /// The directory that keeps what the repair takes away, created once.
+    fn kept_dir(&mut self) -> Result<&Path> {
+        if !self.made {
+            fs::create_dir_all(&self.kept_in)
+                .map_err(|e| Error::io(format!("creating {}", self.kept_in.display()), e))?;
+            self.made = true;
+        }
+        Ok(&self.kept_in)
+    }
+
+    /// Moves `path` into the kept directory (nothing when it does not exist).
+    fn move_aside(&mut self, path: &Path) -> Result<()> {
+        let Some(name) = path.file_name() else { return Ok(()) };
+        if fs::symlink_metadata(path).is_err() {
+            return Ok(());
+        }
+        let to = self.kept_dir()?.join(name);
+        fs::rename(path, &to)
+            .map_err(|e| Error::io(format!("moving {} into {}", path.display(), self.kept_in.display()), e))?;
+        self.steps.push(Step::Moved { from: path.to_path_buf(), to });
+        Ok(())
+    }
+
+    /// Copies `path` into the kept directory (synced); returns the copy's path.
+    fn keep_copy(&mut self, path: &Path) -> Result<PathBuf> {
+        let name = path.file_name().unwrap_or_default().to_owned();
+        let to = self.kept_dir()?.join(name);
+        crate::backup::copy_synced(path, &to)?;
+        Ok(to)
+    }
+
+    /// Takes every change back, last first; then removes the kept directory if it is empty.
+    fn undo(&mut self) -> Result<()> {
+        let mut failed = None;
+        for step in self.steps.drain(..).rev() {
+            let undone = match &step {
+                Step::Moved { from, to } => fs::rename(to, from),
+                Step::Replaced { path, original: Some(original) } => fs::rename(original, path),
+                Step::Replaced { path, original: None } => match fs::remove_file(path) {
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+                    other => other,
+                },
+            };
+            if let Err(e) = undone {
+                failed.get_or_insert(e);
+            }
+        }
+        if let Some(e) = failed {
+            return Err(Error::io("undoing the repair", e));
+        }
+        // Everything is back: what is left in the kept directory is only copies.
+        if self.made {
+            fs::remove_dir_all(&self.kept_in)
+                .map_err(|e| Error::io(format!("removing {}", self.kept_in.display()), e))?;
+            self.made = false;
+        }
+        let data = DataDir::new(self.kept_in.parent().unwrap_or(Path::new(".")));
+        sync_dir(data.segments_dir())?;
+        sync_dir(data.root())
+    }
+}
+
+/// An error of a repair that failed, with what became of the store.
+fn annotate(e: Error, note: &str) -> Error {
+    match e {
+        Error::Corruption { file, offset, reason } => Error::corruption(file, offset, format!("{reason}; {note}")),
+        Error::Io { context, source } => Error::io(format!("{context} ({note})"), source),
+        Error::InvalidInput(message) => Error::InvalidInput(format!("{message}; {note}")),
+        e => e,
+    }
+}
+
+/// What the store held before the repair, by its files and its records.
+struct Census {
+    /// The highest position any of them names.
+    max: u64,
+    /// The base of a segment the manifest lists as active that is missing, when no clean-shutdown
+    /// record says where the log ended.
+    unknown_from: Option<u64>,
+}
+
+impl Census {
+    fn take(data: &DataDir, clean: Option<CleanRecord>, manifest: Option<&Manifest>) -> Result<Census> {
+        let mut census = Census { max: clean.map_or(0, |c| c.head), unknown_from: None };
+        for entry in manifest.map_or(&[][..], |m| &m.entries[..]) {
+            if !entry.active {
+                census.max = census.max.max(entry.end);
+            } else if clean.is_none() && fs::symlink_metadata(data.segment_path(entry.base)).is_err() {
+                census.unknown_from = Some(entry.base);
+            }
+        }
+        let listing = data.list().map_err(|e| Error::io(format!("listing {}", data.segments_dir().display()), e))?;
+        for base in listing.segments {
+            census.max = census.max.max(highest_in_file(&data.segment_path(base)));
+        }
+        Ok(census)
+    }
+}
+
+/// The highest position a frame that decodes anywhere in a segment file names, the rest of its
+/// batch included (a compressed segment: in every block that decodes).
+fn highest_in_file(path: &Path) -> u64 {
+    let Ok(bytes) = segment::read_whole(path) else { return 0 };
+    match segment::decode_header(&bytes) {
+        Ok(header) if header.compressed.is_some() => highest_claimed(&readable_blocks(&bytes)),
+        _ => highest_claimed(&bytes),
+    }
+}
+
+/// The logical bytes of a compressed segment, zeroes where a block does not decode.
+fn readable_blocks(bytes: &[u8]) -> Vec<u8> {
+    let Ok(table) = crate::compressed::decode_table(bytes, bytes.len() as u64) else { return Vec::new() };
+    let mut logical = vec![0u8; table.logical_len as usize];
+    for (i, block) in table.blocks.iter().enumerate() {
+        let range = table.logical_range(i);
+        let Some(out) = logical.get_mut(range.start as usize..range.end as usize) else { continue };
+        let raw = bytes.get(block.offset as usize..(block.offset + u64::from(block.len)) as usize);
+        if raw.is_none_or(|raw| crate::compressed::decode_block_into(&table, i, raw, out).is_err()) {
+            out.fill(0);
+        }
+    }
+    logical
+}
+
+fn highest_claimed(bytes: &[u8]) -> u64 {
+    let mut best = 0u64;
+    let mut offset = SEGMENT_HEADER_BYTES;
+    while offset < bytes.len() {
+        match crate::record::decode(&bytes[offset..]) {
+            Ok((frame, used)) => {
+                best = best.max(frame.position.saturating_add(u64::from(frame.batch_remaining)));
+                offset += used;
+            }
+            Err(_) if bytes[offset..].iter().all(|&b| b == 0) => break,
+            Err(_) => match segment::find_valid_frame_after(bytes, offset as u64, best) {
+                Some(next) => offset = next as usize,
+                None => break,
+            },
+        }
+    }
+    best
+}
+
+/// A record that does not decode is damage: reported, moved aside, read as absent.
 fn set_aside_if_damaged<T>(
     read: Result<Option<T>>,
     report: &mut RepairReport,
-    keep: &dyn Fn(&Path, &mut RepairReport) -> Result<()>,
+    journal: &mut Journal,
 ) -> Result<Option<T>> {
     match read {
         Ok(record) => Ok(record),
         Err(Error::Corruption { file, offset, reason }) => {
             report.damage.push((file.clone(), offset, reason));
-            keep(&file, report)?;
+            journal.move_aside(&file)?;
             Ok(None)
         }
         Err(e) => Err(e),
     }
 }
 
-/// Writes a manifest listing the segments the walk finds (none: no manifest, a new store).
-fn write_manifest_of_what_is_there(data: &DataDir) -> Result<()> {
-    match wal::manifest_of_segments(data) {
-        Ok(Some(manifest)) => data.write_manifest(&crate::storage::StdFileSystem, &manifest),
-        Ok(None) => Ok(()),
-        Err(Error::Corruption { file, offset, reason }) => {
-            Err(Error::corruption(file, offset, format!("still damaged after the cut: {reason}")))
-        }
-        Err(e) => Err(e),
-    }
-}
-
 /// The first corruption in log order: by segment, then offset; damage to a record file last.
-fn first_damage(findings: &[Finding]) -> Option<&Finding> {
-    findings
+/// Without corruption, a torn tail `open` would cut (after a crash): the repair cuts it itself,
+/// so that it is reported and a copy kept.
+fn first_damage(walk: &Walk) -> Option<&Finding> {
+    let corrupt = walk
+        .findings
         .iter()
         .filter(|f| f.severity == Severity::Corruption)
-        .min_by_key(|f| (segment_base(&f.file).unwrap_or(u64::MAX), f.offset))
+        .min_by_key(|f| (segment_base(&f.file).unwrap_or(u64::MAX), f.offset));
+    corrupt.or_else(|| {
+        let base = walk.repairs.iter().find_map(|r| match r {
+            Repair::TruncateTail { base, .. } => Some(*base),
+            _ => None,
+        })?;
+        walk.findings.iter().find(|f| f.severity == Severity::RepairableTail && segment_base(&f.file) == Some(base))
+    })
+}
+
+/// The events of a compressed segment that survive, written back plain: the blocks that decode
+/// before the first that does not, up to `limit` (a logical offset), cut back to the last whole
+/// batch. The events it keeps are byte for byte the same, at the same (logical) offsets. `None`
+/// when nothing of it survives.
+fn plain_prefix_of_compressed(bytes: &[u8], header: segment::SegmentHeader, limit: u64) -> Option<Vec<u8>> {
+    let table = crate::compressed::decode_table(bytes, bytes.len() as u64).ok()?;
+    let mut logical = Vec::new();
+    let mut block = Vec::new();
+    for (i, b) in table.blocks.iter().enumerate() {
+        let Some(raw) = bytes.get(b.offset as usize..(b.offset + u64::from(b.len)) as usize) else { break };
+        if crate::compressed::decode_block(&table, i, raw, &mut block).is_err() {
+            break;
+        }
+        logical.extend_from_slice(&block);
+    }
+    logical.truncate(limit.min(logical.len() as u64) as usize);
+    if logical.len() <= SEGMENT_HEADER_BYTES {
+        return None;
+    }
+    let plain = segment::SegmentHeader { compressed: None, ..header };
+    logical[..SEGMENT_HEADER_BYTES].copy_from_slice(&segment::encode_header(&plain));
+    let valid_len = segment::scan_with(&logical, Positions::of(&plain), |_, _| {}).valid_len as usize;
+    logical.truncate(valid_len);
+    Some(logical)
 }
 
 fn segment_base(file: &Path) -> Option<u64> {
     segment::parse_file_name(&file.file_name()?.to_string_lossy())
 }
 
-/// Cuts the segment at `path` back to the last whole batch before `offset` (a copy of the
-/// whole file goes to `kept_in` first); a segment damaged in its header, or one that cannot
-/// stay the last segment (a compacted one), is moved away whole.
-fn shorten(path: &Path, offset: u64, kept_in: &Path) -> Result<()> {
-    let bytes = segment::read_whole(path).map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
-    let header = segment::decode_header(&bytes).ok().filter(|h| h.compacted.is_none());
-    if let Some(header) = header.filter(|h| h.compressed.is_some()) {
-        return shorten_compressed(path, &bytes, header, kept_in);
-    }
-    let Some(header) = header.filter(|_| offset > SEGMENT_HEADER_BYTES as u64) else {
-        return move_into(path, kept_in);
-    };
-    let keep = offset.min(bytes.len() as u64) as usize;
-    let valid_len = segment::scan_with(&bytes[..keep], Positions::of(&header), |_, _| {}).valid_len;
-    let name = path.file_name().unwrap_or_default();
-    fs::copy(path, kept_in.join(name)).map_err(|e| Error::io(format!("copying {}", path.display()), e))?;
-    let file = fs::OpenOptions::new().write(true).open(path).map_err(|e| Error::io("opening a segment", e))?;
-    file.set_len(valid_len)
-        .and_then(|()| file.sync_all())
-        .map_err(|e| Error::io(format!("cutting {}", path.display()), e))
-}
-
-/// A compressed segment is cut back to the last whole batch of the blocks that decode before
-/// the first that does not (and before any bad frame in them), and written back plain: the
-/// events it keeps are byte for byte the same, at the same (logical) offsets.
-fn shorten_compressed(path: &Path, bytes: &[u8], header: segment::SegmentHeader, kept_in: &Path) -> Result<()> {
-    let Ok(table) = crate::compressed::decode_table(bytes, bytes.len() as u64) else {
-        return move_into(path, kept_in);
-    };
-    let mut logical = Vec::new();
-    let mut block = Vec::new();
-    for (i, b) in table.blocks.iter().enumerate() {
-        let raw = &bytes[b.offset as usize..(b.offset + u64::from(b.len)) as usize];
-        if crate::compressed::decode_block(&table, i, raw, &mut block).is_err() {
-            break;
-        }
-        logical.extend_from_slice(&block);
-    }
-    if logical.len() <= SEGMENT_HEADER_BYTES {
-        return move_into(path, kept_in);
-    }
-    let plain = segment::SegmentHeader { compressed: None, ..header };
-    logical[..SEGMENT_HEADER_BYTES].copy_from_slice(&segment::encode_header(&plain));
-    let valid_len = segment::scan_with(&logical, Positions::of(&plain), |_, _| {}).valid_len as usize;
-    let name = path.file_name().unwrap_or_default();
-    fs::copy(path, kept_in.join(name)).map_err(|e| Error::io(format!("copying {}", path.display()), e))?;
-    let tmp = path.with_extension("seg.repair.tmp");
-    fs::write(&tmp, &logical[..valid_len])
-        .and_then(|()| fs::File::open(&tmp)?.sync_all())
-        .and_then(|()| fs::rename(&tmp, path))
-        .map_err(|e| Error::io(format!("cutting {}", path.display()), e))?;
-    sync_dir(path.parent().unwrap_or(Path::new(".")))
-}
-
-fn move_into(path: &Path, dir: &Path) -> Result<()> {
-    let Some(name) = path.file_name() else { return Ok(()) };
-    match fs::rename(path, dir.join(name)) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(Error::io(format!("moving {} into {}", path.display(), dir.display()), e)),
-    }
-}
-
 fn sync_dir(dir: &Path) -> Result<()> {
     fs::File::open(dir).and_then(|d| d.sync_all()).map_err(|e| Error::io(format!("syncing {}", dir.display()), e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn undo_puts_every_file_back_and_removes_the_kept_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = DataDir::new(dir.path());
+        fs::create_dir_all(data.segments_dir()).unwrap();
+        let (moved, cut, made) = (data.segment_path(5), data.segment_path(1), data.segment_path(9));
+        fs::write(&moved, b"moved").unwrap();
+        fs::write(&cut, b"a whole segment").unwrap();
+        let mut journal = Journal::new(dir.path().join("repair-1"));
+        journal.move_aside(&moved).unwrap();
+        journal.move_aside(&data.index_path(5)).unwrap(); // missing: nothing to do
+        let original = journal.keep_copy(&cut).unwrap();
+        journal.steps.push(Step::Replaced { path: cut.clone(), original: Some(original) });
+        fs::write(&cut, b"a whole").unwrap();
+        journal.steps.push(Step::Replaced { path: made.clone(), original: None });
+        fs::write(&made, b"new").unwrap();
+        assert!(!moved.exists() && dir.path().join("repair-1").is_dir());
+        journal.undo().unwrap();
+        assert_eq!(fs::read(&moved).unwrap(), b"moved");
+        assert_eq!(fs::read(&cut).unwrap(), b"a whole segment");
+        assert!(!made.exists());
+        assert!(!dir.path().join("repair-1").exists(), "nothing is left of the repair");
+    }
 }

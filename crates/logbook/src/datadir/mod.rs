@@ -231,13 +231,13 @@ impl DataDir {
 
     /// The clean-shutdown record, if there is one. A record that does not decode is corruption.
     pub(crate) fn read_clean(&self) -> Result<Option<CleanRecord>> {
-        let path = self.clean_path();
-        match crate::storage::read_bounded(&path, CLEAN_BYTES as u64) {
-            Ok(bytes) => decode_clean(&bytes).map(Some).map_err(|reason| Error::corruption(&path, 0, reason)),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-            Err(e) if e.kind() == io::ErrorKind::InvalidData => Err(Error::corruption(&path, 0, e.to_string())),
-            Err(e) => Err(Error::io(format!("reading {}", path.display()), e)),
-        }
+        Ok(self.read_clean_with_bytes()?.map(|(record, _)| record))
+    }
+
+    /// [`DataDir::read_clean`], with the bytes the record was decoded from (a backup copies them
+    /// as they are).
+    pub(crate) fn read_clean_with_bytes(&self) -> Result<Option<(CleanRecord, Vec<u8>)>> {
+        read_record(&self.clean_path(), CLEAN_BYTES as u64, decode_clean)
     }
 
     /// Writes the clean-shutdown record atomically (temp file, fsync, rename, directory fsync).
@@ -254,18 +254,34 @@ impl DataDir {
 
     /// The segment manifest, if there is one. One that does not decode is corruption.
     pub(crate) fn read_manifest(&self) -> Result<Option<Manifest>> {
-        let path = self.manifest_path();
-        match crate::storage::read_bounded(&path, MAX_MANIFEST_BYTES) {
-            Ok(bytes) => decode_manifest(&bytes).map(Some).map_err(|reason| Error::corruption(&path, 0, reason)),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-            Err(e) if e.kind() == io::ErrorKind::InvalidData => Err(Error::corruption(&path, 0, e.to_string())),
-            Err(e) => Err(Error::io(format!("reading {}", path.display()), e)),
-        }
+        Ok(self.read_manifest_with_bytes()?.map(|(record, _)| record))
+    }
+
+    /// [`DataDir::read_manifest`], with the bytes it was decoded from.
+    pub(crate) fn read_manifest_with_bytes(&self) -> Result<Option<(Manifest, Vec<u8>)>> {
+        read_record(&self.manifest_path(), MAX_MANIFEST_BYTES, decode_manifest)
     }
 
     /// Replaces the manifest atomically (temp file, fsync, rename, directory fsync).
     pub(crate) fn write_manifest(&self, fsys: &dyn FileSystem, manifest: &Manifest) -> Result<()> {
         let path = self.manifest_path();
         crate::storage::write_atomically(fsys, &path, &encode_manifest(manifest))
+    }
+}
+
+/// Reads and decodes a durable record: `None` when the file does not exist; one that does not
+/// decode (or is longer than `limit`) is corruption.
+fn read_record<T>(
+    path: &Path,
+    limit: u64,
+    decode: fn(&[u8]) -> std::result::Result<T, String>,
+) -> Result<Option<(T, Vec<u8>)>> {
+    match crate::storage::read_bounded(path, limit) {
+        Ok(bytes) => {
+            decode(&bytes).map(|record| Some((record, bytes))).map_err(|reason| Error::corruption(path, 0, reason))
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) if e.kind() == io::ErrorKind::InvalidData => Err(Error::corruption(path, 0, e.to_string())),
+        Err(e) => Err(Error::io(format!("reading {}", path.display()), e)),
     }
 }

@@ -16,7 +16,7 @@ mod writer;
 
 pub use recovery::{
     manifest_of_segments, recover, walk, walk_verify_records, walk_with_progress, walk_without_records, Finding,
-    HotPositions, RecoveryMode, Severity,
+    HotPositions, RecoveryMode, Repair, Severity, Walk,
 };
 pub use reply::{reply_channel, ReplyReceiver};
 pub use state::{event_from_frame, read_error, read_events, SealedSegment, Shared};
