@@ -15,7 +15,7 @@ mod tombstones;
 mod writer;
 
 pub use recovery::{
-    manifest_of_segments, recover, walk, walk_verify_records, walk_with_progress, walk_without_records, Finding,
+    manifest_of_segments, recover, walk, walk_verify_records, walk_without_records, Finding,
     HotPositions, RecoveryMode, Repair, Severity, Walk,
 };
 pub use reply::{reply_channel, ReplyReceiver};
