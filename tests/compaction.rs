@@ -247,6 +247,11 @@ fn an_archive_manifest_older_than_the_log_is_corruption_not_an_orphan_to_delete(
     clock.store(now, Ordering::Release);
     let report = compact(&store, &age_policy(), now, |_, _| {}).unwrap();
     assert!(report.archived > 0, "{report:?}");
+    // A second job ten days later: merged segments record only the newest job they hold.
+    let later = now + 10 * DAY_US;
+    clock.store(later, Ordering::Release);
+    let second = compact(&store, &age_policy(), later, |_, _| {}).unwrap();
+    assert!(second.archived > 0, "{second:?}");
     store.close().unwrap();
     let manifest = dir.path().join(ARCHIVE_DIR).join(logbook::ARCHIVE_MANIFEST_FILE);
     std::fs::write(&manifest, br#"{"format":1,"next_job":1,"files":[],"pending":[]}"#).unwrap();
@@ -267,14 +272,22 @@ fn an_archive_manifest_older_than_the_log_is_corruption_not_an_orphan_to_delete(
         report.findings
     );
     match logbook_archive::open_store(dir.path(), options(&clock)) {
-        Err(Error::Corruption { reason, .. }) => assert!(reason.contains("archive job 1"), "{reason}"),
+        Err(Error::Corruption { reason, .. }) => assert!(reason.contains("archive job"), "{reason}"),
         other => panic!("open over an archive manifest older than the log: {:?}", other.map(|_| ())),
     }
+    // Nor is such a store backed up as if its cold tier were whole.
+    let out = tempfile::tempdir().unwrap();
+    let target = out.path().join("copy");
+    match logbook_archive::backup_dir(dir.path(), &target) {
+        Err(Error::Corruption { reason, .. }) => assert!(reason.contains("archive job"), "{reason}"),
+        other => panic!("backup over an archive manifest older than the log: {other:?}"),
+    }
+    assert!(!target.join("segments").exists(), "the refused backup's partial copy is removed");
     // The core alone still opens the hot tier; compacting through the archive refuses.
     let store = Store::open(dir.path(), options(&clock)).unwrap();
     let files_before = std::fs::read_dir(dir.path().join(ARCHIVE_DIR)).unwrap().count();
-    match compact(&store, &age_policy(), now + DAY_US, |_, _| {}) {
-        Err(Error::Corruption { reason, .. }) => assert!(reason.contains("archive job 1"), "{reason}"),
+    match compact(&store, &age_policy(), later + DAY_US, |_, _| {}) {
+        Err(Error::Corruption { reason, .. }) => assert!(reason.contains("archive job"), "{reason}"),
         other => panic!("compaction over an archive manifest older than the log: {other:?}"),
     }
     assert_eq!(std::fs::read_dir(dir.path().join(ARCHIVE_DIR)).unwrap().count(), files_before);

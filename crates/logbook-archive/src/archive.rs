@@ -1041,17 +1041,15 @@ pub fn verify_data_dir(data: &Path, report: &mut logbook::VerifyReport) {
         }
     };
     let (mut findings, positions) = archive.verify();
-    // Jobs the hot tier records but the manifest does not know: their files are the only copy
-    // of the events they archived, not leftovers.
+    // Jobs the hot tier records but the manifest does not know: the manifest is older than the
+    // log, and it may have lost more jobs than those (a merged compacted segment records only
+    // the newest job of the segments it replaced), so no unlisted file is a leftover then.
     let unknown = crate::store::unknown_jobs(&archive, &data.join(logbook::SEGMENTS_DIR));
-    for finding in &mut findings {
-        let name = finding.file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        if finding.severity == Severity::Orphan
-            && unknown.iter().any(|(_, job)| name.starts_with(&format!("job-{job:06}-")))
-        {
+    if !unknown.is_empty() {
+        for finding in findings.iter_mut().filter(|f| f.severity == Severity::Orphan) {
             finding.severity = Severity::Corruption;
-            finding.reason = "not in the manifest, but the hot tier records its archive job: it holds archived \
-                              events the manifest lost; do not delete it"
+            finding.reason = "not in the manifest, which is older than the log (see the segment below): it may \
+                              hold archived events the manifest lost; do not delete it"
                 .into();
         }
     }

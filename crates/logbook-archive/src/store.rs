@@ -58,19 +58,32 @@ pub fn open_store(dir: impl AsRef<Path>, options: Options) -> Result<Store> {
     let fs = Arc::clone(&options.fs);
     let store = Store::open(dir.as_ref(), options)?;
     let data = DataDir::new(store.dir());
-    if data.archive_dir().exists() {
-        let mut archive = Archive::open(&data.archive_dir(), fs)?;
-        check_jobs_known(&archive, data.segments_dir())?;
+    if let Some(mut archive) = check_cold_tier(&data, fs)? {
         resolve_pending_jobs(&mut archive, data.segments_dir())?;
-    } else if let Some((segment, job)) = archive_jobs_of(data.segments_dir()).into_iter().next() {
-        let reason = format!(
-            "records archive job {job}, but the data directory has no archive: the events that job moved \
-             to the cold tier are missing; restore {} from a backup",
-            data.archive_dir().display()
-        );
-        return Err(Error::corruption(segment, 0, reason));
     }
     Ok(store)
+}
+
+/// Opens the cold tier of `data` (`None` when it has none) after checking that it holds every
+/// archive job its hot segments record ([`check_jobs_known`]); a segment that records a job
+/// when there is no archive at all is corruption too.
+fn check_cold_tier(data: &DataDir, fs: Arc<dyn logbook::FileSystem>) -> Result<Option<Archive>> {
+    if data.archive_dir().exists() {
+        let archive = Archive::open(&data.archive_dir(), fs)?;
+        check_jobs_known(&archive, data.segments_dir())?;
+        return Ok(Some(archive));
+    }
+    match archive_jobs_of(data.segments_dir()).into_iter().next() {
+        Some((segment, job)) => {
+            let reason = format!(
+                "records archive job {job}, but the data directory has no archive: the events that job moved \
+                 to the cold tier are missing; restore {} from a backup",
+                data.archive_dir().display()
+            );
+            Err(Error::corruption(segment, 0, reason))
+        }
+        None => Ok(None),
+    }
 }
 
 /// Checks that the archive's manifest knows every archive job the hot segments record. A
@@ -164,7 +177,11 @@ pub fn collect_stats(store: &Store) -> Result<StatsReport> {
 /// The archive's manifest is copied first, then every file it lists (files written after the
 /// manifest was read are not listed, and a job rolled back meanwhile is resolved at open).
 pub fn backup_dir(data: &Path, out: &Path) -> Result<BackupReport> {
-    backup_dir_with(data, out, |from, to, report| copy_archive(&from.archive_dir(), &to.archive_dir(), report))
+    backup_dir_with(data, out, |from, to, report| {
+        // A cold tier open would refuse is not copied as if whole (the partial copy goes).
+        check_cold_tier(from, logbook::std_fs())?;
+        copy_archive(&from.archive_dir(), &to.archive_dir(), report)
+    })
 }
 
 fn copy_archive(from: &Path, to: &Path, report: &mut BackupReport) -> Result<()> {
