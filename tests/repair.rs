@@ -218,6 +218,18 @@ fn after_a_crash_a_missing_active_segment_is_reported_as_given_up_from_its_base(
     assert!(ok, "{text}");
     assert!(!text.contains("gave up no event"), "{text}");
     assert!(text.contains(&format!("from {base} on")), "{text}");
+    // The same when the file is there but holds only zeroes, or nothing (its header and
+    // events lost): nothing records how many events it held either.
+    for keep in [None, Some(0u64)] {
+        let dir = closed_store(4096, 60);
+        fs::remove_file(dir.path().join("CLEAN")).unwrap();
+        let active = segment_files(dir.path()).pop().unwrap();
+        let len = fs::metadata(&active).unwrap().len();
+        fs::write(&active, vec![0u8; keep.map_or(len, |k| k) as usize]).unwrap();
+        let report = repair_dir(dir.path()).unwrap();
+        assert_eq!(report.head, base - 1, "{keep:?} {report:?}");
+        assert_eq!(report.gave_up_from, Some(base), "{keep:?} {report:?}");
+    }
 }
 
 /// After a crash, a torn last batch: the repair's own open would cut it. It is reported as

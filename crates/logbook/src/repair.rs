@@ -388,8 +388,8 @@ fn annotate(e: Error, note: &str) -> Error {
 struct Census {
     /// The highest position any of them names.
     max: u64,
-    /// The base of a segment the manifest lists as active that is missing, when no clean-shutdown
-    /// record says where the log ended.
+    /// The base of a segment the manifest lists as active that is missing or has lost its
+    /// header, when no clean-shutdown record says where the log ended.
     unknown_from: Option<u64>,
 }
 
@@ -399,7 +399,9 @@ impl Census {
         for entry in manifest.map_or(&[][..], |m| &m.entries[..]) {
             if !entry.active {
                 census.max = census.max.max(entry.end);
-            } else if clean.is_none() && fs::symlink_metadata(data.segment_path(entry.base)).is_err() {
+            } else if clean.is_none() && crate::segment::read_header(&data.segment_path(entry.base)).is_none() {
+                // Missing, or its header lost (zeroes, empty): how many events it held is not
+                // known. (A header with no frames after it is a segment just rolled over to.)
                 census.unknown_from = Some(entry.base);
             }
         }
