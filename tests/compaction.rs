@@ -292,6 +292,24 @@ fn an_archive_manifest_older_than_the_log_is_corruption_not_an_orphan_to_delete(
     }
     assert_eq!(std::fs::read_dir(dir.path().join(ARCHIVE_DIR)).unwrap().count(), files_before);
     store.close().unwrap();
+    // The hot tier gone, the cold tier still there: not a new store to start at position 1.
+    {
+        let lost = tempfile::tempdir().unwrap();
+        let copy = lost.path().join("data");
+        std::fs::create_dir_all(&copy).unwrap();
+        let status = std::process::Command::new("cp")
+            .arg("-a")
+            .arg(dir.path().join(ARCHIVE_DIR))
+            .arg(copy.join(ARCHIVE_DIR))
+            .status()
+            .unwrap();
+        assert!(status.success());
+        match Store::open(&copy, options(&clock)) {
+            Err(Error::Corruption { reason, .. }) => assert!(reason.contains("not taken for a new"), "{reason}"),
+            other => panic!("open of a cold tier without its hot tier: {:?}", other.map(|_| ())),
+        }
+        assert!(!copy.join("segments").exists(), "nothing was created");
+    }
     // The cold tier gone altogether: the same refusal.
     std::fs::remove_dir_all(dir.path().join(ARCHIVE_DIR)).unwrap();
     match logbook_archive::open_store(dir.path(), options(&clock)) {

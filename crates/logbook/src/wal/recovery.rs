@@ -1003,6 +1003,16 @@ pub fn recover(dir: &Path, options: &Options) -> Result<Recovered> {
     }
     let data = DataDir::new(dir);
     let fsys = options.fs.as_ref();
+    // A cold tier with no hot tier beside it: the store's MANIFEST, CLEAN and segments are
+    // gone, not a new store to start at position 1 (its positions would collide with the
+    // archived ones).
+    let archive_manifest = data.archive_dir().join(crate::datadir::ARCHIVE_MANIFEST_FILE);
+    if !existing && archive_manifest.is_file() {
+        let reason = "the cold tier (archive/) is here, but the store's MANIFEST, CLEAN and segments are not: \
+                      the hot tier was lost or moved, and this is not taken for a new, empty store; restore it \
+                      from a backup";
+        return Err(Error::corruption(archive_manifest, 0, reason));
+    }
     // An existing store is only locked: a refused open must change nothing (not even bring
     // back a `segments/` that was deleted).
     let lock = if existing { data.lock()? } else { data.create_and_lock(fsys)? };
