@@ -661,25 +661,19 @@ pub const MAX_TORN_SPAN: u64 = 256 * 1024 * 1024 + 2 * record::MAX_FRAME_BYTES a
 /// True when the damaged frame at `offset` has the shape of a page that never reached the
 /// disk: a lost page holds what it held before the write (the zeroes the segment was filled
 /// with, after any part synced earlier), so either the bytes from `offset` to the end of its
-/// page are all zero (and, when they are fewer than a frame header, the whole next page too),
-/// or, inside the frame its header claims, a page starts with zeroes that run to the frame's
-/// end or the next page. Bit rot flips bits; it does not zero a page's tail.
+/// page are all zero (however few: a header may straddle the page's end), or, inside the frame
+/// its header claims, a page starts with zeroes that run to the frame's end or the next page.
+/// Bit rot flips bits; it does not zero a page's tail.
 pub fn unwritten_page_at(bytes: &[u8], offset: u64) -> bool {
     let len = bytes.len() as u64;
     let zero = |from: u64, to: u64| bytes[from as usize..to as usize].iter().all(|&b| b == 0);
     let page_end = |at: u64| (at / PAGE_BYTES + 1) * PAGE_BYTES;
+    // The frame's page from its start on: zeroes mean that page kept what it held before the
+    // write, even when only a few bytes of the frame's header fall in it (the rest, in the
+    // next page, may have arrived). `judge_tail` bounds what this may cut to the last write.
     let first_end = page_end(offset).min(len);
-    if first_end >= offset + FRAME_HEADER_BYTES as u64 && zero(offset, first_end) {
+    if first_end > offset && zero(offset, first_end) {
         return true;
-    }
-    // A frame whose header starts within its length of the page's end: the zeroes there are
-    // too few to tell, so the next page must be zeroes throughout (the page that never
-    // arrived; bit rot does not zero a page).
-    if first_end < offset + FRAME_HEADER_BYTES as u64 && first_end < len && zero(offset, first_end) {
-        let next_end = (first_end + PAGE_BYTES).min(len);
-        if next_end - first_end == PAGE_BYTES && zero(first_end, next_end) {
-            return true;
-        }
     }
     let claimed = record::peek_body_len(&bytes[offset as usize..]).map_or(0, |body| (FRAME_HEADER_BYTES + body) as u64);
     let frame_end = (offset + claimed).min(len);
@@ -1356,6 +1350,11 @@ mod tests {
         assert!(page_end + 2 * PAGE_BYTES as usize <= long.len(), "valid frames follow");
         let mut torn = long.clone();
         torn[straddling as usize..page_end + PAGE_BYTES as usize].fill(0);
+        assert!(matches!(judge(&torn), TailVerdict::Repairable { .. }), "{:?}", judge(&torn));
+        // ...or only that page never arrived, and the next one (with the rest of the header)
+        // did (another seed).
+        let mut torn = long.clone();
+        torn[straddling as usize..page_end].fill(0);
         assert!(matches!(judge(&torn), TailVerdict::Repairable { .. }), "{:?}", judge(&torn));
         // One flipped byte in the same place, valid frames after it: corruption.
         bytes[2 * PAGE_BYTES as usize + 100] ^= 0x20;
