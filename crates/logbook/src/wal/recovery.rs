@@ -630,6 +630,21 @@ impl<'a> Walker<'a> {
             None => Some("index missing or stale (it describes another version of its segment)".to_string()),
             Some(index) => index_disagrees(index, &scanned.frames),
         };
+        // verify also compares the whole index with one rebuilt from the frames: an index whose
+        // checksums hold but whose entries are wrong (a writer bug) is trusted by a clean open,
+        // so its reads would be wrong. (Not on open after a crash: its rebuild costs time, and
+        // an open after a clean stop would not look anyway.)
+        if verdict.is_none() && index.is_some() && matches!(self.mode, RecoveryMode::Verify) {
+            let index_path = self.dir.index_path(base);
+            let rebuilt = scanned.builder(&bytes).encode(base, head.len, head.crc);
+            let stored = crate::storage::read_bounded(&index_path, crate::index::MAX_INDEX_FILE_BYTES);
+            if stored.as_deref().ok() != Some(&rebuilt[..]) {
+                let reason = "its entries disagree with its segment (a stream's versions or positions, an event id, \
+                              or a name), though its checksums hold: reads through it are wrong; remove the file and \
+                              open rebuilds it";
+                self.corrupt(&index_path, 0, reason.to_string())?;
+            }
+        }
         let index = match verdict {
             Some(reason) => {
                 self.found(
