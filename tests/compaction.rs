@@ -254,6 +254,25 @@ fn an_archive_manifest_older_than_the_log_is_corruption_not_an_orphan_to_delete(
     assert!(second.archived > 0, "{second:?}");
     store.close().unwrap();
     let manifest = dir.path().join(ARCHIVE_DIR).join(logbook::ARCHIVE_MANIFEST_FILE);
+    // A file the manifest lists gone (or cut short): open through the archive crate refuses
+    // rather than serve and count an archive that lost events.
+    {
+        let archive = Archive::open(&dir.path().join(ARCHIVE_DIR), logbook::std_fs()).unwrap();
+        let listed = dir.path().join(ARCHIVE_DIR).join(&archive.manifest().files[0].path);
+        let kept = std::fs::read(&listed).unwrap();
+        std::fs::write(&listed, &kept[..kept.len() / 2]).unwrap();
+        match logbook_archive::open_store(dir.path(), options(&clock)) {
+            Err(Error::Corruption { file, .. }) => assert_eq!(file, listed),
+            other => panic!("open with a listed archive file cut short: {:?}", other.map(|_| ())),
+        }
+        std::fs::remove_file(&listed).unwrap();
+        match logbook_archive::open_store(dir.path(), options(&clock)) {
+            Err(Error::Corruption { file, .. }) => assert_eq!(file, listed),
+            other => panic!("open with a listed archive file missing: {:?}", other.map(|_| ())),
+        }
+        std::fs::write(&listed, kept).unwrap();
+        logbook_archive::open_store(dir.path(), options(&clock)).unwrap().close().unwrap();
+    }
     std::fs::write(&manifest, br#"{"format":1,"next_job":1,"files":[],"pending":[]}"#).unwrap();
 
     let mut report = logbook::verify_dir(dir.path()).unwrap();

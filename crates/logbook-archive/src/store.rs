@@ -71,6 +71,7 @@ fn check_cold_tier(data: &DataDir, fs: Arc<dyn logbook::FileSystem>) -> Result<O
     if data.archive_dir().exists() {
         let archive = Archive::open(&data.archive_dir(), fs)?;
         check_jobs_known(&archive, data.segments_dir())?;
+        check_files_there(&archive)?;
         return Ok(Some(archive));
     }
     match archive_jobs_of(data.segments_dir()).into_iter().next() {
@@ -96,6 +97,31 @@ pub fn check_jobs_known(archive: &Archive, segments_dir: &Path) -> Result<()> {
         Some((segment, job)) => Err(Error::corruption(segment, 0, unknown_job_reason(job, archive.next_job_id()))),
         None => Ok(()),
     }
+}
+
+/// Every file the archive's manifest lists is there with its recorded length (a stat each;
+/// `verify` reads and checks them whole): an archive that lost a file is not served, nor
+/// counted, as if whole.
+fn check_files_there(archive: &Archive) -> Result<()> {
+    for file in &archive.manifest().files {
+        let path = archive.root().join(&file.path);
+        let reason = match std::fs::metadata(&path) {
+            Ok(meta) if meta.is_file() && meta.len() == file.bytes => continue,
+            Ok(meta) => format!(
+                "the archive's manifest lists this file with {} bytes, it has {}: archived events were lost; \
+                 restore it from a backup",
+                file.bytes,
+                meta.len()
+            ),
+            Err(e) => format!(
+                "the archive's manifest lists this file, but it cannot be read ({e}): the {} archived events \
+                 in it are lost; restore it from a backup",
+                file.rows
+            ),
+        };
+        return Err(Error::corruption(path, 0, reason));
+    }
+    Ok(())
 }
 
 /// The hot segments that record an archive job the archive's manifest does not know.
