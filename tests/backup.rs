@@ -226,3 +226,21 @@ fn a_backup_of_a_store_older_than_manifests_keeps_its_records_as_they_are() {
     let original = logbook::Store::open(&data, Options::default()).unwrap();
     assert_eq!(reopened.head_position(), original.head_position());
 }
+
+#[test]
+fn a_backup_into_the_store_itself_is_refused_and_changes_nothing() {
+    // A target inside the data directory (a slip of the path): the copy would land among the
+    // store's own files (inside `segments/`, as a directory open and verify do not expect).
+    let root = tempfile::tempdir().unwrap();
+    let data = stopped_store(root.path());
+    for inside in [data.join("segments").join("bk"), data.join("bk"), data.clone()] {
+        let before: Vec<_> = std::fs::read_dir(&data).unwrap().map(|e| e.unwrap().path()).collect();
+        match logbook::backup_dir(&data, &inside) {
+            Err(logbook::Error::InvalidInput(message)) => assert!(message.contains("inside"), "{message}"),
+            other => panic!("backup into {}: {other:?}", inside.display()),
+        }
+        let after: Vec<_> = std::fs::read_dir(&data).unwrap().map(|e| e.unwrap().path()).collect();
+        assert_eq!(before, after, "nothing created in the store");
+        assert!(!data.join("segments").join("bk").exists());
+    }
+}
