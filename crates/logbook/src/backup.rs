@@ -316,6 +316,25 @@ pub fn sync_dir(dir: &Path) -> Result<()> {
     fs::File::open(dir).and_then(|d| d.sync_all()).map_err(|e| Error::io(format!("syncing {}", dir.display()), e))
 }
 
+/// True when `path` is `dir` or lies under it, symlinks resolved: the nearest existing
+/// ancestor of `path` is resolved, and the rest of `path` appended to it.
+fn is_inside(path: &Path, dir: &Path) -> bool {
+    let Ok(dir) = fs::canonicalize(dir) else { return false };
+    let path = if path.is_absolute() { path.to_path_buf() } else { std::env::current_dir().unwrap_or_default().join(path) };
+    let mut existing = path.as_path();
+    let mut rest = Vec::new();
+    while !existing.exists() {
+        let (Some(parent), Some(name)) = (existing.parent(), existing.file_name()) else { return false };
+        rest.push(name.to_os_string());
+        existing = parent;
+    }
+    let Ok(mut resolved) = fs::canonicalize(existing) else { return false };
+    for name in rest.iter().rev() {
+        resolved.push(name);
+    }
+    resolved.starts_with(&dir)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -337,23 +356,4 @@ mod tests {
         }
         assert_eq!(copy_synced(&dir.path().join("gone"), &dir.path().join("gone.copy")).unwrap(), None);
     }
-}
-
-/// True when `path` is `dir` or lies under it, symlinks resolved: the nearest existing
-/// ancestor of `path` is resolved, and the rest of `path` appended to it.
-fn is_inside(path: &Path, dir: &Path) -> bool {
-    let Ok(dir) = fs::canonicalize(dir) else { return false };
-    let path = if path.is_absolute() { path.to_path_buf() } else { std::env::current_dir().unwrap_or_default().join(path) };
-    let mut existing = path.as_path();
-    let mut rest = Vec::new();
-    while !existing.exists() {
-        let (Some(parent), Some(name)) = (existing.parent(), existing.file_name()) else { return false };
-        rest.push(name.to_os_string());
-        existing = parent;
-    }
-    let Ok(mut resolved) = fs::canonicalize(existing) else { return false };
-    for name in rest.iter().rev() {
-        resolved.push(name);
-    }
-    resolved.starts_with(&dir)
 }
