@@ -2,6 +2,9 @@
 //! the archive, it opens as a store holding every event acknowledged before the backup began,
 //! byte-identical, plus the archive, and `verify` finds no damage.
 
+#[path = "disk_support/mod.rs"]
+mod disk_support;
+
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::Arc;
 
@@ -109,13 +112,7 @@ fn a_backup_keeps_the_unwritten_part_of_a_segment_a_hole() {
 /// A stopped store of 60 events in 4 KiB segments (several sealed, one active).
 fn stopped_store(root: &std::path::Path) -> std::path::PathBuf {
     let data = root.join("data");
-    let store = logbook::Store::open(&data, Options { segment_bytes: 4096, ..Options::default() }).unwrap();
-    for i in 0..60u64 {
-        store
-            .append(&format!("order-{}", i % 5), ExpectedVersion::Any, vec![NewEvent::new("E", vec![b'a'; 200])])
-            .unwrap();
-    }
-    store.close().unwrap();
+    disk_support::write_closed_store(&data, 4096, 60);
     data
 }
 

@@ -53,6 +53,15 @@ fn write_history(store: &Store, clock: &AtomicI64) {
     }
 }
 
+/// A fresh store (with its cold tier) holding [`write_history`], and its clock.
+fn store_with_history() -> (tempfile::TempDir, Arc<AtomicI64>, Store) {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(AtomicI64::new(T0));
+    let store = logbook_archive::open_store(dir.path(), options(&clock)).unwrap();
+    write_history(&store, &clock);
+    (dir, clock, store)
+}
+
 /// Base position of the active (last) segment: compaction leaves it alone.
 fn active_base(dir: &Path) -> u64 {
     std::fs::read_dir(dir.join("segments"))
@@ -157,10 +166,7 @@ fn age_policy() -> RetentionPolicy {
 
 #[test]
 fn retention_by_age_and_count_archives_then_removes_and_survivors_are_byte_identical() {
-    let dir = tempfile::tempdir().unwrap();
-    let clock = Arc::new(AtomicI64::new(T0));
-    let store = logbook_archive::open_store(dir.path(), options(&clock)).unwrap();
-    write_history(&store, &clock);
+    let (dir, clock, store) = store_with_history();
     let before = all_hot(&store);
     let segments_before = store.segment_count();
     let policy = age_policy();
@@ -239,10 +245,7 @@ fn an_archive_manifest_older_than_the_log_is_corruption_not_an_orphan_to_delete(
     // archived events is then an unlisted file. verify must not call it deletable, the store
     // must not open over it, and a compaction must not reuse its job id (whose files it would
     // write under the same names).
-    let dir = tempfile::tempdir().unwrap();
-    let clock = Arc::new(AtomicI64::new(T0));
-    let store = logbook_archive::open_store(dir.path(), options(&clock)).unwrap();
-    write_history(&store, &clock);
+    let (dir, clock, store) = store_with_history();
     let now = T0 + 60 * DAY_US;
     clock.store(now, Ordering::Release);
     let report = compact(&store, &age_policy(), now, |_, _| {}).unwrap();
@@ -339,10 +342,7 @@ fn an_archive_manifest_older_than_the_log_is_corruption_not_an_orphan_to_delete(
 
 #[test]
 fn tombstones_hide_a_stream_at_once_and_compaction_removes_it_from_disk() {
-    let dir = tempfile::tempdir().unwrap();
-    let clock = Arc::new(AtomicI64::new(T0));
-    let store = logbook_archive::open_store(dir.path(), options(&clock)).unwrap();
-    write_history(&store, &clock);
+    let (dir, clock, store) = store_with_history();
     let victim = "order-1";
     let version = store.stream_version(victim);
     // Fill the active segment so every event of the victim is in a sealed one.
@@ -414,10 +414,7 @@ fn frames_on_disk(dir: &Path) -> Vec<(u64, String)> {
 
 #[test]
 fn compaction_keeps_subscriptions_and_all_reads_in_order_across_gaps() {
-    let dir = tempfile::tempdir().unwrap();
-    let clock = Arc::new(AtomicI64::new(T0));
-    let store = logbook_archive::open_store(dir.path(), options(&clock)).unwrap();
-    write_history(&store, &clock);
+    let (dir, _clock, store) = store_with_history();
     let policy = age_policy();
     let now = T0 + 60 * DAY_US;
     let before = all_hot(&store);
@@ -509,10 +506,7 @@ fn the_core_alone_refuses_to_archive_and_writes_nothing() {
 
 #[test]
 fn the_core_alone_refuses_a_store_whose_cold_tier_has_a_pending_job_or_to_back_it_up() {
-    let dir = tempfile::tempdir().unwrap();
-    let clock = Arc::new(AtomicI64::new(T0));
-    let store = logbook_archive::open_store(dir.path(), options(&clock)).unwrap();
-    write_history(&store, &clock);
+    let (dir, clock, store) = store_with_history();
     let now = T0 + 60 * DAY_US;
     clock.store(now, Ordering::Release);
     compact(&store, &age_policy(), now, |_, _| {}).unwrap();

@@ -96,13 +96,7 @@ fn repair_of_a_healthy_store_changes_nothing() {
 
 fn closed_store(segment_bytes: u64, events: u64) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path(), Options { segment_bytes, ..Options::default() }).unwrap();
-    for i in 0..events {
-        store
-            .append(&format!("order-{}", i % 5), ExpectedVersion::Any, vec![NewEvent::new("E", vec![b'a'; 200])])
-            .unwrap();
-    }
-    store.close().unwrap();
+    disk_support::write_closed_store(dir.path(), segment_bytes, events);
     dir
 }
 

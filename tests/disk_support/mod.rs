@@ -29,3 +29,15 @@ pub fn copy_tree(from: &Path, to: &Path) {
         }
     }
 }
+
+/// Writes a store at `data` (`segment_bytes` segments) holding `events` events of 200 bytes
+/// over five order streams, and closes it cleanly.
+pub fn write_closed_store(data: &Path, segment_bytes: u64, events: u64) {
+    let options = logbook::Options { segment_bytes, ..logbook::Options::default() };
+    let store = logbook::Store::open(data, options).unwrap();
+    for i in 0..events {
+        let event = logbook::NewEvent::new("E", vec![b'a'; 200]);
+        store.append(&format!("order-{}", i % 5), logbook::ExpectedVersion::Any, vec![event]).unwrap();
+    }
+    store.close().unwrap();
+}
