@@ -52,6 +52,31 @@ pub const ARCHIVE_MANIFEST_FILE: &str = "_manifest.json";
 /// The most bytes of a cold-tier manifest anyone reads.
 pub const MAX_ARCHIVE_MANIFEST_BYTES: u64 = 256 << 20;
 
+/// How long an open waits for a lock someone else holds before it says the store is locked.
+///
+/// Why wait at all: a process that spawns a program (another thread's hook, a test harness)
+/// copies every open file into the child until the child's exec closes it, and a lock goes
+/// with the open file. So the locks of a store this process just closed can stay held for the
+/// few milliseconds of a spawn, and an open refused then would be refused for nothing. A store
+/// that is really open holds its locks far longer than this.
+pub(crate) const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Takes `file`'s exclusive lock, trying again until [`LOCK_WAIT`] has passed; false when it
+/// stayed held.
+fn lock_waiting(file: &File) -> io::Result<bool> {
+    let deadline = std::time::Instant::now() + LOCK_WAIT;
+    loop {
+        match file.try_lock() {
+            Ok(()) => return Ok(true),
+            Err(fs::TryLockError::WouldBlock) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            Err(fs::TryLockError::WouldBlock) => return Ok(false),
+            Err(fs::TryLockError::Error(e)) => return Err(e),
+        }
+    }
+}
+
 /// True when `dir` holds a logbook store: a segment manifest or a clean-shutdown record, or
 /// (a store written before manifests existed, after a crash) a segment file.
 pub fn holds_store(dir: &Path) -> bool {
@@ -195,17 +220,13 @@ impl DataDir {
     }
 
     /// Takes the OS locks of an open store: on the data directory itself, then on `LOCK`. A
-    /// second open, from any process, fails at once, even after someone removed `LOCK` by
-    /// hand (a "stale lock" cleanup): the directory's lock goes with its inode, which stays
-    /// while the store is open.
+    /// second open, from any process, is refused (after at most [`LOCK_WAIT`]), even after
+    /// someone removed `LOCK` by hand (a "stale lock" cleanup): the directory's lock goes with
+    /// its inode, which stays while the store is open.
     pub(crate) fn lock(&self) -> Result<StoreLock> {
         let dir = File::open(&self.root).map_err(|e| Error::io(format!("opening {}", self.root.display()), e))?;
-        match dir.try_lock() {
-            Ok(()) => {}
-            Err(fs::TryLockError::WouldBlock) => return Err(Error::Locked(self.root.clone())),
-            Err(fs::TryLockError::Error(e)) => {
-                return Err(Error::io(format!("locking {}", self.root.display()), e));
-            }
+        if !lock_waiting(&dir).map_err(|e| Error::io(format!("locking {}", self.root.display()), e))? {
+            return Err(Error::Locked(self.root.clone()));
         }
         let path = self.lock_path();
         let file = fs::OpenOptions::new()
@@ -214,11 +235,10 @@ impl DataDir {
             .write(true)
             .open(&path)
             .map_err(|e| Error::io(format!("opening {}", path.display()), e))?;
-        match file.try_lock() {
-            Ok(()) => Ok(StoreLock { _dir: dir, _file: file }),
-            Err(fs::TryLockError::WouldBlock) => Err(Error::Locked(self.root.clone())),
-            Err(fs::TryLockError::Error(e)) => Err(Error::io(format!("locking {}", path.display()), e)),
+        if !lock_waiting(&file).map_err(|e| Error::io(format!("locking {}", path.display()), e))? {
+            return Err(Error::Locked(self.root.clone()));
         }
+        Ok(StoreLock { _dir: dir, _file: file })
     }
 
     /// True when a process holds the store's locks (a store is open here, so its files may
