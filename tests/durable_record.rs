@@ -451,3 +451,90 @@ fn an_unwritten_last_segment_a_backup_lists_is_still_created_again() {
         assert_eq!(next.first_position, head + 1);
     }
 }
+
+/// The active segment of a store that crashed after `later` appends on top of `synced` events
+/// that a clean stop and the next open made durable (the open records them as synced).
+fn crashed_on_top_of_synced(dir: &Path, synced: usize, later: usize, options: impl Fn() -> Options) -> u64 {
+    let live = tempfile::tempdir().unwrap();
+    let append = |store: &Store, i: usize| {
+        let event = NewEvent::new("E", vec![b'a' + (i % 26) as u8; 200]);
+        store.append(&format!("order-{i}"), ExpectedVersion::NoStream, vec![event]).unwrap();
+    };
+    let store = Store::open(live.path(), options()).unwrap();
+    (0..synced).for_each(|i| append(&store, i));
+    store.close().unwrap();
+    let store = Store::open(live.path(), options()).unwrap();
+    (synced..synced + later).for_each(|i| append(&store, i));
+    // The writer records after the acknowledgements; a sync request returns after it did.
+    store.sync().unwrap();
+    let head = store.head_position();
+    copy_tree(live.path(), dir);
+    drop(store);
+    assert_eq!(segment_files(dir).len(), 1, "every event is in the active segment");
+    head
+}
+
+#[test]
+fn an_active_segment_cut_back_below_what_was_synced_after_a_crash_is_corruption() {
+    // After a crash the end of the active segment is judged by what it holds: zeroes where
+    // frames were, or a file cut short, looked like a write that never finished, and open cut
+    // every event after it, however long ago they had been acknowledged (attacker review,
+    // F3's first half). The manifest records how far the active segment is known synced, so
+    // losing events below that is corruption.
+    for shape in ["every frame zeroed", "cut back to its header", "zeroed from the 20th frame on"] {
+        let dir = tempfile::tempdir().unwrap();
+        crashed_on_top_of_synced(dir.path(), 40, 5, || options(1 << 20));
+        let active = segment_files(dir.path()).pop().unwrap();
+        let mut bytes = fs::read(&active).unwrap();
+        let header = logbook::segment::SEGMENT_HEADER_BYTES;
+        match shape {
+            "every frame zeroed" => bytes[header..].fill(0),
+            "cut back to its header" => bytes.truncate(header),
+            _ => {
+                let mut at = header;
+                for _ in 0..19 {
+                    let (_, used) = logbook::record::decode(&bytes[at..]).unwrap();
+                    at += used;
+                }
+                bytes[at..].fill(0);
+            }
+        }
+        fs::write(&active, &bytes).unwrap();
+        assert_refused(dir.path(), Some(&active), shape);
+    }
+}
+
+#[test]
+fn what_was_written_after_the_recorded_sync_is_still_a_torn_tail() {
+    // The other side: events written after the last record may be lost to a crash (their
+    // write may not have finished), and open still cuts them. The open records the 40 events
+    // it found as synced; with records once an hour, the 5 later appends are not recorded.
+    let hourly = || Options { synced_record_every: std::time::Duration::from_secs(3600), ..options(1 << 20) };
+    for keep in [40usize, 44] {
+        let dir = tempfile::tempdir().unwrap();
+        crashed_on_top_of_synced(dir.path(), 40, 5, hourly);
+        let active = segment_files(dir.path()).pop().unwrap();
+        let mut bytes = fs::read(&active).unwrap();
+        let mut at = logbook::segment::SEGMENT_HEADER_BYTES;
+        for _ in 0..keep {
+            at += logbook::record::decode(&bytes[at..]).unwrap().1;
+        }
+        bytes[at..].fill(0);
+        fs::write(&active, &bytes).unwrap();
+        let store = Store::open(dir.path(), hourly()).unwrap();
+        assert_eq!(store.head_position(), keep as u64, "the unrecorded appends after {keep} are cut as a torn tail");
+    }
+    // Recorded after every sync, the same loss of the last appends is corruption.
+    let every_sync = || Options { synced_record_every: std::time::Duration::ZERO, ..options(1 << 20) };
+    let dir = tempfile::tempdir().unwrap();
+    crashed_on_top_of_synced(dir.path(), 40, 5, every_sync);
+    let active = segment_files(dir.path()).pop().unwrap();
+    let mut bytes = fs::read(&active).unwrap();
+    let mut at = logbook::segment::SEGMENT_HEADER_BYTES;
+    for _ in 0..44 {
+        at += logbook::record::decode(&bytes[at..]).unwrap().1;
+    }
+    bytes[at..].fill(0);
+    fs::write(&active, &bytes).unwrap();
+    assert_refused(dir.path(), Some(&active), "the last acknowledged append lost, recorded synced");
+}

@@ -368,10 +368,17 @@ fn simulated_power_loss_keeps_every_acknowledged_append() {
 }
 
 /// Segments of 64 KiB, events of up to 3 KB, and a 1 ms fsync (appends pile up into big
-/// groups), so a group commit's write spans several 4 KiB pages.
+/// groups), so a group commit's write spans several 4 KiB pages. The writer records how far
+/// the active segment is synced after every fdatasync, so each power loss is also checked
+/// against that record (and can fall inside the manifest's own atomic rewrite).
 fn page_options(sim: &SimFileSystem) -> Options {
     sim.set_sync_delay(Duration::from_millis(1));
-    Options { segment_bytes: 64 * 1024, fs: Arc::new(sim.clone()), ..Options::default() }
+    Options {
+        segment_bytes: 64 * 1024,
+        fs: Arc::new(sim.clone()),
+        synced_record_every: Duration::ZERO,
+        ..Options::default()
+    }
 }
 
 /// The page cache writes back out of order: each unsynced 4 KiB page survives or not on its

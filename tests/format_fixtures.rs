@@ -34,6 +34,34 @@ fixtures! {
     v2_crashed: "v2-crashed",
     v3_clean: "v3-clean",
     v3_crashed: "v3-crashed",
+    v4_clean: "v4-clean",
+    v4_crashed: "v4-crashed",
+}
+
+/// v4's crashed copy records how far its active segment was synced: the same copy with that
+/// segment's frames zeroed is refused (in v3's it was cut back as a torn tail).
+#[test]
+fn v4_crashed_records_how_far_its_active_segment_was_synced() {
+    let temp = tempfile::tempdir().unwrap();
+    copy_store(&fixtures_dir().join("v4-crashed"), temp.path());
+    let segments = temp.path().join("segments");
+    let mut names: Vec<_> = std::fs::read_dir(&segments)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "seg"))
+        .collect();
+    names.sort();
+    let active = names.pop().unwrap();
+    let mut bytes = std::fs::read(&active).unwrap();
+    bytes[logbook::segment::SEGMENT_HEADER_BYTES..].fill(0);
+    std::fs::write(&active, &bytes).unwrap();
+    match Store::open(temp.path(), Options::default()) {
+        Err(Error::Corruption { file, reason, .. }) => {
+            assert_eq!(file, active);
+            assert!(reason.contains("synced up to position"), "{reason}");
+        }
+        other => panic!("opened or failed otherwise: {:?}", other.map(|s| s.head_position())),
+    }
 }
 
 const EXPECTED_FILE: &str = "expected.json";
@@ -427,6 +455,9 @@ fn generate_fixtures() {
         segment_bytes: SEGMENT_BYTES,
         sync: SyncMode::Always,
         clock: Clock::manual(Arc::clone(&now)),
+        // Every fdatasync is recorded in the manifest (from v4 on, the crashed copy carries
+        // how far its active segment was synced).
+        synced_record_every: std::time::Duration::ZERO,
         ..Options::default()
     };
     let store = Store::open(&live, options).expect("open");

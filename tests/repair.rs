@@ -8,7 +8,7 @@ mod disk_support;
 use std::fs;
 use std::process::Command;
 
-use disk_support::segment_files;
+use disk_support::{copy_tree, segment_files};
 use logbook::repair_dir;
 use logbook::{Error, ExpectedVersion, Filter, NewEvent, Options, Store};
 
@@ -278,4 +278,32 @@ fn repair_refuses_a_store_whose_segments_directory_is_missing_and_changes_nothin
     assert!(!logbook::verify_dir(dir.path()).unwrap().is_healthy());
     let refused = Store::open(dir.path(), Options::default()).err().expect("still refused");
     assert!(matches!(refused, Error::Corruption { .. }), "{refused}");
+}
+
+/// After a crash, the active segment's frames are all zeroes although the manifest records 40
+/// of its events as synced: repair gives up those positions and says so (nothing in the file
+/// decodes any more, so only the record knows they were there).
+#[test]
+fn after_a_crash_repair_counts_the_events_the_manifest_records_synced() {
+    let live = tempfile::tempdir().unwrap();
+    let options = || Options { segment_bytes: 1 << 20, ..Options::default() };
+    let store = Store::open(live.path(), options()).unwrap();
+    for i in 0..40 {
+        store.append(&format!("order-{i}"), ExpectedVersion::Any, vec![NewEvent::new("E", vec![b'a'; 200])]).unwrap();
+    }
+    store.close().unwrap();
+    let store = Store::open(live.path(), options()).unwrap(); // records the 40 events as synced
+    let dir = tempfile::tempdir().unwrap();
+    copy_tree(live.path(), dir.path());
+    drop(store);
+    let active = segment_files(dir.path()).pop().unwrap();
+    let mut bytes = fs::read(&active).unwrap();
+    bytes[logbook::segment::SEGMENT_HEADER_BYTES..].fill(0);
+    fs::write(&active, &bytes).unwrap();
+    assert!(matches!(Store::open(dir.path(), Options::default()), Err(Error::Corruption { .. })));
+    let report = repair_dir(dir.path()).unwrap();
+    assert_eq!(report.head, 0, "{report:?}");
+    assert_eq!(report.gave_up, Some((1, 40)), "{report:?}");
+    let store = Store::open(dir.path(), Options::default()).unwrap();
+    assert_eq!(store.head_position(), 0);
 }

@@ -73,6 +73,12 @@ pub struct Options {
     pub compression: Compression,
     /// Limits on consumer groups (how many, consumers and pending events per group).
     pub groups: crate::groups::GroupLimits,
+    /// How often, at most, the writer records in the manifest how far the active segment is
+    /// synced (default 1 s; `Duration::ZERO`: after every fdatasync that moved it). After a
+    /// crash the active segment must still hold what was recorded, so only the events synced
+    /// since the last record can be lost unseen to a disk that drops synced writes. Each record
+    /// is one atomic rewrite of the manifest (two fsyncs and a rename) on the writer thread.
+    pub synced_record_every: Duration,
 }
 
 /// The codec of compressed sealed segments (docs/format.md, "Compressed segments").
@@ -142,6 +148,7 @@ impl Default for Options {
             read_cache_bytes: 256 * 1024 * 1024,
             compression: Compression::None,
             groups: crate::groups::GroupLimits::default(),
+            synced_record_every: Duration::from_secs(1),
         }
     }
 }

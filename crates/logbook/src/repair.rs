@@ -397,9 +397,9 @@ impl Census {
     fn take(data: &DataDir, clean: Option<CleanRecord>, manifest: Option<&Manifest>) -> Result<Census> {
         let mut census = Census { max: clean.map_or(0, |c| c.head), unknown_from: None };
         for entry in manifest.map_or(&[][..], |m| &m.entries[..]) {
-            if !entry.active {
-                census.max = census.max.max(entry.end);
-            } else if clean.is_none() && crate::segment::read_header(&data.segment_path(entry.base)).is_none() {
+            // Sealed: its last position. Active: how far it was recorded synced (0: unknown).
+            census.max = census.max.max(entry.end);
+            if entry.active && clean.is_none() && crate::segment::read_header(&data.segment_path(entry.base)).is_none() {
                 // Missing, or its header lost (zeroes, empty): how many events it held is not
                 // known. (A header with no frames after it is a segment just rolled over to.)
                 census.unknown_from = Some(entry.base);

@@ -22,7 +22,7 @@ use std::path::{Path, PathBuf};
 
 pub use record::{
     decode_clean, decode_manifest, encode_clean, encode_manifest, CleanRecord, LastSegment, Manifest, ManifestEntry,
-    CLEAN_BYTES, MAX_MANIFEST_BYTES,
+    SyncedEnd, CLEAN_BYTES, MAX_MANIFEST_BYTES,
 };
 
 use crate::error::{Error, Result};

@@ -26,8 +26,10 @@
 //!   28..32 u32    crc32(bytes 0..28) XOR CRC_MASK
 //!   entries, N x 32, by ascending base; the last one is the active segment
 //!   0..8   u64    base position
-//!   8..16  u64    sealed: last position the segment covers; active: 0
-//!   16..24 u64    sealed: file length; active: 0
+//!   8..16  u64    sealed: last position the segment covers
+//!                 active: last position known synced in it (0: none recorded)
+//!   16..24 u64    sealed: file length
+//!                 active: end of that position's frame (0: none recorded)
 //!   24..28 u32    the segment header's stored checksum (which version of the file)
 //!   28..32 u32    flags: bit 0 = ACTIVE (the last entry, and only it)
 //! ```
@@ -145,15 +147,25 @@ pub fn decode_clean(bytes: &[u8]) -> Result<CleanRecord, String> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ManifestEntry {
     pub base: u64,
-    /// Sealed: the last position it covers. Active: 0.
+    /// Sealed: the last position it covers. Active: the last position known synced in it, so
+    /// after a crash the segment must still hold it (0: none recorded; older builds wrote 0).
     pub end: u64,
-    /// Sealed: its file length. Active: 0 (it grows).
+    /// Sealed: its file length. Active: the end of the frame at `end` (0 with `end`).
     pub len: u64,
     pub header_crc: u32,
     pub active: bool,
 }
 
-/// Which segments must exist, as of the last seal, rollover, compaction or open.
+/// The end of what is known durable in the active segment: its last synced position and the
+/// byte where that position's frame ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SyncedEnd {
+    pub position: u64,
+    pub len: u64,
+}
+
+/// Which segments must exist, as of the last seal, rollover, compaction or open (and, for the
+/// active one, how far it was synced at the last of those or of the writer's periodic records).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Manifest {
     pub generation: u64,
@@ -174,6 +186,22 @@ impl Manifest {
             .collect();
         entries.push(ManifestEntry { base: active.0, end: 0, len: 0, header_crc: active.1, active: true });
         Manifest { generation, entries }
+    }
+
+    /// Records that the active segment is synced up to position `end`, whose frame ends at byte
+    /// `len`: after a crash it must still hold that much.
+    pub fn with_active_synced(mut self, synced: Option<SyncedEnd>) -> Self {
+        if let (Some(synced), Some(active)) = (synced, self.entries.last_mut()) {
+            assert!(synced.position >= active.base && synced.len > 0, "a synced end lies inside the active segment");
+            (active.end, active.len) = (synced.position, synced.len);
+        }
+        self
+    }
+
+    /// How far the active segment was recorded synced, if the manifest says.
+    pub fn active_synced(&self) -> Option<(u64, SyncedEnd)> {
+        let active = self.entries.last().filter(|e| e.active && e.end != 0)?;
+        Some((active.base, SyncedEnd { position: active.end, len: active.len }))
     }
 
     /// The entry for the segment based at `base`.
@@ -260,6 +288,12 @@ pub fn decode_manifest(bytes: &[u8]) -> Result<Manifest, String> {
         if !entry.active && entry.end < entry.base {
             return Err(format!("entry {i}: segment {} ends at {}, before its base", entry.base, entry.end));
         }
+        if entry.active && ((entry.end == 0) != (entry.len == 0) || (entry.end != 0 && entry.end < entry.base)) {
+            return Err(format!(
+                "entry {i}: active segment {} recorded synced up to position {} ending at byte {}",
+                entry.base, entry.end, entry.len
+            ));
+        }
         if let Some(prev) = entries.last() {
             let prev: &ManifestEntry = prev;
             if entry.base != prev.end + 1 {
@@ -323,6 +357,24 @@ mod tests {
             assert!(decode_manifest(&bytes[..cut]).is_err(), "cut at {cut} accepted");
         }
         assert!(decode_manifest(&vec![0u8; bytes.len()]).is_err());
+    }
+
+    #[test]
+    fn manifest_carries_how_far_the_active_segment_was_synced() {
+        assert_eq!(sample().active_synced(), None, "0 records nothing (what older builds write)");
+        let synced = SyncedEnd { position: 45, len: 3000 };
+        let manifest = sample().with_active_synced(Some(synced));
+        assert_eq!(manifest.active_synced(), Some((41, synced)));
+        let bytes = encode_manifest(&manifest);
+        assert_eq!(decode_manifest(&bytes), Ok(manifest.clone()));
+        // An end without a length, a length without an end, or an end before the segment's base.
+        for (end, len) in [(45, 0), (0, 3000), (40, 3000)] {
+            let mut odd = manifest.clone();
+            let active = odd.entries.last_mut().unwrap();
+            (active.end, active.len) = (end, len);
+            let err = decode_manifest(&encode_manifest(&odd)).unwrap_err();
+            assert!(err.contains("recorded synced"), "{end} {len}: {err}");
+        }
     }
 
     #[test]

@@ -21,7 +21,7 @@ use parking_lot::{Condvar, Mutex, RwLock};
 use super::state::{ActiveSegment, LogState, SealedSegment, Shared, Stats};
 use super::tombstones::load_tombstones;
 use crate::block_cache::BlockCache;
-use crate::datadir::{holds_store, CleanRecord, DataDir, Manifest, ManifestEntry};
+use crate::datadir::{holds_store, CleanRecord, DataDir, Manifest, ManifestEntry, SyncedEnd};
 use crate::error::{Error, Result};
 use crate::index::{ActiveIndex, IndexBuilder, IndexedEvent, SegmentIndex, StreamDirectory};
 use crate::record::FrameRef;
@@ -180,6 +180,8 @@ struct Walker<'a> {
     unlisted_newest: Option<u64>,
     /// The manifest's entry for each base it lists (base, active, recorded header checksum).
     listed: HashMap<u64, (bool, u32)>,
+    /// How far the manifest records the active segment (at this base) synced.
+    active_synced: Option<(u64, SyncedEnd)>,
 }
 
 /// Walks the data directory. `clean` and `manifest` are the durable records read before.
@@ -286,6 +288,7 @@ impl<'a> Walker<'a> {
             require_manifest,
             unlisted_newest: None,
             listed: HashMap::new(),
+            active_synced: None,
         }
     }
 
@@ -426,6 +429,7 @@ impl<'a> Walker<'a> {
     /// interrupted between its rename and the manifest update).
     fn check_manifest(&mut self, manifest: &Manifest, bases: &[u64], heads: &HashMap<u64, FileHead>) -> Result<()> {
         self.listed = manifest.entries.iter().map(|e| (e.base, (e.active, e.header_crc))).collect();
+        self.active_synced = manifest.active_synced();
         let mut covered_to = 0u64;
         for (i, entry) in manifest.entries.iter().enumerate() {
             if entry.base <= covered_to {
@@ -467,6 +471,16 @@ impl<'a> Walker<'a> {
                 let what = if head.len < entry.len { "truncated" } else { "extended" };
                 let reason = format!("{what}: the file is {} bytes, the manifest records {}", head.len, entry.len);
                 self.corrupt(&path, head.len.min(entry.len), reason)?;
+            }
+            if entry.active && head.len < entry.len {
+                // Shorter than what was recorded synced in it, whether still active or sealed
+                // by a rollover the manifest did not record yet (a seal only cuts zeroes).
+                let reason = format!(
+                    "truncated: the file is {} bytes, and the manifest records it synced up to position {} \
+                     ending at byte {}: acknowledged events were lost",
+                    head.len, entry.end, entry.len
+                );
+                self.corrupt(&path, head.len, reason)?;
             }
         }
         let listed_last = manifest.entries.last().map_or(0, |e| e.base);
@@ -867,6 +881,18 @@ impl<'a> Walker<'a> {
         self.walk.last_position = self.walk.last_position.max(head_position);
         if let Some(clean) = self.clean {
             self.check_clean_end(&path, &clean, base, valid_len, last_frame_crc, head_position)?;
+        } else if let Some((_, synced)) = self.active_synced.filter(|(at, _)| *at == base) {
+            // After a crash, only what was written since the last sync can be missing: the
+            // writer recorded that everything up to `synced` had reached the disk.
+            if valid_len < synced.len || head_position < synced.position {
+                let reason = format!(
+                    "the log ends at position {head_position} (byte {valid_len}), but the manifest records this \
+                     segment synced up to position {} (byte {}): acknowledged events were lost, which a crash \
+                     cannot do",
+                    synced.position, synced.len
+                );
+                return self.corrupt(&path, valid_len, reason);
+            }
         }
         if self.mode == RecoveryMode::Verify && !index.offsets.is_empty() {
             self.walk.hot.ranges.push((base, head_position));
@@ -1093,6 +1119,7 @@ pub fn recover(dir: &Path, options: &Options) -> Result<Recovered> {
         }));
     }
     let now = options.clock.now_us();
+    let mut synced = None;
     let (writer, index, last_frame_crc) = match walk.active {
         Some(active) if recreate == Some(active.base) => {
             let path = data.segment_path(active.base);
@@ -1109,6 +1136,12 @@ pub fn recover(dir: &Path, options: &Options) -> Result<Recovered> {
             let capacity = options.segment_bytes.max(active.file_len);
             let writer = SegmentWriter::reopen(fsys, &path, active.base, active.valid_len, capacity)
                 .map_err(|e| Error::io(format!("repairing the tail of {}", path.display()), e))?;
+            if !active.index.offsets.is_empty() {
+                // What a crash left in the page cache is not durable until synced; once it is,
+                // the manifest written below records the segment's whole length as synced.
+                writer.sync().map_err(|e| Error::io(format!("syncing {}", path.display()), e))?;
+                synced = Some(SyncedEnd { position: active.index.last_position(), len: active.valid_len });
+            }
             (writer, active.index, active.last_frame_crc)
         }
         None => {
@@ -1125,7 +1158,7 @@ pub fn recover(dir: &Path, options: &Options) -> Result<Recovered> {
     let head = if index.offsets.is_empty() { writer.base_position() - 1 } else { index.last_position() };
     let mut state = LogState {
         sealed,
-        active: ActiveSegment { reader: Arc::new(reader), index, header_crc },
+        active: ActiveSegment { reader: Arc::new(reader), index, header_crc, synced },
         streams: walk.streams,
         tombstones: Arc::default(),
     };

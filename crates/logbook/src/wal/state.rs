@@ -10,7 +10,7 @@ use bytes::Bytes;
 use parking_lot::{Condvar, Mutex, RwLock};
 
 use crate::block_cache::BlockCache;
-use crate::datadir::{DataDir, Manifest};
+use crate::datadir::{DataDir, Manifest, SyncedEnd};
 use crate::error::{Error, Result};
 use crate::index::{ActiveIndex, SegmentIndex, StreamDirectory};
 use crate::record::{self, FrameRef, BODY_FIXED_BYTES, FRAME_HEADER_BYTES};
@@ -53,6 +53,9 @@ pub struct ActiveSegment {
     pub reader: Arc<SegmentReader>,
     pub index: ActiveIndex,
     pub header_crc: u32,
+    /// How far the file is known synced (set by the writer after each fdatasync), which the
+    /// manifest records so that a crash cannot pass off the loss of synced events as a torn tail.
+    pub synced: Option<SyncedEnd>,
 }
 
 /// Everything readers need, behind one RwLock the writer takes only to publish or seal.
@@ -345,6 +348,7 @@ impl LogState {
             self.sealed.iter().map(|s| (s.base_position(), s.end_position(), s.len, s.header_crc)),
             (self.active.index.base_position, self.active.header_crc),
         )
+        .with_active_synced(self.active.synced)
     }
 }
 

@@ -25,7 +25,7 @@ use super::idempotency::find_existing;
 use super::spare::Spare;
 use super::state::{ActiveSegment, SealedSegment, Shared};
 use super::tombstones::{Tombstone, TOMBSTONE_STREAM, TOMBSTONE_TYPE};
-use crate::datadir::{CleanRecord, LastSegment};
+use crate::datadir::{CleanRecord, LastSegment, SyncedEnd};
 use crate::error::{Error, Result};
 use crate::index::{self, ActiveIndex, SegmentIndex};
 use crate::record::{self, FrameRef};
@@ -117,6 +117,11 @@ pub struct Writer {
     /// next frame written gets the sync mark ([`record::SYNC_MARK`]).
     frames_unsynced: bool,
     last_sync: Instant,
+    /// How far the active segment is synced (after the last fdatasync), and how far the
+    /// manifest records it, and when it last did (see [`Options::synced_record_every`]).
+    synced_end: Option<SyncedEnd>,
+    recorded_end: Option<SyncedEnd>,
+    last_record: Instant,
     spare: Spare,
     /// Stored checksum of the last frame written to the active segment (0: none yet), for
     /// the clean-shutdown record.
@@ -150,6 +155,7 @@ impl Writer {
     /// `last_frame_crc`, 0 when the active segment holds none).
     pub fn new(shared: Arc<Shared>, segment: SegmentWriter, options: Options, last_frame_crc: u32) -> Self {
         let next_position = shared.head() + 1;
+        let recorded_end = shared.state.read().active.synced;
         let spare = Spare::new(shared.dir.spare_path(), options.segment_bytes, Arc::clone(&options.fs));
         Writer {
             shared,
@@ -166,6 +172,9 @@ impl Writer {
             unsynced: false,
             frames_unsynced: false,
             last_sync: Instant::now(),
+            synced_end: recorded_end,
+            recorded_end,
+            last_record: Instant::now(),
             spare,
             last_frame_crc,
             pending_last_crc: last_frame_crc,
@@ -231,7 +240,9 @@ impl Writer {
             match requests.recv_timeout(wait) {
                 Ok(request) => return Some(request),
                 Err(RecvTimeoutError::Timeout) => {
-                    let _ = self.sync_now();
+                    if self.sync_now().is_ok() {
+                        self.record_synced();
+                    }
                 }
                 Err(RecvTimeoutError::Disconnected) => return None,
             }
@@ -247,7 +258,11 @@ impl Writer {
                 Request::Delete { stream, expected, reply } => self.stage_delete(stream, expected, reply),
                 Request::Sync(reply) => {
                     self.commit();
-                    reply.send(self.sync_now());
+                    let synced = self.sync_now();
+                    if synced.is_ok() {
+                        self.record_synced();
+                    }
+                    reply.send(synced);
                 }
                 Request::Shutdown(reply) => {
                     reply.send(self.shutdown());
@@ -295,8 +310,37 @@ impl Writer {
             self.unsynced = false;
             self.frames_unsynced = false;
             self.last_sync = Instant::now();
+            // Every frame staged so far is written (a group's buffer is written before it
+            // syncs), so everything up to the last assigned position is now durable.
+            let last = self.next_position - 1;
+            if last >= self.segment.base_position() {
+                self.synced_end = Some(SyncedEnd { position: last, len: self.segment.write_offset() });
+            }
         }
         Ok(())
+    }
+
+    /// Records in the manifest how far the active segment is synced, at most once per
+    /// [`Options::synced_record_every`]; called after acknowledgements, off their path.
+    fn record_synced(&mut self) {
+        if self.failed.is_some()
+            || self.synced_end == self.recorded_end
+            || self.last_record.elapsed() < self.options.synced_record_every
+        {
+            return;
+        }
+        let end = self.synced_end;
+        let recorded = self.shared.update_and_record(self.options.fs.as_ref(), |state| {
+            state.active.synced = end;
+            Ok(())
+        });
+        self.last_record = Instant::now();
+        match recorded {
+            Ok(()) => self.recorded_end = end,
+            Err(err) => {
+                let _ = self.fail(format!("recording how far the active segment is synced failed: {err}"));
+            }
+        }
     }
 
     /// Stops the writer for good and returns the error to hand out.
@@ -668,6 +712,7 @@ impl Writer {
                         let _ = self.fail(format!("zero-filling {} failed: {err}", self.segment.path().display()));
                     }
                 }
+                self.record_synced();
             }
             Err(err) => {
                 self.next_position = self.shared.head() + 1;
@@ -763,6 +808,8 @@ impl Writer {
         };
         self.unsynced = false;
         self.frames_unsynced = false;
+        // The new segment holds nothing yet; the sealed one's length is in the manifest.
+        (self.synced_end, self.recorded_end) = (None, None);
         match self.create_next_segment() {
             Ok(writer) => self.segment = writer,
             Err(err) => return Err(self.fail(format!("creating segment {} failed: {err}", self.next_position))),
@@ -798,7 +845,12 @@ impl Writer {
         let recorded = self.shared.update_and_record(self.options.fs.as_ref(), |state| {
             let old_active = std::mem::replace(
                 &mut state.active,
-                ActiveSegment { reader: new_reader, index: ActiveIndex::new(next_position), header_crc: new_crc },
+                ActiveSegment {
+                    reader: new_reader,
+                    index: ActiveIndex::new(next_position),
+                    header_crc: new_crc,
+                    synced: None,
+                },
             );
             for (stream, (first, positions)) in &old_active.index.streams {
                 state.streams.add_sealed(stream, base, first + positions.len() as u64 - 1);
