@@ -538,3 +538,18 @@ fn what_was_written_after_the_recorded_sync_is_still_a_torn_tail() {
     fs::write(&active, &bytes).unwrap();
     assert_refused(dir.path(), Some(&active), "the last acknowledged append lost, recorded synced");
 }
+
+#[test]
+fn a_refused_open_leaves_no_lock_file_behind() {
+    // Read-only verbs open the store: when that open is refused, the directory must be as it
+    // was, without a `LOCK` the refused open created (attacker review, a smaller finding).
+    let dir = tempfile::tempdir().unwrap();
+    build(dir.path(), 4096, 10, 100, Stop::Clean);
+    assert!(!dir.path().join("LOCK").exists(), "the copy holds no LOCK");
+    fs::write(dir.path().join("MANIFEST"), b"garbage").unwrap();
+    assert!(matches!(Store::open(dir.path(), Options::default()), Err(Error::Corruption { .. })));
+    assert!(!dir.path().join("LOCK").exists(), "the refused open created LOCK");
+    let out = Command::new(env!("CARGO_BIN_EXE_logbook")).args(["stats", "--data"]).arg(dir.path()).output().unwrap();
+    assert!(!out.status.success());
+    assert!(!dir.path().join("LOCK").exists(), "`logbook stats` created LOCK");
+}

@@ -9,6 +9,9 @@
 //! edit a committed fixture: it stands for data already on someone's disk. See
 //! tests/fixtures/README.md.
 
+#[path = "disk_support/mod.rs"]
+mod disk_support;
+
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
@@ -44,14 +47,7 @@ fixtures! {
 fn v4_crashed_records_how_far_its_active_segment_was_synced() {
     let temp = tempfile::tempdir().unwrap();
     copy_store(&fixtures_dir().join("v4-crashed"), temp.path());
-    let segments = temp.path().join("segments");
-    let mut names: Vec<_> = std::fs::read_dir(&segments)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|x| x == "seg"))
-        .collect();
-    names.sort();
-    let active = names.pop().unwrap();
+    let active = disk_support::segment_files(temp.path()).pop().unwrap();
     let mut bytes = std::fs::read(&active).unwrap();
     bytes[logbook::segment::SEGMENT_HEADER_BYTES..].fill(0);
     std::fs::write(&active, &bytes).unwrap();

@@ -32,8 +32,10 @@ const CHILD_ENV: &str = "LOGBOOK_TORTURE_CHILD_DIR";
 const THREADS: u64 = 4;
 const STREAMS: u64 = 12;
 
+/// Small segments (many rollovers), and the synced point recorded in the manifest after every
+/// fdatasync, so kills also land inside the manifest's atomic rewrite.
 fn options() -> Options {
-    Options { segment_bytes: 16 * 1024, ..Options::default() }
+    Options { segment_bytes: 16 * 1024, synced_record_every: std::time::Duration::ZERO, ..Options::default() }
 }
 
 fn rounds() -> usize {

@@ -62,7 +62,8 @@ pub fn repair_dir(dir: &Path) -> Result<RepairReport> {
     }
     let data = DataDir::new(dir);
     refuse_without_segments(&data)?;
-    let lock = data.lock()?;
+    let mut lock = data.lock()?;
+    lock.complete()?;
     let clean = data.read_clean();
     let manifest = data.read_manifest();
     // What the store held before anything changes: nothing above the new head may go unreported.

@@ -39,7 +39,28 @@ pub const LOCK_FILE: &str = "LOCK";
 #[derive(Debug)]
 pub struct StoreLock {
     _dir: File,
-    _file: File,
+    /// `LOCK`, once it exists (an open creates it only after its checks passed, so a refused
+    /// open leaves the directory as it found it).
+    file: Option<File>,
+    path: PathBuf,
+}
+
+impl StoreLock {
+    /// Creates and locks `LOCK` if it did not exist yet (builds before the directory lock lock
+    /// only that file, so an open store must hold it too).
+    pub(crate) fn complete(&mut self) -> Result<()> {
+        if self.file.is_some() {
+            return Ok(());
+        }
+        let open = fs::OpenOptions::new().create(true).truncate(false).write(true).open(&self.path);
+        let file = open.map_err(|e| Error::io(format!("opening {}", self.path.display()), e))?;
+        if !lock_waiting(&file).map_err(|e| Error::io(format!("locking {}", self.path.display()), e))? {
+            let root = self.path.parent().map_or_else(PathBuf::new, Path::to_path_buf);
+            return Err(Error::Locked(root));
+        }
+        self.file = Some(file);
+        Ok(())
+    }
 }
 /// Written on clean shutdown, removed on open: its absence means the last run crashed.
 pub const CLEAN_FILE: &str = "CLEAN";
@@ -212,11 +233,14 @@ impl DataDir {
         usage
     }
 
-    /// Creates the directory and `segments/` (durably) if missing, then takes the LOCK.
+    /// Creates the directory and `segments/` (durably) if missing, then takes the locks,
+    /// creating `LOCK`.
     pub(crate) fn create_and_lock(&self, fsys: &dyn FileSystem) -> Result<StoreLock> {
         crate::storage::create_dir_durably(fsys, &self.segments)
             .map_err(|e| Error::io(format!("creating {}", self.segments.display()), e))?;
-        self.lock()
+        let mut lock = self.lock()?;
+        lock.complete()?;
+        Ok(lock)
     }
 
     /// Takes the OS locks of an open store: on the data directory itself, then on `LOCK`. A
@@ -228,17 +252,20 @@ impl DataDir {
         if !lock_waiting(&dir).map_err(|e| Error::io(format!("locking {}", self.root.display()), e))? {
             return Err(Error::Locked(self.root.clone()));
         }
+        // `LOCK` is locked if it exists and created later ([`StoreLock::complete`]): a process
+        // of an older build holding this store holds `LOCK`, which its open created.
         let path = self.lock_path();
-        let file = fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .map_err(|e| Error::io(format!("opening {}", path.display()), e))?;
-        if !lock_waiting(&file).map_err(|e| Error::io(format!("locking {}", path.display()), e))? {
-            return Err(Error::Locked(self.root.clone()));
+        let file = match fs::OpenOptions::new().write(true).open(&path) {
+            Ok(file) => Some(file),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+            Err(e) => return Err(Error::io(format!("opening {}", path.display()), e)),
+        };
+        if let Some(file) = &file {
+            if !lock_waiting(file).map_err(|e| Error::io(format!("locking {}", path.display()), e))? {
+                return Err(Error::Locked(self.root.clone()));
+            }
         }
-        Ok(StoreLock { _dir: dir, _file: file })
+        Ok(StoreLock { _dir: dir, file, path })
     }
 
     /// True when a process holds the store's locks (a store is open here, so its files may

@@ -1056,7 +1056,7 @@ pub fn recover(dir: &Path, options: &Options) -> Result<Recovered> {
     }
     // An existing store is only locked: a refused open must change nothing (not even bring
     // back a `segments/` that was deleted).
-    let lock = if existing { data.lock()? } else { data.create_and_lock(fsys)? };
+    let mut lock = if existing { data.lock()? } else { data.create_and_lock(fsys)? };
     // A record that does not decode refuses the open, saying what the operator can do.
     let with_hint = |e: Error| match e {
         Error::Corruption { file, offset, reason } => {
@@ -1070,7 +1070,9 @@ pub fn recover(dir: &Path, options: &Options) -> Result<Recovered> {
     // of a store that has a manifest; a store without one is fully verified, then gets one.
     let check_frames = clean.is_none() || manifest.is_none() || options.verify_on_open == VerifyOnOpen::Always;
     let walk = walk(&data, RecoveryMode::Open { check_frames }, clean, manifest.as_ref())?;
-    // The walk passed. From here on a crash must be seen as a crash.
+    // The walk passed: the first change to the directory is `LOCK`, if it is missing.
+    lock.complete()?;
+    // From here on a crash must be seen as a crash.
     if clean.is_some() {
         data.remove_clean(fsys)?;
     }
