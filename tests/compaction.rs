@@ -668,7 +668,8 @@ fn retrying_an_append_whose_events_were_archived_returns_the_original_and_writes
         // (b) The same id with other content, or beside a new id: a conflict, nothing written.
         let changed = store.append("order-77", ExpectedVersion::Any, vec![event_with_id(0xB1, r#"{"n":33}"#)]);
         assert!(matches!(changed, Err(Error::IdempotencyConflict { .. })), "{when}: {changed:?}");
-        let partly = store.append("order-77", ExpectedVersion::Any, vec![single().remove(0), event_with_id(0xD9, "{}")]);
+        let partly =
+            store.append("order-77", ExpectedVersion::Any, vec![single().remove(0), event_with_id(0xD9, "{}")]);
         assert!(matches!(partly, Err(Error::IdempotencyConflict { .. })), "{when}: {partly:?}");
         let late = store.append("order-77", ExpectedVersion::Any, vec![event_with_id(0xA2, r#"{"n":2}"#).at(T0 + 5)]);
         assert!(matches!(late, Err(Error::IdempotencyConflict { .. })), "{when}: a different time: {late:?}");

@@ -364,6 +364,12 @@ fn rewrite_unit(
     let job = match archive.as_deref_mut() {
         Some(archive) if !expired.is_empty() => {
             report.archived += expired.len() as u64;
+            // Idempotent appends must find these ids from the moment the hot segment stops
+            // holding them (step 4): told before the job is written, so in time whatever
+            // happens after (ids of a job that fails are then looked up in vain, harmlessly).
+            if let Some(source) = store.shared().archived_events.get() {
+                source.archiving(&expired);
+            }
             let (job, files) = archive.write_pending_job(base, expired)?;
             assert_ne!(job, 0, "job 0 means \"no job\" in a compacted segment header");
             report.archive_files += files;
