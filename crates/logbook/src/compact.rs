@@ -11,7 +11,9 @@
 //!
 //! 1. Expired events go to the cold tier as a **pending** job tagged with the unit's base,
 //!    through an [`ArchiveSink`] (the logbook-archive crate writes Parquet files, then its
-//!    manifest: written, synced, renamed, directory synced).
+//!    manifest: written, synced, renamed, directory synced). The store's registered
+//!    [`ArchivedEvents`](crate::ArchivedEvents) is told their ids first, so idempotent appends
+//!    find them once step 4 takes them out of the hot tier.
 //! 2. The new segment (a compacted header carrying the job id and the range it covers) and its
 //!    index are written to `.tmp` files and synced.
 //! 3. Both are renamed over the first input's files; the directory is synced. This rename is the
