@@ -664,6 +664,12 @@ fn retrying_an_append_whose_events_were_archived_returns_the_original_and_writes
         assert_eq!(again, original_single, "{when}: the archived single event");
         let again = store.append("order-78", ExpectedVersion::Any, straddling()).unwrap();
         assert_eq!(again, original_straddling, "{when}: the append straddling the tiers");
+        let parts = vec![
+            logbook::AppendPart::new("order-77", ExpectedVersion::NoStream, single()),
+            logbook::AppendPart::new("order-78", ExpectedVersion::NoStream, straddling()),
+        ];
+        let again = store.append_batch(parts).unwrap();
+        assert_eq!(again, vec![original_single, original_straddling], "{when}: a multi-stream batch");
         assert_eq!(store.head_position(), head, "{when}: a retry writes nothing");
         // (b) The same id with other content, or beside a new id: a conflict, nothing written.
         let changed = store.append("order-77", ExpectedVersion::Any, vec![event_with_id(0xB1, r#"{"n":33}"#)]);
@@ -689,4 +695,40 @@ fn retrying_an_append_whose_events_were_archived_returns_the_original_and_writes
     assert_eq!((new.first_version, new.first_position), (5, head + 1));
     store.close().unwrap();
     assert_eq!(archived(dir.path()), archived_now, "the retries changed nothing in the cold tier");
+}
+
+/// While compaction moves an event to the cold tier, a retry of its append racing it is never
+/// missed: the cold tier knows the id before readers switch off the hot segment (a miss would
+/// show as a wrong expected version here, or as the event written again).
+#[test]
+fn retries_racing_the_compaction_that_archives_their_event_always_find_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(AtomicI64::new(T0));
+    let store = logbook_archive::open_store(dir.path(), options(&clock)).unwrap();
+    let retried = || vec![event_with_id(0xF1, r#"{"n":1}"#)];
+    let original = store.append("order-90", ExpectedVersion::NoStream, retried()).unwrap();
+    write_history(&store, &clock);
+    clock.store(T0 + 60 * DAY_US, Ordering::Release);
+    store.append("order-90", ExpectedVersion::Exact(1), vec![NewEvent::new("ITEM_ADDED", b"{}".to_vec())]).unwrap();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let retrier = {
+        let (store, stop) = (store.clone(), Arc::clone(&stop));
+        std::thread::spawn(move || {
+            let mut tries = 0u64;
+            while !stop.load(Ordering::Acquire) || tries == 0 {
+                let again = store.append("order-90", ExpectedVersion::NoStream, retried());
+                assert_eq!(again.unwrap(), original, "retry {tries}");
+                tries += 1;
+            }
+            tries
+        })
+    };
+    let report = compact(&store, &age_policy(), T0 + 60 * DAY_US, |_, _| {}).unwrap();
+    stop.store(true, Ordering::Release);
+    let tries = retrier.join().unwrap();
+    assert!(report.archived > 0 && tries > 0, "{report:?}, {tries} retries");
+    let id = *uuid::Uuid::from_u128(0xF1).as_bytes();
+    assert!(archived(dir.path()).iter().any(|e| e.id == id), "the event went to the cold tier");
+    assert_eq!(store.append("order-90", ExpectedVersion::NoStream, retried()).unwrap(), original);
+    store.close().unwrap();
 }

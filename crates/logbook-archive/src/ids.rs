@@ -61,6 +61,7 @@ impl ArchivedIds {
             read_keys(&archive.root().join(&file.path), file, &mut keys)?;
         }
         keys.sort_unstable();
+        keys.shrink_to_fit();
         Ok(ArchivedIds {
             root: archive.root().to_path_buf(),
             fs: Arc::clone(archive.file_system()),
