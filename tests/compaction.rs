@@ -617,3 +617,118 @@ fn a_core_backup_racing_the_first_archiving_compaction_never_leaves_archived_eve
         }
     }
 }
+
+/// An event with a client id, for the idempotency tests.
+fn event_with_id(id: u128, data: &str) -> NewEvent {
+    NewEvent::new("ITEM_ADDED", data.as_bytes().to_vec())
+        .with_id(uuid::Uuid::from_u128(id))
+        .with_metadata(b"m".to_vec())
+}
+
+/// Retries of appends whose events compaction moved to the cold tier (attacker finding F12):
+/// answered with the original result and nothing written, a changed one is a conflict, after
+/// a reopen too, and an append straddling the two tiers (first event archived, last one hot)
+/// is recognised as well.
+#[test]
+fn retrying_an_append_whose_events_were_archived_returns_the_original_and_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(AtomicI64::new(T0));
+    let store = logbook_archive::open_store(dir.path(), options(&clock)).unwrap();
+    // Day 0: two appends with client ids to one stream, and a two-event append to another
+    // whose first event will expire and whose second, the stream's newest, stays hot.
+    let pair = || vec![event_with_id(0xA1, r#"{"n":1}"#), event_with_id(0xA2, r#"{"n":2}"#)];
+    let single = || vec![event_with_id(0xB1, r#"{"n":3}"#)];
+    let straddling = || vec![event_with_id(0xC1, r#"{"n":4}"#), event_with_id(0xC2, r#"{"n":5}"#)];
+    let original_pair = store.append("order-77", ExpectedVersion::NoStream, pair()).unwrap();
+    let original_single = store.append("order-77", ExpectedVersion::Exact(2), single()).unwrap();
+    let original_straddling = store.append("order-78", ExpectedVersion::NoStream, straddling()).unwrap();
+    write_history(&store, &clock);
+    // order-77's newest event, appended late, stays hot; the day-0 ones expire.
+    clock.store(T0 + 60 * DAY_US, Ordering::Release);
+    store.append("order-77", ExpectedVersion::Exact(3), vec![NewEvent::new("ITEM_ADDED", b"{}".to_vec())]).unwrap();
+    let report = compact(&store, &age_policy(), T0 + 60 * DAY_US, |_, _| {}).unwrap();
+    assert!(report.archived > 0, "{report:?}");
+    let archived_now = archived(dir.path());
+    for id in [0xA1u128, 0xA2, 0xB1, 0xC1] {
+        let id = uuid::Uuid::from_u128(id);
+        assert!(archived_now.iter().any(|e| e.id == *id.as_bytes()), "{id} went to the cold tier");
+    }
+    assert!(!archived_now.iter().any(|e| e.id == *uuid::Uuid::from_u128(0xC2).as_bytes()), "C2 stayed hot");
+
+    let check = |store: &Store, when: &str| {
+        let head = store.head_position();
+        // (a) The same appends again, whatever the expected version says: the original results.
+        let again = store.append("order-77", ExpectedVersion::NoStream, pair()).unwrap();
+        assert_eq!(again, original_pair, "{when}: the archived pair");
+        let again = store.append("order-77", ExpectedVersion::Exact(99), single()).unwrap();
+        assert_eq!(again, original_single, "{when}: the archived single event");
+        let again = store.append("order-78", ExpectedVersion::Any, straddling()).unwrap();
+        assert_eq!(again, original_straddling, "{when}: the append straddling the tiers");
+        let parts = vec![
+            logbook::AppendPart::new("order-77", ExpectedVersion::NoStream, single()),
+            logbook::AppendPart::new("order-78", ExpectedVersion::NoStream, straddling()),
+        ];
+        let again = store.append_batch(parts).unwrap();
+        assert_eq!(again, vec![original_single, original_straddling], "{when}: a multi-stream batch");
+        assert_eq!(store.head_position(), head, "{when}: a retry writes nothing");
+        // (b) The same id with other content, or beside a new id: a conflict, nothing written.
+        let changed = store.append("order-77", ExpectedVersion::Any, vec![event_with_id(0xB1, r#"{"n":33}"#)]);
+        assert!(matches!(changed, Err(Error::IdempotencyConflict { .. })), "{when}: {changed:?}");
+        let partly =
+            store.append("order-77", ExpectedVersion::Any, vec![single().remove(0), event_with_id(0xD9, "{}")]);
+        assert!(matches!(partly, Err(Error::IdempotencyConflict { .. })), "{when}: {partly:?}");
+        let late = store.append("order-77", ExpectedVersion::Any, vec![event_with_id(0xA2, r#"{"n":2}"#).at(T0 + 5)]);
+        assert!(matches!(late, Err(Error::IdempotencyConflict { .. })), "{when}: a different time: {late:?}");
+        assert_eq!(store.head_position(), head, "{when}: a conflict writes nothing");
+        let versions: Vec<u64> =
+            store.read_stream("order-77", 1, 100, Direction::Forward).unwrap().iter().map(|e| e.version()).collect();
+        assert_eq!(versions, vec![4], "{when}: no archived id was written again");
+    };
+    check(&store, "after compaction");
+    store.close().unwrap();
+    // (c) After a reopen, the cold tier's ids are known again.
+    let store = logbook_archive::open_store(dir.path(), options(&clock)).unwrap();
+    check(&store, "after a reopen");
+    // (d) A new id still appends.
+    let head = store.head_position();
+    let new = store.append("order-77", ExpectedVersion::Exact(4), vec![event_with_id(0xE1, "{}")]).unwrap();
+    assert_eq!((new.first_version, new.first_position), (5, head + 1));
+    store.close().unwrap();
+    assert_eq!(archived(dir.path()), archived_now, "the retries changed nothing in the cold tier");
+}
+
+/// While compaction moves an event to the cold tier, a retry of its append racing it is never
+/// missed: the cold tier knows the id before readers switch off the hot segment (a miss would
+/// show as a wrong expected version here, or as the event written again).
+#[test]
+fn retries_racing_the_compaction_that_archives_their_event_always_find_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(AtomicI64::new(T0));
+    let store = logbook_archive::open_store(dir.path(), options(&clock)).unwrap();
+    let retried = || vec![event_with_id(0xF1, r#"{"n":1}"#)];
+    let original = store.append("order-90", ExpectedVersion::NoStream, retried()).unwrap();
+    write_history(&store, &clock);
+    clock.store(T0 + 60 * DAY_US, Ordering::Release);
+    store.append("order-90", ExpectedVersion::Exact(1), vec![NewEvent::new("ITEM_ADDED", b"{}".to_vec())]).unwrap();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let retrier = {
+        let (store, stop) = (store.clone(), Arc::clone(&stop));
+        std::thread::spawn(move || {
+            let mut tries = 0u64;
+            while !stop.load(Ordering::Acquire) || tries == 0 {
+                let again = store.append("order-90", ExpectedVersion::NoStream, retried());
+                assert_eq!(again.unwrap(), original, "retry {tries}");
+                tries += 1;
+            }
+            tries
+        })
+    };
+    let report = compact(&store, &age_policy(), T0 + 60 * DAY_US, |_, _| {}).unwrap();
+    stop.store(true, Ordering::Release);
+    let tries = retrier.join().unwrap();
+    assert!(report.archived > 0 && tries > 0, "{report:?}, {tries} retries");
+    let id = *uuid::Uuid::from_u128(0xF1).as_bytes();
+    assert!(archived(dir.path()).iter().any(|e| e.id == id), "the event went to the cold tier");
+    assert_eq!(store.append("order-90", ExpectedVersion::NoStream, retried()).unwrap(), original);
+    store.close().unwrap();
+}

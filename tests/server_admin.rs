@@ -259,3 +259,42 @@ fn command_docs_list_the_new_commands() {
     let names: Vec<String> = redis::cmd("COMMAND").arg("LIST").query(&mut con).unwrap();
     assert!(names.contains(&"streams".to_string()) && names.contains(&"backup".to_string()), "{names:?}");
 }
+
+/// Attacker finding F12 through the daemon: an APPEND with an ID, retried after COMPACT moved
+/// its event to the cold tier, answers the original version and position and writes nothing;
+/// the same ID with other data is an idempotency conflict.
+#[test]
+fn an_append_retried_after_compact_archived_it_answers_the_original() {
+    let retention = logbook::RetentionConfig {
+        archive: None,
+        compact_interval: None,
+        rules: vec![logbook::RuleConfig {
+            category: Some("order".into()),
+            event_type: None,
+            max_age: None,
+            max_count: Some(1),
+        }],
+        legal_holds: Some(vec![]),
+    };
+    let store = logbook_server::StoreConfig { segment_bytes: 4096, ..Default::default() };
+    let server = TestServer::start_with(Config { store, retention: Some(retention), ..Config::default() });
+    let mut con = server.redis();
+    let id = uuid::Uuid::new_v4().to_string();
+    let append_with_id = |con: &mut redis::Connection, data: &str| {
+        redis::cmd("APPEND").arg("order-1").arg("ITEM_ADDED").arg(data).arg("ID").arg(&id).query::<Vec<i64>>(con)
+    };
+    let original = append_with_id(&mut con, r#"{"sku":"p-1"}"#).unwrap();
+    // Enough other events to seal the segment holding it, then the stream's newest (kept hot).
+    for i in 0..100 {
+        let data = format!(r#"{{"n":{i},"pad":"{}"}}"#, "x".repeat(60));
+        let _: Vec<i64> = redis::cmd("APPEND").arg("cart-1").arg("VIEWED").arg(data).query(&mut con).unwrap();
+    }
+    let _: Vec<i64> = redis::cmd("APPEND").arg("order-1").arg("ITEM_ADDED").arg("{}").query(&mut con).unwrap();
+    let report = reply_map(redis::cmd("COMPACT").query(&mut con).unwrap());
+    assert_eq!(int_of(&report, "archived"), 1, "{report:?}");
+    let head: i64 = redis::cmd("HEAD").query(&mut con).unwrap();
+    assert_eq!(append_with_id(&mut con, r#"{"sku":"p-1"}"#).unwrap(), original, "the retry answers the original");
+    let changed = error_text(append_with_id(&mut con, r#"{"sku":"p-2"}"#));
+    assert!(changed.contains("idempotency conflict"), "{changed}");
+    assert_eq!(redis::cmd("HEAD").query::<i64>(&mut con).unwrap(), head, "nothing was written");
+}

@@ -55,8 +55,8 @@ pub const MAX_FILE_BYTES: u64 = 1 << 30;
 const MAX_PATH_BYTES: usize = 512;
 /// Bounds on what a Parquet footer may claim before we decode pages: rows per file and
 /// uncompressed bytes per column chunk.
-const MAX_ROWS_PER_FILE: i64 = 100_000_000;
-const MAX_CHUNK_UNCOMPRESSED: i64 = 1 << 30;
+pub(crate) const MAX_ROWS_PER_FILE: i64 = 100_000_000;
+pub(crate) const MAX_CHUNK_UNCOMPRESSED: i64 = 1 << 30;
 /// Files of the first layout rewritten per manifest update (bounds both the work a crash can
 /// waste and the number of manifest rewrites on a large cold tier).
 const REWRITE_BATCH_FILES: usize = 64;
@@ -455,7 +455,7 @@ pub struct PendingJob {
 }
 
 impl Manifest {
-    fn is_pending(&self, job: u64) -> bool {
+    pub(crate) fn is_pending(&self, job: u64) -> bool {
         self.pending.iter().any(|p| p.job == job)
     }
 
@@ -581,6 +581,10 @@ impl Archive {
 
     pub fn manifest(&self) -> &Manifest {
         &self.manifest
+    }
+
+    pub(crate) fn file_system(&self) -> &Arc<dyn FileSystem> {
+        &self.fs
     }
 
     /// A job id never used before in this archive (stored in the manifest as next_job). It
@@ -725,7 +729,7 @@ impl Archive {
 
     /// Reads one listed file, checking its length and crc32 before decoding and its row count
     /// and position range after.
-    fn read_file(&self, entry: &ManifestFile) -> Result<Vec<ArchivedEvent>> {
+    pub(crate) fn read_file(&self, entry: &ManifestFile) -> Result<Vec<ArchivedEvent>> {
         let path = self.root.join(&entry.path);
         let bytes = read_bounded(&path, MAX_FILE_BYTES).map_err(|e| match e.kind() {
             io::ErrorKind::NotFound => Error::corruption(&path, 0, "listed in the manifest but missing"),

@@ -20,6 +20,7 @@ use logbook::{
 };
 
 use crate::archive::{Archive, ArchivedEvent, RewriteReport};
+use crate::ids::ArchivedIds;
 
 impl ArchiveSink for Archive {
     /// Resolves the pending jobs, then rewrites any file of the first layout into the current
@@ -52,15 +53,24 @@ impl ArchiveSink for Archive {
     }
 }
 
-/// Opens the store in `dir` (see [`Store::open`]) and resolves its cold tier's pending jobs.
-/// The store's lock is held before anything in the archive changes.
+/// Opens the store in `dir` (see [`Store::open`]), resolves its cold tier's pending jobs, and
+/// registers the cold tier's event ids ([`ArchivedIds`], read from the id and position
+/// columns of every archive file) so that a retried append whose events compaction archived
+/// returns the original result, as one still in the hot tier does. The store's lock is held
+/// before anything in the archive changes.
 pub fn open_store(dir: impl AsRef<Path>, options: Options) -> Result<Store> {
     let fs = Arc::clone(&options.fs);
     let store = Store::open(dir.as_ref(), options)?;
     let data = DataDir::new(store.dir());
-    if let Some(mut archive) = check_cold_tier(&data, fs)? {
-        resolve_pending_jobs(&mut archive, data.segments_dir())?;
-    }
+    let archive = match check_cold_tier(&data, Arc::clone(&fs))? {
+        Some(mut archive) => {
+            resolve_pending_jobs(&mut archive, data.segments_dir())?;
+            archive
+        }
+        // No cold tier yet: the first archiving compaction creates it, and tells the ids.
+        None => Archive::open(&data.archive_dir(), fs)?,
+    };
+    store.set_archived_events(Arc::new(ArchivedIds::load(&archive)?))?;
     Ok(store)
 }
 

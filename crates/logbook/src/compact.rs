@@ -11,7 +11,9 @@
 //!
 //! 1. Expired events go to the cold tier as a **pending** job tagged with the unit's base,
 //!    through an [`ArchiveSink`] (the logbook-archive crate writes Parquet files, then its
-//!    manifest: written, synced, renamed, directory synced).
+//!    manifest: written, synced, renamed, directory synced). The store's registered
+//!    [`ArchivedEvents`](crate::ArchivedEvents) is told their ids first, so idempotent appends
+//!    find them once step 4 takes them out of the hot tier.
 //! 2. The new segment (a compacted header carrying the job id and the range it covers) and its
 //!    index are written to `.tmp` files and synced.
 //! 3. Both are renamed over the first input's files; the directory is synced. This rename is the
@@ -364,6 +366,12 @@ fn rewrite_unit(
     let job = match archive.as_deref_mut() {
         Some(archive) if !expired.is_empty() => {
             report.archived += expired.len() as u64;
+            // Idempotent appends must find these ids from the moment the hot segment stops
+            // holding them (step 4): told before the job is written, so in time whatever
+            // happens after (ids of a job that fails are then looked up in vain, harmlessly).
+            if let Some(source) = store.shared().archived_events.get() {
+                source.archiving(&expired);
+            }
             let (job, files) = archive.write_pending_job(base, expired)?;
             assert_ne!(job, 0, "job 0 means \"no job\" in a compacted segment header");
             report.archive_files += files;

@@ -10,7 +10,7 @@
 //!
 //! | layer | modules |
 //! |---|---|
-//! | plain values | `types`, `options`, `namespace`, `calendar`, `error` |
+//! | plain values | `types`, `options`, `namespace`, `calendar`, `error`, `archived` (the cold tier's ids, as idempotency needs them) |
 //! | bytes on disk | `storage` (files, the fault simulator), `record` (the frame), `segment` (one file), `index` (stream -> version -> position), `block_cache`, `datadir` (the directory and its durable records) |
 //! | the log | `wal` (state, the recovery walker, the writer) |
 //! | the API | `store`, `groups` (consumer groups on `$all`) |
@@ -39,6 +39,7 @@ macro_rules! internal {
 }
 
 internal! {
+    archived,
     backup,
     block_cache,
     calendar,
@@ -65,6 +66,7 @@ internal! {
     wal,
 }
 
+pub use archived::{ArchivedEvents, ArchivedMatch};
 pub use backup::{
     backup_dir, backup_dir_with, copy_synced, sync_dir, BackupReport, MAX_ATTEMPTS as MAX_BACKUP_ATTEMPTS,
 };

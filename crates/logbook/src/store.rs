@@ -38,6 +38,7 @@ use crossbeam_channel::{bounded, Sender};
 use crate::wal::{reply_channel, ReplyReceiver};
 use parking_lot::Mutex;
 
+use crate::archived::ArchivedEvents;
 use crate::error::{Error, Result};
 use crate::record::{self, FRAME_HEADER_BYTES, MAX_STREAM_BYTES};
 use crate::segment::{self, ReadError, SegmentReader};
@@ -227,7 +228,10 @@ impl Store {
     /// Appends `events` to `stream` atomically, if the stream's version satisfies `expected`.
     /// Returns once the events are durable (per the sync mode). Re-sending events whose ids
     /// are already in the stream with the same content returns the original result and
-    /// writes nothing, whatever `expected` says.
+    /// writes nothing, whatever `expected` says. Ids are looked up in the hot tier, and in the
+    /// cold tier when one is registered ([`Store::set_archived_events`]; logbook-archive's
+    /// `open_store` does it): without one, a retry of an event compaction archived is written
+    /// again.
     pub fn append(&self, stream: &str, expected: ExpectedVersion, events: Vec<NewEvent>) -> Result<AppendResult> {
         self.submit_append(stream, expected, events)?.wait()
     }
@@ -665,6 +669,17 @@ impl Store {
             store: self.clone(),
             target: Target::Stream { stream: stream.to_string(), next: from.max(1) },
             buffer: VecDeque::new(),
+        }
+    }
+
+    /// Registers the cold tier's lookup of archived events by id, so that a retried append
+    /// whose events compaction moved there returns the original result too (see
+    /// [`ArchivedEvents`]). Once per store: a second registration is refused.
+    pub fn set_archived_events(&self, source: Arc<dyn ArchivedEvents>) -> Result<()> {
+        if self.inner.shared.archived_events.set(source) {
+            Ok(())
+        } else {
+            Err(Error::InvalidInput("this store already has its archived events registered".into()))
         }
     }
 

@@ -1,22 +1,74 @@
 //! Idempotent appends: an append whose client-supplied event ids are already stored in the
 //! stream, with the same content, is answered with the original result and writes nothing.
+//! "Stored" means in the hot tier, or in the cold tier when the store has an
+//! [`ArchivedEvents`] registered (compaction may have moved the original events there).
 
 use super::state::{decode_event, LogState};
 use super::writer::AppendRequest;
+use crate::archived::{ArchivedEvents, ArchivedMatch};
 use crate::error::{Error, Result};
 use crate::types::{AppendResult, RecordedEvent};
 
-/// Looks for the request's event ids in its stream. `Ok(Some)` when every event is already
-/// stored with the same content, in order (a retried append); `Ok(None)` when none is;
-/// an error when only some are, or one differs.
-pub(super) fn find_existing(state: &LogState, append: &AppendRequest) -> Result<Option<AppendResult>> {
+/// An event found under one of the request's ids, in either tier.
+enum Stored {
+    Hot(RecordedEvent),
+    Archived(ArchivedMatch),
+}
+
+impl Stored {
+    fn version(&self) -> u64 {
+        match self {
+            Stored::Hot(e) => e.version(),
+            Stored::Archived(e) => e.version,
+        }
+    }
+
+    fn position(&self) -> u64 {
+        match self {
+            Stored::Hot(e) => e.position(),
+            Stored::Archived(e) => e.position,
+        }
+    }
+
+    fn timestamp_us(&self) -> i64 {
+        match self {
+            Stored::Hot(e) => e.timestamp_us(),
+            Stored::Archived(e) => e.timestamp_us,
+        }
+    }
+
+    /// (type, data, metadata)
+    fn content(&self) -> (&str, &[u8], &[u8]) {
+        match self {
+            Stored::Hot(e) => (e.event_type(), e.data(), e.metadata()),
+            Stored::Archived(e) => (&e.event_type, &e.data, &e.metadata),
+        }
+    }
+}
+
+/// Looks for the request's event ids in its stream: the hot tier first, then `archived` (the
+/// cold tier, when registered) for the ids the hot tier does not hold. `Ok(Some)` when every
+/// event is already stored with the same content, in order (a retried append, possibly
+/// straddling the tiers); `Ok(None)` when none is; an error when only some are, or one differs.
+pub(super) fn find_existing(
+    state: &LogState,
+    archived: Option<&dyn ArchivedEvents>,
+    append: &AppendRequest,
+) -> Result<Option<AppendResult>> {
     let sealed_bases = state.streams.get(&append.stream).map(|e| e.sealed.clone()).unwrap_or_default();
-    if sealed_bases.is_empty() && !state.active.index.streams.contains_key(append.stream.as_str()) {
+    let hot = !sealed_bases.is_empty() || state.active.index.streams.contains_key(append.stream.as_str());
+    if !hot && archived.is_none() {
         return Ok(None);
     }
-    let mut found: Vec<Option<RecordedEvent>> = Vec::with_capacity(append.ids.len());
+    let mut found: Vec<Option<Stored>> = Vec::with_capacity(append.ids.len());
     for id in &append.ids {
-        found.push(find_in_stream(state, &append.stream, &sealed_bases, id)?);
+        let in_hot = if hot { find_in_stream(state, &append.stream, &sealed_bases, id)? } else { None };
+        let stored = match (in_hot, archived) {
+            (Some(event), _) => Some(Stored::Hot(event)),
+            (None, Some(archived)) => archived.find(&append.stream, id)?.map(Stored::Archived),
+            (None, None) => None,
+        };
+        found.push(stored);
     }
     if found.iter().all(Option::is_none) {
         return Ok(None);
@@ -26,23 +78,19 @@ pub(super) fn find_existing(state: &LogState, append: &AppendRequest) -> Result<
         id: uuid::Uuid::from_bytes(append.ids[i]),
         reason: reason.to_string(),
     };
-    let mut stored = Vec::with_capacity(found.len());
+    let mut stored: Vec<Stored> = Vec::with_capacity(found.len());
     for (i, event) in found.into_iter().enumerate() {
         let Some(event) = event else {
             return Err(conflict(i, "some events of this append are already stored and this one is not"));
         };
         let new = &append.events[i];
-        if event.event_type() != new.event_type
-            || event.data() != new.data.as_slice()
-            || event.metadata() != new.metadata.as_slice()
-        {
+        if event.content() != (new.event_type.as_str(), new.data.as_slice(), new.metadata.as_slice()) {
             return Err(conflict(i, "an event with this id is stored with different content"));
         }
         if new.time_us.is_some_and(|t| t != event.timestamp_us()) {
             return Err(conflict(i, "an event with this id is stored with a different time"));
         }
         if let Some(prev) = stored.last() {
-            let prev: &RecordedEvent = prev;
             if event.version() != prev.version() + 1 {
                 return Err(conflict(i, "the stored events with these ids are not one contiguous append"));
             }

@@ -1179,6 +1179,7 @@ pub fn recover(dir: &Path, options: &Options) -> Result<Recovered> {
         closed: AtomicBool::new(false),
         stats: Stats::default(),
         cache,
+        archived_events: Default::default(),
     });
     // Record what was found (and repaired): from now on a missing or replaced file is noticed.
     shared.update_and_record(fsys, |_| Ok(()))?;

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use parking_lot::{Condvar, Mutex, RwLock};
 
+use crate::archived::ArchivedEventsSlot;
 use crate::block_cache::BlockCache;
 use crate::datadir::{DataDir, Manifest, SyncedEnd};
 use crate::error::{Error, Result};
@@ -266,6 +267,8 @@ pub struct Shared {
     pub stats: Stats,
     /// Blocks of every segment, for random reads.
     pub cache: Arc<BlockCache>,
+    /// The cold tier's event ids, for idempotent appends (none: the hot tier alone is checked).
+    pub archived_events: ArchivedEventsSlot,
 }
 
 /// Counters for INFO, metrics and benchmarks.

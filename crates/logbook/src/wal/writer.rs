@@ -405,7 +405,11 @@ impl Writer {
         if append.client_ids && append.ids.iter().any(|id| self.pending_ids.contains(id)) {
             self.commit();
         }
-        let existing = if append.client_ids { find_existing(&self.shared.state.read(), &append) } else { Ok(None) };
+        let existing = if append.client_ids {
+            find_existing(&self.shared.state.read(), self.shared.archived_events.get(), &append)
+        } else {
+            Ok(None)
+        };
         match existing {
             Ok(Some(original)) => {
                 reply.send(Ok(original));
@@ -519,7 +523,8 @@ impl Writer {
         {
             let state = self.shared.state.read();
             for (i, part) in parts.iter().enumerate() {
-                match if part.client_ids { find_existing(&state, part) } else { Ok(None) } {
+                let archived = self.shared.archived_events.get();
+                match if part.client_ids { find_existing(&state, archived, part) } else { Ok(None) } {
                     Ok(Some(original)) => stored.push(original),
                     Ok(None) => {
                         first_new.get_or_insert(i);

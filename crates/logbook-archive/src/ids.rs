@@ -1,0 +1,282 @@
+//! The cold tier's event ids in memory, so that an idempotent retry of an append whose events
+//! compaction archived is recognised ([`logbook::ArchivedEvents`], registered by
+//! [`open_store`](crate::open_store)).
+//!
+//! Every append with client ids asks about each id the hot tier does not hold, on the writer
+//! thread, and nearly always about a new id: that answer comes from memory. The index keeps,
+//! per archived event, the low 64 bits of its id and its position (16 bytes), sorted. Only a
+//! key that matches leads to Parquet: the one file of the stream's tenant whose position range
+//! holds the position is read (crc-checked, bounded like every archive read) and its row
+//! compared on the full id and the stream.
+//!
+//! Built at open from the id and position columns of every file the manifest lists (nothing
+//! else of them is read), and extended by compaction before it writes a job
+//! ([`ArchivedEvents::archiving`]), so an event is findable from the moment the hot tier stops
+//! holding it. A job rolled back leaves keys whose lookups miss (`None`), which is harmless.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock};
+
+use arrow_array::{Array, Int64Array, StringArray};
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::arrow::ProjectionMask;
+
+use logbook::{owner_of, ArchivedEvents, ArchivedMatch, Error, FileSystem, RecordedEvent, Result};
+
+use crate::archive::{Archive, ManifestFile, MAX_CHUNK_UNCOMPRESSED, MAX_FILE_BYTES, MAX_ROWS_PER_FILE};
+
+/// The low 64 bits of an event id (the random ones in a v4 or v7 UUID).
+fn key_of(id: &[u8; 16]) -> u64 {
+    let mut low = [0; 8];
+    low.copy_from_slice(&id[8..]);
+    u64::from_be_bytes(low)
+}
+
+/// The ids of a cold tier's events, as [`ArchivedEvents`] for the store's idempotent appends.
+pub struct ArchivedIds {
+    root: PathBuf,
+    fs: Arc<dyn FileSystem>,
+    /// (id key, position) of every archived event, sorted.
+    keys: RwLock<Vec<(u64, u64)>>,
+    /// Serialises additions (compaction runs one at a time anyway), so a merge built outside
+    /// the write lock never loses another's keys.
+    adding: Mutex<()>,
+}
+
+impl std::fmt::Debug for ArchivedIds {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let count = self.keys.read().map_or(0, |k| k.len());
+        f.debug_struct("ArchivedIds").field("root", &self.root).field("events", &count).finish()
+    }
+}
+
+impl ArchivedIds {
+    /// The ids of every event in the files `archive` lists (committed or pending), read from
+    /// their id and position columns.
+    pub fn load(archive: &Archive) -> Result<ArchivedIds> {
+        // Not sized from the manifest's row counts: they are claims until the files back them.
+        let mut keys = Vec::new();
+        for file in &archive.manifest().files {
+            read_keys(&archive.root().join(&file.path), file, &mut keys)?;
+        }
+        keys.sort_unstable();
+        keys.shrink_to_fit();
+        Ok(ArchivedIds {
+            root: archive.root().to_path_buf(),
+            fs: Arc::clone(archive.file_system()),
+            keys: RwLock::new(keys),
+            adding: Mutex::new(()),
+        })
+    }
+
+    /// Archived events known (with their keys in memory).
+    pub fn len(&self) -> usize {
+        self.keys.read().map_or(0, |k| k.len())
+    }
+
+    /// Whether no archived event is known.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Positions of the archived events whose id has the key of `id`.
+    fn positions_of(&self, id: &[u8; 16]) -> Vec<u64> {
+        let key = key_of(id);
+        let keys = self.keys.read().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let start = keys.partition_point(|&(k, _)| k < key);
+        keys[start..].iter().take_while(|&&(k, _)| k == key).map(|&(_, position)| position).collect()
+    }
+
+    /// Adds keys (any order) to the sorted ones: merged outside the write lock, so lookups
+    /// wait only for the swap (memory: the old and the merged vector, for a moment).
+    fn add(&self, mut new: Vec<(u64, u64)>) {
+        if new.is_empty() {
+            return;
+        }
+        new.sort_unstable();
+        let _adding = self.adding.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let merged = {
+            let keys = self.keys.read().unwrap_or_else(|poisoned| poisoned.into_inner());
+            merge_sorted(&keys, &new)
+        };
+        *self.keys.write().unwrap_or_else(|poisoned| poisoned.into_inner()) = merged;
+    }
+}
+
+fn merge_sorted(a: &[(u64, u64)], b: &[(u64, u64)]) -> Vec<(u64, u64)> {
+    let mut out = Vec::with_capacity(a.len() + b.len());
+    let (mut i, mut j) = (0, 0);
+    while i < a.len() && j < b.len() {
+        if a[i] <= b[j] {
+            out.push(a[i]);
+            i += 1;
+        } else {
+            out.push(b[j]);
+            j += 1;
+        }
+    }
+    out.extend_from_slice(&a[i..]);
+    out.extend_from_slice(&b[j..]);
+    out
+}
+
+impl ArchivedEvents for ArchivedIds {
+    fn find(&self, stream: &str, id: &[u8; 16]) -> Result<Option<ArchivedMatch>> {
+        let positions = self.positions_of(id);
+        if positions.is_empty() {
+            return Ok(None);
+        }
+        // A match in memory: read the manifest as it is now (compaction's job may have been
+        // written, committed or rewritten since open) and the file holding each position.
+        let archive = Archive::open(&self.root, Arc::clone(&self.fs))?;
+        let manifest = archive.manifest();
+        let tenant = owner_of(stream);
+        for position in positions {
+            let holding = manifest
+                .files
+                .iter()
+                .filter(|f| f.tenant == tenant && f.first_position <= position && position <= f.last_position);
+            for file in holding {
+                let rows = match archive.read_file(file) {
+                    Ok(rows) => rows,
+                    // A pending job's files may be going (rolled back): its events are hot.
+                    Err(_) if manifest.is_pending(file.job) => continue,
+                    Err(err) => return Err(err),
+                };
+                let row = rows.into_iter().find(|e| e.position == position && e.id == *id && e.stream == stream);
+                if let Some(event) = row {
+                    return Ok(Some(ArchivedMatch {
+                        version: event.version,
+                        position: event.position,
+                        event_type: event.event_type,
+                        data: event.data,
+                        metadata: event.metadata,
+                        timestamp_us: event.timestamp_us,
+                    }));
+                }
+            }
+        }
+        // Keys of another id, or of a job rolled back: not archived.
+        Ok(None)
+    }
+
+    fn archiving(&self, events: &[RecordedEvent]) {
+        self.add(events.iter().map(|e| (key_of(e.id().as_bytes()), e.position())).collect());
+    }
+}
+
+/// Appends (key, position) of every row of the archive file `file` at `path`, reading only
+/// its id and position columns. Bounded as every archive read: the file's length must be the
+/// manifest's (at most [`MAX_FILE_BYTES`]), its footer's row count the manifest's, and each
+/// column chunk at most [`MAX_CHUNK_UNCOMPRESSED`] bytes uncompressed.
+fn read_keys(path: &Path, file: &ManifestFile, keys: &mut Vec<(u64, u64)>) -> Result<()> {
+    let corrupt = |reason: String| Error::corruption(path, 0, reason);
+    let opened = fs::File::open(path).map_err(|e| Error::io(format!("opening {}", path.display()), e))?;
+    let len = opened.metadata().map_err(|e| Error::io(format!("reading {}", path.display()), e))?.len();
+    if len != file.bytes || len > MAX_FILE_BYTES {
+        return Err(corrupt(format!("{len} bytes, the manifest says {}", file.bytes)));
+    }
+    let builder = ParquetRecordBatchReaderBuilder::try_new(opened)
+        .map_err(|e| corrupt(format!("not a readable Parquet file: {e}")))?;
+    let meta = builder.metadata();
+    let rows = meta.file_metadata().num_rows();
+    if !(0..=MAX_ROWS_PER_FILE).contains(&rows) || rows as u64 != file.rows {
+        return Err(corrupt(format!("footer claims {rows} rows, the manifest says {}", file.rows)));
+    }
+    let mask = ProjectionMask::columns(builder.parquet_schema(), ["position", "id"]);
+    for group in meta.row_groups() {
+        for (i, chunk) in group.columns().iter().enumerate() {
+            if mask.leaf_included(i) && !(0..=MAX_CHUNK_UNCOMPRESSED).contains(&chunk.uncompressed_size()) {
+                return Err(corrupt(format!("a column chunk claims {} uncompressed bytes", chunk.uncompressed_size())));
+            }
+        }
+    }
+    let reader = builder.with_projection(mask).build().map_err(|e| corrupt(format!("cannot read rows: {e}")))?;
+    let before = keys.len();
+    for batch in reader {
+        let batch = batch.map_err(|e| corrupt(format!("cannot read rows: {e}")))?;
+        let typed = |name: &str| corrupt(format!("no usable column '{name}'"));
+        let positions = batch.column_by_name("position").and_then(|c| c.as_any().downcast_ref::<Int64Array>());
+        let ids = batch.column_by_name("id").and_then(|c| c.as_any().downcast_ref::<StringArray>());
+        let (positions, ids) = (positions.ok_or_else(|| typed("position"))?, ids.ok_or_else(|| typed("id"))?);
+        if positions.null_count() > 0 || ids.null_count() > 0 {
+            return Err(corrupt("the position or id column holds nulls".into()));
+        }
+        for row in 0..batch.num_rows() {
+            let position = u64::try_from(positions.value(row))
+                .map_err(|_| corrupt(format!("row {row}: negative position {}", positions.value(row))))?;
+            let id = uuid::Uuid::parse_str(ids.value(row))
+                .map_err(|e| corrupt(format!("row {row} (position {position}): bad id: {e}")))?;
+            keys.push((key_of(id.as_bytes()), position));
+        }
+        if (keys.len() - before) as u64 > file.rows {
+            return Err(corrupt(format!("the pages hold more rows than the manifest's {}", file.rows)));
+        }
+    }
+    if (keys.len() - before) as u64 != file.rows {
+        return Err(corrupt(format!("the pages hold {} rows, the manifest says {}", keys.len() - before, file.rows)));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::archive::ArchivedEvent;
+
+    fn event(position: u64, stream: &str, id: u128) -> ArchivedEvent {
+        ArchivedEvent {
+            position,
+            stream: stream.into(),
+            version: position,
+            event_type: "T".into(),
+            timestamp_us: 1_700_000_000_000_000,
+            id: uuid::Uuid::from_u128(id).into_bytes(),
+            metadata: Vec::new(),
+            data: b"{}".to_vec(),
+        }
+    }
+
+    fn id(value: u128) -> [u8; 16] {
+        uuid::Uuid::from_u128(value).into_bytes()
+    }
+
+    #[test]
+    fn finds_committed_and_pending_rows_and_misses_everything_else() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut archive = Archive::open(dir.path(), logbook::std_fs()).unwrap();
+        archive.write_job(1, None, vec![event(1, "acme:order-1", 0xA), event(2, "order-2", 0xB)]).unwrap();
+        let ids = ArchivedIds::load(&archive).unwrap();
+        assert_eq!(ids.len(), 2);
+        let found = ids.find("acme:order-1", &id(0xA)).unwrap().unwrap();
+        assert_eq!((found.version, found.position, found.data.as_slice()), (1, 1, &b"{}"[..]));
+        assert!(ids.find("order-2", &id(0xB)).unwrap().is_some());
+        // Another stream, or the same low 64 bits under other high ones: read, then no match.
+        assert!(ids.find("order-9", &id(0xA)).unwrap().is_none());
+        assert!(ids.find("acme:order-1", &id((7 << 64) | 0xA)).unwrap().is_none());
+        assert!(ids.find("acme:order-1", &id(0xC)).unwrap().is_none(), "an unknown key");
+
+        // Compaction tells the ids before it writes the job; found once written (pending).
+        let later = event(3, "order-2", 0xD);
+        ids.add(vec![(key_of(&later.id), later.position)]);
+        assert!(ids.find("order-2", &id(0xD)).unwrap().is_none(), "told, not yet written");
+        archive.write_job(2, Some(3), vec![later]).unwrap();
+        assert!(ids.find("order-2", &id(0xD)).unwrap().is_some(), "a pending job's row is found");
+        // Rolled back: the key stays, the lookup misses.
+        archive.rollback_job(2).unwrap();
+        assert!(ids.find("order-2", &id(0xD)).unwrap().is_none());
+        // A reopen reads the ids from the files.
+        let reloaded = ArchivedIds::load(&Archive::open(dir.path(), logbook::std_fs()).unwrap()).unwrap();
+        assert_eq!(reloaded.len(), 2);
+        assert!(reloaded.find("order-2", &id(0xB)).unwrap().is_some());
+    }
+
+    #[test]
+    fn merging_keeps_keys_sorted() {
+        assert_eq!(
+            merge_sorted(&[(1, 1), (5, 2)], &[(0, 9), (5, 1), (7, 3)]),
+            [(0, 9), (1, 1), (5, 1), (5, 2), (7, 3)]
+        );
+    }
+}
