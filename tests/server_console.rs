@@ -559,3 +559,40 @@ fn a_queued_request_whose_client_went_does_no_store_work() {
     }
     assert_eq!(blocker.started(), 4, "work of requests whose client went was done");
 }
+
+#[test]
+fn readyz_says_not_ready_once_the_writer_stopped_after_a_storage_error() {
+    // After a failed write or fdatasync the writer stops for good (what reached the disk is
+    // not known), so every append is refused until a restart: an orchestrator reading /readyz
+    // must see that, not "ready".
+    use logbook::storage::{Fault, OpKind, SimFileSystem};
+    let dir = tempfile::tempdir().unwrap();
+    let sim = SimFileSystem::new();
+    let options = logbook::Options { fs: std::sync::Arc::new(sim.clone()), ..logbook::Options::default() };
+    let store = logbook::Store::open(dir.path(), options).unwrap();
+    let config = Config {
+        data: dir.path().to_path_buf(),
+        listen: "127.0.0.1:0".into(),
+        http: Some("127.0.0.1:0".into()),
+        ..Config::default()
+    };
+    let server = logbook_server::Server::start_with_store(store, config).unwrap();
+    let http = server.http_addr().unwrap();
+    assert_eq!(http_get(http, "/readyz", None).status, 200);
+    let client = redis::Client::open(format!("redis://{}/", server.local_addr())).unwrap();
+    let mut con = client.get_connection().unwrap();
+    let _: redis::Value = redis::cmd("APPEND").arg("order-1").arg("E").arg("{}").query(&mut con).unwrap();
+    sim.fail(Fault { kind: OpKind::Sync, nth: sim.count(OpKind::Sync) + 1, torn_at: None });
+    let failed: redis::RedisResult<redis::Value> =
+        redis::cmd("APPEND").arg("order-1").arg("E").arg("{}").query(&mut con);
+    assert!(failed.is_err(), "the fault fired: the append was refused");
+    let reply = http_get(http, "/readyz", None);
+    assert_eq!(reply.status, 503, "{}", reply.body);
+    assert!(reply.body.contains("writer stopped"), "{}", reply.body);
+    assert!(!reply.body.contains(&dir.path().display().to_string()), "no server path: {}", reply.body);
+    assert_eq!(http_get(http, "/healthz", None).status, 200, "the process still answers (reads are served)");
+    let info: String = redis::cmd("INFO").arg("store").query(&mut con).unwrap();
+    assert!(info.contains("writer:stopped"), "{info}");
+    drop(con);
+    drop(server);
+}

@@ -308,6 +308,13 @@ async fn answer(
         (_, "/readyz") if shared.is_shutting_down() => {
             plain(StatusCode::SERVICE_UNAVAILABLE, "text/plain", "shutting down\n".to_string())
         }
+        (_, "/readyz") if shared.store.writer_failure().is_some() => plain(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "text/plain",
+            "writer stopped after a storage error: appends are refused until a restart (the server log has the \
+             detail)\n"
+                .to_string(),
+        ),
         (_, "/readyz") => plain(StatusCode::OK, "text/plain", "ready\n".to_string()),
         (Role::Console, _) => Ok(console(&site, &connection, request).await),
         (Role::Metrics, _) => plain(StatusCode::NOT_FOUND, "text/plain", String::new()),

@@ -672,6 +672,13 @@ impl Store {
         }
     }
 
+    /// Why the writer stopped for good, if it has: after a failed write or fdatasync nothing
+    /// more is appended (what reached the disk is not known) until the store is opened again.
+    /// The reason names files; do not show it to clients.
+    pub fn writer_failure(&self) -> Option<&str> {
+        self.inner.shared.writer_failure.get().map(String::as_str)
+    }
+
     /// Registers the cold tier's lookup of archived events by id, so that a retried append
     /// whose events compaction moved there returns the original result too (see
     /// [`ArchivedEvents`]). Once per store: a second registration is refused.

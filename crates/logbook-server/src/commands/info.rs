@@ -79,6 +79,7 @@ fn section_text(shared: &Shared, session: &Session, name: &str) -> String {
                 ("streams", store.stream_count().to_string()),
                 ("segments", store.segment_count().to_string()),
                 ("bytes", segment_bytes(shared).to_string()),
+                ("writer", if store.writer_failure().is_some() { "stopped" } else { "ok" }.to_string()),
             ]
         }
         _ => {

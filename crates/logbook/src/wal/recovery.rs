@@ -1180,6 +1180,7 @@ pub fn recover(dir: &Path, options: &Options) -> Result<Recovered> {
         stats: Stats::default(),
         cache,
         archived_events: Default::default(),
+        writer_failure: std::sync::OnceLock::new(),
     });
     // Record what was found (and repaired): from now on a missing or replaced file is noticed.
     shared.update_and_record(fsys, |_| Ok(()))?;

@@ -269,6 +269,9 @@ pub struct Shared {
     pub cache: Arc<BlockCache>,
     /// The cold tier's event ids, for idempotent appends (none: the hot tier alone is checked).
     pub archived_events: ArchivedEventsSlot,
+    /// Why the writer stopped for good, once it has (a failed write, fdatasync or rollover):
+    /// every later append is refused until the store is opened again.
+    pub writer_failure: std::sync::OnceLock<String>,
 }
 
 /// Counters for INFO, metrics and benchmarks.

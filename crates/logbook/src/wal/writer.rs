@@ -346,6 +346,7 @@ impl Writer {
     /// Stops the writer for good and returns the error to hand out.
     fn fail(&mut self, reason: String) -> Error {
         tracing::error!(%reason, "writer stopped");
+        let _ = self.shared.writer_failure.set(reason.clone());
         self.failed = Some(reason.clone());
         Error::WriterFailed(reason)
     }
