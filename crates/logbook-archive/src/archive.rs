@@ -593,7 +593,7 @@ impl Archive {
         self.manifest.next_job
     }
 
-    fn committed_files(&self) -> impl Iterator<Item = &ManifestFile> {
+    pub(crate) fn committed_files(&self) -> impl Iterator<Item = &ManifestFile> {
         self.manifest.files.iter().filter(|f| !self.manifest.is_pending(f.job))
     }
 

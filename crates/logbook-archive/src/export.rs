@@ -57,6 +57,7 @@ pub fn export_with_fs(
         return Err(Error::InvalidInput(format!("{} is the store's own cold tier; export elsewhere", out.display())));
     }
     let mut archive = Archive::open(out, fs)?;
+    check_same_store(store, &archive, out)?;
     for (job, _) in archive.pending_jobs() {
         tracing::warn!(job, dir = %out.display(), "rolling back an interrupted export");
         archive.rollback_job(job)?;
@@ -94,6 +95,33 @@ pub fn export_with_fs(
         archive.commit_job(job)?;
     }
     Ok(report)
+}
+
+/// Refuses an export directory that holds another store's export. Export is incremental (it
+/// takes the positions after the directory's highest one), so into another store's export it
+/// would skip this store's events as already there and report an empty success. The last
+/// exported position must be one this store holds, with the same event id (when this store
+/// no longer holds it in its hot tier, retention took it, and nothing is told).
+fn check_same_store(store: &Store, archive: &Archive, out: &Path) -> Result<()> {
+    let Some(last) = archive.committed_files().map(|f| f.last_position).max() else { return Ok(()) };
+    let refuse = |why: String| {
+        Err(Error::InvalidInput(format!(
+            "{} holds another store's export ({why}); export into a new directory",
+            out.display()
+        )))
+    };
+    let head = store.head_position();
+    if last > head {
+        return refuse(format!("it holds position {last}, and this store's last position is {head}"));
+    }
+    let ours = store.read_all(last, 1, &Filter::all())?.into_iter().find(|e| e.position() == last);
+    let theirs = archive.read_range(last, last)?.into_iter().next();
+    match (ours, theirs) {
+        (Some(ours), Some(theirs)) if ours.id().as_bytes() != &theirs.id => {
+            refuse(format!("its event at position {last} has another id than this store's"))
+        }
+        _ => Ok(()),
+    }
 }
 
 /// `path` made absolute with symlinks resolved, also when it (or its parent) does not exist yet.

@@ -301,8 +301,12 @@ fn export_into_a_first_layout_directory_warns_and_leaves_its_files_alone() {
     let out = dir.path().join("export");
     first_layout_archive(&out);
     let store = logbook::Store::open(dir.path().join("data"), Options::default()).unwrap();
-    for _ in 0..10 {
-        store.append("acme:order-1", ExpectedVersion::Any, vec![NewEvent::new("T", b"{}".to_vec())]).unwrap();
+    for position in 1..=10u8 {
+        // The store whose export that is: its event ids are the sample's (an export into
+        // another store's directory is refused).
+        let id = uuid::Uuid::from_bytes([position ^ 0x5a; 16]);
+        let event = NewEvent::new("T", b"{}".to_vec()).with_id(id);
+        store.append("acme:order-1", ExpectedVersion::Any, vec![event]).unwrap();
     }
     // Positions 1..=6 are already exported; 7..=10 are new.
     assert_eq!(archive::export(&store, &out, None, None, |_, _| {}).unwrap().events, 4);

@@ -148,3 +148,46 @@ fn write_interop_export() {
     println!("rows {rows}");
     store.close().unwrap();
 }
+
+/// A store of `events` events, one per stream.
+fn store_with(dir: &Path, events: usize) -> Store {
+    let store = Store::open(dir, Options::default()).unwrap();
+    for i in 0..events {
+        store.append(&format!("order-{i}"), ExpectedVersion::Any, vec![NewEvent::new("T", b"{}".to_vec())]).unwrap();
+    }
+    store
+}
+
+#[test]
+fn export_into_another_stores_export_is_refused_not_an_empty_success() {
+    // Export is incremental (positions after the directory's highest one). Into a directory
+    // that holds another store's export, it skipped this store's events as already there and
+    // said "exported 0" (attacker review, a smaller finding): an export that exported nothing.
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("export");
+    let other = store_with(&dir.path().join("other"), 20);
+    archive::export(&other, &out, None, None, |_, _| {}).unwrap();
+    for (name, events) in [("shorter", 10), ("longer", 30)] {
+        let store = store_with(&dir.path().join(name), events);
+        let files_before = Archive::open(&out, logbook::std_fs()).unwrap().file_count();
+        match archive::export(&store, &out, None, None, |_, _| {}) {
+            Err(logbook::Error::InvalidInput(reason)) => assert!(reason.contains("another store"), "{name}: {reason}"),
+            other => panic!("{name}: {other:?}"),
+        }
+        assert_eq!(
+            Archive::open(&out, logbook::std_fs()).unwrap().file_count(),
+            files_before,
+            "{name}: nothing written"
+        );
+    }
+    // The same store exporting again is incremental, as before.
+    store_with_more(&other, 5);
+    let again = archive::export(&other, &out, None, None, |_, _| {}).unwrap();
+    assert_eq!(again.events, 5);
+}
+
+fn store_with_more(store: &Store, events: usize) {
+    for i in 0..events {
+        store.append(&format!("more-{i}"), ExpectedVersion::Any, vec![NewEvent::new("T", b"{}".to_vec())]).unwrap();
+    }
+}
