@@ -553,3 +553,28 @@ fn a_refused_open_leaves_no_lock_file_behind() {
     assert!(!out.status.success());
     assert!(!dir.path().join("LOCK").exists(), "`logbook stats` created LOCK");
 }
+
+#[test]
+fn appends_followed_by_idleness_are_recorded_synced() {
+    // The writer recorded only when a later commit came along at least `synced_record_every`
+    // after the last record: the last burst before it went idle was never recorded, however
+    // old it got, and after a crash losing it was taken for a torn tail (attacker review of
+    // stop 23, finding 1). An idle writer records on its own once the interval has passed.
+    let every = std::time::Duration::from_millis(150);
+    let live = tempfile::tempdir().unwrap();
+    let options = || Options { synced_record_every: every, ..options(1 << 20) };
+    let store = Store::open(live.path(), options()).unwrap();
+    for i in 0..20 {
+        let event = NewEvent::new("E", vec![b'a'; 200]);
+        store.append(&format!("order-{i}"), ExpectedVersion::NoStream, vec![event]).unwrap();
+    }
+    std::thread::sleep(every * 6);
+    let dir = tempfile::tempdir().unwrap();
+    copy_tree(live.path(), dir.path());
+    drop(store);
+    let active = segment_files(dir.path()).pop().unwrap();
+    let mut bytes = fs::read(&active).unwrap();
+    bytes[logbook::segment::SEGMENT_HEADER_BYTES..].fill(0);
+    fs::write(&active, &bytes).unwrap();
+    assert_refused(dir.path(), Some(&active), "20 appends, then the writer idle for 6 intervals");
+}

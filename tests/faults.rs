@@ -211,6 +211,48 @@ fn fsync_eio_stops_the_writer_and_nothing_unsynced_is_acknowledged() {
     check_invariants(dir.path(), &ledger.lock().unwrap(), "fsync EIO");
 }
 
+/// CPU ticks (user + system) the process's thread named `name` has used.
+fn thread_ticks(name: &str) -> u64 {
+    let mut total = 0;
+    for task in std::fs::read_dir("/proc/self/task").unwrap().flatten() {
+        let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+        if comm.trim() != name {
+            continue;
+        }
+        let stat = std::fs::read_to_string(task.path().join("stat")).unwrap_or_default();
+        // After the command name in parentheses: state is field 3, utime 14, stime 15.
+        let fields: Vec<&str> = stat.rsplit_once(')').map_or("", |(_, rest)| rest).split_whitespace().collect();
+        total += fields.get(11).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+        total += fields.get(12).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+    }
+    total
+}
+
+#[test]
+fn a_writer_stopped_by_a_failed_fsync_under_periodic_sync_does_not_spin() {
+    // With `SyncMode::Every`, the writer woke when a sync was due and tried it; after a failed
+    // fdatasync the written data stayed unsynced and every try failed at once, so it woke
+    // again at once: a core at 100 % for as long as the process lived.
+    let dir = tempfile::tempdir().unwrap();
+    let sim = SimFileSystem::new();
+    let options = Options { sync: logbook::SyncMode::Every(Duration::from_millis(5)), ..sim_options(&sim) };
+    let store = Store::open(dir.path(), options).unwrap();
+    store.append("order-1", ExpectedVersion::Any, vec![NewEvent::new("E", b"{}".to_vec())]).unwrap();
+    sim.fail(Fault { kind: OpKind::Sync, nth: sim.count(OpKind::Sync) + 1, torn_at: None });
+    store.append("order-1", ExpectedVersion::Any, vec![NewEvent::new("E", b"{}".to_vec())]).unwrap();
+    // The periodic sync fails and stops the writer.
+    let failed = (0..200).any(|_| {
+        std::thread::sleep(Duration::from_millis(10));
+        store.writer_failure().is_some()
+    });
+    assert!(failed, "the injected fdatasync fault fired and stopped the writer");
+    let before = thread_ticks("logbook-writer");
+    std::thread::sleep(Duration::from_secs(1));
+    let used = thread_ticks("logbook-writer") - before;
+    // A spinning thread uses about 100 ticks a second; an idle one none.
+    assert!(used < 30, "the stopped writer used {used} CPU ticks in one second");
+}
+
 #[test]
 fn enospc_torn_write_fails_clearly_and_the_store_recovers_on_reopen() {
     let dir = tempfile::tempdir().unwrap();

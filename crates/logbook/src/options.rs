@@ -74,10 +74,12 @@ pub struct Options {
     /// Limits on consumer groups (how many, consumers and pending events per group).
     pub groups: crate::groups::GroupLimits,
     /// How often, at most, the writer records in the manifest how far the active segment is
-    /// synced (default 1 s; `Duration::ZERO`: after every fdatasync that moved it). After a
-    /// crash the active segment must still hold what was recorded, so only the events synced
-    /// since the last record can be lost unseen to a disk that drops synced writes. Each record
-    /// is one atomic rewrite of the manifest (two fsyncs and a rename) on the writer thread.
+    /// synced (default 1 s; `Duration::ZERO`: after every fdatasync that moved it). It records
+    /// at the latest this long after an fdatasync moved that point, whether or not more appends
+    /// come. After a crash the active segment must still hold what was recorded, so only the
+    /// events synced in the last interval before the crash can be lost unseen to a disk that
+    /// drops synced writes. Each record is one atomic rewrite of the manifest (two fsyncs and a
+    /// rename) on the writer thread, off the acknowledgements' path.
     pub synced_record_every: Duration,
 }
 
