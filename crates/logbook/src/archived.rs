@@ -39,6 +39,11 @@ pub trait ArchivedEvents: Send + Sync {
     /// job (written, not yet committed) must be found too: compaction switches readers off the
     /// hot segment before it commits the job.
     fn find(&self, stream: &str, id: &[u8; 16]) -> Result<Option<ArchivedMatch>>;
+    /// [`find`](Self::find) for each of `ids` (one answer each, in order): what the check of
+    /// one append asks, so that a source reading files reads each at most once per append.
+    fn find_all(&self, stream: &str, ids: &[[u8; 16]]) -> Result<Vec<Option<ArchivedMatch>>> {
+        ids.iter().map(|id| self.find(stream, id)).collect()
+    }
     /// Compaction is about to write `events` to the cold tier as a pending job; the hot
     /// segment stops holding them later (when readers switch to the rewritten one). From this
     /// call on, [`find`](Self::find) must find them once they are written. A job that then

@@ -63,12 +63,19 @@ pub(super) fn find_existing(
     let mut found: Vec<Option<Stored>> = Vec::with_capacity(append.ids.len());
     for id in &append.ids {
         let in_hot = if hot { find_in_stream(state, &append.stream, &sealed_bases, id)? } else { None };
-        let stored = match (in_hot, archived) {
-            (Some(event), _) => Some(Stored::Hot(event)),
-            (None, Some(archived)) => archived.find(&append.stream, id)?.map(Stored::Archived),
-            (None, None) => None,
-        };
-        found.push(stored);
+        found.push(in_hot.map(Stored::Hot));
+    }
+    // The ids the hot tier does not hold, asked of the cold tier together (one read per file).
+    if let Some(archived) = archived {
+        let missing: Vec<usize> = (0..found.len()).filter(|&i| found[i].is_none()).collect();
+        if !missing.is_empty() {
+            let ids: Vec<[u8; 16]> = missing.iter().map(|&i| append.ids[i]).collect();
+            let answers = archived.find_all(&append.stream, &ids)?;
+            // One answer per id, in order (an id left unanswered counts as not stored).
+            for (i, answer) in missing.into_iter().zip(answers) {
+                found[i] = answer.map(Stored::Archived);
+            }
+        }
     }
     if found.iter().all(Option::is_none) {
         return Ok(None);
