@@ -307,3 +307,28 @@ fn after_a_crash_repair_counts_the_events_the_manifest_records_synced() {
     let store = Store::open(dir.path(), Options::default()).unwrap();
     assert_eq!(store.head_position(), 0);
 }
+
+/// The manifest records 40 events synced in the active segment, and after a crash the file is
+/// empty: repair knows those 40 were lost and that any after them are unknown, and says it in
+/// one statement (it printed "gave up positions 1..=40" and "gave up every position from 1 on"
+/// as two contradicting lines: attacker review of stop 23, finding 5).
+#[test]
+fn repair_says_once_what_it_knows_and_what_it_cannot_know() {
+    let live = tempfile::tempdir().unwrap();
+    let options = || Options { segment_bytes: 1 << 20, ..Options::default() };
+    let store = Store::open(live.path(), options()).unwrap();
+    for i in 0..40 {
+        store.append(&format!("order-{i}"), ExpectedVersion::Any, vec![NewEvent::new("E", vec![b'a'; 200])]).unwrap();
+    }
+    store.close().unwrap();
+    let store = Store::open(live.path(), options()).unwrap(); // records the 40 events as synced
+    let dir = tempfile::tempdir().unwrap();
+    copy_tree(live.path(), dir.path());
+    drop(store);
+    let active = segment_files(dir.path()).pop().unwrap();
+    fs::OpenOptions::new().write(true).open(&active).unwrap().set_len(0).unwrap();
+    let (ok, text) = run_repair(dir.path());
+    assert!(ok, "{text}");
+    assert!(text.contains("gave up positions 1..=40 (40 events, known from the records), and any after them"), "{text}");
+    assert!(!text.contains("gave up every position"), "one statement, not two: {text}");
+}

@@ -865,23 +865,33 @@ fn repair(args: RepairArgs) -> Result<(), Failure> {
     for (file, offset, reason) in &report.damage {
         println!("damage: {} at byte {offset}: {reason}", file.display());
     }
-    match report.gave_up {
-        Some((first, last)) => println!(
+    let unknown = |from: u64| {
+        format!(
+            "the segment the manifest lists as holding positions from {from} on is missing or lost its header, so how \
+             many events it held is not known"
+        )
+    };
+    match (report.gave_up, report.gave_up_from) {
+        (Some((first, last)), None) => println!(
             "gave up positions {first}..={last} ({} events); the store now ends at position {}",
             last - first + 1,
             report.head
         ),
-        None if report.gave_up_from.is_none() => {
-            println!("gave up no event; the store ends at position {}", report.head)
-        }
-        None => {}
-    }
-    if let Some(from) = report.gave_up_from {
-        println!(
-            "gave up every position from {from} on: the segment the manifest lists as holding them is missing, so how \
-             many events it held is not known; the store now ends at position {}",
+        (Some((first, last)), Some(from)) => println!(
+            "gave up positions {first}..={last} ({} events, known from the records), and any after them: {}; the \
+             store now ends at position {}",
+            last - first + 1,
+            unknown(from),
             report.head
-        );
+        ),
+        (None, Some(from)) => {
+            println!(
+                "gave up every position from {from} on: {}; the store now ends at position {}",
+                unknown(from),
+                report.head
+            )
+        }
+        (None, None) => println!("gave up no event; the store ends at position {}", report.head),
     }
     if let Some(kept) = &report.kept_in {
         println!("what was taken away is kept in {}", kept.display());
