@@ -211,6 +211,40 @@ fn fsync_eio_stops_the_writer_and_nothing_unsynced_is_acknowledged() {
     check_invariants(dir.path(), &ledger.lock().unwrap(), "fsync EIO");
 }
 
+#[test]
+fn a_failed_synced_record_leaves_the_writer_running() {
+    // The record of how far the log is synced is a rewrite of MANIFEST beside the appends: on
+    // a full disk (or any error) it fails while appends into the preallocated segment still
+    // work. The previous record stays true (a lower bound), so the writer logs it and tries
+    // again later instead of refusing every append from then on.
+    let dir = tempfile::tempdir().unwrap();
+    let sim = SimFileSystem::new();
+    let options = Options { segment_bytes: 1 << 20, synced_record_every: Duration::ZERO, ..sim_options(&sim) };
+    let store = Store::open(dir.path(), options).unwrap();
+    store.append("order-1", ExpectedVersion::Any, vec![NewEvent::new("E", b"{}".to_vec())]).unwrap();
+    store.sync().unwrap();
+    let injected = sim.injected();
+    // Every metadata operation from now on fails (a full disk): the next is the record's
+    // creation of MANIFEST.tmp.
+    let from = sim.count(OpKind::Metadata) + 1;
+    for nth in from..from + 500 {
+        sim.fail(Fault { kind: OpKind::Metadata, nth, torn_at: None });
+    }
+    store.append("order-1", ExpectedVersion::Any, vec![NewEvent::new("E", b"{}".to_vec())]).unwrap();
+    store.sync().unwrap();
+    assert_eq!(sim.injected(), injected + 1, "the fault fired");
+    assert_eq!(store.writer_failure(), None);
+    let next = store.append("order-1", ExpectedVersion::Any, vec![NewEvent::new("E", b"{}".to_vec())]).unwrap();
+    assert_eq!(next.last_version, 3);
+    // Retried a while later, not at once: with records after every fdatasync, an idle writer
+    // retrying a failing record at once would spin through the faults.
+    std::thread::sleep(Duration::from_millis(400));
+    assert!(sim.injected() <= injected + 2, "{} failed tries in 0.4 s", sim.injected() - injected);
+    drop(store);
+    let store = Store::open(dir.path(), Options::default()).unwrap();
+    assert_eq!(store.head_position(), 3, "every acknowledged append is there");
+}
+
 /// CPU ticks (user + system) the process's thread named `name` has used.
 fn thread_ticks(name: &str) -> u64 {
     let mut total = 0;

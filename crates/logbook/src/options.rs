@@ -79,7 +79,8 @@ pub struct Options {
     /// come. After a crash the active segment must still hold what was recorded, so only the
     /// events synced in the last interval before the crash can be lost unseen to a disk that
     /// drops synced writes. Each record is one atomic rewrite of the manifest (two fsyncs and a
-    /// rename) on the writer thread, off the acknowledgements' path.
+    /// rename) on the writer thread, off the acknowledgements' path; one that fails (a full
+    /// disk) is logged and tried again a second later, and appends go on.
     pub synced_record_every: Duration,
 }
 

@@ -39,6 +39,8 @@ pub const MAX_GROUP_APPENDS: usize = 1024;
 pub const WRITER_SPIN: Duration = Duration::from_micros(50);
 /// Most bytes the writer buffers for one group before committing it.
 pub const MAX_GROUP_BYTES: usize = 32 * 1024 * 1024;
+/// After a failed record of how far the log is synced, the least wait before the next try.
+pub const RECORD_RETRY: Duration = Duration::from_secs(1);
 
 /// A validated append on its way to the writer. Every event has its id.
 #[derive(Debug)]
@@ -122,6 +124,8 @@ pub struct Writer {
     synced_end: Option<SyncedEnd>,
     recorded_end: Option<SyncedEnd>,
     last_record: Instant,
+    /// The last record failed: wait at least [`RECORD_RETRY`] before the next try.
+    record_failed: bool,
     spare: Spare,
     /// Stored checksum of the last frame written to the active segment (0: none yet), for
     /// the clean-shutdown record.
@@ -175,6 +179,7 @@ impl Writer {
             synced_end: recorded_end,
             recorded_end,
             last_record: Instant::now(),
+            record_failed: false,
             spare,
             last_frame_crc,
             pending_last_crc: last_frame_crc,
@@ -243,7 +248,7 @@ impl Writer {
                 _ => None,
             };
             let record_in = (self.failed.is_none() && self.synced_end != self.recorded_end)
-                .then(|| self.options.synced_record_every.saturating_sub(self.last_record.elapsed()));
+                .then(|| self.record_interval().saturating_sub(self.last_record.elapsed()));
             let Some(wait) = sync_in.into_iter().chain(record_in).min() else { return requests.recv().ok() };
             match requests.recv_timeout(wait) {
                 Ok(request) => return Some(request),
@@ -328,12 +333,23 @@ impl Writer {
         Ok(())
     }
 
+    /// How long after the last record the next may be made: the option's interval, and after a
+    /// failed record at least [`RECORD_RETRY`] (a full disk is not hammered).
+    fn record_interval(&self) -> Duration {
+        let every = self.options.synced_record_every;
+        if self.record_failed {
+            every.max(RECORD_RETRY)
+        } else {
+            every
+        }
+    }
+
     /// Records in the manifest how far the active segment is synced, at most once per
     /// [`Options::synced_record_every`]; called after acknowledgements, off their path.
     fn record_synced(&mut self) {
         if self.failed.is_some()
             || self.synced_end == self.recorded_end
-            || self.last_record.elapsed() < self.options.synced_record_every
+            || self.last_record.elapsed() < self.record_interval()
         {
             return;
         }
@@ -343,11 +359,12 @@ impl Writer {
             Ok(())
         });
         self.last_record = Instant::now();
+        self.record_failed = recorded.is_err();
         match recorded {
             Ok(()) => self.recorded_end = end,
-            Err(err) => {
-                let _ = self.fail(format!("recording how far the active segment is synced failed: {err}"));
-            }
+            // The manifest on disk is still the previous one, whose record stays true (a lower
+            // bound), and appends into the segment do not depend on it: try again next time.
+            Err(err) => tracing::warn!(%err, "recording how far the active segment is synced failed; trying again later"),
         }
     }
 
