@@ -422,3 +422,20 @@ fn list_streams_pages_in_name_order_across_a_reopen() {
     assert_eq!(store.list_streams("a", None, 10), [("a".to_string(), 1), ("aa".to_string(), 1)]);
     store.close().unwrap();
 }
+
+#[test]
+fn a_lock_file_that_is_a_symlink_is_refused_and_nothing_is_created_through_it() {
+    // Open creates `LOCK` when it is missing; through a dangling symbolic link that created a
+    // file wherever the link pointed, outside the data directory (attacker review of stop 23).
+    let dir = tempfile::tempdir().unwrap();
+    Store::open(dir.path(), Options::default()).unwrap().close().unwrap();
+    std::fs::remove_file(dir.path().join("LOCK")).unwrap();
+    let elsewhere = tempfile::tempdir().unwrap();
+    let target = elsewhere.path().join("created-through-the-link");
+    std::os::unix::fs::symlink(&target, dir.path().join("LOCK")).unwrap();
+    match Store::open(dir.path(), Options::default()) {
+        Err(Error::InvalidInput(reason)) => assert!(reason.contains("symbolic link"), "{reason}"),
+        other => panic!("{:?}", other.map(|s| s.head_position())),
+    }
+    assert!(!target.exists(), "nothing created through the link");
+}

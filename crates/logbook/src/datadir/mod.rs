@@ -52,6 +52,7 @@ impl StoreLock {
         if self.file.is_some() {
             return Ok(());
         }
+        refuse_symlink(&self.path)?;
         let open = fs::OpenOptions::new().create(true).truncate(false).write(true).open(&self.path);
         let file = open.map_err(|e| Error::io(format!("opening {}", self.path.display()), e))?;
         if !lock_waiting(&file).map_err(|e| Error::io(format!("locking {}", self.path.display()), e))? {
@@ -81,6 +82,18 @@ pub const MAX_ARCHIVE_MANIFEST_BYTES: u64 = 256 << 20;
 /// few milliseconds of a spawn, and an open refused then would be refused for nothing. A store
 /// that is really open holds its locks far longer than this.
 pub(crate) const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Refuses a `LOCK` that is a symbolic link: opening it would lock, or create, a file
+/// somewhere else.
+fn refuse_symlink(path: &Path) -> Result<()> {
+    match fs::symlink_metadata(path) {
+        Ok(meta) if meta.file_type().is_symlink() => Err(Error::InvalidInput(format!(
+            "{} is a symbolic link, not the store's lock file; remove it",
+            path.display()
+        ))),
+        _ => Ok(()),
+    }
+}
 
 /// Takes `file`'s exclusive lock, trying again until [`LOCK_WAIT`] has passed; false when it
 /// stayed held.
@@ -255,6 +268,7 @@ impl DataDir {
         // `LOCK` is locked if it exists and created later ([`StoreLock::complete`]): a process
         // of an older build holding this store holds `LOCK`, which its open created.
         let path = self.lock_path();
+        refuse_symlink(&path)?;
         let file = match fs::OpenOptions::new().write(true).open(&path) {
             Ok(file) => Some(file),
             Err(e) if e.kind() == io::ErrorKind::NotFound => None,
