@@ -13,7 +13,7 @@ use std::fs;
 use std::path::Path;
 use std::process::Command;
 
-use disk_support::{copy_tree, segment_files};
+use disk_support::{copy_tree, crashed_on_top_of_synced, segment_files, zero_frames};
 use logbook::{verify_dir, Severity};
 use logbook::{Error, ExpectedVersion, Filter, NewEvent, Options, Store};
 
@@ -452,28 +452,6 @@ fn an_unwritten_last_segment_a_backup_lists_is_still_created_again() {
     }
 }
 
-/// The active segment of a store that crashed after `later` appends on top of `synced` events
-/// that a clean stop and the next open made durable (the open records them as synced).
-fn crashed_on_top_of_synced(dir: &Path, synced: usize, later: usize, options: impl Fn() -> Options) -> u64 {
-    let live = tempfile::tempdir().unwrap();
-    let append = |store: &Store, i: usize| {
-        let event = NewEvent::new("E", vec![b'a' + (i % 26) as u8; 200]);
-        store.append(&format!("order-{i}"), ExpectedVersion::NoStream, vec![event]).unwrap();
-    };
-    let store = Store::open(live.path(), options()).unwrap();
-    (0..synced).for_each(|i| append(&store, i));
-    store.close().unwrap();
-    let store = Store::open(live.path(), options()).unwrap();
-    (synced..synced + later).for_each(|i| append(&store, i));
-    // The writer records after the acknowledgements; a sync request returns after it did.
-    store.sync().unwrap();
-    let head = store.head_position();
-    copy_tree(live.path(), dir);
-    drop(store);
-    assert_eq!(segment_files(dir).len(), 1, "every event is in the active segment");
-    head
-}
-
 #[test]
 fn an_active_segment_cut_back_below_what_was_synced_after_a_crash_is_corruption() {
     // After a crash the end of the active segment is judged by what it holds: zeroes where
@@ -573,8 +551,6 @@ fn appends_followed_by_idleness_are_recorded_synced() {
     copy_tree(live.path(), dir.path());
     drop(store);
     let active = segment_files(dir.path()).pop().unwrap();
-    let mut bytes = fs::read(&active).unwrap();
-    bytes[logbook::segment::SEGMENT_HEADER_BYTES..].fill(0);
-    fs::write(&active, &bytes).unwrap();
+    zero_frames(&active);
     assert_refused(dir.path(), Some(&active), "20 appends, then the writer idle for 6 intervals");
 }

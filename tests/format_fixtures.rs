@@ -48,9 +48,7 @@ fn v4_crashed_records_how_far_its_active_segment_was_synced() {
     let temp = tempfile::tempdir().unwrap();
     copy_store(&fixtures_dir().join("v4-crashed"), temp.path());
     let active = disk_support::segment_files(temp.path()).pop().unwrap();
-    let mut bytes = std::fs::read(&active).unwrap();
-    bytes[logbook::segment::SEGMENT_HEADER_BYTES..].fill(0);
-    std::fs::write(&active, &bytes).unwrap();
+    disk_support::zero_frames(&active);
     match Store::open(temp.path(), Options::default()) {
         Err(Error::Corruption { file, reason, .. }) => {
             assert_eq!(file, active);

@@ -8,7 +8,7 @@ mod disk_support;
 use std::fs;
 use std::process::Command;
 
-use disk_support::{copy_tree, segment_files};
+use disk_support::{crashed_on_top_of_synced, segment_files, zero_frames};
 use logbook::repair_dir;
 use logbook::{Error, ExpectedVersion, Filter, NewEvent, Options, Store};
 
@@ -285,21 +285,9 @@ fn repair_refuses_a_store_whose_segments_directory_is_missing_and_changes_nothin
 /// decodes any more, so only the record knows they were there).
 #[test]
 fn after_a_crash_repair_counts_the_events_the_manifest_records_synced() {
-    let live = tempfile::tempdir().unwrap();
-    let options = || Options { segment_bytes: 1 << 20, ..Options::default() };
-    let store = Store::open(live.path(), options()).unwrap();
-    for i in 0..40 {
-        store.append(&format!("order-{i}"), ExpectedVersion::Any, vec![NewEvent::new("E", vec![b'a'; 200])]).unwrap();
-    }
-    store.close().unwrap();
-    let store = Store::open(live.path(), options()).unwrap(); // records the 40 events as synced
     let dir = tempfile::tempdir().unwrap();
-    copy_tree(live.path(), dir.path());
-    drop(store);
-    let active = segment_files(dir.path()).pop().unwrap();
-    let mut bytes = fs::read(&active).unwrap();
-    bytes[logbook::segment::SEGMENT_HEADER_BYTES..].fill(0);
-    fs::write(&active, &bytes).unwrap();
+    crashed_on_top_of_synced(dir.path(), 40, 0, || Options { segment_bytes: 1 << 20, ..Options::default() });
+    zero_frames(&segment_files(dir.path()).pop().unwrap());
     assert!(matches!(Store::open(dir.path(), Options::default()), Err(Error::Corruption { .. })));
     let report = repair_dir(dir.path()).unwrap();
     assert_eq!(report.head, 0, "{report:?}");
@@ -314,17 +302,8 @@ fn after_a_crash_repair_counts_the_events_the_manifest_records_synced() {
 /// as two contradicting lines: attacker review of stop 23, finding 5).
 #[test]
 fn repair_says_once_what_it_knows_and_what_it_cannot_know() {
-    let live = tempfile::tempdir().unwrap();
-    let options = || Options { segment_bytes: 1 << 20, ..Options::default() };
-    let store = Store::open(live.path(), options()).unwrap();
-    for i in 0..40 {
-        store.append(&format!("order-{i}"), ExpectedVersion::Any, vec![NewEvent::new("E", vec![b'a'; 200])]).unwrap();
-    }
-    store.close().unwrap();
-    let store = Store::open(live.path(), options()).unwrap(); // records the 40 events as synced
     let dir = tempfile::tempdir().unwrap();
-    copy_tree(live.path(), dir.path());
-    drop(store);
+    crashed_on_top_of_synced(dir.path(), 40, 0, || Options { segment_bytes: 1 << 20, ..Options::default() });
     let active = segment_files(dir.path()).pop().unwrap();
     fs::OpenOptions::new().write(true).open(&active).unwrap().set_len(0).unwrap();
     let (ok, text) = run_repair(dir.path());

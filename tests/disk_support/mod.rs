@@ -41,3 +41,37 @@ pub fn write_closed_store(data: &Path, segment_bytes: u64, events: u64) {
     }
     store.close().unwrap();
 }
+
+/// The active segment of a store that crashed after `later` appends on top of `synced` events
+/// that a clean stop and the next open made durable (the open records them as synced).
+pub fn crashed_on_top_of_synced(
+    dir: &Path,
+    synced: usize,
+    later: usize,
+    options: impl Fn() -> logbook::Options,
+) -> u64 {
+    let live = tempfile::tempdir().unwrap();
+    let append = |store: &logbook::Store, i: usize| {
+        let event = logbook::NewEvent::new("E", vec![b'a' + (i % 26) as u8; 200]);
+        store.append(&format!("order-{i}"), logbook::ExpectedVersion::NoStream, vec![event]).unwrap();
+    };
+    let store = logbook::Store::open(live.path(), options()).unwrap();
+    (0..synced).for_each(|i| append(&store, i));
+    store.close().unwrap();
+    let store = logbook::Store::open(live.path(), options()).unwrap();
+    (synced..synced + later).for_each(|i| append(&store, i));
+    // The writer records after the acknowledgements; a sync request returns after it did.
+    store.sync().unwrap();
+    let head = store.head_position();
+    copy_tree(live.path(), dir);
+    drop(store);
+    assert_eq!(segment_files(dir).len(), 1, "every event is in the active segment");
+    head
+}
+
+/// Zeroes everything after the header of the segment file `path` (its frames lost).
+pub fn zero_frames(path: &Path) {
+    let mut bytes = fs::read(path).unwrap();
+    bytes[logbook::segment::SEGMENT_HEADER_BYTES..].fill(0);
+    fs::write(path, &bytes).unwrap();
+}
