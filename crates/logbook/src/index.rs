@@ -9,7 +9,7 @@
 //! header (80 bytes)
 //! +--------+---------+---------------------------------------------------+
 //! | 0..8   | [u8; 8] | magic "LGBKIDX\0"                                 |
-//! | 8..12  | u32     | format version (2)                                |
+//! | 8..12  | u32     | format version (3)                                |
 //! | 12..16 | u32     | flags: bit 0 = SPARSE (positions section present) |
 //! | 16..24 | u64     | base position of the segment                      |
 //! | 24..32 | u64     | sealed length of the segment file, bytes          |
@@ -23,7 +23,8 @@
 //! +--------+---------+---------------------------------------------------+
 //! sections, back to back
 //!   by_stream  N x 24: (stream hash u64, version u64, position u64), sorted
-//!   by_id      N x 16: (low 64 bits of the event id u64, position u64), sorted
+//!   by_id      N x 16: (id key u64, position u64), sorted; the key is SipHash-2-4 of
+//!                       the 16 id bytes under the fixed key ID_KEY_SIPHASH_KEY
 //!   streams    S x 32: (hash u64, first version u64, last version u64,
 //!                       name offset u32, name length u32), sorted by hash
 //!   offsets    N x 4 : byte offset of the i-th frame
@@ -34,7 +35,9 @@
 //!
 //! Index files are derived data: a missing, damaged or stale one (its segment's header
 //! checksum or length differs, as after a compaction that stopped between its two renames)
-//! is rebuilt from its segment. Version 1 files (no flags, no identity) are rebuilt too.
+//! is rebuilt from its segment. Files of earlier versions are rebuilt too: version 1 had no
+//! flags and no identity, version 2 keyed ids on their low 64 bits (which time-based UUIDs of
+//! one host share, so every new id matched every stored one).
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::Path;
@@ -43,7 +46,7 @@ use crate::record::{stream_hash, CRC_MASK};
 use crate::le::{u32_at, u64_at};
 
 pub const INDEX_MAGIC: [u8; 8] = *b"LGBKIDX\0";
-pub const INDEX_FORMAT_VERSION: u32 = 2;
+pub const INDEX_FORMAT_VERSION: u32 = 3;
 pub const INDEX_HEADER_BYTES: usize = 80;
 /// Header flag: the positions section is present (a compacted segment's gaps).
 pub const FLAG_SPARSE: u32 = 1;
@@ -60,11 +63,21 @@ pub fn file_name(base: u64) -> String {
     format!("{base:020}.idx")
 }
 
-/// Low 64 bits of an event id, the key of the by_id section.
+/// The SipHash key of [`id_key`]: fixed, since the keys are stored in index files. SipHash
+/// keeps keys apart whatever bits ids share, and finding an id with a given key, even knowing
+/// this key, takes about 2^64 tries: nobody can craft ids that pile up on one key.
+pub const ID_KEY_SIPHASH_KEY: [u8; 16] = *b"logbook-id-key-1";
+/// [`id_key`] of the all-zero id, pinned by a test: the key function is part of the format.
+#[cfg(test)]
+const ID_KEY_OF_ZEROES: u64 = 13_719_829_962_381_346_347;
+
+/// The key of an event id in the by_id section (and the active index): SipHash-2-4 of its 16
+/// bytes. A match is only a candidate; the frame's full id is compared.
 pub fn id_key(id: &[u8; 16]) -> u64 {
-    let mut low = [0u8; 8];
-    low.copy_from_slice(&id[8..16]);
-    u64::from_le_bytes(low)
+    use std::hash::Hasher;
+    let mut hasher = siphasher::sip::SipHasher24::new_with_key(&ID_KEY_SIPHASH_KEY);
+    hasher.write(id);
+    hasher.finish()
 }
 
 /// One event as the index builder sees it.
@@ -103,8 +116,14 @@ pub struct IndexBuilder {
 
 impl IndexBuilder {
     pub fn add(&mut self, event: &IndexedEvent<'_>) {
+        self.add_with_id_key(event, id_key(&event.id));
+    }
+
+    /// [`IndexBuilder::add`] with the event's id key already known (`event.id` is not read):
+    /// the active index keeps keys, not ids.
+    fn add_with_id_key(&mut self, event: &IndexedEvent<'_>, key: u64) {
         self.by_stream.push((stream_hash(event.stream), event.version, event.position));
-        self.by_id.push((id_key(&event.id), event.position));
+        self.by_id.push((key, event.position));
         assert!(self.positions.last().is_none_or(|&p| p < event.position), "positions increase");
         self.offsets.push(event.offset);
         self.positions.push(event.position);
@@ -606,15 +625,8 @@ impl ActiveIndex {
         for (i, offset) in self.offsets.iter().enumerate() {
             // Every position was added with its stream, so the slot is filled.
             let (stream, version) = stream_of[i].expect("active index covers every position");
-            let mut id = [0u8; 16];
-            id[8..16].copy_from_slice(&id_of[i].to_le_bytes());
-            builder.add(&IndexedEvent {
-                stream,
-                version,
-                position: self.base_position + i as u64,
-                id,
-                offset: *offset,
-            });
+            let event = IndexedEvent { stream, version, position: self.base_position + i as u64, id: [0; 16], offset: *offset };
+            builder.add_with_id_key(&event, id_of[i]);
         }
         builder
     }
@@ -797,6 +809,20 @@ mod tests {
         // An empty compacted segment has an empty (dense) index.
         let empty = SegmentIndex::from_bytes(IndexBytes::Owned(IndexBuilder::default().encode(10, 64, 7))).unwrap();
         assert_eq!((empty.event_count(), empty.last_position(), empty.first_at_or_after(1)), (0, 9, None));
+    }
+
+    #[test]
+    fn ids_that_share_half_their_bits_get_their_own_keys() {
+        // Time-based UUIDs (v1, v6) of one host share their low 64 bits (clock sequence and
+        // node), v7 ids of one millisecond their high ones: keyed on one half, every new id
+        // matched every stored one and each match decoded a frame on the writer thread.
+        let v1 = |time: u64| uuid::Uuid::from_u64_pair(time, 0x8123_0242_ac11_0002).into_bytes();
+        let v7 = |random: u64| uuid::Uuid::from_u64_pair(0x0194_0000_0000_7000, random).into_bytes();
+        let keys: std::collections::HashSet<u64> =
+            (0..1000).flat_map(|i| [id_key(&v1(i)), id_key(&v7(i))]).collect();
+        assert_eq!(keys.len(), 2000);
+        // The key is part of the index format: it never changes.
+        assert_eq!(id_key(&[0; 16]), ID_KEY_OF_ZEROES);
     }
 
     #[test]
