@@ -464,7 +464,8 @@ impl SegmentIndex {
         }
     }
 
-    /// Positions whose event id has the same low 64 bits as `id`.
+    /// Positions whose event id has the same key as `id` ([`id_key`]): candidates, whose frames
+    /// hold the full id to compare.
     pub fn positions_with_id(&self, id: &[u8; 16], out: &mut Vec<u64>) {
         let key = id_key(id);
         let b = self.bytes.as_ref();
@@ -574,7 +575,8 @@ impl ActiveIndex {
         }
     }
 
-    /// Positions whose event id has the same low 64 bits as `id`.
+    /// Positions whose event id has the same key as `id` ([`id_key`]): candidates, whose frames
+    /// hold the full id to compare.
     pub fn positions_with_id(&self, id: &[u8; 16], out: &mut Vec<u64>) {
         let key = id_key(id);
         if let Some(position) = self.ids.get(&key) {
