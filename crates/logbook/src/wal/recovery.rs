@@ -641,7 +641,10 @@ impl<'a> Walker<'a> {
         };
         let Some(scanned) = self.scan_sealed(path, &bytes, &header)? else { return Ok(None) };
         let verdict = match &index {
-            None => Some("index missing or stale (it describes another version of its segment)".to_string()),
+            None => Some(
+                "index missing, stale (it describes another version of its segment) or of an older index format"
+                    .to_string(),
+            ),
             Some(index) => index_disagrees(index, &scanned.frames),
         };
         // verify also compares the whole index with one rebuilt from the frames: an index whose
