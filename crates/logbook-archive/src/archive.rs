@@ -31,12 +31,12 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use arrow_array::{Array, ArrayRef, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray};
+use arrow_array::{Array, ArrayRef, BooleanArray, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray};
 use arrow_schema::extension::Json;
 use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use base64::Engine as _;
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-use parquet::arrow::ArrowWriter;
+use parquet::arrow::arrow_reader::{ArrowPredicateFn, ParquetRecordBatchReaderBuilder, RowFilter};
+use parquet::arrow::{ArrowWriter, ProjectionMask};
 use parquet::basic::Compression;
 use parquet::file::properties::WriterProperties;
 use serde::{Deserialize, Serialize};
@@ -327,12 +327,18 @@ fn non_negative(value: i64, what: &str) -> std::result::Result<u64, String> {
 /// claims (rows, uncompressed column-chunk sizes) before decoding pages; `Archive` also checks
 /// each file's crc32 first, so damaged bytes never reach the decoder through it.
 pub fn decode_parquet(bytes: &[u8], file: &Path) -> Result<Vec<ArchivedEvent>> {
-    decode_inner(bytes).map_err(|reason| Error::corruption(file, 0, reason))
+    decode_inner(bytes::Bytes::copy_from_slice(bytes), None).map_err(|reason| Error::corruption(file, 0, reason))
 }
 
-fn decode_inner(bytes: &[u8]) -> std::result::Result<Vec<ArchivedEvent>, String> {
-    let builder = ParquetRecordBatchReaderBuilder::try_new(bytes::Bytes::copy_from_slice(bytes))
-        .map_err(|e| format!("not a readable Parquet file: {e}"))?;
+/// Decodes the rows of a Parquet file, or with `keep` only those at these positions: the
+/// position column is read first, and the other columns only for the rows it keeps (so one
+/// row of a large file costs its pages, not the whole file decoded).
+fn decode_inner(
+    bytes: bytes::Bytes,
+    keep: Option<Arc<HashSet<u64>>>,
+) -> std::result::Result<Vec<ArchivedEvent>, String> {
+    let mut builder =
+        ParquetRecordBatchReaderBuilder::try_new(bytes).map_err(|e| format!("not a readable Parquet file: {e}"))?;
     let meta = builder.metadata();
     let rows = meta.file_metadata().num_rows();
     if !(0..=MAX_ROWS_PER_FILE).contains(&rows) {
@@ -345,6 +351,22 @@ fn decode_inner(bytes: &[u8]) -> std::result::Result<Vec<ArchivedEvent>, String>
             }
         }
     }
+    let filtered = keep.is_some();
+    if let Some(keep) = keep {
+        let positions = ProjectionMask::columns(builder.parquet_schema(), ["position"]);
+        let predicate = ArrowPredicateFn::new(positions, move |batch: RecordBatch| {
+            let column = batch.column(0).as_any().downcast_ref::<Int64Array>();
+            let kept = column.map(|positions| {
+                positions
+                    .iter()
+                    .map(|p| Some(p.and_then(|p| u64::try_from(p).ok()).is_some_and(|p| keep.contains(&p))))
+                    .collect::<BooleanArray>()
+            });
+            // A position column of another type keeps nothing; decoding the rest would refuse it.
+            Ok(kept.unwrap_or_else(|| BooleanArray::from(vec![false; batch.num_rows()])))
+        });
+        builder = builder.with_row_filter(RowFilter::new(vec![Box::new(predicate)]));
+    }
     let reader = builder.build().map_err(|e| format!("cannot read rows: {e}"))?;
     // Not `with_capacity(rows)`: the footer's claim is not yet backed by any decoded page.
     let mut out = Vec::new();
@@ -352,7 +374,7 @@ fn decode_inner(bytes: &[u8]) -> std::result::Result<Vec<ArchivedEvent>, String>
         let batch = batch.map_err(|e| format!("cannot read rows: {e}"))?;
         decode_batch(&batch, &mut out)?;
     }
-    if out.len() as i64 != rows {
+    if !filtered && out.len() as i64 != rows {
         return Err(format!("footer claims {rows} rows, the pages hold {}", out.len()));
     }
     Ok(out)
@@ -730,6 +752,32 @@ impl Archive {
     /// Reads one listed file, checking its length and crc32 before decoding and its row count
     /// and position range after.
     pub(crate) fn read_file(&self, entry: &ManifestFile) -> Result<Vec<ArchivedEvent>> {
+        let (path, bytes) = self.read_checked(entry)?;
+        let events = decode_inner(bytes.into(), None).map_err(|reason| Error::corruption(&path, 0, reason))?;
+        let (first, last) = (events.first().map(|e| e.position), events.last().map(|e| e.position));
+        if events.len() as u64 != entry.rows || first != Some(entry.first_position) || last != Some(entry.last_position)
+        {
+            let reason = format!(
+                "holds {} rows, positions {first:?}..={last:?}; the manifest says {} rows, {}..={}",
+                events.len(),
+                entry.rows,
+                entry.first_position,
+                entry.last_position
+            );
+            return Err(Error::corruption(&path, 0, reason));
+        }
+        Ok(events)
+    }
+
+    /// The rows of `entry` at `positions` (those it holds), checked as [`Archive::read_file`]
+    /// checks the file (length, crc32), decoding only those rows.
+    pub(crate) fn read_rows(&self, entry: &ManifestFile, positions: Arc<HashSet<u64>>) -> Result<Vec<ArchivedEvent>> {
+        let (path, bytes) = self.read_checked(entry)?;
+        decode_inner(bytes.into(), Some(positions)).map_err(|reason| Error::corruption(&path, 0, reason))
+    }
+
+    /// The bytes of `entry`'s file, checked against the manifest (length, crc32).
+    fn read_checked(&self, entry: &ManifestFile) -> Result<(PathBuf, Vec<u8>)> {
         let path = self.root.join(&entry.path);
         let bytes = read_bounded(&path, MAX_FILE_BYTES).map_err(|e| match e.kind() {
             io::ErrorKind::NotFound => Error::corruption(&path, 0, "listed in the manifest but missing"),
@@ -744,20 +792,7 @@ impl Archive {
         if crc != entry.crc32 {
             return Err(Error::corruption(&path, 0, format!("crc32 {crc:08x}, the manifest says {:08x}", entry.crc32)));
         }
-        let events = decode_parquet(&bytes, &path)?;
-        let (first, last) = (events.first().map(|e| e.position), events.last().map(|e| e.position));
-        if events.len() as u64 != entry.rows || first != Some(entry.first_position) || last != Some(entry.last_position)
-        {
-            let reason = format!(
-                "holds {} rows, positions {first:?}..={last:?}; the manifest says {} rows, {}..={}",
-                events.len(),
-                entry.rows,
-                entry.first_position,
-                entry.last_position
-            );
-            return Err(Error::corruption(&path, 0, reason));
-        }
-        Ok(events)
+        Ok((path, bytes))
     }
 
     /// True when the first listed file is of the first layout (it has a `tenant` column):

@@ -172,7 +172,8 @@ impl ArchivedEvents for ArchivedIds {
         for (index, positions) in by_file {
             let file = &manifest.files[index];
             self.files_read.fetch_add(1, Ordering::Relaxed);
-            let rows = match archive.read_file(file) {
+            let wanted: std::collections::HashSet<u64> = positions.iter().map(|&(position, _)| position).collect();
+            let rows = match archive.read_rows(file, Arc::new(wanted)) {
                 Ok(rows) => rows,
                 // A pending job's files may be going (rolled back): its events are hot.
                 Err(_) if manifest.is_pending(file.job) => continue,
@@ -342,6 +343,11 @@ mod tests {
         let found = ids.find_all("order-1", &retried).unwrap();
         assert!(found.iter().enumerate().all(|(i, f)| f.as_ref().is_some_and(|m| m.position == i as u64 + 1)));
         assert_eq!(ids.files_read(), 1);
+        // Reading a file for a retry decodes only the rows asked for.
+        let file = &archive.manifest().files[0];
+        let rows = archive.read_rows(file, Arc::new([2, 50, 1000].into_iter().collect())).unwrap();
+        assert_eq!(rows.iter().map(|r| r.position).collect::<Vec<_>>(), vec![2, 50]);
+        assert_eq!(rows[1].id, id(v1(50)));
     }
 
     #[test]
