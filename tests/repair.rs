@@ -157,6 +157,11 @@ fn a_stray_segment_file_is_moved_aside_alone() {
     ));
     fs::copy(&segment_files(other.path())[1], &stray).unwrap();
     assert!(matches!(Store::open(dir.path(), Options::default()), Err(Error::Corruption { .. })));
+    // verify reports the stray file and counts only this store's segments and events (it
+    // counted the stray's too: attacker review of stop 22, a smaller finding).
+    let verified = logbook::verify_dir(dir.path()).unwrap();
+    assert!(!verified.is_healthy());
+    assert_eq!((verified.segments, verified.events), (files.len(), 60), "{:?}", verified.findings);
     let report = repair_dir(dir.path()).unwrap();
     assert_eq!(report.damage[0].0, stray, "{report:?}");
     assert_eq!((report.gave_up, report.head), (None, 60), "nothing of this store is given up");
