@@ -304,7 +304,7 @@ pub fn downgrade_to_first_layout(root: &Path) -> Result<()> {
     archive.store_manifest(next)
 }
 
-fn column<'a, T: Array + 'static>(batch: &'a RecordBatch, name: &str) -> std::result::Result<&'a T, String> {
+pub(crate) fn column<'a, T: Array + 'static>(batch: &'a RecordBatch, name: &str) -> std::result::Result<&'a T, String> {
     let array = nullable_column::<T>(batch, name)?.ok_or_else(|| format!("no column '{name}'"))?;
     if array.null_count() > 0 {
         return Err(format!("column '{name}' holds nulls"));
@@ -319,8 +319,30 @@ fn nullable_column<'a, T: 'static>(batch: &'a RecordBatch, name: &str) -> std::r
     typed.map(Some).ok_or_else(|| format!("column '{name}' has type {}", array.data_type()))
 }
 
-fn non_negative(value: i64, what: &str) -> std::result::Result<u64, String> {
+pub(crate) fn non_negative(value: i64, what: &str) -> std::result::Result<u64, String> {
     u64::try_from(value).map_err(|_| format!("negative {what} {value}"))
+}
+
+/// Bounds what a file's footer claims before any page is decoded: at most
+/// [`MAX_ROWS_PER_FILE`] rows, and each column chunk read (those of `read`, or every one) at
+/// most [`MAX_CHUNK_UNCOMPRESSED`] bytes uncompressed. Returns the row count.
+pub(crate) fn check_footer(
+    meta: &parquet::file::metadata::ParquetMetaData,
+    read: Option<&ProjectionMask>,
+) -> std::result::Result<i64, String> {
+    let rows = meta.file_metadata().num_rows();
+    if !(0..=MAX_ROWS_PER_FILE).contains(&rows) {
+        return Err(format!("footer claims {rows} rows"));
+    }
+    for group in meta.row_groups() {
+        for (i, chunk) in group.columns().iter().enumerate() {
+            let counted = read.is_none_or(|mask| mask.leaf_included(i));
+            if counted && !(0..=MAX_CHUNK_UNCOMPRESSED).contains(&chunk.uncompressed_size()) {
+                return Err(format!("a column chunk claims {} uncompressed bytes", chunk.uncompressed_size()));
+            }
+        }
+    }
+    Ok(rows)
 }
 
 /// Decodes one archive file; errors are `Corruption` naming `file`. Bounds what the footer
@@ -339,18 +361,7 @@ fn decode_inner(
 ) -> std::result::Result<Vec<ArchivedEvent>, String> {
     let mut builder =
         ParquetRecordBatchReaderBuilder::try_new(bytes).map_err(|e| format!("not a readable Parquet file: {e}"))?;
-    let meta = builder.metadata();
-    let rows = meta.file_metadata().num_rows();
-    if !(0..=MAX_ROWS_PER_FILE).contains(&rows) {
-        return Err(format!("footer claims {rows} rows"));
-    }
-    for group in meta.row_groups() {
-        for chunk in group.columns() {
-            if !(0..=MAX_CHUNK_UNCOMPRESSED).contains(&chunk.uncompressed_size()) {
-                return Err(format!("a column chunk claims {} uncompressed bytes", chunk.uncompressed_size()));
-            }
-        }
-    }
+    let rows = check_footer(builder.metadata(), None)?;
     let filtered = keep.is_some();
     if let Some(keep) = keep {
         let positions = ProjectionMask::columns(builder.parquet_schema(), ["position"]);

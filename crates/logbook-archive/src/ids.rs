@@ -26,13 +26,13 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
-use arrow_array::{Array, Int64Array, StringArray};
+use arrow_array::{Int64Array, StringArray};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::arrow::ProjectionMask;
 
 use logbook::{owner_of, ArchivedEvents, ArchivedMatch, Error, FileSystem, RecordedEvent, Result};
 
-use crate::archive::{Archive, ManifestFile, MAX_CHUNK_UNCOMPRESSED, MAX_FILE_BYTES, MAX_ROWS_PER_FILE};
+use crate::archive::{check_footer, column, non_negative, Archive, ManifestFile, MAX_FILE_BYTES};
 
 /// The ids of a cold tier's events, as [`ArchivedEvents`] for the store's idempotent appends.
 pub struct ArchivedIds {
@@ -223,35 +223,21 @@ fn read_keys(path: &Path, file: &ManifestFile, hasher: &RandomState, keys: &mut 
     }
     let builder = ParquetRecordBatchReaderBuilder::try_new(opened)
         .map_err(|e| corrupt(format!("not a readable Parquet file: {e}")))?;
-    let meta = builder.metadata();
-    let rows = meta.file_metadata().num_rows();
-    if !(0..=MAX_ROWS_PER_FILE).contains(&rows) || rows as u64 != file.rows {
-        return Err(corrupt(format!("footer claims {rows} rows, the manifest says {}", file.rows)));
-    }
     let mask = ProjectionMask::columns(builder.parquet_schema(), ["position", "stream", "id"]);
-    for group in meta.row_groups() {
-        for (i, chunk) in group.columns().iter().enumerate() {
-            if mask.leaf_included(i) && !(0..=MAX_CHUNK_UNCOMPRESSED).contains(&chunk.uncompressed_size()) {
-                return Err(corrupt(format!("a column chunk claims {} uncompressed bytes", chunk.uncompressed_size())));
-            }
-        }
+    let rows = check_footer(builder.metadata(), Some(&mask)).map_err(corrupt)?;
+    if rows as u64 != file.rows {
+        return Err(corrupt(format!("footer claims {rows} rows, the manifest says {}", file.rows)));
     }
     let reader = builder.with_projection(mask).build().map_err(|e| corrupt(format!("cannot read rows: {e}")))?;
     let before = keys.len();
     for batch in reader {
         let batch = batch.map_err(|e| corrupt(format!("cannot read rows: {e}")))?;
-        let typed = |name: &str| corrupt(format!("no usable column '{name}'"));
-        let positions = batch.column_by_name("position").and_then(|c| c.as_any().downcast_ref::<Int64Array>());
-        let ids = batch.column_by_name("id").and_then(|c| c.as_any().downcast_ref::<StringArray>());
-        let streams = batch.column_by_name("stream").and_then(|c| c.as_any().downcast_ref::<StringArray>());
-        let (positions, ids) = (positions.ok_or_else(|| typed("position"))?, ids.ok_or_else(|| typed("id"))?);
-        let streams = streams.ok_or_else(|| typed("stream"))?;
-        if positions.null_count() > 0 || ids.null_count() > 0 || streams.null_count() > 0 {
-            return Err(corrupt("the position, stream or id column holds nulls".into()));
-        }
+        let positions = column::<Int64Array>(&batch, "position").map_err(corrupt)?;
+        let streams = column::<StringArray>(&batch, "stream").map_err(corrupt)?;
+        let ids = column::<StringArray>(&batch, "id").map_err(corrupt)?;
         for row in 0..batch.num_rows() {
-            let position = u64::try_from(positions.value(row))
-                .map_err(|_| corrupt(format!("row {row}: negative position {}", positions.value(row))))?;
+            let position =
+                non_negative(positions.value(row), "position").map_err(|e| corrupt(format!("row {row}: {e}")))?;
             let id = uuid::Uuid::parse_str(ids.value(row))
                 .map_err(|e| corrupt(format!("row {row} (position {position}): bad id: {e}")))?;
             keys.push((key_of(hasher, streams.value(row), id.as_bytes()), position));
