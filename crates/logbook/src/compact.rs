@@ -477,8 +477,8 @@ fn read_sealed(segment: &SealedSegment) -> Result<Bytes> {
 
 /// Scans a sealed segment completely, calling `on_frame(bytes, frame, offset)`; any stop
 /// before its last byte is corruption.
-fn scan_sealed(segment: &SealedSegment, mut on_frame: impl FnMut(&Bytes, &FrameRef<'_>, u64)) -> Result<u64> {
-    let bytes = read_sealed(segment)?;
+fn scan_sealed(segment: &SealedSegment, mut on_frame: impl FnMut(&Arc<Bytes>, &FrameRef<'_>, u64)) -> Result<u64> {
+    let bytes = Arc::new(read_sealed(segment)?);
     let path = segment.reader.path();
     let outcome = segment::scan_with(&bytes, Positions::of(&segment.header), |frame, at| on_frame(&bytes, frame, at));
     if let Some(stop) = outcome.stop {

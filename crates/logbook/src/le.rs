@@ -4,16 +4,19 @@
 //! slice index does.
 
 /// The `u16` at byte `at` of `b`.
+#[inline]
 pub fn u16_at(b: &[u8], at: usize) -> u16 {
     u16::from_le_bytes([b[at], b[at + 1]])
 }
 
 /// The `u32` at byte `at` of `b`.
+#[inline]
 pub fn u32_at(b: &[u8], at: usize) -> u32 {
     u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
 }
 
 /// The `u64` at byte `at` of `b`.
+#[inline]
 pub fn u64_at(b: &[u8], at: usize) -> u64 {
     let mut v = [0u8; 8];
     v.copy_from_slice(&b[at..at + 8]);

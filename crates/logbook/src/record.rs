@@ -158,8 +158,14 @@ pub fn encode(frame: &FrameRef<'_>, out: &mut Vec<u8>) {
 }
 
 /// The stored checksum of a body.
+#[inline]
 pub fn checksum(body: &[u8]) -> u32 {
-    crc32fast::hash(body) ^ CRC_MASK
+    // A clone of one hasher made at first use: `crc32fast::hash` makes a new one per call,
+    // asking which CPU features there are each time (1 % of a replay).
+    static PROTOTYPE: std::sync::OnceLock<crc32fast::Hasher> = std::sync::OnceLock::new();
+    let mut hasher = PROTOTYPE.get_or_init(crc32fast::Hasher::new).clone();
+    hasher.update(body);
+    hasher.finalize() ^ CRC_MASK
 }
 
 /// The checksum stored in the frame that starts `frame` (its bytes 4..8), as written: what the
@@ -171,6 +177,7 @@ pub fn stored_crc(frame: &[u8]) -> u32 {
 
 /// Reads only the declared body length of the frame at the start of `buf`, bounded.
 /// Used by scanners to skip ahead without decoding.
+#[inline]
 pub fn peek_body_len(buf: &[u8]) -> Result<usize, DecodeError> {
     if buf.len() < FRAME_HEADER_BYTES {
         return Err(DecodeError::Truncated { needed: FRAME_HEADER_BYTES, available: buf.len() });
@@ -187,6 +194,7 @@ pub fn peek_body_len(buf: &[u8]) -> Result<usize, DecodeError> {
 
 /// Decodes the frame at the start of `buf`, verifying length bounds, checksum, field
 /// lengths and UTF-8. Returns the frame and the number of bytes it occupies.
+#[inline]
 pub fn decode(buf: &[u8]) -> Result<(FrameRef<'_>, usize), DecodeError> {
     let body_len = peek_body_len(buf)?;
     let total = FRAME_HEADER_BYTES + body_len;
@@ -202,6 +210,7 @@ pub fn decode(buf: &[u8]) -> Result<(FrameRef<'_>, usize), DecodeError> {
     decode_body(body).map(|frame| (frame, total))
 }
 
+#[inline]
 fn decode_body(body: &[u8]) -> Result<FrameRef<'_>, DecodeError> {
     let stream_len = u16_at(body, 44) as usize;
     let type_len = u16_at(body, 46) as usize;

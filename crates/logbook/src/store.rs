@@ -593,7 +593,7 @@ impl Store {
             let (reader, mut offset, first, last, tombstones) = run;
             next = first;
             // Frames are read in chunks with one `pread` each; events share their chunk.
-            let (mut chunk, mut chunk_at) = (Bytes::new(), offset);
+            let (mut chunk, mut chunk_at) = (Arc::new(Bytes::new()), offset);
             while next <= last && events.len() < max && scanned < MAX_SCAN_PER_READ {
                 let avail = chunk.len() as u64 - (offset - chunk_at).min(chunk.len() as u64);
                 let rest = &chunk[chunk.len() - avail as usize..];
@@ -605,9 +605,11 @@ impl Store {
                     let wanted = ((max - events.len()).saturating_mul(SCAN_BYTES_PER_EVENT))
                         .clamp(segment::READ_GUESS_BYTES, MAX_SCAN_CHUNK_BYTES)
                         .max(frame_len.unwrap_or(0));
-                    chunk = reader
-                        .read_scan_chunk(offset, wanted)
-                        .map_err(|e| wal::read_error(&reader, offset, ReadError::Io(e)))?;
+                    chunk = Arc::new(
+                        reader
+                            .read_scan_chunk(offset, wanted)
+                            .map_err(|e| wal::read_error(&reader, offset, ReadError::Io(e)))?,
+                    );
                     chunk_at = offset;
                 }
                 let at = (offset - chunk_at) as usize;

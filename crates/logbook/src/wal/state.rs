@@ -146,9 +146,8 @@ pub fn decode_event(reader: &SegmentReader, offset: u32, position: u64) -> Resul
         ));
     }
     let layout = FrameLayout::of(0, &frame);
-    // `buf` moves into the event: a clone would turn it into a shared buffer (an allocation
-    // and an atomic count) for nothing.
-    Ok(layout.into_event(buf))
+    // `buf` moves into the event's handle: one allocation, no copy of the frame.
+    Ok(layout.into_event(Arc::new(buf)))
 }
 
 /// Reads the frames at `located` (reader, offset, position) into one buffer and decodes them:
@@ -164,7 +163,7 @@ pub fn read_events(located: &[(Arc<SegmentReader>, u32, u64)]) -> Result<Vec<Rec
         let at = u64::from(*offset);
         starts.push(reader.read_frame_into(at, &mut buf).map_err(|e| read_error(reader, at, e))?);
     }
-    let buf = Bytes::from(buf);
+    let buf = Arc::new(Bytes::from(buf));
     let mut events = Vec::with_capacity(located.len());
     for ((reader, offset, position), start) in located.iter().zip(starts) {
         let at = u64::from(*offset);
@@ -201,8 +200,8 @@ pub fn read_error(reader: &SegmentReader, offset: u64, err: ReadError) -> Error 
 }
 
 /// Builds a `RecordedEvent` for a frame decoded at `offset` of `buf`: it shares `buf`.
-pub fn event_from_frame(buf: &Bytes, offset: usize, frame: &FrameRef<'_>) -> RecordedEvent {
-    FrameLayout::of(offset, frame).into_event(buf.clone())
+pub fn event_from_frame(buf: &Arc<Bytes>, offset: usize, frame: &FrameRef<'_>) -> RecordedEvent {
+    FrameLayout::of(offset, frame).into_event(Arc::clone(buf))
 }
 
 /// Where a decoded frame's fields lie in its buffer.
@@ -235,7 +234,7 @@ impl FrameLayout {
         }
     }
 
-    fn into_event(self, buf: Bytes) -> RecordedEvent {
+    fn into_event(self, buf: Arc<Bytes>) -> RecordedEvent {
         RecordedEvent {
             buf,
             position: self.position,
