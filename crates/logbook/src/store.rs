@@ -602,15 +602,25 @@ impl Store {
                     .flatten()
                     .map(|body| FRAME_HEADER_BYTES + body);
                 if frame_len.is_none_or(|len| len as u64 > avail) {
-                    let wanted = ((max - events.len()).saturating_mul(SCAN_BYTES_PER_EVENT))
+                    let mut wanted = ((max - events.len()).saturating_mul(SCAN_BYTES_PER_EVENT))
                         .clamp(segment::READ_GUESS_BYTES, MAX_SCAN_CHUNK_BYTES)
                         .max(frame_len.unwrap_or(0));
-                    chunk = Arc::new(
-                        reader
-                            .read_scan_chunk(offset, wanted)
-                            .map_err(|e| wal::read_error(&reader, offset, ReadError::Io(e)))?,
-                    );
-                    chunk_at = offset;
+                    loop {
+                        chunk = Arc::new(
+                            reader
+                                .read_scan_chunk(offset, wanted)
+                                .map_err(|e| wal::read_error(&reader, offset, ReadError::Io(e)))?,
+                        );
+                        chunk_at = offset;
+                        // A read sized before the frame's length was known can end inside the
+                        // frame: read it again, once, with the length its header declares
+                        // (bounded by `peek_body_len`). Shorter than that after the second read,
+                        // the segment ends inside the frame, which decoding reports.
+                        match record::peek_body_len(&chunk).map(|body| FRAME_HEADER_BYTES + body) {
+                            Ok(len) if len > chunk.len() && len > wanted => wanted = len,
+                            _ => break,
+                        }
+                    }
                 }
                 let at = (offset - chunk_at) as usize;
                 let (frame, used) = record::decode(&chunk[at..])
