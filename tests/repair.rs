@@ -319,3 +319,31 @@ fn repair_says_once_what_it_knows_and_what_it_cannot_know() {
     );
     assert!(!text.contains("gave up every position"), "one statement, not two: {text}");
 }
+
+/// With `MANIFEST` and `CLEAN` both gone, nothing says where the log ended: a repair that finds
+/// the newest segment missing too cannot know what it lost, and must say so rather than "gave
+/// up no event" (review of stop 24, finding 2: positions 5..=7, acknowledged, were gone).
+#[test]
+fn with_both_records_gone_repair_says_what_came_after_its_head_is_not_known() {
+    let dir = closed_store(4096, 60);
+    fs::remove_file(dir.path().join("MANIFEST")).unwrap();
+    fs::remove_file(dir.path().join("CLEAN")).unwrap();
+    let newest = segment_files(dir.path()).pop().unwrap();
+    fs::remove_file(&newest).unwrap();
+    let report = repair_dir(dir.path()).unwrap();
+    let head = report.head;
+    assert!(head < 60, "the newest segment held events: {report:?}");
+    assert_eq!(report.gave_up_from, Some(head + 1), "{report:?}");
+    assert!(report.gave_up_from_why.as_deref().is_some_and(|why| why.contains("MANIFEST")), "{report:?}");
+    assert!(logbook::verify_dir(dir.path()).unwrap().is_healthy());
+
+    // The same words from the command line, on a second copy.
+    let dir = closed_store(4096, 60);
+    fs::remove_file(dir.path().join("MANIFEST")).unwrap();
+    fs::remove_file(dir.path().join("CLEAN")).unwrap();
+    fs::remove_file(segment_files(dir.path()).pop().unwrap()).unwrap();
+    let (ok, text) = run_repair(dir.path());
+    assert!(ok, "{text}");
+    assert!(!text.contains("gave up no event"), "{text}");
+    assert!(text.contains("is not known"), "{text}");
+}

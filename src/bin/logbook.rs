@@ -865,31 +865,23 @@ fn repair(args: RepairArgs) -> Result<(), Failure> {
     for (file, offset, reason) in &report.damage {
         println!("damage: {} at byte {offset}: {reason}", file.display());
     }
-    let unknown = |from: u64| {
-        format!(
-            "the segment the manifest lists as holding positions from {from} on is missing or lost its header, so how \
-             many events it held is not known"
-        )
-    };
+    // Why what came after is not known (the report gives it whenever `gave_up_from` is set).
+    let why = report.gave_up_from_why.as_deref().unwrap_or_default();
     match (report.gave_up, report.gave_up_from) {
         (Some((first, last)), None) => println!(
             "gave up positions {first}..={last} ({} events); the store now ends at position {}",
             last - first + 1,
             report.head
         ),
-        (Some((first, last)), Some(from)) => println!(
+        (Some((first, last)), Some(_)) => println!(
             "gave up positions {first}..={last} ({} events, known from the records), and any after them: {}; the \
              store now ends at position {}",
             last - first + 1,
-            unknown(from),
+            why,
             report.head
         ),
         (None, Some(from)) => {
-            println!(
-                "gave up every position from {from} on: {}; the store now ends at position {}",
-                unknown(from),
-                report.head
-            )
+            println!("gave up every position from {from} on: {}; the store now ends at position {}", why, report.head)
         }
         (None, None) => println!("gave up no event; the store ends at position {}", report.head),
     }

@@ -46,9 +46,13 @@ pub struct RepairReport {
     /// Positions given up, first and last (`None` when no event was lost): from the repaired
     /// store's head + 1 to the highest position the store held before (by its files or records).
     pub gave_up: Option<(u64, u64)>,
-    /// Every position from this one on is given up too, how many events they were unknown: a
-    /// segment the manifest lists as holding them is missing (`None`: nothing is unknown).
+    /// Every position from this one on is given up too, how many events they were unknown
+    /// (`None`: nothing is unknown); why in [`RepairReport::gave_up_from_why`].
     pub gave_up_from: Option<u64>,
+    /// Why what came from [`RepairReport::gave_up_from`] on is not known: a segment the manifest
+    /// lists as active is missing or lost its header, or both records (`MANIFEST`, `CLEAN`) are
+    /// gone, so nothing says where the log ended.
+    pub gave_up_from_why: Option<String>,
     /// Where what it took away was moved.
     pub kept_in: Option<PathBuf>,
     /// The last position the repaired store holds.
@@ -88,7 +92,10 @@ pub fn repair_dir(dir: &Path) -> Result<RepairReport> {
     report.kept_in = journal.made.then(|| journal.kept_in.clone());
     report.head = head;
     report.gave_up = (census.max > head).then_some((head + 1, census.max));
-    report.gave_up_from = census.unknown_from.filter(|&from| from > head);
+    if let Some((from, why)) = census.unknown_from.filter(|&(from, _)| from > head) {
+        report.gave_up_from = Some(from);
+        report.gave_up_from_why = Some(why);
+    }
     Ok(report)
 }
 
@@ -389,9 +396,11 @@ fn annotate(e: Error, note: &str) -> Error {
 struct Census {
     /// The highest position any of them names.
     max: u64,
-    /// The base of a segment the manifest lists as active that is missing or has lost its
-    /// header, when no clean-shutdown record says where the log ended.
-    unknown_from: Option<u64>,
+    /// From where on the store may have held events nobody can count, and why: the base of a
+    /// segment the manifest lists as active that is missing or has lost its header, when no
+    /// clean-shutdown record says where the log ended; or, with both records gone from a store
+    /// that keeps them, the position after the highest one its files hold.
+    unknown_from: Option<(u64, String)>,
 }
 
 impl Census {
@@ -403,12 +412,26 @@ impl Census {
             if entry.active && clean.is_none() && crate::segment::read_header(&data.segment_path(entry.base)).is_none() {
                 // Missing, or its header lost (zeroes, empty): how many events it held is not
                 // known. (A header with no frames after it is a segment just rolled over to.)
-                census.unknown_from = Some(entry.base);
+                let why = format!(
+                    "the segment the manifest lists as holding positions from {} on is missing or lost its header, \
+                     so how many events it held is not known",
+                    entry.base
+                );
+                census.unknown_from = Some((entry.base, why));
             }
         }
         let listing = data.list().map_err(|e| Error::io(format!("listing {}", data.segments_dir().display()), e))?;
-        for base in listing.segments {
+        for &base in &listing.segments {
             census.max = census.max.max(highest_in_file(&data.segment_path(base)));
+        }
+        let manifested = |base: &u64| crate::segment::read_header(&data.segment_path(*base)).is_some_and(|h| h.manifested);
+        if manifest.is_none() && clean.is_none() && listing.segments.iter().any(manifested) {
+            let why = format!(
+                "MANIFEST and CLEAN are both gone or damaged, so nothing says where the log ended: whether it held \
+                 events after position {} is not known",
+                census.max
+            );
+            census.unknown_from = Some((census.max + 1, why));
         }
         Ok(census)
     }
