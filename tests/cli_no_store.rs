@@ -221,4 +221,15 @@ fn demo_and_bench_create_a_store_that_the_other_verbs_then_accept() {
     );
     assert!(out.status.success(), "bench: {}", text(&out));
     assert!(logbook::holds_store(&bench));
+    // A second bench into that store is refused: bench would add its events to whatever store
+    // --data names (review of stop 24: a real store went from 7 to 207 events without a word).
+    let head = || logbook::Store::open(&bench, logbook::Options::default()).unwrap().head_position();
+    let before = head();
+    let out = run_in(
+        root.path(),
+        &["bench", "append", "--data", bench.to_str().unwrap(), "--events", "20", "--sync", "never", "--json"],
+    );
+    assert!(!out.status.success(), "bench into an existing store: {}", text(&out));
+    assert!(text(&out).contains("already holds a logbook store"), "{}", text(&out));
+    assert_eq!(head(), before, "nothing appended");
 }

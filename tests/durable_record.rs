@@ -140,6 +140,13 @@ fn a_deleted_newest_segment_is_corruption() {
     }
 }
 
+/// With no segment file left, `logbook repair` refuses (nothing to cut back to), so open's
+/// advice does not offer it (it did: review of stop 24).
+fn assert_repair_not_offered(dir: &Path) {
+    let Err(Error::Corruption { reason, .. }) = Store::open(dir, Options::default()) else { panic!("open succeeded") };
+    assert!(reason.contains("nothing to cut back to") && !reason.contains("or run `logbook repair`"), "{reason}");
+}
+
 #[test]
 fn every_segment_deleted_is_corruption() {
     for stop in [Stop::Clean, Stop::Crash] {
@@ -149,9 +156,11 @@ fn every_segment_deleted_is_corruption() {
             fs::remove_file(file.unwrap().path()).unwrap();
         }
         assert_refused(dir.path(), None, &format!("every segment deleted, {stop:?}"));
+        assert_repair_not_offered(dir.path());
         // Even the whole segments/ directory; the refused open does not bring it back.
         fs::remove_dir_all(dir.path().join("segments")).unwrap();
         assert_refused(dir.path(), None, &format!("segments/ deleted, {stop:?}"));
+        assert_repair_not_offered(dir.path());
         assert!(!dir.path().join("segments").exists(), "a refused open changes nothing");
     }
 }
@@ -553,4 +562,23 @@ fn appends_followed_by_idleness_are_recorded_synced() {
     let active = segment_files(dir.path()).pop().unwrap();
     zero_frames(&active);
     assert_refused(dir.path(), Some(&active), "20 appends, then the writer idle for 6 intervals");
+}
+
+/// An open that refuses logs no repair it did not make: after a crash, the last recorded-synced
+/// frame flipped is a "torn tail" to the tail rule and corruption to the synced record, and the
+/// warning "open cuts N bytes" came out just before the refusal (review of stop 24).
+#[test]
+fn an_open_that_refuses_logs_no_cut_it_did_not_make() {
+    let dir = tempfile::tempdir().unwrap();
+    crashed_on_top_of_synced(dir.path(), 40, 0, || options(1 << 20));
+    let active = segment_files(dir.path()).pop().unwrap();
+    let mut bytes = fs::read(&active).unwrap();
+    let last = bytes.iter().rposition(|&b| b != 0).unwrap();
+    bytes[last] ^= 0x01;
+    fs::write(&active, &bytes).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_logbook")).args(["stats", "--data"]).arg(dir.path()).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(stderr.contains("synced up to position 40"), "refused for the synced record: {stderr}");
+    assert!(!stderr.contains("open cuts"), "no cut is announced by an open that refused: {stderr}");
 }

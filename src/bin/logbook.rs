@@ -1,5 +1,5 @@
 //! The `logbook` command line. Each verb is one enum variant plus one function; add a verb by
-//! adding both (and a match arm in `main`). Only `serve`, `demo` and `bench` create a store;
+//! adding both (and a match arm in `main`). Only `serve`, `demo`, `bench` and `import --create` create a store;
 //! every other verb opens one with `open_store` (or checks with `require_store`), which fails
 //! with `Failure::NoStore` (exit 3) on a directory holding none.
 
@@ -512,7 +512,7 @@ struct ImportArgs {
     #[arg(long, default_value = "./data")]
     data: PathBuf,
     /// Create the store when the directory holds none (otherwise that is an error, as for
-    /// every verb but serve, demo and bench).
+    /// every verb but serve, demo, bench and import --create).
     #[arg(long)]
     create: bool,
     /// Import into this tenant's namespace (the streams its daemon connections see).
@@ -549,7 +549,8 @@ struct BenchArgs {
     /// What to measure.
     #[arg(value_enum)]
     mode: BenchModeArg,
-    /// Data directory for an embedded store [default: a fresh temporary directory].
+    /// Data directory for an embedded store, created by bench: one that already holds a store is
+    /// refused [default: a fresh temporary directory].
     #[arg(long)]
     data: Option<PathBuf>,
     /// Events to append (append, mixed) or to fill the store with first (read, replay).
@@ -678,7 +679,7 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(Failure::NoStore(dir)) => {
             eprintln!(
-                "logbook: no logbook store at {} (a typo in --data? only serve, demo and bench create a store)",
+                "logbook: no logbook store at {} (a typo in --data? only serve, demo, bench and import --create make a store)",
                 dir.display()
             );
             ExitCode::from(NO_STORE_EXIT)
@@ -1149,6 +1150,17 @@ fn redis_cli(addr: SocketAddr) -> String {
 
 fn bench(args: BenchArgs) -> Result<(), Failure> {
     use logbook_cli::bench::{run_embedded, BenchConfig, BenchMode};
+    // bench appends its own events to the store it opens: never to one that was there before.
+    if args.connect.is_none() {
+        if let Some(dir) = args.data.as_deref().filter(|dir| logbook::holds_store(dir)) {
+            return Err(format!(
+                "{} already holds a logbook store, and bench would add its benchmark events to it: give --data an \
+                 empty or new directory",
+                dir.display()
+            )
+            .into());
+        }
+    }
     let sync = args.sync.parse::<logbook::SyncMode>().map_err(|e| format!("--sync {e}"))?;
     let mode = match args.mode {
         BenchModeArg::Append => BenchMode::Append,

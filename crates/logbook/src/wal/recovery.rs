@@ -162,6 +162,22 @@ pub const OPERATOR_HINT: &str =
     "the store was not opened; restore it from a backup, or run `logbook repair` to cut the log back to the last \
      good event (it lists what it gives up and keeps a copy); see docs/operations.md";
 
+/// [`OPERATOR_HINT`] when no segment file is left: `logbook repair` refuses such a store (it
+/// has nothing to cut back to), so it is not offered.
+pub const OPERATOR_HINT_NO_SEGMENTS: &str =
+    "the store was not opened; no segment file is left, so `logbook repair` has nothing to cut back to: restore \
+     the segments (a wrong mount or path?) or a backup; see docs/operations.md";
+
+/// The hint for a refused open of `dir`: [`OPERATOR_HINT`], or [`OPERATOR_HINT_NO_SEGMENTS`]
+/// when its `segments/` is missing or holds no segment file.
+fn operator_hint(dir: &DataDir) -> &'static str {
+    match dir.list() {
+        Ok(listing) if !listing.segments.is_empty() => OPERATOR_HINT,
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => OPERATOR_HINT,
+        _ => OPERATOR_HINT_NO_SEGMENTS,
+    }
+}
+
 struct Walker<'a> {
     mode: RecoveryMode,
     /// Told (segments done, segments) as the walk goes.
@@ -204,6 +220,7 @@ pub fn walk_with_progress(
 ) -> Result<Walk> {
     let mut walker = Walker::new(mode, progress, dir, clean, true);
     walker.run(manifest)?;
+    walker.log_repairs_of_open();
     Ok(walker.walk)
 }
 
@@ -303,12 +320,21 @@ impl<'a> Walker<'a> {
     fn found(&mut self, severity: Severity, file: &Path, offset: u64, reason: String) -> Result<()> {
         if let RecoveryMode::Open { .. } = self.mode {
             if severity == Severity::Corruption {
-                return Err(Error::corruption(file, offset, format!("{reason}; {OPERATOR_HINT}")));
+                return Err(Error::corruption(file, offset, format!("{reason}; {}", operator_hint(self.dir))));
             }
-            tracing::warn!(file = %file.display(), offset, ?severity, %reason, "recovery");
         }
         self.walk.findings.push(Finding { severity, file: file.to_path_buf(), offset, reason });
         Ok(())
+    }
+
+    /// Logs what an open will repair, once the walk found nothing it refuses: logged as found,
+    /// "open cuts 75 bytes" was followed by a refusal that changed nothing (stop-24 review).
+    fn log_repairs_of_open(&self) {
+        if let RecoveryMode::Open { .. } = self.mode {
+            for f in &self.walk.findings {
+                tracing::warn!(file = %f.file.display(), offset = f.offset, severity = ?f.severity, reason = %f.reason, "recovery");
+            }
+        }
     }
 
     fn corrupt(&mut self, file: &Path, offset: u64, reason: String) -> Result<()> {
@@ -1063,7 +1089,7 @@ pub fn recover(dir: &Path, options: &Options) -> Result<Recovered> {
     // A record that does not decode refuses the open, saying what the operator can do.
     let with_hint = |e: Error| match e {
         Error::Corruption { file, offset, reason } => {
-            Error::corruption(file, offset, format!("{reason}; {OPERATOR_HINT}"))
+            Error::corruption(file, offset, format!("{reason}; {}", operator_hint(&data)))
         }
         e => e,
     };
