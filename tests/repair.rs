@@ -347,3 +347,30 @@ fn with_both_records_gone_repair_says_what_came_after_its_head_is_not_known() {
     assert!(!text.contains("gave up no event"), "{text}");
     assert!(text.contains("is not known"), "{text}");
 }
+
+/// A file holding data under a name after the store's newest segment (here a copy of that
+/// segment): verify names it, alone, and repair moves it aside alone. Walked as the log's last
+/// segment, it made the store's own active segment look sealed, reported as "sealed segment:
+/// zero body length" besides (review of stop 24).
+#[test]
+fn a_stray_newest_segment_file_is_the_only_damage_named() {
+    let dir = closed_store(4096, 60);
+    let files = segment_files(dir.path());
+    let active = files.last().unwrap();
+    let stray = dir.path().join("segments").join(logbook::segment::file_name(base_of(active) + 1000));
+    fs::copy(active, &stray).unwrap();
+    let verified = logbook::verify_dir(dir.path()).unwrap();
+    let named: Vec<_> = verified
+        .findings
+        .iter()
+        .filter(|f| f.severity == logbook::Severity::Corruption)
+        .map(|f| f.file.clone())
+        .collect();
+    assert_eq!(named, vec![stray.clone()], "{:?}", verified.findings);
+    assert_eq!((verified.segments, verified.events), (files.len(), 60), "{:?}", verified.findings);
+    let report = repair_dir(dir.path()).unwrap();
+    assert_eq!(report.damage.iter().map(|d| d.0.clone()).collect::<Vec<_>>(), vec![stray.clone()], "{report:?}");
+    assert_eq!((report.gave_up, report.gave_up_from, report.head), (None, None, 60), "{report:?}");
+    assert!(kept_dir(dir.path()).join(stray.file_name().unwrap()).exists());
+    assert!(logbook::verify_dir(dir.path()).unwrap().is_healthy());
+}

@@ -194,6 +194,8 @@ struct Walker<'a> {
     /// The newest segment file when the manifest does not list it: a rollover that stopped
     /// before recording its new segment, if the file holds nothing past its header.
     unlisted_newest: Option<u64>,
+    /// Segment files the manifest does not list and the log cannot have written (reported).
+    foreign: Vec<u64>,
     /// The manifest's entry for each base it lists (base, active, recorded header checksum).
     listed: HashMap<u64, (bool, u32)>,
     /// How far the manifest records the active segment (at this base) synced.
@@ -304,6 +306,7 @@ impl<'a> Walker<'a> {
             gaps: false,
             require_manifest,
             unlisted_newest: None,
+            foreign: Vec::new(),
             listed: HashMap::new(),
             active_synced: None,
         }
@@ -364,12 +367,15 @@ impl<'a> Walker<'a> {
                 }
             }
         }
-        let bases = self.drop_superseded(&listing.segments, &heads)?;
+        let mut bases = self.drop_superseded(&listing.segments, &heads)?;
         match manifest {
             Some(manifest) => self.check_manifest(manifest, &bases, &heads)?,
             None if self.require_manifest => self.check_manifest_absent(&bases, &heads)?,
             None => {}
         }
+        // A file from elsewhere is reported once (above) and is not walked as part of the log:
+        // walked, it made the store's own active segment look sealed, and named it as damaged.
+        bases.retain(|b| !self.foreign.contains(b));
         let Some((&last, sealed)) = bases.split_last() else {
             return self.check_empty(manifest);
         };
@@ -513,13 +519,30 @@ impl<'a> Walker<'a> {
         let unlisted: Vec<u64> = bases.iter().copied().filter(|b| manifest.get(*b).is_none()).collect();
         for (i, &base) in unlisted.iter().enumerate() {
             let newest = base == *bases.last().unwrap_or(&0) && base > listed_last && i + 1 == unlisted.len();
+            let path = self.dir.segment_path(base);
             if newest && unlisted.len() == 1 {
                 // A rollover that stopped before recording its new segment: nothing can have
-                // been appended to it yet (its walk checks that it holds only its header).
-                self.unlisted_newest = Some(base);
-                continue;
+                // been appended to it yet. The writer appends to a new segment only once the
+                // manifest lists it (rollover: seal, create and sync the new file, write its
+                // predecessor's index, then the manifest), so an unlisted file with anything
+                // past its header is not ours.
+                match self.first_byte_past_header(base) {
+                    None => {
+                        self.unlisted_newest = Some(base);
+                        continue;
+                    }
+                    Some(at) => {
+                        let reason = "not listed in the manifest, yet it holds data past its header: a rollover that \
+                                      stops before the manifest lists its new segment has appended nothing to it, so \
+                                      this is a segment file from elsewhere"
+                            .to_string();
+                        self.foreign.push(base);
+                        self.corrupt(&path, at, reason)?;
+                        continue;
+                    }
+                }
             }
-            let path = self.dir.segment_path(base);
+            self.foreign.push(base);
             self.corrupt(&path, 0, "not listed in the manifest: a segment file from elsewhere?".to_string())?;
         }
         Ok(())
@@ -547,6 +570,14 @@ impl<'a> Walker<'a> {
             segment::file_name(flagged)
         );
         self.corrupt(&path, 0, reason)
+    }
+
+    /// Where the segment file first holds a byte other than zero past its header (`None`: only
+    /// zeroes there, or it cannot be read, which its walk reports).
+    fn first_byte_past_header(&self, base: u64) -> Option<u64> {
+        let bytes = segment::read_whole(&self.dir.segment_path(base)).ok()?;
+        let header_len = SEGMENT_HEADER_BYTES.min(bytes.len());
+        bytes[header_len..].iter().position(|&b| b != 0).map(|at| (header_len + at) as u64)
     }
 
     /// True unless the segment's first frame slot is zeroes (or unreadable).
@@ -792,19 +823,6 @@ impl<'a> Walker<'a> {
                 return self.corrupt(&path, 0, format!("cannot read: {e}"));
             }
         };
-        if self.unlisted_newest == Some(base) {
-            // The writer appends to a new segment only once the manifest lists it (rollover:
-            // seal, create and sync the new file, write its predecessor's index, then the
-            // manifest), so an unlisted file with anything past its header is not ours.
-            let header_len = SEGMENT_HEADER_BYTES.min(bytes.len());
-            if let Some(at) = bytes[header_len..].iter().position(|&b| b != 0) {
-                let reason = "not listed in the manifest, yet it holds data past its header: a rollover that stops \
-                              before the manifest lists its new segment has appended nothing to it, so this is a \
-                              segment file from elsewhere"
-                    .to_string();
-                return self.corrupt(&path, (header_len + at) as u64, reason);
-            }
-        }
         let header = match &head.header {
             Ok(header) => *header,
             Err(reason) => {
