@@ -157,3 +157,17 @@ fn compact_migrate_archive_rewrites_a_first_layout_cold_tier_only() {
     let out = run(&["verify", "--data", data_s]);
     assert!(out.status.success(), "{}", text(&out));
 }
+
+/// `read --archive` on a store without a cold tier says so (it printed nothing and exited 0,
+/// which reads like an unknown stream: review of stop 24), and creates nothing.
+#[test]
+fn read_archive_without_a_cold_tier_says_so_and_creates_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    fill(&data);
+    let out = run(&["read", "--archive", "--data", data.to_str().unwrap(), "acme:order-1"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(out.stdout.is_empty(), "{}", text(&out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("has no cold tier"), "{}", text(&out));
+    assert!(!data.join(logbook::ARCHIVE_DIR).exists(), "nothing created");
+}

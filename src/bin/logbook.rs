@@ -1334,6 +1334,15 @@ fn print_bench(r: &logbook_cli::bench::BenchReport) {
 fn read_archive(args: &ReadArgs) -> Result<(), Failure> {
     require_store(&args.data)?;
     let root = args.data.join(logbook::ARCHIVE_DIR);
+    if !root.exists() {
+        // Nothing to read, and not an error; but an empty answer alone reads like "no such stream".
+        eprintln!(
+            "logbook: {} has no cold tier: nothing was archived (compaction moves expired events there when \
+             retention archives them)",
+            args.data.display()
+        );
+        return Ok(());
+    }
     let archive = logbook_archive::Archive::open(&root, logbook::std_fs()).map_err(|e| e.to_string())?;
     // A manifest older than the log would read as "nothing archived".
     logbook_archive::check_jobs_known(&archive, &args.data.join(logbook::SEGMENTS_DIR)).map_err(|e| e.to_string())?;

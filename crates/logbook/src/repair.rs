@@ -74,7 +74,9 @@ pub fn repair_dir(dir: &Path) -> Result<RepairReport> {
     let (clean_read, manifest_read) =
         (clean.as_ref().ok().copied().flatten(), manifest.as_ref().ok().and_then(Option::as_ref));
     let census = Census::take(&data, clean_read, manifest_read)?;
-    let mut journal = Journal::new(dir.join(format!("repair-{}", crate::calendar::now_us())));
+    // `repair-2026-11-26T174501.123456Z`: when, readable, and no `:` (awkward in file names).
+    let stamp = crate::calendar::rfc3339(crate::calendar::now_us()).replace(':', "");
+    let mut journal = Journal::new(dir.join(format!("repair-{stamp}")));
     let mut report = RepairReport::default();
     let head = match repair_locked(&data, clean, manifest, &mut journal, &mut report, lock) {
         Ok(head) => head,

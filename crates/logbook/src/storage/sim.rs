@@ -101,6 +101,10 @@ struct SimState {
     power_off_after: Option<u64>,
     /// Power goes off when the n-th operation of this kind is attempted.
     power_off_before: Option<(OpKind, u64)>,
+    /// Power goes off when the n-th sync of a file with this extension is attempted.
+    power_off_before_sync_of: Option<(String, u64)>,
+    /// Syncs performed, by the synced file's extension.
+    syncs_by_extension: HashMap<String, u64>,
     /// How long each sync_data / sync_all takes (on top of the real one).
     sync_delay: Duration,
     /// Unsynced pages [`PowerLoss::RandomPages`] reverted, and those it kept, over all restores.
@@ -167,6 +171,40 @@ impl SimFileSystem {
         if state.counts.get(&kind).copied().unwrap_or(0) >= nth {
             state.powered_off = true;
         }
+    }
+
+    /// Power goes off as the `nth` sync of a file whose extension is `extension` (counted from
+    /// the start, as [`SimFileSystem::syncs_of`] does) is attempted: `"seg"` makes it a sync of a
+    /// segment, usually a group commit's, with the group's write unsynced before it (other
+    /// syncs, of `MANIFEST` or of a spare, leave no unsynced segment page behind).
+    pub fn power_off_before_sync_of(&self, extension: &str, nth: u64) {
+        let mut state = self.state.lock();
+        state.power_off_before_sync_of = Some((extension.to_string(), nth));
+        if state.syncs_by_extension.get(extension).copied().unwrap_or(0) >= nth {
+            state.powered_off = true;
+        }
+    }
+
+    /// Syncs performed so far of files whose extension is `extension`.
+    pub fn syncs_of(&self, extension: &str) -> u64 {
+        self.state.lock().syncs_by_extension.get(extension).copied().unwrap_or(0)
+    }
+
+    /// [`SimFileSystem::check`] for a sync of `path`, which also counts it by extension.
+    fn check_sync(&self, path: &Path) -> io::Result<()> {
+        let extension = path.extension().and_then(|e| e.to_str()).unwrap_or("").to_string();
+        {
+            let mut state = self.state.lock();
+            let next = state.syncs_by_extension.get(&extension).copied().unwrap_or(0) + 1;
+            if !state.powered_off
+                && state.power_off_before_sync_of.as_ref().is_some_and(|(e, n)| *e == extension && next >= *n)
+            {
+                state.powered_off = true;
+            }
+        }
+        self.check(OpKind::Sync)?;
+        *self.state.lock().syncs_by_extension.entry(extension).or_insert(0) += 1;
+        Ok(())
     }
 
     /// True once the power is off (by [`SimFileSystem::power_off`], or when an operation found
@@ -402,7 +440,7 @@ impl StorageFile for SimFile {
     fn sync_data(&self) -> io::Result<()> {
         // A slow disk: the power can go off before the sync completes.
         self.sim.sync_delay();
-        self.sim.check(OpKind::Sync)?;
+        self.sim.check_sync(&self.path)?;
         self.sim.record(Op::SyncData(self.path.clone()));
         self.file.sync_data()?;
         self.sim.mark_synced(&self.path)
@@ -410,7 +448,7 @@ impl StorageFile for SimFile {
     fn sync_all(&self) -> io::Result<()> {
         // A slow disk: the power can go off before the sync completes.
         self.sim.sync_delay();
-        self.sim.check(OpKind::Sync)?;
+        self.sim.check_sync(&self.path)?;
         self.sim.record(Op::SyncAll(self.path.clone()));
         self.file.sync_all()?;
         self.sim.mark_synced(&self.path)
