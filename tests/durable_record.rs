@@ -582,3 +582,37 @@ fn an_open_that_refuses_logs_no_cut_it_did_not_make() {
     assert!(stderr.contains("synced up to position 40"), "refused for the synced record: {stderr}");
     assert!(!stderr.contains("open cuts"), "no cut is announced by an open that refused: {stderr}");
 }
+
+/// A damaged sealed segment (a flipped bit in its middle) is reported: the streams it held are
+/// not then reported as "continuing at version N after version M" in later segments, which are
+/// whole (`verify` did: review of stop 24).
+#[test]
+fn a_damaged_sealed_segment_brings_no_follow_on_version_findings() {
+    for (stop, victim) in [(Stop::Clean, 0), (Stop::Crash, 0), (Stop::Clean, 1), (Stop::Crash, 1)] {
+        let dir = tempfile::tempdir().unwrap();
+        let live = tempfile::tempdir().unwrap();
+        let store = Store::open(live.path(), options(4096)).unwrap();
+        for i in 0..60 {
+            let event = NewEvent::new("E", vec![b'a' + (i % 26) as u8; 200]);
+            store.append(&format!("order-{}", i % 3), ExpectedVersion::Any, vec![event]).unwrap();
+        }
+        if matches!(stop, Stop::Clean) {
+            store.close().unwrap();
+            copy_tree(live.path(), dir.path());
+        } else {
+            copy_tree(live.path(), dir.path());
+            drop(store);
+        }
+        let files = segment_files(dir.path());
+        assert!(files.len() >= 4, "{files:?}");
+        let victim = &files[victim];
+        let mut bytes = fs::read(victim).unwrap();
+        let middle = bytes.len() / 2;
+        bytes[middle] ^= 0x40;
+        fs::write(victim, &bytes).unwrap();
+        let report = verify_dir(dir.path()).unwrap();
+        assert!(report.findings.iter().any(|f| &f.file == victim), "{:?}", report.findings);
+        let follow_on: Vec<_> = report.findings.iter().filter(|f| f.reason.contains("continues at version")).collect();
+        assert!(follow_on.is_empty(), "{stop:?}, {}: {follow_on:?}", victim.display());
+    }
+}

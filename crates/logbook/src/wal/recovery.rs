@@ -396,9 +396,14 @@ impl<'a> Walker<'a> {
                 // Its header could not be read (reported above; open failed there): its end is
                 // unknown, so the next segment is not reported as a gap too.
                 expected_base = None;
+                self.gaps = true;
                 continue;
             };
             expected_base = self.walk_sealed(base, head, expected_base)?;
+            // After damage (reported; open failed there) the versions its streams reached are
+            // unknown: later segments' streams only have to go higher, or every stream it held
+            // would be reported again where it continues, in files that are whole.
+            self.gaps |= expected_base.is_none();
             if self.walk.first_position == 0 {
                 self.walk.first_position = base;
             }
