@@ -1062,8 +1062,16 @@ impl SegmentReader {
         }
         let mut whole = Vec::with_capacity(total);
         whole.extend_from_slice(&first);
-        let rest = crate::storage::read_exact_at(&self.file, offset + first.len() as u64, total - first.len())
-            .map_err(ReadError::Io)?;
+        // Through `read_range`, like the first part: a compressed segment's offsets are logical
+        // (a raw read at one read compressed bytes, "corruption" on a healthy store).
+        let at = offset + first.len() as u64;
+        let rest = self.read_range(at, total - first.len()).map_err(ReadError::Io)?;
+        if rest.len() < total - first.len() {
+            return Err(ReadError::Frame(DecodeError::Truncated {
+                needed: total,
+                available: first.len() + rest.len(),
+            }));
+        }
         whole.extend_from_slice(&rest);
         Ok(bytes::Bytes::from(whole))
     }
