@@ -374,3 +374,63 @@ fn a_stray_newest_segment_file_is_the_only_damage_named() {
     assert!(kept_dir(dir.path()).join(stray.file_name().unwrap()).exists());
     assert!(logbook::verify_dir(dir.path()).unwrap().is_healthy());
 }
+
+/// The active segment file gone (after a crash: no `CLEAN`): repair keeps every sealed segment
+/// whole, the log ends where the last of them ends, and the statement gives up the active
+/// segment's positions. Repair deleted the last sealed segment, the whole remaining store, and
+/// said "the repair was undone: the store is as it was" (attacker review of stop 24, finding 1).
+#[test]
+fn with_the_active_segment_file_gone_repair_keeps_every_sealed_segment() {
+    for sealed_left in [1usize, 3, usize::MAX] {
+        let dir = closed_store(4096, 60);
+        fs::remove_file(dir.path().join("CLEAN")).unwrap();
+        let files = segment_files(dir.path());
+        // usize::MAX: only the active segment is gone.
+        let sealed_left = sealed_left.min(files.len() - 1);
+        assert!(files.len() > sealed_left, "{files:?}");
+        for gone in &files[sealed_left..] {
+            fs::remove_file(gone).unwrap();
+            let _ = fs::remove_file(gone.with_extension("idx"));
+        }
+        let kept: Vec<_> = files[..sealed_left].iter().map(|f| (f.clone(), fs::read(f).unwrap())).collect();
+        let report = repair_dir(dir.path()).unwrap_or_else(|e| panic!("{sealed_left} sealed left: {e}"));
+        for (file, bytes) in &kept {
+            // The last one kept is the log's last segment again: it may have grown zeroes.
+            let now = fs::read(file).unwrap_or_default();
+            assert!(now.starts_with(bytes), "{} kept: {report:?}", file.display());
+        }
+        let end = base_of(&files[sealed_left]) - 1;
+        assert_eq!(report.head, end, "{report:?}");
+        assert!(report.gave_up.is_some_and(|(first, _)| first == end + 1) || report.gave_up_from == Some(end + 1));
+        assert!(logbook::verify_dir(dir.path()).unwrap().is_healthy());
+        let store = Store::open(dir.path(), Options::default()).unwrap();
+        assert_eq!(store.head_position(), end);
+        store.append("after", ExpectedVersion::Any, vec![NewEvent::new("T", b"1".to_vec())]).unwrap();
+    }
+}
+
+/// The same with the sealed segments compressed: the compressed one left last is kept whole
+/// and the log continues in a new segment after it (repair called it the damage, "the last
+/// segment is marked compressed", and gave up its events: attacker review of stop 24, finding 2).
+#[test]
+fn with_the_active_segment_file_gone_repair_keeps_compressed_sealed_segments() {
+    let dir = closed_store(4096, 60);
+    {
+        let options = Options { compression: logbook::Compression::Lz4, ..Options::default() };
+        let store = Store::open(dir.path(), options).unwrap();
+        logbook::compress_sealed(&store).unwrap();
+        store.close().unwrap();
+    }
+    fs::remove_file(dir.path().join("CLEAN")).unwrap();
+    let files = segment_files(dir.path());
+    let active = files.last().unwrap().clone();
+    fs::remove_file(&active).unwrap();
+    let before: Vec<_> = files[..files.len() - 1].iter().map(|f| (f.clone(), fs::read(f).unwrap())).collect();
+    let report = repair_dir(dir.path()).unwrap();
+    for (file, bytes) in &before {
+        assert!(fs::read(file).ok().as_ref() == Some(bytes), "{} kept as it was: {report:?}", file.display());
+    }
+    assert_eq!(report.head, base_of(&active) - 1, "{report:?}");
+    assert!(report.damage.iter().all(|d| d.0 == active), "only the missing file is the damage: {report:?}");
+    assert!(logbook::verify_dir(dir.path()).unwrap().is_healthy());
+}

@@ -288,15 +288,21 @@ fn apply_cut(data: &DataDir, cut: Cut, journal: &mut Journal) -> Result<()> {
     }
     if let Some(base) = cut.new_active {
         let path = data.segment_path(base);
-        journal.steps.push(Step::Replaced { path, original: None });
-        segment::SegmentWriter::create(
+        let created = segment::SegmentWriter::create(
             &crate::storage::StdFileSystem,
             data.segments_dir(),
             base,
             SEGMENT_HEADER_BYTES as u64,
             crate::calendar::now_us(),
-        )
-        .map_err(|e| Error::io(format!("creating the segment the log continues in at position {base}"), e))?;
+        );
+        // Undoing removes the file only if this repair made it: a file already there (the
+        // create refuses to replace one) is someone's data. (The step was journaled before
+        // the create, and an undo after "File exists" deleted a whole intact segment.)
+        let exists = matches!(&created, Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists);
+        if !exists {
+            journal.steps.push(Step::Replaced { path, original: None });
+        }
+        created.map_err(|e| Error::io(format!("creating the segment the log continues in at position {base}"), e))?;
     }
     sync_dir(data.segments_dir())
 }

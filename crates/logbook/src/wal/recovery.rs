@@ -376,9 +376,17 @@ impl<'a> Walker<'a> {
         // A file from elsewhere is reported once (above) and is not walked as part of the log:
         // walked, it made the store's own active segment look sealed, and named it as damaged.
         bases.retain(|b| !self.foreign.contains(b));
-        let Some((&last, sealed)) = bases.split_last() else {
+        let Some((&last, mut sealed)) = bases.split_last() else {
             return self.check_empty(manifest);
         };
+        // The manifest says which segment is active. When the one it lists is missing (reported
+        // above), the newest file left is one it lists as sealed, and is walked as sealed: walked
+        // as the active one, a compressed segment was called damaged ("marked compressed") and a
+        // plain one did not count as kept, so `repair` gave up or deleted whole segments.
+        let last_listed_sealed = self.listed.get(&last).is_some_and(|&(active, _)| !active);
+        if last_listed_sealed {
+            sealed = &bases[..];
+        }
         if let Some(recorded) = self.clean.and_then(|c| c.last) {
             if recorded.base != last {
                 let reason = format!(
@@ -409,7 +417,9 @@ impl<'a> Walker<'a> {
             }
         }
         (self.progress)(sealed.len(), bases.len());
-        self.walk_active(last, heads.get(&last), expected_base)?;
+        if !last_listed_sealed {
+            self.walk_active(last, heads.get(&last), expected_base)?;
+        }
         (self.progress)(bases.len(), bases.len());
         if self.walk.first_position == 0 {
             self.walk.first_position = last;
