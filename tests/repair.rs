@@ -434,3 +434,32 @@ fn with_the_active_segment_file_gone_repair_keeps_compressed_sealed_segments() {
     assert!(report.damage.iter().all(|d| d.0 == active), "only the missing file is the damage: {report:?}");
     assert!(logbook::verify_dir(dir.path()).unwrap().is_healthy());
 }
+
+/// A stray file that holds a valid header and only zeroes after it, starting at a position
+/// the log already holds: not a rollover's new segment. verify names it alone (it named the
+/// store's own active segment, "zero body length": attacker review of stop 24, finding 4) and
+/// repair moves it aside alone.
+#[test]
+fn a_stray_header_only_file_inside_the_log_is_the_only_damage_named() {
+    let dir = closed_store(4096, 60);
+    let files = segment_files(dir.path());
+    let active = files.last().unwrap();
+    let base = base_of(active) + 2;
+    let stray = dir.path().join("segments").join(logbook::segment::file_name(base));
+    let mut bytes = vec![0u8; 4096];
+    bytes[..logbook::segment::SEGMENT_HEADER_BYTES]
+        .copy_from_slice(&logbook::segment::encode_header(&logbook::segment::SegmentHeader::new(base, 1)));
+    fs::write(&stray, &bytes).unwrap();
+    let verified = logbook::verify_dir(dir.path()).unwrap();
+    let named: Vec<_> = verified
+        .findings
+        .iter()
+        .filter(|f| f.severity == logbook::Severity::Corruption)
+        .map(|f| f.file.clone())
+        .collect();
+    assert!(!named.is_empty() && named.iter().all(|f| *f == stray), "{:?}", verified.findings);
+    let report = repair_dir(dir.path()).unwrap();
+    assert!(report.damage.iter().all(|d| d.0 == stray), "{report:?}");
+    assert_eq!((report.gave_up, report.gave_up_from, report.head), (None, None, 60), "{report:?}");
+    assert!(logbook::verify_dir(dir.path()).unwrap().is_healthy());
+}

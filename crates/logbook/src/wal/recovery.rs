@@ -541,9 +541,22 @@ impl<'a> Walker<'a> {
                 // manifest lists it (rollover: seal, create and sync the new file, write its
                 // predecessor's index, then the manifest), so an unlisted file with anything
                 // past its header is not ours.
+                // Positions the records say the log already holds: a rollover's new segment
+                // starts after all of them.
+                let known_end = self.clean.map_or(0, |c| c.head).max(self.active_synced.map_or(0, |(_, s)| s.position));
                 match self.first_byte_past_header(base) {
-                    None => {
+                    None if base > known_end => {
                         self.unlisted_newest = Some(base);
+                        continue;
+                    }
+                    None => {
+                        let reason = format!(
+                            "not listed in the manifest, and it starts at position {base}, which the log already \
+                             holds (up to {known_end} by its records): not a rollover's new segment, a segment file \
+                             from elsewhere"
+                        );
+                        self.foreign.push(base);
+                        self.corrupt(&path, 0, reason)?;
                         continue;
                     }
                     Some(at) => {
