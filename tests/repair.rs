@@ -463,3 +463,37 @@ fn a_stray_header_only_file_inside_the_log_is_the_only_damage_named() {
     assert_eq!((report.gave_up, report.gave_up_from, report.head), (None, None, 60), "{report:?}");
     assert!(logbook::verify_dir(dir.path()).unwrap().is_healthy());
 }
+
+/// Once repair has released the store's locks, another process may open the repaired store
+/// before repair's own open does (a daemon restarting): repair's open then fails, and it must
+/// not undo anything under that process. It did, and deleted the active segment a daemon had
+/// appended acknowledged events to (second attacker review of stop 24, finding 1).
+#[test]
+fn a_store_opened_by_another_process_right_after_the_repair_is_not_undone_under_it() {
+    let dir = closed_store(4096, 60);
+    let active = segment_files(dir.path()).pop().unwrap();
+    let mut bytes = fs::read(&active).unwrap();
+    let last = bytes.iter().rposition(|&b| b != 0).unwrap();
+    bytes[last] ^= 0x01;
+    fs::write(&active, &bytes).unwrap();
+    let path = dir.path().to_path_buf();
+    let daemon = std::sync::Arc::new(std::sync::Mutex::new(None));
+    let taken = std::sync::Arc::clone(&daemon);
+    let result = logbook::repair_dir_with_gap(dir.path(), move || {
+        let store = Store::open(&path, Options::default()).unwrap();
+        let appended =
+            store.append("after", ExpectedVersion::Any, vec![NewEvent::new("T", b"acked".to_vec())]).unwrap();
+        *taken.lock().unwrap() = Some((store, appended.last_position));
+    });
+    let err = result.expect_err("repair's own open finds the store taken");
+    assert!(err.to_string().contains("the repair is done and stays"), "{err}");
+    let (store, position) = daemon.lock().unwrap().take().unwrap();
+    store.append("after", ExpectedVersion::Any, vec![NewEvent::new("T", b"more".to_vec())]).unwrap();
+    store.close().unwrap();
+    let store = Store::open(dir.path(), Options::default()).unwrap();
+    let events = store.read_stream("after", 1, 10, logbook::Direction::Forward).unwrap();
+    assert_eq!(events.len(), 2, "both acknowledged appends are there");
+    assert_eq!(events[0].position(), position);
+    store.close().unwrap();
+    assert!(logbook::verify_dir(dir.path()).unwrap().is_healthy());
+}

@@ -89,6 +89,8 @@ pub use namespace::{
     MAX_NAMESPACE_NAME_BYTES, NAMESPACE_SEPARATOR,
 };
 pub use options::{Clock, Compression, Options, SyncMode, VerifyOnOpen};
+#[cfg(any(test, feature = "testing"))]
+pub use repair::repair_dir_with_gap;
 pub use repair::{repair_dir, RepairReport};
 pub use retention::{
     parse_duration, Decision, EventFacts, HoldConfig, LegalHold, RetentionConfig, RetentionPolicy, RetentionRule,

@@ -59,6 +59,22 @@ pub struct RepairReport {
     pub head: u64,
 }
 
+#[cfg(any(test, feature = "testing"))]
+thread_local! {
+    /// What [`repair_dir_with_gap`] runs in the gap (tests only).
+    static GAP: std::cell::RefCell<Option<Box<dyn FnOnce()>>> = std::cell::RefCell::new(None);
+}
+
+/// [`repair_dir`], running `gap` between the repair's release of the store's locks and its own
+/// open of the repaired store: where another process (a daemon restarting) can take the store.
+#[cfg(any(test, feature = "testing"))]
+pub fn repair_dir_with_gap(dir: &Path, gap: impl FnOnce() + 'static) -> Result<RepairReport> {
+    GAP.with(|g| *g.borrow_mut() = Some(Box::new(gap)));
+    let result = repair_dir(dir);
+    GAP.with(|g| g.borrow_mut().take());
+    result
+}
+
 /// Repairs the store in `dir` (which no process may have open).
 pub fn repair_dir(dir: &Path) -> Result<RepairReport> {
     if !holds_store(dir) {
@@ -78,8 +94,8 @@ pub fn repair_dir(dir: &Path) -> Result<RepairReport> {
     let stamp = crate::calendar::rfc3339(crate::calendar::now_us()).replace(':', "");
     let mut journal = Journal::new(dir.join(format!("repair-{stamp}")));
     let mut report = RepairReport::default();
-    let head = match repair_locked(&data, clean, manifest, &mut journal, &mut report, lock) {
-        Ok(head) => head,
+    let lock = match repair_locked(&data, clean, manifest, &mut journal, &mut report, lock) {
+        Ok(lock) => lock,
         Err(e) if journal.steps.is_empty() && !journal.made => return Err(e),
         Err(e) => {
             let note = match journal.undo() {
@@ -91,6 +107,18 @@ pub fn repair_dir(dir: &Path) -> Result<RepairReport> {
             return Err(annotate(e, &note));
         }
     };
+    // The repair is complete on disk, and nothing below undoes it: once the locks are released
+    // another process (a daemon restarting) may open the repaired store before this open does,
+    // and an undo under it deleted what it had appended and acknowledged (attacker review of
+    // stop 24). Nor would an undo cover what an open or close writes.
+    drop(lock);
+    #[cfg(any(test, feature = "testing"))]
+    GAP.with(|gap| if let Some(gap) = gap.borrow_mut().take() { gap() });
+    let head = open_repaired(&data).map_err(|e| {
+        let kept = journal.made.then(|| format!("; what it took away is in {}", journal.kept_in.display()));
+        let note = format!("the repair is done and stays{}", kept.unwrap_or_default());
+        Error::io(format!("opening the repaired store ({note})"), std::io::Error::other(e.to_string()))
+    })?;
     report.kept_in = journal.made.then(|| journal.kept_in.clone());
     report.head = head;
     report.gave_up = (census.max > head).then_some((head + 1, census.max));
@@ -131,7 +159,7 @@ fn refuse_without_segments(data: &DataDir) -> Result<()> {
     Ok(())
 }
 
-/// Plans and applies the repair under the lock, every change journaled; returns the new head.
+/// Plans and applies the repair under the lock, every change journaled; returns the lock.
 fn repair_locked(
     data: &DataDir,
     clean: Result<Option<CleanRecord>>,
@@ -139,7 +167,7 @@ fn repair_locked(
     journal: &mut Journal,
     report: &mut RepairReport,
     lock: crate::datadir::StoreLock,
-) -> Result<u64> {
+) -> Result<crate::datadir::StoreLock> {
     // The records first: one that does not decode is damage, set aside.
     let clean = set_aside_if_damaged(clean, report, journal)?;
     let manifest = set_aside_if_damaged(manifest, report, journal)?;
@@ -170,11 +198,7 @@ fn repair_locked(
         break;
     }
     if report.damage.is_empty() {
-        drop(lock);
-        let store = Store::open(data.root(), Options { create_if_missing: false, ..Options::default() })?;
-        let head = store.head_position();
-        store.close()?;
-        return Ok(head);
+        return Ok(lock);
     }
     if let Some(cut) = cut {
         apply_cut(data, cut, journal)?;
@@ -197,7 +221,11 @@ fn repair_locked(
     data.write_manifest(&crate::storage::StdFileSystem, &manifest)?;
     sync_dir(data.segments_dir())?;
     sync_dir(data.root())?;
-    drop(lock);
+    Ok(lock)
+}
+
+/// Opens the repaired store once (its walk checks what the repair left) and returns its head.
+fn open_repaired(data: &DataDir) -> Result<u64> {
     let store = Store::open(data.root(), Options { create_if_missing: false, ..Options::default() })?;
     let head = store.head_position();
     store.close()?;
