@@ -497,3 +497,38 @@ fn a_store_opened_by_another_process_right_after_the_repair_is_not_undone_under_
     store.close().unwrap();
     assert!(logbook::verify_dir(dir.path()).unwrap().is_healthy());
 }
+
+/// The same with `MANIFEST` gone too: the newest file left is compressed, so it is sealed and
+/// the active segment after it is what is missing; repair keeps it whole and names the missing
+/// file (it named the compressed one, "marked compressed", and gave up its events: second
+/// attacker review of stop 24, finding 4).
+#[test]
+fn with_the_manifest_and_the_active_segment_gone_a_compressed_last_file_is_kept() {
+    for remove_clean in [false, true] {
+        let dir = closed_store(4096, 60);
+        {
+            let options = Options { compression: logbook::Compression::Lz4, ..Options::default() };
+            let store = Store::open(dir.path(), options).unwrap();
+            logbook::compress_sealed(&store).unwrap();
+            store.close().unwrap();
+        }
+        fs::remove_file(dir.path().join("MANIFEST")).unwrap();
+        if remove_clean {
+            fs::remove_file(dir.path().join("CLEAN")).unwrap();
+        }
+        let files = segment_files(dir.path());
+        let active = files.last().unwrap().clone();
+        fs::remove_file(&active).unwrap();
+        let before: Vec<_> = files[..files.len() - 1].iter().map(|f| (f.clone(), fs::read(f).unwrap())).collect();
+        let report = repair_dir(dir.path()).unwrap();
+        for (file, bytes) in &before {
+            assert!(fs::read(file).ok().as_ref() == Some(bytes), "{} kept as it was: {report:?}", file.display());
+        }
+        assert_eq!(report.head, base_of(&active) - 1, "clean removed: {remove_clean}: {report:?}");
+        assert!(
+            report.damage.iter().all(|d| !before.iter().any(|(f, _)| *f == d.0)),
+            "no intact file named: {report:?}"
+        );
+        assert!(logbook::verify_dir(dir.path()).unwrap().is_healthy());
+    }
+}

@@ -384,7 +384,15 @@ impl<'a> Walker<'a> {
         // as the active one, a compressed segment was called damaged ("marked compressed") and a
         // plain one did not count as kept, so `repair` gave up or deleted whole segments.
         let last_listed_sealed = self.listed.get(&last).is_some_and(|&(active, _)| !active);
-        if last_listed_sealed {
+        // Without a manifest, a compressed or compacted newest file is sealed by what it is (only
+        // sealed segments are compressed or compacted): the active segment after it is missing.
+        let last_sealed_by_kind = manifest.is_none()
+            && heads
+                .get(&last)
+                .and_then(|h| h.header.as_ref().ok())
+                .is_some_and(|h| h.compressed.is_some() || h.compacted.is_some());
+        let last_walked_sealed = last_listed_sealed || last_sealed_by_kind;
+        if last_walked_sealed {
             sealed = &bases[..];
         }
         if let Some(recorded) = self.clean.and_then(|c| c.last) {
@@ -417,7 +425,21 @@ impl<'a> Walker<'a> {
             }
         }
         (self.progress)(sealed.len(), bases.len());
-        if !last_listed_sealed {
+        if last_sealed_by_kind {
+            if let Some(next) = expected_base {
+                let reason = format!(
+                    "missing: the newest segment file (position {last} on) is {}, which only a sealed segment is, so \
+                     the active segment that followed it is gone",
+                    if heads.get(&last).and_then(|h| h.header.as_ref().ok()).is_some_and(|h| h.compressed.is_some()) {
+                        "compressed"
+                    } else {
+                        "compacted"
+                    }
+                );
+                self.corrupt(&self.dir.segment_path(next), 0, reason)?;
+            }
+        }
+        if !last_walked_sealed {
             self.walk_active(last, heads.get(&last), expected_base)?;
         }
         (self.progress)(bases.len(), bases.len());
