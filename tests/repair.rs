@@ -516,3 +516,31 @@ fn with_the_manifest_and_the_active_segment_gone_a_compressed_last_file_is_kept(
     compressed_store_repaired_without(&["MANIFEST"]);
     compressed_store_repaired_without(&["MANIFEST", "CLEAN"]);
 }
+
+/// An index file whose checksums hold but whose entries disagree with its segment (what a
+/// writer bug would leave; only `verify` looks): an index is derived, so repair moves it aside
+/// (a copy kept) and open rebuilds it; nothing is given up. Repair failed with "still damaged
+/// after the cut" (second attacker review of stop 24, finding 7).
+#[test]
+fn an_index_that_disagrees_with_its_segment_is_moved_aside_and_rebuilt() {
+    let dir = closed_store(4096, 60);
+    let index = segment_files(dir.path())[0].with_extension("idx");
+    let mut bytes = fs::read(&index).unwrap();
+    let events = u64::from_le_bytes(bytes[32..40].try_into().unwrap()) as usize;
+    // The first by_id entry's position, pointed at the next event: sorted order and lengths hold.
+    let at = 80 + events * 24 + 8;
+    let position = u64::from_le_bytes(bytes[at..at + 8].try_into().unwrap());
+    bytes[at..at + 8].copy_from_slice(&(position % events as u64 + 1).to_le_bytes());
+    let body = logbook::record::checksum(&bytes[80..]);
+    bytes[72..76].copy_from_slice(&body.to_le_bytes());
+    let header = logbook::record::checksum(&bytes[..76]);
+    bytes[76..80].copy_from_slice(&header.to_le_bytes());
+    fs::write(&index, &bytes).unwrap();
+    let (_, named) = corruption_named(dir.path());
+    assert_eq!(named, vec![index.clone()]);
+    let report = repair_dir(dir.path()).unwrap();
+    assert_eq!(report.damage.iter().map(|d| d.0.clone()).collect::<Vec<_>>(), vec![index.clone()], "{report:?}");
+    assert_eq!((report.gave_up, report.gave_up_from, report.head), (None, None, 60), "{report:?}");
+    assert_eq!(fs::read(kept_dir(dir.path()).join(index.file_name().unwrap())).unwrap(), bytes, "a copy is kept");
+    assert!(logbook::verify_dir(dir.path()).unwrap().is_healthy());
+}

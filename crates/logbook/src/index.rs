@@ -58,9 +58,12 @@ pub const OFFSET_ENTRY_BYTES: usize = 4;
 /// Largest segment an index can describe: frame offsets are u32.
 pub const MAX_SEGMENT_BYTES: u64 = u32::MAX as u64;
 
+/// Extension of an index file.
+pub const INDEX_EXTENSION: &str = "idx";
+
 /// File name of the index of the segment based at `base`.
 pub fn file_name(base: u64) -> String {
-    format!("{base:020}.idx")
+    format!("{base:020}.{INDEX_EXTENSION}")
 }
 
 /// The SipHash key of [`id_key`]: fixed, since the keys are stored in index files. SipHash

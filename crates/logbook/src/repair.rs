@@ -181,6 +181,13 @@ fn repair_locked(
         };
         let Some(first) = first_damage(&walk) else { break };
         report.damage.push((first.file.clone(), first.offset, first.reason.clone()));
+        if first.file.extension().is_some_and(|e| e == crate::index::INDEX_EXTENSION) {
+            // An index is derived from its segment: moved aside (a copy kept), open rebuilds
+            // it. (Open rebuilds a damaged or stale one by itself; this is the one only
+            // `verify` finds, entries that disagree though its checksums hold.)
+            journal.move_aside(&first.file)?;
+            continue;
+        }
         let Some(base) = segment_base(&first.file) else {
             // A record that decodes but disagrees with the files (a missing manifest, a clean
             // record naming another end): it goes, and the segments are walked without it.
