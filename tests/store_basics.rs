@@ -488,3 +488,32 @@ fn events_longer_than_a_first_scan_read_are_read_whole_by_all_pages() {
     let store = Store::open(dir.path(), options).unwrap();
     check(&store, "reopened");
 }
+
+/// A store reopened with smaller segments rolls its active segment over at the new size, even
+/// though that segment was made (preallocated) at the old one: it went on filling the old size,
+/// e.g. after `logbook repair` or `compress` (which open with the default 64 MiB) a daemon
+/// configured for 1 MiB segments never rolled (second attacker review of stop 24).
+#[test]
+fn a_store_reopened_with_smaller_segments_rolls_over_at_the_new_size() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), Options::default()).unwrap();
+    store.append("s", ExpectedVersion::Any, vec![ev("T", "first")]).unwrap();
+    store.close().unwrap();
+    let small = Options { segment_bytes: 256 * 1024, ..Options::default() };
+    let store = Store::open(dir.path(), small.clone()).unwrap();
+    for _ in 0..40 {
+        store.append("s", ExpectedVersion::Any, vec![NewEvent::new("T", vec![b'x'; 20_000])]).unwrap();
+    }
+    store.close().unwrap();
+    let segments = std::fs::read_dir(dir.path().join("segments"))
+        .unwrap()
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "seg"))
+        .collect::<Vec<_>>();
+    assert!(segments.len() >= 3, "800 KB in 256 KiB segments: {segments:?}");
+    let first = segments.iter().min().unwrap();
+    let len = std::fs::metadata(first).unwrap().len();
+    assert!(len <= 256 * 1024, "the first segment was sealed at the new size: {len} bytes");
+    let store = Store::open(dir.path(), small).unwrap();
+    assert_eq!(store.head_position(), 41);
+}

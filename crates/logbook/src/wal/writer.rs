@@ -514,7 +514,11 @@ impl Writer {
     /// commits when the group would grow too big. Fails when the writer has failed.
     fn make_room(&mut self, bytes: usize) -> Result<()> {
         let needed = (self.buf.len() + bytes) as u64;
-        if needed > self.segment.remaining() && !(self.buf.is_empty() && self.segment.is_empty()) {
+        // The configured size bounds a segment too: one made at a larger size (by a store opened
+        // with other options, or by `repair`) is rolled over at this store's size.
+        let room =
+            self.segment.remaining().min(self.options.segment_bytes.saturating_sub(self.segment.write_offset()));
+        if needed > room && !(self.buf.is_empty() && self.segment.is_empty()) {
             self.commit();
             self.roll_over()?;
         } else if self.buf.len() + bytes > MAX_GROUP_BYTES {
@@ -733,7 +737,8 @@ impl Writer {
                 }
                 assert!(batch.is_empty(), "a batch's parts are committed with its last part");
                 self.encoded_events.clear();
-                self.spare.maybe_start(self.segment.write_offset(), self.segment.capacity());
+                let end = self.segment.capacity().min(self.options.segment_bytes);
+                self.spare.maybe_start(self.segment.write_offset(), end);
                 // Preallocation by need, after the acknowledgements (the next fdatasync, or the
                 // one at close, carries it).
                 match self.segment.grow_preallocation() {
