@@ -544,3 +544,40 @@ fn an_index_that_disagrees_with_its_segment_is_moved_aside_and_rebuilt() {
     assert_eq!(fs::read(kept_dir(dir.path()).join(index.file_name().unwrap())).unwrap(), bytes, "a copy is kept");
     assert!(logbook::verify_dir(dir.path()).unwrap().is_healthy());
 }
+
+/// `MANIFEST` and `CLEAN` gone, the active segment deleted, and the newest file left a
+/// compacted one whose range ends after its last frame (the last event of its range was a
+/// deleted stream's): what came after that range's end is not known, and repair must say so.
+/// It said "gave up no event" over 20 lost acknowledged events: the count took the last frame,
+/// not the compacted range's end, which was also the new head (third attacker review of stop 24).
+#[test]
+fn a_compacted_last_file_counts_to_its_range_end_when_the_records_are_gone() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), Options { segment_bytes: 4096, ..Options::default() }).unwrap();
+    for i in 0..60u64 {
+        // The last event of every fourth run of events is the doomed stream's.
+        let stream = if i % 4 == 3 { "doomed".to_string() } else { format!("order-{}", i % 3) };
+        store.append(&stream, ExpectedVersion::Any, vec![NewEvent::new("T", vec![b'a'; 200])]).unwrap();
+    }
+    store.delete_stream("doomed", ExpectedVersion::Any).unwrap();
+    logbook::compact(&store, &logbook::RetentionPolicy::default(), 0, |_, _| {}).unwrap();
+    store.close().unwrap();
+    fs::remove_file(dir.path().join("MANIFEST")).unwrap();
+    fs::remove_file(dir.path().join("CLEAN")).unwrap();
+    let files = segment_files(dir.path());
+    // Delete every segment after the last compacted one.
+    let compacted: Vec<_> = files
+        .iter()
+        .filter(|f| logbook::segment::read_header(f).is_some_and(|h| h.compacted.is_some()))
+        .cloned()
+        .collect();
+    let last_compacted = compacted.last().expect("compaction rewrote segments").clone();
+    let end = logbook::segment::read_header(&last_compacted).unwrap().compacted.unwrap().end_position;
+    for f in files.iter().filter(|f| **f > last_compacted) {
+        fs::remove_file(f).unwrap();
+        let _ = fs::remove_file(f.with_extension("idx"));
+    }
+    let report = repair_dir(dir.path()).unwrap();
+    assert_eq!(report.head, end, "{report:?}");
+    assert_eq!(report.gave_up_from, Some(end + 1), "what came after is not known: {report:?}");
+}

@@ -481,13 +481,19 @@ impl Census {
 }
 
 /// The highest position a frame that decodes anywhere in a segment file names, the rest of its
-/// batch included (a compressed segment: in every block that decodes).
+/// batch included (a compressed segment: in every block that decodes), or a compacted
+/// segment's range end when that is higher.
 fn highest_in_file(path: &Path) -> u64 {
     let Ok(bytes) = segment::read_whole(path) else { return 0 };
-    match segment::decode_header(&bytes) {
+    let header = segment::decode_header(&bytes);
+    // A compacted segment covers its range to its end, past its last frame when compaction
+    // removed the range's last events: the log held that position.
+    let range_end = header.as_ref().ok().and_then(|h| h.compacted).map_or(0, |c| c.end_position);
+    let frames = match header {
         Ok(header) if header.compressed.is_some() => highest_claimed(&readable_blocks(&bytes)),
         _ => highest_claimed(&bytes),
-    }
+    };
+    frames.max(range_end)
 }
 
 /// The logical bytes of a compressed segment, zeroes where a block does not decode.
