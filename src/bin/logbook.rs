@@ -857,7 +857,7 @@ fn repair(args: RepairArgs) -> Result<(), Failure> {
     let report = logbook::repair_dir(&args.data).map_err(|e| e.to_string())?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?);
-        return Ok(());
+        return report.reopen_error.map_or(Ok(()), |reopen| Err(reopen.into()));
     }
     if report.damage.is_empty() && report.gave_up.is_none() && report.gave_up_from.is_none() {
         println!("{}: no damage found; nothing changed (head {})", args.data.display(), report.head);
@@ -888,6 +888,9 @@ fn repair(args: RepairArgs) -> Result<(), Failure> {
     }
     if let Some(kept) = &report.kept_in {
         println!("what was taken away is kept in {}", kept.display());
+    }
+    if let Some(reopen) = &report.reopen_error {
+        return Err(reopen.clone().into());
     }
     Ok(())
 }

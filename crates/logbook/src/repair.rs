@@ -57,6 +57,10 @@ pub struct RepairReport {
     pub kept_in: Option<PathBuf>,
     /// The last position the repaired store holds.
     pub head: u64,
+    /// Set when the repair is done (it stays: it is never undone once the store's locks are
+    /// released) but its own open of the repaired store failed, e.g. because another process
+    /// took the store first, or the disk is full. The rest of the report stands.
+    pub reopen_error: Option<String>,
 }
 
 #[cfg(any(test, feature = "testing"))]
@@ -94,8 +98,8 @@ pub fn repair_dir(dir: &Path) -> Result<RepairReport> {
     let stamp = crate::calendar::rfc3339(crate::calendar::now_us()).replace(':', "");
     let mut journal = Journal::new(dir.join(format!("repair-{stamp}")));
     let mut report = RepairReport::default();
-    let lock = match repair_locked(&data, clean, manifest, &mut journal, &mut report, lock) {
-        Ok(lock) => lock,
+    let (lock, walked_head) = match repair_locked(&data, clean, manifest, &mut journal, &mut report, lock) {
+        Ok(done) => done,
         Err(e) if journal.steps.is_empty() && !journal.made => return Err(e),
         Err(e) => {
             let note = match journal.undo() {
@@ -114,11 +118,18 @@ pub fn repair_dir(dir: &Path) -> Result<RepairReport> {
     drop(lock);
     #[cfg(any(test, feature = "testing"))]
     GAP.with(|gap| if let Some(gap) = gap.borrow_mut().take() { gap() });
-    let head = open_repaired(&data).map_err(|e| {
-        let kept = journal.made.then(|| format!("; what it took away is in {}", journal.kept_in.display()));
-        let note = format!("the repair is done and stays{}", kept.unwrap_or_default());
-        Error::io(format!("opening the repaired store ({note})"), std::io::Error::other(e.to_string()))
-    })?;
+    // The statement is the walk's, made under the lock: a failed open must not lose it (it did:
+    // third attacker review of stop 24). The open, when it succeeds, has the last word.
+    let head = match open_repaired(&data) {
+        Ok(head) => {
+            debug_assert_eq!(head, walked_head, "the repaired store opens at the head its walk found");
+            head
+        }
+        Err(e) => {
+            report.reopen_error = Some(format!("the repair is done and stays, but opening the repaired store failed: {e}"));
+            walked_head
+        }
+    };
     report.kept_in = journal.made.then(|| journal.kept_in.clone());
     report.head = head;
     report.gave_up = (census.max > head).then_some((head + 1, census.max));
@@ -167,19 +178,23 @@ fn repair_locked(
     journal: &mut Journal,
     report: &mut RepairReport,
     lock: crate::datadir::StoreLock,
-) -> Result<crate::datadir::StoreLock> {
+) -> Result<(crate::datadir::StoreLock, u64)> {
     // The records first: one that does not decode is damage, set aside.
     let clean = set_aside_if_damaged(clean, report, journal)?;
     let manifest = set_aside_if_damaged(manifest, report, journal)?;
     let mut use_records = report.damage.is_empty();
     let mut cut = None;
+    let mut healthy_head = 0;
     for _ in 0..MAX_ROUNDS {
         let walk = if use_records {
             wal::walk(data, RecoveryMode::Verify, clean, manifest.as_ref())?
         } else {
             wal::walk_without_records(data)?
         };
-        let Some(first) = first_damage(&walk) else { break };
+        let Some(first) = first_damage(&walk) else {
+            healthy_head = walk.last_position;
+            break;
+        };
         report.damage.push((first.file.clone(), first.offset, first.reason.clone()));
         if first.file.extension().is_some_and(|e| e == crate::index::INDEX_EXTENSION) {
             // An index is derived from its segment: moved aside (a copy kept), open rebuilds
@@ -205,7 +220,7 @@ fn repair_locked(
         break;
     }
     if report.damage.is_empty() {
-        return Ok(lock);
+        return Ok((lock, healthy_head));
     }
     if let Some(cut) = cut {
         apply_cut(data, cut, journal)?;
@@ -228,7 +243,12 @@ fn repair_locked(
     data.write_manifest(&crate::storage::StdFileSystem, &manifest)?;
     sync_dir(data.segments_dir())?;
     sync_dir(data.root())?;
-    Ok(lock)
+    // What the repaired store holds, walked while the lock is still held.
+    let repaired = wal::walk(data, RecoveryMode::Verify, None, Some(&manifest))?;
+    if let Some(f) = first_damage(&repaired) {
+        return Err(Error::corruption(&f.file, f.offset, format!("still damaged after the cut: {}", f.reason)));
+    }
+    Ok((lock, repaired.last_position))
 }
 
 /// Opens the repaired store once (its walk checks what the repair left) and returns its head.
