@@ -584,3 +584,25 @@ fn a_compacted_last_file_counts_to_its_range_end_when_the_records_are_gone() {
     assert_eq!(report.head, end, "{report:?}");
     assert_eq!(report.gave_up_from, Some(end + 1), "what came after is not known: {report:?}");
 }
+
+/// The oldest segment file gone with `MANIFEST`: a log starts at position 1 and its first file
+/// keeps that base, so verify reports the loss, and repair states it (it said "gave up no event;
+/// the store ends at position 45" over lost positions 1..=20, and verify then passed: fourth
+/// attacker review of stop 24).
+#[test]
+fn the_oldest_segment_file_gone_with_the_manifest_is_reported_and_given_up() {
+    let dir = closed_store(4096, 60);
+    fs::remove_file(dir.path().join("MANIFEST")).unwrap();
+    let first = segment_files(dir.path())[0].clone();
+    fs::remove_file(&first).unwrap();
+    let _ = fs::remove_file(first.with_extension("idx"));
+    let (_, named) = corruption_named(dir.path());
+    assert!(named.contains(&first), "{named:?}");
+    let report = repair_dir(dir.path()).unwrap();
+    assert_eq!(report.damage[0].0, first, "{report:?}");
+    assert!(
+        report.gave_up.is_some_and(|(from, to)| from == 1 && to >= 60),
+        "positions from 1 are given up: {report:?}"
+    );
+    assert!(logbook::verify_dir(dir.path()).unwrap().is_healthy());
+}

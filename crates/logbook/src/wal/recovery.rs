@@ -379,6 +379,18 @@ impl<'a> Walker<'a> {
         let Some((&last, mut sealed)) = bases.split_last() else {
             return self.check_empty(manifest);
         };
+        // A log starts at position 1, and its first segment file keeps that base for good (a
+        // compaction writes its output at its first input's base, even when it removed every
+        // event). Without a manifest to list it, a first file starting later means the files
+        // from the log's start are gone. (With one, the missing file is reported above.)
+        if manifest.is_none() && bases[0] != 1 {
+            let reason = format!(
+                "missing: a log starts at position 1, but its first segment file starts at {}: the segment files \
+                 before it are gone",
+                bases[0]
+            );
+            self.corrupt(&self.dir.segment_path(1), 0, reason)?;
+        }
         // The manifest says which segment is active. When the one it lists is missing (reported
         // above), the newest file left is one it lists as sealed, and is walked as sealed: walked
         // as the active one, a compressed segment was called damaged ("marked compressed") and a
