@@ -326,7 +326,9 @@ fn repair_says_once_what_it_knows_and_what_it_cannot_know() {
     let (ok, text) = run_repair(dir.path());
     assert!(ok, "{text}");
     assert!(
-        text.contains("gave up positions 1..=40 (40 events, known from the records), and any after them"),
+        text.contains(
+            "gave up positions 1..=40 (40 events, counted from the files and the records), and any after them"
+        ),
         "{text}"
     );
     assert!(!text.contains("gave up every position"), "one statement, not two: {text}");

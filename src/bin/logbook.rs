@@ -875,7 +875,7 @@ fn repair(args: RepairArgs) -> Result<(), Failure> {
             report.head
         ),
         (Some((first, last)), Some(_)) => println!(
-            "gave up positions {first}..={last} ({} events, known from the records), and any after them: {}; the \
+            "gave up positions {first}..={last} ({} events, counted from the files and the records), and any after them: {}; the \
              store now ends at position {}",
             last - first + 1,
             why,
