@@ -360,10 +360,6 @@ impl SegmentWriter {
     pub fn capacity(&self) -> u64 {
         self.capacity
     }
-    /// Bytes left before the preallocated end.
-    pub fn remaining(&self) -> u64 {
-        self.capacity.saturating_sub(self.write_offset)
-    }
     /// True when this segment's frames carry sync marks ([`FLAG_SYNC_MARKS`]).
     pub fn sync_marks(&self) -> bool {
         self.sync_marks

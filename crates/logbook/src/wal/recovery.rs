@@ -398,12 +398,16 @@ impl<'a> Walker<'a> {
         let last_listed_sealed = self.listed.get(&last).is_some_and(|&(active, _)| !active);
         // Without a manifest, a compressed or compacted newest file is sealed by what it is (only
         // sealed segments are compressed or compacted): the active segment after it is missing.
-        let last_sealed_by_kind = manifest.is_none()
-            && heads
-                .get(&last)
-                .and_then(|h| h.header.as_ref().ok())
-                .is_some_and(|h| h.compressed.is_some() || h.compacted.is_some());
-        let last_walked_sealed = last_listed_sealed || last_sealed_by_kind;
+        let last_sealed_kind = heads
+            .get(&last)
+            .and_then(|h| h.header.as_ref().ok())
+            .and_then(|h| match (h.compressed, h.compacted) {
+                (Some(_), _) => Some("compressed"),
+                (None, Some(_)) => Some("compacted"),
+                (None, None) => None,
+            })
+            .filter(|_| manifest.is_none());
+        let last_walked_sealed = last_listed_sealed || last_sealed_kind.is_some();
         if last_walked_sealed {
             sealed = &bases[..];
         }
@@ -437,19 +441,12 @@ impl<'a> Walker<'a> {
             }
         }
         (self.progress)(sealed.len(), bases.len());
-        if last_sealed_by_kind {
-            if let Some(next) = expected_base {
-                let reason = format!(
-                    "missing: the newest segment file (position {last} on) is {}, which only a sealed segment is, so \
-                     the active segment that followed it is gone",
-                    if heads.get(&last).and_then(|h| h.header.as_ref().ok()).is_some_and(|h| h.compressed.is_some()) {
-                        "compressed"
-                    } else {
-                        "compacted"
-                    }
-                );
-                self.corrupt(&self.dir.segment_path(next), 0, reason)?;
-            }
+        if let (Some(kind), Some(next)) = (last_sealed_kind, expected_base) {
+            let reason = format!(
+                "missing: the newest segment file (position {last} on) is {kind}, which only a sealed segment is, so \
+                 the active segment that followed it is gone"
+            );
+            self.corrupt(&self.dir.segment_path(next), 0, reason)?;
         }
         if !last_walked_sealed {
             self.walk_active(last, heads.get(&last), expected_base)?;

@@ -508,16 +508,20 @@ impl Writer {
         }
     }
 
+    /// Where the active segment ends: its preallocated length, and at most the configured
+    /// size (one made at a larger size, by a store opened with other options or by `repair`,
+    /// is rolled over at this store's size).
+    fn segment_end(&self) -> u64 {
+        self.segment.capacity().min(self.options.segment_bytes)
+    }
+
     /// Makes room in the group for `bytes` more encoded bytes that must stay in one segment:
     /// commits and rolls over when the segment cannot hold them (unless nothing is in it yet:
     /// an oversized append goes into an empty segment, which grows past its preallocation), or
     /// commits when the group would grow too big. Fails when the writer has failed.
     fn make_room(&mut self, bytes: usize) -> Result<()> {
         let needed = (self.buf.len() + bytes) as u64;
-        // The configured size bounds a segment too: one made at a larger size (by a store opened
-        // with other options, or by `repair`) is rolled over at this store's size.
-        let room =
-            self.segment.remaining().min(self.options.segment_bytes.saturating_sub(self.segment.write_offset()));
+        let room = self.segment_end().saturating_sub(self.segment.write_offset());
         if needed > room && !(self.buf.is_empty() && self.segment.is_empty()) {
             self.commit();
             self.roll_over()?;
@@ -737,8 +741,7 @@ impl Writer {
                 }
                 assert!(batch.is_empty(), "a batch's parts are committed with its last part");
                 self.encoded_events.clear();
-                let end = self.segment.capacity().min(self.options.segment_bytes);
-                self.spare.maybe_start(self.segment.write_offset(), end);
+                self.spare.maybe_start(self.segment.write_offset(), self.segment_end());
                 // Preallocation by need, after the acknowledgements (the next fdatasync, or the
                 // one at close, carries it).
                 match self.segment.grow_preallocation() {
