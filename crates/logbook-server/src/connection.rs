@@ -6,6 +6,12 @@
 //! next deadline. A client that does not read its replies blocks the writes, so nothing more
 //! is read from it (backpressure); the write gives up at the idle deadline.
 //!
+//! A run of appends that ends what the client sent is answered by the writer
+//! ([`AnsweredByWriter`]): the thread goes back to reading at once, and settles the run (takes
+//! any reply bytes the socket did not take) before it runs the next request, before a
+//! deadline is acted on, and when the connection ends. While such a run is out the read
+//! wakes every [`ANSWERED_RUN_POLL`] to look whether it settled.
+//!
 //! - A bad command or argument gets an error reply; the connection stays.
 //! - A malformed frame or a frame over a limit gets an error reply, then the connection is
 //!   closed (the byte stream can no longer be trusted). Commands before it still run.
@@ -16,6 +22,7 @@
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use logbook_protocol::{Command, ProtocolVersion, Value};
@@ -23,7 +30,7 @@ use logbook_protocol::{Command, ProtocolVersion, Value};
 use super::auth::Identity;
 use super::commands::{self, Outcome, Reply};
 use super::connection_core::{ConnectionCore, Request, Wait};
-use super::pipeline::PreparedAppend;
+use super::pipeline::{self, AnsweredByWriter, PreparedAppend};
 use super::Shared;
 
 /// Bytes read from the socket per read call.
@@ -34,6 +41,10 @@ const MAX_BATCH_APPENDS: usize = 4096;
 const FINAL_WRITE_GRACE: Duration = Duration::from_secs(1);
 /// Shortest socket timeout (a zero timeout means "none" to the OS).
 const MIN_TIMEOUT: Duration = Duration::from_millis(1);
+/// Longest a read waits, while a run of appends answered by the writer is out, before the
+/// thread looks whether the run settled (its replies may be waiting for a socket that was
+/// full; a client waiting for them sends nothing that would wake the read).
+const ANSWERED_RUN_POLL: Duration = Duration::from_millis(2);
 
 /// What a connection knows about itself.
 pub(crate) struct Session {
@@ -66,8 +77,11 @@ impl Session {
 }
 
 /// Serves one connection until it closes, fails, times out or the server shuts down.
-pub(crate) fn serve(shared: &Shared, socket: TcpStream, id: u64) {
+pub(crate) fn serve(shared: &Arc<Shared>, socket: TcpStream, id: u64) {
     let Ok(probe) = socket.try_clone() else {
+        return;
+    };
+    let Ok(reply_socket) = socket.try_clone() else {
         return;
     };
     if socket.set_nodelay(true).is_err() {
@@ -84,7 +98,9 @@ pub(crate) fn serve(shared: &Shared, socket: TcpStream, id: u64) {
     };
     let mut core =
         ConnectionCore::new(shared.core_limits(), shared.auth.required(), shared.reply_budget(), Instant::now());
-    let writable = run(shared, &mut session, &mut core, &socket);
+    let mut link = Link { socket: &socket, replies: Arc::new(reply_socket), answered_run: None };
+    let writable = run(shared, &mut session, &mut core, &mut link);
+    settle(&mut link, &mut core);
     if writable && core.pending_output() > 0 {
         write_pending(&socket, &mut core, Some(Instant::now() + FINAL_WRITE_GRACE));
     }
@@ -94,18 +110,47 @@ pub(crate) fn serve(shared: &Shared, socket: TcpStream, id: u64) {
     let _ = socket.shutdown(std::net::Shutdown::Both);
 }
 
+/// The connection's socket, and the run of appends the writer answers, if one is out.
+struct Link<'a> {
+    socket: &'a TcpStream,
+    /// A second handle on the socket, for the writer's replies.
+    replies: Arc<TcpStream>,
+    answered_run: Option<AnsweredByWriter>,
+}
+
+/// Waits for the run the writer answers, if one is out, and queues the reply bytes its
+/// socket did not take, so that they go out before any later reply.
+fn settle(link: &mut Link<'_>, core: &mut ConnectionCore) {
+    if let Some(run) = link.answered_run.take() {
+        let unsent = run.settle();
+        if !unsent.is_empty() {
+            core.push_encoded(unsent);
+        }
+    }
+}
+
 /// Runs the connection until the core closes it. Returns false when the socket can no
 /// longer be written (failed or the client stopped reading).
-fn run(shared: &Shared, session: &mut Session, core: &mut ConnectionCore, socket: &TcpStream) -> bool {
+fn run(shared: &Arc<Shared>, session: &mut Session, core: &mut ConnectionCore, link: &mut Link<'_>) -> bool {
+    let socket = link.socket;
     let mut chunk = vec![0u8; READ_CHUNK_BYTES];
     loop {
-        if run_requests(shared, session, core) {
+        if run_requests(shared, session, core, link) {
             core.close(); // QUIT: its reply is pending
         }
         if core.pending_output() > 0 && !write_pending(socket, core, None) {
             return false;
         }
         let now = Instant::now();
+        if link.answered_run.as_ref().is_some_and(AnsweredByWriter::is_settled)
+            || core.next_deadline().is_some_and(|deadline| deadline <= now)
+        {
+            // A deadline's reply (or close) comes after the run's replies.
+            settle(link, core);
+            if core.pending_output() > 0 {
+                continue;
+            }
+        }
         core.on_timeout(now);
         let until = match core.wait(now) {
             Wait::Closed => return true,
@@ -113,7 +158,10 @@ fn run(shared: &Shared, session: &mut Session, core: &mut ConnectionCore, socket
             Wait::Until(until) => until,
             Wait::Input => core.next_deadline().unwrap_or(now + Duration::from_secs(1)),
         };
-        let timeout = until.saturating_duration_since(now).max(MIN_TIMEOUT);
+        let mut timeout = until.saturating_duration_since(now).max(MIN_TIMEOUT);
+        if link.answered_run.is_some() {
+            timeout = timeout.min(ANSWERED_RUN_POLL);
+        }
         let room = core.read_capacity().min(chunk.len());
         if room == 0 {
             std::thread::sleep(timeout.min(Duration::from_millis(100)));
@@ -175,10 +223,13 @@ fn push(shared: &Shared, core: &mut ConnectionCore, reply: Reply) {
 }
 
 /// Runs every request the core hands out, in order; consecutive appends go through the
-/// pipeline together. Returns true when the client sent QUIT (its reply is pending).
-fn run_requests(shared: &Shared, session: &mut Session, core: &mut ConnectionCore) -> bool {
+/// pipeline together, and a short run that ends what the client sent is answered by the
+/// writer. Returns true when the client sent QUIT (its reply is pending).
+fn run_requests(shared: &Arc<Shared>, session: &mut Session, core: &mut ConnectionCore, link: &mut Link<'_>) -> bool {
     let mut appends = Vec::new();
     while let Some(request) = core.next_request(Instant::now()) {
+        // The replies of the run before come first.
+        settle(link, core);
         shared.stats.commands.fetch_add(1, Ordering::Relaxed);
         let command = match request {
             Request::Rejected(reply) => {
@@ -212,6 +263,10 @@ fn run_requests(shared: &Shared, session: &mut Session, core: &mut ConnectionCor
         if run_command(shared, session, core, command) {
             return true;
         }
+    }
+    if core.answers_directly() && pipeline::answered_by_writer(shared, appends.len()) {
+        link.answered_run = Some(AnsweredByWriter::submit(shared, &link.replies, session.proto, appends));
+        return false;
     }
     flush_appends(shared, &mut appends, core);
     false
@@ -289,7 +344,7 @@ fn flush_appends(shared: &Shared, appends: &mut Vec<PreparedAppend>, core: &mut 
     if appends.is_empty() {
         return;
     }
-    for reply in super::pipeline::run_appends(shared, std::mem::take(appends)) {
+    for reply in pipeline::run_appends(shared, std::mem::take(appends)) {
         push(shared, core, reply.into());
     }
 }

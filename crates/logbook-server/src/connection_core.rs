@@ -458,6 +458,12 @@ impl ConnectionCore {
         }
     }
 
+    /// True when a reply written to the socket by someone else now would come in order:
+    /// nothing is pending or held, and the connection is not closing.
+    pub fn answers_directly(&self) -> bool {
+        self.pending_output() == 0 && self.hold_until.is_none() && !self.closing
+    }
+
     /// Reply bytes not yet written.
     pub fn pending_output(&self) -> usize {
         self.output.len() - self.written

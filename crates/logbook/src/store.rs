@@ -750,6 +750,18 @@ impl PendingAppend {
     pub fn wait(self) -> Result<AppendResult> {
         self.0.wait()
     }
+
+    /// Instead of waiting: `on_done` gets the result exactly once, when the append is durable
+    /// (per the sync mode) or refused. It runs on the writer thread, in submission order
+    /// with the other appends' results, after the group's fsync; or on this thread now when
+    /// the result is already there. So it must be short and must not block: every
+    /// acknowledgement behind it in the group waits for it. A server uses it to answer its
+    /// client without a thread waking up for the result.
+    pub fn on_done(self, on_done: impl FnOnce(Result<AppendResult>) + Send + 'static) {
+        self.0.reply.on_arrival(move |result| {
+            on_done(result.unwrap_or_else(|| Err(Error::WriterFailed("the writer thread stopped".into()))));
+        });
+    }
 }
 
 /// A reply the caller waits for, counted as in flight until it is dropped.
