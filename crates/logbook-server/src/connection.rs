@@ -1,16 +1,22 @@
-//! One connection, driven by a thread: the socket side of the sans-I/O
+//! One connection on an event loop (`event_loop`): the socket side of the sans-I/O
 //! [`ConnectionCore`](super::connection_core::ConnectionCore), which holds every limit and deadline.
 //!
-//! The loop: run every request the core hands out (consecutive appends together, see
-//! `pipeline`), write the pending replies, then read with a timeout that ends at the core's
-//! next deadline. A client that does not read its replies blocks the writes, so nothing more
-//! is read from it (backpressure); the write gives up at the idle deadline.
+//! Each time the loop drives a connection: take the replies of a settled run of appends, act
+//! on passed deadlines, run every request the core hands out, write the pending replies while
+//! the socket takes them, and read while the socket has bytes and the core has room. A client
+//! that does not read its replies fills the core's pending bytes, and nothing more is read from
+//! it (backpressure); it is closed at the idle deadline.
 //!
-//! A run of appends that ends what the client sent is answered by the writer
-//! ([`AnsweredByWriter`]): the thread goes back to reading at once, and settles the run (takes
-//! any reply bytes the socket did not take) before it runs the next request, before a
-//! deadline is acted on, and when the connection ends. While such a run is out the read
-//! wakes every [`ANSWERED_RUN_POLL`] to look whether it settled.
+//! Requests run in order, one kind at a time:
+//! - consecutive appends go to the store together as one run ([`AnsweredByWriter`]; see
+//!   `pipeline`): the writer thread writes their replies to the socket itself. Until the run
+//!   settles nothing else of the connection runs or is written (bytes are still read); a
+//!   request behind the run waits in `stash`. A lone short run is waited for on the loop.
+//! - commands that can wait (READALL / GROUP READ with BLOCK) or that write to disk (APPENDBATCH,
+//!   DELETE, COMPACT, BACKUP, GROUP CREATE / ACK / DELETE) run on a helper thread, one per such
+//!   command, at most one per connection (so at most `max_connections`); the connection's
+//!   session goes with it and comes back with the reply, and meanwhile nothing is read.
+//! - every other command (short reads, session commands, extensions) runs on the loop.
 //!
 //! - A bad command or argument gets an error reply; the connection stays.
 //! - A malformed frame or a frame over a limit gets an error reply, then the connection is
@@ -18,33 +24,34 @@
 //! - A connection idle for `idle_timeout_secs` is closed.
 //! - A request not complete `request_timeout_secs` after its first byte gets
 //!   `-ERR request not complete ...` and the connection is closed.
+//! - A closing connection's last replies get [`FINAL_WRITE_GRACE`] to be written.
 
 use std::io::{ErrorKind, Read, Write};
+use std::mem::MaybeUninit;
 use std::net::{SocketAddr, TcpStream};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use logbook_protocol::{Command, ProtocolVersion, Value};
+use parking_lot::Mutex;
 
 use super::auth::Identity;
 use super::commands::{self, Outcome, Reply};
 use super::connection_core::{ConnectionCore, Request, Wait};
+use super::event_loop::{no_helper_reply, Finished, Mailbox};
 use super::pipeline::{self, AnsweredByWriter, PreparedAppend};
-use super::Shared;
+use super::{Registration, Shared};
 
-/// Bytes read from the socket per read call.
-const READ_CHUNK_BYTES: usize = 64 * 1024;
-/// Most consecutive appends submitted together before their replies are collected.
+/// Most consecutive appends submitted together as one run.
 const MAX_BATCH_APPENDS: usize = 4096;
 /// How long the last replies (an error before a close) may take to be written.
 const FINAL_WRITE_GRACE: Duration = Duration::from_secs(1);
-/// Shortest socket timeout (a zero timeout means "none" to the OS).
-const MIN_TIMEOUT: Duration = Duration::from_millis(1);
-/// Longest a read waits, while a run of appends answered by the writer is out, before the
-/// thread looks whether the run settled (its replies may be waiting for a socket that was
-/// full; a client waiting for them sends nothing that would wake the read).
-const ANSWERED_RUN_POLL: Duration = Duration::from_millis(2);
+/// Most reads (and request runs) per drive: a busy client yields to the loop's others, and
+/// is driven again after the next `poll`.
+const MAX_STEPS_PER_DRIVE: usize = 16;
+/// Stack of a helper thread: parsing is done, a READALL reply is built iteratively.
+const HELPER_STACK_BYTES: usize = 512 * 1024;
 
 /// What a connection knows about itself.
 pub(crate) struct Session {
@@ -60,147 +67,333 @@ pub(crate) struct Session {
 }
 
 impl Session {
-    /// True when the client closed its side (only checks; never consumes request bytes).
+    /// True when the client closed its side (only peeks, without blocking; never consumes
+    /// request bytes).
     pub fn client_gone(&self) -> bool {
-        if self.socket.set_nonblocking(true).is_err() {
-            return true;
-        }
-        let mut probe = [0u8; 1];
-        let gone = match self.socket.peek(&mut probe) {
+        let socket = socket2::SockRef::from(&self.socket);
+        let mut probe = [MaybeUninit::<u8>::uninit(); 1];
+        match socket.recv_with_flags(&mut probe, libc::MSG_PEEK | libc::MSG_DONTWAIT) {
             Ok(0) => true,
             Ok(_) => false,
-            Err(e) => e.kind() != ErrorKind::WouldBlock,
-        };
-        let _ = self.socket.set_nonblocking(false);
-        gone
+            Err(e) => !matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::Interrupted),
+        }
     }
 }
 
-/// Serves one connection until it closes, fails, times out or the server shuts down.
-pub(crate) fn serve(shared: &Arc<Shared>, socket: TcpStream, id: u64) {
-    let Ok(probe) = socket.try_clone() else {
-        return;
-    };
-    let Ok(reply_socket) = socket.try_clone() else {
-        return;
-    };
-    if socket.set_nodelay(true).is_err() {
-        return;
-    }
-    let peer = socket.peer_addr().ok();
-    let mut session = Session {
-        id,
-        peer,
-        proto: ProtocolVersion::Resp2,
-        identity: shared.auth.initial_identity(),
-        socket: probe,
-        auth_failures: 0,
-    };
-    let mut core =
-        ConnectionCore::new(shared.core_limits(), shared.auth.required(), shared.reply_budget(), Instant::now());
-    let mut link = Link { socket: &socket, replies: Arc::new(reply_socket), answered_run: None };
-    let writable = run(shared, &mut session, &mut core, &mut link);
-    settle(&mut link, &mut core);
-    if writable && core.pending_output() > 0 {
-        write_pending(&socket, &mut core, Some(Instant::now() + FINAL_WRITE_GRACE));
-    }
-    if core.protocol_error() {
-        shared.stats.protocol_errors.fetch_add(1, Ordering::Relaxed);
-    }
-    let _ = socket.shutdown(std::net::Shutdown::Both);
+/// What the loop does with a connection after driving it.
+pub(crate) enum Next {
+    /// Keep it; `again`: drive it again after the next `poll` even without news (it yielded).
+    Keep { again: bool },
+    /// Drop it.
+    End,
 }
 
-/// The connection's socket, and the run of appends the writer answers, if one is out.
-struct Link<'a> {
-    socket: &'a TcpStream,
+/// One connection of an event loop.
+pub(crate) struct Connection {
+    id: u64,
+    pub socket: mio::net::TcpStream,
     /// A second handle on the socket, for the writer's replies.
     replies: Arc<TcpStream>,
-    answered_run: Option<AnsweredByWriter>,
+    /// `None` while a helper thread runs a command of the connection.
+    session: Option<Session>,
+    core: ConnectionCore,
+    /// The run of appends out at the store, if any.
+    run: Option<AnsweredByWriter>,
+    /// A request taken from the core that waits for the run before it.
+    stash: Option<Request>,
+    /// The socket may have input (until a read would block).
+    readable: bool,
+    /// The socket may take output (until a write would block).
+    writable: bool,
+    /// The socket failed: end once nothing is out.
+    failed: bool,
+    /// When a closing connection stops waiting for its last replies to be written.
+    close_by: Option<Instant>,
+    _registration: Registration,
 }
 
-/// Waits for the run the writer answers, if one is out, and queues the reply bytes its
-/// socket did not take, so that they go out before any later reply.
-fn settle(link: &mut Link<'_>, core: &mut ConnectionCore) {
-    if let Some(run) = link.answered_run.take() {
-        let unsent = run.settle();
-        if !unsent.is_empty() {
-            core.push_encoded(unsent);
+impl Connection {
+    pub fn new(
+        shared: &Arc<Shared>,
+        stream: TcpStream,
+        id: u64,
+        registration: Registration,
+        now: Instant,
+    ) -> std::io::Result<Connection> {
+        stream.set_nodelay(true)?;
+        stream.set_nonblocking(true)?;
+        let probe = stream.try_clone()?;
+        let replies = Arc::new(stream.try_clone()?);
+        let session = Session {
+            id,
+            peer: stream.peer_addr().ok(),
+            proto: ProtocolVersion::Resp2,
+            identity: shared.auth.initial_identity(),
+            socket: probe,
+            auth_failures: 0,
+        };
+        let core = ConnectionCore::new(shared.core_limits(), shared.auth.required(), shared.reply_budget(), now);
+        Ok(Connection {
+            id,
+            socket: mio::net::TcpStream::from_std(stream),
+            replies,
+            session: Some(session),
+            core,
+            run: None,
+            stash: None,
+            readable: true,
+            writable: true,
+            failed: false,
+            close_by: None,
+            _registration: registration,
+        })
+    }
+
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// The socket reported readiness.
+    pub fn on_ready(&mut self, readable: bool, writable: bool) {
+        self.readable |= readable;
+        self.writable |= writable;
+    }
+
+    /// Something of the connection is out (a run of appends, or a command on a helper).
+    fn busy(&self) -> bool {
+        self.session.is_none() || self.run.is_some()
+    }
+
+    /// When the loop must drive the connection even without news (`None` while a helper runs
+    /// its command: the helper's answer drives it).
+    pub fn next_deadline(&self) -> Option<Instant> {
+        self.session.as_ref()?;
+        let deadline = self.core.next_deadline();
+        match (deadline, self.close_by) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
         }
     }
-}
 
-/// Runs the connection until the core closes it. Returns false when the socket can no
-/// longer be written (failed or the client stopped reading).
-fn run(shared: &Arc<Shared>, session: &mut Session, core: &mut ConnectionCore, link: &mut Link<'_>) -> bool {
-    let socket = link.socket;
-    let mut chunk = vec![0u8; READ_CHUNK_BYTES];
-    loop {
-        if run_requests(shared, session, core, link) {
-            core.close(); // QUIT: its reply is pending
-        }
-        if core.pending_output() > 0 && !write_pending(socket, core, None) {
-            return false;
-        }
-        let now = Instant::now();
-        if link.answered_run.as_ref().is_some_and(AnsweredByWriter::is_settled)
-            || core.next_deadline().is_some_and(|deadline| deadline <= now)
-        {
-            // A deadline's reply (or close) comes after the run's replies.
-            settle(link, core);
-            if core.pending_output() > 0 {
-                continue;
+    /// A helper finished the connection's command.
+    pub fn finish(&mut self, shared: &Shared, finished: Finished, now: Instant) {
+        let Finished { session, outcome } = finished;
+        self.core.touch(now);
+        self.core.set_proto(session.proto);
+        self.session = Some(session);
+        match outcome {
+            Outcome::Reply(reply) => push(shared, &mut self.core, reply),
+            Outcome::Quit(reply) => {
+                push(shared, &mut self.core, reply.into());
+                self.core.close();
             }
         }
-        core.on_timeout(now);
-        let until = match core.wait(now) {
-            Wait::Closed => return true,
-            Wait::Output | Wait::Ready => continue,
-            Wait::Until(until) => until,
-            Wait::Input => core.next_deadline().unwrap_or(now + Duration::from_secs(1)),
-        };
-        let mut timeout = until.saturating_duration_since(now).max(MIN_TIMEOUT);
-        if link.answered_run.is_some() {
-            timeout = timeout.min(ANSWERED_RUN_POLL);
+    }
+
+    /// The connection is done: counts a protocol error, closes the socket.
+    pub fn end(self, shared: &Shared) {
+        if self.core.protocol_error() {
+            shared.stats.protocol_errors.fetch_add(1, Ordering::Relaxed);
         }
-        let room = core.read_capacity().min(chunk.len());
-        if room == 0 {
-            std::thread::sleep(timeout.min(Duration::from_millis(100)));
-            continue;
+        let _ = self.socket.shutdown(std::net::Shutdown::Both);
+    }
+
+    /// Takes the replies of the run of appends when it settled (the writer is then told to
+    /// wake the loop when it does).
+    fn settle(&mut self) {
+        if let Some(run) = &mut self.run {
+            if let Some(unsent) = run.try_settle() {
+                self.run = None;
+                if !unsent.is_empty() {
+                    self.core.push_encoded(unsent);
+                }
+            }
         }
-        if socket.set_read_timeout(Some(timeout)).is_err() {
-            return false;
+    }
+
+    /// Does everything the connection can do now without waiting.
+    pub fn drive(&mut self, shared: &Arc<Shared>, mailbox: &Arc<Mailbox>, scratch: &mut [u8]) -> Next {
+        for _ in 0..MAX_STEPS_PER_DRIVE {
+            self.settle();
+            let now = Instant::now();
+            if !self.busy() && !self.failed {
+                self.core.on_timeout(now);
+                self.run_requests(shared, mailbox);
+            }
+            // Nothing is written while the writer may be writing a run's replies.
+            if self.run.is_none() && !self.failed && self.writable && self.core.pending_output() > 0 {
+                self.write();
+            }
+            if self.failed {
+                return if self.busy() { Next::Keep { again: false } } else { Next::End };
+            }
+            if !self.busy() && self.core.wait(now) == Wait::Closed {
+                if self.core.pending_output() == 0 {
+                    return Next::End;
+                }
+                let by = *self.close_by.get_or_insert(now + FINAL_WRITE_GRACE);
+                return if by <= now { Next::End } else { Next::Keep { again: false } };
+            }
+            // Nothing is read while a helper runs a command (as a thread of its own would not).
+            if self.session.is_some() && self.readable {
+                let room = self.core.read_capacity().min(scratch.len());
+                if room > 0 {
+                    match (&self.socket).read(&mut scratch[..room]) {
+                        Ok(0) => {
+                            self.readable = false;
+                            self.core.receive_eof();
+                        }
+                        Ok(n) => self.core.receive(&scratch[..n], Instant::now()),
+                        Err(e) if e.kind() == ErrorKind::WouldBlock => self.readable = false,
+                        Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                        Err(_) => self.failed = true,
+                    }
+                    continue;
+                }
+            }
+            if !self.busy() && self.core.wait(now) == Wait::Ready {
+                continue;
+            }
+            return Next::Keep { again: false };
         }
-        match (&*socket).read(&mut chunk[..room]) {
-            Ok(0) => core.receive_eof(),
-            Ok(n) => core.receive(&chunk[..n], Instant::now()),
-            Err(e) if matches!(e.kind(), ErrorKind::Interrupted | ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
-            Err(_) => return false,
+        Next::Keep { again: true }
+    }
+
+    /// Writes pending replies until done or the socket would block.
+    fn write(&mut self) {
+        while self.core.pending_output() > 0 {
+            match (&self.socket).write(self.core.output()) {
+                Ok(0) => {
+                    self.failed = true;
+                    return;
+                }
+                Ok(n) => self.core.advance_output(n, Instant::now()),
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                    self.writable = false;
+                    return;
+                }
+                Err(_) => {
+                    self.failed = true;
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Runs every request the core hands out, in order, until one has to wait (a run of
+    /// appends went to the store, a command went to a helper) or the core has none.
+    fn run_requests(&mut self, shared: &Arc<Shared>, mailbox: &Arc<Mailbox>) {
+        let mut appends = Vec::new();
+        loop {
+            let request = match self.stash.take() {
+                Some(request) => request,
+                None => match self.core.next_request(Instant::now()) {
+                    Some(request) => {
+                        shared.stats.commands.fetch_add(1, Ordering::Relaxed);
+                        request
+                    }
+                    None => break,
+                },
+            };
+            let Some(session) = self.session.as_mut() else {
+                self.stash = Some(request);
+                return;
+            };
+            match request {
+                Request::Command(command) if commands::is_append(&command) => {
+                    match commands::prepare_append(session, command) {
+                        Ok(prepared) => appends.push(prepared),
+                        Err(reply) if appends.is_empty() => push(shared, &mut self.core, reply.into()),
+                        Err(reply) => {
+                            self.stash = Some(Request::Rejected(reply));
+                            self.submit(shared, mailbox, appends, false);
+                            return;
+                        }
+                    }
+                    if appends.len() >= MAX_BATCH_APPENDS {
+                        self.submit(shared, mailbox, appends, false);
+                        return;
+                    }
+                }
+                request if !appends.is_empty() => {
+                    self.stash = Some(request);
+                    self.submit(shared, mailbox, appends, false);
+                    return;
+                }
+                Request::Rejected(reply) => push(shared, &mut self.core, reply.into()),
+                Request::Extension(name, args) => {
+                    let reply = commands::execute_extension(shared, session, name, args);
+                    self.core.touch(Instant::now());
+                    push(shared, &mut self.core, reply.into());
+                }
+                Request::Command(command) if runs_on_a_helper(&command) => {
+                    self.start_helper(shared, mailbox, command);
+                    return;
+                }
+                Request::Command(command) => {
+                    if run_command(shared, session, &mut self.core, command) {
+                        self.core.close(); // QUIT: its reply is pending
+                        return;
+                    }
+                }
+            }
+        }
+        if !appends.is_empty() {
+            self.submit(shared, mailbox, appends, true);
+        }
+    }
+
+    /// Hands a run of appends to the store; `ends`: it ends what the client sent.
+    fn submit(&mut self, shared: &Arc<Shared>, mailbox: &Arc<Mailbox>, appends: Vec<PreparedAppend>, ends: bool) {
+        if ends && pipeline::waited_on_the_loop(shared, appends.len()) {
+            for reply in pipeline::run_appends(shared, appends) {
+                push(shared, &mut self.core, reply.into());
+            }
+            return;
+        }
+        let proto = self.session.as_ref().map_or(ProtocolVersion::Resp2, |s| s.proto);
+        let direct = self.core.answers_directly();
+        self.run =
+            Some(AnsweredByWriter::submit(shared, &self.replies, proto, direct, (mailbox, self.id), appends));
+    }
+
+    /// Runs `command` on a helper thread; the session goes with it.
+    fn start_helper(&mut self, shared: &Arc<Shared>, mailbox: &Arc<Mailbox>, command: Command) {
+        let Some(session) = self.session.take() else { return };
+        let handed = Arc::new(Mutex::new(Some(session)));
+        let (theirs, shared_for_helper, mailbox) = (Arc::clone(&handed), Arc::clone(shared), Arc::clone(mailbox));
+        let id = self.id;
+        let spawned = std::thread::Builder::new()
+            .name(format!("logbook-cmd-{id}"))
+            .stack_size(HELPER_STACK_BYTES)
+            .spawn(move || {
+                let Some(mut session) = theirs.lock().take() else { return };
+                let outcome = commands::execute(&shared_for_helper, &mut session, command);
+                mailbox.finish(id, Finished { session, outcome });
+            });
+        if let Err(err) = spawned {
+            tracing::warn!(%err, "cannot start a helper thread");
+            self.session = handed.lock().take();
+            push(shared, &mut self.core, no_helper_reply().into());
         }
     }
 }
 
-/// Writes the core's pending replies. Without a `deadline`, gives up at the core's write
-/// deadline (a client that reads nothing for `idle_timeout_secs`). Returns false when the
-/// replies could not all be written.
-fn write_pending(socket: &TcpStream, core: &mut ConnectionCore, deadline: Option<Instant>) -> bool {
-    while core.pending_output() > 0 {
-        let now = Instant::now();
-        let until = deadline.unwrap_or_else(|| core.write_deadline());
-        if until <= now {
-            return false;
-        }
-        if socket.set_write_timeout(Some(until.duration_since(now).max(MIN_TIMEOUT))).is_err() {
-            return false;
-        }
-        match (&*socket).write(core.output()) {
-            Ok(0) => return false,
-            Ok(n) => core.advance_output(n, Instant::now()),
-            Err(e) if e.kind() == ErrorKind::Interrupted => {}
-            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
-            Err(_) => return false,
-        }
-    }
-    true
+/// Commands that can wait for long (BLOCK) or write to disk: never on the loop.
+fn runs_on_a_helper(command: &Command) -> bool {
+    matches!(
+        command,
+        Command::ReadAll { block_ms: Some(_), .. }
+            | Command::GroupRead { block_ms: Some(_), .. }
+            | Command::AppendBatch { .. }
+            | Command::Delete { .. }
+            | Command::Compact
+            | Command::Backup { .. }
+            | Command::GroupCreate { .. }
+            | Command::GroupAck { .. }
+            | Command::GroupDelete { .. }
+    )
 }
 
 fn push(shared: &Shared, core: &mut ConnectionCore, reply: Reply) {
@@ -220,56 +413,6 @@ fn push(shared: &Shared, core: &mut ConnectionCore, reply: Reply) {
             drop(reservation);
         }
     }
-}
-
-/// Runs every request the core hands out, in order; consecutive appends go through the
-/// pipeline together, and a short run that ends what the client sent is answered by the
-/// writer. Returns true when the client sent QUIT (its reply is pending).
-fn run_requests(shared: &Arc<Shared>, session: &mut Session, core: &mut ConnectionCore, link: &mut Link<'_>) -> bool {
-    let mut appends = Vec::new();
-    while let Some(request) = core.next_request(Instant::now()) {
-        // The replies of the run before come first.
-        settle(link, core);
-        shared.stats.commands.fetch_add(1, Ordering::Relaxed);
-        let command = match request {
-            Request::Rejected(reply) => {
-                flush_appends(shared, &mut appends, core);
-                push(shared, core, reply.into());
-                continue;
-            }
-            Request::Command(command) => command,
-            Request::Extension(name, args) => {
-                flush_appends(shared, &mut appends, core);
-                let reply = commands::execute_extension(shared, session, name, args);
-                core.touch(Instant::now());
-                push(shared, core, reply.into());
-                continue;
-            }
-        };
-        if commands::is_append(&command) {
-            match commands::prepare_append(session, command) {
-                Ok(prepared) => appends.push(prepared),
-                Err(reply) => {
-                    flush_appends(shared, &mut appends, core);
-                    push(shared, core, reply.into());
-                }
-            }
-            if appends.len() >= MAX_BATCH_APPENDS {
-                flush_appends(shared, &mut appends, core);
-            }
-            continue;
-        }
-        flush_appends(shared, &mut appends, core);
-        if run_command(shared, session, core, command) {
-            return true;
-        }
-    }
-    if core.answers_directly() && pipeline::answered_by_writer(shared, appends.len()) {
-        link.answered_run = Some(AnsweredByWriter::submit(shared, &link.replies, session.proto, appends));
-        return false;
-    }
-    flush_appends(shared, &mut appends, core);
-    false
 }
 
 /// Runs one command but an append. Returns true for QUIT.
@@ -338,13 +481,4 @@ fn slow_auth(shared: &Shared, session: &mut Session, core: &mut ConnectionCore, 
     );
     core.hold_until(now + verdict.delay);
     verdict.close
-}
-
-fn flush_appends(shared: &Shared, appends: &mut Vec<PreparedAppend>, core: &mut ConnectionCore) {
-    if appends.is_empty() {
-        return;
-    }
-    for reply in pipeline::run_appends(shared, std::mem::take(appends)) {
-        push(shared, core, reply.into());
-    }
 }

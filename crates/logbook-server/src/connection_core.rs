@@ -6,8 +6,8 @@
 //! ([`ConnectionCore::output`], [`ConnectionCore::advance_output`]). Time is an input too:
 //! every call that can expire a deadline takes `now`, and [`ConnectionCore::next_deadline`]
 //! tells the driver when to call [`ConnectionCore::on_timeout`] even if nothing arrives.
-//! The thread per connection (`connection.rs`) drives it today; an event loop can drive the
-//! same core, and every limit below (and its unit test) stays.
+//! An event loop drives it (`event_loop.rs`, `connection.rs`); every limit below (and its
+//! unit test) is the core's.
 //!
 //! Limits the core enforces:
 //! - **request bytes**: at most `max_request_bytes` unexecuted bytes are buffered; a first
@@ -498,12 +498,6 @@ impl ConnectionCore {
         if self.request_started.is_some() {
             self.request_started = Some(now);
         }
-    }
-
-    /// How long writing pending replies may block: until the client has read nothing for
-    /// `idle_timeout` (a client that does not read is closed then).
-    pub fn write_deadline(&self) -> Instant {
-        self.last_activity + self.limits.idle_timeout
     }
 
     /// The earliest time [`Self::on_timeout`] must be called, if any.

@@ -1,14 +1,15 @@
 //! The daemon: the store over TCP, speaking RESP2/RESP3 so any Redis client is a client.
 //!
-//! Concurrency model: one thread per connection (bounded by `limits.max_connections`) over the
-//! store API. A connection thread parses every complete command in its buffer, runs them in
-//! order, and writes all replies at once. Consecutive pipelined appends are all submitted to
+//! Concurrency model: a few event loops (one per core, `event_loop`) each drive many
+//! connections (bounded by `limits.max_connections`) over the store API; commands that wait
+//! run on helper threads. A connection parses every complete command in its buffer, runs them
+//! in order, and writes all replies at once. Consecutive pipelined appends are all submitted to
 //! the store's writer queue before any is awaited, so they share one group commit and get
 //! positions in send order. Appends from different connections share group commits through the
 //! store's writer. See docs/protocol.md.
 //!
 //! Layout: `config` (settings and limits), `auth` (tenants, tokens, namespaces),
-//! `connection` (the per-connection loop), `connection_core` (the same without sockets),
+//! `event_loop` (the loops), `connection` (one connection on a loop), `connection_core` (the same without sockets),
 //! `pipeline` (pipelined appends), `commands` (one file per command family behind one
 //! dispatcher), `extension` (commands crates above this one add, such as the order
 //! lifecycle's TIMELINE), `metrics` (counters, Prometheus), `http` (the HTTP side: metrics,
@@ -27,6 +28,7 @@ mod admission;
 mod auth_guard;
 mod commands;
 mod connection;
+mod event_loop;
 pub(crate) mod connection_core;
 mod http;
 mod http_api;
@@ -82,8 +84,6 @@ fn io_error(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> Server
     move |source| ServerError::Io { context, source }
 }
 
-/// Stack of a connection thread: parsing is iterative, JSON nesting is bounded by serde_json.
-const CONNECTION_STACK_BYTES: usize = 512 * 1024;
 /// How long shutdown waits for connections to finish their in-flight commands.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 
@@ -125,6 +125,10 @@ pub(crate) struct Shared {
     pub appends_out: std::sync::atomic::AtomicUsize,
     /// Each configured webhook's counters, in config order.
     pub webhook_counters: Vec<Arc<webhook::WebhookCounters>>,
+    /// The event loops' mailboxes; connection `id` goes to loop `id % loops.len()`.
+    loops: Vec<Arc<event_loop::Mailbox>>,
+    /// Set once nothing is accepted any more: a loop without connections then ends.
+    pub loops_may_stop: AtomicBool,
 }
 
 impl Shared {
@@ -162,8 +166,8 @@ struct Registry {
     admission: admission::Admission,
 }
 
-/// Removes a connection from the registry when its thread ends, however it ends.
-struct Registration {
+/// Removes a connection from the registry when it ends, however it ends.
+pub(crate) struct Registration {
     shared: Arc<Shared>,
     id: u64,
 }
@@ -194,6 +198,8 @@ pub struct Server {
     compactor: Option<JoinHandle<()>>,
     /// One delivery thread per webhook.
     webhooks: Vec<JoinHandle<()>>,
+    /// The event loops that serve the connections.
+    loops: Vec<JoinHandle<()>>,
 }
 
 /// Triggers a server's shutdown from another thread (e.g. a signal handler thread).
@@ -270,6 +276,10 @@ impl Server {
         let reply_budget = Arc::new(connection_core::ReplyBudget::new(config.limits.max_reply_bytes_total));
         let webhook_counters =
             config.webhooks.iter().map(|w| Arc::new(webhook::WebhookCounters::new(&w.name))).collect();
+        let seeds = (0..event_loop::loop_count())
+            .map(|_| event_loop::LoopSeed::new())
+            .collect::<std::io::Result<Vec<_>>>()
+            .map_err(io_error("creating the event loops"))?;
         let shared = Arc::new(Shared {
             store,
             config,
@@ -287,7 +297,15 @@ impl Server {
             next_connection_id: AtomicU64::new(1),
             appends_out: std::sync::atomic::AtomicUsize::new(0),
             webhook_counters,
+            loops: seeds.iter().map(|seed| Arc::clone(&seed.mailbox)).collect(),
+            loops_may_stop: AtomicBool::new(false),
         });
+        let loops = seeds
+            .into_iter()
+            .enumerate()
+            .map(|(index, seed)| seed.start(&shared, index))
+            .collect::<std::io::Result<Vec<_>>>()
+            .map_err(io_error("starting the event loops"))?;
         let acceptor = {
             let shared = Arc::clone(&shared);
             std::thread::Builder::new()
@@ -331,6 +349,7 @@ impl Server {
             http,
             compactor,
             webhooks,
+            loops,
         })
     }
 
@@ -377,6 +396,11 @@ impl Server {
             let _ = http.join();
         }
         self.shared.shutting_down.store(true, Ordering::Release);
+        // Nothing is accepted any more: a loop ends once its connections are gone.
+        self.shared.loops_may_stop.store(true, Ordering::Release);
+        for mailbox in &self.shared.loops {
+            mailbox.wake();
+        }
         if let Some(compactor) = self.compactor.take() {
             // A compaction in progress finishes its current unit's steps first.
             let _ = compactor.join();
@@ -387,7 +411,7 @@ impl Server {
         }
         {
             let mut connections = self.shared.connections.lock();
-            // End each connection's reads; a thread finishes its current batch, then sees EOF.
+            // End each connection's reads; its loop finishes its current requests, then sees EOF.
             for stream in connections.sockets.values() {
                 let _ = stream.shutdown(Shutdown::Read);
             }
@@ -399,6 +423,12 @@ impl Server {
                         "connections still open at shutdown; closing the store"
                     );
                     break;
+                }
+            }
+            if connections.sockets.is_empty() {
+                drop(connections);
+                for event_loop in self.loops.drain(..) {
+                    let _ = event_loop.join();
                 }
             }
         }
@@ -487,18 +517,8 @@ fn admit(shared: &Arc<Shared>, mut stream: TcpStream) {
     shared.stats.connections_total.fetch_add(1, Ordering::Relaxed);
     tracing::debug!(connection = id, peer = %peer_of(&stream), "connection accepted");
     let registration = Registration { shared: Arc::clone(shared), id };
-    let spawned = std::thread::Builder::new()
-        .name(format!("logbook-conn-{id}"))
-        .stack_size(CONNECTION_STACK_BYTES)
-        .spawn(move || {
-            let shared = Arc::clone(&registration.shared);
-            connection::serve(&shared, stream, id);
-            drop(registration);
-        });
-    if let Err(err) = spawned {
-        // The closure (and the registration in it) was dropped, which unregistered it.
-        tracing::warn!(%err, "cannot start a connection thread");
-    }
+    let index = usize::try_from(id).unwrap_or(0) % shared.loops.len();
+    shared.loops[index].adopt(stream, id, registration);
 }
 
 /// The client's address for a log line (`unknown` when the socket no longer knows it).

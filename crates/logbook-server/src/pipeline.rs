@@ -6,15 +6,15 @@
 //! and appends get positions in send order (a pipelined `EXPECTED n` / `EXPECTED n+1` pair to
 //! one stream works, because the writer checks each against the versions pending before it).
 //!
-//! A run that ends what the client sent ([`AnsweredByWriter`]) is not waited for at all: the
-//! connection's thread goes back to its socket, and the thread that completes the run's last
-//! append (the writer, right after the group's fsync) writes the run's replies to the socket
-//! itself. At many clients that halves the thread wake-ups per append: the connection's thread
-//! wakes for the client's next request only, not also for the acknowledgement. A run with
-//! no other run out across the server ([`answered_by_writer`] says which) is still waited for
-//! by its connection's thread: a lone waiter polls for its acknowledgement (see
-//! `logbook::PendingAppend::wait`), which keeps a CPU awake through the fsync, and on a
-//! virtual machine that is worth more than the wake-up it saves.
+//! A run is not waited for by the event loop ([`AnsweredByWriter`]): the loop goes on with its
+//! other connections, and the thread that completes the run's last append (the writer, right
+//! after the group's fsync) writes the run's replies to the socket itself when nothing of the
+//! connection is waiting before them. The loop wakes for the client's next request only, not
+//! also for the acknowledgement. A short run that ends what the client sent with no other
+//! run out across the server ([`waited_on_the_loop`] says which) is still waited for on the
+//! loop: a lone waiter polls for its acknowledgement (see `logbook::PendingAppend::wait`),
+//! which keeps a CPU awake through the fsync, and on a virtual machine that is worth more
+//! than the wake-up it saves.
 
 use std::io::ErrorKind;
 use std::net::TcpStream;
@@ -24,14 +24,13 @@ use std::time::Instant;
 
 use logbook::{ExpectedVersion, NewEvent};
 use logbook_protocol::{encode, ProtocolVersion, Value};
-use parking_lot::{Condvar, Mutex};
+use parking_lot::Mutex;
 
 use super::commands::append::store_error;
+use super::event_loop::Mailbox;
 use super::Shared;
 
-/// Most appends of one run answered by the writer: their replies (tens of bytes each) fit at
-/// once in any socket's send buffer that the client keeps reading. A longer run is waited for
-/// by the connection's thread as before.
+/// Most appends of a lone run (no other run out) that the event loop waits for itself.
 pub(crate) const MAX_ANSWERED_BY_WRITER: usize = 64;
 
 /// One append, ready for the store (stream name already in the store's namespace).
@@ -78,10 +77,13 @@ pub(crate) fn as_i64(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
 
-/// True when a run of `appends` appends that ends what its client sent should be answered by
-/// the writer: it is short, and another run is out (so no thread would poll alone).
-pub(crate) fn answered_by_writer(shared: &Shared, appends: usize) -> bool {
-    appends > 0 && appends <= MAX_ANSWERED_BY_WRITER && shared.appends_out.load(Ordering::Acquire) > 0
+/// True when a run of `appends` appends that ends what its client sent should be waited for
+/// on the event loop itself: it is short, and no other run is out across the server, so the
+/// loop would only sleep in `poll` while the writer syncs (a lone waiter polls for its
+/// acknowledgement instead, see `logbook::PendingAppend::wait`, which on a virtual machine is
+/// worth more than the wake-up it costs).
+pub(crate) fn waited_on_the_loop(shared: &Shared, appends: usize) -> bool {
+    appends > 0 && appends <= MAX_ANSWERED_BY_WRITER && shared.appends_out.load(Ordering::Acquire) == 0
 }
 
 /// Runs a run of consecutive appends: submits all in order, then waits for each; returns
@@ -110,20 +112,26 @@ pub(crate) fn record_latency(shared: &Shared, started: Instant) {
 }
 
 /// A run of appends whose replies go to the socket from whichever thread completes the run's
-/// last append: normally the writer, right after the fsync; the connection's thread when
-/// every append was refused before reaching the writer. The replies go out in the run's
-/// order, all in one write, without blocking: what the socket does not take at once (a client
-/// that stopped reading) is left for the connection's thread, which takes it with
-/// [`AnsweredByWriter::settle`] before it runs anything else.
+/// last append: normally the writer, right after the fsync; the event loop when every append
+/// was refused before reaching the writer. When the run answers `direct`ly the replies go
+/// out in the run's order, all in one write, without blocking: what the socket does not take
+/// at once (a client that stopped reading) is left for the event loop, which takes it with
+/// [`AnsweredByWriter::try_settle`] before it runs anything else. A run that does not answer
+/// directly (replies of the connection are already waiting) only encodes its replies.
+///
+/// The loop is woken (its [`Mailbox`]) only when it has something to do: reply bytes were
+/// left over, or it asked (`try_settle` found the run still out).
 pub(crate) struct AnsweredByWriter(Arc<Run>);
 
 struct Run {
     shared: Arc<Shared>,
     socket: Arc<TcpStream>,
     proto: ProtocolVersion,
+    direct: bool,
+    mailbox: Arc<Mailbox>,
+    connection: u64,
     started: Instant,
     state: Mutex<RunState>,
-    settled: Condvar,
 }
 
 struct RunState {
@@ -131,30 +139,38 @@ struct RunState {
     missing: usize,
     /// `Some` once every reply is in: the bytes the socket did not take.
     unsent: Option<Vec<u8>>,
+    /// The loop looked and found the run out: wake it when the run settles.
+    wanted: bool,
 }
 
 impl AnsweredByWriter {
-    /// Submits `appends` (at most [`MAX_ANSWERED_BY_WRITER`]) in order; their replies will be
-    /// written to `socket` in the connection's protocol `proto`.
+    /// Submits `appends` in order; their replies will be written to `socket` in the
+    /// connection's protocol `proto` when `direct`, else only encoded. `mailbox` and
+    /// `connection` say whom to wake.
     pub fn submit(
         shared: &Arc<Shared>,
         socket: &Arc<TcpStream>,
         proto: ProtocolVersion,
+        direct: bool,
+        (mailbox, connection): (&Arc<Mailbox>, u64),
         appends: Vec<PreparedAppend>,
     ) -> AnsweredByWriter {
-        assert!(!appends.is_empty() && appends.len() <= MAX_ANSWERED_BY_WRITER, "a run the writer answers is short");
+        assert!(!appends.is_empty(), "a run has appends");
         shared.appends_out.fetch_add(1, Ordering::AcqRel);
         let run = Arc::new(Run {
             shared: Arc::clone(shared),
             socket: Arc::clone(socket),
             proto,
+            direct,
+            mailbox: Arc::clone(mailbox),
+            connection,
             started: Instant::now(),
             state: Mutex::new(RunState {
                 replies: std::iter::repeat_with(|| None).take(appends.len()).collect(),
                 missing: appends.len(),
                 unsent: None,
+                wanted: false,
             }),
-            settled: Condvar::new(),
         });
         for (index, append) in appends.into_iter().enumerate() {
             let many = append.many;
@@ -169,21 +185,16 @@ impl AnsweredByWriter {
         AnsweredByWriter(run)
     }
 
-    /// True once every reply was written or handed back (`settle` will not wait).
-    pub fn is_settled(&self) -> bool {
-        self.0.state.lock().unsent.is_some()
-    }
-
-    /// Waits until every reply is in, and returns the bytes the socket did not take (empty
-    /// when all went out); the caller writes them before any later reply.
-    pub fn settle(self) -> Vec<u8> {
+    /// The bytes the socket did not take (empty when all went out; the caller writes them
+    /// before any later reply) once every reply is in; `None` while the run is out, and then
+    /// the loop is woken when it settles.
+    pub fn try_settle(&mut self) -> Option<Vec<u8>> {
         let mut state = self.0.state.lock();
-        loop {
-            if let Some(unsent) = state.unsent.take() {
-                return unsent;
-            }
-            self.0.settled.wait(&mut state);
+        let unsent = state.unsent.take();
+        if unsent.is_none() {
+            state.wanted = true;
         }
+        unsent
     }
 }
 
@@ -206,11 +217,16 @@ impl Run {
         for reply in state.replies.drain(..).flatten() {
             encode(&reply, self.proto, &mut bytes);
         }
-        let sent = send_without_blocking(&self.socket, &bytes);
-        bytes.drain(..sent);
+        if self.direct {
+            let sent = send_without_blocking(&self.socket, &bytes);
+            bytes.drain(..sent);
+        }
+        let wake = state.wanted || !bytes.is_empty();
         state.unsent = Some(bytes);
         drop(state);
-        self.settled.notify_one();
+        if wake {
+            self.mailbox.settled(self.connection);
+        }
     }
 }
 

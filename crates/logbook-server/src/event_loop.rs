@@ -1,0 +1,274 @@
+//! The event loops: a few threads, each driving many connections with mio (epoll on Linux).
+//!
+//! The acceptor hands each new connection to a loop, round-robin by connection id. A loop
+//! waits in `poll` for socket readiness, for its [`Mailbox`] (new connections; runs of appends
+//! that settled with something left for the loop; commands a helper thread finished) or for
+//! the earliest connection deadline, then drives every connection that has news (see
+//! `connection`). One wake-up serves every ready connection.
+//!
+//! Nothing on a loop waits for long: sockets are non-blocking; a run of appends is answered
+//! by the writer thread, which writes the replies to the socket itself (see `pipeline`) and
+//! wakes the loop only when the socket did not take them all or the loop asked; commands that
+//! can wait (BLOCK, and those that write to disk) run on a helper thread (`connection`). The
+//! waits a loop can meet: a lone short run of appends (no other run out) is waited for on the
+//! loop, as a thread per connection did (its polling keeps a CPU awake through the fsync);
+//! and the store's bounded append queue being full (the disk is the bottleneck then).
+//!
+//! Sockets are registered (edge-triggered) for input and output. Each connection remembers
+//! whether its socket may have input or take output until a read or write would block.
+//!
+//! Deadlines: the loop keeps the earliest deadline of its connections as its `poll` timeout
+//! (never longer than [`MAX_POLL_WAIT`]); when it passes, it applies every connection's due
+//! deadlines.
+
+use std::collections::HashMap;
+use std::io::ErrorKind;
+use std::net::TcpStream;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use logbook_protocol::Value;
+use mio::{Events, Interest, Poll, Token, Waker};
+use parking_lot::Mutex;
+
+use super::commands::Outcome;
+use super::connection::{Connection, Next, Session};
+use super::{Registration, Shared};
+
+/// The mailbox's token; connection `id` has `Token(id)` (ids start at 1).
+const WAKE: Token = Token(usize::MAX);
+/// Bytes read from a socket per read call.
+const READ_CHUNK_BYTES: usize = 64 * 1024;
+/// Longest a loop sleeps without looking at the stop flag.
+const MAX_POLL_WAIT: Duration = Duration::from_secs(1);
+/// Most loop threads, whatever the core count.
+const MAX_LOOPS: usize = 16;
+/// Stack of a loop thread: parsing is iterative, JSON nesting is bounded by serde_json.
+const LOOP_STACK_BYTES: usize = 2 * 1024 * 1024;
+
+/// How many loops a server runs: one per core the process may use, at most [`MAX_LOOPS`].
+pub(crate) fn loop_count() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, MAX_LOOPS)
+}
+
+/// A command a helper thread finished: the connection's session comes back with its outcome.
+pub(crate) struct Finished {
+    pub session: Session,
+    pub outcome: Outcome,
+}
+
+/// What other threads hand a loop.
+#[derive(Default)]
+struct Inbox {
+    adopted: Vec<(TcpStream, u64, Registration)>,
+    /// Connections whose run of appends settled with something for the loop.
+    settled: Vec<u64>,
+    finished: Vec<(u64, Finished)>,
+}
+
+impl Inbox {
+    fn is_empty(&self) -> bool {
+        self.adopted.is_empty() && self.settled.is_empty() && self.finished.is_empty()
+    }
+}
+
+/// A loop's inbox and the waker that interrupts its `poll`.
+pub(crate) struct Mailbox {
+    inbox: Mutex<Inbox>,
+    waker: Waker,
+}
+
+impl Mailbox {
+    /// Hands an accepted (and registered) connection to the loop.
+    pub fn adopt(&self, stream: TcpStream, id: u64, registration: Registration) {
+        self.deliver(|inbox| inbox.adopted.push((stream, id, registration)));
+    }
+
+    /// Connection `id`'s run of appends settled, and the loop has to look at it.
+    pub fn settled(&self, id: u64) {
+        self.deliver(|inbox| inbox.settled.push(id));
+    }
+
+    /// A helper thread finished connection `id`'s command.
+    pub fn finish(&self, id: u64, finished: Finished) {
+        self.deliver(|inbox| inbox.finished.push((id, finished)));
+    }
+
+    /// Interrupts the loop's `poll` (shutdown).
+    pub fn wake(&self) {
+        let _ = self.waker.wake();
+    }
+
+    fn deliver(&self, put: impl FnOnce(&mut Inbox)) {
+        let wake = {
+            let mut inbox = self.inbox.lock();
+            let was_empty = inbox.is_empty();
+            put(&mut inbox);
+            // Otherwise a wake-up is already on its way (the loop takes everything at once).
+            was_empty
+        };
+        if wake {
+            self.wake();
+        }
+    }
+
+    fn take(&self) -> Inbox {
+        std::mem::take(&mut *self.inbox.lock())
+    }
+}
+
+/// A loop not yet started: its poller and mailbox.
+pub(crate) struct LoopSeed {
+    poll: Poll,
+    pub mailbox: Arc<Mailbox>,
+}
+
+impl LoopSeed {
+    pub fn new() -> std::io::Result<LoopSeed> {
+        let poll = Poll::new()?;
+        let waker = Waker::new(poll.registry(), WAKE)?;
+        let mailbox = Mailbox { inbox: Mutex::new(Inbox::default()), waker };
+        Ok(LoopSeed { poll, mailbox: Arc::new(mailbox) })
+    }
+
+    /// Starts the loop's thread.
+    pub fn start(self, shared: &Arc<Shared>, index: usize) -> std::io::Result<std::thread::JoinHandle<()>> {
+        let shared = Arc::clone(shared);
+        std::thread::Builder::new()
+            .name(format!("logbook-loop-{index}"))
+            .stack_size(LOOP_STACK_BYTES)
+            .spawn(move || run(&shared, self))
+    }
+}
+
+/// Runs a loop until the server stops accepting and its last connection is gone.
+fn run(shared: &Arc<Shared>, seed: LoopSeed) {
+    let LoopSeed { mut poll, mailbox } = seed;
+    let mut connections: HashMap<u64, Connection> = HashMap::new();
+    let mut events = Events::with_capacity(1024);
+    let mut scratch = vec![0u8; READ_CHUNK_BYTES];
+    let mut touched: Vec<u64> = Vec::new();
+    let mut again: Vec<u64> = Vec::new();
+    let mut next_scan: Option<Instant> = None;
+    loop {
+        let wait = if again.is_empty() {
+            next_scan.map_or(MAX_POLL_WAIT, |at| at.saturating_duration_since(Instant::now()).min(MAX_POLL_WAIT))
+        } else {
+            Duration::ZERO
+        };
+        if let Err(err) = poll.poll(&mut events, Some(wait)) {
+            if err.kind() != ErrorKind::Interrupted {
+                tracing::error!(%err, "event loop poll failed");
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            continue;
+        }
+        touched.append(&mut again);
+        for event in events.iter() {
+            if event.token() == WAKE {
+                continue;
+            }
+            let id = event.token().0 as u64;
+            if let Some(connection) = connections.get_mut(&id) {
+                let failed = event.is_error();
+                connection.on_ready(
+                    event.is_readable() || event.is_read_closed() || failed,
+                    event.is_writable() || event.is_write_closed() || failed,
+                );
+                touched.push(id);
+            }
+        }
+        let inbox = mailbox.take();
+        let now = Instant::now();
+        for (stream, id, registration) in inbox.adopted {
+            match Connection::new(shared, stream, id, registration, now) {
+                Ok(mut connection) => {
+                    let token = Token(id as usize);
+                    let interest = Interest::READABLE | Interest::WRITABLE;
+                    match poll.registry().register(&mut connection.socket, token, interest) {
+                        Ok(()) => {
+                            connections.insert(id, connection);
+                            touched.push(id);
+                        }
+                        Err(err) => tracing::warn!(%err, "cannot watch a connection"),
+                    }
+                }
+                Err(err) => tracing::warn!(%err, "cannot set up a connection"),
+            }
+        }
+        touched.extend(inbox.settled);
+        for (id, finished) in inbox.finished {
+            if let Some(connection) = connections.get_mut(&id) {
+                connection.finish(shared, finished, now);
+                touched.push(id);
+            }
+        }
+        touched.sort_unstable();
+        touched.dedup();
+        for id in touched.drain(..) {
+            match drive(shared, &mailbox, &poll, &mut connections, id, &mut scratch) {
+                Driven::Kept { deadline, again: more } => {
+                    if let Some(deadline) = deadline {
+                        next_scan = Some(next_scan.map_or(deadline, |at| at.min(deadline)));
+                    }
+                    if more {
+                        again.push(id);
+                    }
+                }
+                Driven::Gone => {}
+            }
+        }
+        let now = Instant::now();
+        if next_scan.is_some_and(|at| at <= now) {
+            let due: Vec<u64> = connections
+                .values()
+                .filter(|c| c.next_deadline().is_some_and(|deadline| deadline <= now))
+                .map(Connection::id)
+                .collect();
+            for id in due {
+                if let Driven::Kept { again: true, .. } =
+                    drive(shared, &mailbox, &poll, &mut connections, id, &mut scratch)
+                {
+                    again.push(id);
+                }
+            }
+            next_scan = connections.values().filter_map(Connection::next_deadline).min();
+        }
+        if shared.loops_may_stop.load(Ordering::Acquire) && connections.is_empty() && mailbox.inbox.lock().is_empty()
+        {
+            return;
+        }
+    }
+}
+
+enum Driven {
+    Kept { deadline: Option<Instant>, again: bool },
+    Gone,
+}
+
+/// Drives connection `id`; drops it when it is done.
+fn drive(
+    shared: &Arc<Shared>,
+    mailbox: &Arc<Mailbox>,
+    poll: &Poll,
+    connections: &mut HashMap<u64, Connection>,
+    id: u64,
+    scratch: &mut [u8],
+) -> Driven {
+    let Some(connection) = connections.get_mut(&id) else { return Driven::Gone };
+    match connection.drive(shared, mailbox, scratch) {
+        Next::Keep { again } => Driven::Kept { deadline: connection.next_deadline(), again },
+        Next::End => {
+            let Some(mut connection) = connections.remove(&id) else { return Driven::Gone };
+            let _ = poll.registry().deregister(&mut connection.socket);
+            connection.end(shared);
+            Driven::Gone
+        }
+    }
+}
+
+/// The reply to a command that could not be handed to a helper thread.
+pub(crate) fn no_helper_reply() -> Value {
+    Value::error("ERR", "cannot start this command now, try again later")
+}
