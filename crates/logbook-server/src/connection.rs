@@ -40,7 +40,7 @@ use super::auth::Identity;
 use super::commands::{self, Outcome, Reply};
 use super::connection_core::{ConnectionCore, Request, Wait};
 use super::event_loop::{no_helper_reply, Finished, Mailbox};
-use super::pipeline::{self, AnsweredByWriter, PreparedAppend};
+use super::pipeline::{self, AnsweredByWriter, PreparedAppend, Submitted};
 use super::{Registration, Shared};
 
 /// Most consecutive appends submitted together as one run.
@@ -97,8 +97,11 @@ pub(crate) struct Connection {
     /// `None` while a helper thread runs a command of the connection.
     session: Option<Session>,
     core: ConnectionCore,
-    /// The run of appends out at the store, if any.
+    /// The run of appends out at the store and answered by the writer, if any.
     run: Option<AnsweredByWriter>,
+    /// A lone run of appends submitted, to be waited for by the loop after its pass
+    /// ([`Connection::resolve_lone`]).
+    lone: Option<Submitted>,
     /// A request taken from the core that waits for the run before it.
     stash: Option<Request>,
     /// The socket may have input (until a read would block).
@@ -140,6 +143,7 @@ impl Connection {
             session: Some(session),
             core,
             run: None,
+            lone: None,
             stash: None,
             readable: true,
             writable: true,
@@ -161,7 +165,25 @@ impl Connection {
 
     /// Something of the connection is out (a run of appends, or a command on a helper).
     fn busy(&self) -> bool {
-        self.session.is_none() || self.run.is_some()
+        self.session.is_none() || self.run.is_some() || self.lone.is_some()
+    }
+
+    /// A lone run waits for the loop ([`Self::resolve_lone`]).
+    pub fn has_lone(&self) -> bool {
+        self.lone.is_some()
+    }
+
+    /// Waits for the lone run when it is still the only run out across the server (polling
+    /// for its acknowledgement, see `pipeline`), else lets the writer answer it.
+    pub fn resolve_lone(&mut self, shared: &Arc<Shared>, mailbox: &Arc<Mailbox>) {
+        let Some(submitted) = self.lone.take() else { return };
+        if pipeline::lone_now(shared) {
+            for reply in submitted.wait(shared) {
+                push(shared, &mut self.core, reply.into());
+            }
+        } else {
+            self.answer(shared, mailbox, submitted);
+        }
     }
 
     /// When the loop must drive the connection even without news (`None` while a helper runs
@@ -346,16 +368,21 @@ impl Connection {
 
     /// Hands a run of appends to the store; `ends`: it ends what the client sent.
     fn submit(&mut self, shared: &Arc<Shared>, mailbox: &Arc<Mailbox>, appends: Vec<PreparedAppend>, ends: bool) {
-        if ends && pipeline::waited_on_the_loop(shared, appends.len()) {
-            for reply in pipeline::run_appends(shared, appends) {
-                push(shared, &mut self.core, reply.into());
-            }
-            return;
+        let lone = ends && pipeline::waited_on_the_loop(shared, appends.len());
+        let submitted = pipeline::submit(shared, appends);
+        if lone {
+            self.lone = Some(submitted);
+        } else {
+            self.answer(shared, mailbox, submitted);
         }
+    }
+
+    /// Lets the writer answer a submitted run: it writes the replies itself when nothing of
+    /// the connection waits before them.
+    fn answer(&mut self, shared: &Arc<Shared>, mailbox: &Arc<Mailbox>, submitted: Submitted) {
         let proto = self.session.as_ref().map_or(ProtocolVersion::Resp2, |s| s.proto);
         let direct = self.core.answers_directly();
-        self.run =
-            Some(AnsweredByWriter::submit(shared, &self.replies, proto, direct, (mailbox, self.id), appends));
+        self.run = Some(AnsweredByWriter::answer(shared, &self.replies, proto, direct, (mailbox, self.id), submitted));
     }
 
     /// Runs `command` on a helper thread; the session goes with it.

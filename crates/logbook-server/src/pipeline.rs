@@ -31,7 +31,7 @@ use super::event_loop::Mailbox;
 use super::Shared;
 
 /// Most appends of a lone run (no other run out) that the event loop waits for itself.
-pub(crate) const MAX_ANSWERED_BY_WRITER: usize = 64;
+pub(crate) const MAX_LONE_APPENDS: usize = 64;
 
 /// One append, ready for the store (stream name already in the store's namespace).
 pub(crate) struct PreparedAppend {
@@ -77,32 +77,50 @@ pub(crate) fn as_i64(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
 
-/// True when a run of `appends` appends that ends what its client sent should be waited for
-/// on the event loop itself: it is short, and no other run is out across the server, so the
+/// True when a run of `appends` appends that ends what its client sent may be waited for on
+/// the event loop itself: it is short, and no other run is out across the server, so the
 /// loop would only sleep in `poll` while the writer syncs (a lone waiter polls for its
 /// acknowledgement instead, see `logbook::PendingAppend::wait`, which on a virtual machine is
-/// worth more than the wake-up it costs).
+/// worth more than the wake-up it costs). Called again before the wait ([`lone_now`]).
 pub(crate) fn waited_on_the_loop(shared: &Shared, appends: usize) -> bool {
-    appends > 0 && appends <= MAX_ANSWERED_BY_WRITER && shared.appends_out.load(Ordering::Acquire) == 0
+    appends > 0 && appends <= MAX_LONE_APPENDS && shared.appends_out.load(Ordering::Acquire) == 0
 }
 
-/// Runs a run of consecutive appends: submits all in order, then waits for each; returns
-/// their replies in input order.
-pub(crate) fn run_appends(shared: &Shared, appends: Vec<PreparedAppend>) -> Vec<Value> {
+/// True when the one run out across the server is the caller's (already submitted).
+pub(crate) fn lone_now(shared: &Shared) -> bool {
+    shared.appends_out.load(Ordering::Acquire) == 1
+}
+
+/// A run of consecutive appends handed to the store in order, neither waited for nor
+/// answered yet (counted in `Shared::appends_out` until it is).
+pub(crate) struct Submitted {
+    started: Instant,
+    pending: Vec<(bool, logbook::Result<logbook::PendingAppend>)>,
+}
+
+/// Submits every append of a run, in order.
+pub(crate) fn submit(shared: &Shared, appends: Vec<PreparedAppend>) -> Submitted {
     shared.appends_out.fetch_add(1, Ordering::AcqRel);
-    let _out = OutGuard(shared);
     let started = Instant::now();
     let store = &shared.store;
-    let submitted: Vec<(bool, logbook::Result<logbook::PendingAppend>)> =
-        appends.into_iter().map(|a| (a.many, store.submit_append(&a.stream, a.expected, a.events))).collect();
-    submitted
-        .into_iter()
-        .map(|(many, pending)| {
-            let result = pending.and_then(logbook::PendingAppend::wait);
-            record_latency(shared, started);
-            PreparedAppend::reply(many, result)
-        })
-        .collect()
+    let pending = appends.into_iter().map(|a| (a.many, store.submit_append(&a.stream, a.expected, a.events))).collect();
+    Submitted { started, pending }
+}
+
+impl Submitted {
+    /// Waits for each append; their replies in input order.
+    pub fn wait(self, shared: &Shared) -> Vec<Value> {
+        let _out = OutGuard(shared);
+        let started = self.started;
+        self.pending
+            .into_iter()
+            .map(|(many, pending)| {
+                let result = pending.and_then(logbook::PendingAppend::wait);
+                record_latency(shared, started);
+                PreparedAppend::reply(many, result)
+            })
+            .collect()
+    }
 }
 
 /// Counts an append that was handed to the store at `started` and has its result now, in the
@@ -144,19 +162,18 @@ struct RunState {
 }
 
 impl AnsweredByWriter {
-    /// Submits `appends` in order; their replies will be written to `socket` in the
-    /// connection's protocol `proto` when `direct`, else only encoded. `mailbox` and
-    /// `connection` say whom to wake.
-    pub fn submit(
+    /// Answers a submitted run: its replies will be written to `socket` in the connection's
+    /// protocol `proto` when `direct`, else only encoded. `mailbox` and `connection` say whom
+    /// to wake.
+    pub fn answer(
         shared: &Arc<Shared>,
         socket: &Arc<TcpStream>,
         proto: ProtocolVersion,
         direct: bool,
         (mailbox, connection): (&Arc<Mailbox>, u64),
-        appends: Vec<PreparedAppend>,
+        submitted: Submitted,
     ) -> AnsweredByWriter {
-        assert!(!appends.is_empty(), "a run has appends");
-        shared.appends_out.fetch_add(1, Ordering::AcqRel);
+        let Submitted { started, pending } = submitted;
         let run = Arc::new(Run {
             shared: Arc::clone(shared),
             socket: Arc::clone(socket),
@@ -164,17 +181,16 @@ impl AnsweredByWriter {
             direct,
             mailbox: Arc::clone(mailbox),
             connection,
-            started: Instant::now(),
+            started,
             state: Mutex::new(RunState {
-                replies: std::iter::repeat_with(|| None).take(appends.len()).collect(),
-                missing: appends.len(),
+                replies: std::iter::repeat_with(|| None).take(pending.len()).collect(),
+                missing: pending.len(),
                 unsent: None,
                 wanted: false,
             }),
         });
-        for (index, append) in appends.into_iter().enumerate() {
-            let many = append.many;
-            match shared.store.submit_append(&append.stream, append.expected, append.events) {
+        for (index, (many, pending)) in pending.into_iter().enumerate() {
+            match pending {
                 Ok(pending) => {
                     let run = Arc::clone(&run);
                     pending.on_done(move |result| run.complete(index, PreparedAppend::reply(many, result)));
@@ -247,7 +263,7 @@ fn send_without_blocking(socket: &TcpStream, bytes: &[u8]) -> usize {
     sent
 }
 
-/// Counts a run waited for by its thread out of `Shared::appends_out` when it ends.
+/// Counts a run waited for out of `Shared::appends_out` when it ends.
 struct OutGuard<'a>(&'a Shared);
 
 impl Drop for OutGuard<'_> {
