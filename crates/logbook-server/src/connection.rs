@@ -11,7 +11,7 @@
 //! - consecutive appends go to the store together as one run ([`AnsweredByWriter`]; see
 //!   `pipeline`): the writer thread writes their replies to the socket itself. Until the run
 //!   settles nothing else of the connection runs or is written (bytes are still read); a
-//!   request behind the run waits in `stash`. A lone short run is waited for on the loop.
+//!   request behind the run waits in `stash`.
 //! - commands that can wait (READALL / GROUP READ with BLOCK) or that write to disk (APPENDBATCH,
 //!   DELETE, COMPACT, BACKUP, GROUP CREATE / ACK / DELETE) run on a helper thread, one per such
 //!   command, at most one per connection (so at most `max_connections`); the connection's
@@ -99,9 +99,9 @@ pub(crate) struct Connection {
     core: ConnectionCore,
     /// The run of appends out at the store and answered by the writer, if any.
     run: Option<AnsweredByWriter>,
-    /// A lone run of appends submitted, to be waited for by the loop after its pass
-    /// ([`Connection::resolve_lone`]).
-    lone: Option<Submitted>,
+    /// A run was handed to the store with no other run out across the server (the loop
+    /// then polls its sockets for a moment before it sleeps: see `event_loop`).
+    lone: bool,
     /// A request taken from the core that waits for the run before it.
     stash: Option<Request>,
     /// The socket may have input (until a read would block).
@@ -143,7 +143,7 @@ impl Connection {
             session: Some(session),
             core,
             run: None,
-            lone: None,
+            lone: false,
             stash: None,
             readable: true,
             writable: true,
@@ -165,25 +165,12 @@ impl Connection {
 
     /// Something of the connection is out (a run of appends, or a command on a helper).
     fn busy(&self) -> bool {
-        self.session.is_none() || self.run.is_some() || self.lone.is_some()
+        self.session.is_none() || self.run.is_some()
     }
 
-    /// A lone run waits for the loop ([`Self::resolve_lone`]).
-    pub fn has_lone(&self) -> bool {
-        self.lone.is_some()
-    }
-
-    /// Waits for the lone run when it is still the only run out across the server (polling
-    /// for its acknowledgement, see `pipeline`), else lets the writer answer it.
-    pub fn resolve_lone(&mut self, shared: &Arc<Shared>, mailbox: &Arc<Mailbox>) {
-        let Some(submitted) = self.lone.take() else { return };
-        if pipeline::lone_now(shared) {
-            for reply in submitted.wait(shared) {
-                push(shared, &mut self.core, reply.into());
-            }
-        } else {
-            self.answer(shared, mailbox, submitted);
-        }
+    /// True (once) when the connection handed a lone run to the store since the last call.
+    pub fn take_lone(&mut self) -> bool {
+        std::mem::take(&mut self.lone)
     }
 
     /// When the loop must drive the connection even without news (`None` while a helper runs
@@ -265,7 +252,11 @@ impl Connection {
                             self.readable = false;
                             self.core.receive_eof();
                         }
-                        Ok(n) => self.core.receive(&scratch[..n], Instant::now()),
+                        Ok(n) => {
+                            // A short read emptied the socket; a later byte is a new edge.
+                            self.readable = n == room;
+                            self.core.receive(&scratch[..n], Instant::now());
+                        }
                         Err(e) if e.kind() == ErrorKind::WouldBlock => self.readable = false,
                         Err(e) if e.kind() == ErrorKind::Interrupted => {}
                         Err(_) => self.failed = true,
@@ -368,13 +359,9 @@ impl Connection {
 
     /// Hands a run of appends to the store; `ends`: it ends what the client sent.
     fn submit(&mut self, shared: &Arc<Shared>, mailbox: &Arc<Mailbox>, appends: Vec<PreparedAppend>, ends: bool) {
-        let lone = ends && pipeline::waited_on_the_loop(shared, appends.len());
+        self.lone |= ends && pipeline::lone(shared, appends.len());
         let submitted = pipeline::submit(shared, appends);
-        if lone {
-            self.lone = Some(submitted);
-        } else {
-            self.answer(shared, mailbox, submitted);
-        }
+        self.answer(shared, mailbox, submitted);
     }
 
     /// Lets the writer answer a submitted run: it writes the replies itself when nothing of

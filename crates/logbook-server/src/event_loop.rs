@@ -11,9 +11,9 @@
 //! by the writer thread, which writes the replies to the socket itself (see `pipeline`) and
 //! wakes the loop only when the socket did not take them all or the loop asked; commands that
 //! can wait (BLOCK, and those that write to disk) run on a helper thread (`connection`). The
-//! waits a loop can meet: a lone short run of appends (no other run out) is waited for on the
-//! loop, as a thread per connection did (its polling keeps a CPU awake through the fsync);
-//! and the store's bounded append queue being full (the disk is the bottleneck then).
+//! one wait a loop can meet is the store's bounded append queue being full (the disk is the
+//! bottleneck then). After a lone run of appends (no other run out) the loop polls its
+//! sockets for a moment before it sleeps ([`spin`]).
 //!
 //! Sockets are registered (edge-triggered) for input and output. Each connection remembers
 //! whether its socket may have input or take output until a read or write would block.
@@ -45,6 +45,12 @@ const READ_CHUNK_BYTES: usize = 64 * 1024;
 const MAX_POLL_WAIT: Duration = Duration::from_secs(1);
 /// Most loop threads, whatever the core count.
 const MAX_LOOPS: usize = 16;
+/// Longest a loop polls its sockets without sleeping after a lone run of appends ([`spin`]).
+const LONE_SPIN: Duration = Duration::from_micros(400);
+/// A gap this long between two polls means the loop lost its CPU: polling stops.
+const DESCHEDULED: Duration = Duration::from_micros(50);
+/// Spins skipped after one that did not pay.
+const SPIN_BACKOFF: u32 = 64;
 /// Stack of a loop thread: parsing is iterative, JSON nesting is bounded by serde_json.
 const LOOP_STACK_BYTES: usize = 2 * 1024 * 1024;
 
@@ -154,17 +160,20 @@ fn run(shared: &Arc<Shared>, seed: LoopSeed) {
     let mut scratch = vec![0u8; READ_CHUNK_BYTES];
     let mut touched: Vec<u64> = Vec::new();
     let mut again: Vec<u64> = Vec::new();
-    let mut lone: Vec<u64> = Vec::new();
+    let mut lone = false;
+    let mut spin_backoff = 0u32;
     let mut next_scan: Option<Instant> = None;
     loop {
-        // Connections that yielded, or have a lone run to wait for, go on after a look at the
-        // sockets.
-        let wait = if again.is_empty() && lone.is_empty() {
+        // Connections that yielded go on after a look at the sockets.
+        let wait = if again.is_empty() {
             next_scan.map_or(MAX_POLL_WAIT, |at| at.saturating_duration_since(Instant::now()).min(MAX_POLL_WAIT))
         } else {
             Duration::ZERO
         };
-        if let Err(err) = poll.poll(&mut events, Some(wait)) {
+        let spun = std::mem::take(&mut lone) && !wait.is_zero() && spin(&mut poll, &mut events, &mut spin_backoff);
+        if spun {
+            // Events are there.
+        } else if let Err(err) = poll.poll(&mut events, Some(wait)) {
             if err.kind() != ErrorKind::Interrupted {
                 tracing::error!(%err, "event loop poll failed");
                 std::thread::sleep(Duration::from_millis(10));
@@ -226,23 +235,6 @@ fn run(shared: &Arc<Shared>, seed: LoopSeed) {
                 &mut next_scan,
             );
         }
-        // A lone run of appends is waited for once everything else of this pass is done.
-        for id in std::mem::take(&mut lone) {
-            if let Some(connection) = connections.get_mut(&id) {
-                connection.resolve_lone(shared, &mailbox);
-                drive_noting(
-                    shared,
-                    &mailbox,
-                    &poll,
-                    &mut connections,
-                    id,
-                    &mut scratch,
-                    &mut again,
-                    &mut lone,
-                    &mut next_scan,
-                );
-            }
-        }
         let now = Instant::now();
         if next_scan.is_some_and(|at| at <= now) {
             let due: Vec<u64> = connections
@@ -272,7 +264,7 @@ fn run(shared: &Arc<Shared>, seed: LoopSeed) {
 }
 
 /// Drives connection `id` and notes what comes of it: whether it wants driving again after
-/// the next `poll`, whether it has a lone run to wait for, and its next deadline.
+/// the next `poll`, whether it handed a lone run to the store, and its next deadline.
 #[allow(clippy::too_many_arguments)]
 fn drive_noting(
     shared: &Arc<Shared>,
@@ -282,7 +274,7 @@ fn drive_noting(
     id: u64,
     scratch: &mut [u8],
     again: &mut Vec<u64>,
-    lone: &mut Vec<u64>,
+    lone: &mut bool,
     next_scan: &mut Option<Instant>,
 ) {
     if let Driven::Kept { deadline, again: more } = drive(shared, mailbox, poll, connections, id, scratch) {
@@ -292,9 +284,36 @@ fn drive_noting(
         if more {
             again.push(id);
         }
-        if connections.get(&id).is_some_and(Connection::has_lone) {
-            lone.push(id);
+        if connections.get_mut(&id).is_some_and(Connection::take_lone) {
+            *lone = true;
         }
+    }
+}
+
+/// Polls the sockets without sleeping for up to [`LONE_SPIN`], after a lone run of appends
+/// went to the store: keeps the CPU awake until the client's next request (one fsync away),
+/// instead of a wake-up from an idle CPU (tens of µs on a VM). Each poll yields the CPU, so a
+/// runnable thread on the same CPU (the writer, the client) goes first; polling stops when
+/// the loop lost its CPU, and after a spin that did not pay the next [`SPIN_BACKOFF`] spins are
+/// skipped (the store's lone waiter does the same, see `logbook::wait`). True when events came.
+fn spin(poll: &mut Poll, events: &mut Events, backoff: &mut u32) -> bool {
+    if *backoff > 0 {
+        *backoff -= 1;
+        return false;
+    }
+    let start = Instant::now();
+    let mut last = start;
+    loop {
+        if poll.poll(events, Some(Duration::ZERO)).is_ok() && !events.is_empty() {
+            return true;
+        }
+        let now = Instant::now();
+        if now.duration_since(last) > DESCHEDULED || now.duration_since(start) >= LONE_SPIN {
+            *backoff = SPIN_BACKOFF;
+            return false;
+        }
+        last = now;
+        std::thread::yield_now();
     }
 }
 

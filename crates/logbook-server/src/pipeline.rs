@@ -10,11 +10,7 @@
 //! other connections, and the thread that completes the run's last append (the writer, right
 //! after the group's fsync) writes the run's replies to the socket itself when nothing of the
 //! connection is waiting before them. The loop wakes for the client's next request only, not
-//! also for the acknowledgement. A short run that ends what the client sent with no other
-//! run out across the server ([`waited_on_the_loop`] says which) is still waited for on the
-//! loop: a lone waiter polls for its acknowledgement (see `logbook::PendingAppend::wait`),
-//! which keeps a CPU awake through the fsync, and on a virtual machine that is worth more
-//! than the wake-up it saves.
+//! also for the acknowledgement.
 
 use std::io::ErrorKind;
 use std::net::TcpStream;
@@ -30,7 +26,7 @@ use super::commands::append::store_error;
 use super::event_loop::Mailbox;
 use super::Shared;
 
-/// Most appends of a lone run (no other run out) that the event loop waits for itself.
+/// Most appends of a run that counts as lone ([`lone`]).
 pub(crate) const MAX_LONE_APPENDS: usize = 64;
 
 /// One append, ready for the store (stream name already in the store's namespace).
@@ -77,18 +73,13 @@ pub(crate) fn as_i64(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
 
-/// True when a run of `appends` appends that ends what its client sent may be waited for on
-/// the event loop itself: it is short, and no other run is out across the server, so the
-/// loop would only sleep in `poll` while the writer syncs (a lone waiter polls for its
-/// acknowledgement instead, see `logbook::PendingAppend::wait`, which on a virtual machine is
-/// worth more than the wake-up it costs). Called again before the wait ([`lone_now`]).
-pub(crate) fn waited_on_the_loop(shared: &Shared, appends: usize) -> bool {
+/// True when a run of `appends` appends that ends what its client sent is lone: it is short,
+/// and no other run is out across the server. Its loop then polls its sockets for a moment
+/// instead of sleeping at once (see `event_loop`): a lone client's next request comes about
+/// one fsync later, and on a virtual machine a CPU kept awake is worth more than the polls
+/// (as a lone waiter polls for its acknowledgement, see `logbook::PendingAppend::wait`).
+pub(crate) fn lone(shared: &Shared, appends: usize) -> bool {
     appends > 0 && appends <= MAX_LONE_APPENDS && shared.appends_out.load(Ordering::Acquire) == 0
-}
-
-/// True when the one run out across the server is the caller's (already submitted).
-pub(crate) fn lone_now(shared: &Shared) -> bool {
-    shared.appends_out.load(Ordering::Acquire) == 1
 }
 
 /// A run of consecutive appends handed to the store in order, neither waited for nor
@@ -105,22 +96,6 @@ pub(crate) fn submit(shared: &Shared, appends: Vec<PreparedAppend>) -> Submitted
     let store = &shared.store;
     let pending = appends.into_iter().map(|a| (a.many, store.submit_append(&a.stream, a.expected, a.events))).collect();
     Submitted { started, pending }
-}
-
-impl Submitted {
-    /// Waits for each append; their replies in input order.
-    pub fn wait(self, shared: &Shared) -> Vec<Value> {
-        let _out = OutGuard(shared);
-        let started = self.started;
-        self.pending
-            .into_iter()
-            .map(|(many, pending)| {
-                let result = pending.and_then(logbook::PendingAppend::wait);
-                record_latency(shared, started);
-                PreparedAppend::reply(many, result)
-            })
-            .collect()
-    }
 }
 
 /// Counts an append that was handed to the store at `started` and has its result now, in the
@@ -261,13 +236,4 @@ fn send_without_blocking(socket: &TcpStream, bytes: &[u8]) -> usize {
         }
     }
     sent
-}
-
-/// Counts a run waited for out of `Shared::appends_out` when it ends.
-struct OutGuard<'a>(&'a Shared);
-
-impl Drop for OutGuard<'_> {
-    fn drop(&mut self) {
-        self.0.appends_out.fetch_sub(1, Ordering::AcqRel);
-    }
 }
