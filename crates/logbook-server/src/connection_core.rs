@@ -416,8 +416,22 @@ impl ConnectionCore {
         self.closing
     }
 
+    /// Drops the written part of the output before more is added, once it is at least half of
+    /// it: a driver that takes requests while replies are still partly written (an event loop)
+    /// would otherwise keep every byte written since the output was last empty.
+    fn drop_written(&mut self) {
+        if self.written > 0 && self.written >= self.output.len() / 2 {
+            self.output.drain(..self.written);
+            self.written = 0;
+            if self.output.capacity() > OUTPUT_KEEP_CAPACITY {
+                self.output.shrink_to(self.output.len().max(OUTPUT_KEEP_CAPACITY));
+            }
+        }
+    }
+
     /// Encodes a reply (in order after every earlier one).
     pub fn push_reply(&mut self, reply: &Value) {
+        self.drop_written();
         let target = if self.hold_until.is_some() { &mut self.held } else { &mut self.output };
         let before = target.len();
         encode(reply, self.proto, target);
@@ -428,6 +442,7 @@ impl ConnectionCore {
     /// is pending the buffer is taken as it is, without a copy.
     pub fn push_encoded(&mut self, bytes: Vec<u8>) {
         self.budget.add(bytes.len());
+        self.drop_written();
         if self.hold_until.is_some() {
             self.held.extend_from_slice(&bytes);
         } else if self.output.is_empty() {
@@ -719,6 +734,19 @@ mod tests {
         core.on_timeout(now + Duration::from_secs(31));
         assert!(!core.is_closing());
         assert!(core.next_request(now).is_some(), "requests resume once replies are written");
+    }
+
+    #[test]
+    fn written_bytes_are_dropped_when_more_replies_come_while_some_are_unwritten() {
+        let (mut core, budget, now) = new_core(false);
+        core.push_reply(&Value::bulk(vec![b'x'; 1000]));
+        core.advance_output(900, now);
+        core.push_encoded(b"+OK\r\n".to_vec());
+        core.push_reply(&Value::ok());
+        let pending = core.pending_output();
+        assert_eq!(core.output.len(), pending, "the written 900 bytes are not kept");
+        assert_eq!(budget.used(), pending);
+        assert!(core.output().ends_with(b"x\r\n+OK\r\n+OK\r\n"));
     }
 
     #[test]
