@@ -106,6 +106,9 @@ pub(crate) struct Connection {
     stash: Option<Request>,
     /// The socket may have input (until a read would block).
     readable: bool,
+    /// The socket reported its input closed (or an error): reads go on until one says so, even
+    /// after a short one.
+    read_closed: bool,
     /// The socket may take output (until a write would block).
     writable: bool,
     /// The socket failed: end once nothing is out.
@@ -146,6 +149,7 @@ impl Connection {
             lone: false,
             stash: None,
             readable: true,
+            read_closed: false,
             writable: true,
             failed: false,
             close_by: None,
@@ -158,8 +162,9 @@ impl Connection {
     }
 
     /// The socket reported readiness.
-    pub fn on_ready(&mut self, readable: bool, writable: bool) {
-        self.readable |= readable;
+    pub fn on_ready(&mut self, readable: bool, read_closed: bool, writable: bool) {
+        self.readable |= readable || read_closed;
+        self.read_closed |= read_closed;
         self.writable |= writable;
     }
 
@@ -253,8 +258,9 @@ impl Connection {
                             self.core.receive_eof();
                         }
                         Ok(n) => {
-                            // A short read emptied the socket; a later byte is a new edge.
-                            self.readable = n == room;
+                            // A short read emptied the socket; a later byte is a new edge (but
+                            // an end of input that came with the bytes is not).
+                            self.readable = n == room || self.read_closed;
                             self.core.receive(&scratch[..n], Instant::now());
                         }
                         Err(e) if e.kind() == ErrorKind::WouldBlock => self.readable = false,

@@ -189,7 +189,8 @@ fn run(shared: &Arc<Shared>, seed: LoopSeed) {
             if let Some(connection) = connections.get_mut(&id) {
                 let failed = event.is_error();
                 connection.on_ready(
-                    event.is_readable() || event.is_read_closed() || failed,
+                    event.is_readable(),
+                    event.is_read_closed() || failed,
                     event.is_writable() || event.is_write_closed() || failed,
                 );
                 touched.push(id);
