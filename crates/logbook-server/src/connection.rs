@@ -40,7 +40,7 @@ use super::auth::Identity;
 use super::commands::{self, Outcome, Reply};
 use super::connection_core::{ConnectionCore, Request, Wait};
 use super::event_loop::{no_helper_reply, Finished, Mailbox};
-use super::pipeline::{self, AnsweredByWriter, PreparedAppend, Submitted};
+use super::pipeline::{self, AnsweredByWriter, PreparedAppend};
 use super::{Registration, Shared};
 
 /// Most consecutive appends submitted together as one run.
@@ -367,15 +367,15 @@ impl Connection {
     fn submit(&mut self, shared: &Arc<Shared>, mailbox: &Arc<Mailbox>, appends: Vec<PreparedAppend>, ends: bool) {
         self.lone |= ends && pipeline::lone(shared, appends.len());
         let submitted = pipeline::submit(shared, appends);
-        self.answer(shared, mailbox, submitted);
-    }
-
-    /// Lets the writer answer a submitted run: it writes the replies itself when nothing of
-    /// the connection waits before them.
-    fn answer(&mut self, shared: &Arc<Shared>, mailbox: &Arc<Mailbox>, submitted: Submitted) {
+        // The writer writes the replies itself when nothing of the connection waits before them.
         let proto = self.session.as_ref().map_or(ProtocolVersion::Resp2, |s| s.proto);
         let direct = self.core.answers_directly();
-        self.run = Some(AnsweredByWriter::answer(shared, &self.replies, proto, direct, (mailbox, self.id), submitted));
+        // Unless only more input can move the connection on (which wakes the loop anyway), the
+        // loop must hear when the run settles, whether or not the socket took every reply:
+        // requests wait behind it, or the client closed its side and the connection must end.
+        let wanted = !ends || self.core.wait(Instant::now()) != Wait::Input;
+        self.run =
+            Some(AnsweredByWriter::answer(shared, &self.replies, proto, direct, (mailbox, self.id), wanted, submitted));
     }
 
     /// Runs `command` on a helper thread; the session goes with it.

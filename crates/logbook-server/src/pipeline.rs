@@ -139,13 +139,15 @@ struct RunState {
 impl AnsweredByWriter {
     /// Answers a submitted run: its replies will be written to `socket` in the connection's
     /// protocol `proto` when `direct`, else only encoded. `mailbox` and `connection` say whom
-    /// to wake.
+    /// to wake; `wanted`: wake the loop when the run settles even if every reply went out (the
+    /// connection has more requests to run after it, and no new input will wake the loop).
     pub fn answer(
         shared: &Arc<Shared>,
         socket: &Arc<TcpStream>,
         proto: ProtocolVersion,
         direct: bool,
         (mailbox, connection): (&Arc<Mailbox>, u64),
+        wanted: bool,
         submitted: Submitted,
     ) -> AnsweredByWriter {
         let Submitted { started, pending } = submitted;
@@ -161,7 +163,7 @@ impl AnsweredByWriter {
                 replies: std::iter::repeat_with(|| None).take(pending.len()).collect(),
                 missing: pending.len(),
                 unsent: None,
-                wanted: false,
+                wanted,
             }),
         });
         for (index, (many, pending)) in pending.into_iter().enumerate() {
