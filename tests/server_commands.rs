@@ -312,6 +312,35 @@ fn pipelining_1000_appends_in_one_round_trip_shares_group_commits() {
 }
 
 #[test]
+fn a_pipeline_longer_than_one_run_of_appends_gets_every_reply_in_order() {
+    // 20,000 appends (several runs of appends handed to the store one after another, each
+    // answered by the writer) with a VERSION after every 5,000th: every reply comes, in order.
+    let server = TestServer::start();
+    let mut con = server.redis();
+    con.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let mut pipe = redis::pipe();
+    for i in 0..20_000 {
+        pipe.cmd("APPEND").arg("long").arg("T").arg(format!("{{\"i\":{i}}}"));
+        if i % 5_000 == 4_999 {
+            pipe.cmd("VERSION").arg("long");
+        }
+    }
+    let replies: Vec<redis::Value> = pipe.query(&mut con).expect("pipeline");
+    assert_eq!(replies.len(), 20_004);
+    let mut appended = 0;
+    for reply in replies {
+        match reply {
+            R::Array(parts) => {
+                appended += 1;
+                assert_eq!(parts[0], R::Int(appended), "append {appended} in order");
+            }
+            R::Int(version) => assert_eq!(version, appended, "VERSION after {appended} appends"),
+            other => panic!("unexpected reply {other:?}"),
+        }
+    }
+}
+
+#[test]
 fn pipelined_appends_to_one_stream_with_exact_versions_share_fsyncs() {
     let server = TestServer::start();
     let mut con = server.redis();
