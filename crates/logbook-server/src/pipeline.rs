@@ -208,6 +208,10 @@ impl Run {
         }
         let sent = send_without_blocking(&self.socket, &bytes);
         bytes.drain(..sent);
+        self.shared.stats.runs_answered_by_writer.fetch_add(1, Ordering::Relaxed);
+        if !bytes.is_empty() {
+            self.shared.stats.runs_left_to_connection.fetch_add(1, Ordering::Relaxed);
+        }
         state.unsent = Some(bytes);
         drop(state);
         self.settled.notify_one();
@@ -217,6 +221,8 @@ impl Run {
 /// Writes as much of `bytes` as the socket takes without blocking; returns how much. A failed
 /// socket takes everything: the connection's own next read or write sees the failure.
 fn send_without_blocking(socket: &TcpStream, bytes: &[u8]) -> usize {
+    #[cfg(feature = "testing")]
+    let bytes = &bytes[..bytes.len().min(testing::WRITER_SEND_CAP.load(Ordering::Relaxed))];
     let socket = socket2::SockRef::from(socket);
     let mut sent = 0;
     while sent < bytes.len() {
@@ -237,5 +243,20 @@ struct OutGuard<'a>(&'a Shared);
 impl Drop for OutGuard<'_> {
     fn drop(&mut self) {
         self.0.appends_out.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// Test hooks: the repository's tests reach the rare paths through them.
+#[cfg(feature = "testing")]
+pub mod testing {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// Most bytes one writer-side send may write (process-wide), as if the socket were full.
+    pub(super) static WRITER_SEND_CAP: AtomicUsize = AtomicUsize::new(usize::MAX);
+
+    /// Lets the writer's sends of replies write at most `bytes` bytes each (as if the socket
+    /// had room for no more), so the rest is left to the connection's thread.
+    pub fn cap_writer_sends(bytes: usize) {
+        WRITER_SEND_CAP.store(bytes, Ordering::Relaxed);
     }
 }
