@@ -232,7 +232,7 @@ fn run_requests(shared: &Arc<Shared>, session: &mut Session, core: &mut Connecti
         settle(link, core);
         shared.stats.commands.fetch_add(1, Ordering::Relaxed);
         let command = match request {
-            Request::Rejected(reply) => {
+            Request::Rejected(reply) | Request::Closing(reply) => {
                 flush_appends(shared, &mut appends, core);
                 push(shared, core, reply.into());
                 continue;

@@ -26,7 +26,7 @@ use logbook::{ExpectedVersion, NewEvent};
 use logbook_protocol::{encode, ProtocolVersion, Value};
 use parking_lot::{Condvar, Mutex};
 
-use super::commands::append::store_error;
+use super::commands::append::{store_error_unlogged, StorageFailure};
 use super::Shared;
 
 /// Most appends of one run answered by the writer: their replies (tens of bytes each) fit at
@@ -53,12 +53,22 @@ impl PreparedAppend {
     }
 
     fn reply(many: bool, result: logbook::Result<logbook::AppendResult>) -> Value {
+        let (reply, failure) = Self::reply_unlogged(many, result);
+        if let Some(failure) = failure {
+            failure.log();
+        }
+        reply
+    }
+
+    /// [`Self::reply`], leaving a storage failure for the caller to log.
+    fn reply_unlogged(many: bool, result: logbook::Result<logbook::AppendResult>) -> (Value, Option<StorageFailure>) {
         match result {
-            Ok(r) if many => range_reply(&r),
-            Ok(r) => {
-                Value::Array(vec![Value::Integer(as_i64(r.last_version)), Value::Integer(as_i64(r.last_position))])
-            }
-            Err(err) => store_error(&err),
+            Ok(r) if many => (range_reply(&r), None),
+            Ok(r) => (
+                Value::Array(vec![Value::Integer(as_i64(r.last_version)), Value::Integer(as_i64(r.last_position))]),
+                None,
+            ),
+            Err(err) => store_error_unlogged(&err),
         }
     }
 }
@@ -128,6 +138,10 @@ struct Run {
 
 struct RunState {
     replies: Vec<Option<Value>>,
+    /// What the connection's thread logs when it settles the run: the writer thread, which
+    /// completes runs, must not wait on the log.
+    failures: Vec<StorageFailure>,
+    error_replies: Vec<String>,
     missing: usize,
     /// `Some` once every reply is in: the bytes the socket did not take.
     unsent: Option<Vec<u8>>,
@@ -152,6 +166,8 @@ impl AnsweredByWriter {
             state: Mutex::new(RunState {
                 replies: std::iter::repeat_with(|| None).take(appends.len()).collect(),
                 missing: appends.len(),
+                failures: Vec::new(),
+                error_replies: Vec::new(),
                 unsent: None,
             }),
             settled: Condvar::new(),
@@ -161,9 +177,9 @@ impl AnsweredByWriter {
             match shared.store.submit_append(&append.stream, append.expected, append.events) {
                 Ok(pending) => {
                     let run = Arc::clone(&run);
-                    pending.on_done(move |result| run.complete(index, PreparedAppend::reply(many, result)));
+                    pending.on_done(move |result| run.complete(index, PreparedAppend::reply_unlogged(many, result)));
                 }
-                Err(err) => run.complete(index, store_error(&err)),
+                Err(err) => run.complete(index, store_error_unlogged(&err)),
             }
         }
         AnsweredByWriter(run)
@@ -174,27 +190,41 @@ impl AnsweredByWriter {
         self.0.state.lock().unsent.is_some()
     }
 
-    /// Waits until every reply is in, and returns the bytes the socket did not take (empty
-    /// when all went out); the caller writes them before any later reply.
+    /// Waits until every reply is in, logs what the run's errors left to log, and returns the
+    /// bytes the socket did not take (empty when all went out); the caller writes them before
+    /// any later reply.
     pub fn settle(self) -> Vec<u8> {
         let mut state = self.0.state.lock();
-        loop {
+        let unsent = loop {
             if let Some(unsent) = state.unsent.take() {
-                return unsent;
+                break unsent;
             }
             self.0.settled.wait(&mut state);
+        };
+        let failures = std::mem::take(&mut state.failures);
+        let error_replies = std::mem::take(&mut state.error_replies);
+        drop(state);
+        for text in error_replies {
+            tracing::debug!(reply = %text, "error reply");
         }
+        for failure in failures {
+            failure.log();
+        }
+        unsent
     }
 }
 
 impl Run {
-    fn complete(&self, index: usize, reply: Value) {
+    /// Takes one append's reply; the last one in writes them all. Runs on the writer thread:
+    /// nothing here blocks or logs.
+    fn complete(&self, index: usize, (reply, failure): (Value, Option<StorageFailure>)) {
         record_latency(&self.shared, self.started);
+        let mut state = self.state.lock();
         if let Value::Error(text) = &reply {
             self.shared.stats.error_replies.fetch_add(1, Ordering::Relaxed);
-            tracing::debug!(reply = %text, "error reply");
+            state.error_replies.push(text.clone());
         }
-        let mut state = self.state.lock();
+        state.failures.extend(failure);
         debug_assert!(state.replies[index].is_none(), "each append of a run completes once");
         state.replies[index] = Some(reply);
         state.missing -= 1;
