@@ -231,3 +231,19 @@ fn a_request_trickled_past_its_deadline_closes_the_connection() {
     let pong: String = redis::cmd("PING").query(&mut con).unwrap();
     assert_eq!(pong, "PONG");
 }
+
+#[test]
+fn replies_to_appends_before_a_malformed_or_oversized_request_come_before_its_error() {
+    let server = TestServer::start();
+    let append =
+        |stream: &str| format!("*4\r\n$6\r\nAPPEND\r\n${}\r\n{stream}\r\n$1\r\nT\r\n$1\r\nx\r\n", stream.len());
+    // Two appends, then a frame that cannot be parsed, in one write: the appends run, and their
+    // replies come first, then the error, then the close.
+    let malformed = format!("{}{}*1\r\n$x\r\n", append("order-1"), append("order-2"));
+    let reply = send_and_finish(&server, malformed.as_bytes());
+    assert!(reply.starts_with("*2\r\n:1\r\n:1\r\n*2\r\n:1\r\n:2\r\n-ERR"), "{reply:?}");
+    // The same with a bulk string over max_bulk_bytes (4 MiB) announced after the appends.
+    let oversized = format!("{}*2\r\n$4\r\nPING\r\n$5242880\r\n", append("order-3"));
+    let reply = send_and_finish(&server, oversized.as_bytes());
+    assert!(reply.starts_with("*2\r\n:1\r\n:3\r\n-TOOBIG"), "{reply:?}");
+}

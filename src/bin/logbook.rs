@@ -32,11 +32,15 @@ enum LogFormat {
 }
 
 /// Logs go to standard error: as text, coloured only when it is a terminal (a file or a
-/// journal gets no escape codes), or as JSON lines.
+/// journal gets no escape codes), or as JSON lines. A line that cannot be written (the log's
+/// disk is full) is lost: the subscriber's own report of that would go to standard error
+/// too, through a print that panics when the write fails, and a daemon must not stop
+/// because its log did.
 fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder =
+        tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).log_internal_errors(false);
     match format {
         LogFormat::Text => builder.with_ansi(std::io::stderr().is_terminal()).init(),
         LogFormat::Json => builder.json().with_current_span(false).init(),

@@ -340,7 +340,7 @@ impl Connection {
                     self.submit(shared, mailbox, appends, false);
                     return;
                 }
-                Request::Rejected(reply) => push(shared, &mut self.core, reply.into()),
+                Request::Rejected(reply) | Request::Closing(reply) => push(shared, &mut self.core, reply.into()),
                 Request::Extension(name, args) => {
                     let reply = commands::execute_extension(shared, session, name, args);
                     self.core.touch(Instant::now());

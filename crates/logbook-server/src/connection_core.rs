@@ -126,6 +126,9 @@ pub(crate) enum Request {
     Extension(&'static str, Vec<Vec<u8>>),
     /// A request that could not be parsed as a command: reply, the connection stays.
     Rejected(Value),
+    /// A malformed or oversized request: reply (after the replies of every request before
+    /// it), then the connection closes; the core is closed already and hands out nothing more.
+    Closing(Value),
 }
 
 /// Why [`ConnectionCore::next_request`] returned `None`: what the driver waits for.
@@ -321,7 +324,7 @@ impl ConnectionCore {
                         } else {
                             format!("request exceeds {limit} bytes before AUTH")
                         };
-                        self.fail_protocol(Value::error("TOOBIG", &reply));
+                        return Some(self.fail_protocol(Value::error("TOOBIG", &reply)));
                     } else if self.input_closed {
                         self.closing = true;
                     }
@@ -339,8 +342,7 @@ impl ConnectionCore {
                         ),
                         _ => err,
                     };
-                    self.fail_protocol(reply);
-                    return None;
+                    return Some(self.fail_protocol(reply));
                 }
             };
             let (value, used) = parsed;
@@ -356,10 +358,7 @@ impl ConnectionCore {
             self.last_activity = now;
             let args = match args_from_value(value) {
                 Ok(args) => args,
-                Err(err) => {
-                    self.fail_protocol(err.to_value());
-                    return None;
-                }
+                Err(err) => return Some(self.fail_protocol(err.to_value())),
             };
             if args.is_empty() {
                 continue; // a blank inline line
@@ -378,19 +377,19 @@ impl ConnectionCore {
             }
             return Some(match Command::parse(args, &self.limits.commands) {
                 Ok(command) => Request::Command(command),
-                Err(CommandError::Protocol(msg)) => {
-                    self.fail_protocol(CommandError::Protocol(msg).to_value());
-                    return None;
-                }
+                Err(CommandError::Protocol(msg)) => self.fail_protocol(CommandError::Protocol(msg).to_value()),
                 Err(err) => Request::Rejected(err.to_value()),
             });
         }
     }
 
-    /// A malformed or oversized request: the reply, then close.
-    fn fail_protocol(&mut self, reply: Value) {
+    /// A malformed or oversized request: stop taking requests, and hand the reply out as the
+    /// last request, so the driver puts it after the replies of the requests before it (a
+    /// run of appends it is still completing among them).
+    fn fail_protocol(&mut self, reply: Value) -> Request {
         self.protocol_error = true;
-        self.fail(reply);
+        self.close();
+        Request::Closing(reply)
     }
 
     /// True when the connection was closed for a malformed or oversized request.
@@ -627,7 +626,7 @@ pub fn fuzz_connection_core(data: &[u8]) {
                     assert!(core.is_authenticated(), "extension {name} routed before AUTH");
                     core.push_reply(&Value::bulk(vec![b'x'; (next() % 200) as usize]));
                 }
-                Request::Rejected(reply) => core.push_reply(&reply),
+                Request::Rejected(reply) | Request::Closing(reply) => core.push_reply(&reply),
             }
             assert!(budget.used() == core.pending_output() + core.held.len());
         }
@@ -682,9 +681,22 @@ mod tests {
         match core.next_request(now) {
             Some(Request::Command(c)) => Some(c),
             Some(Request::Rejected(v)) => panic!("rejected: {v:?}"),
+            Some(Request::Closing(v)) => panic!("closing: {v:?}"),
             Some(Request::Extension(name, _)) => panic!("extension {name}"),
             None => None,
         }
+    }
+
+    /// The reply that closes the connection (a malformed or oversized request), as the driver
+    /// writes it.
+    fn closing(core: &mut ConnectionCore, now: Instant) -> String {
+        match core.next_request(now) {
+            Some(Request::Closing(reply)) => core.push_reply(&reply),
+            other => panic!("expected a closing reply, got {other:?}"),
+        }
+        assert!(core.is_closing());
+        assert!(core.next_request(now).is_none(), "nothing after the closing reply");
+        drain(core, now)
     }
 
     fn drain(core: &mut ConnectionCore, now: Instant) -> String {
@@ -777,8 +789,7 @@ mod tests {
     fn an_oversized_request_closes_with_toobig() {
         let (mut core, _, now) = new_core(false);
         core.receive(b"*2\r\n$4\r\nPING\r\n$2000\r\n", now);
-        assert!(core.next_request(now).is_none());
-        assert!(drain(&mut core, now).starts_with("-TOOBIG"));
+        assert!(closing(&mut core, now).starts_with("-TOOBIG"));
         assert_eq!(core.wait(now), Wait::Closed);
         // An incomplete request filling the buffer also closes.
         let (mut core, _, now) = new_core(false);
@@ -789,8 +800,7 @@ mod tests {
         core.receive(b"\r\n$1000\r\n", now);
         core.receive(&[b'y'; 100], now);
         assert!(core.read_capacity() == 0);
-        assert!(core.next_request(now).is_none());
-        assert!(drain(&mut core, now).starts_with("-TOOBIG"));
+        assert!(closing(&mut core, now).starts_with("-TOOBIG"));
     }
 
     #[test]
@@ -815,8 +825,7 @@ mod tests {
         let budget = Arc::new(ReplyBudget::new(1 << 20));
         let mut core = ConnectionCore::new(limits.clone(), true, Arc::clone(&budget), now);
         core.receive(b"*3\r\n$10\r\nAPPENDMANY\r\n$1\r\ns\r\n$4194304\r\n[", now);
-        assert!(core.next_request(now).is_none());
-        let reply = drain(&mut core, now);
+        let reply = closing(&mut core, now);
         assert!(reply.starts_with("-TOOBIG request exceeds 4096 bytes before AUTH"), "{reply}");
         assert!(core.is_closing());
         // Before AUTH the reader may take at most 4 KiB; after AUTH the full limit.
@@ -887,8 +896,7 @@ mod tests {
         core.receive(b"PING\r\n:1\r\nPING\r\n", now);
         assert!(command(&mut core, now).is_some());
         core.push_reply(&Value::SimpleString("PONG".into()));
-        assert!(core.next_request(now).is_none());
-        let out = drain(&mut core, now);
+        let out = closing(&mut core, now);
         assert!(out.starts_with("+PONG\r\n-ERR Protocol error"), "{out}");
         assert_eq!(core.wait(now), Wait::Closed);
     }

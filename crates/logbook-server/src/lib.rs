@@ -58,6 +58,8 @@ pub use console::{
     ApiError, ApiLimits, ApiQuery, ConsoleExtension, ConsolePage, MAX_QUERY_PARAMS, MAX_QUERY_VALUE_BYTES,
 };
 pub use extension::{error_reply, stored_stream_name, CommandExtension, Extensions};
+#[cfg(feature = "testing")]
+pub use pipeline::testing;
 pub use webhook::{
     signature as webhook_signature, validate_webhooks, WebhookConfig, DEAD_LETTER_STREAM_PREFIX, DEAD_LETTER_TYPE,
     EVENT_ID_HEADER, FROM_END, FROM_START, MAX_WEBHOOKS, MAX_WEBHOOK_ATTEMPTS, MAX_WEBHOOK_NAME_BYTES,
@@ -100,6 +102,11 @@ pub(crate) struct ServerStats {
     /// store to its result, µs.
     pub append_micros: logbook::Log2Counts,
     pub protocol_errors: AtomicU64,
+    /// Runs of appends whose replies the writer wrote (`pipeline::AnsweredByWriter`).
+    pub runs_answered_by_writer: AtomicU64,
+    /// Of those, runs whose replies the socket did not take at once (a client not reading),
+    /// left for the event loop to write.
+    pub runs_left_to_connection: AtomicU64,
     /// Console API requests holding a place in the store-work queue (queued or running).
     pub console_api_requests: AtomicU64,
 }

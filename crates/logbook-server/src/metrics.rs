@@ -10,7 +10,7 @@ pub(crate) fn render(shared: &Shared) -> String {
     let store = &shared.store;
     let stats = store.stats();
     let s = &shared.stats;
-    let metrics: [(&str, &str, &str, u64); 20] = [
+    let metrics: [(&str, &str, &str, u64); 22] = [
         ("logbook_uptime_seconds", "gauge", "Seconds since the server started.", shared.started.elapsed().as_secs()),
         ("logbook_head_position", "gauge", "Last published position of the global log.", store.head_position()),
         ("logbook_streams", "gauge", "Streams with at least one event.", store.stream_count() as u64),
@@ -60,6 +60,18 @@ pub(crate) fn render(shared: &Shared) -> String {
             "counter",
             "Connections closed for a malformed or oversized frame.",
             s.protocol_errors.load(Ordering::Relaxed),
+        ),
+        (
+            "logbook_runs_answered_by_writer_total",
+            "counter",
+            "Runs of appends whose replies the writer thread wrote to the socket.",
+            s.runs_answered_by_writer.load(Ordering::Relaxed),
+        ),
+        (
+            "logbook_runs_left_to_connection_total",
+            "counter",
+            "Of those, runs whose replies the socket did not take at once (left to the connection).",
+            s.runs_left_to_connection.load(Ordering::Relaxed),
         ),
     ];
     let mut out = String::new();

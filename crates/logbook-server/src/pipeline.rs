@@ -22,7 +22,7 @@ use logbook::{ExpectedVersion, NewEvent};
 use logbook_protocol::{encode, ProtocolVersion, Value};
 use parking_lot::Mutex;
 
-use super::commands::append::store_error;
+use super::commands::append::{store_error_unlogged, StorageFailure};
 use super::event_loop::Mailbox;
 use super::Shared;
 
@@ -48,12 +48,22 @@ impl PreparedAppend {
     }
 
     fn reply(many: bool, result: logbook::Result<logbook::AppendResult>) -> Value {
+        let (reply, failure) = Self::reply_unlogged(many, result);
+        if let Some(failure) = failure {
+            failure.log();
+        }
+        reply
+    }
+
+    /// [`Self::reply`], leaving a storage failure for the caller to log.
+    fn reply_unlogged(many: bool, result: logbook::Result<logbook::AppendResult>) -> (Value, Option<StorageFailure>) {
         match result {
-            Ok(r) if many => range_reply(&r),
-            Ok(r) => {
-                Value::Array(vec![Value::Integer(as_i64(r.last_version)), Value::Integer(as_i64(r.last_position))])
-            }
-            Err(err) => store_error(&err),
+            Ok(r) if many => (range_reply(&r), None),
+            Ok(r) => (
+                Value::Array(vec![Value::Integer(as_i64(r.last_version)), Value::Integer(as_i64(r.last_position))]),
+                None,
+            ),
+            Err(err) => store_error_unlogged(&err),
         }
     }
 }
@@ -129,6 +139,10 @@ struct Run {
 
 struct RunState {
     replies: Vec<Option<Value>>,
+    /// What the loop logs when it settles the run: the writer thread, which
+    /// completes runs, must not wait on the log.
+    failures: Vec<StorageFailure>,
+    error_replies: Vec<String>,
     missing: usize,
     /// `Some` once every reply is in: the bytes the socket did not take.
     unsent: Option<Vec<u8>>,
@@ -162,6 +176,8 @@ impl AnsweredByWriter {
             state: Mutex::new(RunState {
                 replies: std::iter::repeat_with(|| None).take(pending.len()).collect(),
                 missing: pending.len(),
+                failures: Vec::new(),
+                error_replies: Vec::new(),
                 unsent: None,
                 wanted,
             }),
@@ -170,35 +186,48 @@ impl AnsweredByWriter {
             match pending {
                 Ok(pending) => {
                     let run = Arc::clone(&run);
-                    pending.on_done(move |result| run.complete(index, PreparedAppend::reply(many, result)));
+                    pending.on_done(move |result| run.complete(index, PreparedAppend::reply_unlogged(many, result)));
                 }
-                Err(err) => run.complete(index, store_error(&err)),
+                Err(err) => run.complete(index, store_error_unlogged(&err)),
             }
         }
         AnsweredByWriter(run)
     }
 
     /// The bytes the socket did not take (empty when all went out; the caller writes them
-    /// before any later reply) once every reply is in; `None` while the run is out, and then
-    /// the loop is woken when it settles.
+    /// before any later reply) once every reply is in, after logging what the run's errors
+    /// left to log (the writer thread does not log); `None` while the run is out, and then the
+    /// loop is woken when it settles.
     pub fn try_settle(&mut self) -> Option<Vec<u8>> {
         let mut state = self.0.state.lock();
-        let unsent = state.unsent.take();
-        if unsent.is_none() {
+        let Some(unsent) = state.unsent.take() else {
             state.wanted = true;
+            return None;
+        };
+        let failures = std::mem::take(&mut state.failures);
+        let error_replies = std::mem::take(&mut state.error_replies);
+        drop(state);
+        for text in error_replies {
+            tracing::debug!(reply = %text, "error reply");
         }
-        unsent
+        for failure in failures {
+            failure.log();
+        }
+        Some(unsent)
     }
 }
 
 impl Run {
-    fn complete(&self, index: usize, reply: Value) {
+    /// Takes one append's reply; the last one in writes them all. Runs on the writer thread:
+    /// nothing here blocks or logs.
+    fn complete(&self, index: usize, (reply, failure): (Value, Option<StorageFailure>)) {
         record_latency(&self.shared, self.started);
+        let mut state = self.state.lock();
         if let Value::Error(text) = &reply {
             self.shared.stats.error_replies.fetch_add(1, Ordering::Relaxed);
-            tracing::debug!(reply = %text, "error reply");
+            state.error_replies.push(text.clone());
         }
-        let mut state = self.state.lock();
+        state.failures.extend(failure);
         debug_assert!(state.replies[index].is_none(), "each append of a run completes once");
         state.replies[index] = Some(reply);
         state.missing -= 1;
@@ -213,6 +242,10 @@ impl Run {
         if self.direct {
             let sent = send_without_blocking(&self.socket, &bytes);
             bytes.drain(..sent);
+            self.shared.stats.runs_answered_by_writer.fetch_add(1, Ordering::Relaxed);
+            if !bytes.is_empty() {
+                self.shared.stats.runs_left_to_connection.fetch_add(1, Ordering::Relaxed);
+            }
         }
         let wake = state.wanted || !bytes.is_empty();
         state.unsent = Some(bytes);
@@ -226,6 +259,8 @@ impl Run {
 /// Writes as much of `bytes` as the socket takes without blocking; returns how much. A failed
 /// socket takes everything: the connection's own next read or write sees the failure.
 fn send_without_blocking(socket: &TcpStream, bytes: &[u8]) -> usize {
+    #[cfg(feature = "testing")]
+    let bytes = &bytes[..bytes.len().min(testing::WRITER_SEND_CAP.load(Ordering::Relaxed))];
     let socket = socket2::SockRef::from(socket);
     let mut sent = 0;
     while sent < bytes.len() {
@@ -238,4 +273,19 @@ fn send_without_blocking(socket: &TcpStream, bytes: &[u8]) -> usize {
         }
     }
     sent
+}
+
+/// Test hooks: the repository's tests reach the rare paths through them.
+#[cfg(feature = "testing")]
+pub mod testing {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// Most bytes one writer-side send may write (process-wide), as if the socket were full.
+    pub(super) static WRITER_SEND_CAP: AtomicUsize = AtomicUsize::new(usize::MAX);
+
+    /// Lets the writer's sends of replies write at most `bytes` bytes each (as if the socket
+    /// had room for no more), so the rest is left to the event loop.
+    pub fn cap_writer_sends(bytes: usize) {
+        WRITER_SEND_CAP.store(bytes, Ordering::Relaxed);
+    }
 }

@@ -72,7 +72,31 @@ pub(super) fn prepare(
 /// disk (I/O, corruption, a stopped writer) are logged with their detail under an error id,
 /// and the reply quotes only the id.
 pub(crate) fn store_error(err: &Error) -> Value {
-    match err {
+    let (reply, failure) = store_error_unlogged(err);
+    if let Some(failure) = failure {
+        failure.log();
+    }
+    reply
+}
+
+/// A storage failure behind an error reply: the id the reply names, and what happened, for
+/// the server log.
+pub(crate) struct StorageFailure {
+    error_id: String,
+    detail: String,
+}
+
+impl StorageFailure {
+    pub(crate) fn log(&self) {
+        // One target for every command's storage failures (`store_error` serves them all).
+        tracing::error!(target: "logbook_server::storage", error_id = %self.error_id, detail = %self.detail, "storage error");
+    }
+}
+
+/// [`store_error`] without the log line: for the writer thread, which must not wait on the
+/// log (a full or blocked standard error); the caller logs the failure on its own thread.
+pub(crate) fn store_error_unlogged(err: &Error) -> (Value, Option<StorageFailure>) {
+    let reply = match err {
         Error::WrongExpectedVersion { expected, actual, .. } => {
             Value::error("WRONGVERSION", &format!("expected {expected} actual {actual}"))
         }
@@ -87,16 +111,19 @@ pub(crate) fn store_error(err: &Error) -> Value {
             Error::WrongExpectedVersion { expected, actual, .. } => {
                 Value::error("WRONGVERSION", &format!("{part} expected {expected} actual {actual}"))
             }
-            inner => of_part(store_error(inner), *part),
+            inner => {
+                let (reply, failure) = store_error_unlogged(inner);
+                return (of_part(reply, *part), failure);
+            }
         },
         Error::Shutdown => Value::error("ERR", "the server is shutting down"),
         Error::WriterFailed(_) | Error::Io { .. } | Error::Corruption { .. } | Error::Locked(_) | Error::NoStore(_) => {
             let error_id = new_error_id();
-            // One target for every command's storage failures (this function serves them all).
-            tracing::error!(target: "logbook_server::storage", error_id = %error_id, detail = %err, "storage error");
-            Value::error("ERR", &format!("storage error (id {error_id}); the server log has the detail"))
+            let reply = Value::error("ERR", &format!("storage error (id {error_id}); the server log has the detail"));
+            return (reply, Some(StorageFailure { error_id, detail: err.to_string() }));
         }
-    }
+    };
+    (reply, None)
 }
 
 /// A short id that ties an error reply to its log line: 12 hex digits, random.

@@ -93,6 +93,8 @@ fn section_text(shared: &Shared, session: &Session, name: &str) -> String {
                 ("commands", shared.stats.commands.load(Ordering::Relaxed).to_string()),
                 ("error_replies", shared.stats.error_replies.load(Ordering::Relaxed).to_string()),
                 ("protocol_errors", shared.stats.protocol_errors.load(Ordering::Relaxed).to_string()),
+                ("runs_answered_by_writer", shared.stats.runs_answered_by_writer.load(Ordering::Relaxed).to_string()),
+                ("runs_left_to_connection", shared.stats.runs_left_to_connection.load(Ordering::Relaxed).to_string()),
             ]
         }
     };
