@@ -12,6 +12,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use server_support::daemon::KillOnDrop;
 use server_support::{events, field_int, field_str};
 
 const CLIENT_THREADS: usize = 4;
@@ -155,7 +156,7 @@ fn sigkill_mid_load_loses_no_acknowledged_append() {
     let acks = Arc::new(Mutex::new(Vec::new()));
     let mut answered_by_writer = 0;
     for round in 0..rounds {
-        let mut child = server_support::daemon::spawn_on(dir.path(), addr);
+        let mut child = KillOnDrop(server_support::daemon::spawn_on(dir.path(), addr));
         if round > 0 {
             let n = verify(addr, &acks.lock().unwrap());
             eprintln!("round {round}: {n} events after restart, all acknowledged ones present");
@@ -172,14 +173,14 @@ fn sigkill_mid_load_loses_no_acknowledged_append() {
         // Runs the writer answered itself (the clients' pipelines overlap, so most are): the
         // kill lands among them too.
         answered_by_writer += runs_answered_by_writer(addr);
-        child.kill().expect("SIGKILL");
-        let _ = child.wait();
+        child.0.kill().expect("SIGKILL");
+        let _ = child.0.wait();
         stop.store(true, Ordering::Relaxed);
         for t in threads {
             t.join().expect("client thread");
         }
     }
-    let mut child = server_support::daemon::spawn_on(dir.path(), addr);
+    let mut child = KillOnDrop(server_support::daemon::spawn_on(dir.path(), addr));
     let acked = acks.lock().unwrap().clone();
     let n = verify(addr, &acked);
     eprintln!("final: {n} events, {} acknowledged, {answered_by_writer} runs answered by the writer", acked.len());
@@ -187,11 +188,11 @@ fn sigkill_mid_load_loses_no_acknowledged_append() {
     assert!(!acked.is_empty(), "the load acknowledged nothing");
     // SIGTERM: a clean stop with exit status 0.
     // Our own child's pid, not reaped yet; kill(1) keeps `unsafe` out of the tests.
-    let sent = std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    let sent = std::process::Command::new("kill").args(["-TERM", &child.0.id().to_string()]).status().unwrap();
     assert!(sent.success());
     let deadline = Instant::now() + Duration::from_secs(20);
     let status = loop {
-        if let Some(status) = child.try_wait().expect("wait") {
+        if let Some(status) = child.0.try_wait().expect("wait") {
             break status;
         }
         assert!(Instant::now() < deadline, "server did not stop on SIGTERM");
