@@ -11,8 +11,8 @@
 //! append (the writer, right after the group's fsync) writes the run's replies to the socket
 //! itself. At many clients that halves the thread wake-ups per append: the connection's thread
 //! wakes for the client's next request only, not also for the acknowledgement. A run with
-//! no other run out across the server ([`answered_by_writer`] says which) is still waited for
-//! by its connection's thread: a lone waiter polls for its acknowledgement (see
+//! no other append in flight in the store ([`answered_by_writer`] says which) is still waited
+//! for by its connection's thread: a lone waiter polls for its acknowledgement (see
 //! `logbook::PendingAppend::wait`), which keeps a CPU awake through the fsync, and on a
 //! virtual machine that is worth more than the wake-up it saves.
 
@@ -89,16 +89,15 @@ pub(crate) fn as_i64(n: u64) -> i64 {
 }
 
 /// True when a run of `appends` appends that ends what its client sent should be answered by
-/// the writer: it is short, and another run is out (so no thread would poll alone).
+/// the writer: it is short, and other appends are in flight in the store (so no thread would
+/// poll alone).
 pub(crate) fn answered_by_writer(shared: &Shared, appends: usize) -> bool {
-    appends > 0 && appends <= MAX_ANSWERED_BY_WRITER && shared.appends_out.load(Ordering::Acquire) > 0
+    appends > 0 && appends <= MAX_ANSWERED_BY_WRITER && shared.store.appends_in_flight() > 0
 }
 
 /// Runs a run of consecutive appends: submits all in order, then waits for each; returns
 /// their replies in input order.
 pub(crate) fn run_appends(shared: &Shared, appends: Vec<PreparedAppend>) -> Vec<Value> {
-    shared.appends_out.fetch_add(1, Ordering::AcqRel);
-    let _out = OutGuard(shared);
     let started = Instant::now();
     let store = &shared.store;
     let submitted: Vec<(bool, logbook::Result<logbook::PendingAppend>)> =
@@ -157,7 +156,6 @@ impl AnsweredByWriter {
         appends: Vec<PreparedAppend>,
     ) -> AnsweredByWriter {
         assert!(!appends.is_empty() && appends.len() <= MAX_ANSWERED_BY_WRITER, "a run the writer answers is short");
-        shared.appends_out.fetch_add(1, Ordering::AcqRel);
         let run = Arc::new(Run {
             shared: Arc::clone(shared),
             socket: Arc::clone(socket),
@@ -231,7 +229,6 @@ impl Run {
         if state.missing > 0 {
             return;
         }
-        self.shared.appends_out.fetch_sub(1, Ordering::AcqRel);
         let mut bytes = Vec::with_capacity(32 * state.replies.len());
         for reply in state.replies.drain(..).flatten() {
             encode(&reply, self.proto, &mut bytes);
@@ -265,15 +262,6 @@ fn send_without_blocking(socket: &TcpStream, bytes: &[u8]) -> usize {
         }
     }
     sent
-}
-
-/// Counts a run waited for by its thread out of `Shared::appends_out` when it ends.
-struct OutGuard<'a>(&'a Shared);
-
-impl Drop for OutGuard<'_> {
-    fn drop(&mut self) {
-        self.0.appends_out.fetch_sub(1, Ordering::AcqRel);
-    }
 }
 
 /// Test hooks: the repository's tests reach the rare paths through them.
