@@ -1,6 +1,6 @@
 //! Replies to appends that the writer thread writes (`pipeline::AnsweredByWriter`): a short run
-//! of appends that ends what a client sent, while another run is out on the server, is not
-//! waited for by its connection's thread; the writer writes the replies right after the
+//! of appends that ends what a client sent, while other appends are in flight in the store, is
+//! not waited for by its connection's thread; the writer writes the replies right after the
 //! fsync. These tests hold it to the rules a thread-per-request answer keeps: replies in
 //! request order (a refused append in the middle of a run included), and nothing lost when the
 //! client is not reading (the bytes the socket does not take go out once it reads).

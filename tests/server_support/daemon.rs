@@ -15,6 +15,17 @@ pub struct Daemon {
     pub log_path: PathBuf,
 }
 
+/// A daemon child that is SIGKILLed and reaped when dropped, so a failed assertion does not
+/// leave it running.
+pub struct KillOnDrop(pub Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// A loopback port free a moment ago.
 pub fn free_port() -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");

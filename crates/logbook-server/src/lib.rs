@@ -127,9 +127,6 @@ pub(crate) struct Shared {
     connections: Mutex<Registry>,
     connections_changed: Condvar,
     next_connection_id: AtomicU64,
-    /// Runs of appends handed to the store and not yet answered, across connections
-    /// (`pipeline`: a run alone waits for its result itself).
-    pub appends_out: std::sync::atomic::AtomicUsize,
     /// Each configured webhook's counters, in config order.
     pub webhook_counters: Vec<Arc<webhook::WebhookCounters>>,
     /// The event loops' mailboxes; connection `id` goes to loop `id % loops.len()`.
@@ -302,7 +299,6 @@ impl Server {
             }),
             connections_changed: Condvar::new(),
             next_connection_id: AtomicU64::new(1),
-            appends_out: std::sync::atomic::AtomicUsize::new(0),
             webhook_counters,
             loops: seeds.iter().map(|seed| Arc::clone(&seed.mailbox)).collect(),
             loops_may_stop: AtomicBool::new(false),

@@ -84,16 +84,16 @@ pub(crate) fn as_i64(n: u64) -> i64 {
 }
 
 /// True when a run of `appends` appends that ends what its client sent is lone: it is short,
-/// and no other run is out across the server. Its loop then polls its sockets for a moment
+/// and no other append is in flight in the store. Its loop then polls its sockets for a moment
 /// instead of sleeping at once (see `event_loop`): a lone client's next request comes about
 /// one fsync later, and on a virtual machine a CPU kept awake is worth more than the polls
 /// (as a lone waiter polls for its acknowledgement, see `logbook::PendingAppend::wait`).
 pub(crate) fn lone(shared: &Shared, appends: usize) -> bool {
-    appends > 0 && appends <= MAX_LONE_APPENDS && shared.appends_out.load(Ordering::Acquire) == 0
+    appends > 0 && appends <= MAX_LONE_APPENDS && shared.store.appends_in_flight() == 0
 }
 
 /// A run of consecutive appends handed to the store in order, neither waited for nor
-/// answered yet (counted in `Shared::appends_out` until it is).
+/// answered yet (counted in the store's appends in flight until each is).
 pub(crate) struct Submitted {
     started: Instant,
     pending: Vec<(bool, logbook::Result<logbook::PendingAppend>)>,
@@ -101,7 +101,6 @@ pub(crate) struct Submitted {
 
 /// Submits every append of a run, in order.
 pub(crate) fn submit(shared: &Shared, appends: Vec<PreparedAppend>) -> Submitted {
-    shared.appends_out.fetch_add(1, Ordering::AcqRel);
     let started = Instant::now();
     let store = &shared.store;
     let pending = appends.into_iter().map(|a| (a.many, store.submit_append(&a.stream, a.expected, a.events))).collect();
@@ -234,7 +233,6 @@ impl Run {
         if state.missing > 0 {
             return;
         }
-        self.shared.appends_out.fetch_sub(1, Ordering::AcqRel);
         let mut bytes = Vec::with_capacity(32 * state.replies.len());
         for reply in state.replies.drain(..).flatten() {
             encode(&reply, self.proto, &mut bytes);

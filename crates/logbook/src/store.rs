@@ -423,6 +423,12 @@ impl Store {
         self.inner.shared.state.read().streams.version(stream)
     }
 
+    /// Appends submitted and not yet answered, from every caller: a caller that is about to
+    /// append can tell whether it would wait alone (see [`PendingAppend::wait`]).
+    pub fn appends_in_flight(&self) -> usize {
+        self.inner.acks.in_flight.load(Ordering::Acquire)
+    }
+
     /// The last published position (0 for an empty store).
     pub fn head_position(&self) -> u64 {
         self.inner.shared.head()
@@ -757,8 +763,14 @@ impl PendingAppend {
     /// the result is already there. So it must be short and must not block: every
     /// acknowledgement behind it in the group waits for it. A server uses it to answer its
     /// client without a thread waking up for the result.
+    /// The append counts as in flight ([`Store::appends_in_flight`]) until `on_done` runs.
     pub fn on_done(self, on_done: impl FnOnce(Result<AppendResult>) + Send + 'static) {
+        // Dropping `self` below takes the append out of the count: the callback's own count
+        // keeps it in until the result is there.
+        let acks = Arc::clone(&self.0.acks);
+        acks.in_flight.fetch_add(1, Ordering::AcqRel);
         self.0.reply.on_arrival(move |result| {
+            acks.in_flight.fetch_sub(1, Ordering::AcqRel);
             on_done(result.unwrap_or_else(|| Err(Error::WriterFailed("the writer thread stopped".into()))));
         });
     }
@@ -774,7 +786,8 @@ struct Pending<T> {
 /// Per store: how many appends are in flight, and whether a waiter is polling right now.
 #[derive(Debug, Default)]
 struct AckState {
-    /// Appends submitted and not yet awaited, across all handles.
+    /// Appends submitted and not yet awaited (or, left with a callback, not yet answered),
+    /// across all handles.
     in_flight: std::sync::atomic::AtomicUsize,
     /// At most one waiter polls for its acknowledgement at a time.
     spinner: std::sync::atomic::AtomicBool,
