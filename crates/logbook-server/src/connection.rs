@@ -12,11 +12,11 @@
 //!   `pipeline`): the writer thread writes their replies to the socket itself. Until the run
 //!   settles nothing else of the connection runs or is written (bytes are still read); a
 //!   request behind the run waits in `stash`.
-//! - commands that can wait (READALL / GROUP READ with BLOCK) or that write to disk (APPENDBATCH,
-//!   DELETE, COMPACT, BACKUP, GROUP CREATE / ACK / DELETE) run on a helper thread, one per such
-//!   command, at most one per connection (so at most `max_connections`); the connection's
-//!   session goes with it and comes back with the reply, and meanwhile nothing is read.
-//! - every other command (short reads, session commands, extensions) runs on the loop.
+//! - commands that can wait, write to disk, are an extension's, or may read long (see
+//!   `commands::runs_on_a_helper`) run on a helper thread (`helpers`), at most one per
+//!   connection (so at most `max_connections`); the connection's session goes with it and
+//!   comes back with the reply, and meanwhile nothing is read.
+//! - every other command (short reads, session commands) runs on the loop.
 //!
 //! - A bad command or argument gets an error reply; the connection stays.
 //! - A malformed frame or a frame over a limit gets an error reply, then the connection is
@@ -50,8 +50,6 @@ const FINAL_WRITE_GRACE: Duration = Duration::from_secs(1);
 /// Most reads (and request runs) per drive: a busy client yields to the loop's others, and
 /// is driven again after the next `poll`.
 const MAX_STEPS_PER_DRIVE: usize = 16;
-/// Stack of a helper thread: parsing is done, a READALL reply is built iteratively.
-const HELPER_STACK_BYTES: usize = 512 * 1024;
 
 /// What a connection knows about itself.
 pub(crate) struct Session {
@@ -342,12 +340,15 @@ impl Connection {
                 }
                 Request::Rejected(reply) | Request::Closing(reply) => push(shared, &mut self.core, reply.into()),
                 Request::Extension(name, args) => {
-                    let reply = commands::execute_extension(shared, session, name, args);
-                    self.core.touch(Instant::now());
-                    push(shared, &mut self.core, reply.into());
+                    self.start_helper(shared, mailbox, move |shared, session| {
+                        Outcome::Reply(commands::execute_extension(shared, session, name, args).into())
+                    });
+                    return;
                 }
-                Request::Command(command) if runs_on_a_helper(&command) => {
-                    self.start_helper(shared, mailbox, command);
+                Request::Command(command) if commands::runs_on_a_helper(shared, session, &command) => {
+                    self.start_helper(shared, mailbox, move |shared, session| {
+                        commands::execute(shared, session, command)
+                    });
                     return;
                 }
                 Request::Command(command) => {
@@ -378,42 +379,29 @@ impl Connection {
             Some(AnsweredByWriter::answer(shared, &self.replies, proto, direct, (mailbox, self.id), wanted, submitted));
     }
 
-    /// Runs `command` on a helper thread; the session goes with it.
-    fn start_helper(&mut self, shared: &Arc<Shared>, mailbox: &Arc<Mailbox>, command: Command) {
+    /// Runs `work` on a helper thread (`helpers`); the session goes with it and comes back
+    /// with the outcome.
+    fn start_helper(
+        &mut self,
+        shared: &Arc<Shared>,
+        mailbox: &Arc<Mailbox>,
+        work: impl FnOnce(&Shared, &mut Session) -> Outcome + Send + 'static,
+    ) {
         let Some(session) = self.session.take() else { return };
         let handed = Arc::new(Mutex::new(Some(session)));
         let (theirs, shared_for_helper, mailbox) = (Arc::clone(&handed), Arc::clone(shared), Arc::clone(mailbox));
         let id = self.id;
-        let spawned = std::thread::Builder::new()
-            .name(format!("logbook-cmd-{id}"))
-            .stack_size(HELPER_STACK_BYTES)
-            .spawn(move || {
-                let Some(mut session) = theirs.lock().take() else { return };
-                let outcome = commands::execute(&shared_for_helper, &mut session, command);
-                mailbox.finish(id, Finished { session, outcome });
-            });
-        if let Err(err) = spawned {
+        let started = shared.helpers.run(move || {
+            let Some(mut session) = theirs.lock().take() else { return };
+            let outcome = work(&shared_for_helper, &mut session);
+            mailbox.finish(id, Finished { session, outcome });
+        });
+        if let Err(err) = started {
             tracing::warn!(%err, "cannot start a helper thread");
             self.session = handed.lock().take();
             push(shared, &mut self.core, no_helper_reply().into());
         }
     }
-}
-
-/// Commands that can wait for long (BLOCK) or write to disk: never on the loop.
-fn runs_on_a_helper(command: &Command) -> bool {
-    matches!(
-        command,
-        Command::ReadAll { block_ms: Some(_), .. }
-            | Command::GroupRead { block_ms: Some(_), .. }
-            | Command::AppendBatch { .. }
-            | Command::Delete { .. }
-            | Command::Compact
-            | Command::Backup { .. }
-            | Command::GroupCreate { .. }
-            | Command::GroupAck { .. }
-            | Command::GroupDelete { .. }
-    )
 }
 
 fn push(shared: &Shared, core: &mut ConnectionCore, reply: Reply) {

@@ -10,7 +10,7 @@
 //! Nothing on a loop waits for long: sockets are non-blocking; a run of appends is answered
 //! by the writer thread, which writes the replies to the socket itself (see `pipeline`) and
 //! wakes the loop only when the socket did not take them all or the loop asked; commands that
-//! can wait (BLOCK, and those that write to disk) run on a helper thread (`connection`). The
+//! can wait or take long run on a helper thread (`helpers`, `commands::runs_on_a_helper`). The
 //! one wait a loop can meet is the store's bounded append queue being full (the disk is the
 //! bottleneck then). After a lone run of appends (no other run out) the loop polls its
 //! sockets for a moment before it sleeps ([`spin`]).

@@ -30,6 +30,7 @@ mod commands;
 mod connection;
 pub(crate) mod connection_core;
 mod event_loop;
+mod helpers;
 mod http;
 mod http_api;
 mod metrics;
@@ -133,6 +134,8 @@ pub(crate) struct Shared {
     loops: Vec<Arc<event_loop::Mailbox>>,
     /// Set once nothing is accepted any more: a loop without connections then ends.
     pub loops_may_stop: AtomicBool,
+    /// Threads for the commands no loop may wait for (see `helpers`).
+    pub helpers: Arc<helpers::Helpers>,
 }
 
 impl Shared {
@@ -302,6 +305,7 @@ impl Server {
             webhook_counters,
             loops: seeds.iter().map(|seed| Arc::clone(&seed.mailbox)).collect(),
             loops_may_stop: AtomicBool::new(false),
+            helpers: helpers::Helpers::new(),
         });
         let loops = seeds
             .into_iter()

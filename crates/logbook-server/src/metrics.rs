@@ -10,7 +10,7 @@ pub(crate) fn render(shared: &Shared) -> String {
     let store = &shared.store;
     let stats = store.stats();
     let s = &shared.stats;
-    let metrics: [(&str, &str, &str, u64); 22] = [
+    let metrics: [(&str, &str, &str, u64); 23] = [
         ("logbook_uptime_seconds", "gauge", "Seconds since the server started.", shared.started.elapsed().as_secs()),
         ("logbook_head_position", "gauge", "Last published position of the global log.", store.head_position()),
         ("logbook_streams", "gauge", "Streams with at least one event.", store.stream_count() as u64),
@@ -46,6 +46,12 @@ pub(crate) fn render(shared: &Shared) -> String {
             "gauge",
             "Reply bytes waiting to be written, all connections.",
             shared.reply_budget().used() as u64,
+        ),
+        (
+            "logbook_helper_threads",
+            "gauge",
+            "Threads running (or idle, kept for reuse) the commands an event loop may not wait for.",
+            shared.helpers.running() as u64,
         ),
         (
             "logbook_console_api_requests",

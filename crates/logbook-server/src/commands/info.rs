@@ -70,6 +70,7 @@ fn section_text(shared: &Shared, session: &Session, name: &str) -> String {
             ("max_unauthenticated_connections", shared.config.limits.max_unauthenticated_connections.to_string()),
             ("unauthenticated_evicted", shared.stats.unauthenticated_evicted.load(Ordering::Relaxed).to_string()),
             ("reply_bytes_pending", shared.reply_budget().used().to_string()),
+            ("helper_threads", shared.helpers.running().to_string()),
         ],
         "store" => {
             let store = &shared.store;

@@ -130,6 +130,50 @@ fn run_data_command(shared: &Shared, session: &Session, who: &Identity, command:
     value.into()
 }
 
+/// Most events a READ or READALL may cover and still run on an event loop: its reply is built
+/// in tens of µs, mostly from the block cache. A larger one (a long stream, a replay page, a
+/// filtered scan that may walk far for few matches) runs on a helper thread, as do commands
+/// that can wait (BLOCK, an fsync) or that are not the server's own (extensions).
+pub(crate) const LOOP_READ_EVENTS: u64 = 128;
+
+/// True when `command` must not run on an event loop (see [`LOOP_READ_EVENTS`]). Sizes are
+/// estimated from the store's counts: a READ covers at most the stream's version, a READALL at
+/// most the positions from `from` to the head, whatever its filter.
+pub(crate) fn runs_on_a_helper(shared: &Shared, session: &Session, command: &Command) -> bool {
+    match command {
+        Command::Read { stream, count, .. } => {
+            let Ok(who) = identity(session) else { return false };
+            let Ok(stored) = read::readable_stream(who, stream) else { return false };
+            (*count).min(shared.store.stream_version(&stored)) > LOOP_READ_EVENTS
+        }
+        Command::ReadAll { block_ms: Some(_), .. } => true,
+        Command::ReadAll { from, count, .. } => {
+            let covered = (shared.store.head_position() + 1).saturating_sub((*from).max(1));
+            (*count).min(covered) > LOOP_READ_EVENTS
+        }
+        Command::AppendBatch { .. }
+        | Command::Delete { .. }
+        | Command::Compact
+        | Command::Backup { .. }
+        | Command::GroupCreate { .. }
+        | Command::GroupRead { .. }
+        | Command::GroupAck { .. }
+        | Command::GroupDelete { .. } => true,
+        Command::Ping { .. }
+        | Command::Hello { .. }
+        | Command::Auth(_)
+        | Command::Quit
+        | Command::CommandInfo { .. }
+        | Command::Append { .. }
+        | Command::AppendMany { .. }
+        | Command::Version { .. }
+        | Command::Head
+        | Command::Streams { .. }
+        | Command::Info { .. }
+        | Command::GroupInfo { .. } => false,
+    }
+}
+
 /// Checks a client's stream name and maps it into the caller's namespace. Errors speak of
 /// the name the client sent: a tenant's length limit is the store's less its namespace
 /// prefix, stated without revealing the prefix.

@@ -24,7 +24,6 @@ use super::{store_name, Reply};
 /// Events fetched from the store per page while building a reply.
 pub(super) const READ_PAGE_EVENTS: usize = 256;
 
-/// `READ <stream> [FROM v] [COUNT n] [REV]`: an array of events.
 /// A webhook's dead-letter stream (`$dead-letter-<name>`), which the admin (or anyone when no
 /// auth is configured) may READ; every other `$` stream stays the engine's own.
 fn readable_dead_letters(who: &Identity, stream: &str) -> Option<String> {
@@ -34,6 +33,12 @@ fn readable_dead_letters(who: &Identity, stream: &str) -> Option<String> {
     readable.then(|| stream.to_string())
 }
 
+/// The stored name of a stream `who` may READ: in its namespace, or a readable dead-letter stream.
+pub(super) fn readable_stream(who: &Identity, stream: &str) -> Result<String, Value> {
+    readable_dead_letters(who, stream).map_or_else(|| store_name(who, stream), Ok)
+}
+
+/// `READ <stream> [FROM v] [COUNT n] [REV]`: an array of events.
 pub(super) fn read(
     shared: &Shared,
     session: &Session,
@@ -43,7 +48,7 @@ pub(super) fn read(
     count: u64,
     reverse: bool,
 ) -> Reply {
-    let stored = match readable_dead_letters(who, stream).map_or_else(|| store_name(who, stream), Ok) {
+    let stored = match readable_stream(who, stream) {
         Ok(stored) => stored,
         Err(reply) => return reply.into(),
     };

@@ -1,0 +1,113 @@
+//! The event loops never wait: a command that can take long (an extension's, a long read)
+//! runs on a helper thread, and every other client of the loop is served meanwhile.
+
+mod server_support;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use logbook::{Namespace, Store};
+use logbook_protocol::{CommandDoc, Value};
+use logbook_server::{CommandExtension, Config, Extensions};
+use server_support::*;
+
+/// `HOLD`: replies `+held` once the test lets it go (it waits up to 30 s).
+struct Hold {
+    started: AtomicBool,
+    released: Mutex<bool>,
+    release: std::sync::Condvar,
+}
+
+impl CommandExtension for Hold {
+    fn name(&self) -> &'static str {
+        "HOLD"
+    }
+
+    fn doc(&self) -> CommandDoc {
+        CommandDoc {
+            name: "HOLD",
+            summary: "Waits until the test releases it",
+            group: "test",
+            since: "0.1.0",
+            arguments: &[],
+        }
+    }
+
+    fn call(&self, _store: &Store, _namespace: Option<&Namespace>, _args: Vec<Vec<u8>>) -> Value {
+        self.started.store(true, Ordering::Release);
+        let released = self.released.lock().unwrap();
+        let (released, _) = self.release.wait_timeout_while(released, Duration::from_secs(30), |r| !*r).unwrap();
+        Value::SimpleString(if *released { "held" } else { "timed out" }.into())
+    }
+}
+
+fn helper_threads(con: &mut redis::Connection) -> u64 {
+    let info: String = redis::cmd("INFO").arg("clients").query(con).unwrap();
+    info.lines()
+        .find_map(|l| l.strip_prefix("helper_threads:"))
+        .expect("helper_threads in INFO clients")
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn a_slow_extension_command_does_not_hold_up_the_other_clients() {
+    let hold =
+        Arc::new(Hold { started: AtomicBool::new(false), released: Mutex::new(false), release: Default::default() });
+    let extensions = Extensions::new().with(Arc::clone(&hold) as Arc<dyn CommandExtension>).unwrap();
+    let server = TestServer::start_with_extensions(Config::default(), extensions);
+
+    let url = server.url();
+    let held = std::thread::spawn(move || {
+        let mut con = connect(&url);
+        redis::cmd("HOLD").query::<String>(&mut con).unwrap()
+    });
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !hold.started.load(Ordering::Acquire) {
+        assert!(Instant::now() < deadline, "HOLD never started");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+
+    // While HOLD waits, other clients (on the same loop: 2 cores run one) are answered.
+    let mut other = server.redis();
+    other.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let pong: String = redis::cmd("PING").query(&mut other).expect("PING answered while HOLD waits");
+    assert_eq!(pong, "PONG");
+    let appended: Vec<i64> =
+        redis::cmd("APPEND").arg("order-1").arg("ORDER_PLACED").arg("{}").query(&mut other).expect("APPEND answered");
+    assert_eq!(appended[0], 1);
+    assert_eq!(helper_threads(&mut other), 1, "HOLD runs on a helper thread");
+
+    *hold.released.lock().unwrap() = true;
+    hold.release.notify_all();
+    assert_eq!(held.join().unwrap(), "held");
+}
+
+#[test]
+fn long_reads_run_on_a_helper_and_short_ones_on_the_loop() {
+    let server = TestServer::start();
+    let mut con = server.redis();
+    let events: Vec<String> = (0..200).map(|i| format!("{{\"type\":\"ITEM_ADDED\",\"data\":{{\"n\":{i}}}}}")).collect();
+    let _: redis::Value =
+        redis::cmd("APPENDMANY").arg("order-long").arg(format!("[{}]", events.join(","))).query(&mut con).unwrap();
+    let _: redis::Value =
+        redis::cmd("APPEND").arg("order-short").arg("ORDER_PLACED").arg("{}").query(&mut con).unwrap();
+
+    // Short: a stream of one event, a READALL of COUNT 10, VERSION.
+    assert_eq!(events_of(redis::cmd("READ").arg("order-short").query(&mut con).unwrap()), 1);
+    assert_eq!(events_of(redis::cmd("READALL").arg("COUNT").arg(10).query(&mut con).unwrap()), 10);
+    assert_eq!(events_of(redis::cmd("READ").arg("order-long").arg("COUNT").arg(100).query(&mut con).unwrap()), 100);
+    assert_eq!(helper_threads(&mut con), 0, "short reads run on the loop");
+
+    // Long: all 200 events of a stream, a READALL over 201 positions.
+    assert_eq!(events_of(redis::cmd("READ").arg("order-long").query(&mut con).unwrap()), 200);
+    assert_eq!(helper_threads(&mut con), 1, "a READ of 200 events ran on a helper");
+    assert_eq!(events_of(redis::cmd("READALL").query(&mut con).unwrap()), 201);
+    assert_eq!(helper_threads(&mut con), 1, "the idle helper was used again");
+}
+
+fn events_of(value: redis::Value) -> usize {
+    events(value).len()
+}
