@@ -111,3 +111,34 @@ fn long_reads_run_on_a_helper_and_short_ones_on_the_loop() {
 fn events_of(value: redis::Value) -> usize {
     events(value).len()
 }
+
+#[test]
+fn batches_pipelined_among_appends_are_applied_and_answered_in_order() {
+    let server = TestServer::start();
+    let mut con = server.redis();
+    let batch = |expected: &str| {
+        format!(
+            r#"[{{"stream":"order-7","expected":{expected},"events":[{{"type":"PAYMENT_CONFIRMED","data":{{}}}}]}},{{"stream":"stock-9","events":[{{"type":"STOCK_RESERVED","data":{{"qty":1}}}}]}}]"#
+        )
+    };
+    let mut pipe = redis::pipe();
+    pipe.cmd("APPEND").arg("order-7").arg("ORDER_PLACED").arg("{}").arg("EXPECTED").arg("none");
+    pipe.cmd("APPENDBATCH").arg(batch("1")); // sees the APPEND before it
+    pipe.cmd("APPENDBATCH").arg(batch("1")); // refused: order-7 is at 2 now; nothing written
+    pipe.cmd("APPEND").arg("order-7").arg("ORDER_SHIPPED").arg("{}").arg("EXPECTED").arg(2);
+    pipe.cmd("PING");
+    pipe.cmd("QUIT");
+    let mut raw = server.raw();
+    let replies = String::from_utf8(send_raw(&mut raw, &pipe.get_packed_pipeline())).unwrap();
+    assert_eq!(
+        replies,
+        "*2\r\n:1\r\n:1\r\n\
+         *2\r\n*3\r\n:2\r\n:2\r\n:2\r\n*3\r\n:1\r\n:1\r\n:3\r\n\
+         -WRONGVERSION 0 expected 1 actual 2\r\n\
+         *2\r\n:3\r\n:4\r\n\
+         +PONG\r\n\
+         +OK\r\n"
+    );
+    let version: i64 = redis::cmd("VERSION").arg("stock-9").query(&mut con).unwrap();
+    assert_eq!(version, 1, "the refused batch wrote nothing");
+}

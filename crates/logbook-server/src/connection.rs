@@ -8,7 +8,7 @@
 //! it (backpressure); it is closed at the idle deadline.
 //!
 //! Requests run in order, one kind at a time:
-//! - consecutive appends go to the store together as one run ([`AnsweredByWriter`]; see
+//! - consecutive appends (APPEND, APPENDMANY, APPENDBATCH) go to the store together as one run ([`AnsweredByWriter`]; see
 //!   `pipeline`): the writer thread writes their replies to the socket itself. Until the run
 //!   settles nothing else of the connection runs or is written (bytes are still read); a
 //!   request behind the run waits in `stash`.

@@ -3,7 +3,7 @@
 //! waits for them (see `connection`).
 //!
 //! A helper runs one command at a time. Idle helpers are kept for reuse, since starting a
-//! thread per command put tens of µs on every APPENDBATCH; one idle for [`HELPER_IDLE`] ends.
+//! thread per command put tens of µs on every such command; one idle for [`HELPER_IDLE`] ends.
 //! A command finds an idle helper or starts a new one, never a queue: a slow command (a READALL
 //! BLOCK of minutes) cannot hold up another connection's. A connection has at most one command
 //! on a helper, so the server runs at most `max_connections` helpers.

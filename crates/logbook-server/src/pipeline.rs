@@ -18,7 +18,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
-use logbook::{ExpectedVersion, NewEvent};
+use logbook::{AppendPart, ExpectedVersion, NewEvent};
 use logbook_protocol::{encode, ProtocolVersion, Value};
 use parking_lot::Mutex;
 
@@ -29,42 +29,71 @@ use super::Shared;
 /// Most appends of a run that counts as lone ([`lone`]).
 pub(crate) const MAX_LONE_APPENDS: usize = 64;
 
-/// One append, ready for the store (stream name already in the store's namespace).
-pub(crate) struct PreparedAppend {
-    pub stream: String,
-    pub expected: ExpectedVersion,
-    pub events: Vec<NewEvent>,
-    /// APPENDMANY replies `[first_version, last_version, last_position]`, APPEND `[version, position]`.
-    pub many: bool,
+/// One append, ready for the store (stream names already in the store's namespace).
+pub(crate) enum PreparedAppend {
+    /// APPEND or APPENDMANY: events to one stream.
+    Stream {
+        stream: String,
+        expected: ExpectedVersion,
+        events: Vec<NewEvent>,
+        /// APPENDMANY replies `[first_version, last_version, last_position]`, APPEND `[version, position]`.
+        many: bool,
+    },
+    /// APPENDBATCH: parts applied all or none; replies one `[first_version, last_version,
+    /// last_position]` per part.
+    Batch(Vec<AppendPart>),
+}
+
+/// A prepared append handed to the store, not answered yet.
+enum Submission {
+    Stream { many: bool, pending: logbook::Result<logbook::PendingAppend> },
+    Batch(logbook::Result<logbook::PendingBatch>),
 }
 
 impl PreparedAppend {
     /// Appends on its own and waits for the result.
     pub fn run(self, shared: &Shared) -> Value {
         let started = Instant::now();
-        let result = shared.store.append(&self.stream, self.expected, self.events);
+        let (reply, failure) = match self {
+            PreparedAppend::Stream { stream, expected, events, many } => {
+                stream_reply(many, shared.store.append(&stream, expected, events))
+            }
+            PreparedAppend::Batch(parts) => batch_reply(shared.store.append_batch(parts)),
+        };
         record_latency(shared, started);
-        Self::reply(self.many, result)
-    }
-
-    fn reply(many: bool, result: logbook::Result<logbook::AppendResult>) -> Value {
-        let (reply, failure) = Self::reply_unlogged(many, result);
         if let Some(failure) = failure {
             failure.log();
         }
         reply
     }
 
-    /// [`Self::reply`], leaving a storage failure for the caller to log.
-    fn reply_unlogged(many: bool, result: logbook::Result<logbook::AppendResult>) -> (Value, Option<StorageFailure>) {
-        match result {
-            Ok(r) if many => (range_reply(&r), None),
-            Ok(r) => (
-                Value::Array(vec![Value::Integer(as_i64(r.last_version)), Value::Integer(as_i64(r.last_position))]),
-                None,
-            ),
-            Err(err) => store_error_unlogged(&err),
+    fn submit(self, store: &logbook::Store) -> Submission {
+        match self {
+            PreparedAppend::Stream { stream, expected, events, many } => {
+                Submission::Stream { many, pending: store.submit_append(&stream, expected, events) }
+            }
+            PreparedAppend::Batch(parts) => Submission::Batch(store.submit_append_batch(parts)),
         }
+    }
+}
+
+/// The reply to an APPEND (`many: false`) or APPENDMANY, and the storage failure behind it, if
+/// any, for the caller to log.
+fn stream_reply(many: bool, result: logbook::Result<logbook::AppendResult>) -> (Value, Option<StorageFailure>) {
+    match result {
+        Ok(r) if many => (range_reply(&r), None),
+        Ok(r) => {
+            (Value::Array(vec![Value::Integer(as_i64(r.last_version)), Value::Integer(as_i64(r.last_position))]), None)
+        }
+        Err(err) => store_error_unlogged(&err),
+    }
+}
+
+/// The reply to an APPENDBATCH, as [`stream_reply`].
+fn batch_reply(result: logbook::Result<Vec<logbook::AppendResult>>) -> (Value, Option<StorageFailure>) {
+    match result {
+        Ok(results) => (Value::Array(results.iter().map(range_reply).collect()), None),
+        Err(err) => store_error_unlogged(&err),
     }
 }
 
@@ -96,14 +125,14 @@ pub(crate) fn lone(shared: &Shared, appends: usize) -> bool {
 /// answered yet (counted in the store's appends in flight until each is).
 pub(crate) struct Submitted {
     started: Instant,
-    pending: Vec<(bool, logbook::Result<logbook::PendingAppend>)>,
+    pending: Vec<Submission>,
 }
 
 /// Submits every append of a run, in order.
 pub(crate) fn submit(shared: &Shared, appends: Vec<PreparedAppend>) -> Submitted {
     let started = Instant::now();
     let store = &shared.store;
-    let pending = appends.into_iter().map(|a| (a.many, store.submit_append(&a.stream, a.expected, a.events))).collect();
+    let pending = appends.into_iter().map(|a| a.submit(store)).collect();
     Submitted { started, pending }
 }
 
@@ -181,13 +210,20 @@ impl AnsweredByWriter {
                 wanted,
             }),
         });
-        for (index, (many, pending)) in pending.into_iter().enumerate() {
-            match pending {
-                Ok(pending) => {
-                    let run = Arc::clone(&run);
-                    pending.on_done(move |result| run.complete(index, PreparedAppend::reply_unlogged(many, result)));
+        for (index, submission) in pending.into_iter().enumerate() {
+            let run_of = || Arc::clone(&run);
+            match submission {
+                Submission::Stream { many, pending: Ok(pending) } => {
+                    let run = run_of();
+                    pending.on_done(move |result| run.complete(index, stream_reply(many, result)));
                 }
-                Err(err) => run.complete(index, store_error_unlogged(&err)),
+                Submission::Batch(Ok(pending)) => {
+                    let run = run_of();
+                    pending.on_done(move |result| run.complete(index, batch_reply(result)));
+                }
+                Submission::Stream { pending: Err(err), .. } | Submission::Batch(Err(err)) => {
+                    run.complete(index, store_error_unlogged(&err))
+                }
             }
         }
         AnsweredByWriter(run)

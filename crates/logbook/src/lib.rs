@@ -102,8 +102,8 @@ pub use storage::{
     StorageFile,
 };
 pub use store::{
-    validate_stream_name, validate_system_stream_name, AllPage, AppendPart, PendingAppend, ScanAll, Store, StoreStats,
-    Subscription,
+    validate_stream_name, validate_system_stream_name, AllPage, AppendPart, PendingAppend, PendingBatch, ScanAll,
+    Store, StoreStats, Subscription,
 };
 pub use types::{
     category_of, AppendResult, Direction, ExpectedVersion, Filter, Log2Counts, Log2Histogram, NewEvent, RecordedEvent,

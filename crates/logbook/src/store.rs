@@ -252,6 +252,13 @@ impl Store {
     /// mode). A refused part fails the whole batch with [`Error::BatchPart`], naming the part
     /// (from 0) and why (for example a [`Error::WrongExpectedVersion`]); nothing is written.
     pub fn append_batch(&self, parts: Vec<AppendPart>) -> Result<Vec<AppendResult>> {
+        self.submit_append_batch(parts)?.wait()
+    }
+
+    /// Queues a batch for the writer as [`Store::append_batch`] does and returns at once;
+    /// [`PendingBatch::wait`] gives its results. It is applied in submission order with the
+    /// appends submitted around it.
+    pub fn submit_append_batch(&self, parts: Vec<AppendPart>) -> Result<PendingBatch> {
         if parts.is_empty() {
             return Err(Error::InvalidInput("a batch needs at least one part".into()));
         }
@@ -286,9 +293,9 @@ impl Store {
             )));
         }
         let (tx, rx) = reply_channel();
-        let pending = Pending::new(rx, &self.inner.acks);
+        let pending = PendingBatch(Pending::new(rx, &self.inner.acks));
         self.inner.requests.send(Request::AppendBatch(requests, tx)).map_err(|_| Error::Shutdown)?;
-        pending.wait()
+        Ok(pending)
     }
 
     /// Queues an append for the writer and returns at once; [`PendingAppend::wait`] gives its
@@ -765,14 +772,24 @@ impl PendingAppend {
     /// client without a thread waking up for the result.
     /// The append counts as in flight ([`Store::appends_in_flight`]) until `on_done` runs.
     pub fn on_done(self, on_done: impl FnOnce(Result<AppendResult>) + Send + 'static) {
-        // Dropping `self` below takes the append out of the count: the callback's own count
-        // keeps it in until the result is there.
-        let acks = Arc::clone(&self.0.acks);
-        acks.in_flight.fetch_add(1, Ordering::AcqRel);
-        self.0.reply.on_arrival(move |result| {
-            acks.in_flight.fetch_sub(1, Ordering::AcqRel);
-            on_done(result.unwrap_or_else(|| Err(Error::WriterFailed("the writer thread stopped".into()))));
-        });
+        self.0.on_done(on_done);
+    }
+}
+
+/// A batch queued by [`Store::submit_append_batch`].
+#[derive(Debug)]
+pub struct PendingBatch(Pending<Vec<AppendResult>>);
+
+impl PendingBatch {
+    /// Waits until the batch is durable (per the sync mode) or refused: one result per part.
+    pub fn wait(self) -> Result<Vec<AppendResult>> {
+        self.0.wait()
+    }
+
+    /// Instead of waiting: `on_done` gets the results exactly once, as
+    /// [`PendingAppend::on_done`] does (same thread, same order, same rules).
+    pub fn on_done(self, on_done: impl FnOnce(Result<Vec<AppendResult>>) + Send + 'static) {
+        self.0.on_done(on_done);
     }
 }
 
@@ -793,6 +810,20 @@ struct AckState {
     spinner: std::sync::atomic::AtomicBool,
     /// When that polling pays (see `wait`).
     poller: crate::wait::Poller,
+}
+
+impl<T: Send + 'static> Pending<T> {
+    /// See [`PendingAppend::on_done`].
+    fn on_done(self, on_done: impl FnOnce(Result<T>) + Send + 'static) {
+        // Dropping `self` below takes the append out of the count: the callback's own count
+        // keeps it in until the result is there.
+        let acks = Arc::clone(&self.acks);
+        acks.in_flight.fetch_add(1, Ordering::AcqRel);
+        self.reply.on_arrival(move |result| {
+            acks.in_flight.fetch_sub(1, Ordering::AcqRel);
+            on_done(result.unwrap_or_else(|| Err(Error::WriterFailed("the writer thread stopped".into()))));
+        });
+    }
 }
 
 impl<T> Pending<T> {

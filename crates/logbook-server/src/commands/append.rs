@@ -1,7 +1,10 @@
-//! APPEND and APPENDMANY: turned into a [`PreparedAppend`] here, run by `server::pipeline`.
+//! APPEND, APPENDMANY and APPENDBATCH: turned into a [`PreparedAppend`] here, run by
+//! `server::pipeline`.
 //!
 //! Replies: APPEND `[version, position]`; APPENDMANY `[first_version, last_version,
-//! last_position]`. A version mismatch is `-WRONGVERSION expected <e> actual <a>`.
+//! last_position]`; APPENDBATCH one such triple per part. A version mismatch is
+//! `-WRONGVERSION expected <e> actual <a>` (APPENDBATCH: `-WRONGVERSION <part> expected <e>
+//! actual <a>`, nothing written).
 
 use logbook::{AppendPart, Error, ExpectedVersion, NewEvent};
 use logbook_protocol::{BatchPartSpec, NewEventSpec, Value};
@@ -23,25 +26,15 @@ fn new_events(specs: Vec<NewEventSpec>) -> Vec<NewEvent> {
         .collect()
 }
 
-/// APPENDBATCH: every part's stream mapped into the caller's namespace, appended all or
-/// none; replies `[first_version, last_version, last_position]` per part, or
-/// `-WRONGVERSION <part> expected <e> actual <a>` with nothing written.
-pub(super) fn append_batch(shared: &crate::Shared, who: &Identity, specs: Vec<BatchPartSpec>) -> Value {
+/// APPENDBATCH: every part's stream mapped into the caller's namespace, to be appended all
+/// or none.
+pub(super) fn prepare_batch(who: &Identity, specs: Vec<BatchPartSpec>) -> Result<PreparedAppend, Value> {
     let mut parts = Vec::with_capacity(specs.len());
     for (i, spec) in specs.into_iter().enumerate() {
-        let stream = match store_name(who, &spec.stream) {
-            Ok(stream) => stream,
-            Err(reply) => return of_part(reply, i),
-        };
+        let stream = store_name(who, &spec.stream).map_err(|reply| of_part(reply, i))?;
         parts.push(AppendPart::new(stream, spec.expected, new_events(spec.events)));
     }
-    let started = std::time::Instant::now();
-    let result = shared.store.append_batch(parts);
-    crate::pipeline::record_latency(shared, started);
-    match result {
-        Ok(results) => Value::Array(results.iter().map(crate::pipeline::range_reply).collect()),
-        Err(err) => store_error(&err),
-    }
+    Ok(PreparedAppend::Batch(parts))
 }
 
 /// An error reply about one part of an APPENDBATCH: `-CODE part <i>: message`.
@@ -64,7 +57,7 @@ pub(super) fn prepare(
     many: bool,
 ) -> Result<PreparedAppend, Value> {
     let stream = store_name(who, stream)?;
-    Ok(PreparedAppend { stream, expected, events: new_events(specs), many })
+    Ok(PreparedAppend::Stream { stream, expected, events: new_events(specs), many })
 }
 
 /// The error reply for an engine error. Messages never name stored streams, so a tenant never

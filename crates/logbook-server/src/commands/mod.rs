@@ -3,7 +3,7 @@
 //! | file | commands |
 //! |---|---|
 //! | `session.rs` | PING, HELLO, AUTH, QUIT, COMMAND |
-//! | `append.rs` | APPEND, APPENDMANY (run through the pipeline, see `server::pipeline`), APPENDBATCH |
+//! | `append.rs` | APPEND, APPENDMANY, APPENDBATCH (run through the pipeline, see `server::pipeline`) |
 //! | `read.rs` | READ, and how an event is put on the wire |
 //! | `read_all.rs` | READALL (with BLOCK) |
 //! | `info.rs` | INFO, VERSION, HEAD |
@@ -53,16 +53,17 @@ fn identity(session: &Session) -> Result<&Identity, Value> {
 
 /// True for the commands that go through [`prepare_append`] and the pipeline.
 pub(crate) fn is_append(command: &Command) -> bool {
-    matches!(command, Command::Append { .. } | Command::AppendMany { .. })
+    matches!(command, Command::Append { .. } | Command::AppendMany { .. } | Command::AppendBatch { .. })
 }
 
-/// Appends are collected and run together (see `server::pipeline`): this turns an APPEND or
-/// APPENDMANY into a prepared append, or its error reply.
+/// Appends are collected and run together (see `server::pipeline`): this turns an APPEND,
+/// APPENDMANY or APPENDBATCH into a prepared append, or its error reply.
 pub(crate) fn prepare_append(session: &Session, command: Command) -> Result<PreparedAppend, Value> {
     let who = identity(session)?;
     match command {
         Command::Append { stream, event, expected } => append::prepare(who, &stream, vec![event], expected, false),
         Command::AppendMany { stream, events, expected } => append::prepare(who, &stream, events, expected, true),
+        Command::AppendBatch { parts } => append::prepare_batch(who, parts),
         _ => Err(Value::error("ERR", "internal error: not an append")),
     }
 }
@@ -98,7 +99,6 @@ fn run_data_command(shared: &Shared, session: &Session, who: &Identity, command:
                 read_all::Request { from, count, block_ms, prefix, types },
             );
         }
-        Command::AppendBatch { parts } => append::append_batch(shared, who, parts),
         Command::Version { stream } => info::version(shared, who, &stream),
         Command::Head => info::head(shared),
         Command::Streams { prefix, after, count } => {
@@ -117,10 +117,12 @@ fn run_data_command(shared: &Shared, session: &Session, who: &Identity, command:
         Command::GroupAck { group, positions } => group::ack(shared, who, &group, &positions),
         Command::GroupInfo { group } => group::info(shared, who, &group),
         Command::GroupDelete { group } => group::delete(shared, who, &group),
-        Command::Append { .. } | Command::AppendMany { .. } => match prepare_append(session, command) {
-            Ok(prepared) => prepared.run(shared),
-            Err(reply) => reply,
-        },
+        Command::Append { .. } | Command::AppendMany { .. } | Command::AppendBatch { .. } => {
+            match prepare_append(session, command) {
+                Ok(prepared) => prepared.run(shared),
+                Err(reply) => reply,
+            }
+        }
         Command::Ping { .. }
         | Command::Hello { .. }
         | Command::Auth(_)
@@ -151,8 +153,7 @@ pub(crate) fn runs_on_a_helper(shared: &Shared, session: &Session, command: &Com
             let covered = (shared.store.head_position() + 1).saturating_sub((*from).max(1));
             (*count).min(covered) > LOOP_READ_EVENTS
         }
-        Command::AppendBatch { .. }
-        | Command::Delete { .. }
+        Command::Delete { .. }
         | Command::Compact
         | Command::Backup { .. }
         | Command::GroupCreate { .. }
@@ -166,6 +167,7 @@ pub(crate) fn runs_on_a_helper(shared: &Shared, session: &Session, command: &Com
         | Command::CommandInfo { .. }
         | Command::Append { .. }
         | Command::AppendMany { .. }
+        | Command::AppendBatch { .. }
         | Command::Version { .. }
         | Command::Head
         | Command::Streams { .. }
