@@ -230,3 +230,40 @@ fn a_batch_cut_by_a_crash_is_dropped_whole_at_open() {
     assert_eq!(store.stream_version("stock-1"), 0);
     store.close().unwrap();
 }
+
+/// `submit_append_batch` queues a batch without waiting: batches and appends submitted before
+/// any wait are applied in submission order (a later one sees the earlier ones' versions), and
+/// `on_done` delivers a batch's results as `wait` would.
+#[test]
+fn submitted_batches_and_appends_apply_in_submission_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let first = store.submit_append("order-1", ExpectedVersion::NoStream, vec![event("CART_CREATED", "{}")]).unwrap();
+    let batch = store
+        .submit_append_batch(vec![
+            AppendPart::new("order-1", ExpectedVersion::Exact(1), vec![event("ORDER_PLACED", "{}")]),
+            AppendPart::new("stock-p9", ExpectedVersion::NoStream, vec![event("STOCK_RESERVED", "{}")]),
+        ])
+        .unwrap();
+    let refused = store
+        .submit_append_batch(vec![AppendPart::new("order-1", ExpectedVersion::Exact(1), vec![event("X", "{}")])])
+        .unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    store
+        .submit_append_batch(vec![AppendPart::new("order-1", ExpectedVersion::Exact(2), vec![event("ORDER_SHIPPED", "{}")])])
+        .unwrap()
+        .on_done(move |result| tx.send(result).unwrap());
+    assert_eq!(first.wait().unwrap().last_version, 1);
+    let results = batch.wait().unwrap();
+    assert_eq!((results[0].last_version, results[1].last_version), (2, 1));
+    match refused.wait() {
+        Err(Error::BatchPart { part: 0, source }) => {
+            assert!(matches!(*source, Error::WrongExpectedVersion { actual: 2, .. }), "{source:?}")
+        }
+        other => panic!("expected a refused part 0, got {other:?}"),
+    }
+    let shipped = rx.recv_timeout(std::time::Duration::from_secs(10)).unwrap().unwrap();
+    assert_eq!((shipped[0].last_version, shipped[0].last_position), (3, 4));
+    assert_eq!(store.stream_version("order-1"), 3);
+    assert_eq!(store.appends_in_flight(), 0, "every submitted append and batch was answered");
+}
