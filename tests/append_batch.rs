@@ -250,7 +250,11 @@ fn submitted_batches_and_appends_apply_in_submission_order() {
         .unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
     store
-        .submit_append_batch(vec![AppendPart::new("order-1", ExpectedVersion::Exact(2), vec![event("ORDER_SHIPPED", "{}")])])
+        .submit_append_batch(vec![AppendPart::new(
+            "order-1",
+            ExpectedVersion::Exact(2),
+            vec![event("ORDER_SHIPPED", "{}")],
+        )])
         .unwrap()
         .on_done(move |result| tx.send(result).unwrap());
     assert_eq!(first.wait().unwrap().last_version, 1);

@@ -97,8 +97,9 @@ pub(crate) struct Connection {
     core: ConnectionCore,
     /// The run of appends out at the store and answered by the writer, if any.
     run: Option<AnsweredByWriter>,
-    /// A run was handed to the store with no other run out across the server (the loop
-    /// then polls its sockets for a moment before it sleeps: see `event_loop`).
+    /// A run was handed to the store with no other append in flight, or a command to a helper
+    /// with nothing else going on (the loop then polls for a moment before it sleeps: see
+    /// `event_loop`).
     lone: bool,
     /// A request taken from the core that waits for the run before it.
     stash: Option<Request>,
@@ -171,7 +172,8 @@ impl Connection {
         self.session.is_none() || self.run.is_some()
     }
 
-    /// True (once) when the connection handed a lone run to the store since the last call.
+    /// True (once) when the connection handed a lone run to the store, or a command to a
+    /// helper with nothing else going on, since the last call.
     pub fn take_lone(&mut self) -> bool {
         std::mem::take(&mut self.lone)
     }
@@ -388,6 +390,9 @@ impl Connection {
         work: impl FnOnce(&Shared, &mut Session) -> Outcome + Send + 'static,
     ) {
         let Some(session) = self.session.take() else { return };
+        // Alone on the server, the helper's answer is the loop's next news: the loop polls for
+        // it for a moment instead of sleeping (as after a lone run of appends).
+        self.lone |= shared.store.appends_in_flight() == 0 && shared.helpers.busy() == 0;
         let handed = Arc::new(Mutex::new(Some(session)));
         let (theirs, shared_for_helper, mailbox) = (Arc::clone(&handed), Arc::clone(shared), Arc::clone(mailbox));
         let id = self.id;

@@ -47,10 +47,6 @@ const MAX_POLL_WAIT: Duration = Duration::from_secs(1);
 const MAX_LOOPS: usize = 16;
 /// Longest a loop polls its sockets without sleeping after a lone run of appends ([`spin`]).
 const LONE_SPIN: Duration = Duration::from_micros(400);
-/// A gap this long between two polls means the loop lost its CPU: polling stops.
-const DESCHEDULED: Duration = Duration::from_micros(50);
-/// Spins skipped after one that did not pay.
-const SPIN_BACKOFF: u32 = 64;
 /// Stack of a loop thread: parsing is iterative, JSON nesting is bounded by serde_json.
 const LOOP_STACK_BYTES: usize = 2 * 1024 * 1024;
 
@@ -161,7 +157,7 @@ fn run(shared: &Arc<Shared>, seed: LoopSeed) {
     let mut touched: Vec<u64> = Vec::new();
     let mut again: Vec<u64> = Vec::new();
     let mut lone = false;
-    let mut spin_backoff = 0u32;
+    let poller = logbook::Poller::default();
     let mut next_scan: Option<Instant> = None;
     loop {
         // Connections that yielded go on after a look at the sockets.
@@ -170,7 +166,7 @@ fn run(shared: &Arc<Shared>, seed: LoopSeed) {
         } else {
             Duration::ZERO
         };
-        let spun = std::mem::take(&mut lone) && !wait.is_zero() && spin(&mut poll, &mut events, &mut spin_backoff);
+        let spun = std::mem::take(&mut lone) && !wait.is_zero() && spin(&mut poll, &mut events, &poller);
         if spun {
             // Events are there.
         } else if let Err(err) = poll.poll(&mut events, Some(wait)) {
@@ -292,30 +288,15 @@ fn drive_noting(
 }
 
 /// Polls the sockets without sleeping for up to [`LONE_SPIN`], after a lone run of appends
-/// went to the store: keeps the CPU awake until the client's next request (one fsync away),
-/// instead of a wake-up from an idle CPU (tens of µs on a VM). Each poll yields the CPU, so a
-/// runnable thread on the same CPU (the writer, the client) goes first; polling stops when
-/// the loop lost its CPU, and after a spin that did not pay the next [`SPIN_BACKOFF`] spins are
-/// skipped (the store's lone waiter does the same, see `logbook::wait`). True when events came.
-fn spin(poll: &mut Poll, events: &mut Events, backoff: &mut u32) -> bool {
-    if *backoff > 0 {
-        *backoff -= 1;
-        return false;
-    }
-    let start = Instant::now();
-    let mut last = start;
-    loop {
-        if poll.poll(events, Some(Duration::ZERO)).is_ok() && !events.is_empty() {
-            return true;
-        }
-        let now = Instant::now();
-        if now.duration_since(last) > DESCHEDULED || now.duration_since(start) >= LONE_SPIN {
-            *backoff = SPIN_BACKOFF;
-            return false;
-        }
-        last = now;
-        std::thread::yield_now();
-    }
+/// went to the store or a lone command to a helper: keeps the CPU awake until the client's
+/// next request or the helper's answer (about one fsync away), instead of a wake-up from an
+/// idle CPU (tens of µs on a VM). The polling follows the store's own rule
+/// ([`logbook::Poller`]): it yields the CPU between polls, stops when the loop lost its CPU,
+/// and backs off after polling that did not pay. True when events came.
+fn spin(poll: &mut Poll, events: &mut Events, poller: &logbook::Poller) -> bool {
+    poller
+        .poll(LONE_SPIN, || (poll.poll(events, Some(Duration::ZERO)).is_ok() && !events.is_empty()).then_some(()))
+        .is_some()
 }
 
 enum Driven {

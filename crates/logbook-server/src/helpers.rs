@@ -19,6 +19,10 @@ use crossbeam_channel::{unbounded, Receiver, Sender};
 const HELPER_STACK_BYTES: usize = 512 * 1024;
 /// How long an idle helper waits for the next command before it ends.
 pub(crate) const HELPER_IDLE: Duration = Duration::from_secs(10);
+/// How long a helper that just finished a command polls for the next before it parks: a lone
+/// client's next command comes one round trip later, and waking a parked thread on an idle
+/// CPU costs tens of µs on a VM. The polling follows the store's rule ([`logbook::Poller`]).
+const HELPER_SPIN: Duration = Duration::from_micros(200);
 
 type Job = Box<dyn FnOnce() + Send>;
 
@@ -30,12 +34,19 @@ pub(crate) struct Helpers {
     idle: AtomicUsize,
     /// Helpers running (idle or not), for INFO and the tests.
     running: AtomicUsize,
+    poller: logbook::Poller,
 }
 
 impl Helpers {
     pub fn new() -> Arc<Helpers> {
         let (jobs, queue) = unbounded();
-        Arc::new(Helpers { jobs, queue, idle: AtomicUsize::new(0), running: AtomicUsize::new(0) })
+        Arc::new(Helpers {
+            jobs,
+            queue,
+            idle: AtomicUsize::new(0),
+            running: AtomicUsize::new(0),
+            poller: logbook::Poller::default(),
+        })
     }
 
     /// Runs `job` on an idle helper, or on a new one. Fails only when no thread can be started.
@@ -66,11 +77,17 @@ impl Helpers {
         self.running.load(Ordering::Acquire)
     }
 
+    /// Helpers running a command now (a moment's count: it may change at once).
+    pub fn busy(&self) -> usize {
+        self.running().saturating_sub(self.idle.load(Ordering::Acquire))
+    }
+
     /// A helper's life after its first job: wait idle for the next, end after [`HELPER_IDLE`].
     fn serve(&self) {
         loop {
             self.idle.fetch_add(1, Ordering::AcqRel);
-            let job = match self.queue.recv_timeout(HELPER_IDLE) {
+            let polled = self.poller.poll(HELPER_SPIN, || self.queue.try_recv().ok());
+            let job = match polled.map_or_else(|| self.queue.recv_timeout(HELPER_IDLE), Ok) {
                 Ok(job) => job,
                 Err(_) => {
                     if claim(&self.idle) {

@@ -110,6 +110,7 @@ pub use types::{
     LOG2_BUCKETS, MAX_EVENT_TIME_AHEAD_US, MAX_EVENT_TYPE_BYTES, MAX_PAYLOAD_BYTES, MAX_STREAM_NAME_BYTES,
 };
 pub use verify::{verify_dir, verify_dir_with_progress, Finding, HotPositions, Severity, VerifyReport};
+pub use wait::Poller;
 
 /// Dates and times in UTC, as microseconds since the Unix epoch (the unit of event times).
 pub mod time {

@@ -23,9 +23,11 @@ const DESCHEDULED: Duration = Duration::from_micros(50);
 /// Waits that park at once after a wait whose polling did not pay.
 const BACKOFF_WAITS: u32 = 64;
 
-/// One kind of wait's polling state (shared by the threads doing that kind of wait).
+/// One kind of wait's polling state (shared by the threads doing that kind of wait). The
+/// store's own waits use it; it is public so that a server built on the store polls by the
+/// same rule (the daemon's event loops and helper threads do).
 #[derive(Debug, Default)]
-pub(crate) struct Poller {
+pub struct Poller {
     /// Waits left that park at once.
     skip: AtomicU32,
 }
@@ -33,7 +35,7 @@ pub(crate) struct Poller {
 impl Poller {
     /// Polls `ready` for at most `bound` (less when backing off or descheduled); `None` means
     /// the caller should park.
-    pub(crate) fn poll<T>(&self, bound: Duration, mut ready: impl FnMut() -> Option<T>) -> Option<T> {
+    pub fn poll<T>(&self, bound: Duration, mut ready: impl FnMut() -> Option<T>) -> Option<T> {
         let skip = self.skip.load(Ordering::Relaxed);
         if skip > 0 {
             self.skip.store(skip - 1, Ordering::Relaxed);
