@@ -142,3 +142,88 @@ fn batches_pipelined_among_appends_are_applied_and_answered_in_order() {
     let version: i64 = redis::cmd("VERSION").arg("stock-9").query(&mut con).unwrap();
     assert_eq!(version, 1, "the refused batch wrote nothing");
 }
+
+/// Review 26: a filtered READALL scans from FROM to the head whatever its COUNT, GROUP INFO
+/// counts over the group's range, a long STREAMS lists many: none runs on the loop.
+#[test]
+fn scans_whose_length_count_does_not_bound_run_on_a_helper() {
+    let server = TestServer::start();
+    let mut con = server.redis();
+    let events: Vec<String> = (0..200).map(|i| format!(r#"{{"type":"ITEM_ADDED","data":{{"n":{i}}}}}"#)).collect();
+    let _: redis::Value =
+        redis::cmd("APPENDMANY").arg("order-long").arg(format!("[{}]", events.join(","))).query(&mut con).unwrap();
+    // Unfiltered with a small COUNT: on the loop.
+    assert_eq!(events_of(redis::cmd("READALL").arg("COUNT").arg(5).query(&mut con).unwrap()), 5);
+    assert_eq!(helper_threads(&mut con), 0);
+    // A PREFIX that matches nothing, COUNT 1: the scan walks all 200 positions.
+    let none = redis::cmd("READALL").arg("FROM").arg(1).arg("COUNT").arg(1).arg("PREFIX").arg("zzz").query(&mut con);
+    assert_eq!(events_of(none.unwrap()), 0);
+    assert_eq!(helper_threads(&mut con), 1, "the filtered scan ran on a helper");
+}
+
+/// Review 26: a request of more than 64 KiB (an APPENDMANY of 1,000 events) is parsed and run
+/// on a helper thread, in order with the requests around it.
+#[test]
+fn a_request_over_64_kib_is_parsed_on_a_helper_in_order() {
+    let server = TestServer::start();
+    let mut con = server.redis();
+    let events: Vec<String> = (0..1000)
+        .map(|i| format!(r#"{{"type":"ITEM_ADDED","data":{{"n":{i},"note":"{}"}}}}"#, "x".repeat(60)))
+        .collect();
+    let big = format!("[{}]", events.join(","));
+    assert!(big.len() > 64 * 1024);
+    let mut pipe = redis::pipe();
+    pipe.cmd("APPEND").arg("order-big").arg("CART_CREATED").arg("{}");
+    pipe.cmd("APPENDMANY").arg("order-big").arg(&big).arg("EXPECTED").arg(1);
+    pipe.cmd("APPEND").arg("order-big").arg("ORDER_PLACED").arg("{}").arg("EXPECTED").arg(1001);
+    pipe.cmd("QUIT");
+    let mut raw = server.raw();
+    let replies = String::from_utf8(send_raw(&mut raw, &pipe.get_packed_pipeline())).unwrap();
+    assert_eq!(replies, "*2\r\n:1\r\n:1\r\n*3\r\n:2\r\n:1001\r\n:1001\r\n*2\r\n:1002\r\n:1002\r\n+OK\r\n");
+    assert_eq!(helper_threads(&mut con), 1, "the big APPENDMANY ran on a helper");
+}
+
+/// A pipeline far longer than one turn of the loop (32 requests) is answered whole and in
+/// order: the connection yields between turns and is taken up again.
+#[test]
+fn a_long_pipeline_is_answered_whole_across_turns() {
+    let server = TestServer::start();
+    let mut pipe = redis::pipe();
+    for i in 0..1000 {
+        pipe.cmd("PING").arg(format!("p{i}"));
+    }
+    pipe.cmd("QUIT");
+    let mut raw = server.raw();
+    let replies = String::from_utf8(send_raw(&mut raw, &pipe.get_packed_pipeline())).unwrap();
+    let expected: String =
+        (0..1000).map(|i| format!("${}\r\np{i}\r\n", format!("p{i}").len())).collect::<String>() + "+OK\r\n";
+    assert_eq!(replies, expected);
+}
+
+/// Review 26: a client that pipelines requests and reads none of its replies cannot hold a
+/// shutdown past `SHUTDOWN_GRACE` (it held it for the idle timeout, 300 s, before).
+#[test]
+fn a_client_that_reads_nothing_does_not_hold_a_shutdown() {
+    use std::io::Write;
+    let mut server = TestServer::start();
+    let mut con = server.redis();
+    let _: redis::Value =
+        redis::cmd("APPEND").arg("order-1").arg("ORDER_PLACED").arg("x".repeat(4000)).query(&mut con).unwrap();
+    let mut stuck = server.raw();
+    let mut pipe = redis::pipe();
+    for _ in 0..2000 {
+        pipe.cmd("READ").arg("order-1");
+    }
+    let bytes = pipe.get_packed_pipeline();
+    stuck.set_write_timeout(Some(Duration::from_secs(5))).unwrap();
+    let _ = stuck.write_all(&bytes); // may stop part-way once the server stops reading
+    std::thread::sleep(Duration::from_millis(300));
+    let started = Instant::now();
+    server.shutdown();
+    let took = started.elapsed();
+    assert!(
+        took < logbook_server::SHUTDOWN_GRACE + Duration::from_secs(5),
+        "shutdown took {took:?} with a client that reads nothing"
+    );
+    drop(stuck);
+}

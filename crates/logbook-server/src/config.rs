@@ -151,6 +151,7 @@ impl Limits {
             extensions: Vec::new(),
             max_request_bytes: self.max_pipeline_bytes,
             max_pending_reply_bytes: self.max_pending_reply_bytes,
+            heavy_request_bytes: usize::MAX,
             request_timeout: Duration::from_secs(self.request_timeout_secs),
             idle_timeout: self.idle_timeout(),
             auth_timeout: Duration::from_secs(self.auth_timeout_secs),

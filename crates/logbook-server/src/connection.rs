@@ -45,6 +45,17 @@ use super::{Registration, Shared};
 
 /// Most consecutive appends submitted together as one run.
 const MAX_BATCH_APPENDS: usize = 4096;
+/// Most events of one run: preparing and submitting them is the loop's work, so a client that
+/// pipelines large APPENDMANYs hands them over in pieces, and the loop's other connections are
+/// served between them.
+const MAX_RUN_EVENTS: usize = 4096;
+/// Requests longer than this are parsed and run on a helper thread (`connection_core`'s
+/// [`Request::Heavy`]): parsing an APPENDMANY of thousands of events takes milliseconds, which
+/// the loop's other connections would wait through.
+pub(crate) const HEAVY_REQUEST_BYTES: usize = 64 * 1024;
+/// Most requests other than appends a connection runs per turn of its loop before the loop's
+/// other connections get theirs (a pipeline of thousands of READs does not hold them up).
+const MAX_REQUESTS_PER_TURN: usize = 32;
 /// How long the last replies (an error before a close) may take to be written.
 const FINAL_WRITE_GRACE: Duration = Duration::from_secs(1);
 /// Most reads (and request runs) per drive: a busy client yields to the loop's others, and
@@ -103,6 +114,9 @@ pub(crate) struct Connection {
     lone: bool,
     /// A request taken from the core that waits for the run before it.
     stash: Option<Request>,
+    /// The last `run_requests` stopped at [`MAX_REQUESTS_PER_TURN`]: the connection yields to
+    /// the loop's others and goes on at the loop's next turn.
+    yielded: bool,
     /// The socket may have input (until a read would block).
     readable: bool,
     /// The socket reported its input closed (or an error): reads go on until one says so, even
@@ -146,6 +160,7 @@ impl Connection {
             core,
             run: None,
             lone: false,
+            yielded: false,
             stash: None,
             readable: true,
             read_closed: false,
@@ -241,6 +256,9 @@ impl Connection {
             if self.failed {
                 return if self.busy() { Next::Keep { again: false } } else { Next::End };
             }
+            if std::mem::take(&mut self.yielded) {
+                return Next::Keep { again: true };
+            }
             if !self.busy() && self.core.wait(now) == Wait::Closed {
                 if self.core.pending_output() == 0 {
                     return Next::End;
@@ -304,7 +322,13 @@ impl Connection {
     /// appends went to the store, a command went to a helper) or the core has none.
     fn run_requests(&mut self, shared: &Arc<Shared>, mailbox: &Arc<Mailbox>) {
         let mut appends = Vec::new();
+        let mut events = 0;
+        let mut others = 0;
         loop {
+            if others >= MAX_REQUESTS_PER_TURN {
+                self.yielded = true;
+                break;
+            }
             let request = match self.stash.take() {
                 Some(request) => request,
                 None => match self.core.next_request(Instant::now()) {
@@ -322,7 +346,10 @@ impl Connection {
             match request {
                 Request::Command(command) if commands::is_append(&command) => {
                     match commands::prepare_append(session, command) {
-                        Ok(prepared) => appends.push(prepared),
+                        Ok(prepared) => {
+                            events += prepared.events();
+                            appends.push(prepared);
+                        }
                         Err(reply) if appends.is_empty() => push(shared, &mut self.core, reply.into()),
                         Err(reply) => {
                             self.stash = Some(Request::Rejected(reply));
@@ -330,7 +357,7 @@ impl Connection {
                             return;
                         }
                     }
-                    if appends.len() >= MAX_BATCH_APPENDS {
+                    if appends.len() >= MAX_BATCH_APPENDS || events >= MAX_RUN_EVENTS {
                         self.submit(shared, mailbox, appends, false);
                         return;
                     }
@@ -340,10 +367,19 @@ impl Connection {
                     self.submit(shared, mailbox, appends, false);
                     return;
                 }
-                Request::Rejected(reply) | Request::Closing(reply) => push(shared, &mut self.core, reply.into()),
+                Request::Rejected(reply) | Request::Closing(reply) => {
+                    others += 1;
+                    push(shared, &mut self.core, reply.into());
+                }
                 Request::Extension(name, args) => {
                     self.start_helper(shared, mailbox, move |shared, session| {
                         Outcome::Reply(commands::execute_extension(shared, session, name, args).into())
+                    });
+                    return;
+                }
+                Request::Heavy(args) => {
+                    self.start_helper(shared, mailbox, move |shared, session| {
+                        commands::execute_heavy(shared, session, args)
                     });
                     return;
                 }
@@ -354,6 +390,7 @@ impl Connection {
                     return;
                 }
                 Request::Command(command) => {
+                    others += 1;
                     if run_command(shared, session, &mut self.core, command) {
                         self.core.close(); // QUIT: its reply is pending
                         return;

@@ -113,6 +113,10 @@ pub(crate) struct CoreLimits {
     pub max_request_bytes: usize,
     /// Replies waiting to be written beyond which no further request is taken.
     pub max_pending_reply_bytes: usize,
+    /// A request frame longer than this (after AUTH) is handed out unparsed as
+    /// [`Request::Heavy`], for the driver to parse and run where a long parse holds up nobody
+    /// else; `usize::MAX`: never.
+    pub heavy_request_bytes: usize,
     pub request_timeout: Duration,
     pub idle_timeout: Duration,
     pub auth_timeout: Duration,
@@ -124,6 +128,9 @@ pub(crate) enum Request {
     Command(Command),
     /// A command an extension adds: its name and the arguments after it.
     Extension(&'static str, Vec<Vec<u8>>),
+    /// A request over [`CoreLimits::heavy_request_bytes`], not parsed as a command yet: its
+    /// arguments (name first), for [`Command::parse`] with the core's command limits.
+    Heavy(Vec<Vec<u8>>),
     /// A request that could not be parsed as a command: reply, the connection stays.
     Rejected(Value),
     /// A malformed or oversized request: reply (after the replies of every request before
@@ -375,6 +382,9 @@ impl ConnectionCore {
             {
                 return Some(Request::Extension(name, args.into_iter().skip(1).collect()));
             }
+            if used > self.limits.heavy_request_bytes && self.authenticated {
+                return Some(Request::Heavy(args));
+            }
             return Some(match Command::parse(args, &self.limits.commands) {
                 Ok(command) => Request::Command(command),
                 Err(CommandError::Protocol(msg)) => self.fail_protocol(CommandError::Protocol(msg).to_value()),
@@ -579,6 +589,7 @@ pub fn fuzz_connection_core(data: &[u8]) {
         extensions: vec!["TIMELINE"],
         max_request_bytes: 16 * 1024,
         max_pending_reply_bytes: 512,
+        heavy_request_bytes: 1024,
         request_timeout: Duration::from_secs(30),
         idle_timeout: Duration::from_secs(300),
         auth_timeout: Duration::from_secs(10),
@@ -626,6 +637,11 @@ pub fn fuzz_connection_core(data: &[u8]) {
                     assert!(core.is_authenticated(), "extension {name} routed before AUTH");
                     core.push_reply(&Value::bulk(vec![b'x'; (next() % 200) as usize]));
                 }
+                Request::Heavy(args) => {
+                    assert!(core.is_authenticated(), "a heavy request before AUTH");
+                    assert!(!args.is_empty() && args.iter().map(Vec::len).sum::<usize>() > 0);
+                    core.push_reply(&Value::bulk(vec![b'h'; (next() % 200) as usize]));
+                }
                 Request::Rejected(reply) | Request::Closing(reply) => core.push_reply(&reply),
             }
             assert!(budget.used() == core.pending_output() + core.held.len());
@@ -665,6 +681,7 @@ mod tests {
             extensions: Vec::new(),
             max_request_bytes: 2048,
             max_pending_reply_bytes: 100,
+            heavy_request_bytes: usize::MAX,
             request_timeout: Duration::from_secs(30),
             idle_timeout: Duration::from_secs(300),
             auth_timeout: Duration::from_secs(10),
@@ -683,6 +700,7 @@ mod tests {
             Some(Request::Rejected(v)) => panic!("rejected: {v:?}"),
             Some(Request::Closing(v)) => panic!("closing: {v:?}"),
             Some(Request::Extension(name, _)) => panic!("extension {name}"),
+            Some(Request::Heavy(args)) => panic!("heavy {} args", args.len()),
             None => None,
         }
     }

@@ -87,8 +87,11 @@ fn io_error(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> Server
     move |source| ServerError::Io { context, source }
 }
 
-/// How long shutdown waits for connections to finish their in-flight commands.
-const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+/// How long shutdown waits for connections to finish their in-flight commands and write their
+/// replies; then the store is closed cleanly and what is left is dropped. Well under the 30 s a
+/// service manager gives a stop (packaging's `TimeoutStopSec`): a client that reads none of its
+/// replies must not turn every stop into a kill and a crash recovery.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
 /// Counters shown by INFO and the metrics endpoint.
 #[derive(Debug, Default)]
@@ -155,7 +158,11 @@ impl Shared {
 
     /// The limits of one connection's core, with the extension commands it routes.
     pub fn core_limits(&self) -> connection_core::CoreLimits {
-        connection_core::CoreLimits { extensions: self.config.extensions.names(), ..self.config.limits.core() }
+        connection_core::CoreLimits {
+            extensions: self.config.extensions.names(),
+            heavy_request_bytes: connection::HEAVY_REQUEST_BYTES,
+            ..self.config.limits.core()
+        }
     }
 
     pub fn reply_budget(&self) -> Arc<connection_core::ReplyBudget> {

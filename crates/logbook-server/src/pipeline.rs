@@ -67,6 +67,14 @@ impl PreparedAppend {
         reply
     }
 
+    /// How many events it appends.
+    pub fn events(&self) -> usize {
+        match self {
+            PreparedAppend::Stream { events, .. } => events.len(),
+            PreparedAppend::Batch(parts) => parts.iter().map(|p| p.events.len()).sum(),
+        }
+    }
+
     fn submit(self, store: &logbook::Store) -> Submission {
         match self {
             PreparedAppend::Stream { stream, expected, events, many } => {

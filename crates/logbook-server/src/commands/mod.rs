@@ -68,6 +68,25 @@ pub(crate) fn prepare_append(session: &Session, command: Command) -> Result<Prep
     }
 }
 
+/// Parses and runs a request the connection core handed out unparsed for its size
+/// (`connection_core::Request::Heavy`), appends included (waited for here, in order: nothing
+/// else of the connection runs meanwhile). A request that breaks the protocol closes the
+/// connection after its reply, as it would have on the loop.
+pub(crate) fn execute_heavy(shared: &Shared, session: &mut Session, args: Vec<Vec<u8>>) -> Outcome {
+    match Command::parse(args, &shared.core_limits().commands) {
+        Ok(command) if is_append(&command) => Outcome::Reply(match prepare_append(session, command) {
+            Ok(prepared) => prepared.run(shared).into(),
+            Err(reply) => reply.into(),
+        }),
+        Ok(command) => execute(shared, session, command),
+        Err(err @ logbook_protocol::CommandError::Protocol(_)) => {
+            shared.stats.protocol_errors.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            Outcome::Quit(err.to_value())
+        }
+        Err(err) => Outcome::Reply(err.to_value().into()),
+    }
+}
+
 /// Runs any command but APPEND / APPENDMANY.
 pub(crate) fn execute(shared: &Shared, session: &mut Session, command: Command) -> Outcome {
     let reply = match command {
@@ -132,15 +151,18 @@ fn run_data_command(shared: &Shared, session: &Session, who: &Identity, command:
     value.into()
 }
 
-/// Most events a READ or READALL may cover and still run on an event loop: its reply is built
-/// in tens of µs, mostly from the block cache. A larger one (a long stream, a replay page, a
-/// filtered scan that may walk far for few matches) runs on a helper thread, as do commands
-/// that can wait (BLOCK, an fsync) or that are not the server's own (extensions).
+/// Most events (or, for a filtered READALL, positions scanned) a command may cover and still run
+/// on an event loop: its reply is built in tens of µs, mostly from the block cache. Anything
+/// larger (a long stream, a replay page, a filtered scan that may walk far for few matches, a
+/// long STREAMS listing) runs on a helper thread, as do commands that can wait (BLOCK, an
+/// fsync), that count over many positions (GROUP INFO's lag) or that are not the server's own
+/// (extensions).
 pub(crate) const LOOP_READ_EVENTS: u64 = 128;
 
 /// True when `command` must not run on an event loop (see [`LOOP_READ_EVENTS`]). Sizes are
-/// estimated from the store's counts: a READ covers at most the stream's version, a READALL at
-/// most the positions from `from` to the head, whatever its filter.
+/// estimated from the store's counts: a READ covers at most the stream's version; a READALL
+/// scans at most the positions from `from` to the head, and returns at most COUNT of them
+/// only when nothing filters it (a PREFIX, a TYPE, or a tenant's namespace).
 pub(crate) fn runs_on_a_helper(shared: &Shared, session: &Session, command: &Command) -> bool {
     match command {
         Command::Read { stream, count, .. } => {
@@ -149,16 +171,22 @@ pub(crate) fn runs_on_a_helper(shared: &Shared, session: &Session, command: &Com
             (*count).min(shared.store.stream_version(&stored)) > LOOP_READ_EVENTS
         }
         Command::ReadAll { block_ms: Some(_), .. } => true,
-        Command::ReadAll { from, count, .. } => {
-            let covered = (shared.store.head_position() + 1).saturating_sub((*from).max(1));
-            (*count).min(covered) > LOOP_READ_EVENTS
+        Command::ReadAll { from, count, prefix, types, .. } => {
+            let scanned = (shared.store.head_position() + 1).saturating_sub((*from).max(1));
+            let filtered = prefix.is_some()
+                || !types.is_empty()
+                || session.identity.as_ref().is_some_and(|who| who.namespace().is_some());
+            let covered = if filtered { scanned } else { (*count).min(scanned) };
+            covered > LOOP_READ_EVENTS
         }
+        Command::Streams { count, .. } => *count > LOOP_READ_EVENTS,
         Command::Delete { .. }
         | Command::Compact
         | Command::Backup { .. }
         | Command::GroupCreate { .. }
         | Command::GroupRead { .. }
         | Command::GroupAck { .. }
+        | Command::GroupInfo { .. }
         | Command::GroupDelete { .. } => true,
         Command::Ping { .. }
         | Command::Hello { .. }
@@ -170,9 +198,7 @@ pub(crate) fn runs_on_a_helper(shared: &Shared, session: &Session, command: &Com
         | Command::AppendBatch { .. }
         | Command::Version { .. }
         | Command::Head
-        | Command::Streams { .. }
-        | Command::Info { .. }
-        | Command::GroupInfo { .. } => false,
+        | Command::Info { .. } => false,
     }
 }
 
