@@ -217,6 +217,14 @@ fn run(shared: &Arc<Shared>, seed: LoopSeed) {
                 touched.push(id);
             }
         }
+        // Connections whose deadline passed are driven with the others (they act on it).
+        let now = Instant::now();
+        let scan = next_scan.is_some_and(|at| at <= now);
+        if scan {
+            touched.extend(
+                connections.values().filter(|c| c.next_deadline().is_some_and(|at| at <= now)).map(Connection::id),
+            );
+        }
         touched.sort_unstable();
         touched.dedup();
         for id in touched.drain(..) {
@@ -232,26 +240,7 @@ fn run(shared: &Arc<Shared>, seed: LoopSeed) {
                 &mut next_scan,
             );
         }
-        let now = Instant::now();
-        if next_scan.is_some_and(|at| at <= now) {
-            let due: Vec<u64> = connections
-                .values()
-                .filter(|c| c.next_deadline().is_some_and(|deadline| deadline <= now))
-                .map(Connection::id)
-                .collect();
-            for id in due {
-                drive_noting(
-                    shared,
-                    &mailbox,
-                    &poll,
-                    &mut connections,
-                    id,
-                    &mut scratch,
-                    &mut again,
-                    &mut lone,
-                    &mut next_scan,
-                );
-            }
+        if scan {
             next_scan = connections.values().filter_map(Connection::next_deadline).min();
         }
         if shared.loops_may_stop.load(Ordering::Acquire) && connections.is_empty() && mailbox.inbox.lock().is_empty() {
