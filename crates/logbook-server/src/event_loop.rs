@@ -249,8 +249,9 @@ fn run(shared: &Arc<Shared>, seed: LoopSeed) {
     }
 }
 
-/// Drives connection `id` and notes what comes of it: whether it wants driving again after
-/// the next `poll`, whether it handed a lone run to the store, and its next deadline.
+/// Drives connection `id`, dropping it when it is done; else notes what comes of it: whether
+/// it wants driving again after the next `poll`, whether it handed a lone run or command
+/// away, and its next deadline.
 #[allow(clippy::too_many_arguments)]
 fn drive_noting(
     shared: &Arc<Shared>,
@@ -263,15 +264,22 @@ fn drive_noting(
     lone: &mut bool,
     next_scan: &mut Option<Instant>,
 ) {
-    if let Driven::Kept { deadline, again: more } = drive(shared, mailbox, poll, connections, id, scratch) {
-        if let Some(deadline) = deadline {
-            *next_scan = Some(next_scan.map_or(deadline, |at| at.min(deadline)));
+    let Some(connection) = connections.get_mut(&id) else { return };
+    match connection.drive(shared, mailbox, scratch) {
+        Next::Keep { again: more } => {
+            if let Some(deadline) = connection.next_deadline() {
+                *next_scan = Some(next_scan.map_or(deadline, |at| at.min(deadline)));
+            }
+            if more {
+                again.push(id);
+            }
+            *lone |= connection.take_lone();
         }
-        if more {
-            again.push(id);
-        }
-        if connections.get_mut(&id).is_some_and(Connection::take_lone) {
-            *lone = true;
+        Next::End => {
+            if let Some(mut connection) = connections.remove(&id) {
+                let _ = poll.registry().deregister(&mut connection.socket);
+                connection.end(shared);
+            }
         }
     }
 }
@@ -286,32 +294,6 @@ fn spin(poll: &mut Poll, events: &mut Events, poller: &logbook::Poller) -> bool 
     poller
         .poll(LONE_SPIN, || (poll.poll(events, Some(Duration::ZERO)).is_ok() && !events.is_empty()).then_some(()))
         .is_some()
-}
-
-enum Driven {
-    Kept { deadline: Option<Instant>, again: bool },
-    Gone,
-}
-
-/// Drives connection `id`; drops it when it is done.
-fn drive(
-    shared: &Arc<Shared>,
-    mailbox: &Arc<Mailbox>,
-    poll: &Poll,
-    connections: &mut HashMap<u64, Connection>,
-    id: u64,
-    scratch: &mut [u8],
-) -> Driven {
-    let Some(connection) = connections.get_mut(&id) else { return Driven::Gone };
-    match connection.drive(shared, mailbox, scratch) {
-        Next::Keep { again } => Driven::Kept { deadline: connection.next_deadline(), again },
-        Next::End => {
-            let Some(mut connection) = connections.remove(&id) else { return Driven::Gone };
-            let _ = poll.registry().deregister(&mut connection.socket);
-            connection.end(shared);
-            Driven::Gone
-        }
-    }
 }
 
 /// The reply to a command that could not be handed to a helper thread.
