@@ -211,6 +211,40 @@ fn fsync_eio_stops_the_writer_and_nothing_unsynced_is_acknowledged() {
     check_invariants(dir.path(), &ledger.lock().unwrap(), "fsync EIO");
 }
 
+/// What the daemon relies on: appends and batches left with a callback (`on_done`, as the
+/// server's runs leave them) in a group whose fdatasync fails are each answered with the
+/// writer's failure, none acknowledged, and none left counted in flight.
+#[test]
+fn a_failed_fsync_answers_callbacks_of_appends_and_batches_with_the_failure() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = SimFileSystem::new();
+    let store = Store::open(dir.path(), sim_options(&sim)).unwrap();
+    store.append("order-1", ExpectedVersion::Any, vec![NewEvent::new("CART_CREATED", b"{}".to_vec())]).unwrap();
+    let injected = sim.injected();
+    sim.fail(Fault { kind: OpKind::Sync, nth: sim.count(OpKind::Sync) + 1, torn_at: None });
+    let (tx, rx) = std::sync::mpsc::channel();
+    let one = tx.clone();
+    store
+        .submit_append("order-1", ExpectedVersion::Exact(1), vec![NewEvent::new("ORDER_PLACED", b"{}".to_vec())])
+        .unwrap()
+        .on_done(move |result| one.send(("append", result.map(|r| vec![r]))).unwrap());
+    let parts = vec![
+        AppendPart::new("order-2", ExpectedVersion::NoStream, vec![NewEvent::new("CART_CREATED", b"{}".to_vec())]),
+        AppendPart::new("stock-9", ExpectedVersion::Any, vec![NewEvent::new("STOCK_RESERVED", b"{}".to_vec())]),
+    ];
+    store.submit_append_batch(parts).unwrap().on_done(move |result| tx.send(("batch", result)).unwrap());
+    for _ in 0..2 {
+        let (what, result) = rx.recv_timeout(Duration::from_secs(10)).expect("every callback runs");
+        match result {
+            Err(Error::WriterFailed(reason)) => assert!(reason.contains("fdatasync"), "{what}: {reason}"),
+            other => panic!("{what}: acknowledged or refused otherwise after a failed fdatasync: {other:?}"),
+        }
+    }
+    assert!(sim.injected() > injected, "the fault fired");
+    assert_eq!(store.appends_in_flight(), 0);
+    assert_eq!(store.head_position(), 1, "nothing of the failed group was published");
+}
+
 #[test]
 fn a_failed_synced_record_leaves_the_writer_running() {
     // The record of how far the log is synced is a rewrite of MANIFEST beside the appends: on
