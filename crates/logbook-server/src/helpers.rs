@@ -6,7 +6,8 @@
 //! thread per command put tens of µs on every such command; one idle for [`HELPER_IDLE`] ends.
 //! A command finds an idle helper or starts a new one, never a queue: a slow command (a READALL
 //! BLOCK of minutes) cannot hold up another connection's. A connection has at most one command
-//! on a helper, so the server runs at most `max_connections` helpers.
+//! on a helper, so at most `max_connections` helpers are busy; the idle ones (of connections
+//! that just closed) end within [`HELPER_IDLE`].
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
