@@ -406,7 +406,6 @@ impl Connection {
     /// Hands a run of appends to the store; `ends`: it ends what the client sent.
     fn submit(&mut self, shared: &Arc<Shared>, mailbox: &Arc<Mailbox>, appends: Vec<PreparedAppend>, ends: bool) {
         self.lone |= ends && pipeline::lone(shared, appends.len());
-        let submitted = pipeline::submit(shared, appends);
         // The writer writes the replies itself when nothing of the connection waits before them.
         let proto = self.session.as_ref().map_or(ProtocolVersion::Resp2, |s| s.proto);
         let direct = self.core.answers_directly();
@@ -415,7 +414,7 @@ impl Connection {
         // requests wait behind it, or the client closed its side and the connection must end.
         let wanted = !ends || self.core.wait(Instant::now()) != Wait::Input;
         self.run =
-            Some(AnsweredByWriter::answer(shared, &self.replies, proto, direct, (mailbox, self.id), wanted, submitted));
+            Some(AnsweredByWriter::submit(shared, &self.replies, proto, direct, (mailbox, self.id), wanted, appends));
     }
 
     /// Runs `work` on a helper thread (`helpers`); the session goes with it and comes back

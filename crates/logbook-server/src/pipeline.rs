@@ -44,12 +44,6 @@ pub(crate) enum PreparedAppend {
     Batch(Vec<AppendPart>),
 }
 
-/// A prepared append handed to the store, not answered yet.
-enum Submission {
-    Stream { many: bool, pending: logbook::Result<logbook::PendingAppend> },
-    Batch(logbook::Result<logbook::PendingBatch>),
-}
-
 impl PreparedAppend {
     /// Appends on its own and waits for the result.
     pub fn run(self, shared: &Shared) -> Value {
@@ -75,12 +69,26 @@ impl PreparedAppend {
         }
     }
 
-    fn submit(self, store: &logbook::Store) -> Submission {
+    /// Hands it to the store; `run` gets its reply as answer `index` of the run.
+    fn submit(self, store: &logbook::Store, run: &Arc<Run>, index: usize) {
+        let run_of = || Arc::clone(run);
         match self {
             PreparedAppend::Stream { stream, expected, events, many } => {
-                Submission::Stream { many, pending: store.submit_append(&stream, expected, events) }
+                match store.submit_append(&stream, expected, events) {
+                    Ok(pending) => {
+                        let run = run_of();
+                        pending.on_done(move |result| run.complete(index, stream_reply(many, result)));
+                    }
+                    Err(err) => run.complete(index, store_error_unlogged(&err)),
+                }
             }
-            PreparedAppend::Batch(parts) => Submission::Batch(store.submit_append_batch(parts)),
+            PreparedAppend::Batch(parts) => match store.submit_append_batch(parts) {
+                Ok(pending) => {
+                    let run = run_of();
+                    pending.on_done(move |result| run.complete(index, batch_reply(result)));
+                }
+                Err(err) => run.complete(index, store_error_unlogged(&err)),
+            },
         }
     }
 }
@@ -129,21 +137,6 @@ pub(crate) fn lone(shared: &Shared, appends: usize) -> bool {
     appends > 0 && appends <= MAX_LONE_APPENDS && shared.store.appends_in_flight() == 0
 }
 
-/// A run of consecutive appends handed to the store in order, neither waited for nor
-/// answered yet (counted in the store's appends in flight until each is).
-pub(crate) struct Submitted {
-    started: Instant,
-    pending: Vec<Submission>,
-}
-
-/// Submits every append of a run, in order.
-pub(crate) fn submit(shared: &Shared, appends: Vec<PreparedAppend>) -> Submitted {
-    let started = Instant::now();
-    let store = &shared.store;
-    let pending = appends.into_iter().map(|a| a.submit(store)).collect();
-    Submitted { started, pending }
-}
-
 /// Counts an append that was handed to the store at `started` and has its result now, in the
 /// append-latency histogram of `/metrics`.
 pub(crate) fn record_latency(shared: &Shared, started: Instant) {
@@ -187,20 +180,21 @@ struct RunState {
 }
 
 impl AnsweredByWriter {
-    /// Answers a submitted run: its replies will be written to `socket` in the connection's
+    /// Submits `appends` to the store in order (each counted in the store's appends in flight
+    /// until it is answered); their replies will be written to `socket` in the connection's
     /// protocol `proto` when `direct`, else only encoded. `mailbox` and `connection` say whom
     /// to wake; `wanted`: wake the loop when the run settles even if every reply went out (the
     /// connection has more requests to run after it, and no new input will wake the loop).
-    pub fn answer(
+    pub fn submit(
         shared: &Arc<Shared>,
         socket: &Arc<TcpStream>,
         proto: ProtocolVersion,
         direct: bool,
         (mailbox, connection): (&Arc<Mailbox>, u64),
         wanted: bool,
-        submitted: Submitted,
+        appends: Vec<PreparedAppend>,
     ) -> AnsweredByWriter {
-        let Submitted { started, pending } = submitted;
+        let started = Instant::now();
         let run = Arc::new(Run {
             shared: Arc::clone(shared),
             socket: Arc::clone(socket),
@@ -210,29 +204,16 @@ impl AnsweredByWriter {
             connection,
             started,
             state: Mutex::new(RunState {
-                replies: std::iter::repeat_with(|| None).take(pending.len()).collect(),
-                missing: pending.len(),
+                replies: std::iter::repeat_with(|| None).take(appends.len()).collect(),
+                missing: appends.len(),
                 failures: Vec::new(),
                 error_replies: Vec::new(),
                 unsent: None,
                 wanted,
             }),
         });
-        for (index, submission) in pending.into_iter().enumerate() {
-            let run_of = || Arc::clone(&run);
-            match submission {
-                Submission::Stream { many, pending: Ok(pending) } => {
-                    let run = run_of();
-                    pending.on_done(move |result| run.complete(index, stream_reply(many, result)));
-                }
-                Submission::Batch(Ok(pending)) => {
-                    let run = run_of();
-                    pending.on_done(move |result| run.complete(index, batch_reply(result)));
-                }
-                Submission::Stream { pending: Err(err), .. } | Submission::Batch(Err(err)) => {
-                    run.complete(index, store_error_unlogged(&err))
-                }
-            }
+        for (index, append) in appends.into_iter().enumerate() {
+            append.submit(&shared.store, &run, index);
         }
         AnsweredByWriter(run)
     }

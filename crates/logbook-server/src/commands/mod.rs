@@ -74,10 +74,6 @@ pub(crate) fn prepare_append(session: &Session, command: Command) -> Result<Prep
 /// connection after its reply, as it would have on the loop.
 pub(crate) fn execute_heavy(shared: &Shared, session: &mut Session, args: Vec<Vec<u8>>) -> Outcome {
     match Command::parse(args, &shared.core_limits().commands) {
-        Ok(command) if is_append(&command) => Outcome::Reply(match prepare_append(session, command) {
-            Ok(prepared) => prepared.run(shared).into(),
-            Err(reply) => reply.into(),
-        }),
         Ok(command) => execute(shared, session, command),
         Err(err @ logbook_protocol::CommandError::Protocol(_)) => {
             shared.stats.protocol_errors.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -87,7 +83,8 @@ pub(crate) fn execute_heavy(shared: &Shared, session: &mut Session, args: Vec<Ve
     }
 }
 
-/// Runs any command but APPEND / APPENDMANY.
+/// Runs any command; an append on its own, waited for here (the event loops hand appends to
+/// the pipeline's runs instead, see `server::pipeline`).
 pub(crate) fn execute(shared: &Shared, session: &mut Session, command: Command) -> Outcome {
     let reply = match command {
         Command::Ping { message } => session::ping(message).into(),
