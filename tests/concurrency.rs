@@ -153,3 +153,56 @@ fn concurrent_batches_stay_whole_and_in_order() {
         i += size;
     }
 }
+
+/// `try_submit_append` and `try_submit_append_batch` never wait for room in the writer's
+/// queue: with a queue of one and a disk that takes half a second per fsync, submitting goes
+/// on until the queue is full, and the append comes back unchanged. Every queued append is
+/// applied in order, and the one handed back applies after them when submitted again.
+#[test]
+fn try_submit_hands_an_append_back_when_the_writers_queue_is_full() {
+    use logbook::{AppendPart, TrySubmit};
+    type Wait = Box<dyn FnOnce() -> logbook::Result<u64>>;
+    let dir = tempfile::tempdir().unwrap();
+    let sim = SimFileSystem::new();
+    let options = Options { max_queued_appends: 1, fs: Arc::new(sim.clone()), ..Options::default() };
+    let store = Store::open(dir.path(), options).unwrap();
+    sim.set_sync_delay(Duration::from_millis(500));
+    let part = |i: usize| {
+        AppendPart::new(
+            "order-1",
+            ExpectedVersion::Exact(i as u64),
+            vec![NewEvent::new("E", i.to_string().into_bytes())],
+        )
+    };
+    let mut queued: Vec<Wait> = Vec::new();
+    // Appends and one-part batches in turn: both ways hand the append back.
+    let back: Vec<AppendPart> = loop {
+        let i = queued.len();
+        assert!(i < 8, "a queue of one took {i} appends while the writer synced");
+        if i.is_multiple_of(2) {
+            match store.try_submit_append(part(i)).unwrap() {
+                TrySubmit::Queued(p) => queued.push(Box::new(move || p.wait().map(|r| r.first_version))),
+                TrySubmit::QueueFull(back) => break vec![back],
+            }
+        } else {
+            match store.try_submit_append_batch(vec![part(i)]).unwrap() {
+                TrySubmit::Queued(p) => queued.push(Box::new(move || p.wait().map(|r| r[0].first_version))),
+                TrySubmit::QueueFull(back) => break back,
+            }
+        }
+    };
+    let n = queued.len();
+    assert!(n >= 1, "an empty queue of one refused an append");
+    assert_eq!(back, vec![part(n)], "the append comes back unchanged");
+    sim.set_sync_delay(Duration::ZERO);
+    for (i, wait) in queued.into_iter().enumerate() {
+        assert_eq!(wait().unwrap(), i as u64 + 1);
+    }
+    let again = back.into_iter().next().unwrap();
+    let last = match store.try_submit_append(again).unwrap() {
+        TrySubmit::Queued(pending) => pending.wait().unwrap(),
+        TrySubmit::QueueFull(_) => panic!("the queue is empty once every append is answered"),
+    };
+    assert_eq!(last.first_version, n as u64 + 1);
+    store.close().unwrap();
+}

@@ -227,3 +227,150 @@ fn a_client_that_reads_nothing_does_not_hold_a_shutdown() {
     );
     drop(stuck);
 }
+
+/// Review 26: appends that fill the writer's queue do not stop the event loop. A client
+/// pipelines more appends than the queue holds (8 here) while the disk takes 2 s per fsync; the
+/// loop used to wait in the queue for room, so another client's PING waited for about a dozen
+/// fsyncs. Now the run waits for room on its own connection and the loop serves the others:
+/// the PING is answered before the first fsync ends (the pipelining client has no reply yet).
+#[test]
+fn appends_that_fill_the_writers_queue_do_not_hold_up_the_other_clients() {
+    use logbook::{Options, SimFileSystem};
+    use std::io::{Read, Write};
+    const APPENDS: usize = 100;
+    let dir = tempfile::tempdir().unwrap();
+    let sim = SimFileSystem::new();
+    let options = Options { max_queued_appends: 8, fs: Arc::new(sim.clone()), ..Options::default() };
+    let store = Store::open(dir.path(), options).unwrap();
+    sim.set_sync_delay(Duration::from_secs(2));
+    let config = Config { data: dir.path().to_path_buf(), listen: "127.0.0.1:0".into(), ..Config::default() };
+    let server = logbook_server::Server::start_with_store(store, config).unwrap();
+    let addr = server.local_addr();
+
+    let mut flooder = std::net::TcpStream::connect(addr).unwrap();
+    let mut pipe = redis::pipe();
+    for i in 0..APPENDS {
+        pipe.cmd("APPEND").arg("order-1").arg("ORDER_PLACED").arg(format!("{{\"n\":{i}}}"));
+    }
+    flooder.write_all(&pipe.get_packed_pipeline()).unwrap();
+    // The queue fills: the loop has a run waiting for room.
+    let mut prober = connect(&format!("redis://{addr}/"));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while info_stat(&mut prober, "runs_waiting_for_the_queue") == 0 {
+        assert!(Instant::now() < deadline, "the appends never filled the writer's queue");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let mut raw = std::net::TcpStream::connect(addr).unwrap();
+    raw.set_read_timeout(Some(Duration::from_secs(8))).unwrap();
+    raw.write_all(b"PING\r\n").unwrap();
+    let mut pong = [0u8; 7];
+    raw.read_exact(&mut pong).expect("PING answered while the writer's queue is full");
+    assert_eq!(&pong, b"+PONG\r\n");
+    flooder.set_nonblocking(true).unwrap();
+    let mut byte = [0u8; 1];
+    let early = flooder.peek(&mut byte);
+    assert!(
+        matches!(&early, Err(e) if e.kind() == std::io::ErrorKind::WouldBlock),
+        "the PING came after the first fsync ({early:?}): it waited for the writer"
+    );
+
+    // Every append is answered, in order, once the disk is fast again.
+    sim.set_sync_delay(Duration::ZERO);
+    flooder.set_nonblocking(false).unwrap();
+    flooder.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let mut replies = Vec::new();
+    let expected: String = (1..=APPENDS).map(|v| format!("*2\r\n:{v}\r\n:{v}\r\n")).collect();
+    while replies.len() < expected.len() {
+        let mut chunk = [0u8; 4096];
+        let n = flooder.read(&mut chunk).unwrap();
+        assert!(n > 0, "connection closed after {} bytes", replies.len());
+        replies.extend_from_slice(&chunk[..n]);
+    }
+    assert_eq!(String::from_utf8(replies).unwrap(), expected);
+    server.shutdown().unwrap();
+}
+
+/// Review 27: a connection whose appends wait for room in the writer's queue is not starved by
+/// connections that keep the queue full. Twelve clients (connected first) pipeline 100 appends
+/// at a time and send the next 100 as soon as the replies are in, so the queue of 32 stays full;
+/// a client connected after them appends one event at a time. Its appends wait their turn in
+/// line behind the runs that waited before them. Before the line, the flooders' new runs took
+/// every slot the writer freed and the lone client got almost nothing until the flood ended.
+#[test]
+fn a_connection_waiting_for_the_writers_queue_gets_its_turn() {
+    use logbook::Options;
+    use std::io::{BufRead, BufReader, Write};
+    use std::sync::atomic::AtomicUsize;
+    const FLOODERS: usize = 24;
+    const PER_RUN: usize = 200;
+    const VICTIM_APPENDS: usize = 10;
+    let dir = tempfile::tempdir().unwrap();
+    let options = Options { max_queued_appends: 32, ..Options::default() };
+    let store = Store::open(dir.path(), options).unwrap();
+    let config = Config { data: dir.path().to_path_buf(), listen: "127.0.0.1:0".into(), ..Config::default() };
+    let server = logbook_server::Server::start_with_store(store, config).unwrap();
+    let addr = server.local_addr();
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let flooded = Arc::new(AtomicUsize::new(0));
+    let flooders: Vec<_> = (0..FLOODERS)
+        .map(|f| {
+            let socket = std::net::TcpStream::connect(addr).unwrap();
+            let (stop, flooded) = (Arc::clone(&stop), Arc::clone(&flooded));
+            std::thread::spawn(move || {
+                let mut pipe = redis::pipe();
+                for _ in 0..PER_RUN {
+                    pipe.cmd("APPEND").arg(format!("flood-{f}")).arg("ORDER_PLACED").arg("{}");
+                }
+                let bytes = pipe.get_packed_pipeline();
+                let mut reader = BufReader::new(socket.try_clone().unwrap());
+                let mut writer = socket;
+                let mut line = String::new();
+                while !stop.load(Ordering::Relaxed) {
+                    writer.write_all(&bytes).unwrap();
+                    for _ in 0..PER_RUN {
+                        // `*2` then two integers per reply.
+                        for _ in 0..3 {
+                            line.clear();
+                            reader.read_line(&mut line).unwrap();
+                        }
+                        assert!(!line.starts_with('-'), "flooder {f} got {line}");
+                    }
+                    flooded.fetch_add(PER_RUN, Ordering::Relaxed);
+                }
+            })
+        })
+        .collect();
+    // The flood is on: runs wait for the queue.
+    let mut prober = connect(&format!("redis://{addr}/"));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while info_stat(&mut prober, "runs_waiting_for_the_queue") < FLOODERS as u64 {
+        assert!(Instant::now() < deadline, "the flooders never filled the writer's queue");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let mut victim = connect(&format!("redis://{addr}/"));
+    let flooded_before = flooded.load(Ordering::Relaxed);
+    let mut answered = 0;
+    let until = Instant::now() + Duration::from_secs(15);
+    while answered < VICTIM_APPENDS && Instant::now() < until {
+        let _: redis::Value =
+            redis::cmd("APPEND").arg("order-victim").arg("ORDER_PLACED").arg("{}").query(&mut victim).unwrap();
+        answered += 1;
+    }
+    let flooded_meanwhile = flooded.load(Ordering::Relaxed) - flooded_before;
+    eprintln!("victim: {answered} answered, {flooded_meanwhile} flooded meanwhile, {:?} left", until - Instant::now());
+    stop.store(true, Ordering::Relaxed);
+    for flooder in flooders {
+        flooder.join().unwrap();
+    }
+    assert_eq!(
+        answered, VICTIM_APPENDS,
+        "the lone client's appends were starved ({flooded_meanwhile} flooded meanwhile)"
+    );
+    // Its turn came after at most the runs ahead of it, each time: not after the whole flood.
+    assert!(
+        flooded_meanwhile <= VICTIM_APPENDS * (FLOODERS + 1) * PER_RUN,
+        "{flooded_meanwhile} flooded appends went before the lone client's {VICTIM_APPENDS}"
+    );
+    server.shutdown().unwrap();
+}

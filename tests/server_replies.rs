@@ -11,7 +11,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
-use server_support::TestServer;
+use server_support::{info_stat, TestServer};
 
 /// One command as a RESP array of bulk strings.
 fn resp(args: &[&str]) -> Vec<u8> {
@@ -38,17 +38,6 @@ fn read_reply(reader: &mut BufReader<TcpStream>) -> Result<Vec<i64>, String> {
             Ok(item.trim_end().strip_prefix(':').expect("an integer").parse().unwrap())
         })
         .collect()
-}
-
-fn stat(con: &mut redis::Connection, name: &str) -> u64 {
-    let info: String = redis::cmd("INFO").arg("stats").query(con).unwrap();
-    let prefix = format!("{name}:");
-    info.lines()
-        .find_map(|l| l.strip_prefix(prefix.as_str()))
-        .unwrap_or_else(|| panic!("{name} in INFO"))
-        .trim()
-        .parse()
-        .unwrap()
 }
 
 #[test]
@@ -87,7 +76,7 @@ fn concurrent_runs_with_a_refused_append_in_the_middle_get_their_replies_in_orde
     for thread in threads {
         thread.join().unwrap();
     }
-    let answered = stat(&mut server.redis(), "runs_answered_by_writer");
+    let answered = info_stat(&mut server.redis(), "runs_answered_by_writer");
     assert!(answered > 0, "no run was answered by the writer: the test did not test it");
     eprintln!("{answered} of {} runs answered by the writer", clients * rounds);
 }
@@ -123,7 +112,7 @@ fn replies_the_socket_does_not_take_go_out_from_the_connections_thread() {
     for thread in threads {
         thread.join().unwrap();
     }
-    let left = stat(&mut server.redis(), "runs_left_to_connection");
+    let left = info_stat(&mut server.redis(), "runs_left_to_connection");
     logbook_server::testing::cap_writer_sends(usize::MAX);
     assert!(left > 0, "no run's replies were left to the connection: the test did not test it");
     eprintln!("{left} runs left to the connection");

@@ -102,6 +102,18 @@ pub fn connect(url: &str) -> redis::Connection {
 }
 
 /// The error code of a failed command (e.g. "WRONGVERSION").
+/// A counter of `INFO stats`.
+pub fn info_stat(con: &mut redis::Connection, name: &str) -> u64 {
+    let info: String = redis::cmd("INFO").arg("stats").query(con).unwrap();
+    let prefix = format!("{name}:");
+    info.lines()
+        .find_map(|l| l.strip_prefix(prefix.as_str()))
+        .unwrap_or_else(|| panic!("{name} in INFO stats"))
+        .trim()
+        .parse()
+        .unwrap()
+}
+
 pub fn code_of<T: std::fmt::Debug>(result: redis::RedisResult<T>) -> String {
     match result {
         Err(e) => e.code().unwrap_or("?").to_string(),

@@ -61,6 +61,11 @@ const FINAL_WRITE_GRACE: Duration = Duration::from_secs(1);
 /// Most reads (and request runs) per drive: a busy client yields to the loop's others, and
 /// is driven again after the next `poll`.
 const MAX_STEPS_PER_DRIVE: usize = 16;
+/// How often the loop looks for room in the writer's queue while a run's appends wait for it.
+/// The queue is full only while the disk is the bottleneck: the writer empties it into its
+/// next group at least once per fsync, so a millisecond's wait costs the waiting client little
+/// and costs the loop a wake-up per millisecond, not a core.
+const QUEUE_RETRY: Duration = Duration::from_millis(1);
 
 /// What a connection knows about itself.
 pub(crate) struct Session {
@@ -128,6 +133,10 @@ pub(crate) struct Connection {
     failed: bool,
     /// When a closing connection stops waiting for its last replies to be written.
     close_by: Option<Instant>,
+    /// When the loop looks again for room in the writer's queue for the run's waiting appends
+    /// (only while the connection is first in the loop's line: the others are driven when
+    /// their turn comes, see `Mailbox::leave_line`).
+    queue_retry_at: Option<Instant>,
     _registration: Registration,
 }
 
@@ -167,6 +176,7 @@ impl Connection {
             writable: true,
             failed: false,
             close_by: None,
+            queue_retry_at: None,
             _registration: registration,
         })
     }
@@ -197,11 +207,7 @@ impl Connection {
     /// its command: the helper's answer drives it).
     pub fn next_deadline(&self) -> Option<Instant> {
         self.session.as_ref()?;
-        let deadline = self.core.next_deadline();
-        match (deadline, self.close_by) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        [self.core.next_deadline(), self.close_by, self.queue_retry_at].into_iter().flatten().min()
     }
 
     /// A helper finished the connection's command.
@@ -229,21 +235,37 @@ impl Connection {
 
     /// Takes the replies of the run of appends when it settled (the writer is then told to
     /// wake the loop when it does).
-    fn settle(&mut self) {
-        if let Some(run) = &mut self.run {
-            if let Some(unsent) = run.try_settle() {
-                self.run = None;
-                if !unsent.is_empty() {
-                    self.core.push_encoded(unsent);
-                }
+    fn settle(&mut self, mailbox: &Mailbox) {
+        let Some(run) = &mut self.run else { return };
+        if run.waits_for_the_queue() {
+            // Only the first in the loop's line submits: others wait their turn.
+            if !mailbox.first_in_line(self.id) {
+                return;
+            }
+            if !run.submit_waiting() {
+                self.queue_retry_at = Some(Instant::now() + QUEUE_RETRY);
+                return;
+            }
+            self.queue_retry_at = None;
+            mailbox.leave_line(self.id);
+        }
+        if let Some(unsent) = run.try_settle() {
+            self.run = None;
+            if !unsent.is_empty() {
+                self.core.push_encoded(unsent);
             }
         }
+    }
+
+    /// Some of the run's appends wait for room in the writer's queue.
+    fn waits_for_the_queue(&self) -> bool {
+        self.run.as_ref().is_some_and(AnsweredByWriter::waits_for_the_queue)
     }
 
     /// Does everything the connection can do now without waiting.
     pub fn drive(&mut self, shared: &Arc<Shared>, mailbox: &Arc<Mailbox>, scratch: &mut [u8]) -> Next {
         for _ in 0..MAX_STEPS_PER_DRIVE {
-            self.settle();
+            self.settle(mailbox);
             let now = Instant::now();
             if !self.busy() && !self.failed {
                 self.core.on_timeout(now);
@@ -266,8 +288,10 @@ impl Connection {
                 let by = *self.close_by.get_or_insert(now + FINAL_WRITE_GRACE);
                 return if by <= now { Next::End } else { Next::Keep { again: false } };
             }
-            // Nothing is read while a helper runs a command (as a thread of its own would not).
-            if self.session.is_some() && self.readable {
+            // Nothing is read while a helper runs a command (as a thread of its own would not),
+            // nor while appends wait for room in the writer's queue: what a waiting connection
+            // holds stays within the request bytes it read before.
+            if self.session.is_some() && self.readable && !self.waits_for_the_queue() {
                 let room = self.core.read_capacity().min(scratch.len());
                 if room > 0 {
                     match (&self.socket).read(&mut scratch[..room]) {
@@ -413,8 +437,20 @@ impl Connection {
         // loop must hear when the run settles, whether or not the socket took every reply:
         // requests wait behind it, or the client closed its side and the connection must end.
         let wanted = !ends || self.core.wait(Instant::now()) != Wait::Input;
-        self.run =
-            Some(AnsweredByWriter::submit(shared, &self.replies, proto, direct, (mailbox, self.id), wanted, appends));
+        let behind_others = mailbox.anyone_in_line();
+        let run = AnsweredByWriter::submit(
+            shared,
+            &self.replies,
+            proto,
+            direct,
+            (mailbox, self.id),
+            wanted,
+            (appends, behind_others),
+        );
+        if run.waits_for_the_queue() && mailbox.join_line(self.id) {
+            self.queue_retry_at = Some(Instant::now() + QUEUE_RETRY);
+        }
+        self.run = Some(run);
     }
 
     /// Runs `work` on a helper thread (`helpers`); the session goes with it and comes back

@@ -10,10 +10,12 @@
 //! Nothing on a loop waits for long: sockets are non-blocking; a run of appends is answered
 //! by the writer thread, which writes the replies to the socket itself (see `pipeline`) and
 //! wakes the loop only when the socket did not take them all or the loop asked; commands that
-//! can wait or take long run on a helper thread (`helpers`, `commands::runs_on_a_helper`). The
-//! one wait a loop can meet is the store's bounded append queue being full (the disk is the
-//! bottleneck then). After a lone run of appends (no other run out) the loop polls its
-//! sockets for a moment before it sleeps ([`spin`]).
+//! can wait or take long run on a helper thread (`helpers`, `commands::runs_on_a_helper`).
+//! Appends are submitted without waiting for room in the store's bounded queue: when it is
+//! full (the disk is the bottleneck then) the rest of a run waits on its connection, in a line
+//! of such connections ([`Mailbox::join_line`]) whose first the loop drives again every
+//! millisecond (`connection`). After a lone run of appends (no other
+//! run out) the loop polls its sockets for a moment before it sleeps ([`spin`]).
 //!
 //! Sockets are registered (edge-triggered) for input and output. Each connection remembers
 //! whether its socket may have input or take output until a read or write would block.
@@ -22,7 +24,7 @@
 //! (never longer than [`MAX_POLL_WAIT`]); when it passes, it applies every connection's due
 //! deadlines.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::io::ErrorKind;
 use std::net::TcpStream;
 use std::sync::atomic::Ordering;
@@ -83,6 +85,11 @@ impl Inbox {
 pub(crate) struct Mailbox {
     inbox: Mutex<Inbox>,
     waker: Waker,
+    /// Connections of this loop whose appends wait for room in the store's append queue, first
+    /// come first served: only the first submits when room comes, and a new run joins the end
+    /// of the line while anyone waits, so a connection that keeps the queue full cannot starve
+    /// the others. Only the loop's own thread uses it.
+    line: Mutex<VecDeque<u64>>,
 }
 
 impl Mailbox {
@@ -122,6 +129,39 @@ impl Mailbox {
     fn take(&self) -> Inbox {
         std::mem::take(&mut *self.inbox.lock())
     }
+
+    /// True when some connection waits for room in the append queue.
+    pub fn anyone_in_line(&self) -> bool {
+        !self.line.lock().is_empty()
+    }
+
+    /// Connection `id`'s appends wait for room in the append queue; true when it is first.
+    pub fn join_line(&self, id: u64) -> bool {
+        let mut line = self.line.lock();
+        if !line.contains(&id) {
+            line.push_back(id);
+        }
+        line.front() == Some(&id)
+    }
+
+    /// True when connection `id` is first in line.
+    pub fn first_in_line(&self, id: u64) -> bool {
+        self.line.lock().front() == Some(&id)
+    }
+
+    /// Connection `id` waits no more (its appends are all submitted, or it ended); the next in
+    /// line, if `id` was first, is driven at the loop's next turn.
+    pub fn leave_line(&self, id: u64) {
+        let next = {
+            let mut line = self.line.lock();
+            let was_first = line.front() == Some(&id);
+            line.retain(|&waiting| waiting != id);
+            line.front().copied().filter(|_| was_first)
+        };
+        if let Some(next) = next {
+            self.settled(next);
+        }
+    }
 }
 
 /// A loop not yet started: its poller and mailbox.
@@ -134,7 +174,7 @@ impl LoopSeed {
     pub fn new() -> std::io::Result<LoopSeed> {
         let poll = Poll::new()?;
         let waker = Waker::new(poll.registry(), WAKE)?;
-        let mailbox = Mailbox { inbox: Mutex::new(Inbox::default()), waker };
+        let mailbox = Mailbox { inbox: Mutex::new(Inbox::default()), waker, line: Mutex::new(VecDeque::new()) };
         Ok(LoopSeed { poll, mailbox: Arc::new(mailbox) })
     }
 
@@ -278,6 +318,7 @@ fn drive_noting(
         Next::End => {
             if let Some(mut connection) = connections.remove(&id) {
                 let _ = poll.registry().deregister(&mut connection.socket);
+                mailbox.leave_line(id);
                 connection.end(shared);
             }
         }

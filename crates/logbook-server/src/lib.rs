@@ -111,6 +111,9 @@ pub(crate) struct ServerStats {
     /// Of those, runs whose replies the socket did not take at once (a client not reading),
     /// left for the event loop to write.
     pub runs_left_to_connection: AtomicU64,
+    /// Runs of appends that found the writer's queue full (`Options::max_queued_appends`) and
+    /// waited on their connection for room while the event loop served the others.
+    pub runs_waiting_for_the_queue: AtomicU64,
     /// Console API requests holding a place in the store-work queue (queued or running).
     pub console_api_requests: AtomicU64,
 }

@@ -10,7 +10,7 @@ pub(crate) fn render(shared: &Shared) -> String {
     let store = &shared.store;
     let stats = store.stats();
     let s = &shared.stats;
-    let metrics: [(&str, &str, &str, u64); 23] = [
+    let metrics: [(&str, &str, &str, u64); 24] = [
         ("logbook_uptime_seconds", "gauge", "Seconds since the server started.", shared.started.elapsed().as_secs()),
         ("logbook_head_position", "gauge", "Last published position of the global log.", store.head_position()),
         ("logbook_streams", "gauge", "Streams with at least one event.", store.stream_count() as u64),
@@ -78,6 +78,12 @@ pub(crate) fn render(shared: &Shared) -> String {
             "counter",
             "Of those, runs whose replies the socket did not take at once (left to the connection).",
             s.runs_left_to_connection.load(Ordering::Relaxed),
+        ),
+        (
+            "logbook_runs_waiting_for_the_queue_total",
+            "counter",
+            "Runs of appends that found the writer's queue full and waited for room on their connection.",
+            s.runs_waiting_for_the_queue.load(Ordering::Relaxed),
         ),
     ];
     let mut out = String::new();

@@ -12,13 +12,14 @@
 //! connection is waiting before them. The loop wakes for the client's next request only, not
 //! also for the acknowledgement.
 
+use std::collections::VecDeque;
 use std::io::ErrorKind;
 use std::net::TcpStream;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
-use logbook::{AppendPart, ExpectedVersion, NewEvent};
+use logbook::{AppendPart, ExpectedVersion, NewEvent, TrySubmit};
 use logbook_protocol::{encode, ProtocolVersion, Value};
 use parking_lot::Mutex;
 
@@ -69,27 +70,33 @@ impl PreparedAppend {
         }
     }
 
-    /// Hands it to the store; `run` gets its reply as answer `index` of the run.
-    fn submit(self, store: &logbook::Store, run: &Arc<Run>, index: usize) {
+    /// Hands it to the store without waiting for room in the writer's queue; `run` gets its
+    /// reply as answer `index` of the run. Comes back when the queue is full.
+    fn submit(self, store: &logbook::Store, run: &Arc<Run>, index: usize) -> Option<PreparedAppend> {
         let run_of = || Arc::clone(run);
         match self {
             PreparedAppend::Stream { stream, expected, events, many } => {
-                match store.submit_append(&stream, expected, events) {
-                    Ok(pending) => {
+                match store.try_submit_append(AppendPart { stream, expected, events }) {
+                    Ok(TrySubmit::Queued(pending)) => {
                         let run = run_of();
                         pending.on_done(move |result| run.complete(index, stream_reply(many, result)));
+                    }
+                    Ok(TrySubmit::QueueFull(AppendPart { stream, expected, events })) => {
+                        return Some(PreparedAppend::Stream { stream, expected, events, many });
                     }
                     Err(err) => run.complete(index, store_error_unlogged(&err)),
                 }
             }
-            PreparedAppend::Batch(parts) => match store.submit_append_batch(parts) {
-                Ok(pending) => {
+            PreparedAppend::Batch(parts) => match store.try_submit_append_batch(parts) {
+                Ok(TrySubmit::Queued(pending)) => {
                     let run = run_of();
                     pending.on_done(move |result| run.complete(index, batch_reply(result)));
                 }
+                Ok(TrySubmit::QueueFull(parts)) => return Some(PreparedAppend::Batch(parts)),
                 Err(err) => run.complete(index, store_error_unlogged(&err)),
             },
         }
+        None
     }
 }
 
@@ -153,7 +160,15 @@ pub(crate) fn record_latency(shared: &Shared, started: Instant) {
 ///
 /// The loop is woken (its [`Mailbox`]) only when it has something to do: reply bytes were
 /// left over, or it asked (`try_settle` found the run still out).
-pub(crate) struct AnsweredByWriter(Arc<Run>);
+pub(crate) struct AnsweredByWriter {
+    run: Arc<Run>,
+    /// Appends of the run the writer's queue had no room for yet, in order; the first is
+    /// answer `next` of the run. The loop submits them when it looks again
+    /// ([`AnsweredByWriter::try_settle`]), instead of waiting for room and leaving its other
+    /// connections waiting too.
+    waiting: VecDeque<PreparedAppend>,
+    next: usize,
+}
 
 struct Run {
     shared: Arc<Shared>,
@@ -181,7 +196,9 @@ struct RunState {
 
 impl AnsweredByWriter {
     /// Submits `appends` to the store in order (each counted in the store's appends in flight
-    /// until it is answered); their replies will be written to `socket` in the connection's
+    /// until it is answered), as many as the writer's queue has room for, or none when
+    /// `behind_others` wait for room already: the others wait
+    /// ([`AnsweredByWriter::waits_for_the_queue`]) until [`AnsweredByWriter::submit_waiting`]. Their replies will be written to `socket` in the connection's
     /// protocol `proto` when `direct`, else only encoded. `mailbox` and `connection` say whom
     /// to wake; `wanted`: wake the loop when the run settles even if every reply went out (the
     /// connection has more requests to run after it, and no new input will wake the loop).
@@ -192,7 +209,7 @@ impl AnsweredByWriter {
         direct: bool,
         (mailbox, connection): (&Arc<Mailbox>, u64),
         wanted: bool,
-        appends: Vec<PreparedAppend>,
+        (appends, behind_others): (Vec<PreparedAppend>, bool),
     ) -> AnsweredByWriter {
         let started = Instant::now();
         let run = Arc::new(Run {
@@ -212,10 +229,30 @@ impl AnsweredByWriter {
                 wanted,
             }),
         });
-        for (index, append) in appends.into_iter().enumerate() {
-            append.submit(&shared.store, &run, index);
+        let mut answered = AnsweredByWriter { run, waiting: appends.into(), next: 0 };
+        if behind_others || !answered.submit_waiting() {
+            answered.run.shared.stats.runs_waiting_for_the_queue.fetch_add(1, Ordering::Relaxed);
         }
-        AnsweredByWriter(run)
+        answered
+    }
+
+    /// Submits the appends still waiting for room in the writer's queue, in order, until the
+    /// queue is full again; true when none is left.
+    pub fn submit_waiting(&mut self) -> bool {
+        while let Some(append) = self.waiting.pop_front() {
+            if let Some(append) = append.submit(&self.run.shared.store, &self.run, self.next) {
+                self.waiting.push_front(append);
+                return false;
+            }
+            self.next += 1;
+        }
+        true
+    }
+
+    /// True while some of the run's appends wait for room in the writer's queue: the loop
+    /// must submit them ([`AnsweredByWriter::submit_waiting`]) without news from the writer.
+    pub fn waits_for_the_queue(&self) -> bool {
+        !self.waiting.is_empty()
     }
 
     /// The bytes the socket did not take (empty when all went out; the caller writes them
@@ -223,7 +260,7 @@ impl AnsweredByWriter {
     /// left to log (the writer thread does not log); `None` while the run is out, and then the
     /// loop is woken when it settles.
     pub fn try_settle(&mut self) -> Option<Vec<u8>> {
-        let mut state = self.0.state.lock();
+        let mut state = self.run.state.lock();
         let Some(unsent) = state.unsent.take() else {
             state.wanted = true;
             return None;

@@ -103,7 +103,7 @@ pub use storage::{
 };
 pub use store::{
     validate_stream_name, validate_system_stream_name, AllPage, AppendPart, PendingAppend, PendingBatch, ScanAll,
-    Store, StoreStats, Subscription,
+    Store, StoreStats, Subscription, TrySubmit,
 };
 pub use types::{
     category_of, AppendResult, Direction, ExpectedVersion, Filter, Log2Counts, Log2Histogram, NewEvent, RecordedEvent,

@@ -33,7 +33,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use bytes::Bytes;
-use crossbeam_channel::{bounded, Sender};
+use crossbeam_channel::{bounded, Sender, TrySendError};
 
 use crate::wal::{reply_channel, ReplyReceiver};
 use parking_lot::Mutex;
@@ -259,6 +259,32 @@ impl Store {
     /// [`PendingBatch::wait`] gives its results. It is applied in submission order with the
     /// appends submitted around it.
     pub fn submit_append_batch(&self, parts: Vec<AppendPart>) -> Result<PendingBatch> {
+        let requests = self.prepare_batch(parts)?;
+        let (tx, rx) = reply_channel();
+        let pending = PendingBatch(Pending::new(rx, &self.inner.acks));
+        self.inner.requests.send(Request::AppendBatch(requests, tx)).map_err(|_| Error::Shutdown)?;
+        Ok(pending)
+    }
+
+    /// [`Store::submit_append_batch`] that does not wait for room in the writer's queue
+    /// ([`Options::max_queued_appends`]): when the queue is full the parts come back unchanged,
+    /// to be submitted again later. An event loop serving many clients submits this way, so one
+    /// client's flood of appends cannot stop it serving the others.
+    pub fn try_submit_append_batch(&self, parts: Vec<AppendPart>) -> Result<TrySubmit<PendingBatch, Vec<AppendPart>>> {
+        let requests = self.prepare_batch(parts)?;
+        let (tx, rx) = reply_channel();
+        let pending = PendingBatch(Pending::new(rx, &self.inner.acks));
+        match self.inner.requests.try_send(Request::AppendBatch(requests, tx)) {
+            Ok(()) => Ok(TrySubmit::Queued(pending)),
+            Err(TrySendError::Full(Request::AppendBatch(requests, _))) => {
+                Ok(TrySubmit::QueueFull(requests.into_iter().map(part_of).collect()))
+            }
+            Err(_) => Err(Error::Shutdown),
+        }
+    }
+
+    /// Checks a batch's parts and limits and prepares each part's request.
+    fn prepare_batch(&self, parts: Vec<AppendPart>) -> Result<Vec<AppendRequest>> {
         if parts.is_empty() {
             return Err(Error::InvalidInput("a batch needs at least one part".into()));
         }
@@ -292,10 +318,7 @@ impl Store {
                 limits.max_batch_bytes
             )));
         }
-        let (tx, rx) = reply_channel();
-        let pending = PendingBatch(Pending::new(rx, &self.inner.acks));
-        self.inner.requests.send(Request::AppendBatch(requests, tx)).map_err(|_| Error::Shutdown)?;
-        Ok(pending)
+        Ok(requests)
     }
 
     /// Queues an append for the writer and returns at once; [`PendingAppend::wait`] gives its
@@ -310,6 +333,19 @@ impl Store {
     ) -> Result<PendingAppend> {
         validate_stream_name(stream)?;
         self.submit_prepared(stream, expected, events)
+    }
+
+    /// [`Store::submit_append`] that does not wait for room in the writer's queue: when the
+    /// queue is full the part comes back unchanged, as with [`Store::try_submit_append_batch`].
+    pub fn try_submit_append(&self, part: AppendPart) -> Result<TrySubmit<PendingAppend, AppendPart>> {
+        let request = self.prepare(&part.stream, part.expected, part.events)?;
+        let (tx, rx) = reply_channel();
+        let pending = PendingAppend(Pending::new(rx, &self.inner.acks));
+        match self.inner.requests.try_send(Request::Append(request, tx)) {
+            Ok(()) => Ok(TrySubmit::Queued(pending)),
+            Err(TrySendError::Full(Request::Append(request, _))) => Ok(TrySubmit::QueueFull(part_of(request))),
+            Err(_) => Err(Error::Shutdown),
+        }
     }
 
     /// [`Store::submit_append`] after the stream name was checked (a user's or a system one).
@@ -857,6 +893,22 @@ impl<T> Drop for Pending<T> {
     fn drop(&mut self) {
         self.acks.in_flight.fetch_sub(1, Ordering::AcqRel);
     }
+}
+
+/// The part a request was prepared from (the queue did not take it): nothing of the events
+/// changed in preparing it.
+fn part_of(request: AppendRequest) -> AppendPart {
+    AppendPart { stream: request.stream, expected: request.expected, events: request.events }
+}
+
+/// What a `try_submit_*` call did: queued the append (`P`, the handle to wait on), or handed it
+/// back unchanged (`A`) because the writer's queue ([`Options::max_queued_appends`]) was full.
+#[derive(Debug)]
+pub enum TrySubmit<P, A> {
+    /// Queued for the writer, in submission order with every other append.
+    Queued(P),
+    /// Not queued: the queue is full until the writer takes its next group. Submit it again.
+    QueueFull(A),
 }
 
 /// One part of an atomic multi-stream append ([`Store::append_batch`]).

@@ -96,6 +96,10 @@ fn section_text(shared: &Shared, session: &Session, name: &str) -> String {
                 ("protocol_errors", shared.stats.protocol_errors.load(Ordering::Relaxed).to_string()),
                 ("runs_answered_by_writer", shared.stats.runs_answered_by_writer.load(Ordering::Relaxed).to_string()),
                 ("runs_left_to_connection", shared.stats.runs_left_to_connection.load(Ordering::Relaxed).to_string()),
+                (
+                    "runs_waiting_for_the_queue",
+                    shared.stats.runs_waiting_for_the_queue.load(Ordering::Relaxed).to_string(),
+                ),
             ]
         }
     };
