@@ -291,11 +291,13 @@ fn appends_that_fill_the_writers_queue_do_not_hold_up_the_other_clients() {
 }
 
 /// Review 27: a connection whose appends wait for room in the writer's queue is not starved by
-/// connections that keep the queue full. Twelve clients (connected first) pipeline 100 appends
-/// at a time and send the next 100 as soon as the replies are in, so the queue of 32 stays full;
+/// connections that keep the queue full. 24 clients (connected first) pipeline 200 appends at
+/// a time and send the next 200 as soon as the replies are in, so the queue of 32 stays full;
 /// a client connected after them appends one event at a time. Its appends wait their turn in
 /// line behind the runs that waited before them. Before the line, the flooders' new runs took
-/// every slot the writer freed and the lone client got almost nothing until the flood ended.
+/// every slot the writer freed and the lone client got almost nothing until the flood ended
+/// (this test failed in 2 of 4 runs then: the starvation depends on timing, and once it sets
+/// in it lasts).
 #[test]
 fn a_connection_waiting_for_the_writers_queue_gets_its_turn() {
     use logbook::Options;
