@@ -163,9 +163,9 @@ pub(crate) fn record_latency(shared: &Shared, started: Instant) {
 pub(crate) struct AnsweredByWriter {
     run: Arc<Run>,
     /// Appends of the run the writer's queue had no room for yet, in order; the first is
-    /// answer `next` of the run. The loop submits them when it looks again
-    /// ([`AnsweredByWriter::try_settle`]), instead of waiting for room and leaving its other
-    /// connections waiting too.
+    /// answer `next` of the run. The loop submits them when their connection's turn in its
+    /// line comes ([`AnsweredByWriter::submit_waiting`]), instead of waiting for room and
+    /// leaving its other connections waiting too.
     waiting: VecDeque<PreparedAppend>,
     next: usize,
 }
@@ -197,9 +197,10 @@ struct RunState {
 impl AnsweredByWriter {
     /// Submits `appends` to the store in order (each counted in the store's appends in flight
     /// until it is answered), as many as the writer's queue has room for, or none when
-    /// `behind_others` wait for room already: the others wait
-    /// ([`AnsweredByWriter::waits_for_the_queue`]) until [`AnsweredByWriter::submit_waiting`]. Their replies will be written to `socket` in the connection's
-    /// protocol `proto` when `direct`, else only encoded. `mailbox` and `connection` say whom
+    /// `behind_others` wait for room already: the rest wait
+    /// ([`AnsweredByWriter::waits_for_the_queue`]) for [`AnsweredByWriter::submit_waiting`].
+    /// Their replies will be written to `socket` in the connection's protocol `proto` when
+    /// `direct`, else only encoded. `mailbox` and `connection` say whom
     /// to wake; `wanted`: wake the loop when the run settles even if every reply went out (the
     /// connection has more requests to run after it, and no new input will wake the loop).
     pub fn submit(
