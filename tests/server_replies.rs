@@ -117,3 +117,65 @@ fn replies_the_socket_does_not_take_go_out_from_the_connections_thread() {
     assert!(left > 0, "no run's replies were left to the connection: the test did not test it");
     eprintln!("{left} runs left to the connection");
 }
+
+/// A helper thread writes the reply of the command it ran to the socket itself when nothing
+/// of the connection waited before it; what the socket does not take (here every send after
+/// its first 3 bytes, as if the socket were full) the loop writes, before any later reply.
+/// Pipelined PINGs around order commands (run on helpers) come back whole and in order.
+#[test]
+fn a_helpers_reply_the_socket_does_not_take_goes_out_before_later_replies() {
+    logbook_server::testing::cap_writer_sends(3);
+    let server = TestServer::start();
+    let before = info_stat(&mut server.redis(), "replies_written_by_helpers");
+    let mut socket = server.raw();
+    let mut pipeline = Vec::new();
+    for i in 0..20 {
+        pipeline.extend(resp(&["PING", &format!("before-{i}")]));
+        let order = format!("o-{i}");
+        let cart = r#"{"retailer_id":"r-1","customer_id":"c-1","currency":"EUR"}"#;
+        pipeline.extend(resp(&["ORDER", &order, "CREATE_CART", cart]));
+        pipeline.extend(resp(&["PING", &format!("after-{i}")]));
+    }
+    socket.write_all(&pipeline).unwrap();
+    let mut reader = BufReader::new(socket.try_clone().unwrap());
+    let mut line = String::new();
+    for i in 0..20 {
+        for expected in [format!("before-{i}"), String::new(), format!("after-{i}")] {
+            line.clear();
+            reader.read_line(&mut line).unwrap();
+            if expected.is_empty() {
+                // The order command's reply: a status line that is not an error.
+                assert!(!line.starts_with('-'), "order {i}: {line}");
+                skip_value(&mut reader, &line);
+            } else {
+                assert_eq!(line, format!("${}\r\n", expected.len()), "reply order at {i}");
+                line.clear();
+                reader.read_line(&mut line).unwrap();
+                assert_eq!(line.trim_end(), expected);
+            }
+        }
+    }
+    let written = info_stat(&mut server.redis(), "replies_written_by_helpers") - before;
+    logbook_server::testing::cap_writer_sends(usize::MAX);
+    assert!(written > 0, "no helper wrote a reply itself: the test did not test it");
+}
+
+/// Reads the rest of a RESP2 value whose first line is `first`.
+fn skip_value(reader: &mut BufReader<TcpStream>, first: &str) {
+    use std::io::Read;
+    let n = || first[1..].trim_end().parse::<i64>().unwrap();
+    match first.as_bytes()[0] {
+        b'$' if n() >= 0 => {
+            let mut bytes = vec![0u8; n() as usize + 2];
+            reader.read_exact(&mut bytes).unwrap();
+        }
+        b'*' => {
+            for _ in 0..n().max(0) {
+                let mut line = String::new();
+                reader.read_line(&mut line).unwrap();
+                skip_value(reader, &line);
+            }
+        }
+        _ => {}
+    }
+}

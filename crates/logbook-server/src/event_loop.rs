@@ -60,10 +60,19 @@ pub(crate) fn loop_count() -> usize {
     (std::thread::available_parallelism().map_or(1, |n| n.get()) / 2).clamp(1, MAX_LOOPS)
 }
 
-/// A command a helper thread finished: the connection's session comes back with its outcome.
+/// A command a helper thread finished: the connection's session comes back with its answer.
 pub(crate) struct Finished {
     pub session: Session,
-    pub outcome: Outcome,
+    pub answer: Answer,
+}
+
+/// How a helper thread answered a command.
+pub(crate) enum Answer {
+    /// The loop queues the reply (and closes the connection after a QUIT).
+    Outcome(Outcome),
+    /// The helper wrote the reply to the socket itself (nothing of the connection waited
+    /// before it); these are the bytes the socket did not take, for the loop to write first.
+    Written(Vec<u8>),
 }
 
 /// What other threads hand a loop.

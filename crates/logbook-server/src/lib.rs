@@ -114,6 +114,8 @@ pub(crate) struct ServerStats {
     /// Runs of appends that found the writer's queue full (`Options::max_queued_appends`) and
     /// waited on their connection for room while the event loop served the others.
     pub runs_waiting_for_the_queue: AtomicU64,
+    /// Replies a helper thread wrote to the socket itself (`connection::start_helper`).
+    pub replies_written_by_helpers: AtomicU64,
     /// Console API requests holding a place in the store-work queue (queued or running).
     pub console_api_requests: AtomicU64,
 }

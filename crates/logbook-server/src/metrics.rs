@@ -10,7 +10,7 @@ pub(crate) fn render(shared: &Shared) -> String {
     let store = &shared.store;
     let stats = store.stats();
     let s = &shared.stats;
-    let metrics: [(&str, &str, &str, u64); 24] = [
+    let metrics: [(&str, &str, &str, u64); 25] = [
         ("logbook_uptime_seconds", "gauge", "Seconds since the server started.", shared.started.elapsed().as_secs()),
         ("logbook_head_position", "gauge", "Last published position of the global log.", store.head_position()),
         ("logbook_streams", "gauge", "Streams with at least one event.", store.stream_count() as u64),
@@ -84,6 +84,12 @@ pub(crate) fn render(shared: &Shared) -> String {
             "counter",
             "Runs of appends that found the writer's queue full and waited for room on their connection.",
             s.runs_waiting_for_the_queue.load(Ordering::Relaxed),
+        ),
+        (
+            "logbook_replies_written_by_helpers_total",
+            "counter",
+            "Replies a helper thread wrote to the socket itself.",
+            s.replies_written_by_helpers.load(Ordering::Relaxed),
         ),
     ];
     let mut out = String::new();

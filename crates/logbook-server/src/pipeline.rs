@@ -319,7 +319,7 @@ impl Run {
 
 /// Writes as much of `bytes` as the socket takes without blocking; returns how much. A failed
 /// socket takes everything: the connection's own next read or write sees the failure.
-fn send_without_blocking(socket: &TcpStream, bytes: &[u8]) -> usize {
+pub(crate) fn send_without_blocking(socket: &TcpStream, bytes: &[u8]) -> usize {
     #[cfg(feature = "testing")]
     let bytes = &bytes[..bytes.len().min(testing::WRITER_SEND_CAP.load(Ordering::Relaxed))];
     let socket = socket2::SockRef::from(socket);

@@ -100,6 +100,10 @@ fn section_text(shared: &Shared, session: &Session, name: &str) -> String {
                     "runs_waiting_for_the_queue",
                     shared.stats.runs_waiting_for_the_queue.load(Ordering::Relaxed).to_string(),
                 ),
+                (
+                    "replies_written_by_helpers",
+                    shared.stats.replies_written_by_helpers.load(Ordering::Relaxed).to_string(),
+                ),
             ]
         }
     };
