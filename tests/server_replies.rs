@@ -14,6 +14,9 @@ use std::time::Duration;
 use server_support::{info_stat, TestServer};
 
 /// One command as a RESP array of bulk strings.
+/// The send cap is process-wide: the tests that set it take turns (each resets it at its end).
+static CAPPED_SENDS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 fn resp(args: &[&str]) -> Vec<u8> {
     let mut out = format!("*{}\r\n", args.len()).into_bytes();
     for arg in args {
@@ -86,6 +89,7 @@ fn replies_the_socket_does_not_take_go_out_from_the_connections_thread() {
     // Every writer-side send writes at most 3 bytes, as if the socket were all but full: the
     // rest of each run's replies is left to the connection's thread, which is in a read the
     // waiting client will not end, and must wake to write them.
+    let _capped = CAPPED_SENDS.lock().unwrap_or_else(|e| e.into_inner());
     logbook_server::testing::cap_writer_sends(3);
     let server = TestServer::start();
     let clients = 4;
@@ -124,6 +128,7 @@ fn replies_the_socket_does_not_take_go_out_from_the_connections_thread() {
 /// Pipelined PINGs around order commands (run on helpers) come back whole and in order.
 #[test]
 fn a_helpers_reply_the_socket_does_not_take_goes_out_before_later_replies() {
+    let _capped = CAPPED_SENDS.lock().unwrap_or_else(|e| e.into_inner());
     logbook_server::testing::cap_writer_sends(3);
     let server = TestServer::start();
     let before = info_stat(&mut server.redis(), "replies_written_by_helpers");
