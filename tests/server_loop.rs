@@ -376,3 +376,36 @@ fn a_connection_waiting_for_the_writers_queue_gets_its_turn() {
     );
     server.shutdown().unwrap();
 }
+
+/// A client that sends many appends in one write (more than one read of the loop takes) and
+/// reads no reply until they are stored: every one is stored and answered in order. Whatever
+/// the loop reads while a run is out, it must come back for input still in the socket when the
+/// run settles, without a new edge from the client (a build that read nothing while a run was
+/// out, and was not woken for such input, stored 840 of the 2,000 and stopped).
+#[test]
+fn appends_sent_in_one_write_are_all_taken_while_the_client_reads_nothing() {
+    use std::io::{Read, Write};
+    const APPENDS: usize = 2000;
+    let server = TestServer::start();
+    let mut client = server.raw();
+    let mut pipe = redis::pipe();
+    for _ in 0..APPENDS {
+        pipe.cmd("APPEND").arg("order-1").arg("ORDER_PLACED").arg("x".repeat(100));
+    }
+    client.write_all(&pipe.get_packed_pipeline()).unwrap();
+    let mut prober = server.redis();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let version: u64 = redis::cmd("VERSION").arg("order-1").query(&mut prober).unwrap();
+        if version == APPENDS as u64 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{version} of {APPENDS} appends stored: the rest sat in the socket");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let expected: String = (1..=APPENDS).map(|v| format!("*2\r\n:{v}\r\n:{v}\r\n")).collect();
+    let mut replies = vec![0u8; expected.len()];
+    client.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    client.read_exact(&mut replies).unwrap();
+    assert_eq!(String::from_utf8(replies).unwrap(), expected);
+}
