@@ -113,6 +113,9 @@ pub(crate) struct Connection {
     core: ConnectionCore,
     /// The run of appends out at the store and answered by the writer, if any.
     run: Option<AnsweredByWriter>,
+    /// About how many request bytes the run holds (`PreparedAppend::bytes`): they count against
+    /// `max_pipeline_bytes` with the bytes read and not yet parsed, until the run settles.
+    run_bytes: usize,
     /// A run was handed to the store with no other append in flight, or a command to a helper
     /// with nothing else going on (the loop then polls for a moment before it sleeps: see
     /// `event_loop`).
@@ -168,6 +171,7 @@ impl Connection {
             session: Some(session),
             core,
             run: None,
+            run_bytes: 0,
             lone: false,
             yielded: false,
             stash: None,
@@ -253,6 +257,7 @@ impl Connection {
         }
         if let Some(unsent) = run.try_settle() {
             self.run = None;
+            self.run_bytes = 0;
             if !unsent.is_empty() {
                 self.core.push_encoded(unsent);
             }
@@ -294,7 +299,9 @@ impl Connection {
             // nor while appends wait for room in the writer's queue: what a waiting connection
             // holds stays within the request bytes it read before.
             if self.session.is_some() && self.readable && !self.waits_for_the_queue() {
-                let room = self.core.read_capacity().min(scratch.len());
+                // What the run holds counts too: a connection holds at most `max_pipeline_bytes`
+                // of requests, read or parsed, until they are answered.
+                let room = self.core.read_capacity().saturating_sub(self.run_bytes).min(scratch.len());
                 if room > 0 {
                     match (&self.socket).read(&mut scratch[..room]) {
                         Ok(0) => {
@@ -437,8 +444,11 @@ impl Connection {
         let direct = self.core.answers_directly();
         // Unless only more input can move the connection on (which wakes the loop anyway), the
         // loop must hear when the run settles, whether or not the socket took every reply:
-        // requests wait behind it, or the client closed its side and the connection must end.
-        let wanted = !ends || self.core.wait(Instant::now()) != Wait::Input;
+        // requests wait behind it, input the socket holds waits to be read (the run's bytes
+        // may leave no room to read it until the run settles, and its edge has passed), or the
+        // client closed its side and the connection must end.
+        let wanted = !ends || self.readable || self.core.wait(Instant::now()) != Wait::Input;
+        self.run_bytes = appends.iter().map(PreparedAppend::bytes).sum();
         let behind_others = mailbox.anyone_in_line();
         let run = AnsweredByWriter::submit(
             shared,
@@ -485,7 +495,10 @@ impl Connection {
         let direct = (alone && self.core.answers_directly()).then(|| Arc::clone(&self.replies));
         let started = shared.helpers.run(move || {
             let Some(mut session) = theirs.lock().take() else { return };
-            let answer = match (work(&shared_for_helper, &mut session), direct) {
+            let outcome = work(&shared_for_helper, &mut session);
+            // Idle before the client can have the reply: its next command finds this helper.
+            shared_for_helper.helpers.idle_from_now();
+            let answer = match (outcome, direct) {
                 (Outcome::Reply(Reply::Value(value)), Some(socket)) => {
                     count_error_reply(&shared_for_helper, &value);
                     let mut bytes = Vec::new();

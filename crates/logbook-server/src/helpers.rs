@@ -27,6 +27,11 @@ const HELPER_SPIN: Duration = Duration::from_micros(200);
 
 type Job = Box<dyn FnOnce() + Send>;
 
+thread_local! {
+    /// This helper's job counted it idle already ([`Helpers::idle_from_now`]).
+    static IDLE_EARLY: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
 /// The server's helper threads.
 pub(crate) struct Helpers {
     jobs: Sender<Job>,
@@ -83,10 +88,23 @@ impl Helpers {
         self.running().saturating_sub(self.idle.load(Ordering::Acquire))
     }
 
+    /// Counts the calling helper as idle now, before its job has quite ended (called from the
+    /// job, at most once): a job that lets its client see the reply itself and then still has
+    /// a little to do would otherwise leave the client's next command finding no idle helper
+    /// and starting another. A command claiming it meanwhile waits in the queue the moment
+    /// that is left.
+    pub fn idle_from_now(&self) {
+        if IDLE_EARLY.with(|early| !early.replace(true)) {
+            self.idle.fetch_add(1, Ordering::AcqRel);
+        }
+    }
+
     /// A helper's life after its first job: wait idle for the next, end after [`HELPER_IDLE`].
     fn serve(&self) {
         loop {
-            self.idle.fetch_add(1, Ordering::AcqRel);
+            if !IDLE_EARLY.with(|early| early.replace(false)) {
+                self.idle.fetch_add(1, Ordering::AcqRel);
+            }
             let polled = self.poller.poll(HELPER_SPIN, || self.queue.try_recv().ok());
             let job = match polled.map_or_else(|| self.queue.recv_timeout(HELPER_IDLE), Ok) {
                 Ok(job) => job,

@@ -62,6 +62,18 @@ impl PreparedAppend {
         reply
     }
 
+    /// About how many bytes it holds: its events' types, payloads and metadata, and the
+    /// stream names (what it was parsed from, less the protocol's framing).
+    pub fn bytes(&self) -> usize {
+        let of = |stream: &str, events: &[NewEvent]| {
+            stream.len() + events.iter().map(|e| e.event_type.len() + e.data.len() + e.metadata.len()).sum::<usize>()
+        };
+        match self {
+            PreparedAppend::Stream { stream, events, .. } => of(stream, events),
+            PreparedAppend::Batch(parts) => parts.iter().map(|p| of(&p.stream, &p.events)).sum(),
+        }
+    }
+
     /// How many events it appends.
     pub fn events(&self) -> usize {
         match self {
