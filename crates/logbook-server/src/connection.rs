@@ -449,17 +449,8 @@ impl Connection {
         // client closed its side and the connection must end.
         let wanted = !ends || self.readable || self.core.wait(Instant::now()) != Wait::Input;
         self.run_bytes = appends.iter().map(PreparedAppend::bytes).sum();
-        let behind_others = mailbox.anyone_in_line();
-        let run = AnsweredByWriter::submit(
-            shared,
-            &self.replies,
-            proto,
-            direct,
-            (mailbox, self.id),
-            wanted,
-            (appends, behind_others),
-        );
-        if run.waits_for_the_queue() && mailbox.join_line(self.id) {
+        let run = AnsweredByWriter::submit(shared, &self.replies, proto, direct, (mailbox, self.id), wanted, appends);
+        if run.waits_for_the_queue() && mailbox.first_in_line(self.id) {
             self.queue_retry_at = Some(Instant::now() + QUEUE_RETRY);
         }
         self.run = Some(run);
@@ -503,8 +494,7 @@ impl Connection {
                     count_error_reply(&shared_for_helper, &value);
                     let mut bytes = Vec::new();
                     encode(&value, session.proto, &mut bytes);
-                    let sent = pipeline::send_without_blocking(&socket, &bytes);
-                    bytes.drain(..sent);
+                    pipeline::send_without_blocking(&socket, &mut bytes);
                     shared_for_helper.stats.replies_written_by_helpers.fetch_add(1, Ordering::Relaxed);
                     Answer::Written(bytes)
                 }

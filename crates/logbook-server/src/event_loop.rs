@@ -144,13 +144,12 @@ impl Mailbox {
         !self.line.lock().is_empty()
     }
 
-    /// Connection `id`'s appends wait for room in the append queue; true when it is first.
-    pub fn join_line(&self, id: u64) -> bool {
+    /// Connection `id`'s appends wait for room in the append queue (at the end of the line).
+    pub fn join_line(&self, id: u64) {
         let mut line = self.line.lock();
         if !line.contains(&id) {
             line.push_back(id);
         }
-        line.front() == Some(&id)
     }
 
     /// True when connection `id` is first in line.

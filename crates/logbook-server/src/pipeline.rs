@@ -208,8 +208,9 @@ struct RunState {
 
 impl AnsweredByWriter {
     /// Submits `appends` to the store in order (each counted in the store's appends in flight
-    /// until it is answered), as many as the writer's queue has room for, or none when
-    /// `behind_others` wait for room already: the rest wait
+    /// until it is answered), as many as the writer's queue has room for, or none when other
+    /// connections of the loop wait for room already: then the run joins the end of the
+    /// loop's line ([`Mailbox::join_line`]) and the rest wait
     /// ([`AnsweredByWriter::waits_for_the_queue`]) for [`AnsweredByWriter::submit_waiting`].
     /// Their replies will be written to `socket` in the connection's protocol `proto` when
     /// `direct`, else only encoded. `mailbox` and `connection` say whom
@@ -222,7 +223,7 @@ impl AnsweredByWriter {
         direct: bool,
         (mailbox, connection): (&Arc<Mailbox>, u64),
         wanted: bool,
-        (appends, behind_others): (Vec<PreparedAppend>, bool),
+        appends: Vec<PreparedAppend>,
     ) -> AnsweredByWriter {
         let started = Instant::now();
         let run = Arc::new(Run {
@@ -243,8 +244,9 @@ impl AnsweredByWriter {
             }),
         });
         let mut answered = AnsweredByWriter { run, waiting: appends.into(), next: 0 };
-        if behind_others || !answered.submit_waiting() {
+        if mailbox.anyone_in_line() || !answered.submit_waiting() {
             answered.run.shared.stats.runs_waiting_for_the_queue.fetch_add(1, Ordering::Relaxed);
+            mailbox.join_line(connection);
         }
         answered
     }
@@ -313,8 +315,7 @@ impl Run {
             encode(&reply, self.proto, &mut bytes);
         }
         if self.direct {
-            let sent = send_without_blocking(&self.socket, &bytes);
-            bytes.drain(..sent);
+            send_without_blocking(&self.socket, &mut bytes);
             self.shared.stats.runs_answered_by_writer.fetch_add(1, Ordering::Relaxed);
             if !bytes.is_empty() {
                 self.shared.stats.runs_left_to_connection.fetch_add(1, Ordering::Relaxed);
@@ -329,9 +330,16 @@ impl Run {
     }
 }
 
-/// Writes as much of `bytes` as the socket takes without blocking; returns how much. A failed
-/// socket takes everything: the connection's own next read or write sees the failure.
-pub(crate) fn send_without_blocking(socket: &TcpStream, bytes: &[u8]) -> usize {
+/// Writes as much of `bytes` as the socket takes without blocking and keeps the rest in
+/// `bytes`. A failed socket takes everything: the connection's own next read or write sees the
+/// failure.
+pub(crate) fn send_without_blocking(socket: &TcpStream, bytes: &mut Vec<u8>) {
+    let sent = sent_without_blocking(socket, bytes);
+    bytes.drain(..sent);
+}
+
+/// [`send_without_blocking`]'s sending: how many bytes went.
+fn sent_without_blocking(socket: &TcpStream, bytes: &[u8]) -> usize {
     #[cfg(feature = "testing")]
     let bytes = &bytes[..bytes.len().min(testing::WRITER_SEND_CAP.load(Ordering::Relaxed))];
     let socket = socket2::SockRef::from(socket);
