@@ -7,6 +7,10 @@
 //!   from the first 4 KiB, without being parsed, under the same ceiling (before: 541-623 MiB,
 //!   and each got -NOAUTH after its JSON had been parsed).
 //!
+//! - 24 clients pipelining 4 KiB APPENDs and never reading a reply hold at most
+//!   `max_pipeline_bytes` each, the bytes read and the run of appends parsed from them together
+//!   (before the run's bytes counted, a connection held up to twice that).
+//!
 //! Scale with LOGBOOK_MEMORY_CLIENTS (non-reading clients, default 16) and
 //! LOGBOOK_MEMORY_EVENTS (store size, default 100000).
 
@@ -160,4 +164,66 @@ fn pre_auth_flood_is_refused_unparsed_under_the_ceiling() {
     let mut con = daemon.redis(Some(("acme", ACME_TOKEN)));
     let v: Vec<i64> = redis::cmd("APPEND").arg("a-1").arg("T").arg("{}").query(&mut con).unwrap();
     assert_eq!(v[0], 1);
+}
+
+/// A connection's run of appends out at the writer counts against `max_pipeline_bytes` with the
+/// bytes read and not yet parsed: 24 clients pipelining 4 KiB APPENDs without reading a reply,
+/// under a `max_pipeline_bytes` of 8 MiB, keep the daemon under 24 x 8 MiB plus the writer's
+/// queue and group and some slack for the store's index (about 1.5 x the clients' bound in
+/// all). Counting only the unparsed bytes let each connection hold twice its bound.
+#[test]
+fn non_reading_appenders_hold_at_most_their_pipeline_bytes() {
+    const CLIENTS: u64 = 24;
+    const PIPELINE_BYTES: u64 = 8 * 1024 * 1024;
+    let daemon = Daemon::start(&format!("[limits]\nmax_pipeline_bytes = {PIPELINE_BYTES}\n"), false);
+    let mut con = daemon.redis(None);
+    let _: redis::Value = redis::cmd("APPEND").arg("warm").arg("T").arg("x").query(&mut con).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let idle = daemon.rss_anon_kib();
+    assert!(idle > 0, "cannot read the daemon's RssAnon");
+    // Half-way between the bound with the run counted and twice the clients' bound.
+    let ceiling_kib = (CLIENTS * PIPELINE_BYTES * 3 / 2 + 64 * 1024 * 1024) / 1024;
+
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let senders: Vec<_> = (0..CLIENTS)
+        .map(|c| {
+            let socket = daemon.raw();
+            let stop = std::sync::Arc::clone(&stop);
+            std::thread::spawn(move || {
+                let mut pipe = redis::pipe();
+                for _ in 0..256 {
+                    pipe.cmd("APPEND").arg(format!("flood-{c}")).arg("T").arg("x".repeat(4096));
+                }
+                let bytes = pipe.get_packed_pipeline();
+                socket.set_nonblocking(true).unwrap();
+                let mut at = 0;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    match (&socket).write(&bytes[at..]) {
+                        Ok(n) => at = (at + n) % bytes.len(),
+                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                            std::thread::sleep(Duration::from_millis(1))
+                        }
+                        Err(e) => panic!("client {c}: {e}"),
+                    }
+                }
+                socket
+            })
+        })
+        .collect();
+    let peak = peak_rss_kib(&daemon, Duration::from_secs(5), idle + ceiling_kib);
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let sockets: Vec<TcpStream> = senders.into_iter().map(|s| s.join().unwrap()).collect();
+    let stored: u64 = redis::cmd("HEAD").query(&mut con).unwrap();
+    eprintln!(
+        "{CLIENTS} non-reading appenders: idle RssAnon {} MiB, peak {} MiB (+{} MiB, ceiling +{} MiB), {stored} events stored",
+        idle / 1024,
+        peak / 1024,
+        peak.saturating_sub(idle) / 1024,
+        ceiling_kib / 1024
+    );
+    assert!(stored > CLIENTS * 256, "the clients hardly appended ({stored} events): the test did not load the daemon");
+    assert!(peak <= idle + ceiling_kib, "RssAnon peaked at {peak} KiB, idle {idle} KiB");
+    for s in &sockets {
+        let _ = s.shutdown(Shutdown::Both);
+    }
 }
