@@ -206,3 +206,126 @@ fn try_submit_hands_an_append_back_when_the_writers_queue_is_full() {
     assert_eq!(last.first_version, n as u64 + 1);
     store.close().unwrap();
 }
+
+/// A lone appender commits its large appends on its own thread (no hand-over to the writer
+/// thread and back) and its small ones through the queue; both are as durable and as ordered
+/// as any: they are all there, in order, after a reopen.
+#[test]
+fn a_lone_appenders_large_appends_are_committed_on_its_own_thread() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), Options { segment_bytes: 1 << 20, ..Options::default() }).unwrap();
+    // 20 KiB of data: above the 16 KiB from which a lone append is committed where it is made.
+    let large = |i: u64| NewEvent::new("E", format!("{i:020480}").into_bytes());
+    for i in 0..50u64 {
+        let r = store.append("order-1", ExpectedVersion::Exact(i), vec![large(i)]).unwrap();
+        assert_eq!(r.first_version, i + 1);
+    }
+    let parts = |n: u64| {
+        vec![
+            logbook::AppendPart::new("order-1", ExpectedVersion::Exact(n), vec![large(n)]),
+            logbook::AppendPart::new("order-2", ExpectedVersion::Any, vec![NewEvent::new("B", b"2".to_vec())]),
+        ]
+    };
+    for n in 50..60u64 {
+        store.append_batch(parts(n)).unwrap();
+    }
+    let stats = store.stats();
+    assert_eq!(stats.groups, 60);
+    // The writer thread takes the writer now and then for its timed work (recording how far
+    // the log is synced); an append that finds it busy is queued as before.
+    assert!(stats.groups_on_appender_thread >= 50, "{stats:?}");
+    for i in 60..70u64 {
+        store
+            .append("order-1", ExpectedVersion::Exact(i), vec![NewEvent::new("E", i.to_string().into_bytes())])
+            .unwrap();
+    }
+    let small = store.stats();
+    assert_eq!(small.groups_on_appender_thread, stats.groups_on_appender_thread, "small appends are queued");
+    assert!(store.segment_count() > 1, "the appends rolled over a segment on the way");
+    store.close().unwrap();
+    let store = Store::open(dir.path(), Options::default()).unwrap();
+    let events = store.read_stream("order-1", 1, 100, Direction::Forward).unwrap();
+    let data: Vec<u64> = events.iter().map(|e| std::str::from_utf8(e.data()).unwrap().parse().unwrap()).collect();
+    assert_eq!(data, (0..70).collect::<Vec<_>>());
+    assert_eq!(store.stream_version("order-2"), 10);
+}
+
+/// An append its caller waits for never overtakes appends submitted before it, even when
+/// nobody waits for those (their handles dropped, so the caller looks alone): it is only
+/// committed on the caller's thread once nothing submitted earlier is queued or being
+/// committed. Each round submits appends to a stream and drops their handles, then appends
+/// with the version they lead to: overtaking any of them is a wrong expected version.
+#[test]
+fn an_append_waited_for_never_overtakes_appends_submitted_before_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), Options::default()).unwrap();
+    let mut version = 0;
+    for round in 0..40 {
+        let stream = format!("order-{round}");
+        for i in 0..200 {
+            drop(store.submit_append(&stream, ExpectedVersion::Any, vec![NewEvent::new("E", vec![i as u8])]).unwrap());
+        }
+        // Large enough to be committed on this thread when it may.
+        let last = NewEvent::new("LAST", vec![b'x'; 20 * 1024]);
+        let r = store.append(&stream, ExpectedVersion::Exact(200), vec![last]);
+        assert_eq!(r.map(|r| r.first_version).unwrap(), 201, "round {round}");
+        version += 201;
+    }
+    assert_eq!(store.stats().events, version);
+    store.close().unwrap();
+}
+
+/// An archive lookup that panics when asked about stream "boom" (an embedder's bug).
+struct PanickingArchive;
+
+impl logbook::ArchivedEvents for PanickingArchive {
+    fn find(&self, stream: &str, _id: &[u8; 16]) -> logbook::Result<Option<logbook::ArchivedMatch>> {
+        assert_ne!(stream, "boom", "the embedder's archive lookup panicked");
+        Ok(None)
+    }
+    fn archiving(&self, _events: &[logbook::RecordedEvent]) {}
+}
+
+/// Waits for `pending` on another thread, at most 10 s: a wait that never ends fails the test.
+fn wait_at_most(pending: logbook::PendingAppend) -> logbook::Result<logbook::AppendResult> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || tx.send(pending.wait()));
+    rx.recv_timeout(Duration::from_secs(10)).expect("an append staged before the writer panicked was never answered")
+}
+
+/// A panic while the writer handles a group (here in the embedder's archive lookup) stops the
+/// writer for good, as a failed fsync does: the appends staged in that group before the panic
+/// are refused, not left waiting; the append that panicked gets the failure too, also when a
+/// lone appender was committing it on its own thread; every later append is refused.
+#[test]
+fn a_panic_while_handling_a_group_stops_the_writer_and_answers_everyone() {
+    for on_appender_thread in [false, true] {
+        let dir = tempfile::tempdir().unwrap();
+        let sim = SimFileSystem::new();
+        let store = Store::open(dir.path(), Options { fs: Arc::new(sim.clone()), ..Options::default() }).unwrap();
+        store.set_archived_events(Arc::new(PanickingArchive)).unwrap();
+        let boom = || NewEvent::new("E", vec![b'b'; 20 * 1024]).with_id(uuid::Uuid::new_v4());
+        if on_appender_thread {
+            // Alone and 20 KiB: committed on this thread; the panic comes back as an error.
+            let err = store.append("boom", ExpectedVersion::Any, vec![boom()]).unwrap_err();
+            assert!(matches!(err, Error::WriterFailed(_)), "{err}");
+            assert_eq!(store.stats().groups_on_appender_thread, 0, "nothing was committed");
+        } else {
+            // A slow fsync holds the writer thread on a first group while two more appends
+            // queue: the next group stages the first, then panics on the second.
+            sim.set_sync_delay(Duration::from_millis(200));
+            let first = store.submit_append("ok", ExpectedVersion::Any, vec![NewEvent::new("E", b"1".to_vec())]);
+            std::thread::sleep(Duration::from_millis(50));
+            let staged = store.submit_append("ok", ExpectedVersion::Any, vec![NewEvent::new("E", b"2".to_vec())]);
+            let panicking = store.submit_append("boom", ExpectedVersion::Any, vec![boom()]);
+            assert_eq!(wait_at_most(first.unwrap()).unwrap().first_position, 1);
+            let err = wait_at_most(staged.unwrap()).unwrap_err();
+            assert!(matches!(err, Error::WriterFailed(_)), "{err}");
+            assert!(matches!(wait_at_most(panicking.unwrap()), Err(Error::WriterFailed(_))));
+        }
+        let later = store.append("ok", ExpectedVersion::Any, vec![NewEvent::new("E", vec![b'x'; 20 * 1024])]);
+        assert!(matches!(later, Err(Error::WriterFailed(_) | Error::Shutdown)), "{later:?}");
+        let small = store.append("ok", ExpectedVersion::Any, vec![NewEvent::new("E", b"3".to_vec())]);
+        assert!(matches!(small, Err(Error::WriterFailed(_) | Error::Shutdown)), "{small:?}");
+    }
+}

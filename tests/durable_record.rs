@@ -13,7 +13,7 @@ use std::fs;
 use std::path::Path;
 use std::process::Command;
 
-use disk_support::{copy_tree, crashed_on_top_of_synced, segment_files, zero_frames};
+use disk_support::{copy_tree, crashed_on_top_of_synced, segment_files, zero_from};
 use logbook::{verify_dir, Severity};
 use logbook::{Error, ExpectedVersion, Filter, NewEvent, Options, Store};
 
@@ -547,21 +547,37 @@ fn appends_followed_by_idleness_are_recorded_synced() {
     // after the last record: the last burst before it went idle was never recorded, however
     // old it got, and after a crash losing it was taken for a torn tail (attacker review of
     // stop 23, finding 1). An idle writer records on its own once the interval has passed.
-    let every = std::time::Duration::from_millis(150);
-    let live = tempfile::tempdir().unwrap();
-    let options = || Options { synced_record_every: every, ..options(1 << 20) };
-    let store = Store::open(live.path(), options()).unwrap();
-    for i in 0..20 {
-        let event = NewEvent::new("E", vec![b'a'; 200]);
-        store.append(&format!("order-{i}"), ExpectedVersion::NoStream, vec![event]).unwrap();
+    // Also with appends of 20 KiB, which a lone appender commits on its own thread: the
+    // writer thread, asleep with nothing to time, must still be told to record them.
+    for (payload, on_appender_thread) in [(200, false), (20 * 1024, true)] {
+        let every = std::time::Duration::from_millis(400);
+        let live = tempfile::tempdir().unwrap();
+        let options = || Options { synced_record_every: every, ..options(4 << 20) };
+        let store = Store::open(live.path(), options()).unwrap();
+        // One append first, recorded by the writer thread once the interval has passed (at
+        // about 1×): the thread then has nothing left to time and sleeps until told otherwise,
+        // and the appends below come before the next interval has passed (at about 1.5×), so
+        // none of them records itself on the way.
+        store.append("first", ExpectedVersion::NoStream, vec![NewEvent::new("E", vec![b'a'; 200])]).unwrap();
+        std::thread::sleep(every * 3 / 2);
+        let burst = std::time::Instant::now();
+        for i in 0..10 {
+            let event = NewEvent::new("E", vec![b'a'; payload]);
+            store.append(&format!("order-{i}"), ExpectedVersion::NoStream, vec![event]).unwrap();
+        }
+        // Over half an interval and the last appends could record themselves: the test would
+        // then not show whether the writer thread records on its own (20 ms per fdatasync).
+        assert!(burst.elapsed() < every / 2, "the disk is too slow for this test: {:?}", burst.elapsed());
+        assert_eq!(store.stats().groups_on_appender_thread > 0, on_appender_thread);
+        std::thread::sleep(every * 4);
+        let dir = tempfile::tempdir().unwrap();
+        copy_tree(live.path(), dir.path());
+        drop(store);
+        let active = segment_files(dir.path()).pop().unwrap();
+        // The first append's frame (recorded either way) is kept; the burst's are lost.
+        zero_from(&active, logbook::segment::SEGMENT_HEADER_BYTES + 1024);
+        assert_refused(dir.path(), Some(&active), &format!("10 appends of {payload} B, then the writer idle"));
     }
-    std::thread::sleep(every * 6);
-    let dir = tempfile::tempdir().unwrap();
-    copy_tree(live.path(), dir.path());
-    drop(store);
-    let active = segment_files(dir.path()).pop().unwrap();
-    zero_frames(&active);
-    assert_refused(dir.path(), Some(&active), "20 appends, then the writer idle for 6 intervals");
 }
 
 /// An open that refuses logs no repair it did not make: after a crash, the last recorded-synced

@@ -391,21 +391,23 @@ fn io_error_sweep_over_every_operation() {
 
 fn power_loss_run(seed: u64) -> BatchesSeen {
     let mode = [PowerLoss::DropUnsynced, PowerLoss::CutUnsynced, PowerLoss::GarbageUnsynced][(seed % 3) as usize];
-    power_loss_run_with(seed, mode, sim_options, |_, _| 0, None).2
+    power_loss_run_with(3, seed, mode, sim_options, |_, _| 0, None).2
 }
 
-/// Three writers append (every third attempt an atomic batch of two or three parts) until the
-/// power goes off at a seeded moment (before the `syncs_after_open`-th sync, or after a seeded
-/// number of milliseconds); the disk then loses its unsynced data per `mode`, and the
+/// `writers` threads append (every third attempt an atomic batch of two or three parts) until
+/// the power goes off at a seeded moment (before the `syncs_after_open`-th sync, or after a
+/// seeded number of milliseconds); the disk then loses its unsynced data per `mode`, and the
 /// invariants are checked. `pad(seed, i)` sizes the events. Returns how many unsynced pages
-/// the power loss reverted and kept (for `RandomPages`), and what became of the batches.
+/// the power loss reverted and kept (for `RandomPages`), what became of the batches, and how
+/// many groups a lone appender committed on its own thread.
 fn power_loss_run_with(
+    writers: u64,
     seed: u64,
     mode: PowerLoss,
     options: fn(&SimFileSystem) -> Options,
     pad: fn(u64, u64) -> u64,
     segment_syncs_after_open: Option<u64>,
-) -> (u64, u64, BatchesSeen) {
+) -> (u64, u64, BatchesSeen, u64) {
     let dir = tempfile::tempdir().unwrap();
     let sim = SimFileSystem::new();
     let ledger = Arc::new(Mutex::new(Ledger::default()));
@@ -414,7 +416,7 @@ fn power_loss_run_with(
         // A sync of a segment file: usually a group commit's, its write unsynced before it.
         sim.power_off_before_sync_of("seg", sim.syncs_of("seg") + n);
     }
-    let writers: Vec<_> = (0..3)
+    let writers: Vec<_> = (0..writers)
         .map(|t| {
             let (store, ledger) = (store.clone(), Arc::clone(&ledger));
             std::thread::spawn(move || {
@@ -451,6 +453,7 @@ fn power_loss_run_with(
         writer.join().unwrap();
     }
     assert!(sim.is_powered_off());
+    let on_appender_thread = store.stats().groups_on_appender_thread;
     drop(store);
     sim.restore_durable(dir.path(), mode, seed).unwrap();
     let ledger = ledger.lock().unwrap();
@@ -460,7 +463,7 @@ fn power_loss_run_with(
     assert!(!ledger.acked.is_empty() || early, "seed {seed}: nothing acknowledged before power off");
     let batches = check_invariants(dir.path(), &ledger, &format!("power loss seed {seed} ({mode:?})"));
     let (lost, kept) = sim.pages_lost_and_kept();
-    (lost, kept, batches)
+    (lost, kept, batches, on_appender_thread)
 }
 
 fn power_loss_seeds() -> u64 {
@@ -476,6 +479,21 @@ fn simulated_power_loss_keeps_every_acknowledged_append() {
     eprintln!("batches over {} power losses: {batches:?}", power_loss_seeds());
     assert!(batches.acked > 0, "no batch acknowledged before a power loss: {batches:?}");
     assert!(batches.unacked_kept + batches.unacked_dropped > 0, "no power loss hit a batch in flight: {batches:?}");
+}
+
+/// One writer whose appends are all large (17 KB events; 1-3 of them, or a batch): each is
+/// committed on the appender's own thread, not the writer thread's, and a power loss (after
+/// a seeded delay, losing the unsynced data in each of the three ways in turn) still keeps
+/// every acknowledged one, and every batch whole or gone.
+#[test]
+fn power_loss_keeps_a_lone_appenders_large_appends() {
+    let mut on_appender_thread = 0;
+    for seed in 10..10 + power_loss_seeds() / 2 {
+        let mode = [PowerLoss::DropUnsynced, PowerLoss::CutUnsynced, PowerLoss::GarbageUnsynced][(seed % 3) as usize];
+        let (.., groups) = power_loss_run_with(1, seed, mode, page_options, |_, _| 17_000, None);
+        on_appender_thread += groups;
+    }
+    assert!(on_appender_thread > 0, "no group was committed on the appender's thread");
 }
 
 /// Segments of 64 KiB, events of up to 3 KB, and a 1 ms fsync (appends pile up into big
@@ -505,7 +523,7 @@ fn power_loss_with_random_unsynced_pages_keeps_every_acknowledged_append() {
     for seed in 0..power_loss_seeds() {
         let pad = |seed: u64, i: u64| 200 + (seed * 7919 + i * 104_729) % 2800;
         let syncs = 1 + (seed * 7907) % 100;
-        let (l, k, b) = power_loss_run_with(seed, PowerLoss::RandomPages, page_options, pad, Some(syncs));
+        let (l, k, b, _) = power_loss_run_with(3, seed, PowerLoss::RandomPages, page_options, pad, Some(syncs));
         lost += u64::from(l > 0);
         mixed += u64::from(l > 0 && k > 0);
         batches.add(b);

@@ -323,7 +323,13 @@ fn crash_child() {
         let r = store.append(&format!("order-{}", i % 5), ExpectedVersion::Any, vec![ev("E", &i.to_string())]).unwrap();
         assert_eq!(r.first_position, i + 1);
     }
-    println!("acknowledged 120");
+    // Large appends (20 KiB), which a lone appender commits on its own thread.
+    for i in 120..150u64 {
+        let r = store.append(&format!("order-{}", i % 5), ExpectedVersion::Any, vec![ev("E", &format!("{i:020480}"))]);
+        assert_eq!(r.unwrap().first_position, i + 1);
+    }
+    assert!(store.stats().groups_on_appender_thread > 0, "some were committed on this thread");
+    println!("acknowledged 150");
     std::io::Write::flush(&mut std::io::stdout()).unwrap();
     loop {
         std::thread::sleep(std::time::Duration::from_secs(1));
@@ -362,7 +368,7 @@ fn a_sigkilled_store_reopens_with_every_acknowledged_event() {
             };
         }
     });
-    let ready = stdout.lines().map_while(Result::ok).any(|line| line.ends_with("acknowledged 120"));
+    let ready = stdout.lines().map_while(Result::ok).any(|line| line.ends_with("acknowledged 150"));
     done.send(()).unwrap();
     watchdog.join().unwrap();
     let stderr = || std::fs::read_to_string(stderr_file.path()).unwrap_or_default();
@@ -375,13 +381,13 @@ fn a_sigkilled_store_reopens_with_every_acknowledged_event() {
     let store = Store::open(dir.path(), Options { fs: Arc::new(sim.clone()), ..small_segments() }).unwrap();
     assert!(!open_saw_clean_shutdown(&sim, dir.path()), "the open recovered from a crash");
     let all = store.read_all(1, 1000, &Filter::all()).unwrap();
-    let data: Vec<String> = all.iter().map(|e| String::from_utf8(e.data().to_vec()).unwrap()).collect();
-    assert_eq!(data, (0..120).map(|i| i.to_string()).collect::<Vec<_>>());
+    let data: Vec<u64> = all.iter().map(|e| std::str::from_utf8(e.data()).unwrap().parse().unwrap()).collect();
+    assert_eq!(data, (0..150).collect::<Vec<_>>());
     for s in 0..5 {
-        assert_eq!(store.stream_version(&format!("order-{s}")), 24);
+        assert_eq!(store.stream_version(&format!("order-{s}")), 30);
     }
-    let r = store.append("order-0", ExpectedVersion::Exact(24), vec![ev("E", "after")]).unwrap();
-    assert_eq!(r.first_position, 121);
+    let r = store.append("order-0", ExpectedVersion::Exact(30), vec![ev("E", "after")]).unwrap();
+    assert_eq!(r.first_position, 151);
     store.close().unwrap();
 }
 

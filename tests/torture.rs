@@ -72,7 +72,13 @@ fn torture_child() {
                 let mut rng = SplitMix64::seed_from_u64((round << 32) | t);
                 for seq in 0.. {
                     let tag = format!("r{round}t{t}s{seq}");
-                    let pad = below(&mut rng, 200);
+                    // Thread 0 sends a large append (6-9 KB events) now and then: those of
+                    // 16 KiB or more are committed on its own thread when it is alone.
+                    let pad = if t == 0 && below(&mut rng, 4) == 0 {
+                        6000 + below(&mut rng, 3000)
+                    } else {
+                        below(&mut rng, 200)
+                    };
                     // One attempt in three is a batch of 2-4 parts (possibly one stream twice).
                     let parts = if below(&mut rng, 3) == 0 { 2 + below(&mut rng, 3) } else { 1 };
                     let mut plan: Vec<(String, u64, ExpectedVersion)> = Vec::new();

@@ -71,7 +71,12 @@ pub fn crashed_on_top_of_synced(
 
 /// Zeroes everything after the header of the segment file `path` (its frames lost).
 pub fn zero_frames(path: &Path) {
+    zero_from(path, logbook::segment::SEGMENT_HEADER_BYTES);
+}
+
+/// Zeroes the segment file `path` from byte `offset` to its end.
+pub fn zero_from(path: &Path, offset: usize) {
     let mut bytes = fs::read(path).unwrap();
-    bytes[logbook::segment::SEGMENT_HEADER_BYTES..].fill(0);
+    bytes[offset..].fill(0);
     fs::write(path, &bytes).unwrap();
 }

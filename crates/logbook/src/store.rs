@@ -33,7 +33,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use bytes::Bytes;
-use crossbeam_channel::{bounded, Sender, TrySendError};
+use crossbeam_channel::TrySendError;
 
 use crate::wal::{reply_channel, ReplyReceiver};
 use parking_lot::Mutex;
@@ -44,7 +44,7 @@ use crate::record::{self, FRAME_HEADER_BYTES, MAX_STREAM_BYTES};
 use crate::segment::{self, ReadError, SegmentReader};
 use crate::options::Options;
 use crate::types::{AppendResult, Direction, ExpectedVersion, Filter, Log2Histogram, NewEvent, RecordedEvent};
-use crate::wal::{self, AppendRequest, Request, Shared, Writer};
+use crate::wal::{self, AppendRequest, Request, Shared, Writer, WriterQueue};
 
 /// Most events one `read_all` call scans past without a match before returning what it has,
 /// so a selective filter cannot hold a caller for the whole log at once.
@@ -66,7 +66,7 @@ pub struct Store {
 
 struct Inner {
     shared: Arc<Shared>,
-    requests: Sender<Request>,
+    requests: WriterQueue,
     writer: Mutex<Option<JoinHandle<()>>>,
     options: Options,
     acks: Arc<AckState>,
@@ -84,7 +84,7 @@ impl Drop for Inner {
     }
 }
 
-fn shutdown(requests: &Sender<Request>, writer: &Mutex<Option<JoinHandle<()>>>) -> Result<()> {
+fn shutdown(requests: &WriterQueue, writer: &Mutex<Option<JoinHandle<()>>>) -> Result<()> {
     let Some(handle) = writer.lock().take() else {
         return Ok(());
     };
@@ -196,12 +196,9 @@ impl Store {
     pub fn open(dir: impl AsRef<Path>, options: Options) -> Result<Store> {
         validate_options(&options)?;
         let recovered = wal::recover(dir.as_ref(), &options)?;
-        let (requests, queue) = bounded(options.max_queued_appends);
         let writer =
             Writer::new(Arc::clone(&recovered.shared), recovered.writer, options.clone(), recovered.last_frame_crc);
-        let handle = std::thread::Builder::new()
-            .name("logbook-writer".into())
-            .spawn(move || writer.run(queue))
+        let (requests, handle) = WriterQueue::start(writer, options.max_queued_appends)
             .map_err(|e| Error::io("starting the writer thread", e))?;
         let store = Store {
             inner: Arc::new(Inner {
@@ -233,7 +230,12 @@ impl Store {
     /// `open_store` does it): without one, a retry of an event compaction archived is written
     /// again.
     pub fn append(&self, stream: &str, expected: ExpectedVersion, events: Vec<NewEvent>) -> Result<AppendResult> {
-        self.submit_append(stream, expected, events)?.wait()
+        validate_stream_name(stream)?;
+        let request = self.prepare_named(stream, expected, events)?;
+        let (tx, rx) = reply_channel();
+        let pending = PendingAppend(Pending::new(rx, &self.inner.acks));
+        self.handle_or_send(Request::Append(request, tx))?;
+        pending.wait()
     }
 
     /// Appends several parts, each `(stream, expected version, events)`, atomically: all of
@@ -252,7 +254,27 @@ impl Store {
     /// mode). A refused part fails the whole batch with [`Error::BatchPart`], naming the part
     /// (from 0) and why (for example a [`Error::WrongExpectedVersion`]); nothing is written.
     pub fn append_batch(&self, parts: Vec<AppendPart>) -> Result<Vec<AppendResult>> {
-        self.submit_append_batch(parts)?.wait()
+        let requests = self.prepare_batch(parts)?;
+        let (tx, rx) = reply_channel();
+        let pending = PendingBatch(Pending::new(rx, &self.inner.acks));
+        self.handle_or_send(Request::AppendBatch(requests, tx))?;
+        pending.wait()
+    }
+
+    /// Hands over a request its caller is about to wait for: a large one is handled on this
+    /// thread when the caller is the store's only appender (its own pending append is the one
+    /// in flight) and nothing is queued (`wal::WriterQueue::handle_here`); anything else is
+    /// queued for the writer thread. Appenders that overlap keep sharing group commits there.
+    fn handle_or_send(&self, request: Request) -> Result<()> {
+        let alone = self.inner.acks.in_flight.load(Ordering::Acquire) == 1;
+        let request = match alone {
+            true => match self.inner.requests.handle_here(request) {
+                None => return Ok(()),
+                Some(request) => request,
+            },
+            false => request,
+        };
+        self.inner.requests.send(request).map_err(|_| Error::Shutdown)
     }
 
     /// Queues a batch for the writer as [`Store::append_batch`] does and returns at once;
@@ -532,6 +554,7 @@ impl Store {
             events: s.events.load(Ordering::Relaxed),
             fsyncs: s.fsyncs.load(Ordering::Relaxed),
             groups: s.groups.load(Ordering::Relaxed),
+            groups_on_appender_thread: s.groups_on_appender_thread.load(Ordering::Relaxed),
             bytes_written: s.bytes_written.load(Ordering::Relaxed),
             fsync_micros: s.fsync_micros.snapshot(),
             group_events: s.group_events.snapshot(),
@@ -1013,6 +1036,10 @@ pub struct StoreStats {
     pub fsyncs: u64,
     /// Group commits: writes to the segment, each holding one or more appends.
     pub groups: u64,
+    /// Of the groups, those a lone appender committed on its own thread instead of the writer
+    /// thread (an `append` or `append_batch` of at least 16 KiB encoded, with no other append
+    /// in flight or queued).
+    pub groups_on_appender_thread: u64,
     /// Bytes written to segment files.
     pub bytes_written: u64,
     /// How long each fdatasync of the active segment took, in µs.

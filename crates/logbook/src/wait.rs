@@ -10,8 +10,12 @@
 //!   once; on an otherwise idle CPU the yield returns immediately and keeps the CPU awake;
 //! * a poll that finds the wall clock jumped means the poller lost its CPU to someone else:
 //!   polling stops and the poller parks;
-//! * a wait whose polling timed out or lost its CPU makes the next `BACKOFF_WAITS` waits of
-//!   the same [`Poller`] park at once; polling is tried again afterwards.
+//! * a wait whose polling timed out or lost its CPU makes the next waits of the same
+//!   [`Poller`] park at once: 2 after one such wait, doubling with each one in a row up to
+//!   `MAX_BACKOFF_WAITS`, and none again once polling pays. A rare long wait (an fdatasync
+//!   that also writes a zero-filled step, a segment roll-over) then costs a couple of
+//!   wake-ups, not 64; polling that keeps failing (a slow disk, a busy machine) reaches the
+//!   old back-off of 64 waits after six failures in a row (before, after one).
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
@@ -20,8 +24,11 @@ use std::time::{Duration, Instant};
 const PAUSE_POLLS: u32 = 32;
 /// A gap this long between two polls means the poller was descheduled.
 const DESCHEDULED: Duration = Duration::from_micros(50);
-/// Waits that park at once after a wait whose polling did not pay.
-const BACKOFF_WAITS: u32 = 64;
+/// Most waits that park at once after waits whose polling did not pay.
+const MAX_BACKOFF_WAITS: u32 = 64;
+/// Failed polls in a row past which the back-off stops doubling (2^6 = `MAX_BACKOFF_WAITS`).
+const MAX_MISSES: u32 = MAX_BACKOFF_WAITS.trailing_zeros();
+const _: () = assert!(1 << MAX_MISSES == MAX_BACKOFF_WAITS, "the back-off doubles up to its maximum");
 
 /// One kind of wait's polling state (shared by the threads doing that kind of wait). The
 /// store's own waits use it; it is public so that a server built on the store polls by the
@@ -30,6 +37,8 @@ const BACKOFF_WAITS: u32 = 64;
 pub struct Poller {
     /// Waits left that park at once.
     skip: AtomicU32,
+    /// Polls in a row that did not pay (timed out or lost the CPU), at most `MAX_MISSES`.
+    misses: AtomicU32,
 }
 
 impl Poller {
@@ -46,11 +55,14 @@ impl Poller {
         let mut polls = 0u32;
         loop {
             if let Some(value) = ready() {
+                self.misses.store(0, Ordering::Relaxed);
                 return Some(value);
             }
             let now = Instant::now();
             if now.duration_since(last) > DESCHEDULED || now.duration_since(start) >= bound {
-                self.skip.store(BACKOFF_WAITS, Ordering::Relaxed);
+                let misses = (self.misses.load(Ordering::Relaxed) + 1).min(MAX_MISSES);
+                self.misses.store(misses, Ordering::Relaxed);
+                self.skip.store(1 << misses, Ordering::Relaxed);
                 return None;
             }
             last = now;
@@ -74,22 +86,51 @@ mod tests {
         assert_eq!(poller.poll(Duration::from_secs(60), || Some(7)), Some(7));
     }
 
-    #[test]
-    fn a_wait_that_did_not_pay_makes_the_next_ones_park_at_once() {
-        let poller = Poller::default();
-        assert_eq!(poller.poll(Duration::ZERO, || None::<()>), None);
-        for _ in 0..BACKOFF_WAITS {
-            let mut polls = 0;
-            assert_eq!(
-                poller.poll(Duration::from_secs(60), || {
-                    polls += 1;
-                    None::<()>
-                }),
-                None
-            );
-            assert_eq!(polls, 1, "a backing-off wait looks once, then parks");
+    /// Polls that find nothing until `bound`; returns how many times `ready` was asked.
+    fn failed_wait(poller: &Poller) -> u32 {
+        let mut polls = 0;
+        assert_eq!(
+            poller.poll(Duration::from_micros(20), || {
+                polls += 1;
+                None::<()>
+            }),
+            None
+        );
+        polls
+    }
+
+    /// Waits that park at once (each asks `ready` once) until one polls again.
+    fn parked_waits(poller: &Poller) -> u32 {
+        let mut parked = 0;
+        while poller.skip.load(Ordering::Relaxed) > 0 {
+            assert_eq!(failed_wait(poller), 1, "a backing-off wait looks once, then parks");
+            parked += 1;
         }
-        // Polling is tried again afterwards.
-        assert_eq!(poller.skip.load(Ordering::Relaxed), 0);
+        parked
+    }
+
+    #[test]
+    fn waits_that_do_not_pay_in_a_row_double_the_back_off_up_to_its_maximum() {
+        let poller = Poller::default();
+        let mut backoffs = Vec::new();
+        for _ in 0..8 {
+            assert!(failed_wait(&poller) > 1, "this wait polls");
+            backoffs.push(parked_waits(&poller));
+        }
+        assert_eq!(backoffs, [2, 4, 8, 16, 32, 64, 64, 64]);
+    }
+
+    #[test]
+    fn a_wait_that_pays_ends_the_back_off() {
+        let poller = Poller::default();
+        for _ in 0..MAX_MISSES {
+            failed_wait(&poller);
+            parked_waits(&poller);
+        }
+        // Polling is tried again after the back-off, and pays: the next failure backs off
+        // by 2 again, so one long wait among quick ones costs two wake-ups, not 64.
+        assert_eq!(poller.poll(Duration::from_secs(60), || Some(1)), Some(1));
+        failed_wait(&poller);
+        assert_eq!(parked_waits(&poller), 2);
     }
 }

@@ -4,9 +4,12 @@
 //! * `state` — what readers see: sealed and active segments, the stream directory, the head;
 //! * `recovery` — the walker used by `open` and `verify`, and `recover` (open);
 //! * `writer` — group commit, expected versions, rollover; with `idempotency`, `tombstones`
-//!   and `spare` (the next segment, zero-filled ahead of time).
+//!   and `spare` (the next segment, zero-filled ahead of time);
+//! * `queue` — how requests reach the writer: its queue and thread, or a lone appender's own
+//!   thread.
 
 mod idempotency;
+mod queue;
 mod recovery;
 mod reply;
 mod spare;
@@ -20,4 +23,5 @@ pub use recovery::{
 };
 pub use reply::{reply_channel, ReplyReceiver};
 pub use state::{event_from_frame, read_error, read_events, SealedSegment, Shared};
+pub use queue::WriterQueue;
 pub use writer::{AppendRequest, Request, Writer};

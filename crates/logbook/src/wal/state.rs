@@ -280,6 +280,8 @@ pub struct Stats {
     pub events: AtomicU64,
     pub fsyncs: AtomicU64,
     pub groups: AtomicU64,
+    /// Groups a lone appender committed on its own thread (`wal::queue`).
+    pub groups_on_appender_thread: AtomicU64,
     pub bytes_written: AtomicU64,
     /// How long each fdatasync of the active segment took, µs.
     pub fsync_micros: crate::types::Log2Counts,

@@ -1,8 +1,10 @@
-//! The single writer thread: group commit, expected versions, idempotency, tombstones, segment
+//! The single writer: group commit, expected versions, idempotency, tombstones, segment
 //! rollover.
 //!
-//! One writer thread owns the active segment. Appenders send [`Request`]s over a bounded
-//! crossbeam channel; the writer takes everything queued (a group), checks expected versions
+//! One writer owns the active segment, one group at a time (`super::queue`). Appenders send
+//! [`Request`]s over a bounded crossbeam channel to the writer thread, which takes everything
+//! queued as a group (a lone appender with nothing queued hands its request to the writer on
+//! its own thread instead, as a group of one); the writer checks expected versions
 //! and idempotency, encodes every frame into one buffer, writes it with one call, issues one
 //! fdatasync for the whole group, then publishes the new events to readers and acknowledges
 //! each appender. Readers see only published events: with `SyncMode::Always` that means
@@ -16,8 +18,6 @@ use std::collections::{HashMap, HashSet};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-use crossbeam_channel::{Receiver, RecvTimeoutError};
 
 use super::reply::ReplySender;
 
@@ -35,8 +35,6 @@ use crate::types::{AppendResult, ExpectedVersion, NewEvent};
 
 /// Most appends the writer takes into one group commit.
 pub const MAX_GROUP_APPENDS: usize = 1024;
-/// Longest the writer polls for the next request before it parks.
-pub const WRITER_SPIN: Duration = Duration::from_micros(50);
 /// Most bytes the writer buffers for one group before committing it.
 pub const MAX_GROUP_BYTES: usize = 32 * 1024 * 1024;
 /// After a failed record of how far the log is synced, the least wait before the next try.
@@ -68,6 +66,9 @@ pub enum Request {
     },
     /// Make everything written so far durable (for `SyncMode::Never`/`Every`).
     Sync(ReplySender<Result<()>>),
+    /// Nothing to do: wakes the writer thread to look at its timed work again, after a group
+    /// committed on an appender's thread left some (`super::queue`).
+    Wake,
     /// Commit, sync, mark the shutdown clean and stop.
     Shutdown(ReplySender<Result<()>>),
 }
@@ -95,7 +96,8 @@ fn check_stream_times(append: &AppendRequest, before: Option<i64>, now: i64) -> 
     Ok(())
 }
 
-/// The writer thread's state.
+/// The writer's state: held by the writer thread for each group, or by a lone appender
+/// committing its own append (`super::queue`).
 pub struct Writer {
     shared: Arc<Shared>,
     segment: SegmentWriter,
@@ -111,7 +113,8 @@ pub struct Writer {
     /// Streams deleted by the pending group.
     pending_tombstones: HashSet<String>,
     /// The pending group's events, already encoded into `buf`: freed after the group's
-    /// acknowledgements are sent, so the frees are not on their path.
+    /// acknowledgements are sent, so the frees are not on their path (except a lone
+    /// appender's own group, which it commits and then frees before its append returns).
     encoded_events: Vec<Vec<NewEvent>>,
     failed: Option<String>,
     unsynced: bool,
@@ -132,6 +135,8 @@ pub struct Writer {
     last_frame_crc: u32,
     /// The same for the pending group's last frame.
     pending_last_crc: u32,
+    /// A shutdown request was handled.
+    stopped: bool,
 }
 
 struct PendingAppend {
@@ -183,6 +188,7 @@ impl Writer {
             spare,
             last_frame_crc,
             pending_last_crc: last_frame_crc,
+            stopped: false,
         }
     }
 
@@ -204,66 +210,60 @@ impl Writer {
         SegmentWriter::create(fsys, segments_dir, self.next_position, self.options.segment_bytes, now)
     }
 
-    /// The writer thread's loop: runs until a shutdown request or until every sender is gone.
-    pub fn run(mut self, requests: Receiver<Request>) {
-        loop {
-            let first = match self.next_request(&requests) {
-                Some(request) => request,
-                None => {
-                    // Every `Store` handle is gone without a shutdown: still close cleanly.
-                    let _ = self.shutdown();
-                    return;
-                }
-            };
-            let mut group = vec![first];
-            while group.len() < MAX_GROUP_APPENDS {
-                match requests.try_recv() {
-                    Ok(request) => group.push(request),
-                    Err(_) => break,
-                }
+    /// How long the idle writer may wait for its next request before it has timed work to
+    /// do: with `SyncMode::Every`, syncing written data on time; and recording how far the
+    /// log is synced once that has waited its interval (the last appends before the writer
+    /// goes idle get recorded too, not only when more come). `None`: nothing is due.
+    pub(super) fn idle_wait(&self) -> Option<Duration> {
+        // A failed writer waits for requests only (each is refused): nothing to sync or record.
+        let sync_in = match self.options.sync {
+            SyncMode::Every(interval) if self.unsynced && self.failed.is_none() => {
+                Some(interval.saturating_sub(self.last_sync.elapsed()))
             }
-            if self.process_group(group) {
-                return;
-            }
+            _ => None,
+        };
+        let record_in = (self.failed.is_none() && self.synced_end != self.recorded_end)
+            .then(|| self.record_interval().saturating_sub(self.last_record.elapsed()));
+        sync_in.into_iter().chain(record_in).min()
+    }
+
+    /// The timed work [`Writer::idle_wait`] waited for.
+    pub(super) fn on_idle_timeout(&mut self) {
+        let sync_due = matches!(self.options.sync, SyncMode::Every(_)) && self.unsynced && self.failed.is_none();
+        if !sync_due || self.sync_now().is_ok() {
+            self.record_synced();
         }
     }
 
-    /// Waits for a request; with `SyncMode::Every` also wakes to sync written data on time, and
-    /// wakes to record how far the log is synced once that has waited its interval (the last
-    /// appends before the writer goes idle get recorded too, not only when more come).
-    fn next_request(&mut self, requests: &Receiver<Request>) -> Option<Request> {
-        // A lone appender sends its next append right after its acknowledgement; catching it
-        // while still awake saves a thread wake-up, a real share of a 100 µs fdatasync. The
-        // polling yields the CPU and backs off when it does not pay (`crate::wait`).
-        thread_local!(static POLLER: crate::wait::Poller = crate::wait::Poller::default());
-        if let Some(request) = POLLER.with(|poller| poller.poll(WRITER_SPIN, || requests.try_recv().ok())) {
-            return Some(request);
-        }
-        loop {
-            // A failed writer waits for requests only (each is refused): nothing to sync or record.
-            let sync_in = match self.options.sync {
-                SyncMode::Every(interval) if self.unsynced && self.failed.is_none() => {
-                    Some(interval.saturating_sub(self.last_sync.elapsed()))
-                }
-                _ => None,
-            };
-            let record_in = (self.failed.is_none() && self.synced_end != self.recorded_end)
-                .then(|| self.record_interval().saturating_sub(self.last_record.elapsed()));
-            let Some(wait) = sync_in.into_iter().chain(record_in).min() else { return requests.recv().ok() };
-            match requests.recv_timeout(wait) {
-                Ok(request) => return Some(request),
-                Err(RecvTimeoutError::Timeout) => {
-                    if sync_in.is_none() || self.sync_now().is_ok() {
-                        self.record_synced();
-                    }
-                }
-                Err(RecvTimeoutError::Disconnected) => return None,
-            }
-        }
+    /// After a panic while handling a group (the writer already marked failed): refuses every
+    /// append staged so far, so nobody waits for an acknowledgement that will not come.
+    pub(super) fn refuse_staged(&mut self) {
+        debug_assert!(self.failed.is_some(), "only a failed writer refuses what it staged");
+        self.commit();
+    }
+
+    /// Marks the writer as stopped: nothing more is taken (its thread is gone).
+    pub(super) fn stop(&mut self) {
+        self.stopped = true;
+    }
+
+    /// True with `SyncMode::Every`, whose syncs the writer thread times.
+    pub(super) fn times_its_syncs(&self) -> bool {
+        matches!(self.options.sync, SyncMode::Every(_))
+    }
+
+    /// The store's counters.
+    pub(super) fn stats(&self) -> &super::state::Stats {
+        &self.shared.stats
+    }
+
+    /// True once a shutdown request was handled: nothing more is taken.
+    pub(super) fn stopped(&self) -> bool {
+        self.stopped
     }
 
     /// Handles one group; returns true when the writer must stop (shutdown).
-    fn process_group(&mut self, group: Vec<Request>) -> bool {
+    pub(super) fn process_group(&mut self, group: Vec<Request>) -> bool {
         for request in group {
             match request {
                 Request::Append(append, reply) => self.stage(append, reply, None),
@@ -279,15 +279,17 @@ impl Writer {
                 }
                 Request::Shutdown(reply) => {
                     reply.send(self.shutdown());
+                    self.stopped = true;
                     return true;
                 }
+                Request::Wake => {}
             }
         }
         self.commit();
         false
     }
 
-    fn shutdown(&mut self) -> Result<()> {
+    pub(super) fn shutdown(&mut self) -> Result<()> {
         self.commit();
         self.spare.finish();
         let result = self.sync_now().and_then(|()| {
@@ -345,7 +347,8 @@ impl Writer {
     }
 
     /// Records in the manifest how far the active segment is synced, at most once per
-    /// [`Options::synced_record_every`]; called after acknowledgements, off their path.
+    /// [`Options::synced_record_every`]; called after acknowledgements, off their path (a lone
+    /// appender committing its own group waits for it: at most once per interval).
     fn record_synced(&mut self) {
         if self.failed.is_some()
             || self.synced_end == self.recorded_end
@@ -369,7 +372,7 @@ impl Writer {
     }
 
     /// Stops the writer for good and returns the error to hand out.
-    fn fail(&mut self, reason: String) -> Error {
+    pub(super) fn fail(&mut self, reason: String) -> Error {
         tracing::error!(%reason, "writer stopped");
         let _ = self.shared.writer_failure.set(reason.clone());
         self.failed = Some(reason.clone());
@@ -742,8 +745,9 @@ impl Writer {
                 assert!(batch.is_empty(), "a batch's parts are committed with its last part");
                 self.encoded_events.clear();
                 self.spare.maybe_start(self.segment.write_offset(), self.segment_end());
-                // Preallocation by need, after the acknowledgements (the next fdatasync, or the
-                // one at close, carries it).
+                // Preallocation by need, after the acknowledgements; the next fdatasync (or the
+                // one at close) carries it. A lone appender committing its own group waits for
+                // this write, not for its sync.
                 match self.segment.grow_preallocation() {
                     Ok(0) => {}
                     Ok(_) => self.unsynced = true,
