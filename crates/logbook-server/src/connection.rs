@@ -116,9 +116,9 @@ pub(crate) struct Connection {
     /// About how many request bytes the run holds (`PreparedAppend::bytes`): they count against
     /// `max_pipeline_bytes` with the bytes read and not yet parsed, until the run settles.
     run_bytes: usize,
-    /// A run was handed to the store with no other append in flight, or a command to a helper
-    /// with nothing else going on (the loop then polls for a moment before it sleeps: see
-    /// `event_loop`).
+    /// A run was handed to the store with no other append in flight, a command to a helper
+    /// with nothing else going on, or commands were answered here with nothing else going on
+    /// (the loop then polls for a moment before it sleeps: see `event_loop`).
     lone: bool,
     /// A request taken from the core that waits for the run before it.
     stash: Option<Request>,
@@ -202,7 +202,7 @@ impl Connection {
     }
 
     /// True (once) when the connection handed a lone run to the store, or a command to a
-    /// helper with nothing else going on, since the last call.
+    /// helper, or answered commands itself, with nothing else going on, since the last call.
     pub fn take_lone(&mut self) -> bool {
         std::mem::take(&mut self.lone)
     }
@@ -433,6 +433,11 @@ impl Connection {
         }
         if !appends.is_empty() {
             self.submit(shared, mailbox, appends, true);
+        } else if others > 0 {
+            // Commands answered here, on a server otherwise idle: the client's next request
+            // is the loop's next news, a round trip away; the loop polls for it for a moment
+            // instead of sleeping (as after a lone run of appends).
+            self.lone |= shared.store.appends_in_flight() == 0 && shared.helpers.busy() == 0;
         }
     }
 

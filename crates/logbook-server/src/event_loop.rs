@@ -15,7 +15,8 @@
 //! full (the disk is the bottleneck then) the rest of a run waits on its connection, in a line
 //! of such connections ([`Mailbox::join_line`]) whose first the loop drives again every
 //! millisecond (`connection`). After a lone run of appends (no other
-//! run out) the loop polls its sockets for a moment before it sleeps ([`spin`]).
+//! run out), or commands it answered itself on an otherwise idle server, the loop polls its
+//! sockets for a moment before it sleeps ([`spin`]).
 //!
 //! Sockets are registered (edge-triggered) for input and output. Each connection remembers
 //! whether its socket may have input or take output until a read or write would block.
@@ -47,7 +48,8 @@ const READ_CHUNK_BYTES: usize = 64 * 1024;
 const MAX_POLL_WAIT: Duration = Duration::from_secs(1);
 /// Most loop threads, whatever the core count.
 const MAX_LOOPS: usize = 16;
-/// Longest a loop polls its sockets without sleeping after a lone run of appends ([`spin`]).
+/// Longest a loop polls its sockets without sleeping after a lone run of appends or lone
+/// commands ([`spin`]).
 const LONE_SPIN: Duration = Duration::from_micros(400);
 /// Stack of a loop thread: parsing is iterative, JSON nesting is bounded by serde_json.
 const LOOP_STACK_BYTES: usize = 2 * 1024 * 1024;
@@ -334,9 +336,10 @@ fn drive_noting(
 }
 
 /// Polls the sockets without sleeping for up to [`LONE_SPIN`], after a lone run of appends
-/// went to the store or a lone command to a helper: keeps the CPU awake until the client's
-/// next request or the helper's answer (about one fsync away), instead of a wake-up from an
-/// idle CPU (tens of µs on a VM). The polling follows the store's own rule
+/// went to the store, a lone command to a helper, or commands were answered here with the
+/// server otherwise idle: keeps the CPU awake until the client's next request or the helper's
+/// answer (a round trip or an fsync away), instead of a wake-up from an idle CPU (tens of µs
+/// on a VM: a lone client's READ took 57 µs at the median with the wake-up, 21 µs without). The polling follows the store's own rule
 /// ([`logbook::Poller`]): it yields the CPU between polls, stops when the loop lost its CPU,
 /// and backs off after polling that did not pay. True when events came.
 fn spin(poll: &mut Poll, events: &mut Events, poller: &logbook::Poller) -> bool {
