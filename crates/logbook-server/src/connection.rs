@@ -39,7 +39,7 @@ use parking_lot::Mutex;
 use super::auth::Identity;
 use super::commands::{self, Outcome, Reply};
 use super::connection_core::{ConnectionCore, Request, Wait};
-use super::event_loop::{no_helper_reply, Answer, Finished, Mailbox};
+use super::event_loop::{no_helper_reply, Answer, Finished, Mailbox, LONE_COMMAND_SPIN, LONE_SPIN};
 use super::pipeline::{self, AnsweredByWriter, PreparedAppend};
 use super::{Registration, Shared};
 
@@ -116,10 +116,11 @@ pub(crate) struct Connection {
     /// About how many request bytes the run holds (`PreparedAppend::bytes`): they count against
     /// `max_pipeline_bytes` with the bytes read and not yet parsed, until the run settles.
     run_bytes: usize,
-    /// A run was handed to the store with no other append in flight, a command to a helper
-    /// with nothing else going on, or commands were answered here with nothing else going on
-    /// (the loop then polls for a moment before it sleeps: see `event_loop`).
-    lone: bool,
+    /// How long the loop should poll for this connection's next news before it sleeps
+    /// (`event_loop::spin`): set when a run was handed to the store with no other append in
+    /// flight, a command to a helper with nothing else going on ([`LONE_SPIN`]), or commands
+    /// were answered here with nothing else going on ([`LONE_COMMAND_SPIN`]).
+    lone: Option<Duration>,
     /// A request taken from the core that waits for the run before it.
     stash: Option<Request>,
     /// The last `run_requests` stopped at [`MAX_REQUESTS_PER_TURN`]: the connection yields to
@@ -172,7 +173,7 @@ impl Connection {
             core,
             run: None,
             run_bytes: 0,
-            lone: false,
+            lone: None,
             yielded: false,
             stash: None,
             readable: true,
@@ -201,10 +202,14 @@ impl Connection {
         self.session.is_none() || self.run.is_some()
     }
 
-    /// True (once) when the connection handed a lone run to the store, or a command to a
-    /// helper, or answered commands itself, with nothing else going on, since the last call.
-    pub fn take_lone(&mut self) -> bool {
-        std::mem::take(&mut self.lone)
+    /// How long the loop should poll for this connection's next news (see the field), once.
+    pub fn take_spin(&mut self) -> Option<Duration> {
+        self.lone.take()
+    }
+
+    /// Asks the loop to poll for at least `bound` before it sleeps.
+    fn ask_spin(&mut self, bound: Duration) {
+        self.lone = self.lone.max(Some(bound));
     }
 
     /// When the loop must drive the connection even without news (`None` while a helper runs
@@ -437,13 +442,17 @@ impl Connection {
             // Commands answered here, on a server otherwise idle: the client's next request
             // is the loop's next news, a round trip away; the loop polls for it for a moment
             // instead of sleeping (as after a lone run of appends).
-            self.lone |= shared.store.appends_in_flight() == 0 && shared.helpers.busy() == 0;
+            if shared.store.appends_in_flight() == 0 && shared.helpers.busy() == 0 {
+                self.ask_spin(LONE_COMMAND_SPIN);
+            }
         }
     }
 
     /// Hands a run of appends to the store; `ends`: it ends what the client sent.
     fn submit(&mut self, shared: &Arc<Shared>, mailbox: &Arc<Mailbox>, appends: Vec<PreparedAppend>, ends: bool) {
-        self.lone |= ends && pipeline::lone(shared, appends.len());
+        if ends && pipeline::lone(shared, appends.len()) {
+            self.ask_spin(LONE_SPIN);
+        }
         // The writer writes the replies itself when nothing of the connection waits before them.
         let proto = self.session.as_ref().map_or(ProtocolVersion::Resp2, |s| s.proto);
         let direct = self.core.answers_directly();
@@ -473,7 +482,9 @@ impl Connection {
         // Alone on the server, the helper's answer is the loop's next news: the loop polls for
         // it for a moment instead of sleeping (as after a lone run of appends).
         let (appends, helpers) = (shared.store.appends_in_flight(), shared.helpers.busy());
-        self.lone |= appends == 0 && helpers == 0;
+        if appends == 0 && helpers == 0 {
+            self.ask_spin(LONE_SPIN);
+        }
         // (A helper that just answered this connection may not count as idle yet.)
         let alone = appends == 0 && helpers <= 1;
         let handed = Arc::new(Mutex::new(Some(session)));
