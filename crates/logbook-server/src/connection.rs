@@ -120,7 +120,7 @@ pub(crate) struct Connection {
     /// (`event_loop::spin`): set when a run was handed to the store with no other append in
     /// flight, a command to a helper with nothing else going on ([`LONE_SPIN`]), or commands
     /// were answered here with nothing else going on ([`LONE_COMMAND_SPIN`]).
-    lone: Option<Duration>,
+    spin_for: Option<Duration>,
     /// A request taken from the core that waits for the run before it.
     stash: Option<Request>,
     /// The last `run_requests` stopped at [`MAX_REQUESTS_PER_TURN`]: the connection yields to
@@ -173,7 +173,7 @@ impl Connection {
             core,
             run: None,
             run_bytes: 0,
-            lone: None,
+            spin_for: None,
             yielded: false,
             stash: None,
             readable: true,
@@ -204,12 +204,12 @@ impl Connection {
 
     /// How long the loop should poll for this connection's next news (see the field), once.
     pub fn take_spin(&mut self) -> Option<Duration> {
-        self.lone.take()
+        self.spin_for.take()
     }
 
     /// Asks the loop to poll for at least `bound` before it sleeps.
     fn ask_spin(&mut self, bound: Duration) {
-        self.lone = self.lone.max(Some(bound));
+        self.spin_for = self.spin_for.max(Some(bound));
     }
 
     /// When the loop must drive the connection even without news (`None` while a helper runs

@@ -213,7 +213,7 @@ fn run(shared: &Arc<Shared>, seed: LoopSeed) {
     let mut scratch = vec![0u8; READ_CHUNK_BYTES];
     let mut touched: Vec<u64> = Vec::new();
     let mut again: Vec<u64> = Vec::new();
-    let mut lone: Option<Duration> = None;
+    let mut spin_for: Option<Duration> = None;
     let poller = logbook::Poller::default();
     let mut next_scan: Option<Instant> = None;
     loop {
@@ -223,7 +223,7 @@ fn run(shared: &Arc<Shared>, seed: LoopSeed) {
         } else {
             Duration::ZERO
         };
-        let spun = match lone.take() {
+        let spun = match spin_for.take() {
             // Never past the loop's next deadline (idle timeouts, the queue line's retry).
             Some(bound) if !wait.is_zero() => spin(&mut poll, &mut events, &poller, bound.min(wait)),
             _ => false,
@@ -297,7 +297,7 @@ fn run(shared: &Arc<Shared>, seed: LoopSeed) {
                 id,
                 &mut scratch,
                 &mut again,
-                &mut lone,
+                &mut spin_for,
                 &mut next_scan,
             );
         }
@@ -322,7 +322,7 @@ fn drive_noting(
     id: u64,
     scratch: &mut [u8],
     again: &mut Vec<u64>,
-    lone: &mut Option<Duration>,
+    spin_for: &mut Option<Duration>,
     next_scan: &mut Option<Instant>,
 ) {
     let Some(connection) = connections.get_mut(&id) else { return };
@@ -334,7 +334,7 @@ fn drive_noting(
             if more {
                 again.push(id);
             }
-            *lone = (*lone).max(connection.take_spin());
+            *spin_for = (*spin_for).max(connection.take_spin());
         }
         Next::End => {
             if let Some(mut connection) = connections.remove(&id) {
@@ -347,11 +347,11 @@ fn drive_noting(
 }
 
 /// Polls the sockets without sleeping for up to `bound` ([`LONE_SPIN`] or
-/// [`LONE_COMMAND_SPIN`]), after a lone run of appends
-/// went to the store, a lone command to a helper, or commands were answered here with the
-/// server otherwise idle: keeps the CPU awake until the client's next request or the helper's
-/// answer (a round trip or an fsync away), instead of a wake-up from an idle CPU (tens of µs
-/// on a VM: a lone client's READ took 57 µs at the median with the wake-up, 21 µs without). The polling follows the store's own rule
+/// [`LONE_COMMAND_SPIN`]), after a lone run of appends went to the store, a lone command to a
+/// helper, or commands were answered here with the server otherwise idle: keeps the CPU awake
+/// until the client's next request or the helper's answer (a round trip or an fsync away),
+/// instead of a wake-up from an idle CPU (tens of µs on a VM: a lone client's READ took 57 µs
+/// at the median with the wake-up, 21 µs without). The polling follows the store's own rule
 /// ([`logbook::Poller`]): it yields the CPU between polls, stops when the loop lost its CPU,
 /// and backs off after polling that did not pay. True when events came.
 fn spin(poll: &mut Poll, events: &mut Events, poller: &logbook::Poller, bound: Duration) -> bool {

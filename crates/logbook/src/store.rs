@@ -35,7 +35,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use crossbeam_channel::TrySendError;
 
-use crate::wal::{reply_channel, ReplyReceiver};
+use crate::wal::{reply_channel, ReplyReceiver, ReplySender};
 use parking_lot::Mutex;
 
 use crate::archived::ArchivedEvents;
@@ -232,8 +232,8 @@ impl Store {
     pub fn append(&self, stream: &str, expected: ExpectedVersion, events: Vec<NewEvent>) -> Result<AppendResult> {
         validate_stream_name(stream)?;
         let request = self.prepare_named(stream, expected, events)?;
-        let (tx, rx) = reply_channel();
-        let pending = PendingAppend(Pending::new(rx, &self.inner.acks));
+        let (tx, pending) = self.pending();
+        let pending = PendingAppend(pending);
         self.handle_or_send(Request::Append(request, tx))?;
         pending.wait()
     }
@@ -255,8 +255,8 @@ impl Store {
     /// (from 0) and why (for example a [`Error::WrongExpectedVersion`]); nothing is written.
     pub fn append_batch(&self, parts: Vec<AppendPart>) -> Result<Vec<AppendResult>> {
         let requests = self.prepare_batch(parts)?;
-        let (tx, rx) = reply_channel();
-        let pending = PendingBatch(Pending::new(rx, &self.inner.acks));
+        let (tx, pending) = self.pending();
+        let pending = PendingBatch(pending);
         self.handle_or_send(Request::AppendBatch(requests, tx))?;
         pending.wait()
     }
@@ -265,16 +265,21 @@ impl Store {
     /// thread when the caller is the store's only appender (its own pending append is the one
     /// in flight) and nothing is queued (`wal::WriterQueue::handle_here`); anything else is
     /// queued for the writer thread. Appenders that overlap keep sharing group commits there.
-    fn handle_or_send(&self, request: Request) -> Result<()> {
-        let alone = self.inner.acks.in_flight.load(Ordering::Acquire) == 1;
-        let request = match alone {
-            true => match self.inner.requests.handle_here(request) {
+    fn handle_or_send(&self, mut request: Request) -> Result<()> {
+        if self.inner.acks.in_flight.load(Ordering::Acquire) == 1 {
+            match self.inner.requests.handle_here(request) {
                 None => return Ok(()),
-                Some(request) => request,
-            },
-            false => request,
-        };
+                Some(back) => request = back,
+            }
+        }
         self.inner.requests.send(request).map_err(|_| Error::Shutdown)
+    }
+
+    /// A reply channel for an append and the handle its caller waits on (counted in flight
+    /// from now on).
+    fn pending<T>(&self) -> (ReplySender<Result<T>>, Pending<T>) {
+        let (tx, rx) = reply_channel();
+        (tx, Pending::new(rx, &self.inner.acks))
     }
 
     /// Queues a batch for the writer as [`Store::append_batch`] does and returns at once;
@@ -282,8 +287,8 @@ impl Store {
     /// appends submitted around it.
     pub fn submit_append_batch(&self, parts: Vec<AppendPart>) -> Result<PendingBatch> {
         let requests = self.prepare_batch(parts)?;
-        let (tx, rx) = reply_channel();
-        let pending = PendingBatch(Pending::new(rx, &self.inner.acks));
+        let (tx, pending) = self.pending();
+        let pending = PendingBatch(pending);
         self.inner.requests.send(Request::AppendBatch(requests, tx)).map_err(|_| Error::Shutdown)?;
         Ok(pending)
     }
@@ -294,8 +299,8 @@ impl Store {
     /// client's flood of appends cannot stop it serving the others.
     pub fn try_submit_append_batch(&self, parts: Vec<AppendPart>) -> Result<TrySubmit<PendingBatch, Vec<AppendPart>>> {
         let requests = self.prepare_batch(parts)?;
-        let (tx, rx) = reply_channel();
-        let pending = PendingBatch(Pending::new(rx, &self.inner.acks));
+        let (tx, pending) = self.pending();
+        let pending = PendingBatch(pending);
         match self.inner.requests.try_send(Request::AppendBatch(requests, tx)) {
             Ok(()) => Ok(TrySubmit::Queued(pending)),
             Err(TrySendError::Full(Request::AppendBatch(requests, _))) => {
@@ -361,8 +366,8 @@ impl Store {
     /// queue is full the part comes back unchanged, as with [`Store::try_submit_append_batch`].
     pub fn try_submit_append(&self, part: AppendPart) -> Result<TrySubmit<PendingAppend, AppendPart>> {
         let request = self.prepare(&part.stream, part.expected, part.events)?;
-        let (tx, rx) = reply_channel();
-        let pending = PendingAppend(Pending::new(rx, &self.inner.acks));
+        let (tx, pending) = self.pending();
+        let pending = PendingAppend(pending);
         match self.inner.requests.try_send(Request::Append(request, tx)) {
             Ok(()) => Ok(TrySubmit::Queued(pending)),
             Err(TrySendError::Full(Request::Append(request, _))) => Ok(TrySubmit::QueueFull(part_of(request))),
@@ -378,8 +383,8 @@ impl Store {
         events: Vec<NewEvent>,
     ) -> Result<PendingAppend> {
         let request = self.prepare_named(stream, expected, events)?;
-        let (tx, rx) = reply_channel();
-        let pending = PendingAppend(Pending::new(rx, &self.inner.acks));
+        let (tx, pending) = self.pending();
+        let pending = PendingAppend(pending);
         self.inner.requests.send(Request::Append(request, tx)).map_err(|_| Error::Shutdown)?;
         Ok(pending)
     }

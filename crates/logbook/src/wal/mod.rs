@@ -21,7 +21,7 @@ pub use recovery::{
     manifest_of_segments, recover, walk, walk_verify_records, walk_without_records, Finding,
     HotPositions, RecoveryMode, Repair, Severity, Walk,
 };
-pub use reply::{reply_channel, ReplyReceiver};
+pub use reply::{reply_channel, ReplyReceiver, ReplySender};
 pub use state::{event_from_frame, read_error, read_events, SealedSegment, Shared};
 pub use queue::WriterQueue;
 pub use writer::{AppendRequest, Request, Writer};
